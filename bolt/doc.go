@@ -1,0 +1,29 @@
+// Package bolt is hishel-go's bbolt layer: the bucket layout, the encoding of
+// pair records, chunk keys and index keys, and nothing about caching policy.
+// The storage template in package template builds its operations on it.
+//
+// # Buckets
+//
+//	meta        "format" → format version (1 byte); "stats" → counters
+//	pairs       pair id (16 bytes) → record (see EncodeRecord)
+//	keys        sha256(cache key) ‖ pair id → empty; complete, live pairs only
+//	chunks      pair id ‖ kind ‖ big-endian seq → body bytes;
+//	            seq MarkerSeq is the completion marker and sorts last
+//	expiry      big-endian expiry time ‖ pair id → empty (pairs with a TTL)
+//	deleted     big-endian deletion time ‖ pair id → empty (soft-deleted)
+//	incomplete  big-endian creation time ‖ pair id → empty (not yet complete)
+//	access      big-endian last access time ‖ pair id → empty (LRU order)
+//
+// Cache keys of any length and any bytes are hashed into the keys bucket, so
+// bbolt's 32 KiB key limit never applies to them; the full key is kept in the
+// record and compared on lookup, so a hash collision cannot serve a wrong pair.
+// The index buckets are ordered by time, so a sweep visits only what is due.
+//
+// # Records
+//
+// A record starts with its format version. [DecodeRecord] rejects unknown
+// versions with [model.ErrFormatVersion] and malformed bytes with
+// [model.ErrCorrupt]; it never panics and never allocates more than the
+// input's size suggests. Values read from bbolt are only valid inside their
+// transaction: every decoder here copies what it keeps.
+package bolt

@@ -1,0 +1,202 @@
+package bolt
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/hishel-go/hishel/model"
+)
+
+// FormatVersion is the version of the database layout and record encoding
+// written by this package.
+const FormatVersion byte = 1
+
+// Bucket names.
+var (
+	BucketMeta       = []byte("meta")
+	BucketPairs      = []byte("pairs")
+	BucketKeys       = []byte("keys")
+	BucketChunks     = []byte("chunks")
+	BucketExpiry     = []byte("expiry")
+	BucketDeleted    = []byte("deleted")
+	BucketIncomplete = []byte("incomplete")
+	BucketAccess     = []byte("access")
+
+	// Buckets lists every bucket a hishel database has.
+	Buckets = [][]byte{BucketMeta, BucketPairs, BucketKeys, BucketChunks,
+		BucketExpiry, BucketDeleted, BucketIncomplete, BucketAccess}
+
+	// MetaFormat and MetaStats are the keys of the meta bucket.
+	MetaFormat = []byte("format")
+	MetaStats  = []byte("stats")
+)
+
+// Kind says which body of a pair a chunk belongs to.
+type Kind byte
+
+const (
+	// KindRequest marks request body chunks.
+	KindRequest Kind = 0
+	// KindResponse marks response body chunks.
+	KindResponse Kind = 1
+)
+
+// MarkerSeq is the sequence number of a body's completion marker; it sorts
+// after every chunk of the body.
+const MarkerSeq = math.MaxUint64
+
+// Sizes of the fixed-length keys.
+const (
+	IDLen       = 16
+	HashLen     = sha256.Size
+	KeysKeyLen  = HashLen + IDLen
+	ChunkKeyLen = IDLen + 1 + 8
+	TimeKeyLen  = 8 + IDLen
+)
+
+// KeyHash is the hash under which a cache key is indexed.
+func KeyHash(key string) [HashLen]byte { return sha256.Sum256([]byte(key)) }
+
+// KeysKey returns the keys-bucket entry for a pair under a cache key hash.
+func KeysKey(h [HashLen]byte, id model.PairID) []byte {
+	k := make([]byte, KeysKeyLen)
+	copy(k, h[:])
+	copy(k[HashLen:], id[:])
+	return k
+}
+
+// ChunkKey returns the chunks-bucket key of chunk seq of a body.
+func ChunkKey(id model.PairID, kind Kind, seq uint64) []byte {
+	k := make([]byte, ChunkKeyLen)
+	copy(k, id[:])
+	k[IDLen] = byte(kind)
+	binary.BigEndian.PutUint64(k[IDLen+1:], seq)
+	return k
+}
+
+// ChunkPrefix returns the prefix shared by every chunk key of a pair.
+func ChunkPrefix(id model.PairID) []byte { return append([]byte(nil), id[:]...) }
+
+// ParseChunkKey splits a chunks-bucket key.
+func ParseChunkKey(k []byte) (id model.PairID, kind Kind, seq uint64, err error) {
+	if len(k) != ChunkKeyLen {
+		return id, 0, 0, fmt.Errorf("chunk key of %d bytes, want %d: %w", len(k), ChunkKeyLen, model.ErrCorrupt)
+	}
+	copy(id[:], k)
+	return id, Kind(k[IDLen]), binary.BigEndian.Uint64(k[IDLen+1:]), nil
+}
+
+// TimeKey returns an index key ordering t (at nanosecond precision, before
+// or after 1970) ahead of id.
+func TimeKey(t int64, id model.PairID) []byte {
+	k := make([]byte, TimeKeyLen)
+	binary.BigEndian.PutUint64(k, uint64(t)^(1<<63))
+	copy(k[8:], id[:])
+	return k
+}
+
+// ParseTimeKey splits an index key made by TimeKey.
+func ParseTimeKey(k []byte) (t int64, id model.PairID, err error) {
+	if len(k) != TimeKeyLen {
+		return 0, id, fmt.Errorf("index key of %d bytes, want %d: %w", len(k), TimeKeyLen, model.ErrCorrupt)
+	}
+	copy(id[:], k[8:])
+	return int64(binary.BigEndian.Uint64(k) ^ (1 << 63)), id, nil
+}
+
+// TimeBound returns the smallest index key after every key of time t, for
+// scanning an index up to and including t.
+func TimeBound(t int64) []byte {
+	k := make([]byte, 8)
+	binary.BigEndian.PutUint64(k, uint64(t)^(1<<63))
+	return k
+}
+
+// UnixNano converts t for storage; the zero time is stored as 0.
+func UnixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// Time converts a stored time back; 0 is the zero time.
+func Time(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+// Marker is the value of a body's completion marker.
+type Marker struct {
+	// Size is the body's length in bytes; Chunks the number of chunks.
+	Size   int64
+	Chunks uint64
+}
+
+// EncodeMarker encodes a completion marker value.
+func EncodeMarker(m Marker) []byte {
+	b := []byte{FormatVersion}
+	b = binary.AppendUvarint(b, uint64(m.Size))
+	return binary.AppendUvarint(b, m.Chunks)
+}
+
+// DecodeMarker decodes a completion marker value.
+func DecodeMarker(b []byte) (Marker, error) {
+	d := decoder{b: b}
+	var m Marker
+	if err := d.version(); err != nil {
+		return m, fmt.Errorf("marker: %w", err)
+	}
+	m.Size = int64(d.uvarint())
+	m.Chunks = d.uvarint()
+	if d.err == nil && m.Size < 0 {
+		d.fail("negative size")
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.fail("trailing bytes")
+	}
+	if d.err != nil {
+		return Marker{}, fmt.Errorf("marker: %w", d.err)
+	}
+	return m, nil
+}
+
+// Stats are the counters kept in the meta bucket.
+type Stats = model.Stats
+
+// EncodeStats encodes the counters.
+func EncodeStats(s Stats) []byte {
+	b := []byte{FormatVersion}
+	b = binary.AppendUvarint(b, uint64(s.Pairs))
+	b = binary.AppendUvarint(b, uint64(s.Incomplete))
+	b = binary.AppendUvarint(b, uint64(s.Deleted))
+	return binary.AppendUvarint(b, uint64(s.Bytes))
+}
+
+// DecodeStats decodes the counters; a nil value is all zeros.
+func DecodeStats(b []byte) (Stats, error) {
+	var s Stats
+	if b == nil {
+		return s, nil
+	}
+	d := decoder{b: b}
+	if err := d.version(); err != nil {
+		return s, fmt.Errorf("stats: %w", err)
+	}
+	s.Pairs = int(d.uvarint())
+	s.Incomplete = int(d.uvarint())
+	s.Deleted = int(d.uvarint())
+	s.Bytes = int64(d.uvarint())
+	if d.err == nil && (s.Pairs < 0 || s.Incomplete < 0 || s.Deleted < 0 || s.Bytes < 0) {
+		d.fail("negative counter")
+	}
+	if d.err != nil {
+		return Stats{}, fmt.Errorf("stats: %w", d.err)
+	}
+	return s, nil
+}

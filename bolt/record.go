@@ -1,0 +1,323 @@
+package bolt
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/hishel-go/hishel/model"
+)
+
+// Record flags.
+const (
+	// FlagRequestDone: the request body and its marker are stored.
+	FlagRequestDone uint8 = 1 << iota
+	// FlagResponseDone: the response body and its marker are stored.
+	FlagResponseDone
+	// FlagHasResponse: AddResponse has been called.
+	FlagHasResponse
+	// FlagDeleted: the pair is soft-deleted.
+	FlagDeleted
+	// FlagComplete: both bodies are stored and the pair is indexed by key.
+	FlagComplete
+
+	flagsKnown = FlagRequestDone | FlagResponseDone | FlagHasResponse | FlagDeleted | FlagComplete
+)
+
+// Record is what the pairs bucket holds for a pair: everything but the body
+// bytes. Times are Unix nanoseconds, 0 for "not set".
+type Record struct {
+	ID    model.PairID
+	Nonce uint64 // random per pair; readers use it to notice a replaced pair
+	Flags uint8
+
+	Created, Completed, Deleted, Expires, LastAccess int64
+	// TTL is the effective TTL in nanoseconds, 0 for none; Refresh whether
+	// reads restart it.
+	TTL     int64
+	Refresh bool
+
+	Key string
+
+	Method, URL string
+	ReqHeader   http.Header
+	ReqOptions  model.RequestOptions
+
+	Status     int
+	RespHeader http.Header
+
+	ReqSize, RespSize int64
+}
+
+// Has reports whether all of flags are set.
+func (r *Record) Has(flags uint8) bool { return r.Flags&flags == flags }
+
+// State returns the pair's life state.
+func (r *Record) State() model.PairState {
+	switch {
+	case r.Has(FlagDeleted):
+		return model.StateDeleted
+	case r.Has(FlagComplete):
+		return model.StateComplete
+	}
+	return model.StateIncomplete
+}
+
+// Meta returns the pair metadata the record holds.
+func (r *Record) Meta() model.PairMeta {
+	return model.PairMeta{
+		Created:      Time(r.Created),
+		Completed:    Time(r.Completed),
+		Deleted:      Time(r.Deleted),
+		Expires:      Time(r.Expires),
+		LastAccess:   Time(r.LastAccess),
+		TTL:          time.Duration(r.TTL),
+		Refresh:      r.Refresh,
+		RequestSize:  r.ReqSize,
+		ResponseSize: r.RespSize,
+	}
+}
+
+// Info returns the record as a model.PairInfo (heads only, no bodies). Header
+// maps are shared with the record.
+func (r *Record) Info() model.PairInfo {
+	return model.PairInfo{
+		ID:       r.ID,
+		State:    r.State(),
+		Key:      r.Key,
+		Request:  model.Request{Method: r.Method, URL: r.URL, Header: r.ReqHeader, Options: r.ReqOptions},
+		Response: model.Response{Status: r.Status, Header: r.RespHeader},
+		Meta:     r.Meta(),
+	}
+}
+
+// EncodeRecord encodes r. Header field names are written in sorted order and
+// every value of a field separately, so a decoded record has the same header.
+func EncodeRecord(r *Record) []byte {
+	b := make([]byte, 0, 256+len(r.Key)+len(r.URL))
+	b = append(b, FormatVersion)
+	b = append(b, r.ID[:]...)
+	b = binary.BigEndian.AppendUint64(b, r.Nonce)
+	b = append(b, r.Flags)
+	for _, t := range [...]int64{r.Created, r.Completed, r.Deleted, r.Expires, r.LastAccess, r.TTL} {
+		b = binary.AppendVarint(b, t)
+	}
+	if r.Refresh {
+		b = append(b, 1)
+	} else {
+		b = append(b, 0)
+	}
+	b = appendString(b, r.Key)
+	b = appendString(b, r.Method)
+	b = appendString(b, r.URL)
+	b = appendHeader(b, r.ReqHeader)
+	b = binary.AppendVarint(b, int64(r.ReqOptions.TTL))
+	b = append(b, byte(r.ReqOptions.Refresh))
+	b = binary.AppendVarint(b, int64(r.Status))
+	b = appendHeader(b, r.RespHeader)
+	b = binary.AppendVarint(b, r.ReqSize)
+	b = binary.AppendVarint(b, r.RespSize)
+	return b
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendHeader(b []byte, h http.Header) []byte {
+	names := make([]string, 0, len(h))
+	for k := range h {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	b = binary.AppendUvarint(b, uint64(len(names)))
+	for _, k := range names {
+		b = appendString(b, k)
+		vs := h[k]
+		b = binary.AppendUvarint(b, uint64(len(vs)))
+		for _, v := range vs {
+			b = appendString(b, v)
+		}
+	}
+	return b
+}
+
+// DecodeRecord decodes a record, copying everything it keeps out of b.
+// Malformed input yields an error wrapping [model.ErrCorrupt]; a record of
+// another format version, one wrapping [model.ErrFormatVersion].
+func DecodeRecord(b []byte) (*Record, error) {
+	d := decoder{b: b}
+	if err := d.version(); err != nil {
+		return nil, fmt.Errorf("record: %w", err)
+	}
+	r := &Record{}
+	copy(r.ID[:], d.bytes(16))
+	r.Nonce = binary.BigEndian.Uint64(pad8(d.bytes(8)))
+	r.Flags = d.byte()
+	if d.err == nil && r.Flags&^flagsKnown != 0 {
+		d.fail("unknown flags")
+	}
+	for _, t := range [...]*int64{&r.Created, &r.Completed, &r.Deleted, &r.Expires, &r.LastAccess, &r.TTL} {
+		*t = d.varint()
+	}
+	switch d.byte() {
+	case 0:
+	case 1:
+		r.Refresh = true
+	default:
+		d.fail("bad refresh flag")
+	}
+	r.Key = d.string()
+	r.Method = d.string()
+	r.URL = d.string()
+	r.ReqHeader = d.header()
+	r.ReqOptions.TTL = time.Duration(d.varint())
+	r.ReqOptions.Refresh = model.Refresh(d.byte())
+	if d.err == nil && r.ReqOptions.Refresh > model.NoRefresh {
+		d.fail("bad refresh option")
+	}
+	status := d.varint()
+	if d.err == nil && (status < 0 || status > 999) {
+		d.fail("status out of range")
+	}
+	r.Status = int(status)
+	r.RespHeader = d.header()
+	r.ReqSize = d.varint()
+	r.RespSize = d.varint()
+	if d.err == nil && (r.ReqSize < 0 || r.RespSize < 0 || r.TTL < 0) {
+		d.fail("negative size or ttl")
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.fail("trailing bytes")
+	}
+	if d.err != nil {
+		return nil, fmt.Errorf("record: %w", d.err)
+	}
+	return r, nil
+}
+
+func pad8(b []byte) []byte {
+	if len(b) == 8 {
+		return b
+	}
+	return make([]byte, 8)
+}
+
+// decoder reads the encoding; the first failure sticks in err and later reads
+// return zero values.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail(what string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%s: %w", what, model.ErrCorrupt)
+	}
+}
+
+var errEmpty = errors.New("empty value")
+
+func (d *decoder) version() error {
+	if len(d.b) == 0 {
+		return fmt.Errorf("%w: %w", errEmpty, model.ErrCorrupt)
+	}
+	if v := d.b[0]; v != FormatVersion {
+		return fmt.Errorf("version %d, this build reads %d: %w", v, FormatVersion, model.ErrFormatVersion)
+	}
+	d.b = d.b[1:]
+	return nil
+}
+
+func (d *decoder) byte() byte {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) < 1 {
+		d.fail("truncated")
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *decoder) bytes(n int) []byte {
+	if d.err != nil {
+		return nil
+	}
+	if n < 0 || len(d.b) < n {
+		d.fail("truncated")
+		return nil
+	}
+	p := d.b[:n]
+	d.b = d.b[n:]
+	return p
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("bad uvarint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail("bad varint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// length reads a count or length that cannot exceed the bytes left.
+func (d *decoder) length() int {
+	n := d.uvarint()
+	if d.err == nil && n > uint64(len(d.b)) {
+		d.fail("length beyond end")
+		return 0
+	}
+	return int(n)
+}
+
+func (d *decoder) string() string {
+	n := d.length()
+	return string(d.bytes(n))
+}
+
+func (d *decoder) header() http.Header {
+	n := d.length()
+	h := make(http.Header, n)
+	for i := 0; i < n && d.err == nil; i++ {
+		k := d.string()
+		nv := d.length()
+		if d.err != nil {
+			break
+		}
+		if _, dup := h[k]; dup {
+			d.fail("duplicate header name")
+			break
+		}
+		vs := make([]string, 0, nv)
+		for j := 0; j < nv && d.err == nil; j++ {
+			vs = append(vs, d.string())
+		}
+		h[k] = vs
+	}
+	return h
+}

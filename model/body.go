@@ -1,0 +1,322 @@
+package model
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"iter"
+	"sync"
+	"sync/atomic"
+)
+
+// ErrBodyClosed is returned by Read on a Body that has been closed.
+var ErrBodyClosed = errors.New("hishel: read on closed body")
+
+// DefaultChunkSize is the size of the chunks [Body.Chunks] and [Body.All]
+// cut from a body whose source is a plain [io.Reader].
+const DefaultChunkSize = 32 << 10
+
+// Chunk is one piece of a body delivered on a channel. Exactly one of Data
+// and Err is set. Err is never [io.EOF]: the end of a body is the channel
+// being closed after its last chunk. A Chunk with Err is the last one sent.
+type Chunk struct {
+	Data []byte
+	Err  error
+}
+
+// ChunkSource is implemented by body sources that already hold their bytes in
+// chunks, such as bodies streamed back from storage. NextChunk returns the
+// next chunk, which the caller owns, or io.EOF after the last one. A Body over
+// a ChunkSource hands its chunks out without copying.
+type ChunkSource interface {
+	NextChunk() ([]byte, error)
+}
+
+// Body is a one-shot stream of bytes: the body of a request or a response.
+// It is an [io.ReadCloser] for blocking callers, and yields its bytes as a
+// channel of chunks ([Body.Chunks]) or as an iterator ([Body.All]).
+//
+// A nil *Body is an empty body. A Body is read by one goroutine at a time;
+// Close may be called from any goroutine, at any time, and more than once.
+type Body struct {
+	r      io.Reader   // plain source, or nil
+	src    ChunkSource // chunked source, or nil
+	cur    []byte      // unread rest of the current chunk (src only)
+	closer io.Closer
+
+	started   atomic.Bool
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NewBody returns a Body reading r. If r is also an [io.Closer], Close closes
+// it, and if it is a [ChunkSource], its chunks are handed out as they are.
+// NewBody(nil) is an empty body.
+func NewBody(r io.Reader) *Body {
+	b := &Body{}
+	if r == nil {
+		return b
+	}
+	if s, ok := r.(ChunkSource); ok {
+		b.src = s
+	} else {
+		b.r = r
+	}
+	if c, ok := r.(io.Closer); ok {
+		b.closer = c
+	}
+	return b
+}
+
+// NewChunkBody returns a Body over a chunked source; closer, if not nil, is
+// closed by Close.
+func NewChunkBody(src ChunkSource, closer io.Closer) *Body {
+	return &Body{src: src, closer: closer}
+}
+
+// BytesBody returns a Body that reads p. The Body does not copy p.
+func BytesBody(p []byte) *Body {
+	return NewChunkBody(&sliceSource{p: p}, nil)
+}
+
+// StringBody returns a Body that reads s.
+func StringBody(s string) *Body { return BytesBody([]byte(s)) }
+
+type sliceSource struct{ p []byte }
+
+func (s *sliceSource) NextChunk() ([]byte, error) {
+	if len(s.p) == 0 {
+		return nil, io.EOF
+	}
+	p := s.p
+	s.p = nil
+	return p, nil
+}
+
+// ChanBody returns a Body whose bytes arrive on ch: each Chunk's Data in
+// order, until ch is closed (the end of the body) or a Chunk carries an Err
+// (returned by Read, and the body ends there). The producer owns ch and must
+// stop sending when its own context ends; ChanBody never closes it.
+func ChanBody(ch <-chan Chunk) *Body {
+	return NewChunkBody(chanSource(ch), nil)
+}
+
+type chanSource <-chan Chunk
+
+func (c chanSource) NextChunk() ([]byte, error) {
+	for {
+		ck, ok := <-c
+		if !ok {
+			return nil, io.EOF
+		}
+		if ck.Err != nil {
+			return nil, ck.Err
+		}
+		if len(ck.Data) > 0 {
+			return ck.Data, nil
+		}
+	}
+}
+
+// Consumed reports whether anything has been read from b, or b has been
+// closed. Storage refuses a consumed body with [ErrBodyConsumed], since
+// storing it would store a short body. A nil Body is never consumed.
+func (b *Body) Consumed() bool {
+	return b != nil && (b.started.Load() || b.closed.Load())
+}
+
+// Read implements [io.Reader].
+func (b *Body) Read(p []byte) (int, error) {
+	if b == nil {
+		return 0, io.EOF
+	}
+	if b.closed.Load() {
+		return 0, ErrBodyClosed
+	}
+	b.started.Store(true)
+	if b.r != nil {
+		return b.r.Read(p)
+	}
+	if b.src == nil {
+		return 0, io.EOF
+	}
+	for len(b.cur) == 0 {
+		c, err := b.src.NextChunk()
+		if len(c) > 0 {
+			b.cur = c
+			break
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, b.cur)
+	b.cur = b.cur[n:]
+	return n, nil
+}
+
+// WriteTo implements [io.WriterTo], so that io.Copy moves whole chunks.
+func (b *Body) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for {
+		c, err := b.next(nil)
+		if len(c) > 0 {
+			n, werr := w.Write(c)
+			total += int64(n)
+			if werr != nil {
+				return total, werr
+			}
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// next returns the next piece of the body: a chunk from a chunked source
+// (owned by the caller), or bytes read into buf (a fresh buffer when buf is
+// nil). It returns io.EOF after the last piece.
+func (b *Body) next(buf []byte) ([]byte, error) {
+	if b == nil {
+		return nil, io.EOF
+	}
+	if b.closed.Load() {
+		return nil, ErrBodyClosed
+	}
+	b.started.Store(true)
+	if b.src != nil {
+		if len(b.cur) > 0 {
+			c := b.cur
+			b.cur = nil
+			return c, nil
+		}
+		return b.src.NextChunk()
+	}
+	if b.r == nil {
+		return nil, io.EOF
+	}
+	if buf == nil {
+		buf = make([]byte, DefaultChunkSize)
+	}
+	n, err := io.ReadFull(b.r, buf)
+	switch err {
+	case io.ErrUnexpectedEOF:
+		err = nil
+	case io.EOF:
+		return nil, io.EOF
+	}
+	return buf[:n], err
+}
+
+// Close releases the body's source. Reading a closed Body returns
+// [ErrBodyClosed]. Closing a stream that storage is saving before its end
+// aborts the store. Close is idempotent and safe to call concurrently with a
+// Read in another goroutine.
+func (b *Body) Close() error {
+	if b == nil {
+		return nil
+	}
+	b.closeOnce.Do(func() {
+		b.closed.Store(true)
+		if b.closer != nil {
+			b.closeErr = b.closer.Close()
+		}
+	})
+	return b.closeErr
+}
+
+// Chunks streams the body on a channel and closes the body at its end.
+//
+// One goroutine reads the body and sends its chunks in order; it stays at most
+// one chunk ahead of the consumer, so the consumer's pace drives the reading.
+// The channel is closed after the last chunk. A read error is delivered
+// in-band as a final Chunk with Err set; so is ctx's error when ctx ends first.
+// Either way the channel is then closed, so a consumer that sees the channel
+// close without an error chunk has the whole body.
+//
+// The goroutine ends when the body ends, fails, or ctx is done; a consumer
+// that stops reading early must cancel ctx (or Close the body) to release it.
+func (b *Body) Chunks(ctx context.Context) <-chan Chunk {
+	ch := make(chan Chunk, 1)
+	go func() {
+		defer close(ch)
+		defer b.Close()
+		for {
+			if err := ctx.Err(); err != nil {
+				failChunks(ch, err)
+				return
+			}
+			c, err := b.next(nil)
+			if len(c) > 0 {
+				select {
+				case ch <- Chunk{Data: c}:
+				case <-ctx.Done():
+					failChunks(ch, ctx.Err())
+					return
+				}
+			}
+			if err == io.EOF {
+				return
+			}
+			if err != nil {
+				failChunks(ch, err)
+				return
+			}
+		}
+	}()
+	return ch
+}
+
+// failChunks replaces any unread chunk in ch (whose only sender is the
+// caller) with an error chunk, so that the consumer sees err before the end.
+func failChunks(ch chan Chunk, err error) {
+	select {
+	case <-ch:
+	default:
+	}
+	ch <- Chunk{Err: err}
+}
+
+// All returns an iterator over the body's chunks, and closes the body when
+// the iteration ends. It yields (chunk, nil) for each chunk and, if reading
+// fails, (nil, err) once at the end. A chunk is valid only until the next
+// iteration step.
+func (b *Body) All() iter.Seq2[[]byte, error] {
+	return func(yield func([]byte, error) bool) {
+		defer b.Close()
+		var buf []byte
+		if b != nil && b.r != nil {
+			buf = make([]byte, DefaultChunkSize)
+		}
+		for {
+			c, err := b.next(buf)
+			if len(c) > 0 && !yield(c, nil) {
+				return
+			}
+			if err == io.EOF {
+				return
+			}
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+		}
+	}
+}
+
+// ReadAll reads the whole body into memory and closes it. It is for callers
+// that want the body in memory; storage and the HTTP integration stream.
+func ReadAll(b *Body) ([]byte, error) {
+	var buf bytes.Buffer
+	_, err := b.WriteTo(&buf)
+	cerr := b.Close()
+	if err != nil {
+		return buf.Bytes(), err
+	}
+	return buf.Bytes(), cerr
+}

@@ -1,0 +1,1028 @@
+package template
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/hishel-go/hishel/bolt"
+	"github.com/hishel-go/hishel/model"
+)
+
+// Defaults of BoltOptions.
+const (
+	DefaultSweepInterval       = 10 * time.Minute
+	DefaultDeletedRetention    = 7 * 24 * time.Hour
+	DefaultIncompleteAge       = time.Hour
+	DefaultOpenTimeout         = time.Second
+	DefaultChunkSize           = 64 << 10
+	DefaultAccessFlushInterval = time.Second
+	// DefaultFileName is the database file created under the user cache
+	// directory when BoltOptions.Path is empty.
+	DefaultFileName = "hishel_cache.db"
+)
+
+const (
+	flushBytes    = 1 << 20   // a streaming body is handed to the writer every flushBytes
+	maxTxBytes    = 4 << 20   // the writer commits once a transaction has written this much
+	readAhead     = 256 << 10 // a stored body is read this much per read transaction
+	prefetchBytes = 64 << 10  // GetPairs reads this much of each body in its own transaction
+	sweepBatch    = 256       // pairs handled per sweep transaction, per rule
+	listPage      = 256       // records decoded per read transaction by Pairs
+)
+
+// BoltOptions configure a Bolt storage. A nil *BoltOptions, and every zero
+// field, means the default.
+type BoltOptions struct {
+	// Path is the database file. Default: hishel/hishel_cache.db under
+	// os.UserCacheDir(), created if missing.
+	Path string
+	// FileMode is used when the file is created. Default 0600.
+	FileMode fs.FileMode
+	// OpenTimeout bounds the wait for bbolt's exclusive file lock, which a
+	// database open in another process holds; then OpenBolt fails with
+	// model.ErrLocked. Default 1s; the context's deadline also bounds it.
+	OpenTimeout time.Duration
+	// NoSync skips fsync on commit: much faster writes, but a machine crash
+	// (not a process crash) may lose recent pairs or corrupt the file. For
+	// caches that can be rebuilt.
+	NoSync bool
+
+	// DefaultTTL is how long a pair lives after it is stored (or last read,
+	// see RefreshTTLOnAccess) unless its request says otherwise. Zero or
+	// model.NoExpiry: pairs never expire.
+	DefaultTTL time.Duration
+	// RefreshTTLOnAccess says whether reading a pair restarts its TTL.
+	// model.RefreshDefault and model.RefreshOnAccess: yes (the default);
+	// model.NoRefresh: no. A request's own Options.Refresh overrides it.
+	RefreshTTLOnAccess model.Refresh
+
+	// SweepInterval is how often the background sweep runs. Default 10
+	// minutes; negative: never in the background (Cleanup still works).
+	SweepInterval time.Duration
+	// DeletedRetention is how long soft-deleted pairs are kept. Default 7 days.
+	DeletedRetention time.Duration
+	// IncompleteAge is how old an incomplete pair gets before a sweep
+	// removes it. Default 1 hour.
+	IncompleteAge time.Duration
+	// MaxBytes is a budget for stored body bytes; beyond it the least
+	// recently used pairs are evicted. Zero: no budget.
+	MaxBytes int64
+
+	// ChunkSize is the size of stored body chunks. Default 64 KiB.
+	ChunkSize int
+	// AccessFlushInterval is how long access times (for TTL refresh and LRU
+	// order) are gathered in memory before they are written, so that reads
+	// stay reads. Default 1s.
+	AccessFlushInterval time.Duration
+	// InitialMmapSize is passed to bbolt: a larger initial mapping avoids
+	// remapping as the file grows.
+	InitialMmapSize int
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+func (o *BoltOptions) resolved() (BoltOptions, error) {
+	var r BoltOptions
+	if o != nil {
+		r = *o
+	}
+	if r.Path == "" {
+		dir, err := os.UserCacheDir()
+		if err != nil {
+			return r, fmt.Errorf("hishel: no default database path: %w", err)
+		}
+		dir = filepath.Join(dir, "hishel")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return r, fmt.Errorf("hishel: create cache directory: %w", err)
+		}
+		r.Path = filepath.Join(dir, DefaultFileName)
+	}
+	if r.FileMode == 0 {
+		r.FileMode = 0o600
+	}
+	if r.OpenTimeout <= 0 {
+		r.OpenTimeout = DefaultOpenTimeout
+	}
+	if r.DefaultTTL < 0 {
+		r.DefaultTTL = 0
+	}
+	if r.SweepInterval == 0 {
+		r.SweepInterval = DefaultSweepInterval
+	}
+	if r.DeletedRetention <= 0 {
+		r.DeletedRetention = DefaultDeletedRetention
+	}
+	if r.IncompleteAge <= 0 {
+		r.IncompleteAge = DefaultIncompleteAge
+	}
+	if r.MaxBytes < 0 {
+		return r, fmt.Errorf("hishel: negative MaxBytes %d: %w", r.MaxBytes, model.ErrInvalid)
+	}
+	if r.ChunkSize <= 0 {
+		r.ChunkSize = DefaultChunkSize
+	}
+	if r.ChunkSize > 16<<20 {
+		return r, fmt.Errorf("hishel: ChunkSize %d over 16 MiB: %w", r.ChunkSize, model.ErrInvalid)
+	}
+	if r.AccessFlushInterval <= 0 {
+		r.AccessFlushInterval = DefaultAccessFlushInterval
+	}
+	if r.Now == nil {
+		r.Now = time.Now
+	}
+	return r, nil
+}
+
+// Bolt stores pairs in a bbolt database file.
+//
+// bbolt holds an exclusive lock on the file: one process at a time may open
+// it, and OpenBolt in a second process waits up to OpenTimeout and then fails
+// with model.ErrLocked. Within the process a Bolt is safe for concurrent use
+// by any number of goroutines. Writes go through one writer goroutine that
+// commits many callers' changes together; reads never wait for writes.
+//
+// A Bolt owns two goroutines, from OpenBolt until Close: the writer, and a
+// maintenance goroutine that writes gathered access times and runs the
+// background sweep.
+//
+//hishel:backend
+type Bolt struct {
+	db   *bbolt.DB
+	opts BoltOptions
+	w    *writer
+
+	accessMu sync.Mutex
+	access   map[model.PairID]int64 // pending last-access times, unix ns
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+	stop      chan struct{}
+	maintDone chan struct{}
+}
+
+// OpenBolt opens (creating if needed) the database at opts.Path and starts
+// its writer and maintenance goroutines. A file held by another process gives
+// model.ErrLocked; a file that is not a hishel database, model.ErrCorrupt; one
+// written by a newer format, model.ErrFormatVersion.
+func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
+	o, err := opts.resolved()
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	timeout := o.OpenTimeout
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
+		timeout = max(time.Until(dl), time.Millisecond)
+	}
+	db, err := openDB(o.Path, o.FileMode, &bbolt.Options{
+		Timeout:         timeout,
+		NoSync:          o.NoSync,
+		FreelistType:    bbolt.FreelistMapType,
+		InitialMmapSize: o.InitialMmapSize,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := initDB(db); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("hishel: open %s: %w", o.Path, err)
+	}
+	s := &Bolt{
+		db:        db,
+		opts:      o,
+		w:         newWriter(db, maxTxBytes),
+		access:    make(map[model.PairID]int64),
+		stop:      make(chan struct{}),
+		maintDone: make(chan struct{}),
+	}
+	go s.maintain()
+	return s, nil
+}
+
+func openDB(path string, mode fs.FileMode, bo *bbolt.Options) (db *bbolt.DB, err error) {
+	defer func() {
+		// bbolt may panic on some malformed files; report them as corrupt.
+		if r := recover(); r != nil {
+			db, err = nil, fmt.Errorf("hishel: open %s: %v: %w", path, r, model.ErrCorrupt)
+		}
+	}()
+	db, err = bbolt.Open(path, mode, bo)
+	switch {
+	case err == nil:
+		return db, nil
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, fmt.Errorf("hishel: open %s: lock not acquired within %v: %w", path, bo.Timeout, model.ErrLocked)
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch),
+		errors.Is(err, berrors.ErrChecksum):
+		return nil, fmt.Errorf("hishel: open %s: not a bbolt database (%v): %w", path, err, model.ErrCorrupt)
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return nil, fmt.Errorf("hishel: open database: %w", err)
+	}
+	// bbolt reports other structural problems (a file too small, a bad
+	// page) with unexported errors.
+	return nil, fmt.Errorf("hishel: open %s: %v: %w", path, err, model.ErrCorrupt)
+}
+
+// initDB checks the format of an existing database or lays out a new one.
+func initDB(db *bbolt.DB) error {
+	return db.Update(func(tx *bbolt.Tx) error {
+		if meta := tx.Bucket(bolt.BucketMeta); meta != nil {
+			v := meta.Get(bolt.MetaFormat)
+			if len(v) != 1 {
+				return fmt.Errorf("meta bucket without a format version: %w", model.ErrCorrupt)
+			}
+			if v[0] != bolt.FormatVersion {
+				return fmt.Errorf("format version %d, this build reads %d: %w", v[0], bolt.FormatVersion, model.ErrFormatVersion)
+			}
+		} else {
+			empty := true
+			_ = tx.ForEach(func([]byte, *bbolt.Bucket) error { empty = false; return nil })
+			if !empty {
+				return fmt.Errorf("bbolt file without hishel's buckets: %w", model.ErrCorrupt)
+			}
+		}
+		for _, name := range bolt.Buckets {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bolt.BucketMeta)
+		if meta.Get(bolt.MetaFormat) == nil {
+			return meta.Put(bolt.MetaFormat, []byte{bolt.FormatVersion})
+		}
+		return nil
+	})
+}
+
+// Path returns the database file's path.
+func (s *Bolt) Path() string { return s.opts.Path }
+
+func (s *Bolt) now() time.Time { return s.opts.Now() }
+
+func (s *Bolt) check(ctx context.Context) error {
+	if s.closed.Load() {
+		return model.ErrClosed
+	}
+	return ctx.Err()
+}
+
+// viewErr maps a read transaction's failure after Close to model.ErrClosed.
+func (s *Bolt) view(fn func(*bbolt.Tx) error) error {
+	if s.closed.Load() {
+		return model.ErrClosed
+	}
+	err := s.db.View(fn)
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		return model.ErrClosed
+	}
+	return err
+}
+
+// ttlFor resolves a request's TTL and refresh options against the defaults.
+func (s *Bolt) ttlFor(o model.RequestOptions) (ttl time.Duration, refresh bool) {
+	switch {
+	case o.TTL > 0:
+		ttl = o.TTL
+	case o.TTL == 0:
+		ttl = s.opts.DefaultTTL
+	}
+	switch o.Refresh {
+	case model.RefreshOnAccess:
+		refresh = true
+	case model.NoRefresh:
+		refresh = false
+	default:
+		refresh = s.opts.RefreshTTLOnAccess != model.NoRefresh
+	}
+	return ttl, refresh
+}
+
+// CreatePair stores a new incomplete pair for req and returns it. Its
+// metadata is stored at once; its request body is stored as the caller reads
+// the returned pair's Request.Body to the end (a nil body is stored at once
+// as empty). ctx governs that body stream too: cancelling it aborts the pair.
+//
+// With model.WithID the pair gets the caller's ID; an ID already in use
+// fails with model.ErrDuplicateID. A body that has already been read from
+// fails with model.ErrBodyConsumed.
+func (s *Bolt) CreatePair(ctx context.Context, req model.Request, opts ...model.CreateOption) (model.IncompletePair, error) {
+	if err := s.check(ctx); err != nil {
+		return model.IncompletePair{}, err
+	}
+	if req.Method == "" {
+		return model.IncompletePair{}, fmt.Errorf("hishel: create pair: empty method: %w", model.ErrInvalid)
+	}
+	if req.Body.Consumed() {
+		return model.IncompletePair{}, fmt.Errorf("hishel: create pair: request body: %w", model.ErrBodyConsumed)
+	}
+	co := model.ApplyCreateOptions(opts)
+	id := co.ID
+	if id.IsZero() {
+		id = model.NewPairID()
+	}
+	now := s.now()
+	ttl, refresh := s.ttlFor(req.Options)
+	rec := &bolt.Record{
+		ID:         id,
+		Nonce:      rand.Uint64(),
+		Created:    bolt.UnixNano(now),
+		LastAccess: bolt.UnixNano(now),
+		TTL:        int64(ttl),
+		Refresh:    refresh,
+		Method:     req.Method,
+		URL:        req.URL,
+		ReqHeader:  req.Header,
+		ReqOptions: req.Options,
+	}
+	if req.Body == nil {
+		rec.Flags |= bolt.FlagRequestDone
+	}
+	err := s.w.do(ctx, false, func(t *wtx) error {
+		if t.pairs.Get(id[:]) != nil {
+			return fmt.Errorf("hishel: create pair %s: %w", id, model.ErrDuplicateID)
+		}
+		t.putRecord(rec)
+		t.put(t.incomplete, bolt.TimeKey(rec.Created, id), nil)
+		if req.Body == nil {
+			t.put(t.chunks, bolt.ChunkKey(id, bolt.KindRequest, bolt.MarkerSeq), bolt.EncodeMarker(bolt.Marker{}))
+		}
+		t.addStats(0, 1, 0, 0)
+		return nil
+	})
+	if err != nil {
+		return model.IncompletePair{}, err
+	}
+	out := model.IncompletePair{ID: id, Request: req, Meta: rec.Meta()}
+	if req.Body != nil {
+		out.Request.Body = model.NewBody(s.newSaver(ctx, rec, bolt.KindRequest, req.Body))
+	}
+	return out, nil
+}
+
+// AddResponse attaches resp to the incomplete pair id under the cache key
+// key, and returns the pair. The response body is stored as the caller reads
+// the returned pair's Response.Body to the end (a nil body is stored at once
+// as empty); once both bodies are stored the pair is served by GetPairs.
+// ctx governs that body stream: cancelling it aborts the pair.
+//
+// An unknown or removed id fails with model.ErrNotFound; a pair that already
+// has a response, or a status outside 100-999, with model.ErrInvalid.
+func (s *Bolt) AddResponse(ctx context.Context, id model.PairID, resp model.Response, key string) (model.CompletePair, error) {
+	if err := s.check(ctx); err != nil {
+		return model.CompletePair{}, err
+	}
+	if resp.Status < 100 || resp.Status > 999 {
+		return model.CompletePair{}, fmt.Errorf("hishel: add response: status %d: %w", resp.Status, model.ErrInvalid)
+	}
+	if resp.Body.Consumed() {
+		return model.CompletePair{}, fmt.Errorf("hishel: add response: response body: %w", model.ErrBodyConsumed)
+	}
+	var rec *bolt.Record
+	err := s.w.do(ctx, resp.Body == nil, func(t *wtx) error {
+		r, err := t.record(id)
+		if err != nil {
+			return err
+		}
+		if r == nil || r.Has(bolt.FlagDeleted) {
+			return fmt.Errorf("hishel: add response to pair %s: %w", id, model.ErrNotFound)
+		}
+		if r.Has(bolt.FlagHasResponse) {
+			return fmt.Errorf("hishel: add response to pair %s: pair already has a response: %w", id, model.ErrInvalid)
+		}
+		r.Flags |= bolt.FlagHasResponse
+		r.Key = key
+		r.Status = resp.Status
+		r.RespHeader = resp.Header
+		if resp.Body == nil {
+			r.Flags |= bolt.FlagResponseDone
+			t.put(t.chunks, bolt.ChunkKey(id, bolt.KindResponse, bolt.MarkerSeq), bolt.EncodeMarker(bolt.Marker{}))
+		}
+		s.settle(t, r)
+		rec = r
+		return nil
+	})
+	if err != nil {
+		return model.CompletePair{}, err
+	}
+	info := rec.Info()
+	out := model.CompletePair{ID: id, Request: info.Request, Response: resp, Key: key, Meta: info.Meta}
+	out.Response.Header = rec.RespHeader
+	if resp.Body != nil {
+		out.Response.Body = model.NewBody(s.newSaver(ctx, rec, bolt.KindResponse, resp.Body))
+	}
+	return out, nil
+}
+
+// settle stores rec and, if both of its bodies are now stored, completes the
+// pair: it becomes visible under its key, gets its expiry, and the size
+// budget is enforced.
+func (s *Bolt) settle(t *wtx, rec *bolt.Record) {
+	if rec.Has(bolt.FlagComplete) || !rec.Has(bolt.FlagRequestDone|bolt.FlagResponseDone|bolt.FlagHasResponse) {
+		t.putRecord(rec)
+		return
+	}
+	now := bolt.UnixNano(s.now())
+	rec.Flags |= bolt.FlagComplete
+	rec.Completed = now
+	rec.LastAccess = now
+	if rec.TTL > 0 {
+		rec.Expires = now + rec.TTL
+		t.put(t.expiry, bolt.TimeKey(rec.Expires, rec.ID), nil)
+	}
+	t.putRecord(rec)
+	t.del(t.incomplete, bolt.TimeKey(rec.Created, rec.ID))
+	t.put(t.keys, bolt.KeysKey(bolt.KeyHash(rec.Key), rec.ID), nil)
+	t.put(t.acc, bolt.TimeKey(rec.LastAccess, rec.ID), nil)
+	t.addStats(1, -1, 0, 0)
+	s.enforceBudget(t, nil)
+}
+
+// GetPairs returns every live, complete, unexpired pair stored under key,
+// newest first. Their bodies stream from storage as they are read; each must
+// be read to the end or closed. Reading a pair counts as an access: it
+// restarts the pair's TTL if the pair refreshes on access, and moves it to
+// the back of the eviction order (access times are written in batches).
+func (s *Bolt) GetPairs(ctx context.Context, key string) ([]model.CompletePair, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	h := bolt.KeyHash(key)
+	now := s.now()
+	var out []model.CompletePair
+	err := s.view(func(tx *bbolt.Tx) error {
+		pairs := tx.Bucket(bolt.BucketPairs)
+		chunks := tx.Bucket(bolt.BucketChunks)
+		c := tx.Bucket(bolt.BucketKeys).Cursor()
+		for k, _ := c.Seek(h[:]); k != nil && bytes.HasPrefix(k, h[:]); k, _ = c.Next() {
+			var id model.PairID
+			copy(id[:], k[bolt.HashLen:])
+			v := pairs.Get(id[:])
+			if v == nil {
+				continue
+			}
+			rec, err := bolt.DecodeRecord(v)
+			if err != nil {
+				return fmt.Errorf("hishel: get pairs: pair %s: %w", id, err)
+			}
+			if rec.Key != key || !s.live(rec, now) {
+				continue
+			}
+			p, err := s.pairFromRecord(rec, pairs, chunks)
+			if err != nil {
+				return err
+			}
+			out = append(out, p)
+		}
+		return nil
+	})
+	if err != nil {
+		for _, p := range out {
+			_ = p.Close()
+		}
+		return nil, err
+	}
+	slices.SortStableFunc(out, func(a, b model.CompletePair) int { return b.Meta.Completed.Compare(a.Meta.Completed) })
+	if len(out) > 0 {
+		at := bolt.UnixNano(now)
+		s.accessMu.Lock()
+		for i := range out {
+			s.access[out[i].ID] = at
+			if out[i].Meta.Refresh && out[i].Meta.TTL > 0 {
+				out[i].Meta.Expires = now.Add(out[i].Meta.TTL)
+			}
+			out[i].Meta.LastAccess = now
+		}
+		s.accessMu.Unlock()
+	}
+	return out, nil
+}
+
+// GetPair returns the live, complete, unexpired pair id, with bodies
+// streamed as in GetPairs, or model.ErrNotFound. It does not count as an
+// access.
+func (s *Bolt) GetPair(ctx context.Context, id model.PairID) (model.CompletePair, error) {
+	if err := s.check(ctx); err != nil {
+		return model.CompletePair{}, err
+	}
+	now := s.now()
+	var out model.CompletePair
+	err := s.view(func(tx *bbolt.Tx) error {
+		pairs := tx.Bucket(bolt.BucketPairs)
+		v := pairs.Get(id[:])
+		if v == nil {
+			return fmt.Errorf("hishel: get pair %s: %w", id, model.ErrNotFound)
+		}
+		rec, err := bolt.DecodeRecord(v)
+		if err != nil {
+			return fmt.Errorf("hishel: get pair %s: %w", id, err)
+		}
+		if !s.live(rec, now) {
+			return fmt.Errorf("hishel: get pair %s: %w", id, model.ErrNotFound)
+		}
+		out, err = s.pairFromRecord(rec, pairs, tx.Bucket(bolt.BucketChunks))
+		return err
+	})
+	return out, err
+}
+
+// live reports whether rec is complete, not deleted and not expired at now,
+// counting access times not yet written.
+func (s *Bolt) live(rec *bolt.Record, now time.Time) bool {
+	if !rec.Has(bolt.FlagComplete) || rec.Has(bolt.FlagDeleted) {
+		return false
+	}
+	exp := s.expires(rec)
+	return exp == 0 || bolt.UnixNano(now) < exp
+}
+
+func (s *Bolt) expires(rec *bolt.Record) int64 {
+	exp := rec.Expires
+	if exp != 0 && rec.Refresh && rec.TTL > 0 {
+		s.accessMu.Lock()
+		at, ok := s.access[rec.ID]
+		s.accessMu.Unlock()
+		if ok && at+rec.TTL > exp {
+			exp = at + rec.TTL
+		}
+	}
+	return exp
+}
+
+func (s *Bolt) pairFromRecord(rec *bolt.Record, pairs, chunks *bbolt.Bucket) (model.CompletePair, error) {
+	info := rec.Info()
+	p := model.CompletePair{ID: rec.ID, Request: info.Request, Response: info.Response, Key: rec.Key, Meta: info.Meta}
+	rb := &storedBody{s: s, id: rec.ID, nonce: rec.Nonce, kind: bolt.KindRequest}
+	if err := rb.load(pairs, chunks, prefetchBytes/4); err != nil {
+		return p, fmt.Errorf("hishel: pair %s request body: %w", rec.ID, err)
+	}
+	sb := &storedBody{s: s, id: rec.ID, nonce: rec.Nonce, kind: bolt.KindResponse}
+	if err := sb.load(pairs, chunks, prefetchBytes); err != nil {
+		return p, fmt.Errorf("hishel: pair %s response body: %w", rec.ID, err)
+	}
+	p.Request.Body = model.NewChunkBody(rb, rb)
+	p.Response.Body = model.NewChunkBody(sb, sb)
+	return p, nil
+}
+
+// UpdatePair replaces the stored pair id with pair, atomically: its request
+// and response heads (method, URL, headers, options, status), its key (the
+// pair moves to the new key), and its Created, Expires, TTL and Refresh
+// metadata. Bodies and the other metadata are kept as stored. It returns
+// the pair as stored, with bodies streamed as in GetPairs.
+//
+// A pair that does not exist, is incomplete or removed fails with
+// model.ErrNotFound; a pair.ID other than id (or zero), with
+// model.ErrIDChanged.
+func (s *Bolt) UpdatePair(ctx context.Context, id model.PairID, pair model.CompletePair) (model.CompletePair, error) {
+	return s.UpdatePairFunc(ctx, id, func(model.CompletePair) (model.CompletePair, error) { return pair, nil })
+}
+
+// UpdatePairFunc is UpdatePair with the new value computed by fn from the
+// stored pair, in the same transaction (a read-modify-write no other write
+// can interleave with). fn receives the pair with nil bodies; it runs on the
+// storage's writer goroutine, so it must be quick and must not call the
+// storage. If fn returns an error, nothing changes and UpdatePairFunc returns
+// that error.
+func (s *Bolt) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(model.CompletePair) (model.CompletePair, error)) (model.CompletePair, error) {
+	if err := s.check(ctx); err != nil {
+		return model.CompletePair{}, err
+	}
+	var rec *bolt.Record
+	err := s.w.do(ctx, true, func(t *wtx) error {
+		r, err := t.record(id)
+		if err != nil {
+			return err
+		}
+		if r == nil || !r.Has(bolt.FlagComplete) || r.Has(bolt.FlagDeleted) {
+			return fmt.Errorf("hishel: update pair %s: %w", id, model.ErrNotFound)
+		}
+		info := r.Info()
+		cur := model.CompletePair{ID: id, Request: info.Request, Response: info.Response, Key: r.Key, Meta: info.Meta}
+		next, err := fn(cur)
+		if err != nil {
+			return err
+		}
+		if next.ID != id {
+			return fmt.Errorf("hishel: update pair %s: new id %s: %w", id, next.ID, model.ErrIDChanged)
+		}
+		if next.Request.Method == "" || next.Response.Status < 100 || next.Response.Status > 999 || next.Meta.TTL < 0 {
+			return fmt.Errorf("hishel: update pair %s: empty method, bad status or negative TTL: %w", id, model.ErrInvalid)
+		}
+		if next.Key != r.Key {
+			t.del(t.keys, bolt.KeysKey(bolt.KeyHash(r.Key), id))
+			t.put(t.keys, bolt.KeysKey(bolt.KeyHash(next.Key), id), nil)
+			r.Key = next.Key
+		}
+		if exp := bolt.UnixNano(next.Meta.Expires); exp != r.Expires {
+			if r.Expires != 0 {
+				t.del(t.expiry, bolt.TimeKey(r.Expires, id))
+			}
+			if exp != 0 {
+				t.put(t.expiry, bolt.TimeKey(exp, id), nil)
+			}
+			r.Expires = exp
+		}
+		r.Created = bolt.UnixNano(next.Meta.Created)
+		r.TTL = int64(next.Meta.TTL)
+		r.Refresh = next.Meta.Refresh
+		r.Method, r.URL, r.ReqHeader, r.ReqOptions = next.Request.Method, next.Request.URL, next.Request.Header, next.Request.Options
+		r.Status, r.RespHeader = next.Response.Status, next.Response.Header
+		t.putRecord(r)
+		rec = r
+		return nil
+	})
+	if err != nil {
+		return model.CompletePair{}, err
+	}
+	info := rec.Info()
+	p := model.CompletePair{ID: id, Request: info.Request, Response: info.Response, Key: rec.Key, Meta: info.Meta}
+	p.Request.Body = model.NewChunkBody(&storedBody{s: s, id: id, nonce: rec.Nonce, kind: bolt.KindRequest}, nil)
+	p.Response.Body = model.NewChunkBody(&storedBody{s: s, id: id, nonce: rec.Nonce, kind: bolt.KindResponse}, nil)
+	return p, nil
+}
+
+// Remove soft-deletes the pair id: it is hidden at once and its data is
+// reclaimed by a sweep after DeletedRetention. Removing an unknown or
+// already removed pair does nothing. Removing an incomplete pair aborts the
+// bodies still being stored.
+func (s *Bolt) Remove(ctx context.Context, id model.PairID) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	return s.w.do(ctx, true, func(t *wtx) error {
+		rec, err := t.record(id)
+		if err != nil || rec == nil || rec.Has(bolt.FlagDeleted) {
+			return err
+		}
+		softDelete(t, rec, bolt.UnixNano(s.now()))
+		return nil
+	})
+}
+
+// softDelete hides rec and puts it in the deleted index.
+func softDelete(t *wtx, rec *bolt.Record, at int64) {
+	unindex(t, rec)
+	rec.Flags |= bolt.FlagDeleted
+	rec.Deleted = at
+	t.put(t.deleted, bolt.TimeKey(at, rec.ID), nil)
+	t.putRecord(rec)
+	t.addStats(0, 0, 1, 0)
+}
+
+// unindex removes rec from the indexes of its current state and from its
+// state's counter.
+func unindex(t *wtx, rec *bolt.Record) {
+	switch rec.State() {
+	case model.StateComplete:
+		t.del(t.keys, bolt.KeysKey(bolt.KeyHash(rec.Key), rec.ID))
+		t.del(t.acc, bolt.TimeKey(rec.LastAccess, rec.ID))
+		if rec.Expires != 0 {
+			t.del(t.expiry, bolt.TimeKey(rec.Expires, rec.ID))
+		}
+		t.addStats(-1, 0, 0, 0)
+	case model.StateIncomplete:
+		t.del(t.incomplete, bolt.TimeKey(rec.Created, rec.ID))
+		t.addStats(0, -1, 0, 0)
+	case model.StateDeleted:
+		t.del(t.deleted, bolt.TimeKey(rec.Deleted, rec.ID))
+		t.addStats(0, 0, -1, 0)
+	}
+}
+
+// purge removes rec and all its chunks.
+func purge(t *wtx, rec *bolt.Record) {
+	unindex(t, rec)
+	t.del(t.pairs, rec.ID[:])
+	purgeChunks(t, rec.ID)
+}
+
+func purgeChunks(t *wtx, id model.PairID) {
+	prefix := id[:]
+	c := t.chunks.Cursor()
+	var freed int64
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Seek(prefix) {
+		if binary.BigEndian.Uint64(k[bolt.IDLen+1:]) != bolt.MarkerSeq {
+			freed += int64(len(v))
+		}
+		if err := c.Delete(); err != nil {
+			t.fatal = fmt.Errorf("hishel: delete chunk: %w", err)
+			return
+		}
+	}
+	t.addStats(0, 0, 0, -freed)
+}
+
+// purgeID removes whatever is stored under id, used to reclaim an aborted
+// body at once. A record with another nonce (a new pair reusing the ID) is
+// left alone.
+func purgeID(t *wtx, id model.PairID, nonce uint64) error {
+	rec, err := t.record(id)
+	if err != nil {
+		return err
+	}
+	if rec == nil || rec.Nonce != nonce {
+		return nil
+	}
+	purge(t, rec)
+	return nil
+}
+
+// enforceBudget evicts pairs until the stored bytes fit MaxBytes:
+// soft-deleted pairs first (oldest deletion first), then complete pairs,
+// least recently used first. Incomplete pairs are never evicted.
+func (s *Bolt) enforceBudget(t *wtx, res *model.SweepResult) {
+	if s.opts.MaxBytes <= 0 {
+		return
+	}
+	for _, idx := range []*bbolt.Bucket{t.deleted, t.acc} {
+		for t.stats.Bytes > s.opts.MaxBytes && t.fatal == nil {
+			k, _ := idx.Cursor().First()
+			if k == nil {
+				break
+			}
+			_, id, err := bolt.ParseTimeKey(k)
+			if err != nil {
+				t.del(idx, k)
+				continue
+			}
+			rec, err := t.record(id)
+			if err != nil || rec == nil {
+				t.del(idx, k) // a stale index entry
+				continue
+			}
+			purge(t, rec)
+			if res != nil {
+				res.Evicted++
+			}
+		}
+	}
+}
+
+// Cleanup runs a sweep now and reports what it did: expired pairs are
+// soft-deleted, soft-deleted pairs past DeletedRetention and incomplete pairs
+// older than IncompleteAge are removed, and pairs beyond MaxBytes are
+// evicted. It works in small transactions, so readers and writers are never
+// held up for long, and its cost is proportional to what it removes.
+func (s *Bolt) Cleanup(ctx context.Context) (model.SweepResult, error) {
+	var total model.SweepResult
+	for {
+		if err := s.check(ctx); err != nil {
+			return total, err
+		}
+		var res model.SweepResult
+		more := false
+		err := s.w.do(ctx, true, func(t *wtx) error {
+			res, more = model.SweepResult{}, false
+			s.applyAccess(t)
+			more = s.sweepStep(t, &res)
+			return nil
+		})
+		if err != nil {
+			return total, err
+		}
+		total.Expired += res.Expired
+		total.Purged += res.Purged
+		total.Abandoned += res.Abandoned
+		total.Evicted += res.Evicted
+		if !more {
+			return total, nil
+		}
+	}
+}
+
+// sweepStep does up to sweepBatch items of each rule; it reports whether
+// any rule may have more to do.
+func (s *Bolt) sweepStep(t *wtx, res *model.SweepResult) (more bool) {
+	now := bolt.UnixNano(s.now())
+	due := func(idx *bbolt.Bucket, upTo int64) []model.PairID {
+		var ids []model.PairID
+		bound := bolt.TimeBound(upTo)
+		c := idx.Cursor()
+		for k, _ := c.First(); k != nil && bytes.Compare(k[:8], bound) <= 0; k, _ = c.Next() {
+			if len(ids) == sweepBatch {
+				more = true
+				break
+			}
+			if _, id, err := bolt.ParseTimeKey(k); err == nil {
+				ids = append(ids, id)
+			}
+		}
+		return ids
+	}
+	for _, id := range due(t.expiry, now) {
+		rec, err := t.record(id)
+		if err != nil || rec == nil {
+			continue
+		}
+		if rec.Has(bolt.FlagComplete) && !rec.Has(bolt.FlagDeleted) && rec.Expires != 0 && rec.Expires <= now {
+			softDelete(t, rec, now)
+			res.Expired++
+		}
+	}
+	for _, id := range due(t.deleted, now-int64(s.opts.DeletedRetention)) {
+		if rec, err := t.record(id); err == nil && rec != nil && rec.Has(bolt.FlagDeleted) {
+			purge(t, rec)
+			res.Purged++
+		}
+	}
+	for _, id := range due(t.incomplete, now-int64(s.opts.IncompleteAge)) {
+		if rec, err := t.record(id); err == nil && rec != nil && rec.State() == model.StateIncomplete {
+			purge(t, rec)
+			res.Abandoned++
+		}
+	}
+	s.enforceBudget(t, res)
+	return more
+}
+
+// applyAccess writes the gathered access times: each live complete pair
+// moves in the LRU index and, if it refreshes on access, gets a new expiry.
+func (s *Bolt) applyAccess(t *wtx) {
+	s.accessMu.Lock()
+	pending := s.access
+	if len(pending) == 0 {
+		s.accessMu.Unlock()
+		return
+	}
+	s.access = make(map[model.PairID]int64, len(pending))
+	s.accessMu.Unlock()
+	for id, at := range pending {
+		rec, err := t.record(id)
+		if err != nil || rec == nil || rec.State() != model.StateComplete || at <= rec.LastAccess {
+			continue
+		}
+		t.del(t.acc, bolt.TimeKey(rec.LastAccess, id))
+		rec.LastAccess = at
+		t.put(t.acc, bolt.TimeKey(at, id), nil)
+		if rec.Refresh && rec.TTL > 0 && rec.Expires != 0 && at+rec.TTL > rec.Expires {
+			t.del(t.expiry, bolt.TimeKey(rec.Expires, id))
+			rec.Expires = at + rec.TTL
+			t.put(t.expiry, bolt.TimeKey(rec.Expires, id), nil)
+		}
+		t.putRecord(rec)
+	}
+}
+
+// Clear removes every pair at once. Bodies being read fail with
+// model.ErrRemoved; bodies being stored fail and are not stored.
+func (s *Bolt) Clear(ctx context.Context) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	return s.w.do(ctx, true, func(t *wtx) error {
+		s.accessMu.Lock()
+		clear(s.access)
+		s.accessMu.Unlock()
+		for _, name := range bolt.Buckets {
+			if bytes.Equal(name, bolt.BucketMeta) {
+				continue
+			}
+			if err := t.tx.DeleteBucket(name); err != nil {
+				t.fatal = fmt.Errorf("hishel: clear: %w", err)
+				return t.fatal
+			}
+			if _, err := t.tx.CreateBucket(name); err != nil {
+				t.fatal = fmt.Errorf("hishel: clear: %w", err)
+				return t.fatal
+			}
+		}
+		t.pairs, t.keys, t.chunks = t.tx.Bucket(bolt.BucketPairs), t.tx.Bucket(bolt.BucketKeys), t.tx.Bucket(bolt.BucketChunks)
+		t.expiry, t.deleted = t.tx.Bucket(bolt.BucketExpiry), t.tx.Bucket(bolt.BucketDeleted)
+		t.incomplete, t.acc = t.tx.Bucket(bolt.BucketIncomplete), t.tx.Bucket(bolt.BucketAccess)
+		t.stats = model.Stats{}
+		t.statsDirty = true
+		return nil
+	})
+}
+
+// Pairs calls fn for every stored pair, in ID order, whatever its state:
+// incomplete, complete (expired or not) and soft-deleted. The PairInfo has
+// heads and metadata only. It reads in pages and calls fn outside any
+// transaction, so fn may call the storage. An error from fn stops the
+// iteration and is returned.
+func (s *Bolt) Pairs(ctx context.Context, fn func(model.PairInfo) error) error {
+	var after []byte
+	for {
+		if err := s.check(ctx); err != nil {
+			return err
+		}
+		var page []model.PairInfo
+		err := s.view(func(tx *bbolt.Tx) error {
+			c := tx.Bucket(bolt.BucketPairs).Cursor()
+			k, v := c.First()
+			if after != nil {
+				k, v = c.Seek(after)
+				if k != nil && bytes.Equal(k, after) {
+					k, v = c.Next()
+				}
+			}
+			for ; k != nil && len(page) < listPage; k, v = c.Next() {
+				rec, err := bolt.DecodeRecord(v)
+				if err != nil {
+					return fmt.Errorf("hishel: pairs: record %x: %w", k, err)
+				}
+				page = append(page, rec.Info())
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, info := range page {
+			if err := fn(info); err != nil {
+				return err
+			}
+		}
+		if len(page) < listPage {
+			return nil
+		}
+		last := page[len(page)-1].ID
+		after = last[:]
+	}
+}
+
+// Stats returns the storage's counters as of the last commit.
+func (s *Bolt) Stats(ctx context.Context) (model.Stats, error) {
+	if err := s.check(ctx); err != nil {
+		return model.Stats{}, err
+	}
+	var st model.Stats
+	err := s.view(func(tx *bbolt.Tx) error {
+		var err error
+		st, err = bolt.DecodeStats(tx.Bucket(bolt.BucketMeta).Get(bolt.MetaStats))
+		return err
+	})
+	return st, err
+}
+
+// Close writes gathered access times, stops the background goroutines,
+// waits for pending writes to commit and closes the file. Bodies still being
+// read or stored fail with model.ErrClosed. Close is idempotent.
+func (s *Bolt) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		<-s.maintDone
+		s.closed.Store(true)
+		s.w.close()
+		s.closeErr = s.db.Close()
+	})
+	return s.closeErr
+}
+
+// maintain is the maintenance goroutine: it writes access times every
+// AccessFlushInterval and sweeps every SweepInterval, until Close.
+func (s *Bolt) maintain() {
+	defer close(s.maintDone)
+	ctx := context.Background()
+	flush := time.NewTicker(s.opts.AccessFlushInterval)
+	defer flush.Stop()
+	var sweep <-chan time.Time
+	if s.opts.SweepInterval > 0 {
+		tk := time.NewTicker(s.opts.SweepInterval)
+		defer tk.Stop()
+		sweep = tk.C
+	}
+	for {
+		select {
+		case <-s.stop:
+			s.flushAccess(ctx)
+			return
+		case <-flush.C:
+			s.flushAccess(ctx)
+		case <-sweep:
+			_, _ = s.Cleanup(ctx) // errors resurface to callers of later operations
+		}
+	}
+}
+
+func (s *Bolt) flushAccess(ctx context.Context) {
+	s.accessMu.Lock()
+	n := len(s.access)
+	s.accessMu.Unlock()
+	if n == 0 {
+		return
+	}
+	_ = s.w.do(ctx, false, func(t *wtx) error {
+		s.applyAccess(t)
+		return nil
+	})
+}

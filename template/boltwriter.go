@@ -1,0 +1,291 @@
+package template
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/hishel-go/hishel/bolt"
+	"github.com/hishel-go/hishel/model"
+)
+
+// writer is a Bolt's single writing goroutine: every change to the database
+// is an op sent to it, and it applies many ops in one bbolt transaction
+// (group commit), so that concurrent writers share commits.
+//
+// An op is either durable (its caller waits until the transaction holding it
+// is committed) or lazy (its caller waits only until it is applied; the
+// commit follows with the next durable op, after a short idle window, or
+// when the transaction has grown past maxTxBytes). Lazy ops are for data that
+// is invisible until a later durable op makes it so: a new incomplete pair,
+// the chunks of a body that is still streaming, access times. Losing them in
+// a crash loses nothing a reader could have seen.
+//
+// The goroutine starts in newWriter and ends in close, after applying and
+// committing every op sent before close was called.
+type writer struct {
+	db *bbolt.DB
+
+	ops  chan *wop
+	mu   sync.RWMutex // held for reading while sending on ops; for writing by close
+	shut bool
+	stop chan struct{}
+	done chan struct{}
+
+	stats       model.Stats // authoritative counters, owned by the goroutine
+	statsLoaded bool
+
+	maxTxBytes int
+	lazyWindow time.Duration
+	maxTxAge   time.Duration
+}
+
+// wop is one write operation.
+type wop struct {
+	ctx     context.Context
+	fn      func(*wtx) error
+	durable bool
+	done    chan error
+}
+
+// wtx is the transaction state an op works on. An op must return an error
+// only before it changes anything; changes go through put and del, whose
+// failures poison the whole transaction (it is rolled back and every op in it
+// not yet answered fails).
+type wtx struct {
+	tx                                                          *bbolt.Tx
+	meta, pairs, keys, chunks, expiry, deleted, incomplete, acc *bbolt.Bucket
+	stats                                                       model.Stats
+	statsDirty                                                  bool
+	written                                                     int
+	fatal                                                       error
+}
+
+func newWriter(db *bbolt.DB, maxTxBytes int) *writer {
+	w := &writer{
+		db:         db,
+		ops:        make(chan *wop),
+		stop:       make(chan struct{}),
+		done:       make(chan struct{}),
+		maxTxBytes: maxTxBytes,
+		lazyWindow: 2 * time.Millisecond,
+		maxTxAge:   100 * time.Millisecond,
+	}
+	go w.run()
+	return w
+}
+
+// do sends fn to the writer and waits for its outcome: until it is committed
+// (durable) or applied (lazy). A ctx that ends before fn is applied cancels
+// it; once applied, do waits for the outcome, which takes at most one commit.
+func (w *writer) do(ctx context.Context, durable bool, fn func(*wtx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	o := &wop{ctx: ctx, fn: fn, durable: durable, done: make(chan error, 1)}
+	w.mu.RLock()
+	if w.shut {
+		w.mu.RUnlock()
+		return model.ErrClosed
+	}
+	select {
+	case w.ops <- o:
+	case <-ctx.Done():
+		w.mu.RUnlock()
+		return ctx.Err()
+	}
+	w.mu.RUnlock()
+	return <-o.done
+}
+
+// close stops the writer after every op already sent is committed.
+func (w *writer) close() {
+	w.mu.Lock()
+	if w.shut {
+		w.mu.Unlock()
+		<-w.done
+		return
+	}
+	w.shut = true
+	w.mu.Unlock()
+	close(w.stop)
+	<-w.done
+}
+
+func (w *writer) run() {
+	defer close(w.done)
+	for {
+		select {
+		case o := <-w.ops:
+			w.batch(o)
+		case <-w.stop:
+			return
+		}
+	}
+}
+
+func (w *writer) begin() (*wtx, error) {
+	tx, err := w.db.Begin(true)
+	if err != nil {
+		return nil, fmt.Errorf("hishel: begin write: %w", err)
+	}
+	t := &wtx{
+		tx:         tx,
+		meta:       tx.Bucket(bolt.BucketMeta),
+		pairs:      tx.Bucket(bolt.BucketPairs),
+		keys:       tx.Bucket(bolt.BucketKeys),
+		chunks:     tx.Bucket(bolt.BucketChunks),
+		expiry:     tx.Bucket(bolt.BucketExpiry),
+		deleted:    tx.Bucket(bolt.BucketDeleted),
+		incomplete: tx.Bucket(bolt.BucketIncomplete),
+		acc:        tx.Bucket(bolt.BucketAccess),
+	}
+	if !w.statsLoaded {
+		s, err := bolt.DecodeStats(t.meta.Get(bolt.MetaStats))
+		if err != nil {
+			_ = tx.Rollback()
+			return nil, err
+		}
+		w.stats, w.statsLoaded = s, true
+	}
+	t.stats = w.stats
+	return t, nil
+}
+
+// batch applies first and whatever else arrives while the transaction is
+// open, then commits once.
+func (w *writer) batch(first *wop) {
+	t, err := w.begin()
+	if err != nil {
+		first.done <- err
+		return
+	}
+	var waiting []*wop
+	apply := func(o *wop) {
+		if err := o.ctx.Err(); err != nil {
+			o.done <- err
+			return
+		}
+		err := safeApply(o.fn, t)
+		switch {
+		case t.fatal != nil:
+			waiting = append(waiting, o)
+		case err != nil:
+			o.done <- err
+		case o.durable:
+			waiting = append(waiting, o)
+		default:
+			o.done <- nil
+		}
+	}
+	start := time.Now()
+	apply(first)
+	var timer *time.Timer
+collect:
+	for t.fatal == nil && t.written < w.maxTxBytes && time.Since(start) < w.maxTxAge {
+		select {
+		case o := <-w.ops:
+			apply(o)
+			continue
+		default:
+		}
+		if len(waiting) > 0 {
+			break // group commit: nobody else is queued
+		}
+		// Only lazy ops so far: wait a moment for the op that usually
+		// follows (the durable end of the same pair), to share its commit.
+		if timer == nil {
+			timer = time.NewTimer(w.lazyWindow)
+		} else {
+			timer.Reset(w.lazyWindow)
+		}
+		select {
+		case o := <-w.ops:
+			apply(o)
+		case <-timer.C:
+			break collect
+		case <-w.stop:
+			break collect
+		}
+	}
+	if timer != nil {
+		timer.Stop()
+	}
+	if t.fatal == nil && t.statsDirty {
+		t.put(t.meta, bolt.MetaStats, bolt.EncodeStats(t.stats))
+	}
+	if t.fatal != nil {
+		_ = t.tx.Rollback()
+		err = t.fatal
+	} else if cerr := t.tx.Commit(); cerr != nil {
+		err = fmt.Errorf("hishel: commit: %w", cerr)
+	}
+	if err != nil {
+		w.statsLoaded = false
+	} else {
+		w.stats = t.stats
+	}
+	for _, o := range waiting {
+		o.done <- err
+	}
+}
+
+// safeApply runs fn, turning a panic (in a caller's UpdatePairFunc function,
+// say) into a fatal error so that the writer goroutine survives it.
+func safeApply(fn func(*wtx) error, t *wtx) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			t.fatal = fmt.Errorf("hishel: panic in storage operation: %v", r)
+			err = t.fatal
+		}
+	}()
+	return fn(t)
+}
+
+func (t *wtx) put(b *bbolt.Bucket, k, v []byte) {
+	if t.fatal != nil {
+		return
+	}
+	if err := b.Put(k, v); err != nil {
+		t.fatal = fmt.Errorf("hishel: put: %w", err)
+		return
+	}
+	t.written += len(k) + len(v)
+}
+
+func (t *wtx) del(b *bbolt.Bucket, k []byte) {
+	if t.fatal != nil {
+		return
+	}
+	if err := b.Delete(k); err != nil {
+		t.fatal = fmt.Errorf("hishel: delete: %w", err)
+	}
+}
+
+func (t *wtx) addStats(pairs, incomplete, deleted int, bytes int64) {
+	t.stats.Pairs += pairs
+	t.stats.Incomplete += incomplete
+	t.stats.Deleted += deleted
+	t.stats.Bytes += bytes
+	t.statsDirty = true
+}
+
+// record loads a pair's record; nil if there is none.
+func (t *wtx) record(id model.PairID) (*bolt.Record, error) {
+	v := t.pairs.Get(id[:])
+	if v == nil {
+		return nil, nil
+	}
+	rec, err := bolt.DecodeRecord(v)
+	if err != nil {
+		return nil, fmt.Errorf("pair %s: %w", id, err)
+	}
+	return rec, nil
+}
+
+func (t *wtx) putRecord(rec *bolt.Record) {
+	t.put(t.pairs, rec.ID[:], bolt.EncodeRecord(rec))
+}

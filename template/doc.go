@@ -1,0 +1,43 @@
+// Package template holds hishel-go's storage backends, each written once as
+// ordinary, tested Go. The generator in ./gen renders every backend into two
+// APIs with the same behaviour: package cache (blocking calls) and package
+// cacheasync (futures and channels). Most programs use those packages; this
+// one is where storage logic lives and is tested on its own.
+//
+// # Backends
+//
+// A backend is an exported struct type whose doc comment contains the line
+// //hishel:backend. Its exported methods are the storage operations; each
+// takes a context.Context first and returns an error last (Close excepted).
+// Its exported constructors are the package-level functions returning the
+// backend and an error.
+//
+// # Pair semantics
+//
+// Every backend follows the same rules:
+//
+//   - CreatePair stores a request at once. Its body is saved, in order, as the
+//     caller reads the returned pair's Request.Body to the end.
+//   - AddResponse attaches a response under a cache key. Its body is saved as
+//     the caller reads the returned pair's Response.Body to the end. A pair is
+//     served by GetPairs only once both bodies are completely stored; a body
+//     that fails, is closed early or whose context ends leaves nothing
+//     visible, and its chunks are reclaimed at once.
+//   - GetPairs returns every live, complete, unexpired pair under a key,
+//     newest first, with bodies streamed from storage. A body read back is
+//     exactly the bytes stored: if the pair's data is removed while it is
+//     read, Read fails with model.ErrRemoved rather than end early.
+//   - UpdatePair and UpdatePairFunc replace a pair's heads, key and TTL in one
+//     atomic step; bodies never change.
+//   - Remove soft-deletes: the pair is hidden at once and reclaimed by a sweep
+//     after the retention period.
+//   - A sweep soft-deletes expired pairs, removes soft-deleted pairs past
+//     their retention and incomplete pairs older than the incomplete age, and
+//     evicts least recently used pairs beyond the size budget. It runs in
+//     the background and on demand (Cleanup).
+//
+// # Contexts
+//
+// The context given to CreatePair or AddResponse governs the body stream the
+// call returns: cancelling it aborts the stream, and the pair is not stored.
+package template
