@@ -750,9 +750,10 @@ func purgeID(t *wtx, id model.PairID, nonce uint64) error {
 // soft-deleted pairs first (oldest deletion first), then complete pairs,
 // least recently used first. Incomplete pairs are never evicted.
 func (s *Bolt) enforceBudget(t *wtx, res *model.SweepResult) {
-	if s.opts.MaxBytes <= 0 {
+	if s.opts.MaxBytes <= 0 || t.stats.Bytes <= s.opts.MaxBytes {
 		return
 	}
+	s.applyAccess(t) // so that recent reads count in the LRU order
 	for _, idx := range []*bbolt.Bucket{t.deleted, t.acc} {
 		for t.stats.Bytes > s.opts.MaxBytes && t.fatal == nil {
 			k, _ := idx.Cursor().First()
@@ -914,7 +915,7 @@ func (s *Bolt) Clear(ctx context.Context) error {
 	})
 }
 
-// Pairs calls fn for every stored pair, in ID order, whatever its state:
+// Pairs calls fn for every committed pair (see Sync), in ID order, whatever its state:
 // incomplete, complete (expired or not) and soft-deleted. The PairInfo has
 // heads and metadata only. It reads in pages and calls fn outside any
 // transaction, so fn may call the storage. An error from fn stops the
@@ -960,7 +961,21 @@ func (s *Bolt) Pairs(ctx context.Context, fn func(model.PairInfo) error) error {
 	}
 }
 
-// Stats returns the storage's counters as of the last commit.
+// Sync commits everything handed to the storage so far. Changes that
+// nothing can observe yet (a new incomplete pair, chunks of a body still
+// streaming, access times) are committed a few milliseconds after they are
+// made, together with the next change that must be durable; Sync forces that
+// commit now. Operations that make a pair visible or hide it (the end of a
+// body, UpdatePair, Remove, Clear, Cleanup) are durable when they return and
+// need no Sync.
+func (s *Bolt) Sync(ctx context.Context) error {
+	if err := s.check(ctx); err != nil {
+		return err
+	}
+	return s.w.do(ctx, true, func(*wtx) error { return nil })
+}
+
+// Stats returns the storage's counters as of the last commit (see Sync).
 func (s *Bolt) Stats(ctx context.Context) (model.Stats, error) {
 	if err := s.check(ctx); err != nil {
 		return model.Stats{}, err

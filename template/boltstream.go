@@ -154,7 +154,7 @@ func (v *saver) fail(err error) error {
 		v.cur, v.pending = nil, nil
 		_ = v.src.Close()
 		if !v.s.closed.Load() {
-			_ = v.s.w.do(context.Background(), false, func(t *wtx) error { return purgeID(t, v.id, v.nonce) })
+			_ = v.s.w.do(context.Background(), true, func(t *wtx) error { return purgeID(t, v.id, v.nonce) })
 		}
 	}
 	return v.err
