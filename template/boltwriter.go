@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -37,6 +38,8 @@ type writer struct {
 
 	stats       model.Stats // authoritative counters, owned by the goroutine
 	statsLoaded bool
+
+	commits atomic.Int64 // committed transactions, for tests and benchmarks
 
 	maxTxBytes int
 	lazyWindow time.Duration
@@ -222,6 +225,8 @@ collect:
 		err = t.fatal
 	} else if cerr := t.tx.Commit(); cerr != nil {
 		err = fmt.Errorf("hishel: commit: %w", cerr)
+	} else {
+		w.commits.Add(1)
 	}
 	if err != nil {
 		w.statsLoaded = false

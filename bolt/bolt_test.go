@@ -1,0 +1,182 @@
+package bolt
+
+import (
+	"bytes"
+	"errors"
+	"math"
+	"net/http"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/hishel-go/hishel/model"
+)
+
+func sampleRecord() *Record {
+	return &Record{
+		ID: model.NewPairID(), Nonce: 42, Flags: FlagComplete | FlagHasResponse,
+		Created: 1, Completed: 2, Deleted: 0, Expires: -5, LastAccess: math.MaxInt64, TTL: int64(time.Hour), Refresh: true,
+		Key: "GET https://example.com/\x00\xff", Method: "GET", URL: "https://example.com/",
+		ReqHeader:  http.Header{"Accept": {"a", "b"}, "Empty": {}, "X-Blank": {""}},
+		ReqOptions: model.RequestOptions{TTL: model.NoExpiry, Refresh: model.NoRefresh},
+		Status:     206,
+		RespHeader: http.Header{"Set-Cookie": {"a=1, b=2", "c=3"}},
+		ReqSize:    7, RespSize: 1 << 40,
+	}
+}
+
+func TestRecordRoundTrip(t *testing.T) {
+	for _, r := range []*Record{sampleRecord(), {ReqHeader: http.Header{}, RespHeader: http.Header{}}} {
+		got, err := DecodeRecord(EncodeRecord(r))
+		if err != nil {
+			t.Fatalf("DecodeRecord(EncodeRecord(r)) error: %v", err)
+		}
+		if diff := cmp.Diff(r, got); diff != "" {
+			t.Errorf("round trip (-want +got):\n%s", diff)
+		}
+	}
+}
+
+func TestRecordDecodeErrors(t *testing.T) {
+	good := EncodeRecord(sampleRecord())
+	newer := bytes.Clone(good)
+	newer[0] = FormatVersion + 1
+	tests := []struct {
+		name string
+		in   []byte
+		want error
+	}{
+		{"empty", nil, model.ErrCorrupt},
+		{"newer version", newer, model.ErrFormatVersion},
+		{"truncated", good[:len(good)/2], model.ErrCorrupt},
+		{"trailing", append(bytes.Clone(good), 0), model.ErrCorrupt},
+		{"huge length", append([]byte{FormatVersion}, bytes.Repeat([]byte{0xff}, 40)...), model.ErrCorrupt},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := DecodeRecord(tt.in); !errors.Is(err, tt.want) {
+				t.Fatalf("DecodeRecord(%s) err = %v; want %v", tt.name, err, tt.want)
+			}
+		})
+	}
+	for i := range good {
+		_, _ = DecodeRecord(good[:i]) // every prefix: an error, never a panic
+	}
+}
+
+func TestKeyOrder(t *testing.T) {
+	id := model.NewPairID()
+	var keys [][]byte
+	for _, seq := range []uint64{MarkerSeq, 0, 1, 255, 256, 1 << 40} {
+		keys = append(keys, ChunkKey(id, KindResponse, seq))
+	}
+	keys = append(keys, ChunkKey(id, KindRequest, MarkerSeq))
+	sort.Slice(keys, func(i, j int) bool { return bytes.Compare(keys[i], keys[j]) < 0 })
+	var seqs []uint64
+	for _, k := range keys {
+		gotID, kind, seq, err := ParseChunkKey(k)
+		if err != nil || gotID != id {
+			t.Fatalf("ParseChunkKey(%x) = %v, %v", k, gotID, err)
+		}
+		if kind == KindRequest {
+			if len(seqs) != 0 {
+				t.Fatalf("request marker sorts after response chunks")
+			}
+			continue
+		}
+		seqs = append(seqs, seq)
+	}
+	if want := []uint64{0, 1, 255, 256, 1 << 40, MarkerSeq}; !cmp.Equal(seqs, want) {
+		t.Errorf("chunk order = %v; want %v (marker last)", seqs, want)
+	}
+
+	times := []int64{math.MinInt64, -1, 0, 1, time.Now().UnixNano(), math.MaxInt64}
+	for i := 1; i < len(times); i++ {
+		a, b := TimeKey(times[i-1], id), TimeKey(times[i], id)
+		if bytes.Compare(a, b) >= 0 {
+			t.Errorf("TimeKey(%d) does not sort before TimeKey(%d)", times[i-1], times[i])
+		}
+		if bytes.Compare(a[:8], TimeBound(times[i-1])) > 0 {
+			t.Errorf("TimeKey(%d) sorts after its bound", times[i-1])
+		}
+		got, gotID, err := ParseTimeKey(b)
+		if err != nil || got != times[i] || gotID != id {
+			t.Errorf("ParseTimeKey(TimeKey(%d)) = %d, %v, %v", times[i], got, gotID, err)
+		}
+	}
+}
+
+func TestMarkerAndStats(t *testing.T) {
+	m := Marker{Size: 1 << 33, Chunks: 99}
+	if got, err := DecodeMarker(EncodeMarker(m)); err != nil || got != m {
+		t.Errorf("DecodeMarker(EncodeMarker(%v)) = %v, %v", m, got, err)
+	}
+	st := Stats{Pairs: 3, Incomplete: 1, Deleted: 2, Bytes: 12345}
+	if got, err := DecodeStats(EncodeStats(st)); err != nil || got != st {
+		t.Errorf("DecodeStats(EncodeStats(%v)) = %v, %v", st, got, err)
+	}
+	if _, err := DecodeMarker([]byte{FormatVersion, 0xff}); !errors.Is(err, model.ErrCorrupt) {
+		t.Errorf("DecodeMarker(truncated) err = %v; want ErrCorrupt", err)
+	}
+}
+
+func FuzzDecodeRecord(f *testing.F) {
+	f.Add(EncodeRecord(sampleRecord()))
+	f.Add(EncodeRecord(&Record{}))
+	f.Add([]byte{})
+	f.Add([]byte{FormatVersion, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := DecodeRecord(b)
+		if err != nil {
+			if !errors.Is(err, model.ErrCorrupt) && !errors.Is(err, model.ErrFormatVersion) {
+				t.Fatalf("DecodeRecord error %v wraps neither ErrCorrupt nor ErrFormatVersion", err)
+			}
+			return
+		}
+		// What decodes must encode back to a record that decodes the same.
+		again, err := DecodeRecord(EncodeRecord(r))
+		if err != nil {
+			t.Fatalf("re-decode: %v", err)
+		}
+		if diff := cmp.Diff(r, again); diff != "" {
+			t.Fatalf("re-encode changed the record (-first +second):\n%s", diff)
+		}
+	})
+}
+
+func FuzzDecodeMarker(f *testing.F) {
+	f.Add(EncodeMarker(Marker{Size: 10, Chunks: 1}))
+	f.Add([]byte{FormatVersion})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := DecodeMarker(b)
+		if err == nil && m.Size < 0 {
+			t.Fatalf("DecodeMarker accepted a negative size")
+		}
+	})
+}
+
+func FuzzKeys(f *testing.F) {
+	f.Add([]byte("GET https://example.com/"), int64(0), uint64(0))
+	f.Add([]byte{}, int64(-1), uint64(MarkerSeq))
+	f.Fuzz(func(t *testing.T, key []byte, ts int64, seq uint64) {
+		h := KeyHash(string(key))
+		id := model.PairID(h[:16])
+		k := KeysKey(h, id)
+		if len(k) != KeysKeyLen || !bytes.HasPrefix(k, h[:]) {
+			t.Fatalf("KeysKey has the wrong shape")
+		}
+		gotID, kind, gotSeq, err := ParseChunkKey(ChunkKey(id, KindResponse, seq))
+		if err != nil || gotID != id || kind != KindResponse || gotSeq != seq {
+			t.Fatalf("chunk key round trip failed")
+		}
+		gotT, gotID, err := ParseTimeKey(TimeKey(ts, id))
+		if err != nil || gotT != ts || gotID != id {
+			t.Fatalf("time key round trip failed")
+		}
+		if _, _, _, err := ParseChunkKey(key); len(key) != ChunkKeyLen && err == nil {
+			t.Fatalf("ParseChunkKey accepted %d bytes", len(key))
+		}
+	})
+}
