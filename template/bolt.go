@@ -117,32 +117,8 @@ func (o *BoltOptions) resolved() (BoltOptions, error) {
 	if r.OpenTimeout <= 0 {
 		r.OpenTimeout = DefaultOpenTimeout
 	}
-	if r.DefaultTTL < 0 {
-		r.DefaultTTL = 0
-	}
-	if r.SweepInterval == 0 {
-		r.SweepInterval = DefaultSweepInterval
-	}
-	if r.DeletedRetention <= 0 {
-		r.DeletedRetention = DefaultDeletedRetention
-	}
-	if r.IncompleteAge <= 0 {
-		r.IncompleteAge = DefaultIncompleteAge
-	}
-	if r.MaxBytes < 0 {
-		return r, fmt.Errorf("hishel: negative MaxBytes %d: %w", r.MaxBytes, model.ErrInvalid)
-	}
-	if r.ChunkSize <= 0 {
-		r.ChunkSize = DefaultChunkSize
-	}
-	if r.ChunkSize > 16<<20 {
-		return r, fmt.Errorf("hishel: ChunkSize %d over 16 MiB: %w", r.ChunkSize, model.ErrInvalid)
-	}
 	if r.AccessFlushInterval <= 0 {
 		r.AccessFlushInterval = DefaultAccessFlushInterval
-	}
-	if r.Now == nil {
-		r.Now = time.Now
 	}
 	return r, nil
 }
@@ -163,6 +139,7 @@ func (o *BoltOptions) resolved() (BoltOptions, error) {
 type Bolt struct {
 	db   *bbolt.DB
 	opts BoltOptions
+	pol  policy
 	w    *writer
 
 	accessMu sync.Mutex
@@ -181,6 +158,11 @@ type Bolt struct {
 // written by a newer format, model.ErrFormatVersion.
 func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 	o, err := opts.resolved()
+	if err != nil {
+		return nil, err
+	}
+	pol, err := newPolicy(o.DefaultTTL, o.RefreshTTLOnAccess, o.SweepInterval, o.DeletedRetention, o.IncompleteAge,
+		o.MaxBytes, o.ChunkSize, o.Now)
 	if err != nil {
 		return nil, err
 	}
@@ -207,12 +189,14 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 	s := &Bolt{
 		db:        db,
 		opts:      o,
+		pol:       pol,
 		w:         newWriter(db, maxTxBytes),
 		access:    make(map[model.PairID]int64),
 		stop:      make(chan struct{}),
 		maintDone: make(chan struct{}),
 	}
-	go s.maintain()
+	go maintain(s.stop, s.maintDone, o.AccessFlushInterval, func() { s.flushAccess(context.Background()) },
+		pol.sweepInterval, func() { _, _ = s.Cleanup(context.Background()) })
 	return s, nil
 }
 
@@ -273,10 +257,7 @@ func initDB(db *bbolt.DB) error {
 	})
 }
 
-// Path returns the database file's path.
-func (s *Bolt) Path() string { return s.opts.Path }
-
-func (s *Bolt) now() time.Time { return s.opts.Now() }
+func (s *Bolt) now() time.Time { return s.pol.now() }
 
 func (s *Bolt) check(ctx context.Context) error {
 	if s.closed.Load() {
@@ -295,25 +276,6 @@ func (s *Bolt) view(fn func(*bbolt.Tx) error) error {
 		return model.ErrClosed
 	}
 	return err
-}
-
-// ttlFor resolves a request's TTL and refresh options against the defaults.
-func (s *Bolt) ttlFor(o model.RequestOptions) (ttl time.Duration, refresh bool) {
-	switch {
-	case o.TTL > 0:
-		ttl = o.TTL
-	case o.TTL == 0:
-		ttl = s.opts.DefaultTTL
-	}
-	switch o.Refresh {
-	case model.RefreshOnAccess:
-		refresh = true
-	case model.NoRefresh:
-		refresh = false
-	default:
-		refresh = s.opts.RefreshTTLOnAccess != model.NoRefresh
-	}
-	return ttl, refresh
 }
 
 // CreatePair stores a new incomplete pair for req and returns it. Its
@@ -340,7 +302,7 @@ func (s *Bolt) CreatePair(ctx context.Context, req model.Request, opts ...model.
 		id = model.NewPairID()
 	}
 	now := s.now()
-	ttl, refresh := s.ttlFor(req.Options)
+	ttl, refresh := s.pol.ttlFor(req.Options)
 	rec := &bolt.Record{
 		ID:         id,
 		Nonce:      rand.Uint64(),
@@ -750,12 +712,12 @@ func purgeID(t *wtx, id model.PairID, nonce uint64) error {
 // soft-deleted pairs first (oldest deletion first), then complete pairs,
 // least recently used first. Incomplete pairs are never evicted.
 func (s *Bolt) enforceBudget(t *wtx, res *model.SweepResult) {
-	if s.opts.MaxBytes <= 0 || t.stats.Bytes <= s.opts.MaxBytes {
+	if s.pol.maxBytes <= 0 || t.stats.Bytes <= s.pol.maxBytes {
 		return
 	}
 	s.applyAccess(t) // so that recent reads count in the LRU order
 	for _, idx := range []*bbolt.Bucket{t.deleted, t.acc} {
-		for t.stats.Bytes > s.opts.MaxBytes && t.fatal == nil {
+		for t.stats.Bytes > s.pol.maxBytes && t.fatal == nil {
 			k, _ := idx.Cursor().First()
 			if k == nil {
 				break
@@ -839,13 +801,13 @@ func (s *Bolt) sweepStep(t *wtx, res *model.SweepResult) (more bool) {
 			res.Expired++
 		}
 	}
-	for _, id := range due(t.deleted, now-int64(s.opts.DeletedRetention)) {
+	for _, id := range due(t.deleted, now-int64(s.pol.retention)) {
 		if rec, err := t.record(id); err == nil && rec != nil && rec.Has(bolt.FlagDeleted) {
 			purge(t, rec)
 			res.Purged++
 		}
 	}
-	for _, id := range due(t.incomplete, now-int64(s.opts.IncompleteAge)) {
+	for _, id := range due(t.incomplete, now-int64(s.pol.incompleteAge)) {
 		if rec, err := t.record(id); err == nil && rec != nil && rec.State() == model.StateIncomplete {
 			purge(t, rec)
 			res.Abandoned++
@@ -1001,32 +963,6 @@ func (s *Bolt) Close() error {
 		s.closeErr = s.db.Close()
 	})
 	return s.closeErr
-}
-
-// maintain is the maintenance goroutine: it writes access times every
-// AccessFlushInterval and sweeps every SweepInterval, until Close.
-func (s *Bolt) maintain() {
-	defer close(s.maintDone)
-	ctx := context.Background()
-	flush := time.NewTicker(s.opts.AccessFlushInterval)
-	defer flush.Stop()
-	var sweep <-chan time.Time
-	if s.opts.SweepInterval > 0 {
-		tk := time.NewTicker(s.opts.SweepInterval)
-		defer tk.Stop()
-		sweep = tk.C
-	}
-	for {
-		select {
-		case <-s.stop:
-			s.flushAccess(ctx)
-			return
-		case <-flush.C:
-			s.flushAccess(ctx)
-		case <-sweep:
-			_, _ = s.Cleanup(ctx) // errors resurface to callers of later operations
-		}
-	}
 }
 
 func (s *Bolt) flushAccess(ctx context.Context) {

@@ -83,7 +83,7 @@ func (v *saver) Read(p []byte) (int, error) {
 }
 
 func (v *saver) add(p []byte) {
-	chunk := v.s.opts.ChunkSize
+	chunk := v.s.pol.chunkSize
 	for len(p) > 0 {
 		if v.cur == nil {
 			v.cur = make([]byte, 0, chunk)

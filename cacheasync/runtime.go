@@ -1,0 +1,150 @@
+package cacheasync
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"golang.org/x/sync/semaphore"
+
+	"github.com/hishel-go/hishel/model"
+)
+
+// DefaultMaxInFlight is the number of calls of one store that may run at once
+// when [Options] is nil or its MaxInFlight is zero or less.
+const DefaultMaxInFlight = 64
+
+// Options configures the calls of an async store. A nil *Options means the
+// defaults.
+type Options struct {
+	// MaxInFlight bounds how many calls of one store run their storage
+	// operation at the same time; zero or less means [DefaultMaxInFlight].
+	// The bound is a [golang.org/x/sync/semaphore.Weighted]: a call beyond it
+	// still returns its future at once, and its goroutine waits for a free
+	// slot, or for the call's context to end, before doing any work.
+	MaxInFlight int
+}
+
+func (o *Options) maxInFlight() int64 {
+	if o == nil || o.MaxInFlight <= 0 {
+		return DefaultMaxInFlight
+	}
+	return int64(o.MaxInFlight)
+}
+
+// Result is the outcome of one asynchronous call: the operation's value and
+// its error. When Err is not nil, Value is whatever the operation returned
+// with it, usually the zero value.
+type Result[T any] struct {
+	Value T
+	Err   error
+}
+
+// Future is the pending result of one asynchronous call. It is a
+// receive-only channel, buffered to 1, on which exactly one [Result] is sent;
+// the channel is never closed. The value can be received once: use
+// [Future.Await], or receive from the channel directly, for example in a
+// select statement.
+//
+// The result is sent whether or not anyone receives it, and the buffer means
+// the sending goroutine never waits for a receiver, so abandoning a Future
+// leaks no goroutine. A Result that holds resources (such as pairs whose
+// bodies stream from storage) is then abandoned with them; a caller that may
+// stop waiting should drain the future and close what it holds.
+type Future[T any] <-chan Result[T]
+
+// Await waits for the result of f and returns its value and error. If ctx
+// ends first, Await returns ctx's error and the result stays in the future;
+// the call itself is not stopped (cancel the context the call was started
+// with to stop it). Await on a nil Future waits until ctx ends.
+func (f Future[T]) Await(ctx context.Context) (T, error) {
+	select {
+	case r := <-f:
+		return r.Value, r.Err
+	case <-ctx.Done():
+		var zero T
+		return zero, ctx.Err()
+	}
+}
+
+// Runner runs the calls of one async store. It owns the semaphore that
+// bounds how many of them run at once, and tracks every call it has started
+// so that [Runner.Close] can wait for them. Generated async stores hold one
+// Runner each; other code rarely needs one.
+//
+// A Runner is safe for concurrent use. The zero value is not usable: create
+// Runners with [NewRunner].
+type Runner struct {
+	sem *semaphore.Weighted
+
+	mu     sync.RWMutex // held for reading while a call is registered in wg
+	closed bool
+	wg     sync.WaitGroup // calls started and not yet finished
+}
+
+// NewRunner returns a Runner configured by opts; nil opts means the defaults.
+func NewRunner(opts *Options) *Runner {
+	return &Runner{sem: semaphore.NewWeighted(opts.maxInFlight())}
+}
+
+// Go runs f asynchronously under r and returns at once with the future of
+// its result.
+//
+// If ctx is already done, or r is closed, Go does no work: the future holds
+// ctx's error, or an error wrapping [model.ErrClosed]. Otherwise Go starts
+// one goroutine, which acquires a slot of r's semaphore with ctx, calls
+// f(ctx), sends f's result on the future and releases the slot. If ctx ends
+// while the goroutine is waiting for a slot, f is not called and the future
+// holds ctx's error. The goroutine ends as soon as the result is sent, which
+// never blocks, so its lifetime is that of the call.
+//
+// A panic in f is not recovered: like a panic in a blocking call, it crashes
+// the program.
+func Go[T any](r *Runner, ctx context.Context, f func(context.Context) (T, error)) Future[T] {
+	ch := make(chan Result[T], 1)
+	if err := ctx.Err(); err != nil {
+		ch <- Result[T]{Err: err}
+		return ch
+	}
+	r.mu.RLock()
+	if r.closed {
+		r.mu.RUnlock()
+		ch <- Result[T]{Err: fmt.Errorf("cacheasync: call after Close: %w", model.ErrClosed)}
+		return ch
+	}
+	r.wg.Add(1)
+	r.mu.RUnlock()
+
+	go func() {
+		defer r.wg.Done()
+		if err := r.sem.Acquire(ctx, 1); err != nil {
+			ch <- Result[T]{Err: err}
+			return
+		}
+		defer r.sem.Release(1)
+		v, err := f(ctx)
+		ch <- Result[T]{Value: v, Err: err}
+	}()
+	return ch
+}
+
+// GoErr is [Go] for operations that return only an error; the future's
+// value is always struct{}{}.
+func GoErr(r *Runner, ctx context.Context, f func(context.Context) error) Future[struct{}] {
+	return Go(r, ctx, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, f(ctx)
+	})
+}
+
+// Close stops r from starting calls and waits until every call it has
+// started has finished, including calls still waiting for a slot. Calls
+// made after Close begins fail with an error wrapping [model.ErrClosed].
+// Close is idempotent and safe to call from several goroutines; every call
+// returns once the started calls have finished. Close must not be called from
+// inside a call run by r, which would wait for itself.
+func (r *Runner) Close() {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	r.wg.Wait()
+}

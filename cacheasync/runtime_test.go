@@ -1,0 +1,340 @@
+package cacheasync_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hishel-go/hishel/cacheasync"
+	"github.com/hishel-go/hishel/model"
+)
+
+// noLeaks fails t if, once t's other cleanups have run, more goroutines are
+// left than when it was called. Goroutines take a moment to exit, so it
+// retries for a while.
+func noLeaks(t *testing.T) {
+	t.Helper()
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			n := runtime.NumGoroutine()
+			if n <= before {
+				return
+			}
+			if time.Now().After(deadline) {
+				buf := make([]byte, 1<<20)
+				buf = buf[:runtime.Stack(buf, true)]
+				t.Errorf("goroutines: %d after the test; want at most %d\n%s", n, before, buf)
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+}
+
+func TestAwait(t *testing.T) {
+	noLeaks(t)
+	errBoom := errors.New("boom")
+	tests := []struct {
+		name    string
+		f       func(context.Context) (int, error)
+		want    int
+		wantErr error
+	}{
+		{"value", func(context.Context) (int, error) { return 42, nil }, 42, nil},
+		{"error", func(context.Context) (int, error) { return 0, errBoom }, 0, errBoom},
+		{"value and error", func(context.Context) (int, error) { return 7, errBoom }, 7, errBoom},
+	}
+	r := cacheasync.NewRunner(nil)
+	defer r.Close()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := cacheasync.Go(r, context.Background(), tt.f).Await(context.Background())
+			if got != tt.want || err != tt.wantErr {
+				t.Errorf("Go(%s).Await() = %d, %v; want %d, %v", tt.name, got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestAwaitContextEndsFirst(t *testing.T) {
+	noLeaks(t)
+	r := cacheasync.NewRunner(nil)
+	defer r.Close()
+	release := make(chan struct{})
+	f := cacheasync.Go(r, context.Background(), func(context.Context) (string, error) {
+		<-release
+		return "done", nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	if got, err := f.Await(ctx); got != "" || err != context.DeadlineExceeded {
+		t.Errorf("Await(expiring ctx) = %q, %v; want \"\", %v", got, err, context.DeadlineExceeded)
+	}
+	// The call goes on and its result stays in the future.
+	close(release)
+	if got, err := f.Await(context.Background()); got != "done" || err != nil {
+		t.Errorf("Await after the call ends = %q, %v; want %q, nil", got, err, "done")
+	}
+}
+
+func TestAwaitNilFuture(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var f cacheasync.Future[int]
+	if got, err := f.Await(ctx); got != 0 || err != context.Canceled {
+		t.Errorf("nil Future.Await(cancelled ctx) = %d, %v; want 0, %v", got, err, context.Canceled)
+	}
+}
+
+// TestFutureBuffered checks that a future holds its one result without a
+// receiver, so that an abandoned future leaks no goroutine.
+func TestFutureBuffered(t *testing.T) {
+	noLeaks(t)
+	r := cacheasync.NewRunner(nil)
+	f := cacheasync.Go(r, context.Background(), func(context.Context) (int, error) { return 1, nil })
+	if c := cap(f); c != 1 {
+		t.Errorf("cap(future) = %d; want 1", c)
+	}
+	for range 100 {
+		cacheasync.Go(r, context.Background(), func(context.Context) (int, error) { return 1, nil })
+	}
+	r.Close() // returns only once every call has sent its result
+	if n := len(f); n != 1 {
+		t.Errorf("len(future) after the call = %d; want 1", n)
+	}
+	res := <-f
+	if res.Value != 1 || res.Err != nil {
+		t.Errorf("<-future = %+v; want {Value:1 Err:<nil>}", res)
+	}
+	if n := len(f); n != 0 {
+		t.Errorf("len(future) after one receive = %d; want 0 (exactly one result)", n)
+	}
+}
+
+func TestGoErr(t *testing.T) {
+	noLeaks(t)
+	r := cacheasync.NewRunner(nil)
+	defer r.Close()
+	errBoom := errors.New("boom")
+	for _, want := range []error{nil, errBoom} {
+		got, err := cacheasync.GoErr(r, context.Background(), func(context.Context) error { return want }).Await(context.Background())
+		if got != (struct{}{}) || err != want {
+			t.Errorf("GoErr(returning %v).Await() = %v, %v; want {}, %v", want, got, err, want)
+		}
+	}
+}
+
+// TestCancelledBeforeCall checks that a call with a done context does no
+// work and delivers the context's error.
+func TestCancelledBeforeCall(t *testing.T) {
+	noLeaks(t)
+	r := cacheasync.NewRunner(nil)
+	defer r.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var called atomic.Bool
+	f := cacheasync.Go(r, ctx, func(context.Context) (int, error) { called.Store(true); return 1, nil })
+	if got, err := f.Await(context.Background()); got != 0 || err != context.Canceled {
+		t.Errorf("Go(cancelled ctx).Await() = %d, %v; want 0, %v", got, err, context.Canceled)
+	}
+	if called.Load() {
+		t.Error("Go(cancelled ctx) ran its function")
+	}
+}
+
+// TestCancelledWhileWaiting checks that a call whose context ends while it
+// waits for a slot does no work and delivers the context's error.
+func TestCancelledWhileWaiting(t *testing.T) {
+	noLeaks(t)
+	r := cacheasync.NewRunner(&cacheasync.Options{MaxInFlight: 1})
+	defer r.Close()
+	release := make(chan struct{})
+	started := make(chan struct{})
+	first := cacheasync.Go(r, context.Background(), func(context.Context) (int, error) {
+		close(started)
+		<-release
+		return 1, nil
+	})
+	<-started
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var called atomic.Bool
+	second := cacheasync.Go(r, ctx, func(context.Context) (int, error) { called.Store(true); return 2, nil })
+	select {
+	case res := <-second:
+		t.Fatalf("second call finished while the only slot was held: %+v", res)
+	case <-time.After(20 * time.Millisecond):
+	}
+	cancel()
+	if got, err := second.Await(context.Background()); got != 0 || err != context.Canceled {
+		t.Errorf("waiting call, cancelled: Await() = %d, %v; want 0, %v", got, err, context.Canceled)
+	}
+	close(release)
+	if got, err := first.Await(context.Background()); got != 1 || err != nil {
+		t.Errorf("first call: Await() = %d, %v; want 1, nil", got, err)
+	}
+	if called.Load() {
+		t.Error("a call cancelled while waiting for a slot ran its function")
+	}
+}
+
+// TestMaxInFlight starts twice as many blocking calls as the bound and
+// checks that exactly the bound run at once.
+func TestMaxInFlight(t *testing.T) {
+	for _, tt := range []struct {
+		opts *cacheasync.Options
+		want int
+	}{
+		{&cacheasync.Options{MaxInFlight: 1}, 1},
+		{&cacheasync.Options{MaxInFlight: 3}, 3},
+		{&cacheasync.Options{MaxInFlight: -1}, cacheasync.DefaultMaxInFlight},
+		{&cacheasync.Options{}, cacheasync.DefaultMaxInFlight},
+		{nil, cacheasync.DefaultMaxInFlight},
+	} {
+		t.Run(fmt.Sprintf("%+v", tt.opts), func(t *testing.T) {
+			noLeaks(t)
+			r := cacheasync.NewRunner(tt.opts)
+			defer r.Close()
+			var cur, peak atomic.Int64
+			release := make(chan struct{})
+			futures := make([]cacheasync.Future[struct{}], 2*tt.want)
+			for i := range futures {
+				futures[i] = cacheasync.GoErr(r, context.Background(), func(context.Context) error {
+					n := cur.Add(1)
+					for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+					}
+					<-release
+					cur.Add(-1)
+					return nil
+				})
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for cur.Load() < int64(tt.want) && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+			time.Sleep(20 * time.Millisecond) // room for a call beyond the bound to start
+			if got := cur.Load(); got != int64(tt.want) {
+				t.Errorf("calls running at once = %d; want %d", got, tt.want)
+			}
+			close(release)
+			for _, f := range futures {
+				if _, err := f.Await(context.Background()); err != nil {
+					t.Errorf("Await() error = %v; want nil", err)
+				}
+			}
+			if got := peak.Load(); got != int64(tt.want) {
+				t.Errorf("peak of calls running at once = %d; want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestClose checks that Close waits for started calls, including those
+// waiting for a slot, and that later calls fail with model.ErrClosed.
+func TestClose(t *testing.T) {
+	noLeaks(t)
+	r := cacheasync.NewRunner(&cacheasync.Options{MaxInFlight: 1})
+	release := make(chan struct{})
+	started := make(chan struct{})
+	var done atomic.Int64
+	first := cacheasync.Go(r, context.Background(), func(context.Context) (int, error) {
+		close(started)
+		<-release
+		done.Add(1)
+		return 1, nil
+	})
+	<-started
+	queued := cacheasync.Go(r, context.Background(), func(context.Context) (int, error) {
+		done.Add(1)
+		return 2, nil
+	})
+
+	closed := make(chan struct{})
+	go func() {
+		r.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a call was running")
+	case <-time.After(20 * time.Millisecond):
+	}
+	// Close has begun (or is about to): a new call must fail, not run.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := cacheasync.Go(r, context.Background(), func(context.Context) (int, error) {
+			return 3, nil
+		}).Await(context.Background())
+		if errors.Is(err, model.ErrClosed) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Go during Close: Await() error = %v; want %v", err, model.ErrClosed)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	<-closed
+	if n := done.Load(); n != 2 {
+		t.Errorf("calls finished when Close returned = %d; want 2", n)
+	}
+	if got, err := first.Await(context.Background()); got != 1 || err != nil {
+		t.Errorf("first.Await() = %d, %v; want 1, nil", got, err)
+	}
+	if got, err := queued.Await(context.Background()); got != 2 || err != nil {
+		t.Errorf("queued.Await() = %d, %v; want 2, nil", got, err)
+	}
+	r.Close() // idempotent
+	if _, err := cacheasync.Go(r, context.Background(), func(context.Context) (int, error) {
+		t.Error("a call after Close ran")
+		return 0, nil
+	}).Await(context.Background()); !errors.Is(err, model.ErrClosed) {
+		t.Errorf("Go after Close: Await() error = %v; want %v", err, model.ErrClosed)
+	}
+}
+
+// TestConcurrentClose races many calls against Close under -race.
+func TestConcurrentClose(t *testing.T) {
+	noLeaks(t)
+	r := cacheasync.NewRunner(&cacheasync.Options{MaxInFlight: 4})
+	var ran, refused atomic.Int64
+	futures := make(chan cacheasync.Future[int], 1000)
+	go func() {
+		defer close(futures)
+		for i := range 1000 {
+			futures <- cacheasync.Go(r, context.Background(), func(context.Context) (int, error) {
+				ran.Add(1)
+				return i, nil
+			})
+		}
+	}()
+	time.Sleep(time.Millisecond)
+	r.Close()
+	for f := range futures {
+		if _, err := f.Await(context.Background()); errors.Is(err, model.ErrClosed) {
+			refused.Add(1)
+		} else if err != nil {
+			t.Errorf("Await() error = %v; want nil or ErrClosed", err)
+		}
+	}
+	if got := ran.Load() + refused.Load(); got != 1000 {
+		t.Errorf("ran + refused = %d; want 1000", got)
+	}
+}
+
+func ExampleFuture_Await() {
+	r := cacheasync.NewRunner(&cacheasync.Options{MaxInFlight: 8})
+	defer r.Close()
+	f := cacheasync.Go(r, context.Background(), func(ctx context.Context) (string, error) {
+		return "stored", nil
+	})
+	v, err := f.Await(context.Background())
+	fmt.Println(v, err)
+	// Output: stored <nil>
+}

@@ -1,0 +1,728 @@
+package template
+
+import (
+	"container/heap"
+	"container/list"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hishel-go/hishel/bolt"
+	"github.com/hishel-go/hishel/model"
+)
+
+// MemoryOptions configure a Memory storage. A nil *MemoryOptions, and every
+// zero field, means the default; the fields mean what BoltOptions' fields of
+// the same names mean.
+type MemoryOptions struct {
+	// DefaultTTL is how long a pair lives after it is stored (or last read,
+	// see RefreshTTLOnAccess). Zero or model.NoExpiry: pairs never expire.
+	DefaultTTL time.Duration
+	// RefreshTTLOnAccess says whether reading a pair restarts its TTL
+	// (default yes; model.NoRefresh: no).
+	RefreshTTLOnAccess model.Refresh
+	// SweepInterval is how often the background sweep runs. Default 10
+	// minutes; negative: never in the background.
+	SweepInterval time.Duration
+	// DeletedRetention is how long soft-deleted pairs are kept. Default 7 days.
+	DeletedRetention time.Duration
+	// IncompleteAge is how old an incomplete pair gets before a sweep
+	// removes it. Default 1 hour.
+	IncompleteAge time.Duration
+	// MaxBytes is a budget for stored body bytes; beyond it the least
+	// recently used pairs are evicted. Zero: no budget.
+	MaxBytes int64
+	// ChunkSize is the size of stored body chunks. Default 64 KiB.
+	ChunkSize int
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Memory stores pairs in the process's memory: fast, and gone when the
+// process ends. It follows the same pair rules as Bolt (TTL, refresh on
+// access, soft delete, sweeps, size budget); its size budget is what bounds
+// its memory.
+//
+// A Memory is safe for concurrent use. It owns one goroutine, from
+// OpenMemory until Close, that runs the background sweep.
+//
+//hishel:backend
+type Memory struct {
+	pol policy
+
+	mu     sync.RWMutex
+	closed bool
+	pairs  map[model.PairID]*memPair
+	keys   map[string]map[model.PairID]*memPair
+	stats  model.Stats
+	lru    *list.List // complete pairs, least recently used at the front
+	expiry timeHeap   // complete pairs with an expiry; entries may be stale
+	dels   timeHeap   // soft-deleted pairs; entries may be stale
+	incs   timeHeap   // incomplete pairs by creation time; entries may be stale
+
+	stop      chan struct{}
+	maintDone chan struct{}
+	closeOnce sync.Once
+}
+
+// memPair is one stored pair. Its chunks are immutable once appended.
+type memPair struct {
+	rec    bolt.Record
+	bodies [2][][]byte // by bolt.Kind
+	lru    *list.Element
+}
+
+// OpenMemory returns an empty Memory storage and starts its sweep goroutine.
+func OpenMemory(ctx context.Context, opts *MemoryOptions) (*Memory, error) {
+	var o MemoryOptions
+	if opts != nil {
+		o = *opts
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	pol, err := newPolicy(o.DefaultTTL, o.RefreshTTLOnAccess, o.SweepInterval, o.DeletedRetention, o.IncompleteAge,
+		o.MaxBytes, o.ChunkSize, o.Now)
+	if err != nil {
+		return nil, err
+	}
+	m := &Memory{
+		pol:       pol,
+		pairs:     make(map[model.PairID]*memPair),
+		keys:      make(map[string]map[model.PairID]*memPair),
+		lru:       list.New(),
+		stop:      make(chan struct{}),
+		maintDone: make(chan struct{}),
+	}
+	go maintain(m.stop, m.maintDone, 0, func() {}, pol.sweepInterval, func() { _, _ = m.Cleanup(context.Background()) })
+	return m, nil
+}
+
+// lock takes the write lock of an open storage.
+func (m *Memory) lock(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return model.ErrClosed
+	}
+	return nil
+}
+
+// CreatePair stores a new incomplete pair for req and returns it. Its
+// request body is stored as the caller reads the returned pair's
+// Request.Body to the end (a nil body is stored at once as empty). ctx
+// governs that body stream too: cancelling it aborts the pair.
+//
+// With model.WithID the pair gets the caller's ID; an ID already in use
+// fails with model.ErrDuplicateID. A body that has already been read from
+// fails with model.ErrBodyConsumed.
+func (m *Memory) CreatePair(ctx context.Context, req model.Request, opts ...model.CreateOption) (model.IncompletePair, error) {
+	if req.Method == "" {
+		return model.IncompletePair{}, fmt.Errorf("hishel: create pair: empty method: %w", model.ErrInvalid)
+	}
+	if req.Body.Consumed() {
+		return model.IncompletePair{}, fmt.Errorf("hishel: create pair: request body: %w", model.ErrBodyConsumed)
+	}
+	id := model.ApplyCreateOptions(opts).ID
+	if id.IsZero() {
+		id = model.NewPairID()
+	}
+	if err := m.lock(ctx); err != nil {
+		return model.IncompletePair{}, err
+	}
+	defer m.mu.Unlock()
+	if _, dup := m.pairs[id]; dup {
+		return model.IncompletePair{}, fmt.Errorf("hishel: create pair %s: %w", id, model.ErrDuplicateID)
+	}
+	now := m.pol.now()
+	ttl, refresh := m.pol.ttlFor(req.Options)
+	p := &memPair{rec: bolt.Record{
+		ID: id, Nonce: rand.Uint64(), Created: bolt.UnixNano(now), LastAccess: bolt.UnixNano(now),
+		TTL: int64(ttl), Refresh: refresh, Method: req.Method, URL: req.URL,
+		ReqHeader: req.Header.Clone(), ReqOptions: req.Options,
+	}}
+	if req.Body == nil {
+		p.rec.Flags |= bolt.FlagRequestDone
+	}
+	m.pairs[id] = p
+	heap.Push(&m.incs, timeEntry{p.rec.Created, id})
+	m.stats.Incomplete++
+	out := model.IncompletePair{ID: id, Request: req, Meta: p.rec.Meta()}
+	if req.Body != nil {
+		out.Request.Body = model.NewBody(m.newSaver(ctx, p, bolt.KindRequest, req.Body))
+	}
+	return out, nil
+}
+
+// AddResponse attaches resp to the incomplete pair id under the cache key
+// key, and returns the pair. The response body is stored as the caller reads
+// the returned pair's Response.Body to the end (a nil body is stored at once
+// as empty); once both bodies are stored the pair is served by GetPairs.
+// ctx governs that body stream: cancelling it aborts the pair.
+//
+// An unknown or removed id fails with model.ErrNotFound; a pair that already
+// has a response, or a status outside 100-999, with model.ErrInvalid.
+func (m *Memory) AddResponse(ctx context.Context, id model.PairID, resp model.Response, key string) (model.CompletePair, error) {
+	if resp.Status < 100 || resp.Status > 999 {
+		return model.CompletePair{}, fmt.Errorf("hishel: add response: status %d: %w", resp.Status, model.ErrInvalid)
+	}
+	if resp.Body.Consumed() {
+		return model.CompletePair{}, fmt.Errorf("hishel: add response: response body: %w", model.ErrBodyConsumed)
+	}
+	if err := m.lock(ctx); err != nil {
+		return model.CompletePair{}, err
+	}
+	defer m.mu.Unlock()
+	p := m.pairs[id]
+	if p == nil || p.rec.Has(bolt.FlagDeleted) {
+		return model.CompletePair{}, fmt.Errorf("hishel: add response to pair %s: %w", id, model.ErrNotFound)
+	}
+	if p.rec.Has(bolt.FlagHasResponse) {
+		return model.CompletePair{}, fmt.Errorf("hishel: add response to pair %s: pair already has a response: %w", id, model.ErrInvalid)
+	}
+	p.rec.Flags |= bolt.FlagHasResponse
+	p.rec.Key, p.rec.Status, p.rec.RespHeader = key, resp.Status, resp.Header.Clone()
+	if resp.Body == nil {
+		p.rec.Flags |= bolt.FlagResponseDone
+	}
+	m.settle(p)
+	info := p.rec.Info()
+	out := model.CompletePair{ID: id, Request: info.Request, Response: resp, Key: key, Meta: info.Meta}
+	out.Request.Header, out.Response.Header = info.Request.Header.Clone(), info.Response.Header.Clone()
+	if resp.Body != nil {
+		out.Response.Body = model.NewBody(m.newSaver(ctx, p, bolt.KindResponse, resp.Body))
+	}
+	return out, nil
+}
+
+// settle completes p if both of its bodies are stored. m.mu is held.
+func (m *Memory) settle(p *memPair) {
+	r := &p.rec
+	if r.Has(bolt.FlagComplete) || !r.Has(bolt.FlagRequestDone|bolt.FlagResponseDone|bolt.FlagHasResponse) {
+		return
+	}
+	now := bolt.UnixNano(m.pol.now())
+	r.Flags |= bolt.FlagComplete
+	r.Completed, r.LastAccess = now, now
+	if r.TTL > 0 {
+		r.Expires = now + r.TTL
+		heap.Push(&m.expiry, timeEntry{r.Expires, r.ID})
+	}
+	if m.keys[r.Key] == nil {
+		m.keys[r.Key] = make(map[model.PairID]*memPair)
+	}
+	m.keys[r.Key][r.ID] = p
+	p.lru = m.lru.PushBack(p)
+	m.stats.Incomplete--
+	m.stats.Pairs++
+	m.enforceBudget(nil)
+}
+
+func (m *Memory) live(p *memPair, now int64) bool {
+	r := &p.rec
+	return r.Has(bolt.FlagComplete) && !r.Has(bolt.FlagDeleted) && (r.Expires == 0 || now < r.Expires)
+}
+
+// GetPairs returns every live, complete, unexpired pair stored under key,
+// newest first. Their bodies stream from storage as they are read; each must
+// be read to the end or closed. Reading a pair counts as an access: it
+// restarts the pair's TTL if the pair refreshes on access, and moves it to
+// the back of the eviction order.
+func (m *Memory) GetPairs(ctx context.Context, key string) ([]model.CompletePair, error) {
+	if err := m.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer m.mu.Unlock()
+	now := bolt.UnixNano(m.pol.now())
+	var out []model.CompletePair
+	for _, p := range m.keys[key] {
+		if !m.live(p, now) {
+			continue
+		}
+		r := &p.rec
+		r.LastAccess = now
+		m.lru.MoveToBack(p.lru)
+		if r.Refresh && r.TTL > 0 && r.Expires != 0 && now+r.TTL > r.Expires {
+			r.Expires = now + r.TTL
+			heap.Push(&m.expiry, timeEntry{r.Expires, r.ID})
+		}
+		out = append(out, m.pair(p))
+	}
+	slices.SortStableFunc(out, func(a, b model.CompletePair) int {
+		if c := b.Meta.Completed.Compare(a.Meta.Completed); c != 0 {
+			return c
+		}
+		return slices.Compare(a.ID[:], b.ID[:])
+	})
+	return out, nil
+}
+
+// pair returns p as a CompletePair with fresh header maps and body readers.
+func (m *Memory) pair(p *memPair) model.CompletePair {
+	info := p.rec.Info()
+	cp := model.CompletePair{ID: p.rec.ID, Request: info.Request, Response: info.Response, Key: p.rec.Key, Meta: info.Meta}
+	cp.Request.Header, cp.Response.Header = cp.Request.Header.Clone(), cp.Response.Header.Clone()
+	for _, kind := range []bolt.Kind{bolt.KindRequest, bolt.KindResponse} {
+		r := &memReader{m: m, p: p, nonce: p.rec.Nonce, chunks: p.bodies[kind]}
+		body := model.NewChunkBody(r, nil)
+		if kind == bolt.KindRequest {
+			cp.Request.Body = body
+		} else {
+			cp.Response.Body = body
+		}
+	}
+	return cp
+}
+
+// GetPair returns the live, complete, unexpired pair id, with bodies
+// streamed as in GetPairs, or model.ErrNotFound. It does not count as an
+// access.
+func (m *Memory) GetPair(ctx context.Context, id model.PairID) (model.CompletePair, error) {
+	if err := m.lock(ctx); err != nil {
+		return model.CompletePair{}, err
+	}
+	defer m.mu.Unlock()
+	p := m.pairs[id]
+	if p == nil || !m.live(p, bolt.UnixNano(m.pol.now())) {
+		return model.CompletePair{}, fmt.Errorf("hishel: get pair %s: %w", id, model.ErrNotFound)
+	}
+	return m.pair(p), nil
+}
+
+// UpdatePair replaces the stored pair id with pair, atomically: its request
+// and response heads (method, URL, headers, options, status), its key (the
+// pair moves to the new key), and its Created, Expires, TTL and Refresh
+// metadata. Bodies and the other metadata are kept as stored. It returns
+// the pair as stored, with bodies streamed as in GetPairs.
+//
+// A pair that does not exist, is incomplete or removed fails with
+// model.ErrNotFound; a pair.ID other than id (or zero), with
+// model.ErrIDChanged.
+func (m *Memory) UpdatePair(ctx context.Context, id model.PairID, pair model.CompletePair) (model.CompletePair, error) {
+	return m.UpdatePairFunc(ctx, id, func(model.CompletePair) (model.CompletePair, error) { return pair, nil })
+}
+
+// UpdatePairFunc is UpdatePair with the new value computed by fn from the
+// stored pair, atomically (no other write can interleave). fn receives the
+// pair with nil bodies; it runs with the storage locked, so it must be quick
+// and must not call the storage. If fn returns an error, nothing changes and
+// UpdatePairFunc returns that error.
+func (m *Memory) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(model.CompletePair) (model.CompletePair, error)) (model.CompletePair, error) {
+	if err := m.lock(ctx); err != nil {
+		return model.CompletePair{}, err
+	}
+	defer m.mu.Unlock()
+	p := m.pairs[id]
+	if p == nil || !p.rec.Has(bolt.FlagComplete) || p.rec.Has(bolt.FlagDeleted) {
+		return model.CompletePair{}, fmt.Errorf("hishel: update pair %s: %w", id, model.ErrNotFound)
+	}
+	cur := m.pair(p)
+	cur.Request.Body, cur.Response.Body = nil, nil
+	next, err := callUpdate(fn, cur)
+	if err != nil {
+		return model.CompletePair{}, err
+	}
+	if next.ID != id {
+		return model.CompletePair{}, fmt.Errorf("hishel: update pair %s: new id %s: %w", id, next.ID, model.ErrIDChanged)
+	}
+	if next.Request.Method == "" || next.Response.Status < 100 || next.Response.Status > 999 || next.Meta.TTL < 0 {
+		return model.CompletePair{}, fmt.Errorf("hishel: update pair %s: empty method, bad status or negative TTL: %w", id, model.ErrInvalid)
+	}
+	r := &p.rec
+	if next.Key != r.Key {
+		delete(m.keys[r.Key], id)
+		if len(m.keys[r.Key]) == 0 {
+			delete(m.keys, r.Key)
+		}
+		if m.keys[next.Key] == nil {
+			m.keys[next.Key] = make(map[model.PairID]*memPair)
+		}
+		m.keys[next.Key][id] = p
+		r.Key = next.Key
+	}
+	if exp := bolt.UnixNano(next.Meta.Expires); exp != r.Expires {
+		r.Expires = exp
+		if exp != 0 {
+			heap.Push(&m.expiry, timeEntry{exp, id})
+		}
+	}
+	r.Created, r.TTL, r.Refresh = bolt.UnixNano(next.Meta.Created), int64(next.Meta.TTL), next.Meta.Refresh
+	r.Method, r.URL, r.ReqHeader, r.ReqOptions = next.Request.Method, next.Request.URL, next.Request.Header.Clone(), next.Request.Options
+	r.Status, r.RespHeader = next.Response.Status, next.Response.Header.Clone()
+	return m.pair(p), nil
+}
+
+// callUpdate calls fn, turning a panic into an error.
+func callUpdate(fn func(model.CompletePair) (model.CompletePair, error), p model.CompletePair) (next model.CompletePair, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("hishel: panic in storage operation: %v", r)
+		}
+	}()
+	return fn(p)
+}
+
+// Remove soft-deletes the pair id: it is hidden at once and reclaimed by a
+// sweep after DeletedRetention. Removing an unknown or already removed pair
+// does nothing. Removing an incomplete pair aborts the bodies still being
+// stored.
+func (m *Memory) Remove(ctx context.Context, id model.PairID) error {
+	if err := m.lock(ctx); err != nil {
+		return err
+	}
+	defer m.mu.Unlock()
+	if p := m.pairs[id]; p != nil && !p.rec.Has(bolt.FlagDeleted) {
+		m.softDelete(p, bolt.UnixNano(m.pol.now()))
+	}
+	return nil
+}
+
+func (m *Memory) unindex(p *memPair) {
+	r := &p.rec
+	switch r.State() {
+	case model.StateComplete:
+		delete(m.keys[r.Key], r.ID)
+		if len(m.keys[r.Key]) == 0 {
+			delete(m.keys, r.Key)
+		}
+		m.lru.Remove(p.lru)
+		p.lru = nil
+		m.stats.Pairs--
+	case model.StateIncomplete:
+		m.stats.Incomplete--
+	case model.StateDeleted:
+		m.stats.Deleted--
+	}
+}
+
+func (m *Memory) softDelete(p *memPair, at int64) {
+	m.unindex(p)
+	p.rec.Flags |= bolt.FlagDeleted
+	p.rec.Deleted = at
+	heap.Push(&m.dels, timeEntry{at, p.rec.ID})
+	m.stats.Deleted++
+}
+
+func (m *Memory) purge(p *memPair) {
+	m.unindex(p)
+	delete(m.pairs, p.rec.ID)
+	for _, b := range p.bodies {
+		for _, c := range b {
+			m.stats.Bytes -= int64(len(c))
+		}
+	}
+}
+
+// enforceBudget evicts soft-deleted pairs, then the least recently used
+// complete pairs, until the stored bytes fit MaxBytes. m.mu is held.
+func (m *Memory) enforceBudget(res *model.SweepResult) {
+	if m.pol.maxBytes <= 0 {
+		return
+	}
+	for m.stats.Bytes > m.pol.maxBytes && m.dels.Len() > 0 {
+		e := heap.Pop(&m.dels).(timeEntry)
+		if p := m.pairs[e.id]; p != nil && p.rec.Has(bolt.FlagDeleted) && p.rec.Deleted == e.at {
+			m.purge(p)
+			if res != nil {
+				res.Evicted++
+			}
+		}
+	}
+	for m.stats.Bytes > m.pol.maxBytes && m.lru.Len() > 0 {
+		m.purge(m.lru.Front().Value.(*memPair))
+		if res != nil {
+			res.Evicted++
+		}
+	}
+}
+
+// Cleanup runs a sweep now and reports what it did: expired pairs are
+// soft-deleted, soft-deleted pairs past DeletedRetention and incomplete pairs
+// older than IncompleteAge are removed, and pairs beyond MaxBytes are
+// evicted. Its cost is proportional to what it removes.
+func (m *Memory) Cleanup(ctx context.Context) (model.SweepResult, error) {
+	var res model.SweepResult
+	if err := m.lock(ctx); err != nil {
+		return res, err
+	}
+	defer m.mu.Unlock()
+	now := bolt.UnixNano(m.pol.now())
+	for m.expiry.Len() > 0 && m.expiry[0].at <= now {
+		e := heap.Pop(&m.expiry).(timeEntry)
+		if p := m.pairs[e.id]; p != nil && p.rec.State() == model.StateComplete && p.rec.Expires == e.at {
+			m.softDelete(p, now)
+			res.Expired++
+		}
+	}
+	for limit := now - int64(m.pol.retention); m.dels.Len() > 0 && m.dels[0].at <= limit; {
+		e := heap.Pop(&m.dels).(timeEntry)
+		if p := m.pairs[e.id]; p != nil && p.rec.Has(bolt.FlagDeleted) && p.rec.Deleted == e.at {
+			m.purge(p)
+			res.Purged++
+		}
+	}
+	for limit := now - int64(m.pol.incompleteAge); m.incs.Len() > 0 && m.incs[0].at <= limit; {
+		e := heap.Pop(&m.incs).(timeEntry)
+		if p := m.pairs[e.id]; p != nil && p.rec.State() == model.StateIncomplete && p.rec.Created == e.at {
+			m.purge(p)
+			res.Abandoned++
+		}
+	}
+	m.enforceBudget(&res)
+	return res, nil
+}
+
+// Clear removes every pair at once. Bodies being read fail with
+// model.ErrRemoved; bodies being stored fail and are not stored.
+func (m *Memory) Clear(ctx context.Context) error {
+	if err := m.lock(ctx); err != nil {
+		return err
+	}
+	defer m.mu.Unlock()
+	m.pairs = make(map[model.PairID]*memPair)
+	m.keys = make(map[string]map[model.PairID]*memPair)
+	m.lru.Init()
+	m.expiry, m.dels, m.incs = nil, nil, nil
+	m.stats = model.Stats{}
+	return nil
+}
+
+// Pairs calls fn for every stored pair, in ID order, whatever its state:
+// incomplete, complete (expired or not) and soft-deleted. The PairInfo has
+// heads and metadata only. fn is called without the storage locked, so it
+// may call the storage. An error from fn stops the iteration and is returned.
+func (m *Memory) Pairs(ctx context.Context, fn func(model.PairInfo) error) error {
+	if err := m.lock(ctx); err != nil {
+		return err
+	}
+	infos := make([]model.PairInfo, 0, len(m.pairs))
+	for _, p := range m.pairs {
+		info := p.rec.Info()
+		info.Request.Header, info.Response.Header = info.Request.Header.Clone(), info.Response.Header.Clone()
+		infos = append(infos, info)
+	}
+	m.mu.Unlock()
+	slices.SortFunc(infos, func(a, b model.PairInfo) int { return slices.Compare(a.ID[:], b.ID[:]) })
+	for _, info := range infos {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(info); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Sync returns at once: a Memory has nothing to commit. It exists so that
+// code written against any backend can call it.
+func (m *Memory) Sync(ctx context.Context) error {
+	if err := m.lock(ctx); err != nil {
+		return err
+	}
+	m.mu.Unlock()
+	return nil
+}
+
+// Stats returns the storage's counters.
+func (m *Memory) Stats(ctx context.Context) (model.Stats, error) {
+	if err := m.lock(ctx); err != nil {
+		return model.Stats{}, err
+	}
+	defer m.mu.Unlock()
+	return m.stats, nil
+}
+
+// Close stops the sweep goroutine and drops every pair. Bodies still being
+// read or stored fail with model.ErrClosed. Close is idempotent.
+func (m *Memory) Close() error {
+	m.closeOnce.Do(func() {
+		close(m.stop)
+		<-m.maintDone
+		m.mu.Lock()
+		m.closed = true
+		m.pairs, m.keys = nil, nil
+		m.lru.Init()
+		m.expiry, m.dels, m.incs = nil, nil, nil
+		m.mu.Unlock()
+	})
+	return nil
+}
+
+// memSaver stores a body in chunks as its reader reads it.
+type memSaver struct {
+	m     *Memory
+	ctx   context.Context
+	p     *memPair
+	nonce uint64
+	kind  bolt.Kind
+	src   *model.Body
+
+	mu     sync.Mutex
+	chunks [][]byte
+	cur    []byte
+	size   int64
+	done   bool
+	err    error
+}
+
+func (m *Memory) newSaver(ctx context.Context, p *memPair, kind bolt.Kind, src *model.Body) *memSaver {
+	return &memSaver{m: m, ctx: ctx, p: p, nonce: p.rec.Nonce, kind: kind, src: src}
+}
+
+// Read reads from the source body and stores what it read; at the end of
+// the body the pair's state is updated before io.EOF is returned.
+func (v *memSaver) Read(b []byte) (int, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	switch {
+	case v.done:
+		return 0, io.EOF
+	case v.err != nil:
+		return 0, v.err
+	}
+	if err := v.ctx.Err(); err != nil {
+		return 0, v.fail(err)
+	}
+	n, err := v.src.Read(b)
+	for p := b[:n]; len(p) > 0; {
+		if v.cur == nil {
+			v.cur = make([]byte, 0, v.m.pol.chunkSize)
+		}
+		k := min(len(p), cap(v.cur)-len(v.cur))
+		v.cur, p = append(v.cur, p[:k]...), p[k:]
+		v.size += int64(k)
+		if len(v.cur) == cap(v.cur) {
+			v.chunks, v.cur = append(v.chunks, v.cur), nil
+		}
+	}
+	switch {
+	case err == io.EOF:
+		if len(v.cur) > 0 {
+			v.chunks, v.cur = append(v.chunks, v.cur), nil
+		}
+		if ferr := v.finish(); ferr != nil {
+			return n, v.fail(ferr)
+		}
+		v.done = true
+		_ = v.src.Close()
+		return n, io.EOF
+	case err != nil:
+		return n, v.fail(err)
+	}
+	return n, nil
+}
+
+// finish hands the stored body to the pair, if the pair is still there.
+func (v *memSaver) finish() error {
+	m := v.m
+	if err := m.lock(context.Background()); err != nil {
+		return err
+	}
+	defer m.mu.Unlock()
+	p := m.pairs[v.p.rec.ID]
+	if p != v.p || p.rec.Has(bolt.FlagDeleted) {
+		return fmt.Errorf("hishel: pair %s was removed while its body was stored: %w", v.p.rec.ID, model.ErrNotFound)
+	}
+	p.bodies[v.kind] = v.chunks
+	for _, c := range v.chunks {
+		m.stats.Bytes += int64(len(c))
+	}
+	if v.kind == bolt.KindRequest {
+		p.rec.Flags |= bolt.FlagRequestDone
+		p.rec.ReqSize = v.size
+	} else {
+		p.rec.Flags |= bolt.FlagResponseDone
+		p.rec.RespSize = v.size
+	}
+	m.settle(p)
+	return nil
+}
+
+// fail aborts the stream and removes the pair at once.
+func (v *memSaver) fail(err error) error {
+	if v.err == nil {
+		v.err = fmt.Errorf("hishel: storing body of pair %s: %w: %w", v.p.rec.ID, model.ErrAborted, err)
+		v.chunks, v.cur = nil, nil
+		_ = v.src.Close()
+		if v.m.lock(context.Background()) == nil {
+			if p := v.m.pairs[v.p.rec.ID]; p == v.p {
+				v.m.purge(p)
+			}
+			v.m.mu.Unlock()
+		}
+	}
+	return v.err
+}
+
+// Close closes the source; closed before its end, the stream is aborted and
+// the pair is not stored. It may be called while a Read is blocked.
+func (v *memSaver) Close() error {
+	err := v.src.Close()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if !v.done && v.err == nil {
+		v.fail(errClosedEarly)
+		return nil
+	}
+	return err
+}
+
+// memReader streams a stored body back. Chunks are immutable, so it shares
+// them; before each chunk it checks that the pair is still stored, so a
+// purged pair gives model.ErrRemoved instead of a body that ends early.
+type memReader struct {
+	m      *Memory
+	p      *memPair
+	nonce  uint64
+	chunks [][]byte
+}
+
+// NextChunk implements model.ChunkSource. The chunk is shared with storage
+// and must not be modified.
+func (r *memReader) NextChunk() ([]byte, error) {
+	if len(r.chunks) == 0 {
+		return nil, io.EOF
+	}
+	r.m.mu.RLock()
+	closed, cur := r.m.closed, r.m.pairs[r.p.rec.ID]
+	r.m.mu.RUnlock()
+	switch {
+	case closed:
+		return nil, model.ErrClosed
+	case cur != r.p:
+		return nil, fmt.Errorf("hishel: body of pair %s: %w", r.p.rec.ID, model.ErrRemoved)
+	}
+	c := r.chunks[0]
+	r.chunks = r.chunks[1:]
+	return c, nil
+}
+
+// timeEntry is an index entry: a pair and a time (expiry, deletion or
+// creation). Heaps of them are lazily cleaned: an entry is acted on only if
+// the pair still has that time.
+type timeEntry struct {
+	at int64
+	id model.PairID
+}
+
+// timeHeap is a min-heap of timeEntry by time (container/heap).
+type timeHeap []timeEntry
+
+func (h timeHeap) Len() int           { return len(h) }
+func (h timeHeap) Less(i, j int) bool { return h[i].at < h[j].at }
+func (h timeHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *timeHeap) Push(x any)        { *h = append(*h, x.(timeEntry)) }
+func (h *timeHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return e
+}

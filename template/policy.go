@@ -1,0 +1,107 @@
+package template
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/hishel-go/hishel/model"
+)
+
+// policy holds the rules of a pair's life that every backend shares, with
+// the defaults applied.
+type policy struct {
+	defaultTTL    time.Duration // 0: no expiry
+	refresh       bool
+	sweepInterval time.Duration // <= 0: no background sweep
+	retention     time.Duration
+	incompleteAge time.Duration
+	maxBytes      int64 // 0: no budget
+	chunkSize     int
+	now           func() time.Time
+}
+
+// newPolicy applies the defaults documented on the options types.
+func newPolicy(defaultTTL time.Duration, refresh model.Refresh, sweep, retention, incompleteAge time.Duration,
+	maxBytes int64, chunkSize int, now func() time.Time) (policy, error) {
+	p := policy{
+		defaultTTL:    max(defaultTTL, 0),
+		refresh:       refresh != model.NoRefresh,
+		sweepInterval: sweep,
+		retention:     retention,
+		incompleteAge: incompleteAge,
+		maxBytes:      maxBytes,
+		chunkSize:     chunkSize,
+		now:           now,
+	}
+	if p.sweepInterval == 0 {
+		p.sweepInterval = DefaultSweepInterval
+	}
+	if p.retention <= 0 {
+		p.retention = DefaultDeletedRetention
+	}
+	if p.incompleteAge <= 0 {
+		p.incompleteAge = DefaultIncompleteAge
+	}
+	if p.maxBytes < 0 {
+		return p, fmt.Errorf("hishel: negative MaxBytes %d: %w", p.maxBytes, model.ErrInvalid)
+	}
+	if p.chunkSize <= 0 {
+		p.chunkSize = DefaultChunkSize
+	}
+	if p.chunkSize > 16<<20 {
+		return p, fmt.Errorf("hishel: ChunkSize %d over 16 MiB: %w", p.chunkSize, model.ErrInvalid)
+	}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	return p, nil
+}
+
+// ttlFor resolves a request's TTL and refresh options against the defaults.
+func (p *policy) ttlFor(o model.RequestOptions) (ttl time.Duration, refresh bool) {
+	switch {
+	case o.TTL > 0:
+		ttl = o.TTL
+	case o.TTL == 0:
+		ttl = p.defaultTTL
+	}
+	switch o.Refresh {
+	case model.RefreshOnAccess:
+		refresh = true
+	case model.NoRefresh:
+		refresh = false
+	default:
+		refresh = p.refresh
+	}
+	return ttl, refresh
+}
+
+// maintain runs a backend's maintenance goroutine until stop is closed:
+// tick every tickEvery (if positive), sweep every sweepEvery (if positive),
+// and tick once more before it closes done.
+func maintain(stop <-chan struct{}, done chan<- struct{}, tickEvery time.Duration, tick func(),
+	sweepEvery time.Duration, sweep func()) {
+	defer close(done)
+	var tickC, sweepC <-chan time.Time
+	if tickEvery > 0 {
+		tk := time.NewTicker(tickEvery)
+		defer tk.Stop()
+		tickC = tk.C
+	}
+	if sweepEvery > 0 {
+		tk := time.NewTicker(sweepEvery)
+		defer tk.Stop()
+		sweepC = tk.C
+	}
+	for {
+		select {
+		case <-stop:
+			tick()
+			return
+		case <-tickC:
+			tick()
+		case <-sweepC:
+			sweep()
+		}
+	}
+}
