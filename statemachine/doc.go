@@ -1,0 +1,121 @@
+// Package statemachine is a sans-I/O HTTP cache (RFC 9111): given a request
+// and the pairs stored under its key it says what the cache must do next,
+// and given the origin's answer it says whether to store, freshen,
+// invalidate or pass it through. It does no I/O, reads no bodies, keeps no
+// state between calls and takes the time from an injected clock
+// ([Options].Now), so every decision is a pure function of its inputs.
+//
+// # States
+//
+// Each state is a distinct type; each Next method returns a sealed
+// interface that only the states that can follow implement, so a type
+// switch over those states covers every case:
+//
+//	IdleClient ──► CacheMiss | FromCache | NeedRevalidation | GatewayTimeout | WriteThrough
+//	CacheMiss ──► StoreAndUse | CouldNotBeStored
+//	NeedRevalidation ──Next──► NeedToBeUpdated | InvalidatePairs | CacheMiss
+//	                           | StoreAndUse | CouldNotBeStored | ServeStale
+//	NeedRevalidation ──OnError──► ServeStale | GatewayTimeout
+//	NeedToBeUpdated ──► FromCache
+//	InvalidatePairs ──► StoreAndUse | CouldNotBeStored
+//	WriteThrough ──► InvalidateURIs | CouldNotBeStored
+//
+// FromCache, StoreAndUse, CouldNotBeStored, ServeStale, GatewayTimeout and
+// InvalidateURIs are final. A FromCache may carry a NeedRevalidation to run
+// in the background (stale-while-revalidate). Beyond Python Hishel's states,
+// ServeStale answers from a stale pair when the origin fails
+// (stale-if-error, max-stale, [Options].AllowStale), GatewayTimeout is the
+// 504 of only-if-cached and must-revalidate, and WriteThrough and
+// InvalidateURIs carry out the invalidation that follows an unsafe method.
+//
+// Every state has a [Reason]: a short text and the section of the RFC
+// behind the decision.
+//
+// # Times
+//
+// Ages are computed as RFC 9111 §4.2.3 says, from the stored response's
+// Date and Age fields and from the pair's request_time and response_time:
+// pair.Meta.Created is the request time and pair.Meta.Completed the
+// response time (Created when Completed is zero). When the state machine
+// freshens a pair after a 304 it records the validation's times in the
+// stored header as [HeaderRequestTime] and [HeaderResponseTime] (RFC 3339);
+// they win over Meta when their response time is later. These fields are
+// removed from every origin response before it is stored and from every
+// response served from the cache, so an origin cannot forge them. A stored
+// response without a Date gets one, the time it was received (RFC 9110
+// §6.6.1).
+//
+// # Reading malformed input
+//
+// Nothing in this package panics on malformed input; it reads it as the RFC
+// prescribes, and otherwise in the most restrictive way:
+//
+//   - Cache-Control directive names are case-insensitive; stray commas,
+//     empty elements and unknown directives are skipped; arguments are
+//     accepted as token or quoted-string. A delta-seconds argument larger
+//     than 2^31 is 2^31 (§1.2.2). A malformed, negative or missing
+//     argument, or the same directive repeated with different values,
+//     makes the directive invalid: an invalid max-age or s-maxage in a
+//     response gives a freshness lifetime of zero (§4.2.1); an invalid
+//     request max-age or min-fresh forces validation; an invalid
+//     max-stale, stale-while-revalidate or stale-if-error allows nothing.
+//     When directives conflict the most restrictive wins (no-cache over
+//     max-age, private over public).
+//   - HTTP-dates are parsed strictly in their three formats
+//     ([ParseHTTPDate]). An invalid Expires, such as "0", means already
+//     expired (§5.3), as do several Expires lines that disagree. An invalid
+//     Date is replaced by the response time, an invalid Last-Modified
+//     ignored.
+//   - Age uses the first member of its first line; an invalid value is
+//     ignored (§5.1).
+//   - Pragma: no-cache counts as Cache-Control: no-cache when there is no
+//     Cache-Control field (RFC 7234 §5.4): in requests, as the RFC says,
+//     and, to be safe, in stored responses too.
+//   - Vary is read across all its lines, with whitespace around members
+//     ignored and names compared case-insensitively; "*" anywhere means the
+//     response never matches (§4.1). Request fields compare after their
+//     lines are combined and whitespace around list members is dropped.
+//   - Range: see [ResolveRange]; anything but one well-formed byte range is
+//     answered with the whole representation.
+//
+// # Choices left to a cache
+//
+// Where the RFC lets a cache choose, this package chooses:
+//
+//   - Heuristic freshness is on by default ([Options].DisableHeuristics):
+//     10% of the time between Last-Modified and Date, at most a day, for
+//     heuristically cacheable status codes or public responses (§4.2.2).
+//   - A response that could never be reused (no validator, and no
+//     freshness or no-cache) is not stored; neither is partial content
+//     (206: §3.4 combining is not implemented) nor a response with
+//     Vary: "*".
+//   - A shared cache reuses a pair for a request with Authorization, or a
+//     pair stored for one, only when the response has public,
+//     must-revalidate or s-maxage (§3.5).
+//   - A 304 without any validator updates the single pair that was
+//     nominated, even if that pair has a validator: origins often omit
+//     Last-Modified from a 304 (§4.3.4 strictly asks that the stored pair
+//     lack one too).
+//   - A full response to a revalidation invalidates the nominated pairs
+//     when it is 2xx, 3xx, 404 or 410; a 500, 502, 503 or 504 leaves them
+//     and may be answered from them (stale-if-error, §4.3.3).
+//   - A request with If-Match or If-Unmodified-Since goes to the origin
+//     (§4.3.2); If-None-Match and If-Modified-Since are answered from the
+//     cache with a 304 when they match a stored 200.
+//   - immutable (RFC 8246): while fresh, the request's max-age is ignored
+//     (a reload); no-cache is still honoured (a forced reload).
+//   - GET, HEAD, OPTIONS and TRACE are safe (RFC 9110 §9.2.1); any other
+//     method not in [Options].SupportedMethods is unsafe: it is written
+//     through and invalidates on a 2xx or 3xx (§4.4).
+//   - A Range request is answered from a stored complete 200 whose
+//     Content-Length is known ([ResolveRange], If-Range honoured). On a
+//     miss or a revalidation the Range field is sent on as it is, and a 206
+//     answer is passed through, not stored; a caller that wants the whole
+//     response stored can drop Range from the request it sends and answer
+//     the range itself with ResolveRange.
+//   - A stored GET response also answers a HEAD request, when the caller
+//     passes GET pairs for it.
+//
+// Not implemented: combining partial responses (§3.4), freshening from a
+// HEAD response (§4.3.5), and the obsolete Warning field.
+package statemachine

@@ -1,0 +1,182 @@
+package statemachine
+
+import (
+	"slices"
+	"strings"
+	"time"
+)
+
+// Defaults used when the corresponding Options field is zero.
+const (
+	// DefaultHeuristicFraction is the fraction of the time since
+	// Last-Modified taken as a heuristic freshness lifetime (RFC 9111
+	// §4.2.2 suggests 10%).
+	DefaultHeuristicFraction = 0.1
+	// DefaultHeuristicMax caps a heuristic freshness lifetime.
+	DefaultHeuristicMax = 24 * time.Hour
+)
+
+// DefaultSupportedMethods are the methods whose responses are cached when
+// Options.SupportedMethods is nil.
+var DefaultSupportedMethods = []string{"GET", "HEAD"}
+
+// DefaultCacheableStatusCodes are the status codes stored when
+// Options.CacheableStatusCodes is nil: the heuristically cacheable codes
+// of RFC 9110 §15.1 except 206 (partial content is not combined, RFC 9111
+// §3.4), plus 302 and 307, which are stored only with explicit freshness.
+var DefaultCacheableStatusCodes = []int{200, 203, 204, 300, 301, 302, 307, 308, 404, 405, 410, 414, 501}
+
+// heuristicallyCacheable are the codes RFC 9110 §15.1 defines as
+// heuristically cacheable. 206 is listed but never stored here.
+var heuristicallyCacheable = []int{200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501}
+
+// understoodStatusCodes are the codes whose caching requirements this
+// package implements, for must-understand (RFC 9111 §5.2.2.3).
+var understoodStatusCodes = []int{200, 203, 204, 300, 301, 302, 307, 308, 404, 405, 410, 414, 501}
+
+// Options configure the state machine. A nil *Options, and the zero value,
+// mean a private (client) cache with every default. Options are read, never
+// written, so one value may be shared by any number of goroutines.
+type Options struct {
+	// Shared makes the cache a shared cache (a proxy or a server-side
+	// cache, RFC 9111 §1): it honours s-maxage, proxy-revalidate and
+	// private, and applies the Authorization rule of §3.5. The default is
+	// a private cache, as a client's cache is.
+	Shared bool
+
+	// SupportedMethods are the methods whose responses are looked up and
+	// stored; nil means DefaultSupportedMethods (GET, HEAD). Listing an
+	// unsafe method such as POST opts in to caching its responses by their
+	// key (as Python Hishel allows); such requests then do not invalidate.
+	// Method names are case-sensitive.
+	SupportedMethods []string
+
+	// AllowStale lets the cache answer with a stale stored response when
+	// the origin cannot be reached (NeedRevalidation.OnError), unless a
+	// directive forbids it (RFC 9111 §4.2.4: a disconnected cache).
+	AllowStale bool
+
+	// CacheableStatusCodes are the status codes that may be stored; nil
+	// means DefaultCacheableStatusCodes.
+	CacheableStatusCodes []int
+
+	// DisableHeuristics turns heuristic freshness (RFC 9111 §4.2.2) off.
+	// Heuristics are on by default: a response with no explicit expiration
+	// time, a heuristically cacheable status code (or public) and a
+	// Last-Modified date is fresh for HeuristicFraction of the time between
+	// Last-Modified and Date, at most HeuristicMax.
+	DisableHeuristics bool
+	// HeuristicFraction is the fraction; zero (or less) means
+	// DefaultHeuristicFraction.
+	HeuristicFraction float64
+	// HeuristicMax caps the heuristic lifetime; zero (or less) means
+	// DefaultHeuristicMax.
+	HeuristicMax time.Duration
+
+	// AlwaysRevalidate sends every reuse of a stored response to the
+	// origin for validation, fresh or not.
+	AlwaysRevalidate bool
+
+	// ForceCache stores every response to a supported method whose status
+	// code is cacheable, and reuses it whatever its Cache-Control, Expires
+	// or Pragma say, and whatever the request's directives say; only the
+	// storage TTL ends its life. Vary still selects among stored variants,
+	// except that "*" is ignored.
+	ForceCache bool
+
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+func (o *Options) now() time.Time {
+	if o == nil || o.Now == nil {
+		return time.Now()
+	}
+	return o.Now()
+}
+
+func (o *Options) shared() bool { return o != nil && o.Shared }
+
+func (o *Options) supports(method string) bool {
+	if o == nil || o.SupportedMethods == nil {
+		return method == "GET" || method == "HEAD"
+	}
+	return slices.Contains(o.SupportedMethods, method)
+}
+
+func (o *Options) methods() []string {
+	if o == nil || o.SupportedMethods == nil {
+		return DefaultSupportedMethods
+	}
+	return o.SupportedMethods
+}
+
+func (o *Options) cacheableStatus(code int) bool {
+	if o == nil || o.CacheableStatusCodes == nil {
+		return slices.Contains(DefaultCacheableStatusCodes, code)
+	}
+	return slices.Contains(o.CacheableStatusCodes, code)
+}
+
+func (o *Options) heuristics() (on bool, fraction float64, maxLife time.Duration) {
+	if o == nil {
+		return true, DefaultHeuristicFraction, DefaultHeuristicMax
+	}
+	fraction, maxLife = o.HeuristicFraction, o.HeuristicMax
+	if !(fraction > 0) {
+		fraction = DefaultHeuristicFraction
+	}
+	if maxLife <= 0 {
+		maxLife = DefaultHeuristicMax
+	}
+	return !o.DisableHeuristics, fraction, maxLife
+}
+
+func (o *Options) allowStale() bool       { return o != nil && o.AllowStale }
+func (o *Options) alwaysRevalidate() bool { return o != nil && o.AlwaysRevalidate }
+func (o *Options) forceCache() bool       { return o != nil && o.ForceCache }
+
+// Reason says why the state machine reached a state: a short text and the
+// section of the specification that requires or allows it, such as
+// "RFC 9111 §4.2.1". Callers can log it or expose it (in a Cache-Status
+// field's detail, for instance).
+type Reason struct {
+	Text    string
+	Section string
+}
+
+// String returns "text (section)", or the text alone when there is no
+// section.
+func (r Reason) String() string {
+	if r.Section == "" {
+		return r.Text
+	}
+	return r.Text + " (" + r.Section + ")"
+}
+
+func why(text, section string) Reason { return Reason{Text: text, Section: section} }
+
+// isSafe reports whether a method is safe (RFC 9110 §9.2.1). Unknown
+// methods are unsafe for invalidation (RFC 9111 §4.4).
+func isSafe(method string) bool {
+	switch method {
+	case "GET", "HEAD", "OPTIONS", "TRACE":
+		return true
+	}
+	return false
+}
+
+// hasToken reports whether a comma-separated list contains tok
+// (case-insensitively), looking at every line.
+func hasToken(values []string, tok string) bool {
+	for _, v := range values {
+		for v != "" {
+			var elem string
+			elem, v = nextElement(v)
+			if strings.EqualFold(trimOWS(elem), tok) {
+				return true
+			}
+		}
+	}
+	return false
+}

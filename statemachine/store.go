@@ -1,0 +1,134 @@
+package statemachine
+
+import (
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hishel-go/hishel/model"
+)
+
+// store decides whether resp, the origin's response to req received at
+// now, may be stored (RFC 9111 §3).
+func (o *Options) store(req model.Request, resp model.Response, now time.Time) StoreNext {
+	no := func(text, section string) StoreNext {
+		return &CouldNotBeStored{Response: resp, Reason: why(text, section)}
+	}
+	switch st := resp.Status; {
+	case !o.supports(req.Method):
+		return no("method not cached", "RFC 9111 §3")
+	case st < 200 || st > 599:
+		return no("status code is not final", "RFC 9111 §3")
+	case st == 206:
+		return no("partial content is not stored", "RFC 9111 §3.3")
+	case st == 304:
+		return no("a 304 updates stored responses and is not stored itself", "RFC 9111 §4.3.4")
+	case !o.cacheableStatus(st):
+		return no("status code not configured as cacheable", "RFC 9111 §3")
+	}
+	cc, _ := parseHeaderCC(resp.Header)
+	shared := o.shared()
+	yes := func(text, section string) StoreNext {
+		stored := resp
+		stored.Header = storedHeader(resp.Header, &cc, shared, now)
+		return &StoreAndUse{Response: stored, TTL: req.Options.TTL, Reason: why(text, section)}
+	}
+	if o.forceCache() {
+		return yes("force cache: stored whatever the headers say", "")
+	}
+	reqCC, _ := parseHeaderCC(req.Header)
+	switch {
+	case reqCC.NoStore:
+		return no("request has no-store", "RFC 9111 §5.2.1.5")
+	case cc.MustUnderstand && !slices.Contains(understoodStatusCodes, resp.Status):
+		return no("must-understand with a status code whose caching rules are not implemented", "RFC 9111 §5.2.2.3")
+	case cc.NoStore && !cc.MustUnderstand:
+		// With must-understand and an understood status, no-store is
+		// ignored (§5.2.2.3).
+		return no("response has no-store", "RFC 9111 §5.2.2.5")
+	case shared && cc.Private:
+		return no("private response in a shared cache", "RFC 9111 §5.2.2.7")
+	case shared && hasAuthorization(req.Header) && !authAllowed(&cc):
+		return no("request has Authorization and the response does not allow a shared cache to store it", "RFC 9111 §3.5")
+	case varyStar(resp.Header):
+		return no(`Vary: "*" never matches a later request`, "RFC 9111 §4.1")
+	}
+	explicit := cc.Public || !shared && cc.Private || len(resp.Header["Expires"]) > 0 ||
+		cc.MaxAge.Present || shared && cc.SMaxAge.Present
+	if !explicit && !slices.Contains(heuristicallyCacheable, resp.Status) {
+		return no("no explicit freshness and the status code is not heuristically cacheable", "RFC 9111 §3")
+	}
+	// A response that can never be reused is not worth storing (§3: a
+	// cache MAY store).
+	_, validator := etag(resp.Header)
+	if !validator {
+		_, _, validator = headerDate(resp.Header, "Last-Modified", now)
+	}
+	lifetime, _ := o.freshnessLifetime(resp.Header, &cc, resp.Status, dateValue(resp.Header, now, now), now)
+	noCache := cc.NoCache || len(resp.Header["Cache-Control"]) == 0 && hasPragmaNoCache(resp.Header)
+	staleUse := cc.StaleWhileRevalidate.Valid || cc.StaleIfError.Valid || o.allowStale()
+	if !validator && (noCache || lifetime == 0 && !staleUse) {
+		return no("never reusable: no validator, and no freshness or no-cache", "RFC 9111 §3")
+	}
+	return yes("storable", "RFC 9111 §3")
+}
+
+// InvalidationTargets lists the stored pairs to invalidate after resp
+// answered the unsafe request req (RFC 9111 §4.4): for every supported
+// method, the target URI and the URIs of the Location and Content-Location
+// fields (resolved against the target, without fragment) that share its
+// origin. It lists nothing when resp is an error (not 2xx or 3xx) or req's
+// method is safe. URIs that do not parse are left out, except the target,
+// which is listed as it is.
+func InvalidationTargets(req model.Request, resp model.Response, opts *Options) []Target {
+	if isSafe(req.Method) || resp.Status < 200 || resp.Status >= 400 {
+		return nil
+	}
+	methods := opts.methods()
+	urls := []string{req.URL}
+	if base, err := url.Parse(req.URL); err == nil && base.IsAbs() {
+		for _, f := range [...]string{"Location", "Content-Location"} {
+			vs := resp.Header[f]
+			if len(vs) == 0 {
+				continue
+			}
+			u, err := base.Parse(trimOWS(vs[0]))
+			if err != nil || !sameOrigin(base, u) {
+				continue
+			}
+			u.Fragment, u.RawFragment = "", ""
+			if s := u.String(); !slices.Contains(urls, s) {
+				urls = append(urls, s)
+			}
+		}
+	}
+	out := make([]Target, 0, len(urls)*len(methods))
+	for _, u := range urls {
+		for _, m := range methods {
+			out = append(out, Target{Method: m, URL: u})
+		}
+	}
+	return out
+}
+
+// sameOrigin compares scheme, host and port (RFC 9110 §4.3.1), with
+// default ports made explicit.
+func sameOrigin(a, b *url.URL) bool {
+	return strings.EqualFold(a.Scheme, b.Scheme) &&
+		strings.EqualFold(a.Hostname(), b.Hostname()) &&
+		port(a) == port(b)
+}
+
+func port(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "http":
+		return "80"
+	case "https":
+		return "443"
+	}
+	return ""
+}

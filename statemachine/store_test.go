@@ -1,0 +1,148 @@
+package statemachine
+
+import (
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/hishel-go/hishel/model"
+)
+
+// RFC 9111 §3 (storing), §3.1 (which fields), §3.5 (Authorization),
+// §5.2.1.5, §5.2.2.3, §5.2.2.5, §5.2.2.7, RFC 9110 §6.6.1 (Date).
+func TestCacheMissNext(t *testing.T) {
+	lm := httpDate(t0.Add(-48 * time.Hour))
+	tests := []struct {
+		name       string
+		opts       Options
+		req        model.Request
+		status     int
+		resp       http.Header
+		want       string
+		wantShared string
+		section    string
+		check      func(t *testing.T, shared bool, s StoreNext)
+	}{
+		{name: "§3 max-age", resp: hdr("Cache-Control", "max-age=60"), want: "StoreAndUse", section: "RFC 9111 §3"},
+		{name: "§3 Expires", resp: hdr("Expires", httpDate(t0.Add(time.Hour))), want: "StoreAndUse"},
+		{name: "§3 heuristically cacheable with Last-Modified", resp: hdr("Last-Modified", lm), want: "StoreAndUse"},
+		{name: "§3 heuristically cacheable with ETag", resp: hdr("ETag", `"a"`), want: "StoreAndUse"},
+		{name: "§3 never reusable: no freshness, no validator", resp: hdr("Content-Type", "text/plain"), want: "CouldNotBeStored"},
+		{name: "§3 never reusable: no-cache without validator", resp: hdr("Cache-Control", "max-age=60, no-cache"), want: "CouldNotBeStored"},
+		{name: "§3 no-cache with validator", resp: hdr("Cache-Control", "no-cache", "ETag", `"a"`), want: "StoreAndUse"},
+		{name: "§3 stale-if-error makes an expired response useful", resp: hdr("Cache-Control", "max-age=0, stale-if-error=60"), want: "StoreAndUse"},
+		{name: "§3 AllowStale makes an expired response useful", opts: Options{AllowStale: true}, resp: hdr("Cache-Control", "max-age=0"), want: "StoreAndUse"},
+		{name: "§5.2.2.5 no-store", resp: hdr("Cache-Control", "max-age=60, no-store"), want: "CouldNotBeStored", section: "RFC 9111 §5.2.2.5"},
+		{name: "§5.2 NO-STORE in capitals", resp: hdr("Cache-Control", "max-age=60, NO-STORE"), want: "CouldNotBeStored"},
+		{name: "§5.2.1.5 request no-store", req: get(hdr("Cache-Control", "no-store")), resp: hdr("Cache-Control", "max-age=60"),
+			want: "CouldNotBeStored", section: "RFC 9111 §5.2.1.5"},
+		{name: "§5.2.2.3 must-understand with an understood status ignores no-store", resp: hdr("Cache-Control", "must-understand, no-store, max-age=60"),
+			want: "StoreAndUse"},
+		{name: "§5.2.2.3 must-understand with an unknown status", opts: Options{CacheableStatusCodes: []int{200, 299}}, status: 299,
+			resp: hdr("Cache-Control", "must-understand, no-store, max-age=60"), want: "CouldNotBeStored", section: "RFC 9111 §5.2.2.3"},
+		{name: "§5.2.2.7 private", resp: hdr("Cache-Control", "private, max-age=60"),
+			want: "StoreAndUse", wantShared: "CouldNotBeStored"},
+		{name: "§5.2.2.7 private alone is explicit for a private cache", status: 302, resp: hdr("Cache-Control", "private", "ETag", `"a"`),
+			want: "StoreAndUse", wantShared: "CouldNotBeStored"},
+		{name: "§5.2.2.7 private=field stripped by a shared cache", resp: hdr("Cache-Control", `private="X-User", max-age=60`, "X-User", "u", "X-Other", "o"),
+			want: "StoreAndUse", check: func(t *testing.T, shared bool, s StoreNext) {
+				h := s.(*StoreAndUse).Response.Header
+				if got := h.Get("X-User"); (got == "") != shared || h.Get("X-Other") != "o" {
+					t.Errorf("stored X-User = %q, X-Other = %q (shared %v); want X-User only in a private cache", got, h.Get("X-Other"), shared)
+				}
+			}},
+		{name: "§4.2.1 conflicting public and private: private wins", resp: hdr("Cache-Control", "public, private, max-age=60"),
+			want: "StoreAndUse", wantShared: "CouldNotBeStored"},
+		{name: "§5.2 malformed Cache-Control does not store an uncacheable response", resp: hdr("Cache-Control", `max-age=, "no-store`),
+			want: "CouldNotBeStored"},
+		{name: "§3.5 Authorization", req: get(hdr("Authorization", "Basic eA==")), resp: hdr("Cache-Control", "max-age=60"),
+			want: "StoreAndUse", wantShared: "CouldNotBeStored"},
+		{name: "§3.5 Authorization and public", req: get(hdr("Authorization", "Basic eA==")), resp: hdr("Cache-Control", "max-age=60, public"), want: "StoreAndUse"},
+		{name: "§3.5 Authorization and s-maxage", req: get(hdr("Authorization", "Basic eA==")), resp: hdr("Cache-Control", "s-maxage=60"),
+			want: "CouldNotBeStored", wantShared: "StoreAndUse"}, // a private cache ignores s-maxage: no freshness
+		{name: "§3.5 Authorization and must-revalidate", req: get(hdr("Authorization", "Basic eA==")), resp: hdr("Cache-Control", "max-age=60, must-revalidate"), want: "StoreAndUse"},
+		{name: "§3 s-maxage alone is explicit for a shared cache only", status: 302, resp: hdr("Cache-Control", "s-maxage=60"),
+			want: "CouldNotBeStored", wantShared: "StoreAndUse"},
+		{name: "§4.1 Vary: *", resp: hdr("Cache-Control", "max-age=60", "Vary", "Accept, *"), want: "CouldNotBeStored", section: "RFC 9111 §4.1"},
+		{name: "§3 206 is not stored", status: 206, resp: hdr("Cache-Control", "max-age=60"), want: "CouldNotBeStored"},
+		{name: "§3 304 is not stored", status: 304, resp: hdr("Cache-Control", "max-age=60"), want: "CouldNotBeStored"},
+		{name: "§3 1xx is not final", status: 103, resp: hdr("Cache-Control", "max-age=60"), want: "CouldNotBeStored"},
+		{name: "§3 500 not configured", status: 500, resp: hdr("Cache-Control", "max-age=60"), want: "CouldNotBeStored"},
+		{name: "§3 302 without explicit freshness", status: 302, resp: hdr("Last-Modified", lm), want: "CouldNotBeStored"},
+		{name: "§3 302 with max-age", status: 302, resp: hdr("Cache-Control", "max-age=60"), want: "StoreAndUse"},
+		{name: "§3 404 with Last-Modified", status: 404, resp: hdr("Last-Modified", lm), want: "StoreAndUse"},
+		{name: "§3 configured status codes", opts: Options{CacheableStatusCodes: []int{301}}, resp: hdr("Cache-Control", "max-age=60"), want: "CouldNotBeStored"},
+		{name: "§3 method not cached", req: model.Request{Method: "OPTIONS", URL: testURL}, resp: hdr("Cache-Control", "max-age=60"), want: "CouldNotBeStored"},
+		{name: "ForceCache stores no-store", opts: Options{ForceCache: true}, resp: hdr("Cache-Control", "no-store"), want: "StoreAndUse"},
+		{name: "ForceCache keeps the status code filter", opts: Options{ForceCache: true}, status: 500, want: "CouldNotBeStored"},
+		{name: "§3.1 hop-by-hop fields are not stored", resp: hdr("Cache-Control", "max-age=60", "Connection", "close, X-Conn", "X-Conn", "1",
+			"Keep-Alive", "timeout=5", "Transfer-Encoding", "chunked", "Proxy-Authenticate", "Basic", "Upgrade", "h2c", "X-Keep", "k"),
+			want: "StoreAndUse", check: func(t *testing.T, _ bool, s StoreNext) {
+				h := s.(*StoreAndUse).Response.Header
+				delete(h, "Date")
+				want := hdr("Cache-Control", "max-age=60", "X-Keep", "k")
+				if diff := cmp.Diff(want, h); diff != "" {
+					t.Errorf("stored header mismatch (-want +got):\n%s", diff)
+				}
+			}},
+		{name: "RFC 9110 §6.6.1 Date added when missing", resp: hdr("Cache-Control", "max-age=60"), want: "StoreAndUse",
+			check: func(t *testing.T, _ bool, s StoreNext) {
+				if got := s.(*StoreAndUse).Response.Header.Get("Date"); got != httpDate(t0) {
+					t.Errorf("stored Date = %q; want %q", got, httpDate(t0))
+				}
+			}},
+		{name: "origin cannot forge the time fields", resp: hdr("Cache-Control", "max-age=60", HeaderResponseTime, "2099-01-01T00:00:00Z"),
+			want: "StoreAndUse", check: func(t *testing.T, _ bool, s StoreNext) {
+				if got := s.(*StoreAndUse).Response.Header[HeaderResponseTime]; got != nil {
+					t.Errorf("stored %s = %q; want none", HeaderResponseTime, got)
+				}
+			}},
+		{name: "TTL from the request options", req: model.Request{Method: "GET", URL: testURL, Options: model.RequestOptions{TTL: time.Hour}},
+			resp: hdr("Cache-Control", "max-age=60"), want: "StoreAndUse", check: func(t *testing.T, _ bool, s StoreNext) {
+				if got := s.(*StoreAndUse).TTL; got != time.Hour {
+					t.Errorf("TTL = %v; want 1h", got)
+				}
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			modes(t, func(t *testing.T, shared bool) {
+				now := t0
+				o := tt.opts
+				o.Shared, o.Now = shared, clock(&now)
+				req := tt.req
+				if req.Method == "" {
+					req = get(nil)
+				}
+				status := tt.status
+				if status == 0 {
+					status = 200
+				}
+				resp := model.Response{Status: status, Header: tt.resp}
+				if resp.Header == nil {
+					resp.Header = make(http.Header)
+				}
+				before := resp.Header.Clone()
+				miss, ok := (&IdleClient{Options: &o}).Next(req, nil).(*CacheMiss)
+				if !ok {
+					t.Fatalf("IdleClient.Next with no pairs is not a CacheMiss")
+				}
+				got := miss.Next(resp)
+				want := pick(shared, tt.want, tt.wantShared)
+				if kind(got) != want {
+					t.Fatalf("CacheMiss.Next(%d %v) = %s (%v); want %s", status, tt.resp, kind(got), got.Why(), want)
+				}
+				if tt.section != "" && want == tt.want && got.Why().Section != tt.section {
+					t.Errorf("CacheMiss.Next reason = %v; want section %s", got.Why(), tt.section)
+				}
+				if !cmp.Equal(before, resp.Header) {
+					t.Errorf("CacheMiss.Next modified the response header")
+				}
+				if tt.check != nil {
+					tt.check(t, shared, got)
+				}
+			})
+		})
+	}
+}
