@@ -40,6 +40,14 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 	return &Bolt{s: s}, nil
 }
 
+// WrapBolt returns this package's API to the Bolt backend over an open store
+// s, so that one store (one bbolt file, which only one opener may hold) can be
+// used through both APIs and package template at once. Closing any of them
+// closes s.
+func WrapBolt(s *template.Bolt) *Bolt {
+	return &Bolt{s: s}
+}
+
 // Template returns the [template.Bolt] that b wraps, for code written against
 // package template, such as the HTTP integration.
 func (b *Bolt) Template() *template.Bolt {

@@ -34,6 +34,14 @@ func OpenMemory(ctx context.Context, opts *MemoryOptions) (*Memory, error) {
 	return &Memory{s: s}, nil
 }
 
+// WrapMemory returns this package's API to the Memory backend over an open
+// store s, so that one store (one bbolt file, which only one opener may hold)
+// can be used through both APIs and package template at once. Closing any of
+// them closes s.
+func WrapMemory(s *template.Memory) *Memory {
+	return &Memory{s: s}
+}
+
 // Template returns the [template.Memory] that m wraps, for code written
 // against package template, such as the HTTP integration.
 func (m *Memory) Template() *template.Memory {

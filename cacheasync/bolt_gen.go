@@ -47,6 +47,16 @@ func OpenBolt(ctx context.Context, opts *BoltOptions, async *Options) (*Bolt, er
 	return &Bolt{s: s, r: NewRunner(async)}, nil
 }
 
+// WrapBolt returns this package's API to the Bolt backend over an open store
+// s, so that one store (one bbolt file, which only one opener may hold) can be
+// used through both APIs and package template at once. Closing any of them
+// closes s.
+//
+// async configures how the store's calls run; nil means the defaults.
+func WrapBolt(s *template.Bolt, async *Options) *Bolt {
+	return &Bolt{s: s, r: NewRunner(async)}
+}
+
 // Template returns the [template.Bolt] that b wraps, for code written against
 // package template, such as the HTTP integration.
 //

@@ -41,6 +41,16 @@ func OpenMemory(ctx context.Context, opts *MemoryOptions, async *Options) (*Memo
 	return &Memory{s: s, r: NewRunner(async)}, nil
 }
 
+// WrapMemory returns this package's API to the Memory backend over an open
+// store s, so that one store (one bbolt file, which only one opener may hold)
+// can be used through both APIs and package template at once. Closing any of
+// them closes s.
+//
+// async configures how the store's calls run; nil means the defaults.
+func WrapMemory(s *template.Memory, async *Options) *Memory {
+	return &Memory{s: s, r: NewRunner(async)}
+}
+
 // Template returns the [template.Memory] that m wraps, for code written
 // against package template, such as the HTTP integration.
 //

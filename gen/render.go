@@ -263,6 +263,12 @@ func renderBlocking(w io.Writer, t *tmpl, out output, b *backend) error {
 		f.Line()
 	}
 
+	f.Add(comment(para(wrapDoc, "Wrap"+b.name, b.name, t.name)))
+	f.Func().Id("Wrap" + b.name).Params(jen.Id("s").Op("*").Qual(t.path, b.name)).Op("*").Id(b.name).Block(
+		jen.Return(jen.Op("&").Id(b.name).Values(jen.Dict{jen.Id("s"): jen.Id("s")})),
+	)
+	f.Line()
+
 	f.Add(comment(para(templateDoc, t.name, b.name, b.recv, t.name)))
 	f.Func().Params(recv()).Id("Template").Params().Op("*").Qual(t.path, b.name).Block(jen.Return(self()))
 	f.Line()
@@ -302,7 +308,11 @@ const (
 		"and returns its error."
 	asyncTemplateDoc = "Calls made through it run in the caller's goroutine: they are neither " +
 		"bounded by [Options] nor waited for by Close."
-	templateDoc = "Template returns the [%s.%s] that %s wraps, for code written against " +
+	wrapDoc = "%s returns this package's API to the %s backend over an open store s, so that one store (one " +
+		"bbolt file, which only one opener may hold) can be used through both " +
+		"APIs and package %s at once. Closing any of them closes s."
+	asyncWrapDoc = "async configures how the store's calls run; nil means the defaults."
+	templateDoc  = "Template returns the [%s.%s] that %s wraps, for code written against " +
 		"package %s, such as the HTTP integration."
 )
 
@@ -358,6 +368,15 @@ func renderAsync(w io.Writer, t *tmpl, out output, b *backend) error {
 		)
 		f.Line()
 	}
+
+	f.Add(comment(para(wrapDoc, "Wrap"+b.name, b.name, t.name), para(asyncWrapDoc)))
+	f.Func().Id("Wrap"+b.name).Params(jen.Id("s").Op("*").Qual(t.path, b.name), jen.Id("async").Op("*").Id("Options")).Op("*").Id(b.name).Block(
+		jen.Return(jen.Op("&").Id(b.name).Values(
+			jen.Id("s").Op(":").Id("s"),
+			jen.Id("r").Op(":").Add(rt("NewRunner")).Call(jen.Id("async")),
+		)),
+	)
+	f.Line()
 
 	f.Add(comment(para(templateDoc, t.name, b.name, b.recv, t.name), para(asyncTemplateDoc)))
 	f.Func().Params(recv()).Id("Template").Params().Op("*").Qual(t.path, b.name).Block(jen.Return(self()))

@@ -41,10 +41,17 @@ type writer struct {
 
 	commits atomic.Int64 // committed transactions, for tests and benchmarks
 
+	lastCommit  time.Duration // how long the last commit took
+	lastDurable int           // how many durable ops it answered
+
 	maxTxBytes int
 	lazyWindow time.Duration
 	maxTxAge   time.Duration
 }
+
+// maxDrain bounds how long a durable op waits for ops already queued
+// behind it to join its commit.
+const maxDrain = 200 * time.Microsecond
 
 // wop is one write operation.
 type wop struct {
@@ -167,6 +174,7 @@ func (w *writer) batch(first *wop) {
 		return
 	}
 	var waiting []*wop
+	var firstDurable time.Time
 	apply := func(o *wop) {
 		if err := o.ctx.Err(); err != nil {
 			o.done <- err
@@ -179,6 +187,9 @@ func (w *writer) batch(first *wop) {
 		case err != nil:
 			o.done <- err
 		case o.durable:
+			if len(waiting) == 0 {
+				firstDurable = time.Now()
+			}
 			waiting = append(waiting, o)
 		default:
 			o.done <- nil
@@ -189,21 +200,45 @@ func (w *writer) batch(first *wop) {
 	var timer *time.Timer
 collect:
 	for t.fatal == nil && t.written < w.maxTxBytes && time.Since(start) < w.maxTxAge {
+		// Group commit. Once a durable op waits, ops already queued join
+		// the commit for at most maxDrain, however busy the queue is. When
+		// the last commit served several writers, the others are probably
+		// a step or two from their own durable op: the commit also waits
+		// for new ops for up to half a commit's time. A lone writer never
+		// waits.
+		var hold time.Duration
+		if len(waiting) > 0 {
+			window := maxDrain
+			if w.lastDurable >= 2 {
+				window = max(window, min(w.lastCommit/2, 2*time.Millisecond))
+			}
+			left := window - time.Since(firstDurable)
+			if left <= 0 {
+				break
+			}
+			if w.lastDurable >= 2 {
+				hold = left
+			}
+		}
 		select {
 		case o := <-w.ops:
 			apply(o)
 			continue
 		default:
 		}
+		wait := w.lazyWindow
 		if len(waiting) > 0 {
-			break // group commit: nobody else is queued
+			if hold <= 0 {
+				break
+			}
+			wait = hold
 		}
-		// Only lazy ops so far: wait a moment for the op that usually
-		// follows (the durable end of the same pair), to share its commit.
+		// Nothing queued. With only lazy ops so far, wait a moment for the
+		// op that usually follows (the durable end of the same pair).
 		if timer == nil {
-			timer = time.NewTimer(w.lazyWindow)
+			timer = time.NewTimer(wait)
 		} else {
-			timer.Reset(w.lazyWindow)
+			timer.Reset(wait)
 		}
 		select {
 		case o := <-w.ops:
@@ -220,6 +255,7 @@ collect:
 	if t.fatal == nil && t.statsDirty {
 		t.put(t.meta, bolt.MetaStats, bolt.EncodeStats(t.stats))
 	}
+	commitStart := time.Now()
 	if t.fatal != nil {
 		_ = t.tx.Rollback()
 		err = t.fatal
@@ -227,6 +263,8 @@ collect:
 		err = fmt.Errorf("hishel: commit: %w", cerr)
 	} else {
 		w.commits.Add(1)
+		w.lastCommit = time.Since(commitStart)
+		w.lastDurable = len(waiting)
 	}
 	if err != nil {
 		w.statsLoaded = false
