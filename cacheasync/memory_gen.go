@@ -20,7 +20,9 @@ type MemoryOptions = template.MemoryOptions
 // its memory.
 //
 // A Memory is safe for concurrent use. It owns one goroutine, from
-// OpenMemory until Close, that runs the background sweep.
+// OpenMemory until Close, that runs the background sweep. Its operations
+// never wait for I/O, so its async API runs them in the caller's goroutine
+// when it can.
 //
 // Every operation of Memory returns at once with a [Future] and runs in a
 // goroutine of its own, bounded by [Options]; see the package documentation.
@@ -69,11 +71,12 @@ func (m *Memory) Template() *template.Memory {
 // fails with model.ErrDuplicateID. A body that has already been read from
 // fails with model.ErrBodyConsumed.
 //
-// CreatePair returns at once. The call runs in a goroutine of its own and its
-// result arrives on the returned [Future], which delivers exactly one
+// CreatePair returns at once. The store never waits for I/O: the call runs in
+// the caller's goroutine when a slot is free (else in a goroutine of its own)
+// and its result arrives on the returned [Future], which delivers exactly one
 // [Result].
 func (m *Memory) CreatePair(ctx context.Context, req model.Request, opts ...model.CreateOption) Future[model.IncompletePair] {
-	return Go(m.r, ctx, func(ctx context.Context) (model.IncompletePair, error) {
+	return GoNow(m.r, ctx, func(ctx context.Context) (model.IncompletePair, error) {
 		return m.s.CreatePair(ctx, req, opts...)
 	})
 }
@@ -87,11 +90,12 @@ func (m *Memory) CreatePair(ctx context.Context, req model.Request, opts ...mode
 // An unknown or removed id fails with model.ErrNotFound; a pair that already
 // has a response, or a status outside 100-999, with model.ErrInvalid.
 //
-// AddResponse returns at once. The call runs in a goroutine of its own and its
-// result arrives on the returned [Future], which delivers exactly one
+// AddResponse returns at once. The store never waits for I/O: the call runs in
+// the caller's goroutine when a slot is free (else in a goroutine of its own)
+// and its result arrives on the returned [Future], which delivers exactly one
 // [Result].
 func (m *Memory) AddResponse(ctx context.Context, id model.PairID, resp model.Response, key string) Future[model.CompletePair] {
-	return Go(m.r, ctx, func(ctx context.Context) (model.CompletePair, error) {
+	return GoNow(m.r, ctx, func(ctx context.Context) (model.CompletePair, error) {
 		return m.s.AddResponse(ctx, id, resp, key)
 	})
 }
@@ -102,11 +106,12 @@ func (m *Memory) AddResponse(ctx context.Context, id model.PairID, resp model.Re
 // restarts the pair's TTL if the pair refreshes on access, and moves it to
 // the back of the eviction order.
 //
-// GetPairs returns at once. The call runs in a goroutine of its own and its
-// result arrives on the returned [Future], which delivers exactly one
+// GetPairs returns at once. The store never waits for I/O: the call runs in
+// the caller's goroutine when a slot is free (else in a goroutine of its own)
+// and its result arrives on the returned [Future], which delivers exactly one
 // [Result].
 func (m *Memory) GetPairs(ctx context.Context, key string) Future[[]model.CompletePair] {
-	return Go(m.r, ctx, func(ctx context.Context) ([]model.CompletePair, error) {
+	return GoNow(m.r, ctx, func(ctx context.Context) ([]model.CompletePair, error) {
 		return m.s.GetPairs(ctx, key)
 	})
 }
@@ -115,11 +120,12 @@ func (m *Memory) GetPairs(ctx context.Context, key string) Future[[]model.Comple
 // streamed as in GetPairs, or model.ErrNotFound. It does not count as an
 // access.
 //
-// GetPair returns at once. The call runs in a goroutine of its own and its
-// result arrives on the returned [Future], which delivers exactly one
+// GetPair returns at once. The store never waits for I/O: the call runs in the
+// caller's goroutine when a slot is free (else in a goroutine of its own) and
+// its result arrives on the returned [Future], which delivers exactly one
 // [Result].
 func (m *Memory) GetPair(ctx context.Context, id model.PairID) Future[model.CompletePair] {
-	return Go(m.r, ctx, func(ctx context.Context) (model.CompletePair, error) {
+	return GoNow(m.r, ctx, func(ctx context.Context) (model.CompletePair, error) {
 		return m.s.GetPair(ctx, id)
 	})
 }
@@ -134,11 +140,12 @@ func (m *Memory) GetPair(ctx context.Context, id model.PairID) Future[model.Comp
 // model.ErrNotFound; a pair.ID other than id (or zero), with
 // model.ErrIDChanged.
 //
-// UpdatePair returns at once. The call runs in a goroutine of its own and its
-// result arrives on the returned [Future], which delivers exactly one
+// UpdatePair returns at once. The store never waits for I/O: the call runs in
+// the caller's goroutine when a slot is free (else in a goroutine of its own)
+// and its result arrives on the returned [Future], which delivers exactly one
 // [Result].
 func (m *Memory) UpdatePair(ctx context.Context, id model.PairID, pair model.CompletePair) Future[model.CompletePair] {
-	return Go(m.r, ctx, func(ctx context.Context) (model.CompletePair, error) {
+	return GoNow(m.r, ctx, func(ctx context.Context) (model.CompletePair, error) {
 		return m.s.UpdatePair(ctx, id, pair)
 	})
 }
@@ -149,11 +156,12 @@ func (m *Memory) UpdatePair(ctx context.Context, id model.PairID, pair model.Com
 // and must not call the storage. If fn returns an error, nothing changes and
 // UpdatePairFunc returns that error.
 //
-// UpdatePairFunc returns at once. The call runs in a goroutine of its own and
-// its result arrives on the returned [Future], which delivers exactly one
-// [Result].
+// UpdatePairFunc returns at once. The store never waits for I/O: the call runs
+// in the caller's goroutine when a slot is free (else in a goroutine of its
+// own) and its result arrives on the returned [Future], which delivers exactly
+// one [Result].
 func (m *Memory) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(model.CompletePair) (model.CompletePair, error)) Future[model.CompletePair] {
-	return Go(m.r, ctx, func(ctx context.Context) (model.CompletePair, error) {
+	return GoNow(m.r, ctx, func(ctx context.Context) (model.CompletePair, error) {
 		return m.s.UpdatePairFunc(ctx, id, fn)
 	})
 }
@@ -163,11 +171,12 @@ func (m *Memory) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(mo
 // does nothing. Removing an incomplete pair aborts the bodies still being
 // stored.
 //
-// Remove returns at once. The call runs in a goroutine of its own and its
-// error arrives on the returned [Future], as the Err of exactly one [Result]
-// whose Value is struct{}{}.
+// Remove returns at once. The store never waits for I/O: the call runs in the
+// caller's goroutine when a slot is free (else in a goroutine of its own) and
+// its error arrives on the returned [Future], as the Err of exactly one
+// [Result] whose Value is struct{}{}.
 func (m *Memory) Remove(ctx context.Context, id model.PairID) Future[struct{}] {
-	return GoErr(m.r, ctx, func(ctx context.Context) error {
+	return GoErrNow(m.r, ctx, func(ctx context.Context) error {
 		return m.s.Remove(ctx, id)
 	})
 }
@@ -177,11 +186,12 @@ func (m *Memory) Remove(ctx context.Context, id model.PairID) Future[struct{}] {
 // older than IncompleteAge are removed, and pairs beyond MaxBytes are
 // evicted. Its cost is proportional to what it removes.
 //
-// Cleanup returns at once. The call runs in a goroutine of its own and its
-// result arrives on the returned [Future], which delivers exactly one
+// Cleanup returns at once. The store never waits for I/O: the call runs in the
+// caller's goroutine when a slot is free (else in a goroutine of its own) and
+// its result arrives on the returned [Future], which delivers exactly one
 // [Result].
 func (m *Memory) Cleanup(ctx context.Context) Future[model.SweepResult] {
-	return Go(m.r, ctx, func(ctx context.Context) (model.SweepResult, error) {
+	return GoNow(m.r, ctx, func(ctx context.Context) (model.SweepResult, error) {
 		return m.s.Cleanup(ctx)
 	})
 }
@@ -189,11 +199,12 @@ func (m *Memory) Cleanup(ctx context.Context) Future[model.SweepResult] {
 // Clear removes every pair at once. Bodies being read fail with
 // model.ErrRemoved; bodies being stored fail and are not stored.
 //
-// Clear returns at once. The call runs in a goroutine of its own and its error
-// arrives on the returned [Future], as the Err of exactly one [Result] whose
-// Value is struct{}{}.
+// Clear returns at once. The store never waits for I/O: the call runs in the
+// caller's goroutine when a slot is free (else in a goroutine of its own) and
+// its error arrives on the returned [Future], as the Err of exactly one
+// [Result] whose Value is struct{}{}.
 func (m *Memory) Clear(ctx context.Context) Future[struct{}] {
-	return GoErr(m.r, ctx, func(ctx context.Context) error {
+	return GoErrNow(m.r, ctx, func(ctx context.Context) error {
 		return m.s.Clear(ctx)
 	})
 }
@@ -203,11 +214,12 @@ func (m *Memory) Clear(ctx context.Context) Future[struct{}] {
 // heads and metadata only. fn is called without the storage locked, so it
 // may call the storage. An error from fn stops the iteration and is returned.
 //
-// Pairs returns at once. The call runs in a goroutine of its own and its error
-// arrives on the returned [Future], as the Err of exactly one [Result] whose
-// Value is struct{}{}.
+// Pairs returns at once. The store never waits for I/O: the call runs in the
+// caller's goroutine when a slot is free (else in a goroutine of its own) and
+// its error arrives on the returned [Future], as the Err of exactly one
+// [Result] whose Value is struct{}{}.
 func (m *Memory) Pairs(ctx context.Context, fn func(model.PairInfo) error) Future[struct{}] {
-	return GoErr(m.r, ctx, func(ctx context.Context) error {
+	return GoErrNow(m.r, ctx, func(ctx context.Context) error {
 		return m.s.Pairs(ctx, fn)
 	})
 }
@@ -215,22 +227,24 @@ func (m *Memory) Pairs(ctx context.Context, fn func(model.PairInfo) error) Futur
 // Sync returns at once: a Memory has nothing to commit. It exists so that
 // code written against any backend can call it.
 //
-// Sync returns at once. The call runs in a goroutine of its own and its error
-// arrives on the returned [Future], as the Err of exactly one [Result] whose
-// Value is struct{}{}.
+// Sync returns at once. The store never waits for I/O: the call runs in the
+// caller's goroutine when a slot is free (else in a goroutine of its own) and
+// its error arrives on the returned [Future], as the Err of exactly one
+// [Result] whose Value is struct{}{}.
 func (m *Memory) Sync(ctx context.Context) Future[struct{}] {
-	return GoErr(m.r, ctx, func(ctx context.Context) error {
+	return GoErrNow(m.r, ctx, func(ctx context.Context) error {
 		return m.s.Sync(ctx)
 	})
 }
 
 // Stats returns the storage's counters.
 //
-// Stats returns at once. The call runs in a goroutine of its own and its
-// result arrives on the returned [Future], which delivers exactly one
+// Stats returns at once. The store never waits for I/O: the call runs in the
+// caller's goroutine when a slot is free (else in a goroutine of its own) and
+// its result arrives on the returned [Future], which delivers exactly one
 // [Result].
 func (m *Memory) Stats(ctx context.Context) Future[model.Stats] {
-	return Go(m.r, ctx, func(ctx context.Context) (model.Stats, error) {
+	return GoNow(m.r, ctx, func(ctx context.Context) (model.Stats, error) {
 		return m.s.Stats(ctx)
 	})
 }

@@ -31,7 +31,14 @@
 //
 //	//hishel:backend
 //
-// on its own (a directive: no space after the slashes). For each backend:
+// on its own (a directive: no space after the slashes). A backend whose
+// operations never wait for I/O (an in-memory one) may also carry the line
+//
+//	//hishel:nonblocking
+//
+// and its async API then runs a call in the caller's goroutine when a slot
+// is free, returning a future that already holds the result (cacheasync.GoNow).
+// For each backend:
 //
 //   - Its constructors are the exported package-level funcs returning exactly
 //     (*X, error). There must be at least one; they must be neither variadic

@@ -386,15 +386,15 @@ func renderAsync(w io.Writer, t *tmpl, out output, b *backend) error {
 		doc := orDefault(op.doc, "%s calls [%s.%s.%s].", op.name, t.name, b.name, op.name)
 		call := self().Dot(op.name).Call(args(op)...)
 		if op.result == nil {
-			f.Add(comment(doc, para(asyncErrOpDoc, op.name)))
+			f.Add(comment(doc, para(opDoc(asyncErrOpDoc, b), op.name)))
 			f.Func().Params(recv()).Id(op.name).Params(ty.params(op)...).Id("Future").Types(jen.Struct()).Block(
-				jen.Return(rt("GoErr").Call(jen.Id(b.recv).Dot("r"), jen.Id("ctx"),
+				jen.Return(rt(goFn("GoErr", b)).Call(jen.Id(b.recv).Dot("r"), jen.Id("ctx"),
 					jen.Func().Params(ctx()).Error().Block(jen.Return(call)))),
 			)
 		} else {
-			f.Add(comment(doc, para(asyncOpDoc, op.name)))
+			f.Add(comment(doc, para(opDoc(asyncOpDoc, b), op.name)))
 			f.Func().Params(recv()).Id(op.name).Params(ty.params(op)...).Id("Future").Types(ty.typ(op.result)).Block(
-				jen.Return(rt("Go").Call(jen.Id(b.recv).Dot("r"), jen.Id("ctx"),
+				jen.Return(rt(goFn("Go", b)).Call(jen.Id(b.recv).Dot("r"), jen.Id("ctx"),
 					jen.Func().Params(ctx()).Params(ty.typ(op.result), jen.Error()).Block(jen.Return(call)))),
 			)
 		}
@@ -407,6 +407,23 @@ func renderAsync(w io.Writer, t *tmpl, out output, b *backend) error {
 		jen.Return(self().Dot("Close").Call()),
 	)
 	return f.Render(w)
+}
+
+// opDoc adapts an async operation's doc paragraph to a non-blocking backend.
+func opDoc(doc string, b *backend) string {
+	if b.nonBlocking {
+		return strings.Replace(doc, "The call runs in a goroutine of its own", "The store never waits for I/O: the call runs in the caller's goroutine when a slot is free (else in a goroutine of its own)", 1)
+	}
+	return doc
+}
+
+// goFn names the runtime function that runs an async call of b: Go or
+// GoErr, or their GoNow variants for a non-blocking backend.
+func goFn(name string, b *backend) string {
+	if b.nonBlocking {
+		return name + "Now"
+	}
+	return name
 }
 
 // renderErrors renders the re-exported sentinel errors of package model.

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -248,4 +249,40 @@ func opEqual[T interface {
 		params []string
 	}(b)
 	return x.name == y.name && slices.Equal(x.params, y.params)
+}
+
+// TestNonBlocking checks that //hishel:nonblocking switches a backend's async
+// calls to the runtime's GoNow variants, and only that backend's.
+func TestNonBlocking(t *testing.T) {
+	src := checkSource(t, store+`
+// Fast never waits for I/O.
+//
+//hishel:backend
+//hishel:nonblocking
+type Fast struct{}
+
+func OpenFast(ctx context.Context) (*Fast, error) { return &Fast{}, nil }
+func (f *Fast) Close() error                     { return nil }
+func (f *Fast) Get(ctx context.Context) (int, error) { return 1, nil }
+func (f *Fast) Put(ctx context.Context) error        { return nil }
+func (s *Store) Get(ctx context.Context) (int, error) { return 1, nil }
+`)
+	tm, err := analyze(src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range tm.backends {
+		var buf strings.Builder
+		if err := renderAsync(&buf, tm, output{dir: t.TempDir(), name: "cacheasync", path: runtimePath}, b); err != nil {
+			t.Fatal(err)
+		}
+		out := buf.String()
+		gotNow := strings.Contains(out, "GoNow(") || strings.Contains(out, "GoErrNow(")
+		if gotNow != (b.name == "Fast") {
+			t.Errorf("renderAsync(%s) uses GoNow = %v; want %v\n%s", b.name, gotNow, b.name == "Fast", out)
+		}
+		if b.name == "Fast" && (!strings.Contains(out, "GoErrNow(") || strings.Contains(out, "hishel:nonblocking")) {
+			t.Errorf("renderAsync(Fast): want GoErrNow for Put and no directive in docs\n%s", out)
+		}
+	}
 }

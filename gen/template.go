@@ -21,11 +21,15 @@ const (
 	// marker is the directive, on a line of its own in a type's doc
 	// comment, that makes the type a backend.
 	marker = "//hishel:backend"
+	// nonBlocking marks a backend whose operations never wait for I/O;
+	// its async API runs a call in the caller's goroutine when a slot is
+	// free (see cacheasync.GoNow).
+	nonBlocking = "//hishel:nonblocking"
 )
 
 // runtimeNames are the exported names of the async runtime (package
 // cacheasync), which generated async packages define or import.
-var runtimeNames = []string{"DefaultMaxInFlight", "Future", "Go", "GoErr", "NewRunner", "Options", "Result", "Runner"}
+var runtimeNames = []string{"DefaultMaxInFlight", "Future", "Go", "GoErr", "GoErrNow", "GoNow", "NewRunner", "Options", "Result", "Runner"}
 
 // tmpl is what gen learned from a template package.
 type tmpl struct {
@@ -37,15 +41,16 @@ type tmpl struct {
 
 // backend is one //hishel:backend type of the template.
 type backend struct {
-	name     string
-	file     string // base name of the file that declares it
-	doc      string // doc comment text, directives removed
-	ctors    []*fn  // constructors, in source order
-	ops      []*fn  // exported methods other than Close, in source order
-	closeDoc string
-	aliases  []*alias // template types re-exported in this backend's files
-	recv     string   // receiver name of the generated methods
-	pkgNames []string // names of the packages its signatures mention
+	nonBlocking bool // operations never wait for I/O
+	name        string
+	file        string // base name of the file that declares it
+	doc         string // doc comment text, directives removed
+	ctors       []*fn  // constructors, in source order
+	ops         []*fn  // exported methods other than Close, in source order
+	closeDoc    string
+	aliases     []*alias // template types re-exported in this backend's files
+	recv        string   // receiver name of the generated methods
+	pkgNames    []string // names of the packages its signatures mention
 }
 
 // fn is a constructor or an operation.
@@ -105,12 +110,15 @@ func docs(src *source) map[types.Object]*ast.CommentGroup {
 }
 
 // isBackend reports whether doc carries the backend marker.
-func isBackend(doc *ast.CommentGroup) bool {
+func isBackend(doc *ast.CommentGroup) bool { return hasDirective(doc, marker) }
+
+// hasDirective reports whether doc has the line d on its own.
+func hasDirective(doc *ast.CommentGroup, d string) bool {
 	if doc == nil {
 		return false
 	}
 	for _, c := range doc.List {
-		if strings.TrimRightFunc(c.Text, unicode.IsSpace) == marker {
+		if strings.TrimRightFunc(c.Text, unicode.IsSpace) == d {
 			return true
 		}
 	}
@@ -155,9 +163,10 @@ func analyze(src, mdl *source) (*tmpl, error) {
 			}
 		}
 		b := &backend{
-			name: obj.Name(),
-			file: filepath.Base(src.fset.Position(obj.Pos()).Filename),
-			doc:  text(obj),
+			nonBlocking: hasDirective(doc[obj], nonBlocking),
+			name:        obj.Name(),
+			file:        filepath.Base(src.fset.Position(obj.Pos()).Filename),
+			doc:         text(obj),
 		}
 		byObj[obj] = b
 		t.backends = append(t.backends, b)

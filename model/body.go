@@ -230,7 +230,29 @@ func (b *Body) Close() error {
 	return b.closeErr
 }
 
+// BufferedSource is implemented by chunk sources that may already hold the
+// rest of their body in memory. Buffered returns those chunks (handing them
+// over: the source is then at its end) and true, or nil and false when it
+// would have to do I/O. Chunks uses it to skip its goroutine.
+type BufferedSource interface {
+	ChunkSource
+	Buffered() ([][]byte, bool)
+}
+
+func (s *sliceSource) Buffered() ([][]byte, bool) {
+	p := s.p
+	s.p = nil
+	if len(p) == 0 {
+		return nil, true
+	}
+	return [][]byte{p}, true
+}
+
 // Chunks streams the body on a channel and closes the body at its end.
+//
+// When the whole rest of the body is already in memory (a small body read
+// back from storage, a BytesBody), the channel comes back filled and closed,
+// and no goroutine is started.
 //
 // One goroutine reads the body and sends its chunks in order; it stays at most
 // one chunk ahead of the consumer, so the consumer's pace drives the reading.
@@ -242,6 +264,9 @@ func (b *Body) Close() error {
 // The goroutine ends when the body ends, fails, or ctx is done; a consumer
 // that stops reading early must cancel ctx (or Close the body) to release it.
 func (b *Body) Chunks(ctx context.Context) <-chan Chunk {
+	if ch, ok := b.buffered(ctx); ok {
+		return ch
+	}
 	ch := make(chan Chunk, 1)
 	go func() {
 		defer close(ch)
@@ -270,6 +295,42 @@ func (b *Body) Chunks(ctx context.Context) <-chan Chunk {
 		}
 	}()
 	return ch
+}
+
+// buffered returns a filled, closed channel of the body's remaining chunks
+// if they are all in memory.
+func (b *Body) buffered(ctx context.Context) (chan Chunk, bool) {
+	if b == nil {
+		ch := make(chan Chunk)
+		close(ch)
+		return ch, true
+	}
+	bs, ok := b.src.(BufferedSource)
+	if !ok || b.closed.Load() || ctx.Err() != nil {
+		return nil, false
+	}
+	rest, ok := bs.Buffered()
+	if !ok {
+		return nil, false
+	}
+	b.started.Store(true)
+	n := len(rest)
+	if len(b.cur) > 0 {
+		n++
+	}
+	ch := make(chan Chunk, n)
+	if len(b.cur) > 0 {
+		ch <- Chunk{Data: b.cur}
+		b.cur = nil
+	}
+	for _, c := range rest {
+		if len(c) > 0 {
+			ch <- Chunk{Data: c}
+		}
+	}
+	close(ch)
+	_ = b.Close()
+	return ch, true
 }
 
 // failChunks replaces any unread chunk in ch (whose only sender is the

@@ -223,6 +223,19 @@ func (r *storedBody) NextChunk() ([]byte, error) {
 	}
 }
 
+// Buffered implements model.BufferedSource: when the whole body was read
+// with the pair (small bodies are), it needs no more I/O.
+func (r *storedBody) Buffered() ([][]byte, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed || !r.ended {
+		return nil, false
+	}
+	rest := r.queue
+	r.queue = nil
+	return rest, true
+}
+
 // load reads chunks from r.next on, up to about limit bytes, or to the
 // marker. The caller holds r.mu, or owns r exclusively.
 func (r *storedBody) load(pairs, chunks *bbolt.Bucket, limit int) error {

@@ -1,6 +1,7 @@
 package template
 
 import (
+	"bytes"
 	"container/heap"
 	"container/list"
 	"context"
@@ -48,9 +49,12 @@ type MemoryOptions struct {
 // its memory.
 //
 // A Memory is safe for concurrent use. It owns one goroutine, from
-// OpenMemory until Close, that runs the background sweep.
+// OpenMemory until Close, that runs the background sweep. Its operations
+// never wait for I/O, so its async API runs them in the caller's goroutine
+// when it can.
 //
 //hishel:backend
+//hishel:nonblocking
 type Memory struct {
 	pol policy
 
@@ -620,10 +624,13 @@ func (v *memSaver) Read(b []byte) (int, error) {
 	return n, nil
 }
 
-// finish hands the stored body to the pair, if the pair is still there.
+// finish hands the stored body to the pair, if the pair is still there and
+// the stream's context has not ended: a source that ends once the context
+// is cancelled (a ChanBody whose producer closes its channel) was cut
+// short, not completed.
 func (v *memSaver) finish() error {
 	m := v.m
-	if err := m.lock(context.Background()); err != nil {
+	if err := m.lock(v.ctx); err != nil {
 		return err
 	}
 	defer m.mu.Unlock()
@@ -675,9 +682,9 @@ func (v *memSaver) Close() error {
 	return err
 }
 
-// memReader streams a stored body back. Chunks are immutable, so it shares
-// them; before each chunk it checks that the pair is still stored, so a
-// purged pair gives model.ErrRemoved instead of a body that ends early.
+// memReader streams a stored body back. Before each chunk it checks that the
+// pair is still stored, so a purged pair gives model.ErrRemoved instead of a
+// body that ends early.
 type memReader struct {
 	m      *Memory
 	p      *memPair
@@ -685,8 +692,9 @@ type memReader struct {
 	chunks [][]byte
 }
 
-// NextChunk implements model.ChunkSource. The chunk is shared with storage
-// and must not be modified.
+// NextChunk implements model.ChunkSource. The caller owns the chunk, a copy
+// of the stored one, as ChunkSource requires: a reader that changes it must
+// not change the stored body.
 func (r *memReader) NextChunk() ([]byte, error) {
 	if len(r.chunks) == 0 {
 		return nil, io.EOF
@@ -702,7 +710,24 @@ func (r *memReader) NextChunk() ([]byte, error) {
 	}
 	c := r.chunks[0]
 	r.chunks = r.chunks[1:]
-	return c, nil
+	return bytes.Clone(c), nil
+}
+
+// Buffered implements model.BufferedSource: a stored body is always in
+// memory. It checks once that the pair is still stored.
+func (r *memReader) Buffered() ([][]byte, bool) {
+	if len(r.chunks) == 0 {
+		return nil, true
+	}
+	r.m.mu.RLock()
+	ok := !r.m.closed && r.m.pairs[r.p.rec.ID] == r.p
+	r.m.mu.RUnlock()
+	if !ok {
+		return nil, false // NextChunk reports why
+	}
+	rest := r.chunks
+	r.chunks = nil
+	return rest, true
 }
 
 // timeEntry is an index entry: a pair and a time (expiry, deletion or
