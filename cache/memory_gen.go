@@ -20,7 +20,9 @@ type MemoryOptions = template.MemoryOptions
 // its memory.
 //
 // A Memory is safe for concurrent use. It owns one goroutine, from
-// OpenMemory until Close, that runs the background sweep.
+// OpenMemory until Close, that runs the background sweep. Its operations
+// never wait for I/O, so its async API runs them in the caller's goroutine
+// when it can.
 type Memory struct {
 	s *template.Memory
 }
