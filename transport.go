@@ -379,11 +379,11 @@ func (t *Transport) storeAndUse(req *http.Request, key string, st *statemachine.
 // remembers its own errors (to tell them from storage's), and stops storage
 // once more than limit bytes have passed (limit > 0).
 type originBody struct {
-	r       io.ReadCloser
-	limit   int64
-	n       int64
-	err     error // the origin's own read error, other than io.EOF
-	tooBig  bool
+	r      io.ReadCloser
+	limit  int64
+	n      int64
+	err    error // the origin's own read error, other than io.EOF
+	tooBig bool
 }
 
 var errTooLarge = errors.New("hishel: body larger than MaxBodySize")

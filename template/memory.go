@@ -714,7 +714,8 @@ func (r *memReader) NextChunk() ([]byte, error) {
 }
 
 // Buffered implements model.BufferedSource: a stored body is always in
-// memory. It checks once that the pair is still stored.
+// memory. It checks once that the pair is still stored. Like NextChunk it
+// hands over copies: the stored chunks are shared by every reader.
 func (r *memReader) Buffered() ([][]byte, bool) {
 	if len(r.chunks) == 0 {
 		return nil, true
@@ -725,7 +726,10 @@ func (r *memReader) Buffered() ([][]byte, bool) {
 	if !ok {
 		return nil, false // NextChunk reports why
 	}
-	rest := r.chunks
+	rest := make([][]byte, len(r.chunks))
+	for i, c := range r.chunks {
+		rest[i] = bytes.Clone(c)
+	}
 	r.chunks = nil
 	return rest, true
 }
