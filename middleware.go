@@ -181,4 +181,3 @@ func (w *pipeWriter) Write(p []byte) (int, error) {
 
 // Flush implements http.Flusher; writes already reach the reader at once.
 func (w *pipeWriter) Flush() {}
-
