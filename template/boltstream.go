@@ -83,16 +83,11 @@ func (v *saver) Read(p []byte) (int, error) {
 }
 
 func (v *saver) add(p []byte) {
-	chunk := v.s.pol.chunkSize
+	v.size += int64(len(p))
 	for len(p) > 0 {
-		if v.cur == nil {
-			v.cur = make([]byte, 0, chunk)
-		}
-		n := min(len(p), chunk-len(v.cur))
-		v.cur = append(v.cur, p[:n]...)
-		p = p[n:]
-		v.size += int64(n)
-		if len(v.cur) == chunk {
+		var full bool
+		v.cur, p, full = fillChunk(v.cur, p, v.s.pol.chunkSize)
+		if full {
 			v.pending = append(v.pending, v.cur)
 			v.npend += len(v.cur)
 			v.cur = nil

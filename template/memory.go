@@ -596,14 +596,10 @@ func (v *memSaver) Read(b []byte) (int, error) {
 		return 0, v.fail(err)
 	}
 	n, err := v.src.Read(b)
+	v.size += int64(n)
 	for p := b[:n]; len(p) > 0; {
-		if v.cur == nil {
-			v.cur = make([]byte, 0, v.m.pol.chunkSize)
-		}
-		k := min(len(p), cap(v.cur)-len(v.cur))
-		v.cur, p = append(v.cur, p[:k]...), p[k:]
-		v.size += int64(k)
-		if len(v.cur) == cap(v.cur) {
+		var full bool
+		if v.cur, p, full = fillChunk(v.cur, p, v.m.pol.chunkSize); full {
 			v.chunks, v.cur = append(v.chunks, v.cur), nil
 		}
 	}

@@ -105,3 +105,18 @@ func maintain(stop <-chan struct{}, done chan<- struct{}, tickEvery time.Duratio
 		}
 	}
 }
+
+// fillChunk copies as much of p as fits into the chunk being filled, cur,
+// and returns cur, the rest of p, and whether cur is now a full chunk of
+// size bytes. A new chunk starts small and doubles up to size, so that a
+// small body does not cost a whole chunk's memory.
+func fillChunk(cur, p []byte, size int) (_ []byte, rest []byte, full bool) {
+	if len(cur) == cap(cur) && cap(cur) < size {
+		grown := make([]byte, len(cur), min(size, max(4<<10, 2*cap(cur), len(cur)+len(p))))
+		copy(grown, cur)
+		cur = grown
+	}
+	n := min(len(p), cap(cur)-len(cur))
+	cur = append(cur, p[:n]...)
+	return cur, p[n:], len(cur) == size
+}

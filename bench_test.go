@@ -1,0 +1,143 @@
+package hishel_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hishel-go/hishel"
+	"github.com/hishel-go/hishel/cache"
+)
+
+// The benchmarks here run the Transport and a plain http.Transport against
+// the same local origin, interleaved in rounds so that machine noise hits
+// both alike. Each reports the plain transport's ns/op and "x-plain", the
+// Transport's time relative to it (1.0 = as fast).
+
+func benchOrigin(b *testing.B, size int) *httptest.Server {
+	body := bytes.Repeat([]byte("x"), size)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=3600")
+		w.Header().Set("Content-Length", fmt.Sprint(size))
+		w.Write(body)
+	}))
+	b.Cleanup(srv.Close)
+	return srv
+}
+
+func get(c *http.Client, url string) error {
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return err
+}
+
+// compare runs subject and plain b.N times each, in interleaved rounds.
+func compare(b *testing.B, subject, plain func(i int) error) {
+	b.ReportAllocs()
+	b.ResetTimer()
+	var ts, tp time.Duration
+	const round = 32
+	for done := 0; done < b.N; done += round {
+		n := min(round, b.N-done)
+		t0 := time.Now()
+		for i := range n {
+			if err := subject(done + i); err != nil {
+				b.Fatal(err)
+			}
+		}
+		t1 := time.Now()
+		for i := range n {
+			if err := plain(done + i); err != nil {
+				b.Fatal(err)
+			}
+		}
+		ts += t1.Sub(t0)
+		tp += time.Since(t1)
+	}
+	b.ReportMetric(float64(tp.Nanoseconds())/float64(b.N), "plain-ns/op")
+	b.ReportMetric(float64(ts)/float64(tp), "x-plain")
+}
+
+type storeKind struct {
+	name string
+	open func(b *testing.B) hishel.Storage
+}
+
+var storeKinds = []storeKind{
+	{"memory", func(b *testing.B) hishel.Storage {
+		s, err := cache.OpenMemory(context.Background(), &cache.MemoryOptions{SweepInterval: -1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { s.Close() })
+		return s
+	}},
+	{"bolt", func(b *testing.B) hishel.Storage {
+		s, err := cache.OpenBolt(context.Background(), &cache.BoltOptions{Path: filepath.Join(b.TempDir(), "c.db"), SweepInterval: -1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { s.Close() })
+		return s
+	}},
+	{"bolt-nosync", func(b *testing.B) hishel.Storage {
+		s, err := cache.OpenBolt(context.Background(), &cache.BoltOptions{Path: filepath.Join(b.TempDir(), "c.db"), SweepInterval: -1, NoSync: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { s.Close() })
+		return s
+	}},
+}
+
+func cachingClient(b *testing.B, s hishel.Storage) *http.Client {
+	tr, err := hishel.NewTransport(&hishel.Options{Storage: s, Transport: &http.Transport{MaxIdleConnsPerHost: 64}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { tr.Close() })
+	return &http.Client{Transport: tr}
+}
+
+// BenchmarkTransportHit serves a stored response; the plain transport asks
+// the origin each time.
+func BenchmarkTransportHit(b *testing.B) {
+	for _, size := range []int{1 << 10, 16 << 10, 1 << 20} {
+		for _, sk := range storeKinds {
+			b.Run(fmt.Sprintf("%s/%dKiB", sk.name, size>>10), func(b *testing.B) {
+				srv := benchOrigin(b, size)
+				c := cachingClient(b, sk.open(b))
+				plain := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+				if err := get(c, srv.URL); err != nil {
+					b.Fatal(err)
+				}
+				b.SetBytes(int64(size))
+				compare(b, func(int) error { return get(c, srv.URL) }, func(int) error { return get(plain, srv.URL) })
+			})
+		}
+	}
+}
+
+// BenchmarkTransportMissStore fetches a new URL each time and stores it.
+func BenchmarkTransportMissStore(b *testing.B) {
+	for _, sk := range storeKinds {
+		b.Run(sk.name+"/1KiB", func(b *testing.B) {
+			srv := benchOrigin(b, 1<<10)
+			c := cachingClient(b, sk.open(b))
+			plain := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+			b.SetBytes(1 << 10)
+			compare(b, func(i int) error { return get(c, fmt.Sprint(srv.URL, "/", i)) },
+				func(i int) error { return get(plain, fmt.Sprint(srv.URL, "/", i)) })
+		})
+	}
+}
