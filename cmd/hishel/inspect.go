@@ -1,0 +1,358 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hishel-go/hishel/cache"
+	"github.com/hishel-go/hishel/model"
+)
+
+// inspectOpenTimeout is how long the inspection commands wait for the
+// cache file's lock before reporting it in use.
+const inspectOpenTimeout = 200 * time.Millisecond
+
+// dbFlag adds the -db flag of the inspection commands.
+func dbFlag(fs *flag.FlagSet) *string {
+	return fs.String("db", "", "the cache file `PATH` to inspect, as given to 'hishel proxy -db' (required)")
+}
+
+// requireDB checks that -db was given and names an existing file.
+func requireDB(name, path string) error {
+	if path == "" {
+		return &usageError{cmd: name, msg: "-db PATH is required: the cache file to inspect (the proxy's -db)"}
+	}
+	st, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%s %s: no cache file at %s; check the -db path", programName, name, path)
+	case err != nil:
+		return fmt.Errorf("%s %s: %w", programName, name, err)
+	case st.IsDir():
+		return fmt.Errorf("%s %s: %s is a directory; -db names the cache file itself", programName, name, path)
+	}
+	return nil
+}
+
+// openDB opens the cache file at path for inspection: it waits at most
+// inspectOpenTimeout for the lock, runs no background sweep, and maps a held
+// lock to an inUseError.
+func openDB(ctx context.Context, path string, opts *cache.BoltOptions) (*cache.Bolt, error) {
+	var o cache.BoltOptions
+	if opts != nil {
+		o = *opts
+	}
+	o.Path = path
+	o.OpenTimeout = inspectOpenTimeout
+	o.SweepInterval = -1
+	s, err := cache.OpenBolt(ctx, &o)
+	if err != nil {
+		return nil, dbError(path, err)
+	}
+	return s, nil
+}
+
+// dbError maps a storage error opening path to the error hishel reports.
+func dbError(path string, err error) error {
+	switch {
+	case errors.Is(err, model.ErrLocked):
+		return &inUseError{path: path, err: err}
+	case errors.Is(err, model.ErrCorrupt):
+		return fmt.Errorf("%s: %s is not a hishel cache file (or is damaged): %w", programName, path, err)
+	case errors.Is(err, model.ErrFormatVersion):
+		return fmt.Errorf("%s: %s was written by a newer hishel; use that version: %w", programName, path, err)
+	}
+	return err
+}
+
+// parseID parses a pair ID argument of command name.
+func parseID(name string, pos []string) (model.PairID, error) {
+	if len(pos) == 0 {
+		return model.PairID{}, &usageError{cmd: name, msg: "missing pair ID; 'hishel ls -db PATH' lists them"}
+	}
+	id, err := model.ParsePairID(pos[0])
+	if err != nil {
+		return model.PairID{}, &usageError{cmd: name, msg: fmt.Sprintf("bad pair ID %q: want a UUID such as 0123abcd-4567-4def-89ab-cdef01234567, as printed by 'hishel ls'", pos[0])}
+	}
+	return id, nil
+}
+
+// findPair returns the PairInfo of id, in any state, or ok false.
+func findPair(ctx context.Context, s *cache.Bolt, id model.PairID) (info model.PairInfo, ok bool, err error) {
+	errFound := errors.New("found")
+	err = s.Pairs(ctx, func(pi model.PairInfo) error {
+		if pi.ID == id {
+			info, ok = pi, true
+			return errFound
+		}
+		return nil
+	})
+	if errors.Is(err, errFound) {
+		err = nil
+	}
+	return info, ok, err
+}
+
+func cmdLs(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	fs := newFlagSet("ls")
+	db := dbFlag(fs)
+	if _, err := parseFlags(fs, "ls", args, 0, stdout); err != nil {
+		return err
+	}
+	if err := requireDB("ls", *db); err != nil {
+		return err
+	}
+	s, err := openDB(ctx, *db, nil)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATE\tSTATUS\tMETHOD\tURL\tSIZE\tEXPIRES")
+	err = s.Pairs(ctx, func(pi model.PairInfo) error {
+		status := "-"
+		if pi.Response.Status != 0 {
+			status = strconv.Itoa(pi.Response.Status)
+		}
+		_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", pi.ID, pi.State, status,
+			pi.Request.Method, pi.Request.URL, pi.Meta.ResponseSize, formatExpiry(pi.Meta.Expires))
+		return err
+	})
+	if ferr := tw.Flush(); err == nil {
+		err = ferr
+	}
+	if err != nil {
+		return fmt.Errorf("%s ls: %w", programName, err)
+	}
+	return s.Close()
+}
+
+func formatExpiry(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+func cmdShow(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	fs := newFlagSet("show")
+	db := dbFlag(fs)
+	n := fs.Int64("n", -1, "print only the first `N` bytes of the response body (0: none, negative: all)")
+	pos, err := parseFlags(fs, "show", args, 1, stdout)
+	if err != nil {
+		return err
+	}
+	id, err := parseID("show", pos)
+	if err != nil {
+		return err
+	}
+	if err := requireDB("show", *db); err != nil {
+		return err
+	}
+	s, err := openDB(ctx, *db, nil)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+
+	info, ok, err := findPair(ctx, s, id)
+	if err != nil {
+		return fmt.Errorf("%s show: %w", programName, err)
+	}
+	if !ok {
+		return fmt.Errorf("%s show: no pair %s in %s; 'hishel ls -db %s' lists the pairs", programName, id, *db, *db)
+	}
+	var body *model.Body
+	if info.State == model.StateComplete {
+		cp, err := s.GetPair(ctx, id)
+		switch {
+		case err == nil:
+			_ = cp.Request.Body.Close()
+			body = cp.Response.Body
+			defer body.Close()
+		case errors.Is(err, model.ErrNotFound):
+			// Expired: heads and metadata only.
+		default:
+			return fmt.Errorf("%s show: %w", programName, err)
+		}
+	}
+	writePairHead(stdout, info)
+	switch {
+	case *n == 0:
+	case body == nil:
+		fmt.Fprintf(stdout, "\n(no response body available: the pair is %s)\n", bodyless(info))
+	default:
+		fmt.Fprintln(stdout)
+		var r io.Reader = body
+		if *n > 0 {
+			r = io.LimitReader(body, *n)
+		}
+		if _, err := io.Copy(stdout, r); err != nil {
+			return fmt.Errorf("%s show: reading the body: %w", programName, err)
+		}
+	}
+	return s.Close()
+}
+
+func bodyless(info model.PairInfo) string {
+	if info.State == model.StateComplete {
+		return "expired"
+	}
+	return info.State.String()
+}
+
+// writePairHead prints a pair's metadata and heads.
+func writePairHead(w io.Writer, pi model.PairInfo) {
+	m := pi.Meta
+	fmt.Fprintf(w, "id:            %s\n", pi.ID)
+	fmt.Fprintf(w, "state:         %s\n", pi.State)
+	fmt.Fprintf(w, "key:           %s\n", pi.Key)
+	fmt.Fprintf(w, "created:       %s\n", formatTime(m.Created))
+	fmt.Fprintf(w, "completed:     %s\n", formatTime(m.Completed))
+	fmt.Fprintf(w, "last access:   %s\n", formatTime(m.LastAccess))
+	fmt.Fprintf(w, "expires:       %s\n", formatExpiry(m.Expires))
+	if !m.Deleted.IsZero() {
+		fmt.Fprintf(w, "deleted:       %s\n", formatTime(m.Deleted))
+	}
+	ttl := "none"
+	if m.TTL > 0 {
+		ttl = m.TTL.String()
+	}
+	fmt.Fprintf(w, "ttl:           %s (refresh on access: %t)\n", ttl, m.Refresh)
+	fmt.Fprintf(w, "request size:  %d\n", m.RequestSize)
+	fmt.Fprintf(w, "response size: %d\n", m.ResponseSize)
+	fmt.Fprintf(w, "\n> %s %s\n", pi.Request.Method, pi.Request.URL)
+	writeHeader(w, "> ", pi.Request.Header)
+	if pi.Response.Status != 0 {
+		fmt.Fprintf(w, "\n< %d %s\n", pi.Response.Status, http.StatusText(pi.Response.Status))
+		writeHeader(w, "< ", pi.Response.Header)
+	}
+}
+
+func writeHeader(w io.Writer, prefix string, h http.Header) {
+	names := make([]string, 0, len(h))
+	for k := range h {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	for _, k := range names {
+		for _, v := range h[k] {
+			fmt.Fprintf(w, "%s%s: %s\n", prefix, k, v)
+		}
+	}
+}
+
+func cmdRm(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	fs := newFlagSet("rm")
+	db := dbFlag(fs)
+	pos, err := parseFlags(fs, "rm", args, 1, stdout)
+	if err != nil {
+		return err
+	}
+	id, err := parseID("rm", pos)
+	if err != nil {
+		return err
+	}
+	if err := requireDB("rm", *db); err != nil {
+		return err
+	}
+	s, err := openDB(ctx, *db, nil)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	info, ok, err := findPair(ctx, s, id)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%s rm: %w", programName, err)
+	case !ok:
+		return fmt.Errorf("%s rm: no pair %s in %s; 'hishel ls -db %s' lists the pairs", programName, id, *db, *db)
+	case info.State == model.StateDeleted:
+		fmt.Fprintf(stdout, "%s was already deleted\n", id)
+		return s.Close()
+	}
+	if err := s.Remove(ctx, id); err != nil {
+		return fmt.Errorf("%s rm: %w", programName, err)
+	}
+	fmt.Fprintf(stdout, "removed %s (soft delete: gc reclaims its data after the retention period)\n", id)
+	return s.Close()
+}
+
+func cmdGc(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	fs := newFlagSet("gc")
+	db := dbFlag(fs)
+	retention := fs.Duration("retention", 0, "reclaim soft-deleted pairs older than `D` (0: the store's default, 7 days)")
+	incomplete := fs.Duration("incomplete-age", 0, "remove incomplete pairs older than `D` (0: the store's default, 1 hour)")
+	maxBytes := fs.Int64("max-bytes", 0, "evict least recently used pairs beyond `N` body bytes (0: no budget)")
+	if _, err := parseFlags(fs, "gc", args, 0, stdout); err != nil {
+		return err
+	}
+	switch {
+	case *retention < 0:
+		return &usageError{cmd: "gc", msg: "-retention must not be negative"}
+	case *incomplete < 0:
+		return &usageError{cmd: "gc", msg: "-incomplete-age must not be negative"}
+	case *maxBytes < 0:
+		return &usageError{cmd: "gc", msg: "-max-bytes must not be negative"}
+	}
+	if err := requireDB("gc", *db); err != nil {
+		return err
+	}
+	s, err := openDB(ctx, *db, &cache.BoltOptions{DeletedRetention: *retention, IncompleteAge: *incomplete, MaxBytes: *maxBytes})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	start := time.Now()
+	r, err := s.Cleanup(ctx)
+	if err != nil {
+		return fmt.Errorf("%s gc: %w", programName, err)
+	}
+	fmt.Fprintf(stdout, "expired: %d\npurged: %d\nabandoned: %d\nevicted: %d\ntook: %v\n",
+		r.Expired, r.Purged, r.Abandoned, r.Evicted, time.Since(start).Round(time.Microsecond))
+	return s.Close()
+}
+
+func cmdStats(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	fs := newFlagSet("stats")
+	db := dbFlag(fs)
+	if _, err := parseFlags(fs, "stats", args, 0, stdout); err != nil {
+		return err
+	}
+	if err := requireDB("stats", *db); err != nil {
+		return err
+	}
+	s, err := openDB(ctx, *db, nil)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	st, err := s.Stats(ctx)
+	if err != nil {
+		return fmt.Errorf("%s stats: %w", programName, err)
+	}
+	var size int64
+	if fi, err := os.Stat(*db); err == nil {
+		size = fi.Size()
+	}
+	fmt.Fprintf(stdout, "pairs: %d\nincomplete: %d\ndeleted: %d\nbody bytes: %d\nfile bytes: %d\n",
+		st.Pairs, st.Incomplete, st.Deleted, st.Bytes, size)
+	return s.Close()
+}

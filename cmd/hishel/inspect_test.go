@@ -1,0 +1,190 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hishel-go/hishel/cache"
+	"github.com/hishel-go/hishel/model"
+)
+
+// fixture writes a cache file with one live pair, one incomplete pair and
+// one expired pair, and returns its path and their IDs.
+func fixture(t *testing.T) (path string, live, incomplete, expired model.PairID) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "fixture.db")
+	ctx := t.Context()
+	s, err := cache.OpenBolt(ctx, &cache.BoltOptions{Path: path, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	add := func(url string, ttl time.Duration, body string) model.PairID {
+		inc, err := s.CreatePair(ctx, model.Request{Method: "GET", URL: url,
+			Header: http.Header{"Accept": {"text/plain"}}, Options: model.RequestOptions{TTL: ttl}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cp, err := s.AddResponse(ctx, inc.ID, model.Response{Status: 200,
+			Header: http.Header{"Content-Type": {"text/plain"}}, Body: model.StringBody(body)}, "GET "+url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(io.Discard, cp.Response.Body); err != nil {
+			t.Fatal(err)
+		}
+		return inc.ID
+	}
+	live = add("http://example.test/live", time.Hour, "live body")
+	expired = add("http://example.test/expired", time.Millisecond, "expired body")
+	inc, err := s.CreatePair(ctx, model.Request{Method: "POST", URL: "http://example.test/incomplete"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	incomplete = inc.ID
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond) // the expired pair's TTL runs out
+	return path, live, incomplete, expired
+}
+
+func TestInspect(t *testing.T) {
+	db, live, incomplete, expired := fixture(t)
+
+	ls := runHishel(t, "ls", "-db", db)
+	if ls.code != 0 {
+		t.Fatalf("hishel ls = %v; want exit 0", ls)
+	}
+	if n := strings.Count(ls.stdout, "\n"); n != 4 {
+		t.Errorf("hishel ls printed %d lines; want a header and 3 pairs:\n%s", n, ls.stdout)
+	}
+	for _, tt := range []struct {
+		id     model.PairID
+		fields []string
+	}{
+		{live, []string{"complete", "200", "GET", "http://example.test/live", "9"}},
+		{expired, []string{"complete", "200", "GET", "http://example.test/expired", "12"}},
+		{incomplete, []string{"incomplete", "-", "POST", "http://example.test/incomplete", "0"}},
+	} {
+		line := lineWith(ls.stdout, tt.id.String())
+		got := strings.Fields(line)
+		if len(got) != 7 || fmt.Sprint(got[1:6]) != fmt.Sprint(tt.fields) {
+			t.Errorf("hishel ls line of %s = %q; want fields %v and an expiry", tt.id, line, tt.fields)
+		}
+	}
+
+	show := runHishel(t, "show", "-db", db, live.String())
+	for _, want := range []string{"key:           GET http://example.test/live", "> Accept: text/plain",
+		"< 200 OK", "< Content-Type: text/plain", "ttl:           1h0m0s", "\nlive body"} {
+		if !strings.Contains(show.stdout, want) {
+			t.Errorf("hishel show = %v\nwant %q in stdout", show, want)
+		}
+	}
+	show = runHishel(t, "show", "-n", "0", "-db", db, strings.ReplaceAll(live.String(), "-", ""))
+	if show.code != 0 || strings.Contains(show.stdout, "live body") {
+		t.Errorf("hishel show -n 0 (ID without dashes) = %v; want the heads and no body", show)
+	}
+	show = runHishel(t, "show", "-db", db, expired.String())
+	if show.code != 0 || !strings.Contains(show.stdout, "(no response body available: the pair is expired)") {
+		t.Errorf("hishel show of an expired pair = %v; want its heads and no body", show)
+	}
+	show = runHishel(t, "show", "-db", db, incomplete.String())
+	if show.code != 0 || !strings.Contains(show.stdout, "> POST http://example.test/incomplete") ||
+		!strings.Contains(show.stdout, "the pair is incomplete") {
+		t.Errorf("hishel show of an incomplete pair = %v; want its request head and no body", show)
+	}
+	unknown := model.NewPairID().String()
+	if r := runHishel(t, "show", "-db", db, unknown); r.code != exitError || !strings.Contains(r.stderr, "no pair "+unknown) {
+		t.Errorf("hishel show of an unknown ID = %v; want exit 1, %q", r, "no pair "+unknown)
+	}
+	if r := runHishel(t, "rm", "-db", db, unknown); r.code != exitError || !strings.Contains(r.stderr, "'hishel ls -db") {
+		t.Errorf("hishel rm of an unknown ID = %v; want exit 1 and a hint", r)
+	}
+
+	gc := runHishel(t, "gc", "-db", db, "-incomplete-age", "1ns")
+	if gc.code != 0 || !strings.Contains(gc.stdout, "expired: 1\n") || !strings.Contains(gc.stdout, "abandoned: 1\n") {
+		t.Errorf("hishel gc -incomplete-age 1ns = %v; want expired: 1, abandoned: 1", gc)
+	}
+	stats := runHishel(t, "stats", "-db", db)
+	want := "pairs: 1\nincomplete: 0\ndeleted: 1\nbody bytes: "
+	if stats.code != 0 || !strings.HasPrefix(stats.stdout, want) {
+		t.Errorf("hishel stats = %v; want stdout starting %q", stats, want)
+	}
+}
+
+func TestInspectForeignFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "notes.txt")
+	if err := os.WriteFile(path, []byte(strings.Repeat("not a database\n", 1000)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := runHishel(t, "ls", "-db", path)
+	if r.code != exitError || !strings.Contains(r.stderr, "is not a hishel cache file") {
+		t.Errorf("hishel ls on a text file = %v; want exit 1 and %q", r, "is not a hishel cache file")
+	}
+}
+
+// TestExitCode checks the mapping of errors to exit statuses in process.
+func TestExitCode(t *testing.T) {
+	tests := []struct {
+		err  error
+		want int
+	}{
+		{nil, exitOK},
+		{errHelp, exitOK},
+		{&usageError{cmd: "ls", msg: "x"}, exitUsage},
+		{fmt.Errorf("wrapped: %w", &usageError{msg: "x"}), exitUsage},
+		{dbError("f.db", fmt.Errorf("open: %w", model.ErrLocked)), exitInUse},
+		{dbError("f.db", model.ErrCorrupt), exitError},
+		{errors.New("boom"), exitError},
+	}
+	for _, tt := range tests {
+		if got := exitCode(tt.err); got != tt.want {
+			t.Errorf("exitCode(%v) = %d; want %d", tt.err, got, tt.want)
+		}
+	}
+	if err := dbError("f.db", model.ErrLocked); !errors.Is(err, model.ErrLocked) {
+		t.Errorf("dbError(ErrLocked) = %v; want it to wrap model.ErrLocked", err)
+	}
+}
+
+// TestParseFlags checks that flags may come before and after arguments.
+func TestParseFlags(t *testing.T) {
+	tests := []struct {
+		args    []string
+		db      string
+		pos     []string
+		wantErr bool
+	}{
+		{args: []string{"-db", "a", "ID"}, db: "a", pos: []string{"ID"}},
+		{args: []string{"ID", "-db", "a"}, db: "a", pos: []string{"ID"}},
+		{args: []string{"-db=a", "--", "-ID"}, db: "a", pos: []string{"-ID"}},
+		{args: []string{"ID", "ID2"}, wantErr: true},
+		{args: []string{"-x"}, wantErr: true},
+	}
+	for _, tt := range tests {
+		fs := newFlagSet("show")
+		db := fs.String("db", "", "")
+		pos, err := parseFlags(fs, "show", tt.args, 1, io.Discard)
+		if tt.wantErr {
+			var ue *usageError
+			if !errors.As(err, &ue) {
+				t.Errorf("parseFlags(%q) error = %v; want a usage error", tt.args, err)
+			}
+			continue
+		}
+		if err != nil || *db != tt.db || fmt.Sprint(pos) != fmt.Sprint(tt.pos) {
+			t.Errorf("parseFlags(%q) = %q, -db %q, %v; want %q, -db %q", tt.args, pos, *db, err, tt.pos, tt.db)
+		}
+	}
+}

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hishel-go/hishel"
+	"github.com/hishel-go/hishel/cache"
+	"github.com/hishel-go/hishel/statemachine"
+)
+
+// shutdownTimeout bounds how long the proxy waits for requests in flight
+// when it is stopped.
+const shutdownTimeout = 10 * time.Second
+
+func cmdProxy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("proxy")
+	listen := fs.String("listen", "127.0.0.1:8080", "listen on `ADDR` (host:port; port 0 picks a free port)")
+	upstream := fs.String("upstream", "", "forward to the origin at `URL`, such as http://127.0.0.1:9000 (required)")
+	db := fs.String("db", "", "cache file `PATH` (default: hishel/hishel_cache.db under the user cache directory)")
+	shared := fs.Bool("shared", false, "act as a shared cache (RFC 9111): honour s-maxage and private, keep Authorization responses out")
+	maxBody := fs.Int64("max-body", 0, "store no response body larger than `N` bytes; larger ones pass through (0: no limit)")
+	verbose := fs.Bool("v", false, "log every cache decision on standard error")
+	if _, err := parseFlags(fs, "proxy", args, 0, stdout); err != nil {
+		return err
+	}
+	target, err := parseUpstream(*upstream)
+	if err != nil {
+		return err
+	}
+	if *maxBody < 0 {
+		return &usageError{cmd: "proxy", msg: "-max-body must not be negative"}
+	}
+
+	dbName := *db
+	if dbName == "" {
+		dbName = defaultDBPath()
+	}
+	store, err := cache.OpenBolt(ctx, &cache.BoltOptions{Path: *db})
+	if err != nil {
+		return dbError(dbName, err)
+	}
+	defer store.Close()
+
+	origin := http.DefaultTransport.(*http.Transport).Clone()
+	defer origin.CloseIdleConnections()
+	opts := &hishel.Options{
+		Transport:   origin,
+		Storage:     store,
+		Cache:       statemachine.Options{Shared: *shared},
+		MaxBodySize: *maxBody,
+	}
+	if *verbose {
+		opts.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	tr, err := hishel.NewTransport(opts)
+	if err != nil {
+		return fmt.Errorf("%s proxy: %w", programName, err)
+	}
+	defer tr.Close()
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("%s proxy: %w; pick another -listen address", programName, err)
+	}
+	errLog := log.New(stderr, programName+" proxy: ", log.LstdFlags)
+	srv := &http.Server{
+		Handler:           newProxy(target, tr, errLog),
+		ErrorLog:          errLog,
+		ReadHeaderTimeout: 30 * time.Second,
+	}
+	fmt.Fprintf(stderr, "%s proxy: listening on http://%s, forwarding to %s, cache %s\n", programName, ln.Addr(), target, dbName)
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("%s proxy: %w", programName, err)
+	case <-ctx.Done():
+	}
+	fmt.Fprintf(stderr, "%s proxy: shutting down\n", programName)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	shutErr := srv.Shutdown(sctx)
+	if errors.Is(shutErr, context.DeadlineExceeded) {
+		_ = srv.Close()
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("%s proxy: %w", programName, err)
+	}
+	if err := tr.Close(); err != nil {
+		return fmt.Errorf("%s proxy: closing the transport: %w", programName, err)
+	}
+	if err := store.Close(); err != nil {
+		return fmt.Errorf("%s proxy: closing the cache: %w", programName, err)
+	}
+	if shutErr != nil {
+		return fmt.Errorf("%s proxy: requests still in flight after %v were cut off", programName, shutdownTimeout)
+	}
+	fmt.Fprintf(stderr, "%s proxy: stopped\n", programName)
+	return nil
+}
+
+// defaultDBPath names the file cache.OpenBolt opens when no path is given.
+func defaultDBPath() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return "the default cache file"
+	}
+	return filepath.Join(dir, "hishel", "hishel_cache.db")
+}
+
+// parseUpstream checks the -upstream flag.
+func parseUpstream(raw string) (*url.URL, error) {
+	if raw == "" {
+		return nil, &usageError{cmd: "proxy", msg: "-upstream URL is required: the origin to forward to, such as http://127.0.0.1:9000"}
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, &usageError{cmd: "proxy", msg: fmt.Sprintf("bad -upstream %q: want an absolute http:// or https:// URL, such as http://127.0.0.1:9000", raw)}
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return nil, &usageError{cmd: "proxy", msg: fmt.Sprintf("bad -upstream %q: a query or fragment is not allowed; give a scheme, host and optional path prefix", raw)}
+	}
+	return u, nil
+}
+
+// newProxy returns the reverse proxy to target through the caching
+// transport tr. httputil.ReverseProxy forwards every method, removes the
+// hop-by-hop fields both ways and passes 1xx responses on (tr hands the
+// request's context, with its httptrace hooks, to the origin transport).
+func newProxy(target *url.URL, tr http.RoundTripper, errLog *log.Logger) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(target)
+			r.SetXForwarded()
+		},
+		Transport: tr,
+		ErrorLog:  errLog,
+	}
+}
