@@ -17,9 +17,11 @@ test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-## bench: the project's benchmarks
+## bench: the project's benchmarks, then the comparison with other Go caches
+## (bench/ is its own module, so the peers never become our dependencies)
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
+	cd bench && $(GO) run .
 
 ## fuzz: run every fuzz target for a short time
 FUZZTIME ?= 20s

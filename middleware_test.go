@@ -142,3 +142,41 @@ func TestMiddlewareHandlerPanics(t *testing.T) {
 		t.Errorf("early panic: status %d body %q; want 500", resp.StatusCode, body)
 	}
 }
+
+// A client that disconnects half-way leaves nothing stored.
+func TestMiddlewareClientDisconnects(t *testing.T) {
+	srv, calls, store := newMiddleware(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		chunk := make([]byte, 32<<10)
+		for range 256 { // 8 MiB, more than the socket buffers hold
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	})
+	resp, err := http.Get(srv.URL + "/big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(resp.Body, make([]byte, 64<<10)); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close() // drops the connection mid-body
+	// Give the handler time to notice; the pair must never appear.
+	key, _ := hishel.DefaultKey("GET", srv.URL+"/big")
+	for range 10 {
+		time.Sleep(50 * time.Millisecond)
+		ps, err := store.GetPairs(context.Background(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ps) != 0 {
+			t.Fatalf("a body the client abandoned was stored")
+		}
+	}
+	// The next request goes to the handler again.
+	fetch(t, "GET", srv.URL+"/big")
+	if n := calls.Load(); n != 2 {
+		t.Errorf("handler ran %d times; want 2", n)
+	}
+}
