@@ -1,0 +1,20 @@
+module github.com/hishel-go/hishel/bench
+
+go 1.26.0
+
+require (
+	github.com/bartventer/httpcache v0.13.0
+	github.com/gregjones/httpcache v0.0.0-20190611155906-901d90724c79
+	github.com/hishel-go/hishel v0.0.0
+)
+
+require (
+	github.com/golang/snappy v0.0.0-20180518054509-2e65f85255db // indirect
+	github.com/google/btree v1.1.3 // indirect
+	github.com/peterbourgon/diskv v2.0.1+incompatible // indirect
+	github.com/syndtr/goleveldb v1.0.0 // indirect
+	go.etcd.io/bbolt v1.5.0 // indirect
+	golang.org/x/sys v0.45.0 // indirect
+)
+
+replace github.com/hishel-go/hishel => ../
