@@ -156,11 +156,12 @@ func (b *Bolt) UpdatePair(ctx context.Context, id model.PairID, pair model.Compl
 // storage. If fn returns an error, nothing changes and UpdatePairFunc returns
 // that error.
 //
-// UpdatePairFunc returns at once. The call runs in a goroutine of its own and
-// its result arrives on the returned [Future], which delivers exactly one
-// [Result].
+// UpdatePairFunc returns at once. The call runs in a goroutine of its own,
+// outside the MaxInFlight bound, so that the function it is given may call the
+// store and its result arrives on the returned [Future], which delivers
+// exactly one [Result].
 func (b *Bolt) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(model.CompletePair) (model.CompletePair, error)) Future[model.CompletePair] {
-	return Go(b.r, ctx, func(ctx context.Context) (model.CompletePair, error) {
+	return GoUnbounded(b.r, ctx, func(ctx context.Context) (model.CompletePair, error) {
 		return b.s.UpdatePairFunc(ctx, id, fn)
 	})
 }
@@ -212,11 +213,12 @@ func (b *Bolt) Clear(ctx context.Context) Future[struct{}] {
 // transaction, so fn may call the storage. An error from fn stops the
 // iteration and is returned.
 //
-// Pairs returns at once. The call runs in a goroutine of its own and its error
-// arrives on the returned [Future], as the Err of exactly one [Result] whose
-// Value is struct{}{}.
+// Pairs returns at once. The call runs in a goroutine of its own, outside the
+// MaxInFlight bound, so that the function it is given may call the store and
+// its error arrives on the returned [Future], as the Err of exactly one
+// [Result] whose Value is struct{}{}.
 func (b *Bolt) Pairs(ctx context.Context, fn func(model.PairInfo) error) Future[struct{}] {
-	return GoErr(b.r, ctx, func(ctx context.Context) error {
+	return GoErrUnbounded(b.r, ctx, func(ctx context.Context) error {
 		return b.s.Pairs(ctx, fn)
 	})
 }

@@ -156,12 +156,12 @@ func (m *Memory) UpdatePair(ctx context.Context, id model.PairID, pair model.Com
 // and must not call the storage. If fn returns an error, nothing changes and
 // UpdatePairFunc returns that error.
 //
-// UpdatePairFunc returns at once. The store never waits for I/O: the call runs
-// in the caller's goroutine when a slot is free (else in a goroutine of its
-// own) and its result arrives on the returned [Future], which delivers exactly
-// one [Result].
+// UpdatePairFunc returns at once. The call runs in a goroutine of its own,
+// outside the MaxInFlight bound, so that the function it is given may call the
+// store and its result arrives on the returned [Future], which delivers
+// exactly one [Result].
 func (m *Memory) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(model.CompletePair) (model.CompletePair, error)) Future[model.CompletePair] {
-	return GoNow(m.r, ctx, func(ctx context.Context) (model.CompletePair, error) {
+	return GoUnbounded(m.r, ctx, func(ctx context.Context) (model.CompletePair, error) {
 		return m.s.UpdatePairFunc(ctx, id, fn)
 	})
 }
@@ -214,12 +214,12 @@ func (m *Memory) Clear(ctx context.Context) Future[struct{}] {
 // heads and metadata only. fn is called without the storage locked, so it
 // may call the storage. An error from fn stops the iteration and is returned.
 //
-// Pairs returns at once. The store never waits for I/O: the call runs in the
-// caller's goroutine when a slot is free (else in a goroutine of its own) and
+// Pairs returns at once. The call runs in a goroutine of its own, outside the
+// MaxInFlight bound, so that the function it is given may call the store and
 // its error arrives on the returned [Future], as the Err of exactly one
 // [Result] whose Value is struct{}{}.
 func (m *Memory) Pairs(ctx context.Context, fn func(model.PairInfo) error) Future[struct{}] {
-	return GoErrNow(m.r, ctx, func(ctx context.Context) error {
+	return GoErrUnbounded(m.r, ctx, func(ctx context.Context) error {
 		return m.s.Pairs(ctx, fn)
 	})
 }

@@ -160,6 +160,41 @@ func GoErrNow(r *Runner, ctx context.Context, f func(context.Context) error) Fut
 	})
 }
 
+// GoUnbounded is [Go] without a slot of r's semaphore: the call starts at
+// once in a goroutine of its own, whatever else is in flight. Generated
+// stores use it for operations that take a function (Pairs,
+// UpdatePairFunc): such a function may call the store, which would wait
+// forever for a slot its own call holds, and may be slow, so it never runs
+// in the caller's goroutine. Close waits for these calls too.
+func GoUnbounded[T any](r *Runner, ctx context.Context, f func(context.Context) (T, error)) Future[T] {
+	ch := make(chan Result[T], 1)
+	if err := ctx.Err(); err != nil {
+		ch <- Result[T]{Err: err}
+		return ch
+	}
+	r.mu.RLock()
+	if r.closed {
+		r.mu.RUnlock()
+		ch <- Result[T]{Err: fmt.Errorf("cacheasync: call after Close: %w", model.ErrClosed)}
+		return ch
+	}
+	r.wg.Add(1)
+	r.mu.RUnlock()
+	go func() {
+		defer r.wg.Done()
+		v, err := f(ctx)
+		ch <- Result[T]{Value: v, Err: err}
+	}()
+	return ch
+}
+
+// GoErrUnbounded is [GoUnbounded] for operations that return only an error.
+func GoErrUnbounded(r *Runner, ctx context.Context, f func(context.Context) error) Future[struct{}] {
+	return GoUnbounded(r, ctx, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, f(ctx)
+	})
+}
+
 // GoErr is [Go] for operations that return only an error; the future's
 // value is always struct{}{}.
 func GoErr(r *Runner, ctx context.Context, f func(context.Context) error) Future[struct{}] {

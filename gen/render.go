@@ -386,15 +386,15 @@ func renderAsync(w io.Writer, t *tmpl, out output, b *backend) error {
 		doc := orDefault(op.doc, "%s calls [%s.%s.%s].", op.name, t.name, b.name, op.name)
 		call := self().Dot(op.name).Call(args(op)...)
 		if op.result == nil {
-			f.Add(comment(doc, para(opDoc(asyncErrOpDoc, b), op.name)))
+			f.Add(comment(doc, para(opDoc(asyncErrOpDoc, b, op), op.name)))
 			f.Func().Params(recv()).Id(op.name).Params(ty.params(op)...).Id("Future").Types(jen.Struct()).Block(
-				jen.Return(rt(goFn("GoErr", b)).Call(jen.Id(b.recv).Dot("r"), jen.Id("ctx"),
+				jen.Return(rt(goFn("GoErr", b, op)).Call(jen.Id(b.recv).Dot("r"), jen.Id("ctx"),
 					jen.Func().Params(ctx()).Error().Block(jen.Return(call)))),
 			)
 		} else {
-			f.Add(comment(doc, para(opDoc(asyncOpDoc, b), op.name)))
+			f.Add(comment(doc, para(opDoc(asyncOpDoc, b, op), op.name)))
 			f.Func().Params(recv()).Id(op.name).Params(ty.params(op)...).Id("Future").Types(ty.typ(op.result)).Block(
-				jen.Return(rt(goFn("Go", b)).Call(jen.Id(b.recv).Dot("r"), jen.Id("ctx"),
+				jen.Return(rt(goFn("Go", b, op)).Call(jen.Id(b.recv).Dot("r"), jen.Id("ctx"),
 					jen.Func().Params(ctx()).Params(ty.typ(op.result), jen.Error()).Block(jen.Return(call)))),
 			)
 		}
@@ -409,21 +409,40 @@ func renderAsync(w io.Writer, t *tmpl, out output, b *backend) error {
 	return f.Render(w)
 }
 
-// opDoc adapts an async operation's doc paragraph to a non-blocking backend.
-func opDoc(doc string, b *backend) string {
+// opDoc adapts an async operation's doc paragraph to how op runs.
+func opDoc(doc string, b *backend, op *fn) string {
+	if op.takesFunc() {
+		return strings.Replace(doc, "The call runs in a goroutine of its own", "The call runs in a goroutine of its own, outside the MaxInFlight bound, so that the function it is given may call the store", 1)
+	}
 	if b.nonBlocking {
 		return strings.Replace(doc, "The call runs in a goroutine of its own", "The store never waits for I/O: the call runs in the caller's goroutine when a slot is free (else in a goroutine of its own)", 1)
 	}
 	return doc
 }
 
-// goFn names the runtime function that runs an async call of b: Go or
-// GoErr, or their GoNow variants for a non-blocking backend.
-func goFn(name string, b *backend) string {
-	if b.nonBlocking {
+// goFn names the runtime function that runs the async call op of b: Go or
+// GoErr; their Unbounded variants for an operation that takes a function
+// (which may call the store, so it must not hold a slot, and may be slow,
+// so it must not run in the caller's goroutine); their Now variants for
+// the other operations of a non-blocking backend.
+func goFn(name string, b *backend, op *fn) string {
+	switch {
+	case op.takesFunc():
+		return name + "Unbounded"
+	case b.nonBlocking:
 		return name + "Now"
 	}
 	return name
+}
+
+// takesFunc reports whether one of f's parameters is a function.
+func (f *fn) takesFunc() bool {
+	for _, p := range f.params {
+		if _, ok := p.typ.Underlying().(*types.Signature); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // renderErrors renders the re-exported sentinel errors of package model.

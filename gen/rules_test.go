@@ -265,6 +265,7 @@ func OpenFast(ctx context.Context) (*Fast, error) { return &Fast{}, nil }
 func (f *Fast) Close() error                     { return nil }
 func (f *Fast) Get(ctx context.Context) (int, error) { return 1, nil }
 func (f *Fast) Put(ctx context.Context) error        { return nil }
+func (f *Fast) Each(ctx context.Context, fn func(int) error) error { return nil }
 func (s *Store) Get(ctx context.Context) (int, error) { return 1, nil }
 `)
 	tm, err := analyze(src, nil)
@@ -283,6 +284,11 @@ func (s *Store) Get(ctx context.Context) (int, error) { return 1, nil }
 		}
 		if b.name == "Fast" && (!strings.Contains(out, "GoErrNow(") || strings.Contains(out, "hishel:nonblocking")) {
 			t.Errorf("renderAsync(Fast): want GoErrNow for Put and no directive in docs\n%s", out)
+		}
+		// An operation that takes a function runs outside the bound, in a
+		// goroutine, whatever the backend.
+		if b.name == "Fast" && !strings.Contains(out, "GoErrUnbounded(") {
+			t.Errorf("renderAsync(Fast): want GoErrUnbounded for Each\n%s", out)
 		}
 	}
 }

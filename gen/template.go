@@ -29,7 +29,7 @@ const (
 
 // runtimeNames are the exported names of the async runtime (package
 // cacheasync), which generated async packages define or import.
-var runtimeNames = []string{"DefaultMaxInFlight", "Future", "Go", "GoErr", "GoErrNow", "GoNow", "NewRunner", "Options", "Result", "Runner"}
+var runtimeNames = []string{"DefaultMaxInFlight", "Future", "Go", "GoErr", "GoErrNow", "GoErrUnbounded", "GoNow", "GoUnbounded", "NewRunner", "Options", "Result", "Runner"}
 
 // tmpl is what gen learned from a template package.
 type tmpl struct {

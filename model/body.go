@@ -99,25 +99,43 @@ func (s *sliceSource) NextChunk() ([]byte, error) {
 // order, until ch is closed (the end of the body) or a Chunk carries an Err
 // (returned by Read, and the body ends there). The producer owns ch and must
 // stop sending when its own context ends; ChanBody never closes it.
+//
+// Closing the Body ends a Read that is waiting for the producer, so a
+// producer that stops sending without closing ch never strands the reader.
 func ChanBody(ch <-chan Chunk) *Body {
-	return NewChunkBody(chanSource(ch), nil)
+	cs := &chanSource{ch: ch, done: make(chan struct{})}
+	return NewChunkBody(cs, cs)
 }
 
-type chanSource <-chan Chunk
+type chanSource struct {
+	ch   <-chan Chunk
+	done chan struct{}
+	once sync.Once
+}
 
-func (c chanSource) NextChunk() ([]byte, error) {
+func (c *chanSource) NextChunk() ([]byte, error) {
 	for {
-		ck, ok := <-c
-		if !ok {
-			return nil, io.EOF
-		}
-		if ck.Err != nil {
-			return nil, ck.Err
-		}
-		if len(ck.Data) > 0 {
-			return ck.Data, nil
+		select {
+		case ck, ok := <-c.ch:
+			if !ok {
+				return nil, io.EOF
+			}
+			if ck.Err != nil {
+				return nil, ck.Err
+			}
+			if len(ck.Data) > 0 {
+				return ck.Data, nil
+			}
+		case <-c.done:
+			return nil, ErrBodyClosed
 		}
 	}
+}
+
+// Close ends a NextChunk waiting for the producer.
+func (c *chanSource) Close() error {
+	c.once.Do(func() { close(c.done) })
+	return nil
 }
 
 // Consumed reports whether anything has been read from b, or b has been
@@ -271,6 +289,10 @@ func (b *Body) Chunks(ctx context.Context) <-chan Chunk {
 	go func() {
 		defer close(ch)
 		defer b.Close()
+		// When ctx ends, close the body: that ends a read blocked in the
+		// source (a producer that went quiet, a slow origin).
+		stop := context.AfterFunc(ctx, func() { _ = b.Close() })
+		defer stop()
 		for {
 			if err := ctx.Err(); err != nil {
 				failChunks(ch, err)
@@ -289,6 +311,9 @@ func (b *Body) Chunks(ctx context.Context) <-chan Chunk {
 				return
 			}
 			if err != nil {
+				if cerr := ctx.Err(); cerr != nil {
+					err = cerr // the body was closed because ctx ended
+				}
 				failChunks(ch, err)
 				return
 			}

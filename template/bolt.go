@@ -579,7 +579,7 @@ func (s *Bolt) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(mode
 		}
 		info := r.Info()
 		cur := model.CompletePair{ID: id, Request: info.Request, Response: info.Response, Key: r.Key, Meta: info.Meta}
-		next, err := fn(cur)
+		next, err := callUpdate(fn, cur) // a panic in fn is an error, before any change
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,29 @@
+package cache_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/hishel-go/hishel/cache"
+	"github.com/hishel-go/hishel/internal/storagetest"
+)
+
+// backends are the stores of package cache that the behavioural suite runs
+// against. Testing a new backend is adding its line here.
+var backends = []struct {
+	name string
+	open storagetest.Opener
+}{
+	{"Bolt", func(tb testing.TB, o storagetest.Options) storagetest.Store {
+		return storagetest.Opened(tb)(cache.OpenBolt(context.Background(), o.BoltOptions(tb)))
+	}},
+	{"Memory", func(tb testing.TB, o storagetest.Options) storagetest.Store {
+		return storagetest.Opened(tb)(cache.OpenMemory(context.Background(), o.MemoryOptions()))
+	}},
+}
+
+func TestStorage(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) { storagetest.Run(t, b.open) })
+	}
+}

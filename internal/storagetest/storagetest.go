@@ -1,0 +1,180 @@
+// Package storagetest is the behavioural test suite that every storage
+// backend passes, through every generated API. A backend is tested by giving
+// [Run] an [Opener] that opens it; the tests of package cache and package
+// cacheasync keep one table of openers each, so that a new backend is tested
+// by adding one entry there.
+//
+// # Rules
+//
+// Run checks the storage rules of the brief's "Storage core" section and of
+// package template's documentation, one sub-test per rule: round trips of
+// heads, keys and bodies; visibility only once both bodies are stored;
+// aborted streams leaving nothing behind; a typed error for every bad input;
+// UpdatePair, Remove, newest-first order; bodies failing, never shortened,
+// when their pair is removed while read; TTLs, sweeps and the size budget
+// with an injected clock; iteration; use after Close; and a 64-goroutine mix
+// after which the counters agree with a full scan.
+//
+// # Laziness
+//
+// Some backends (Bolt) commit changes that nobody can observe yet (a new
+// incomplete pair, chunks of a body still streaming) a moment later, and
+// Stats reports the last commit. The suite calls Sync before it looks at
+// such changes, and nowhere else: a change that makes a pair visible or
+// hides it must be visible to Stats and GetPairs as soon as it returns.
+package storagetest
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hishel-go/hishel/model"
+	"github.com/hishel-go/hishel/template"
+)
+
+// Store is the blocking shape of a storage: the operations of the
+// generated cache types, with the same signatures. The stores of package
+// cache satisfy it as they are; an async store satisfies it through an
+// adapter that awaits each future.
+type Store interface {
+	CreatePair(ctx context.Context, req model.Request, opts ...model.CreateOption) (model.IncompletePair, error)
+	AddResponse(ctx context.Context, id model.PairID, resp model.Response, key string) (model.CompletePair, error)
+	GetPairs(ctx context.Context, key string) ([]model.CompletePair, error)
+	GetPair(ctx context.Context, id model.PairID) (model.CompletePair, error)
+	UpdatePair(ctx context.Context, id model.PairID, pair model.CompletePair) (model.CompletePair, error)
+	UpdatePairFunc(ctx context.Context, id model.PairID, fn func(model.CompletePair) (model.CompletePair, error)) (model.CompletePair, error)
+	Remove(ctx context.Context, id model.PairID) error
+	Cleanup(ctx context.Context) (model.SweepResult, error)
+	Clear(ctx context.Context) error
+	Pairs(ctx context.Context, fn func(model.PairInfo) error) error
+	Sync(ctx context.Context) error
+	Stats(ctx context.Context) (model.Stats, error)
+	Close() error
+}
+
+// Options are the knobs the suite turns. Every zero field means the
+// backend's default, except SweepInterval.
+type Options struct {
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// DefaultTTL, RefreshTTLOnAccess, DeletedRetention, IncompleteAge,
+	// MaxBytes and ChunkSize mean what the backends' options of the same
+	// names mean.
+	DefaultTTL         time.Duration
+	RefreshTTLOnAccess model.Refresh
+	DeletedRetention   time.Duration
+	IncompleteAge      time.Duration
+	MaxBytes           int64
+	ChunkSize          int
+	// SweepInterval is how often the background sweep runs. Unlike the
+	// backends' default, zero means never: the suite sweeps with Cleanup,
+	// at the times its clock says.
+	SweepInterval time.Duration
+	// NoSync says that the test does not need durable commits (it checks
+	// concurrency or iteration, not crashes). Backends without the notion
+	// ignore it.
+	NoSync bool
+}
+
+// Opener opens a new, empty store configured by o, for the test tb. It
+// registers the store's Close with tb.Cleanup (Close may be called again by
+// the test), and fails tb if the store cannot be opened.
+type Opener func(tb testing.TB, o Options) Store
+
+// Opened finishes an Opener. The function it returns takes a constructor's
+// results: it fails tb if the error is not nil, and otherwise registers the
+// store's Close with tb.Cleanup and returns the store.
+//
+//	return storagetest.Opened(tb)(cache.OpenMemory(ctx, o.MemoryOptions()))
+func Opened(tb testing.TB) func(Store, error) Store {
+	return func(s Store, err error) Store {
+		tb.Helper()
+		if err != nil {
+			tb.Fatalf("open store: %v", err)
+		}
+		tb.Cleanup(func() {
+			if err := s.Close(); err != nil {
+				tb.Errorf("Close() = %v; want nil", err)
+			}
+		})
+		return s
+	}
+}
+
+// BoltOptions returns o as Bolt options, with the database file in a
+// temporary directory of tb.
+func (o Options) BoltOptions(tb testing.TB) *template.BoltOptions {
+	return &template.BoltOptions{
+		Path:               filepath.Join(tb.TempDir(), "cache.db"),
+		NoSync:             o.NoSync,
+		DefaultTTL:         o.DefaultTTL,
+		RefreshTTLOnAccess: o.RefreshTTLOnAccess,
+		SweepInterval:      o.sweepInterval(),
+		DeletedRetention:   o.DeletedRetention,
+		IncompleteAge:      o.IncompleteAge,
+		MaxBytes:           o.MaxBytes,
+		ChunkSize:          o.ChunkSize,
+		Now:                o.Now,
+	}
+}
+
+// MemoryOptions returns o as Memory options.
+func (o Options) MemoryOptions() *template.MemoryOptions {
+	return &template.MemoryOptions{
+		DefaultTTL:         o.DefaultTTL,
+		RefreshTTLOnAccess: o.RefreshTTLOnAccess,
+		SweepInterval:      o.sweepInterval(),
+		DeletedRetention:   o.DeletedRetention,
+		IncompleteAge:      o.IncompleteAge,
+		MaxBytes:           o.MaxBytes,
+		ChunkSize:          o.ChunkSize,
+		Now:                o.Now,
+	}
+}
+
+func (o Options) sweepInterval() time.Duration {
+	if o.SweepInterval == 0 {
+		return -1
+	}
+	return o.SweepInterval
+}
+
+// suite is the list of rules Run checks, in order.
+var suite = []struct {
+	name string
+	test func(t *testing.T, open Opener)
+}{
+	{"RoundTrip", testRoundTrip},
+	{"Keys", testKeys},
+	{"BodySizes", testBodySizes},
+	{"BodySources", testBodySources},
+	{"ReaderOwnsChunks", testReaderOwnsChunks},
+	{"Visibility", testVisibility},
+	{"AbortedStreams", testAbortedStreams},
+	{"BadInput", testBadInput},
+	{"UpdatePairFuncPanic", testUpdatePairFuncPanic},
+	{"CancelledContext", testCancelledContext},
+	{"WithID", testWithID},
+	{"UpdatePair", testUpdatePair},
+	{"Remove", testRemove},
+	{"NewestFirst", testNewestFirst},
+	{"RemovedWhileReading", testRemovedWhileReading},
+	{"TTL", testTTL},
+	{"Sweep", testSweep},
+	{"SweepWhileStreaming", testSweepWhileStreaming},
+	{"BackgroundSweep", testBackgroundSweep},
+	{"SizeBudget", testSizeBudget},
+	{"Pairs", testPairs},
+	{"UseAfterClose", testUseAfterClose},
+	{"Concurrent", testConcurrent},
+}
+
+// Run runs the whole suite against the stores open makes, one sub-test per
+// rule. Every sub-test opens its own stores.
+func Run(t *testing.T, open Opener) {
+	for _, tc := range suite {
+		t.Run(tc.name, func(t *testing.T) { tc.test(t, open) })
+	}
+}
