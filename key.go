@@ -27,9 +27,14 @@ func DefaultKey(method, rawURL string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", ErrUncacheable, err)
 	}
+	return urlKey(method, u)
+}
+
+// urlKey is DefaultKey for a parsed URL.
+func urlKey(method string, u *url.URL) (string, error) {
 	scheme := strings.ToLower(u.Scheme)
 	if (scheme != "http" && scheme != "https") || u.Host == "" {
-		return "", fmt.Errorf("%w: %q is not an absolute http(s) URL", ErrUncacheable, rawURL)
+		return "", fmt.Errorf("%w: %q is not an absolute http(s) URL", ErrUncacheable, u.Redacted())
 	}
 	host := strings.ToLower(u.Host)
 	if h, p, ok := strings.Cut(host, ":"); ok && !strings.Contains(p, ":") &&
@@ -41,7 +46,7 @@ func DefaultKey(method, rawURL string) (string, error) {
 		path = "/"
 	}
 	var b strings.Builder
-	b.Grow(len(method) + len(rawURL) + 8)
+	b.Grow(len(method) + len(scheme) + len(host) + len(path) + len(u.RawQuery) + 8)
 	b.WriteString(method)
 	b.WriteByte(' ')
 	b.WriteString(scheme)

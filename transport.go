@@ -183,7 +183,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, errors.New("hishel: request has no URL")
 	}
-	key, err := t.key(req.Method, req.URL.String())
+	var key string
+	var err error
+	if t.opts.Key == nil {
+		key, err = urlKey(req.Method, req.URL)
+	} else {
+		key, err = t.key(req.Method, req.URL.String())
+	}
 	if err != nil {
 		// Not keyable: not cacheable; pass it through.
 		resp, err := t.next.RoundTrip(req)
@@ -464,7 +470,7 @@ func (b *teeBody) Close() error {
 
 // served builds the response for a stored pair.
 func (t *Transport) served(req *http.Request, s statemachine.Served, detail string) *http.Response {
-	h := s.Header.Clone()
+	h := s.Header // a new map of the state machine's, ours to change
 	status := "hit"
 	if detail != "" {
 		status = detail

@@ -88,11 +88,12 @@ func inFlight(n, window int, fn func(i int) error) error {
 }
 
 // BenchmarkPairWritesAsyncVsBlocking stores pairs durably on one bbolt file:
-// 32 async pair writes in flight against a loop of blocking ones. The
+// 1, 8 or 32 async pair writes in flight against a loop of blocking ones. The
 // "x-blocking" metric is how many times faster the async pipeline is.
 func BenchmarkPairWritesAsyncVsBlocking(b *testing.B) {
-	for _, size := range []int{1 << 10, 64 << 10} {
-		b.Run(fmt.Sprintf("body=%dKiB", size>>10), func(b *testing.B) {
+	for _, tc := range []struct{ size, window int }{{1 << 10, 1}, {1 << 10, 8}, {1 << 10, 32}, {64 << 10, 32}} {
+		size, window := tc.size, tc.window
+		b.Run(fmt.Sprintf("body=%dKiB/in-flight=%d", size>>10, window), func(b *testing.B) {
 			ctx := context.Background()
 			body := bytes.Repeat([]byte("x"), size)
 			path := filepath.Join(b.TempDir(), "cache.db")
@@ -103,7 +104,7 @@ func BenchmarkPairWritesAsyncVsBlocking(b *testing.B) {
 			b.SetBytes(int64(size))
 			b.ResetTimer()
 			start := time.Now()
-			err = inFlight(b.N, 32, func(i int) error { return storeAsync(ctx, as, fmt.Sprint("a", i), body) })
+			err = inFlight(b.N, window, func(i int) error { return storeAsync(ctx, as, fmt.Sprint("a", i), body) })
 			async := time.Since(start)
 			b.StopTimer()
 			if err != nil {
