@@ -55,9 +55,12 @@ func (b *Bolt) Template() *template.Bolt {
 }
 
 // CreatePair stores a new incomplete pair for req and returns it. Its
-// metadata is stored at once; its request body is stored as the caller reads
-// the returned pair's Request.Body to the end (a nil body is stored at once
-// as empty). ctx governs that body stream too: cancelling it aborts the pair.
+// metadata goes to the storage's writer at once, without waiting for a
+// commit: nothing can see an incomplete pair, and it is committed with the
+// pair's next durable change or within milliseconds (Sync forces it). Its
+// request body is stored as the caller reads the returned pair's
+// Request.Body to the end (a nil body is stored at once as empty). ctx
+// governs that body stream too: cancelling it aborts the pair.
 //
 // With model.WithID the pair gets the caller's ID; an ID already in use
 // fails with model.ErrDuplicateID. A body that has already been read from

@@ -145,11 +145,24 @@ type Bolt struct {
 	accessMu sync.Mutex
 	access   map[model.PairID]int64 // pending last-access times, unix ns
 
+	// pend holds the pairs created by this Bolt whose records may not be
+	// committed yet, so that CreatePair and AddResponse can check their
+	// IDs without waiting for the writer. An entry ends with the
+	// transaction that completes, deletes or removes its pair.
+	pendMu sync.Mutex
+	pend   map[model.PairID]*pendEntry
+
 	closed    atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
 	stop      chan struct{}
 	maintDone chan struct{}
+}
+
+// pendEntry is what CreatePair knows of a new pair.
+type pendEntry struct {
+	rec         *bolt.Record // as created; not changed afterwards
+	hasResponse bool
 }
 
 // OpenBolt opens (creating if needed) the database at opts.Path and starts
@@ -192,9 +205,11 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 		pol:       pol,
 		w:         newWriter(db, maxTxBytes),
 		access:    make(map[model.PairID]int64),
+		pend:      make(map[model.PairID]*pendEntry),
 		stop:      make(chan struct{}),
 		maintDone: make(chan struct{}),
 	}
+	s.w.afterCommit = s.afterCommit
 	go maintain(s.stop, s.maintDone, o.AccessFlushInterval, func() { s.flushAccess(context.Background()) },
 		pol.sweepInterval, func() { _, _ = s.Cleanup(context.Background()) })
 	return s, nil
@@ -279,9 +294,12 @@ func (s *Bolt) view(fn func(*bbolt.Tx) error) error {
 }
 
 // CreatePair stores a new incomplete pair for req and returns it. Its
-// metadata is stored at once; its request body is stored as the caller reads
-// the returned pair's Request.Body to the end (a nil body is stored at once
-// as empty). ctx governs that body stream too: cancelling it aborts the pair.
+// metadata goes to the storage's writer at once, without waiting for a
+// commit: nothing can see an incomplete pair, and it is committed with the
+// pair's next durable change or within milliseconds (Sync forces it). Its
+// request body is stored as the caller reads the returned pair's
+// Request.Body to the end (a nil body is stored at once as empty). ctx
+// governs that body stream too: cancelling it aborts the pair.
 //
 // With model.WithID the pair gets the caller's ID; an ID already in use
 // fails with model.ErrDuplicateID. A body that has already been read from
@@ -312,18 +330,42 @@ func (s *Bolt) CreatePair(ctx context.Context, req model.Request, opts ...model.
 		Refresh:    refresh,
 		Method:     req.Method,
 		URL:        req.URL,
-		ReqHeader:  req.Header,
+		ReqHeader:  req.Header.Clone(), // written later by the writer: the caller may change its map
 		ReqOptions: req.Options,
 	}
 	if req.Body == nil {
 		rec.Flags |= bolt.FlagRequestDone
 	}
-	err := s.w.do(ctx, false, func(t *wtx) error {
+	// Reserve the ID, then hand the record to the writer without waiting:
+	// nothing can see an incomplete pair, and the writer applies it before
+	// any later op of the pair.
+	s.pendMu.Lock()
+	_, dup := s.pend[id]
+	if !dup {
+		err := s.view(func(tx *bbolt.Tx) error {
+			dup = tx.Bucket(bolt.BucketPairs).Get(id[:]) != nil
+			return nil
+		})
+		if err != nil {
+			s.pendMu.Unlock()
+			return model.IncompletePair{}, err
+		}
+	}
+	if dup {
+		s.pendMu.Unlock()
+		return model.IncompletePair{}, fmt.Errorf("hishel: create pair %s: %w", id, model.ErrDuplicateID)
+	}
+	s.pend[id] = &pendEntry{rec: rec}
+	s.pendMu.Unlock()
+	stored := *rec
+	err := s.w.post(ctx, func(t *wtx) error {
 		if t.pairs.Get(id[:]) != nil {
 			return fmt.Errorf("hishel: create pair %s: %w", id, model.ErrDuplicateID)
 		}
-		t.putRecord(rec)
-		t.put(t.incomplete, bolt.TimeKey(rec.Created, id), nil)
+		r := stored
+		t.created = append(t.created, id)
+		t.putRecord(&r)
+		t.put(t.incomplete, bolt.TimeKey(r.Created, id), nil)
 		if req.Body == nil {
 			t.put(t.chunks, bolt.ChunkKey(id, bolt.KindRequest, bolt.MarkerSeq), bolt.EncodeMarker(bolt.Marker{}))
 		}
@@ -331,6 +373,7 @@ func (s *Bolt) CreatePair(ctx context.Context, req model.Request, opts ...model.
 		return nil
 	})
 	if err != nil {
+		s.unpend(id)
 		return model.IncompletePair{}, err
 	}
 	out := model.IncompletePair{ID: id, Request: req, Meta: rec.Meta()}
@@ -359,35 +402,71 @@ func (s *Bolt) AddResponse(ctx context.Context, id model.PairID, resp model.Resp
 		return model.CompletePair{}, fmt.Errorf("hishel: add response: response body: %w", model.ErrBodyConsumed)
 	}
 	var rec *bolt.Record
-	err := s.w.do(ctx, resp.Body == nil, func(t *wtx) error {
-		r, err := t.record(id)
-		if err != nil {
-			return err
+	resp.Header = resp.Header.Clone() // written later by the writer: the caller may change its map
+	// applyTo returns the op; a waiting caller gets the stored record in
+	// *dst (nil for a posted op, which nobody waits for).
+	applyTo := func(dst **bolt.Record) func(t *wtx) error {
+		return func(t *wtx) error {
+			r, err := t.record(id)
+			if err != nil {
+				return err
+			}
+			if r == nil || r.Has(bolt.FlagDeleted) {
+				return fmt.Errorf("hishel: add response to pair %s: %w", id, model.ErrNotFound)
+			}
+			if r.Has(bolt.FlagHasResponse) {
+				return fmt.Errorf("hishel: add response to pair %s: pair already has a response: %w", id, model.ErrInvalid)
+			}
+			r.Flags |= bolt.FlagHasResponse
+			r.Key = key
+			r.Status = resp.Status
+			r.RespHeader = resp.Header
+			if resp.Body == nil {
+				r.Flags |= bolt.FlagResponseDone
+				t.put(t.chunks, bolt.ChunkKey(id, bolt.KindResponse, bolt.MarkerSeq), bolt.EncodeMarker(bolt.Marker{}))
+			}
+			s.settle(t, r)
+			if dst != nil {
+				*dst = r
+			}
+			return nil
 		}
-		if r == nil || r.Has(bolt.FlagDeleted) {
-			return fmt.Errorf("hishel: add response to pair %s: %w", id, model.ErrNotFound)
-		}
-		if r.Has(bolt.FlagHasResponse) {
-			return fmt.Errorf("hishel: add response to pair %s: pair already has a response: %w", id, model.ErrInvalid)
-		}
+	}
+	var err error
+	s.pendMu.Lock()
+	pe := s.pend[id]
+	if pe != nil && pe.hasResponse {
+		s.pendMu.Unlock()
+		return model.CompletePair{}, fmt.Errorf("hishel: add response to pair %s: pair already has a response: %w", id, model.ErrInvalid)
+	}
+	if pe != nil && resp.Body != nil {
+		// A pair this Bolt created and nothing removed: hand the response
+		// head to the writer without waiting. Its body's end is durable.
+		pe.hasResponse = true
+		s.pendMu.Unlock()
+		r := *pe.rec
 		r.Flags |= bolt.FlagHasResponse
-		r.Key = key
-		r.Status = resp.Status
-		r.RespHeader = resp.Header
-		if resp.Body == nil {
-			r.Flags |= bolt.FlagResponseDone
-			t.put(t.chunks, bolt.ChunkKey(id, bolt.KindResponse, bolt.MarkerSeq), bolt.EncodeMarker(bolt.Marker{}))
+		r.Key, r.Status, r.RespHeader = key, resp.Status, resp.Header
+		rec = &r
+		err = s.w.post(ctx, applyTo(nil))
+	} else {
+		if pe != nil {
+			pe.hasResponse = true
 		}
-		s.settle(t, r)
-		rec = r
-		return nil
-	})
+		s.pendMu.Unlock()
+		err = s.w.do(ctx, resp.Body == nil, applyTo(&rec))
+		if err != nil && pe != nil {
+			s.pendMu.Lock()
+			pe.hasResponse = false
+			s.pendMu.Unlock()
+		}
+	}
 	if err != nil {
 		return model.CompletePair{}, err
 	}
 	info := rec.Info()
 	out := model.CompletePair{ID: id, Request: info.Request, Response: resp, Key: key, Meta: info.Meta}
-	out.Response.Header = rec.RespHeader
+	out.Response.Header = rec.RespHeader.Clone() // the writer may not have encoded it yet
 	if resp.Body != nil {
 		out.Response.Body = model.NewBody(s.newSaver(ctx, rec, bolt.KindResponse, resp.Body))
 	}
@@ -415,7 +494,36 @@ func (s *Bolt) settle(t *wtx, rec *bolt.Record) {
 	t.put(t.keys, bolt.KeysKey(bolt.KeyHash(rec.Key), rec.ID), nil)
 	t.put(t.acc, bolt.TimeKey(rec.LastAccess, rec.ID), nil)
 	t.addStats(1, -1, 0, 0)
+	t.settled = append(t.settled, rec.ID)
 	s.enforceBudget(t, nil)
+}
+
+// afterCommit ends the pending entries of the pairs a transaction settled
+// (completed, deleted or removed): once it is committed, a View sees them.
+// After a rollback their records are gone, so the entries end too.
+func (s *Bolt) afterCommit(t *wtx, err error) {
+	if len(t.settled) == 0 && !t.clearedPend && (err == nil || len(t.created) == 0) {
+		return
+	}
+	s.pendMu.Lock()
+	if t.clearedPend {
+		clear(s.pend)
+	}
+	for _, id := range t.settled {
+		delete(s.pend, id)
+	}
+	if err != nil {
+		for _, id := range t.created {
+			delete(s.pend, id)
+		}
+	}
+	s.pendMu.Unlock()
+}
+
+func (s *Bolt) unpend(id model.PairID) {
+	s.pendMu.Lock()
+	delete(s.pend, id)
+	s.pendMu.Unlock()
 }
 
 // GetPairs returns every live, complete, unexpired pair stored under key,
@@ -642,6 +750,7 @@ func (s *Bolt) Remove(ctx context.Context, id model.PairID) error {
 
 // softDelete hides rec and puts it in the deleted index.
 func softDelete(t *wtx, rec *bolt.Record, at int64) {
+	t.settled = append(t.settled, rec.ID)
 	unindex(t, rec)
 	rec.Flags |= bolt.FlagDeleted
 	rec.Deleted = at
@@ -672,6 +781,7 @@ func unindex(t *wtx, rec *bolt.Record) {
 
 // purge removes rec and all its chunks.
 func purge(t *wtx, rec *bolt.Record) {
+	t.settled = append(t.settled, rec.ID)
 	unindex(t, rec)
 	t.del(t.pairs, rec.ID[:])
 	purgeChunks(t, rec.ID)
@@ -873,6 +983,7 @@ func (s *Bolt) Clear(ctx context.Context) error {
 		t.incomplete, t.acc = t.tx.Bucket(bolt.BucketIncomplete), t.tx.Bucket(bolt.BucketAccess)
 		t.stats = model.Stats{}
 		t.statsDirty = true
+		t.clearedPend = true
 		return nil
 	})
 }

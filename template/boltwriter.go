@@ -33,13 +33,21 @@ type writer struct {
 	ops  chan *wop
 	mu   sync.RWMutex // held for reading while sending on ops; for writing by close
 	shut bool
-	stop chan struct{}
-	done chan struct{}
+
+	postMu sync.Mutex
+	posted []*wop        // ops sent without waiting (post), in order
+	kick   chan struct{} // signals posted ops; buffered to 1
+	stop   chan struct{}
+	done   chan struct{}
 
 	stats       model.Stats // authoritative counters, owned by the goroutine
 	statsLoaded bool
 
 	commits atomic.Int64 // committed transactions, for tests and benchmarks
+
+	// afterCommit, if set, runs on the writer goroutine after every commit
+	// or rollback, with its error.
+	afterCommit func(t *wtx, err error)
 
 	lastCommit  time.Duration // how long the last commit took
 	lastDurable int           // how many durable ops it answered
@@ -72,12 +80,16 @@ type wtx struct {
 	statsDirty                                                  bool
 	written                                                     int
 	fatal                                                       error
+	settled                                                     []model.PairID // pairs whose pending entry ends with this transaction
+	clearedPend                                                 bool           // Clear: every pending entry ends
+	created                                                     []model.PairID // pairs created in this transaction
 }
 
 func newWriter(db *bbolt.DB, maxTxBytes int) *writer {
 	w := &writer{
 		db:         db,
 		ops:        make(chan *wop),
+		kick:       make(chan struct{}, 1),
 		stop:       make(chan struct{}),
 		done:       make(chan struct{}),
 		maxTxBytes: maxTxBytes,
@@ -111,6 +123,36 @@ func (w *writer) do(ctx context.Context, durable bool, fn func(*wtx) error) erro
 	return <-o.done
 }
 
+// post queues fn without waiting for it: it is applied, in order with
+// every op sent before and after it, and committed with the next commit.
+// Nobody hears of its outcome, so the caller must have checked in advance
+// that it will succeed; ops that follow it on the same pair notice if it did
+// not (their pair is missing).
+func (w *writer) post(ctx context.Context, fn func(*wtx) error) error {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.shut {
+		return model.ErrClosed
+	}
+	w.postMu.Lock()
+	w.posted = append(w.posted, &wop{ctx: context.WithoutCancel(ctx), fn: fn})
+	w.postMu.Unlock()
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// takePosted returns the posted ops, oldest first, and empties the queue.
+func (w *writer) takePosted() []*wop {
+	w.postMu.Lock()
+	defer w.postMu.Unlock()
+	p := w.posted
+	w.posted = nil
+	return p
+}
+
 // close stops the writer after every op already sent is committed.
 func (w *writer) close() {
 	w.mu.Lock()
@@ -131,10 +173,22 @@ func (w *writer) run() {
 		select {
 		case o := <-w.ops:
 			w.batch(o)
+		case <-w.kick:
+			w.batch(nil)
 		case <-w.stop:
+			if len(w.takePostedPeek()) > 0 {
+				w.batch(nil)
+			}
 			return
 		}
 	}
+}
+
+// takePostedPeek reports the posted ops without taking them.
+func (w *writer) takePostedPeek() []*wop {
+	w.postMu.Lock()
+	defer w.postMu.Unlock()
+	return w.posted
 }
 
 func (w *writer) begin() (*wtx, error) {
@@ -170,18 +224,36 @@ func (w *writer) begin() (*wtx, error) {
 func (w *writer) batch(first *wop) {
 	t, err := w.begin()
 	if err != nil {
-		first.done <- err
+		if first != nil {
+			first.done <- err
+		}
+		w.takePosted() // lost; the later ops of their pairs fail
 		return
 	}
 	var waiting []*wop
 	var firstDurable time.Time
+	var applyOne func(o *wop)
+	// apply applies the posted ops first (they were queued before o was
+	// sent), then o.
 	apply := func(o *wop) {
+		for _, p := range w.takePosted() {
+			applyOne(p)
+		}
+		if o != nil {
+			applyOne(o)
+		}
+	}
+	applyOne = func(o *wop) {
 		if err := o.ctx.Err(); err != nil {
-			o.done <- err
+			if o.done != nil {
+				o.done <- err
+			}
 			return
 		}
 		err := safeApply(o.fn, t)
 		switch {
+		case o.done == nil:
+			// posted: nobody waits
 		case t.fatal != nil:
 			waiting = append(waiting, o)
 		case err != nil:
@@ -209,20 +281,25 @@ collect:
 		var hold time.Duration
 		if len(waiting) > 0 {
 			window := maxDrain
-			if w.lastDurable >= 2 {
+			if w.lastDurable >= 2 && len(waiting) < w.lastDurable {
+				// As many writers as last time are probably coming: wait
+				// for them, but not for more.
 				window = max(window, min(w.lastCommit/2, 2*time.Millisecond))
 			}
 			left := window - time.Since(firstDurable)
 			if left <= 0 {
 				break
 			}
-			if w.lastDurable >= 2 {
+			if w.lastDurable >= 2 && len(waiting) < w.lastDurable {
 				hold = left
 			}
 		}
 		select {
 		case o := <-w.ops:
 			apply(o)
+			continue
+		case <-w.kick:
+			apply(nil)
 			continue
 		default:
 		}
@@ -243,6 +320,8 @@ collect:
 		select {
 		case o := <-w.ops:
 			apply(o)
+		case <-w.kick:
+			apply(nil)
 		case <-timer.C:
 			break collect
 		case <-w.stop:
@@ -270,6 +349,9 @@ collect:
 		w.statsLoaded = false
 	} else {
 		w.stats = t.stats
+	}
+	if w.afterCommit != nil {
+		w.afterCommit(t, err)
 	}
 	for _, o := range waiting {
 		o.done <- err
