@@ -205,7 +205,7 @@ func (t *Transport) roundTrip(req *http.Request, key string, collapse bool) (*ht
 	ctx := req.Context()
 	mreq := modelRequest(req)
 	var pairs []model.CompletePair
-	if t.machine.Options.Shared || req.Method == http.MethodGet || req.Method == http.MethodHead || t.supports(req.Method) {
+	if t.supports(req.Method) { // other methods are written through; nothing to look up
 		ps, err := t.store.GetPairs(ctx, key)
 		if err != nil && !errors.Is(err, context.Canceled) {
 			t.logError(req, "get pairs", err)
