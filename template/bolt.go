@@ -190,6 +190,7 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 		Timeout:         timeout,
 		NoSync:          o.NoSync,
 		FreelistType:    bbolt.FreelistMapType,
+		NoFreelistSync:  true,
 		InitialMmapSize: o.InitialMmapSize,
 	})
 	if err != nil {

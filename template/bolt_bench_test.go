@@ -111,7 +111,7 @@ func (p rawPair) put(tx *bbolt.Tx, chunkSize int) error {
 }
 
 func openRaw(b *testing.B, noSync bool) *bbolt.DB {
-	db, err := bbolt.Open(filepath.Join(b.TempDir(), "raw.db"), 0o600, &bbolt.Options{NoSync: noSync, FreelistType: bbolt.FreelistMapType})
+	db, err := bbolt.Open(filepath.Join(b.TempDir(), "raw.db"), 0o600, &bbolt.Options{NoSync: noSync, FreelistType: bbolt.FreelistMapType, NoFreelistSync: true})
 	if err != nil {
 		b.Fatal(err)
 	}
