@@ -652,12 +652,17 @@ func (t *Transport) refresh(req *http.Request, key string, st *statemachine.Need
 			}
 		}
 	case *statemachine.InvalidatePairs:
+		// Store the new response first and only then remove the pairs it
+		// replaces, so that requests meanwhile always find one of them.
+		out, _ = t.store1(req, key, n.Next(), resp, "stale")
+		_, _ = io.Copy(io.Discard, out.Body)
+		_ = out.Body.Close()
 		for _, id := range n.PairIDs {
 			if err := t.store.Remove(req.Context(), id); err != nil {
 				t.logError(req, "remove pair", err)
 			}
 		}
-		out, _ = t.store1(req, key, n.Next(), resp, "stale")
+		return
 	case statemachine.StoreNext:
 		out, _ = t.store1(req, key, n, resp, "stale")
 	}
