@@ -301,11 +301,14 @@ func TestTransportStaleIfError5xx(t *testing.T) {
 func TestTransportStaleWhileRevalidate(t *testing.T) {
 	var version atomic.Int64
 	version.Store(1)
+	f := newFixture(t, statemachine.Options{}, nil)
 	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "max-age=1, stale-while-revalidate=600")
+		// The origin's clock is the cache's, so that the refreshed v2 is
+		// fresh (and triggers no refresh of its own).
+		w.Header().Set("Date", f.clock.Now().UTC().Format(http.TimeFormat))
+		w.Header().Set("Cache-Control", "max-age=10, stale-while-revalidate=600")
 		fmt.Fprint(w, "v", version.Load())
 	})
-	f := newFixture(t, statemachine.Options{}, nil)
 	f.get(t, o.URL)
 	version.Store(2)
 	f.clock.Advance(time.Minute)
