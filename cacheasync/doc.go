@@ -20,7 +20,7 @@
 //
 // # Calls and their goroutines
 //
-// Each call starts one goroutine, owned by the store, which:
+// Each call normally starts one goroutine, owned by the store, which:
 //
 //  1. waits for a slot of the store's semaphore
 //     ([golang.org/x/sync/semaphore]), so that at most
@@ -32,6 +32,18 @@
 // lives exactly as long as its call, and abandoning a future leaks nothing
 // but the result it holds. Calls beyond the bound do not block the caller:
 // their goroutines wait for a slot.
+//
+// Two kinds of call differ, as their doc comments say:
+//
+//   - Operations that take a function (Pairs, UpdatePairFunc) run in a
+//     goroutine of their own outside the bound ([GoUnbounded]): the function
+//     may call the store, which would otherwise wait forever for the slot
+//     its own call holds.
+//   - Stores of backends that never wait for I/O (marked
+//     //hishel:nonblocking in the template, such as [Memory]) run their other
+//     calls in the caller's goroutine when a slot is free ([GoNow]); the
+//     future comes back already holding the result, which spares a goroutine
+//     hand-over on a path that takes microseconds.
 //
 // # Contexts and cancellation
 //
