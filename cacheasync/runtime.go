@@ -101,27 +101,42 @@ func NewRunner(opts *Options) *Runner {
 // A panic in f is not recovered: like a panic in a blocking call, it crashes
 // the program.
 func Go[T any](r *Runner, ctx context.Context, f func(context.Context) (T, error)) Future[T] {
-	ch := make(chan Result[T], 1)
+	return spawn(r, ctx, true, f)
+}
+
+// register records a call about to start, so that Close waits for it; it
+// fails with ctx's error, or ErrClosed after Close, and then the call must
+// not run. A registered call ends with r.wg.Done.
+func (r *Runner) register(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.closed {
+		return fmt.Errorf("cacheasync: call after Close: %w", model.ErrClosed)
+	}
+	r.wg.Add(1)
+	return nil
+}
+
+// spawn runs f in a goroutine of its own, holding a semaphore slot if
+// bounded, and returns the future of its result.
+func spawn[T any](r *Runner, ctx context.Context, bounded bool, f func(context.Context) (T, error)) Future[T] {
+	ch := make(chan Result[T], 1)
+	if err := r.register(ctx); err != nil {
 		ch <- Result[T]{Err: err}
 		return ch
 	}
-	r.mu.RLock()
-	if r.closed {
-		r.mu.RUnlock()
-		ch <- Result[T]{Err: fmt.Errorf("cacheasync: call after Close: %w", model.ErrClosed)}
-		return ch
-	}
-	r.wg.Add(1)
-	r.mu.RUnlock()
-
 	go func() {
 		defer r.wg.Done()
-		if err := r.sem.Acquire(ctx, 1); err != nil {
-			ch <- Result[T]{Err: err}
-			return
+		if bounded {
+			if err := r.sem.Acquire(ctx, 1); err != nil {
+				ch <- Result[T]{Err: err}
+				return
+			}
+			defer r.sem.Release(1)
 		}
-		defer r.sem.Release(1)
 		v, err := f(ctx)
 		ch <- Result[T]{Value: v, Err: err}
 	}()
@@ -137,14 +152,12 @@ func GoNow[T any](r *Runner, ctx context.Context, f func(context.Context) (T, er
 	if ctx.Err() != nil || !r.sem.TryAcquire(1) {
 		return Go(r, ctx, f)
 	}
-	r.mu.RLock()
-	if r.closed {
-		r.mu.RUnlock()
+	if err := r.register(ctx); err != nil {
 		r.sem.Release(1)
-		return Go(r, ctx, f) // delivers the ErrClosed error
+		ch := make(chan Result[T], 1)
+		ch <- Result[T]{Err: err}
+		return ch
 	}
-	r.wg.Add(1)
-	r.mu.RUnlock()
 	defer r.wg.Done()
 	defer r.sem.Release(1)
 	ch := make(chan Result[T], 1)
@@ -167,25 +180,7 @@ func GoErrNow(r *Runner, ctx context.Context, f func(context.Context) error) Fut
 // forever for a slot its own call holds, and may be slow, so it never runs
 // in the caller's goroutine. Close waits for these calls too.
 func GoUnbounded[T any](r *Runner, ctx context.Context, f func(context.Context) (T, error)) Future[T] {
-	ch := make(chan Result[T], 1)
-	if err := ctx.Err(); err != nil {
-		ch <- Result[T]{Err: err}
-		return ch
-	}
-	r.mu.RLock()
-	if r.closed {
-		r.mu.RUnlock()
-		ch <- Result[T]{Err: fmt.Errorf("cacheasync: call after Close: %w", model.ErrClosed)}
-		return ch
-	}
-	r.wg.Add(1)
-	r.mu.RUnlock()
-	go func() {
-		defer r.wg.Done()
-		v, err := f(ctx)
-		ch <- Result[T]{Value: v, Err: err}
-	}()
-	return ch
+	return spawn(r, ctx, false, f)
 }
 
 // GoErrUnbounded is [GoUnbounded] for operations that return only an error.
