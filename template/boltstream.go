@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -15,163 +14,70 @@ import (
 	"github.com/hishel-go/hishel/model"
 )
 
-// saver stores a body as its reader reads it: bytes are cut into chunks and
-// handed to the writer every flushBytes (lazily: nothing is visible yet);
-// at the end of the body the last chunks, the completion marker and the
-// pair's new state are committed durably before Read returns io.EOF. Its
-// memory is one chunk plus up to flushBytes of pending chunks, whatever the
-// body's size.
-type saver struct {
+// boltSink stores a body's chunks in bbolt: every flushBytes they go to
+// the writer lazily (nothing is visible yet); at the end of the body the
+// last chunks, the completion marker and the pair's new state are committed
+// durably.
+type boltSink struct {
 	s     *Bolt
-	ctx   context.Context
 	id    model.PairID
 	nonce uint64
 	kind  bolt.Kind
-	src   *model.Body
-
-	mu      sync.Mutex
-	cur     []byte
-	pending [][]byte
-	npend   int
-	seq     uint64
-	size    int64
-	done    bool  // stored completely
-	err     error // the stream failed or was aborted
+	seq   uint64 // seq of the next chunk
 }
 
-func (s *Bolt) newSaver(ctx context.Context, rec *bolt.Record, kind bolt.Kind, src *model.Body) *saver {
-	return &saver{s: s, ctx: ctx, id: rec.ID, nonce: rec.Nonce, kind: kind, src: src}
+func (s *Bolt) newSaver(ctx context.Context, rec *bolt.Record, kind bolt.Kind, src *model.Body) *stream {
+	sk := &boltSink{s: s, id: rec.ID, nonce: rec.Nonce, kind: kind}
+	return newStream(ctx, rec.ID, src, sk, s.pol.chunkSize, flushBytes)
 }
 
-// Read reads from the source body and stores what it read.
-func (v *saver) Read(p []byte) (int, error) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	switch {
-	case v.done:
-		return 0, io.EOF
-	case v.err != nil:
-		return 0, v.err
+func (k *boltSink) check() error {
+	if k.s.closed.Load() {
+		return model.ErrClosed
 	}
-	if err := v.ctx.Err(); err != nil {
-		return 0, v.fail(err)
-	}
-	if v.s.closed.Load() {
-		return 0, v.fail(model.ErrClosed)
-	}
-	n, err := v.src.Read(p)
-	if n > 0 {
-		v.add(p[:n])
-		if v.npend >= flushBytes {
-			if ferr := v.flush(false); ferr != nil {
-				return n, v.fail(ferr)
-			}
-		}
-	}
-	switch {
-	case err == io.EOF:
-		if ferr := v.flush(true); ferr != nil {
-			return n, v.fail(ferr)
-		}
-		v.done = true
-		_ = v.src.Close()
-		return n, io.EOF
-	case err != nil:
-		return n, v.fail(err)
-	}
-	return n, nil
+	return nil
 }
 
-func (v *saver) add(p []byte) {
-	v.size += int64(len(p))
-	for len(p) > 0 {
-		var full bool
-		v.cur, p, full = fillChunk(v.cur, p, v.s.pol.chunkSize)
-		if full {
-			v.pending = append(v.pending, v.cur)
-			v.npend += len(v.cur)
-			v.cur = nil
-		}
-	}
-}
-
-// flush hands the pending chunks to the writer; the final flush also stores
-// the tail, the marker and the pair's state, durably.
-func (v *saver) flush(final bool) error {
-	chunks := v.pending
-	if final && len(v.cur) > 0 {
-		chunks = append(chunks, v.cur)
-		v.cur = nil
-	}
-	v.pending, v.npend = nil, 0
-	first := v.seq
-	v.seq += uint64(len(chunks))
-	size, seqs := v.size, v.seq
-	err := v.s.w.do(v.ctx, final, func(t *wtx) error {
-		rec, err := t.record(v.id)
+func (k *boltSink) store(ctx context.Context, chunks [][]byte, size int64, final bool) error {
+	first := k.seq
+	k.seq += uint64(len(chunks))
+	seqs := k.seq
+	return k.s.w.do(ctx, final, func(t *wtx) error {
+		rec, err := t.record(k.id)
 		if err != nil {
 			return err
 		}
-		if rec == nil || rec.Nonce != v.nonce || rec.Has(bolt.FlagDeleted) {
-			return fmt.Errorf("hishel: pair %s was removed while its body was stored: %w", v.id, model.ErrNotFound)
+		if rec == nil || rec.Nonce != k.nonce || rec.Has(bolt.FlagDeleted) {
+			return fmt.Errorf("hishel: pair %s was removed while its body was stored: %w", k.id, model.ErrNotFound)
 		}
 		var n int64
 		for i, c := range chunks {
-			t.put(t.chunks, bolt.ChunkKey(v.id, v.kind, first+uint64(i)), c)
+			t.put(t.chunks, bolt.ChunkKey(k.id, k.kind, first+uint64(i)), c)
 			n += int64(len(c))
 		}
 		t.addStats(0, 0, 0, n)
 		if !final {
 			return nil
 		}
-		t.put(t.chunks, bolt.ChunkKey(v.id, v.kind, bolt.MarkerSeq), bolt.EncodeMarker(bolt.Marker{Size: size, Chunks: seqs}))
-		if v.kind == bolt.KindRequest {
+		t.put(t.chunks, bolt.ChunkKey(k.id, k.kind, bolt.MarkerSeq), bolt.EncodeMarker(bolt.Marker{Size: size, Chunks: seqs}))
+		if k.kind == bolt.KindRequest {
 			rec.Flags |= bolt.FlagRequestDone
 			rec.ReqSize = size
 		} else {
 			rec.Flags |= bolt.FlagResponseDone
 			rec.RespSize = size
 		}
-		v.s.settle(t, rec)
+		k.s.settle(t, rec)
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	return nil
 }
 
-// fail aborts the stream: it records err, closes the source and reclaims
-// what was stored of the pair at once. It returns the error Read reports.
-func (v *saver) fail(err error) error {
-	if v.err == nil {
-		v.err = fmt.Errorf("hishel: storing body of pair %s: %w: %w", v.id, model.ErrAborted, err)
-		v.cur, v.pending = nil, nil
-		_ = v.src.Close()
-		if !v.s.closed.Load() {
-			_ = v.s.w.do(context.Background(), true, func(t *wtx) error { return purgeID(t, v.id, v.nonce) })
-		}
+// abort reclaims what was stored, durably, unless the storage is closed.
+func (k *boltSink) abort() {
+	if !k.s.closed.Load() {
+		_ = k.s.w.do(context.Background(), true, func(t *wtx) error { return purgeID(t, k.id, k.nonce) })
 	}
-	return v.err
 }
-
-// Close closes the source; closed before its end, the stream is aborted
-// and the pair is not stored.
-//
-// Close may be called while a Read is blocked in another goroutine: it closes
-// the source first, which ends that Read, and then aborts the stream.
-func (v *saver) Close() error {
-	err := v.src.Close()
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if !v.done && v.err == nil {
-		v.fail(errClosedEarly)
-		return nil
-	}
-	return err
-}
-
-var errClosedEarly = errors.New("body closed before its end")
 
 // storedBody streams a stored body back, one read transaction per group of
 // chunks; it is a model.ChunkSource. Each transaction checks that the pair

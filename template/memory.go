@@ -560,122 +560,63 @@ func (m *Memory) Close() error {
 	return nil
 }
 
-// memSaver stores a body in chunks as its reader reads it.
-type memSaver struct {
-	m     *Memory
-	ctx   context.Context
-	p     *memPair
-	nonce uint64
-	kind  bolt.Kind
-	src   *model.Body
-
-	mu     sync.Mutex
+// memSink keeps a body's chunks for its pair, which gets them all at the
+// end of the body.
+type memSink struct {
+	m      *Memory
+	p      *memPair
+	kind   bolt.Kind
 	chunks [][]byte
-	cur    []byte
-	size   int64
-	done   bool
-	err    error
 }
 
-func (m *Memory) newSaver(ctx context.Context, p *memPair, kind bolt.Kind, src *model.Body) *memSaver {
-	return &memSaver{m: m, ctx: ctx, p: p, nonce: p.rec.Nonce, kind: kind, src: src}
+func (m *Memory) newSaver(ctx context.Context, p *memPair, kind bolt.Kind, src *model.Body) *stream {
+	return newStream(ctx, p.rec.ID, src, &memSink{m: m, p: p, kind: kind}, m.pol.chunkSize, 0)
 }
 
-// Read reads from the source body and stores what it read; at the end of
-// the body the pair's state is updated before io.EOF is returned.
-func (v *memSaver) Read(b []byte) (int, error) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	switch {
-	case v.done:
-		return 0, io.EOF
-	case v.err != nil:
-		return 0, v.err
-	}
-	if err := v.ctx.Err(); err != nil {
-		return 0, v.fail(err)
-	}
-	n, err := v.src.Read(b)
-	v.size += int64(n)
-	for p := b[:n]; len(p) > 0; {
-		var full bool
-		if v.cur, p, full = fillChunk(v.cur, p, v.m.pol.chunkSize); full {
-			v.chunks, v.cur = append(v.chunks, v.cur), nil
-		}
-	}
-	switch {
-	case err == io.EOF:
-		if len(v.cur) > 0 {
-			v.chunks, v.cur = append(v.chunks, v.cur), nil
-		}
-		if ferr := v.finish(); ferr != nil {
-			return n, v.fail(ferr)
-		}
-		v.done = true
-		_ = v.src.Close()
-		return n, io.EOF
-	case err != nil:
-		return n, v.fail(err)
-	}
-	return n, nil
-}
+func (k *memSink) check() error { return nil } // store reports a closed storage
 
-// finish hands the stored body to the pair, if the pair is still there and
-// the stream's context has not ended: a source that ends once the context
-// is cancelled (a ChanBody whose producer closes its channel) was cut
-// short, not completed.
-func (v *memSaver) finish() error {
-	m := v.m
-	if err := m.lock(v.ctx); err != nil {
+// store hands the body to the pair at its end, if the pair is still there
+// and the stream's context has not ended: a source that ends once the
+// context is cancelled (a ChanBody whose producer closes its channel) was
+// cut short, not completed.
+func (k *memSink) store(ctx context.Context, chunks [][]byte, size int64, final bool) error {
+	k.chunks = append(k.chunks, chunks...)
+	if !final {
+		return nil
+	}
+	m := k.m
+	if err := m.lock(ctx); err != nil {
 		return err
 	}
 	defer m.mu.Unlock()
-	p := m.pairs[v.p.rec.ID]
-	if p != v.p || p.rec.Has(bolt.FlagDeleted) {
-		return fmt.Errorf("hishel: pair %s was removed while its body was stored: %w", v.p.rec.ID, model.ErrNotFound)
+	p := m.pairs[k.p.rec.ID]
+	if p != k.p || p.rec.Has(bolt.FlagDeleted) {
+		return fmt.Errorf("hishel: pair %s was removed while its body was stored: %w", k.p.rec.ID, model.ErrNotFound)
 	}
-	p.bodies[v.kind] = v.chunks
-	for _, c := range v.chunks {
+	p.bodies[k.kind] = k.chunks
+	for _, c := range k.chunks {
 		m.stats.Bytes += int64(len(c))
 	}
-	if v.kind == bolt.KindRequest {
+	if k.kind == bolt.KindRequest {
 		p.rec.Flags |= bolt.FlagRequestDone
-		p.rec.ReqSize = v.size
+		p.rec.ReqSize = size
 	} else {
 		p.rec.Flags |= bolt.FlagResponseDone
-		p.rec.RespSize = v.size
+		p.rec.RespSize = size
 	}
 	m.settle(p)
 	return nil
 }
 
-// fail aborts the stream and removes the pair at once.
-func (v *memSaver) fail(err error) error {
-	if v.err == nil {
-		v.err = fmt.Errorf("hishel: storing body of pair %s: %w: %w", v.p.rec.ID, model.ErrAborted, err)
-		v.chunks, v.cur = nil, nil
-		_ = v.src.Close()
-		if v.m.lock(context.Background()) == nil {
-			if p := v.m.pairs[v.p.rec.ID]; p == v.p {
-				v.m.purge(p)
-			}
-			v.m.mu.Unlock()
+// abort removes the pair at once.
+func (k *memSink) abort() {
+	k.chunks = nil
+	if k.m.lock(context.Background()) == nil {
+		if p := k.m.pairs[k.p.rec.ID]; p == k.p {
+			k.m.purge(p)
 		}
+		k.m.mu.Unlock()
 	}
-	return v.err
-}
-
-// Close closes the source; closed before its end, the stream is aborted and
-// the pair is not stored. It may be called while a Read is blocked.
-func (v *memSaver) Close() error {
-	err := v.src.Close()
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if !v.done && v.err == nil {
-		v.fail(errClosedEarly)
-		return nil
-	}
-	return err
 }
 
 // memReader streams a stored body back. Before each chunk it checks that the
