@@ -153,32 +153,14 @@ func formatTime(t time.Time) string {
 
 func cmdShow(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	fs := newFlagSet("show")
-	db := dbFlag(fs)
+	dbFlag(fs)
 	n := fs.Int64("n", -1, "print only the first `N` bytes of the response body (0: none, negative: all)")
-	pos, err := parseFlags(fs, "show", args, 1, stdout)
-	if err != nil {
-		return err
-	}
-	id, err := parseID("show", pos)
-	if err != nil {
-		return err
-	}
-	if err := requireDB("show", *db); err != nil {
-		return err
-	}
-	s, err := openDB(ctx, *db, nil)
+	s, info, err := openPair(ctx, "show", fs, args, stdout)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-
-	info, ok, err := findPair(ctx, s, id)
-	if err != nil {
-		return fmt.Errorf("%s show: %w", programName, err)
-	}
-	if !ok {
-		return fmt.Errorf("%s show: no pair %s in %s; 'hishel ls -db %s' lists the pairs", programName, id, *db, *db)
-	}
+	id := info.ID
 	var body *model.Body
 	if info.State == model.StateComplete {
 		cp, err := s.GetPair(ctx, id)
@@ -209,6 +191,38 @@ func cmdShow(ctx context.Context, args []string, stdout, _ io.Writer) error {
 		}
 	}
 	return s.Close()
+}
+
+// openPair does what show and rm share: it parses the flags (fs has -db)
+// and the pair ID, opens the cache file and finds the pair. The caller
+// closes the store.
+func openPair(ctx context.Context, name string, fs *flag.FlagSet, args []string, stdout io.Writer) (*cache.Bolt, model.PairInfo, error) {
+	pos, err := parseFlags(fs, name, args, 1, stdout)
+	if err != nil {
+		return nil, model.PairInfo{}, err
+	}
+	id, err := parseID(name, pos)
+	if err != nil {
+		return nil, model.PairInfo{}, err
+	}
+	db := fs.Lookup("db").Value.String()
+	if err := requireDB(name, db); err != nil {
+		return nil, model.PairInfo{}, err
+	}
+	s, err := openDB(ctx, db, nil)
+	if err != nil {
+		return nil, model.PairInfo{}, err
+	}
+	info, ok, err := findPair(ctx, s, id)
+	switch {
+	case err != nil:
+		s.Close()
+		return nil, model.PairInfo{}, fmt.Errorf("%s %s: %w", programName, name, err)
+	case !ok:
+		s.Close()
+		return nil, model.PairInfo{}, fmt.Errorf("%s %s: no pair %s in %s; 'hishel ls -db %s' lists the pairs", programName, name, id, db, db)
+	}
+	return s, info, nil
 }
 
 func bodyless(info model.PairInfo) string {
@@ -261,30 +275,14 @@ func writeHeader(w io.Writer, prefix string, h http.Header) {
 
 func cmdRm(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	fs := newFlagSet("rm")
-	db := dbFlag(fs)
-	pos, err := parseFlags(fs, "rm", args, 1, stdout)
-	if err != nil {
-		return err
-	}
-	id, err := parseID("rm", pos)
-	if err != nil {
-		return err
-	}
-	if err := requireDB("rm", *db); err != nil {
-		return err
-	}
-	s, err := openDB(ctx, *db, nil)
+	dbFlag(fs)
+	s, info, err := openPair(ctx, "rm", fs, args, stdout)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	info, ok, err := findPair(ctx, s, id)
-	switch {
-	case err != nil:
-		return fmt.Errorf("%s rm: %w", programName, err)
-	case !ok:
-		return fmt.Errorf("%s rm: no pair %s in %s; 'hishel ls -db %s' lists the pairs", programName, id, *db, *db)
-	case info.State == model.StateDeleted:
+	id := info.ID
+	if info.State == model.StateDeleted {
 		fmt.Fprintf(stdout, "%s was already deleted\n", id)
 		return s.Close()
 	}
