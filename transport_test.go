@@ -21,27 +21,10 @@ import (
 
 	"github.com/hishel-go/hishel"
 	"github.com/hishel-go/hishel/cache"
+	"github.com/hishel-go/hishel/internal/testclock"
 	"github.com/hishel-go/hishel/model"
 	"github.com/hishel-go/hishel/statemachine"
 )
-
-// clock is a settable clock shared by the state machine and the storage.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // origin is an httptest server that counts its requests.
 type origin struct {
@@ -60,7 +43,7 @@ func newOrigin(t testing.TB, h http.HandlerFunc) *origin {
 }
 
 type fixture struct {
-	clock *clock
+	clock *testclock.Clock // shared by the state machine and the storage
 	store *cache.Memory
 	tr    *hishel.Transport
 	cl    *http.Client
@@ -68,7 +51,7 @@ type fixture struct {
 
 func newFixture(t testing.TB, cacheOpts statemachine.Options, opts *hishel.Options) *fixture {
 	t.Helper()
-	c := &clock{t: time.Now()}
+	c := testclock.New(time.Now())
 	s, err := cache.OpenMemory(context.Background(), &cache.MemoryOptions{Now: c.Now, SweepInterval: -1})
 	if err != nil {
 		t.Fatal(err)

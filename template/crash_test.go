@@ -28,6 +28,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/hishel-go/hishel/bolt"
+	"github.com/hishel-go/hishel/internal/testclock"
 	"github.com/hishel-go/hishel/model"
 )
 
@@ -389,7 +390,7 @@ func checkCrashedFile(t *testing.T, path string, rep *crashReport, kept map[mode
 		t.Fatal(err)
 	}
 
-	c := &clock{t: time.Now()}
+	c := testclock.New(time.Now())
 	s, err := OpenBolt(ctx, &BoltOptions{Path: path, Now: c.Now, SweepInterval: -1})
 	if err != nil {
 		t.Fatalf("OpenBolt after a kill: %v (corrupt: %v)", err, errors.Is(err, model.ErrCorrupt))
