@@ -340,26 +340,30 @@ func (s *Bolt) CreatePair(ctx context.Context, req model.Request, opts ...model.
 	// Reserve the ID, then hand the record to the writer without waiting:
 	// nothing can see an incomplete pair, and the writer applies it before
 	// any later op of the pair.
+	// The reservation comes first, so the file is read without holding
+	// pendMu: only a reserved ID is ever written.
 	s.pendMu.Lock()
 	_, dup := s.pend[id]
 	if !dup {
-		err := s.view(func(tx *bbolt.Tx) error {
-			dup = tx.Bucket(bolt.BucketPairs).Get(id[:]) != nil
-			return nil
-		})
-		if err != nil {
-			s.pendMu.Unlock()
-			return model.IncompletePair{}, err
-		}
+		s.pend[id] = &pendEntry{rec: rec}
 	}
+	s.pendMu.Unlock()
 	if dup {
-		s.pendMu.Unlock()
 		return model.IncompletePair{}, fmt.Errorf("hishel: create pair %s: %w", id, model.ErrDuplicateID)
 	}
-	s.pend[id] = &pendEntry{rec: rec}
-	s.pendMu.Unlock()
+	err := s.view(func(tx *bbolt.Tx) error {
+		dup = tx.Bucket(bolt.BucketPairs).Get(id[:]) != nil
+		return nil
+	})
+	if err == nil && dup {
+		err = fmt.Errorf("hishel: create pair %s: %w", id, model.ErrDuplicateID)
+	}
+	if err != nil {
+		s.unpend(id)
+		return model.IncompletePair{}, err
+	}
 	stored := *rec
-	err := s.w.post(ctx, func(t *wtx) error {
+	err = s.w.post(ctx, func(t *wtx) error {
 		if t.pairs.Get(id[:]) != nil {
 			return fmt.Errorf("hishel: create pair %s: %w", id, model.ErrDuplicateID)
 		}
