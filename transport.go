@@ -403,8 +403,11 @@ func (o *originBody) Read(p []byte) (int, error) {
 	if err != nil && err != io.EOF {
 		o.err = err
 	}
-	if o.limit > 0 && o.n > o.limit && err == nil {
+	if o.limit > 0 && o.n > o.limit {
+		// Also when the origin's last bytes come with io.EOF: a body that
+		// ends past the limit is too large all the same.
 		o.tooBig = true
+		return n, errTooLarge
 	}
 	return n, err
 }

@@ -196,9 +196,21 @@ func (b *Body) WriteTo(w io.Writer) (int64, error) {
 	}
 }
 
+// NextChunk implements [ChunkSource], so that one Body can be the source of
+// another without a copy: it returns the body's next chunk, which the caller
+// owns, or io.EOF after the last one. A Body over a ChunkSource hands on its
+// chunks as they are; one over a plain reader returns what one Read gives
+// (up to DefaultChunkSize bytes, without waiting for more), in a buffer not
+// much larger than that.
+func (b *Body) NextChunk() ([]byte, error) { return b.next(nil) }
+
+// scratch holds DefaultChunkSize buffers for reading plain sources: a short
+// read is copied out at its size, and the buffer goes back to the pool.
+var scratch = sync.Pool{New: func() any { b := make([]byte, DefaultChunkSize); return &b }}
+
 // next returns the next piece of the body: a chunk from a chunked source
-// (owned by the caller), or bytes read into buf (a fresh buffer when buf is
-// nil). It returns io.EOF after the last piece.
+// (owned by the caller), or bytes read into buf (a fresh slice of the size
+// read when buf is nil). It returns io.EOF after the last piece.
 func (b *Body) next(buf []byte) ([]byte, error) {
 	if b == nil {
 		return nil, io.EOF
@@ -218,17 +230,42 @@ func (b *Body) next(buf []byte) ([]byte, error) {
 	if b.r == nil {
 		return nil, io.EOF
 	}
-	if buf == nil {
-		buf = make([]byte, DefaultChunkSize)
+	if buf != nil {
+		n, err := readChunk(b.r, buf)
+		return buf[:n], err
 	}
-	n, err := io.ReadFull(b.r, buf)
-	switch err {
-	case io.ErrUnexpectedEOF:
-		err = nil
-	case io.EOF:
-		return nil, io.EOF
+	sp := scratch.Get().(*[]byte)
+	n, err := readChunk(b.r, *sp)
+	if n > len(*sp)/2 {
+		return (*sp)[:n], err // the caller keeps the buffer
 	}
-	return buf[:n], err
+	var c []byte
+	if n > 0 {
+		c = bytes.Clone((*sp)[:n])
+	}
+	scratch.Put(sp)
+	return c, err
+}
+
+// readChunk reads what r has for buf, at least one byte unless it fails: a
+// slow source's bytes go on as they come, never held back to fill a chunk.
+// It returns io.EOF only when it read nothing.
+func readChunk(r io.Reader, buf []byte) (int, error) {
+	for empty := 0; ; empty++ {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if err == io.EOF {
+				err = nil // the next read reports it
+			}
+			return n, err
+		}
+		if err != nil {
+			return 0, err
+		}
+		if empty == 100 {
+			return 0, io.ErrNoProgress
+		}
+	}
 }
 
 // Close releases the body's source. Reading a closed Body returns

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"testing/iotest"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 func TestPairIDString(t *testing.T) {
@@ -99,6 +101,85 @@ func TestBodyViews(t *testing.T) {
 			}
 			if buf.String() != want {
 				t.Fatalf("All gave %d bytes; want %d", buf.Len(), len(want))
+			}
+		})
+	}
+}
+
+// NextChunk makes a Body the source of another: chunks pass through as they
+// are, and a plain reader's short reads come out at their own size, not in a
+// DefaultChunkSize buffer.
+func TestBodyNextChunk(t *testing.T) {
+	want := strings.Repeat("hishel-", 20000)
+	for name, mk := range sources() {
+		t.Run(name, func(t *testing.T) {
+			got, err := io.ReadAll(NewBody(mk()))
+			if err != nil || string(got) != want {
+				t.Fatalf("ReadAll(NewBody(body)) = %d bytes, %v; want %d", len(got), err, len(want))
+			}
+		})
+	}
+	tests := []struct {
+		name string
+		size int
+		lens []int // length of each chunk
+	}{
+		{"short", 1000, []int{1000}},
+		{"one chunk", DefaultChunkSize, []int{DefaultChunkSize}},
+		{"chunk and a bit", DefaultChunkSize + 10, []int{DefaultChunkSize, 10}},
+	}
+	for _, tt := range tests {
+		t.Run("reader/"+tt.name, func(t *testing.T) {
+			b := NewBody(bytes.NewReader(make([]byte, tt.size)))
+			var lens []int
+			for {
+				c, err := b.NextChunk()
+				if len(c) > 0 {
+					lens = append(lens, len(c))
+					if cap(c) > 2*len(c) {
+						t.Errorf("a chunk of %d bytes holds a buffer of %d", len(c), cap(c))
+					}
+				}
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			if diff := cmp.Diff(tt.lens, lens); diff != "" {
+				t.Errorf("chunk lengths (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// A slow source's bytes go on as they come, in every view.
+func TestBodySlowSource(t *testing.T) {
+	views := []struct {
+		name  string
+		first func(b *Body) (string, error)
+	}{
+		{"NextChunk", func(b *Body) (string, error) { c, err := b.NextChunk(); return string(c), err }},
+		{"Chunks", func(b *Body) (string, error) {
+			c := <-b.Chunks(context.Background())
+			return string(c.Data), c.Err
+		}},
+		{"All", func(b *Body) (string, error) {
+			for c, err := range b.All() {
+				return string(c), err
+			}
+			return "", io.EOF
+		}},
+	}
+	for _, v := range views {
+		t.Run(v.name, func(t *testing.T) {
+			pr, pw := io.Pipe()
+			defer pw.Close()
+			go pw.Write([]byte("first"))
+			got, err := v.first(NewBody(pr))
+			if err != nil || got != "first" {
+				t.Errorf("first piece = %q, %v; want \"first\" while the source is still open", got, err)
 			}
 		})
 	}

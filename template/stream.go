@@ -58,39 +58,69 @@ func newStream(ctx context.Context, id model.PairID, src *model.Body, sk sink, c
 func (v *stream) Read(p []byte) (int, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	switch {
-	case v.done:
-		return 0, io.EOF
-	case v.err != nil:
-		return 0, v.err
-	}
-	if err := v.ctx.Err(); err != nil {
-		return 0, v.fail(err)
-	}
-	if err := v.sink.check(); err != nil {
-		return 0, v.fail(err)
+	if err := v.ready(); err != nil {
+		return 0, err
 	}
 	n, err := v.src.Read(p)
-	if n > 0 {
-		v.add(p[:n])
+	return n, v.passed(p[:n], err)
+}
+
+// NextChunk implements model.ChunkSource: the source's next chunk, stored
+// as it passes. The body is a Body over the stream, so a chunked source
+// reaches the reader with one copy (the stored one) and no buffer in
+// between. At the end of the body, the body is stored completely before
+// NextChunk returns io.EOF.
+func (v *stream) NextChunk() ([]byte, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if err := v.ready(); err != nil {
+		return nil, err
+	}
+	c, err := v.src.NextChunk()
+	return c, v.passed(c, err)
+}
+
+// ready reports whether the stream can go on: io.EOF once the body is
+// stored, the stream's error once it failed. The caller holds v.mu.
+func (v *stream) ready() error {
+	switch {
+	case v.done:
+		return io.EOF
+	case v.err != nil:
+		return v.err
+	}
+	if err := v.ctx.Err(); err != nil {
+		return v.fail(err)
+	}
+	if err := v.sink.check(); err != nil {
+		return v.fail(err)
+	}
+	return nil
+}
+
+// passed stores p, what the source gave along with err, and returns the
+// error for the reader. The caller holds v.mu.
+func (v *stream) passed(p []byte, err error) error {
+	if len(p) > 0 {
+		v.add(p)
 		if v.npend >= v.flushAt {
 			if ferr := v.flush(false); ferr != nil {
-				return n, v.fail(ferr)
+				return v.fail(ferr)
 			}
 		}
 	}
 	switch {
 	case err == io.EOF:
 		if ferr := v.flush(true); ferr != nil {
-			return n, v.fail(ferr)
+			return v.fail(ferr)
 		}
 		v.done = true
 		_ = v.src.Close()
-		return n, io.EOF
+		return io.EOF
 	case err != nil:
-		return n, v.fail(err)
+		return v.fail(err)
 	}
-	return n, nil
+	return nil
 }
 
 func (v *stream) add(p []byte) {
