@@ -68,17 +68,21 @@ func TestRecordDecodeErrors(t *testing.T) {
 
 func TestKeyOrder(t *testing.T) {
 	id := model.NewPairID()
+	const nonce = 1<<40 + 7
 	var keys [][]byte
 	for _, seq := range []uint64{MarkerSeq, 0, 1, 255, 256, 1 << 40} {
-		keys = append(keys, ChunkKey(id, KindResponse, seq))
+		keys = append(keys, ChunkKey(nonce, KindResponse, seq))
 	}
-	keys = append(keys, ChunkKey(id, KindRequest, MarkerSeq))
+	keys = append(keys, ChunkKey(nonce, KindRequest, MarkerSeq))
 	sort.Slice(keys, func(i, j int) bool { return bytes.Compare(keys[i], keys[j]) < 0 })
 	var seqs []uint64
 	for _, k := range keys {
-		gotID, kind, seq, err := ParseChunkKey(k)
-		if err != nil || gotID != id {
-			t.Fatalf("ParseChunkKey(%x) = %v, %v", k, gotID, err)
+		got, kind, seq, err := ParseChunkKey(k)
+		if err != nil || got != nonce {
+			t.Fatalf("ParseChunkKey(%x) = %v, %v", k, got, err)
+		}
+		if !bytes.HasPrefix(k, ChunkPrefix(nonce)) {
+			t.Fatalf("ChunkKey(%d, ...) does not start with ChunkPrefix", nonce)
 		}
 		if kind == KindRequest {
 			if len(seqs) != 0 {
@@ -90,6 +94,13 @@ func TestKeyOrder(t *testing.T) {
 	}
 	if want := []uint64{0, 1, 255, 256, 1 << 40, MarkerSeq}; !cmp.Equal(seqs, want) {
 		t.Errorf("chunk order = %v; want %v (marker last)", seqs, want)
+	}
+	// Pairs with increasing nonces have increasing chunk keys, markers
+	// included: a later pair's chunks never sort among an earlier one's.
+	for _, n := range []uint64{0, 1, 255, 256, 1 << 32, math.MaxUint64 - 1} {
+		if bytes.Compare(ChunkKey(n, KindResponse, MarkerSeq), ChunkKey(n+1, KindRequest, 0)) >= 0 {
+			t.Errorf("chunks of nonce %d do not sort before those of %d", n, n+1)
+		}
 	}
 
 	times := []int64{math.MinInt64, -1, 0, 1, time.Now().UnixNano(), math.MaxInt64}
@@ -167,8 +178,9 @@ func FuzzKeys(f *testing.F) {
 		if len(k) != KeysKeyLen || !bytes.HasPrefix(k, h[:]) {
 			t.Fatalf("KeysKey has the wrong shape")
 		}
-		gotID, kind, gotSeq, err := ParseChunkKey(ChunkKey(id, KindResponse, seq))
-		if err != nil || gotID != id || kind != KindResponse || gotSeq != seq {
+		nonce := uint64(ts)
+		gotNonce, kind, gotSeq, err := ParseChunkKey(ChunkKey(nonce, KindResponse, seq))
+		if err != nil || gotNonce != nonce || kind != KindResponse || gotSeq != seq {
 			t.Fatalf("chunk key round trip failed")
 		}
 		gotT, gotID, err := ParseTimeKey(TimeKey(ts, id))

@@ -12,7 +12,7 @@ import (
 
 // FormatVersion is the version of the database layout and record encoding
 // written by this package.
-const FormatVersion byte = 1
+const FormatVersion byte = 2
 
 // Bucket names.
 var (
@@ -32,6 +32,9 @@ var (
 	// MetaFormat and MetaStats are the keys of the meta bucket.
 	MetaFormat = []byte("format")
 	MetaStats  = []byte("stats")
+	// MetaNonce holds the highest pair nonce ever handed out (8 bytes, big
+	// endian), so that a reopened database never hands one out again.
+	MetaNonce = []byte("nonce")
 )
 
 // Kind says which body of a pair a chunk belongs to.
@@ -53,7 +56,7 @@ const (
 	IDLen       = 16
 	HashLen     = sha256.Size
 	KeysKeyLen  = HashLen + IDLen
-	ChunkKeyLen = IDLen + 1 + 8
+	ChunkKeyLen = 8 + 1 + 8
 	TimeKeyLen  = 8 + IDLen
 )
 
@@ -68,25 +71,29 @@ func KeysKey(h [HashLen]byte, id model.PairID) []byte {
 	return k
 }
 
-// ChunkKey returns the chunks-bucket key of chunk seq of a body.
-func ChunkKey(id model.PairID, kind Kind, seq uint64) []byte {
+// ChunkKey returns the chunks-bucket key of chunk seq of a body of the pair
+// whose record has the given nonce. Chunks are keyed by nonce, not by pair
+// ID: nonces are handed out in increasing order, so the chunks of pairs
+// written together are neighbours in the B-tree, a commit appends to a few
+// leaves instead of rewriting one random leaf per pair, and a sweep of pairs
+// written together frees whole leaves.
+func ChunkKey(nonce uint64, kind Kind, seq uint64) []byte {
 	k := make([]byte, ChunkKeyLen)
-	copy(k, id[:])
-	k[IDLen] = byte(kind)
-	binary.BigEndian.PutUint64(k[IDLen+1:], seq)
+	binary.BigEndian.PutUint64(k, nonce)
+	k[8] = byte(kind)
+	binary.BigEndian.PutUint64(k[9:], seq)
 	return k
 }
 
 // ChunkPrefix returns the prefix shared by every chunk key of a pair.
-func ChunkPrefix(id model.PairID) []byte { return append([]byte(nil), id[:]...) }
+func ChunkPrefix(nonce uint64) []byte { return binary.BigEndian.AppendUint64(nil, nonce) }
 
 // ParseChunkKey splits a chunks-bucket key.
-func ParseChunkKey(k []byte) (id model.PairID, kind Kind, seq uint64, err error) {
+func ParseChunkKey(k []byte) (nonce uint64, kind Kind, seq uint64, err error) {
 	if len(k) != ChunkKeyLen {
-		return id, 0, 0, fmt.Errorf("chunk key of %d bytes, want %d: %w", len(k), ChunkKeyLen, model.ErrCorrupt)
+		return 0, 0, 0, fmt.Errorf("chunk key of %d bytes, want %d: %w", len(k), ChunkKeyLen, model.ErrCorrupt)
 	}
-	copy(id[:], k)
-	return id, Kind(k[IDLen]), binary.BigEndian.Uint64(k[IDLen+1:]), nil
+	return binary.BigEndian.Uint64(k), Kind(k[8]), binary.BigEndian.Uint64(k[9:]), nil
 }
 
 // TimeKey returns an index key ordering t (at nanosecond precision, before

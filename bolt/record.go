@@ -30,8 +30,11 @@ const (
 // Record is what the pairs bucket holds for a pair: everything but the body
 // bytes. Times are Unix nanoseconds, 0 for "not set".
 type Record struct {
-	ID    model.PairID
-	Nonce uint64 // random per pair; readers use it to notice a replaced pair
+	ID model.PairID
+	// Nonce is unique to this pair's incarnation and handed out in
+	// increasing order: it prefixes the pair's chunk keys (see ChunkKey),
+	// and readers use it to notice a replaced pair.
+	Nonce uint64
 	Flags uint8
 
 	Created, Completed, Deleted, Expires, LastAccess int64

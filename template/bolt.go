@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -145,6 +144,10 @@ type Bolt struct {
 	accessMu sync.Mutex
 	access   map[model.PairID]int64 // pending last-access times, unix ns
 
+	// nonce is the last pair nonce handed out; the writer persists the
+	// highest one committed (bolt.MetaNonce), and OpenBolt starts from it.
+	nonce atomic.Uint64
+
 	// pend holds the pairs created by this Bolt whose records may not be
 	// committed yet, so that CreatePair and AddResponse can check their
 	// IDs without waiting for the writer. An entry ends with the
@@ -196,7 +199,8 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := initDB(db); err != nil {
+	nonce, err := initDB(db)
+	if err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("hishel: open %s: %w", o.Path, err)
 	}
@@ -210,7 +214,10 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 		stop:      make(chan struct{}),
 		maintDone: make(chan struct{}),
 	}
+	s.nonce.Store(nonce)
+	s.w.nonce = nonce
 	s.w.afterCommit = s.afterCommit
+	s.w.open = s.openPairs
 	go maintain(s.stop, s.maintDone, o.AccessFlushInterval, func() { s.flushAccess(context.Background()) },
 		pol.sweepInterval, func() { _, _ = s.Cleanup(context.Background()) })
 	return s, nil
@@ -242,9 +249,10 @@ func openDB(path string, mode fs.FileMode, bo *bbolt.Options) (db *bbolt.DB, err
 	return nil, fmt.Errorf("hishel: open %s: %v: %w", path, err, model.ErrCorrupt)
 }
 
-// initDB checks the format of an existing database or lays out a new one.
-func initDB(db *bbolt.DB) error {
-	return db.Update(func(tx *bbolt.Tx) error {
+// initDB checks the format of an existing database or lays out a new one,
+// and returns the highest pair nonce handed out so far.
+func initDB(db *bbolt.DB) (nonce uint64, err error) {
+	err = db.Update(func(tx *bbolt.Tx) error {
 		if meta := tx.Bucket(bolt.BucketMeta); meta != nil {
 			v := meta.Get(bolt.MetaFormat)
 			if len(v) != 1 {
@@ -269,8 +277,16 @@ func initDB(db *bbolt.DB) error {
 		if meta.Get(bolt.MetaFormat) == nil {
 			return meta.Put(bolt.MetaFormat, []byte{bolt.FormatVersion})
 		}
+		switch v := meta.Get(bolt.MetaNonce); len(v) {
+		case 0:
+		case 8:
+			nonce = binary.BigEndian.Uint64(v)
+		default:
+			return fmt.Errorf("nonce of %d bytes: %w", len(v), model.ErrCorrupt)
+		}
 		return nil
 	})
+	return nonce, err
 }
 
 func (s *Bolt) now() time.Time { return s.pol.now() }
@@ -324,7 +340,7 @@ func (s *Bolt) CreatePair(ctx context.Context, req model.Request, opts ...model.
 	ttl, refresh := s.pol.ttlFor(req.Options)
 	rec := &bolt.Record{
 		ID:         id,
-		Nonce:      rand.Uint64(),
+		Nonce:      s.nonce.Add(1),
 		Created:    bolt.UnixNano(now),
 		LastAccess: bolt.UnixNano(now),
 		TTL:        int64(ttl),
@@ -369,10 +385,11 @@ func (s *Bolt) CreatePair(ctx context.Context, req model.Request, opts ...model.
 		}
 		r := stored
 		t.created = append(t.created, id)
+		t.nonce = max(t.nonce, r.Nonce)
 		t.putRecord(&r)
 		t.put(t.incomplete, bolt.TimeKey(r.Created, id), nil)
 		if req.Body == nil {
-			t.put(t.chunks, bolt.ChunkKey(id, bolt.KindRequest, bolt.MarkerSeq), bolt.EncodeMarker(bolt.Marker{}))
+			t.put(t.chunks, bolt.ChunkKey(r.Nonce, bolt.KindRequest, bolt.MarkerSeq), bolt.EncodeMarker(bolt.Marker{}))
 		}
 		t.addStats(0, 1, 0, 0)
 		return nil
@@ -428,7 +445,7 @@ func (s *Bolt) AddResponse(ctx context.Context, id model.PairID, resp model.Resp
 			r.RespHeader = resp.Header
 			if resp.Body == nil {
 				r.Flags |= bolt.FlagResponseDone
-				t.put(t.chunks, bolt.ChunkKey(id, bolt.KindResponse, bolt.MarkerSeq), bolt.EncodeMarker(bolt.Marker{}))
+				t.put(t.chunks, bolt.ChunkKey(r.Nonce, bolt.KindResponse, bolt.MarkerSeq), bolt.EncodeMarker(bolt.Marker{}))
 			}
 			s.settle(t, r)
 			if dst != nil {
@@ -523,6 +540,14 @@ func (s *Bolt) afterCommit(t *wtx, err error) {
 		}
 	}
 	s.pendMu.Unlock()
+}
+
+// openPairs reports how many pairs this Bolt created that are not yet
+// complete (or removed) in a committed transaction.
+func (s *Bolt) openPairs() int {
+	s.pendMu.Lock()
+	defer s.pendMu.Unlock()
+	return len(s.pend)
 }
 
 func (s *Bolt) unpend(id model.PairID) {
@@ -789,15 +814,15 @@ func purge(t *wtx, rec *bolt.Record) {
 	t.settled = append(t.settled, rec.ID)
 	unindex(t, rec)
 	t.del(t.pairs, rec.ID[:])
-	purgeChunks(t, rec.ID)
+	purgeChunks(t, rec.Nonce)
 }
 
-func purgeChunks(t *wtx, id model.PairID) {
-	prefix := id[:]
+func purgeChunks(t *wtx, nonce uint64) {
+	prefix := bolt.ChunkPrefix(nonce)
 	c := t.chunks.Cursor()
 	var freed int64
 	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Seek(prefix) {
-		if binary.BigEndian.Uint64(k[bolt.IDLen+1:]) != bolt.MarkerSeq {
+		if _, _, seq, _ := bolt.ParseChunkKey(k); seq != bolt.MarkerSeq {
 			freed += int64(len(v))
 		}
 		if err := c.Delete(); err != nil {

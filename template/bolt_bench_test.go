@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -63,21 +64,26 @@ func storePair(ctx context.Context, s *Bolt, key string, body []byte) error {
 
 // rawPair is what the template writes for one complete pair, as raw puts.
 type rawPair struct {
-	id   model.PairID
-	rec  []byte
-	key  string
-	body []byte
-	now  int64
+	id    model.PairID
+	nonce uint64
+	rec   []byte
+	key   string
+	body  []byte
+	now   int64
 }
+
+// rawNonces hands out raw pairs' nonces in increasing order, as a Bolt does.
+var rawNonces atomic.Uint64
 
 func newRawPair(key string, body []byte) rawPair {
 	req, resp := benchRequest(), benchResponse(nil)
 	id := model.NewPairID()
+	nonce := rawNonces.Add(1)
 	now := time.Now().UnixNano()
-	rec := &bolt.Record{ID: id, Nonce: 1, Flags: bolt.FlagComplete | bolt.FlagHasResponse | bolt.FlagRequestDone | bolt.FlagResponseDone,
+	rec := &bolt.Record{ID: id, Nonce: nonce, Flags: bolt.FlagComplete | bolt.FlagHasResponse | bolt.FlagRequestDone | bolt.FlagResponseDone,
 		Created: now, Completed: now, LastAccess: now, Key: key, Method: req.Method, URL: req.URL,
 		ReqHeader: req.Header, Status: 200, RespHeader: resp.Header, RespSize: int64(len(body))}
-	return rawPair{id: id, rec: bolt.EncodeRecord(rec), key: key, body: body, now: now}
+	return rawPair{id: id, nonce: nonce, rec: bolt.EncodeRecord(rec), key: key, body: body, now: now}
 }
 
 func (p rawPair) put(tx *bbolt.Tx, chunkSize int) error {
@@ -88,20 +94,20 @@ func (p rawPair) put(tx *bbolt.Tx, chunkSize int) error {
 		{bolt.BucketPairs, p.id[:], p.rec},
 		{bolt.BucketKeys, bolt.KeysKey(bolt.KeyHash(p.key), p.id), nil},
 		{bolt.BucketAccess, bolt.TimeKey(p.now, p.id), nil},
-		{bolt.BucketChunks, bolt.ChunkKey(p.id, bolt.KindRequest, bolt.MarkerSeq), bolt.EncodeMarker(bolt.Marker{})},
+		{bolt.BucketChunks, bolt.ChunkKey(p.nonce, bolt.KindRequest, bolt.MarkerSeq), bolt.EncodeMarker(bolt.Marker{})},
 	}
 	var seq uint64
 	for off := 0; off < len(p.body); off += chunkSize {
 		puts = append(puts, struct {
 			bucket []byte
 			k, v   []byte
-		}{bolt.BucketChunks, bolt.ChunkKey(p.id, bolt.KindResponse, seq), p.body[off:min(off+chunkSize, len(p.body))]})
+		}{bolt.BucketChunks, bolt.ChunkKey(p.nonce, bolt.KindResponse, seq), p.body[off:min(off+chunkSize, len(p.body))]})
 		seq++
 	}
 	puts = append(puts, struct {
 		bucket []byte
 		k, v   []byte
-	}{bolt.BucketChunks, bolt.ChunkKey(p.id, bolt.KindResponse, bolt.MarkerSeq), bolt.EncodeMarker(bolt.Marker{Size: int64(len(p.body)), Chunks: seq})})
+	}{bolt.BucketChunks, bolt.ChunkKey(p.nonce, bolt.KindResponse, bolt.MarkerSeq), bolt.EncodeMarker(bolt.Marker{Size: int64(len(p.body)), Chunks: seq})})
 	for _, x := range puts {
 		if err := tx.Bucket(x.bucket).Put(x.k, x.v); err != nil {
 			return err
@@ -116,7 +122,7 @@ func openRaw(b *testing.B, noSync bool) *bbolt.DB {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { db.Close() })
-	if err := initDB(db); err != nil {
+	if _, err := initDB(db); err != nil {
 		b.Fatal(err)
 	}
 	return db
@@ -293,11 +299,12 @@ func BenchmarkBoltReadPair(b *testing.B) {
 			}
 			var id model.PairID
 			copy(id[:], k[bolt.HashLen:])
-			if _, err := bolt.DecodeRecord(tx.Bucket(bolt.BucketPairs).Get(id[:])); err != nil {
+			rec, err := bolt.DecodeRecord(tx.Bucket(bolt.BucketPairs).Get(id[:]))
+			if err != nil {
 				return err
 			}
 			cc := tx.Bucket(bolt.BucketChunks).Cursor()
-			prefix := bolt.ChunkKey(id, bolt.KindResponse, 0)[:bolt.IDLen+1]
+			prefix := bolt.ChunkKey(rec.Nonce, bolt.KindResponse, 0)[:9]
 			for k, v := cc.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = cc.Next() {
 				got = append(got, bytes.Clone(v))
 			}

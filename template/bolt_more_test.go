@@ -256,3 +256,83 @@ func TestBoltLargeBodyBoundedMemory(t *testing.T) {
 		t.Errorf("heap grew by %.1f MiB streaming a %d MiB body; want at most 32 MiB", float64(growth)/(1<<20), size>>20)
 	}
 }
+
+// Every way a pair stops being open ends its pending entry, which also
+// tells the writer how many writers may still join a commit: a stored pair,
+// an aborted body, a removed incomplete pair and an abandoned one swept as
+// incomplete.
+func TestBoltOpenPairsSettle(t *testing.T) {
+	ctx := context.Background()
+	c := newClock()
+	s := openBolt(t, &BoltOptions{Now: c.Now, IncompleteAge: time.Minute})
+	store(t, s, getReq("u"), okResp("x"), "stored")
+
+	inc, err := s.CreatePair(ctx, model.Request{Method: "POST", URL: "u", Body: model.StringBody("request body")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inc.Request.Body.Close() // aborted before its end
+
+	inc, err = s.CreatePair(ctx, getReq("u"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Remove(ctx, inc.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := s.CreatePair(ctx, getReq("u")); err != nil { // abandoned
+		t.Fatal(err)
+	}
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.openPairs(); n != 1 {
+		t.Fatalf("openPairs = %d after a store, an abort and a remove; want 1 (the abandoned pair)", n)
+	}
+	c.Advance(2 * time.Minute)
+	if _, err := s.Cleanup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.openPairs(); n != 0 {
+		t.Errorf("openPairs = %d after the sweep; want 0", n)
+	}
+}
+
+// Pair nonces key chunks, so a reopened database must never hand one out
+// again, even for a pair whose record was committed without its chunks.
+func TestBoltNoncesSurviveReopen(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "cache.db")
+	nonceOf := func(s *Bolt, id model.PairID) uint64 {
+		t.Helper()
+		var rec *bolt.Record
+		err := s.db.View(func(tx *bbolt.Tx) error {
+			var err error
+			rec, err = bolt.DecodeRecord(tx.Bucket(bolt.BucketPairs).Get(id[:]))
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rec.Nonce
+	}
+	s := openBolt(t, &BoltOptions{Path: path})
+	first := store(t, s, getReq("u"), okResp("x"), "k")
+	open, err := s.CreatePair(ctx, getReq("u")) // committed, no body yet
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := max(nonceOf(s, first.ID), nonceOf(s, open.ID))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openBolt(t, &BoltOptions{Path: path})
+	again := store(t, s, getReq("u"), okResp("y"), "k")
+	if got := nonceOf(s, again.ID); got <= before {
+		t.Errorf("nonce after reopen = %d; want more than %d", got, before)
+	}
+}

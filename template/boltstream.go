@@ -52,14 +52,14 @@ func (k *boltSink) store(ctx context.Context, chunks [][]byte, size int64, final
 		}
 		var n int64
 		for i, c := range chunks {
-			t.put(t.chunks, bolt.ChunkKey(k.id, k.kind, first+uint64(i)), c)
+			t.put(t.chunks, bolt.ChunkKey(k.nonce, k.kind, first+uint64(i)), c)
 			n += int64(len(c))
 		}
 		t.addStats(0, 0, 0, n)
 		if !final {
 			return nil
 		}
-		t.put(t.chunks, bolt.ChunkKey(k.id, k.kind, bolt.MarkerSeq), bolt.EncodeMarker(bolt.Marker{Size: size, Chunks: seqs}))
+		t.put(t.chunks, bolt.ChunkKey(k.nonce, k.kind, bolt.MarkerSeq), bolt.EncodeMarker(bolt.Marker{Size: size, Chunks: seqs}))
 		if k.kind == bolt.KindRequest {
 			rec.Flags |= bolt.FlagRequestDone
 			rec.ReqSize = size
@@ -146,9 +146,9 @@ func (r *storedBody) load(pairs, chunks *bbolt.Bucket, limit int) error {
 	}
 	c := chunks.Cursor()
 	n := 0
-	for k, val := c.Seek(bolt.ChunkKey(r.id, r.kind, r.next)); k != nil; k, val = c.Next() {
-		id, kind, seq, err := bolt.ParseChunkKey(k)
-		if err != nil || id != r.id || kind != r.kind {
+	for k, val := c.Seek(bolt.ChunkKey(r.nonce, r.kind, r.next)); k != nil; k, val = c.Next() {
+		nonce, kind, seq, err := bolt.ParseChunkKey(k)
+		if err != nil || nonce != r.nonce || kind != r.kind {
 			break
 		}
 		if seq == bolt.MarkerSeq {

@@ -2,6 +2,7 @@ package template
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -42,6 +43,7 @@ type writer struct {
 
 	stats       model.Stats // authoritative counters, owned by the goroutine
 	statsLoaded bool
+	nonce       uint64 // the highest pair nonce committed (bolt.MetaNonce)
 
 	commits atomic.Int64 // committed transactions, for tests and benchmarks
 
@@ -49,6 +51,7 @@ type writer struct {
 	// or rollback, with its error.
 	afterCommit func(t *wtx, err error)
 
+	open        func() int    // pairs created and not completed
 	lastCommit  time.Duration // how long the last commit took
 	lastDurable int           // how many durable ops it answered
 
@@ -60,6 +63,10 @@ type writer struct {
 // maxDrain bounds how long a durable op waits for ops already queued
 // behind it to join its commit.
 const maxDrain = 200 * time.Microsecond
+
+// maxHold bounds how long a commit waits for writers that are probably
+// coming (see batch).
+const maxHold = 2 * time.Millisecond
 
 // wop is one write operation.
 type wop struct {
@@ -83,6 +90,7 @@ type wtx struct {
 	settled                                                     []model.PairID // pairs whose pending entry ends with this transaction
 	clearedPend                                                 bool           // Clear: every pending entry ends
 	created                                                     []model.PairID // pairs created in this transaction
+	nonce                                                       uint64         // the highest pair nonce written so far
 }
 
 func newWriter(db *bbolt.DB, maxTxBytes int) *writer {
@@ -216,6 +224,7 @@ func (w *writer) begin() (*wtx, error) {
 		w.stats, w.statsLoaded = s, true
 	}
 	t.stats = w.stats
+	t.nonce = w.nonce
 	return t, nil
 }
 
@@ -274,23 +283,25 @@ collect:
 	for t.fatal == nil && t.written < w.maxTxBytes && time.Since(start) < w.maxTxAge {
 		// Group commit. Once a durable op waits, ops already queued join
 		// the commit for at most maxDrain, however busy the queue is. When
-		// the last commit served several writers, the others are probably
-		// a step or two from their own durable op: the commit also waits
-		// for new ops for up to half a commit's time. A lone writer never
-		// waits.
+		// the last commit served several writers and pairs are still open
+		// (created, not yet complete) beyond those this commit completes,
+		// their writers are probably a step or two from their durable end:
+		// the commit also waits for new ops, for up to as long as the last
+		// commit took (at most maxHold), so that a pipeline of writers
+		// shares one commit instead of splitting into two cohorts that
+		// take turns. A lone writer never waits.
 		var hold time.Duration
 		if len(waiting) > 0 {
 			window := maxDrain
-			if w.lastDurable >= 2 && len(waiting) < w.lastDurable {
-				// As many writers as last time are probably coming: wait
-				// for them, but not for more.
-				window = max(window, min(w.lastCommit/2, 2*time.Millisecond))
+			coming := w.lastDurable >= 2 && w.coming(t)
+			if coming {
+				window = max(window, min(w.lastCommit, maxHold))
 			}
 			left := window - time.Since(firstDurable)
 			if left <= 0 {
 				break
 			}
-			if w.lastDurable >= 2 && len(waiting) < w.lastDurable {
+			if coming {
 				hold = left
 			}
 		}
@@ -334,6 +345,9 @@ collect:
 	if t.fatal == nil && t.statsDirty {
 		t.put(t.meta, bolt.MetaStats, bolt.EncodeStats(t.stats))
 	}
+	if t.fatal == nil && t.nonce > w.nonce {
+		t.put(t.meta, bolt.MetaNonce, binary.BigEndian.AppendUint64(nil, t.nonce))
+	}
 	commitStart := time.Now()
 	if t.fatal != nil {
 		_ = t.tx.Rollback()
@@ -349,6 +363,7 @@ collect:
 		w.statsLoaded = false
 	} else {
 		w.stats = t.stats
+		w.nonce = t.nonce
 	}
 	if w.afterCommit != nil {
 		w.afterCommit(t, err)
@@ -413,4 +428,10 @@ func (t *wtx) record(id model.PairID) (*bolt.Record, error) {
 
 func (t *wtx) putRecord(rec *bolt.Record) {
 	t.put(t.pairs, rec.ID[:], bolt.EncodeRecord(rec))
+}
+
+// coming reports whether open pairs other than those t completes may soon
+// send their durable end.
+func (w *writer) coming(t *wtx) bool {
+	return w.open != nil && w.open() > len(t.settled)
 }

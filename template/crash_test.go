@@ -605,19 +605,30 @@ func (w *compareWriter) Write(p []byte) (int, error) {
 // checkNoOrphanChunks checks that every stored chunk belongs to a stored pair.
 func checkNoOrphanChunks(t *testing.T, s *Bolt) {
 	t.Helper()
-	var orphans []model.PairID
+	var orphans []uint64
 	err := s.db.View(func(tx *bbolt.Tx) error {
-		pairs := tx.Bucket(bolt.BucketPairs)
-		var last model.PairID
-		return tx.Bucket(bolt.BucketChunks).ForEach(func(k, _ []byte) error {
-			id, _, _, err := bolt.ParseChunkKey(k)
+		nonces := make(map[uint64]bool)
+		err := tx.Bucket(bolt.BucketPairs).ForEach(func(_, v []byte) error {
+			rec, err := bolt.DecodeRecord(v)
 			if err != nil {
 				return err
 			}
-			if id != last && pairs.Get(id[:]) == nil {
-				orphans = append(orphans, id)
+			nonces[rec.Nonce] = true
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		var last uint64
+		return tx.Bucket(bolt.BucketChunks).ForEach(func(k, _ []byte) error {
+			nonce, _, _, err := bolt.ParseChunkKey(k)
+			if err != nil {
+				return err
 			}
-			last = id
+			if nonce != last && !nonces[nonce] {
+				orphans = append(orphans, nonce)
+			}
+			last = nonce
 			return nil
 		})
 	})
@@ -625,6 +636,6 @@ func checkNoOrphanChunks(t *testing.T, s *Bolt) {
 		t.Fatal(err)
 	}
 	if len(orphans) > 0 {
-		t.Errorf("chunks of %d pairs that are not stored, such as %s", len(orphans), orphans[0])
+		t.Errorf("chunks of %d pairs that are not stored, such as the pair with nonce %d", len(orphans), orphans[0])
 	}
 }

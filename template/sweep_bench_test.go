@@ -72,7 +72,7 @@ func buildSweepDB(tb testing.TB, dir string, n, due int) sweepDB {
 		tb.Fatal(err)
 	}
 	defer db.Close()
-	if err := initDB(db); err != nil {
+	if _, err := initDB(db); err != nil {
 		tb.Fatal(err)
 	}
 
@@ -127,14 +127,15 @@ func buildSweepDB(tb testing.TB, dir string, n, due int) sweepDB {
 			add(bolt.BucketExpiry, bolt.TimeKey(expires, id), nil)
 		}
 		key := fmt.Sprint("https://example.com/resource/", rng.Uint64())
-		rec := &bolt.Record{ID: id, Nonce: rng.Uint64(),
+		nonce := uint64(i + 1) // handed out in creation order, as a Bolt does
+		rec := &bolt.Record{ID: id, Nonce: nonce,
 			Flags:   bolt.FlagComplete | bolt.FlagHasResponse | bolt.FlagRequestDone | bolt.FlagResponseDone,
 			Created: created, Completed: created, LastAccess: created, Expires: expires, TTL: int64(24 * time.Hour),
 			Key: key, Method: req.Method, URL: key, ReqHeader: req.Header, Status: 200, RespHeader: resp.Header}
 		add(bolt.BucketPairs, id[:], bolt.EncodeRecord(rec))
 		add(bolt.BucketAccess, bolt.TimeKey(created, id), nil)
-		add(bolt.BucketChunks, bolt.ChunkKey(id, bolt.KindRequest, bolt.MarkerSeq), bolt.EncodeMarker(bolt.Marker{}))
-		add(bolt.BucketChunks, bolt.ChunkKey(id, bolt.KindResponse, bolt.MarkerSeq), bolt.EncodeMarker(bolt.Marker{}))
+		add(bolt.BucketChunks, bolt.ChunkKey(nonce, bolt.KindRequest, bolt.MarkerSeq), bolt.EncodeMarker(bolt.Marker{}))
+		add(bolt.BucketChunks, bolt.ChunkKey(nonce, bolt.KindResponse, bolt.MarkerSeq), bolt.EncodeMarker(bolt.Marker{}))
 		keys = append(keys, bolt.KeysKey(bolt.KeyHash(key), id))
 		if npending >= sweepBuildTx {
 			commit()
@@ -156,6 +157,7 @@ func buildSweepDB(tb testing.TB, dir string, n, due int) sweepDB {
 		}
 	}
 	add(bolt.BucketMeta, bolt.MetaStats, bolt.EncodeStats(model.Stats{Pairs: n}))
+	add(bolt.BucketMeta, bolt.MetaNonce, binary.BigEndian.AppendUint64(nil, uint64(n)))
 	commit()
 	if err := db.Close(); err != nil {
 		tb.Fatal(err)
