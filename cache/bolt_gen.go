@@ -143,7 +143,8 @@ func (b *Bolt) Clear(ctx context.Context) error {
 	return b.s.Clear(ctx)
 }
 
-// Pairs calls fn for every committed pair (see Sync), in ID order, whatever its state:
+// Pairs calls fn for every committed pair (see Sync; pairs completed under
+// NoSync are committed first), in ID order, whatever its state:
 // incomplete, complete (expired or not) and soft-deleted. The PairInfo has
 // heads and metadata only. It reads in pages and calls fn outside any
 // transaction, so fn may call the storage. An error from fn stops the
@@ -163,7 +164,8 @@ func (b *Bolt) Sync(ctx context.Context) error {
 	return b.s.Sync(ctx)
 }
 
-// Stats returns the storage's counters as of the last commit (see Sync).
+// Stats returns the storage's counters as of the last commit (see Sync;
+// pairs completed under NoSync are committed first).
 func (b *Bolt) Stats(ctx context.Context) (model.Stats, error) {
 	return b.s.Stats(ctx)
 }

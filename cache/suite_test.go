@@ -17,6 +17,10 @@ var backends = []struct {
 	{"Bolt", func(tb testing.TB, o storagetest.Options) storagetest.Store {
 		return storagetest.Opened(tb)(cache.OpenBolt(context.Background(), o.BoltOptions(tb)))
 	}},
+	{"BoltNoSync", func(tb testing.TB, o storagetest.Options) storagetest.Store {
+		o.NoSync = true
+		return storagetest.Opened(tb)(cache.OpenBolt(context.Background(), o.BoltOptions(tb)))
+	}},
 	{"Memory", func(tb testing.TB, o storagetest.Options) storagetest.Store {
 		return storagetest.Opened(tb)(cache.OpenMemory(context.Background(), o.MemoryOptions()))
 	}},

@@ -210,7 +210,8 @@ func (b *Bolt) Clear(ctx context.Context) Future[struct{}] {
 	})
 }
 
-// Pairs calls fn for every committed pair (see Sync), in ID order, whatever its state:
+// Pairs calls fn for every committed pair (see Sync; pairs completed under
+// NoSync are committed first), in ID order, whatever its state:
 // incomplete, complete (expired or not) and soft-deleted. The PairInfo has
 // heads and metadata only. It reads in pages and calls fn outside any
 // transaction, so fn may call the storage. An error from fn stops the
@@ -243,7 +244,8 @@ func (b *Bolt) Sync(ctx context.Context) Future[struct{}] {
 	})
 }
 
-// Stats returns the storage's counters as of the last commit (see Sync).
+// Stats returns the storage's counters as of the last commit (see Sync;
+// pairs completed under NoSync are committed first).
 //
 // Stats returns at once. The call runs in a goroutine of its own and its
 // result arrives on the returned [Future], which delivers exactly one

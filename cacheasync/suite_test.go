@@ -42,6 +42,10 @@ var backends = []struct {
 	{"Bolt", func(tb testing.TB, o storagetest.Options, a *cacheasync.Options) asyncStore {
 		return opened(tb)(cacheasync.OpenBolt(context.Background(), o.BoltOptions(tb), a))
 	}},
+	{"BoltNoSync", func(tb testing.TB, o storagetest.Options, a *cacheasync.Options) asyncStore {
+		o.NoSync = true
+		return opened(tb)(cacheasync.OpenBolt(context.Background(), o.BoltOptions(tb), a))
+	}},
 	{"Memory", func(tb testing.TB, o storagetest.Options, a *cacheasync.Options) asyncStore {
 		return opened(tb)(cacheasync.OpenMemory(context.Background(), o.MemoryOptions(), a))
 	}},

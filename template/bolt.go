@@ -56,8 +56,15 @@ type BoltOptions struct {
 	// model.ErrLocked. Default 1s; the context's deadline also bounds it.
 	OpenTimeout time.Duration
 	// NoSync skips fsync on commit: much faster writes, but a machine crash
-	// (not a process crash) may lose recent pairs or corrupt the file. For
-	// caches that can be rebuilt.
+	// may lose recent pairs or corrupt the file. For caches that can be
+	// rebuilt.
+	//
+	// With NoSync the end of a body does not wait for a commit either:
+	// completed pairs are committed together, within maxTxAge (100 ms) or
+	// sooner, so a process crash may also lose the pairs of the last moment.
+	// Reads see them at once all the same: GetPairs for a key, or GetPair
+	// for an ID, that has a completed pair not yet committed commits first.
+	// Sync commits everything.
 	NoSync bool
 
 	// DefaultTTL is how long a pair lives after it is stored (or last read,
@@ -144,6 +151,12 @@ type Bolt struct {
 	accessMu sync.Mutex
 	access   map[model.PairID]int64 // pending last-access times, unix ns
 
+	// unsynced counts, per key hash, the pairs completed in a transaction
+	// not yet committed (NoSync only: otherwise a pair's end waits for its
+	// commit). GetPairs commits first when its key is here. Guarded by
+	// pendMu.
+	unsynced map[[bolt.HashLen]byte]int
+
 	// nonce is the last pair nonce handed out; the writer persists the
 	// highest one committed (bolt.MetaNonce), and OpenBolt starts from it.
 	nonce atomic.Uint64
@@ -211,6 +224,7 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 		w:         newWriter(db, maxTxBytes),
 		access:    make(map[model.PairID]int64),
 		pend:      make(map[model.PairID]*pendEntry),
+		unsynced:  make(map[[bolt.HashLen]byte]int),
 		stop:      make(chan struct{}),
 		maintDone: make(chan struct{}),
 	}
@@ -476,7 +490,7 @@ func (s *Bolt) AddResponse(ctx context.Context, id model.PairID, resp model.Resp
 			pe.hasResponse = true
 		}
 		s.pendMu.Unlock()
-		err = s.w.do(ctx, resp.Body == nil, applyTo(&rec))
+		err = s.w.do(ctx, resp.Body == nil && s.durableEnds(), applyTo(&rec))
 		if err != nil && pe != nil {
 			s.pendMu.Lock()
 			pe.hasResponse = false
@@ -517,6 +531,13 @@ func (s *Bolt) settle(t *wtx, rec *bolt.Record) {
 	t.put(t.acc, bolt.TimeKey(rec.LastAccess, rec.ID), nil)
 	t.addStats(1, -1, 0, 0)
 	t.settled = append(t.settled, rec.ID)
+	if s.opts.NoSync {
+		h := bolt.KeyHash(rec.Key)
+		t.completedKeys = append(t.completedKeys, h)
+		s.pendMu.Lock()
+		s.unsynced[h]++
+		s.pendMu.Unlock()
+	}
 	s.enforceBudget(t, nil)
 }
 
@@ -528,6 +549,11 @@ func (s *Bolt) afterCommit(t *wtx, err error) {
 		return
 	}
 	s.pendMu.Lock()
+	for _, h := range t.completedKeys {
+		if s.unsynced[h]--; s.unsynced[h] <= 0 {
+			delete(s.unsynced, h)
+		}
+	}
 	if t.clearedPend {
 		clear(s.pend)
 	}
@@ -540,6 +566,35 @@ func (s *Bolt) afterCommit(t *wtx, err error) {
 		}
 	}
 	s.pendMu.Unlock()
+}
+
+// durableEnds reports whether the end of a pair (its last body stored)
+// waits for a commit: always, unless NoSync.
+func (s *Bolt) durableEnds() bool { return !s.opts.NoSync }
+
+// syncFor commits first if a pair that a read could see may be completed
+// but not yet committed (under NoSync a pair's end does not wait for its
+// commit, and reads must see it): a pair under key hash h when h is not
+// nil, else the pair id when id is not zero, else any pair.
+func (s *Bolt) syncFor(ctx context.Context, h *[bolt.HashLen]byte, id model.PairID) error {
+	if s.durableEnds() {
+		return nil
+	}
+	s.pendMu.Lock()
+	var need bool
+	switch {
+	case h != nil:
+		need = s.unsynced[*h] > 0
+	case !id.IsZero():
+		_, need = s.pend[id]
+	default:
+		need = len(s.unsynced) > 0
+	}
+	s.pendMu.Unlock()
+	if !need {
+		return nil
+	}
+	return s.Sync(ctx)
 }
 
 // openPairs reports how many pairs this Bolt created that are not yet
@@ -566,6 +621,9 @@ func (s *Bolt) GetPairs(ctx context.Context, key string) ([]model.CompletePair, 
 		return nil, err
 	}
 	h := bolt.KeyHash(key)
+	if err := s.syncFor(ctx, &h, model.PairID{}); err != nil {
+		return nil, err
+	}
 	now := s.now()
 	var out []model.CompletePair
 	err := s.view(func(tx *bbolt.Tx) error {
@@ -621,6 +679,9 @@ func (s *Bolt) GetPairs(ctx context.Context, key string) ([]model.CompletePair, 
 // access.
 func (s *Bolt) GetPair(ctx context.Context, id model.PairID) (model.CompletePair, error) {
 	if err := s.check(ctx); err != nil {
+		return model.CompletePair{}, err
+	}
+	if err := s.syncFor(ctx, nil, id); err != nil {
 		return model.CompletePair{}, err
 	}
 	now := s.now()
@@ -1018,12 +1079,16 @@ func (s *Bolt) Clear(ctx context.Context) error {
 	})
 }
 
-// Pairs calls fn for every committed pair (see Sync), in ID order, whatever its state:
+// Pairs calls fn for every committed pair (see Sync; pairs completed under
+// NoSync are committed first), in ID order, whatever its state:
 // incomplete, complete (expired or not) and soft-deleted. The PairInfo has
 // heads and metadata only. It reads in pages and calls fn outside any
 // transaction, so fn may call the storage. An error from fn stops the
 // iteration and is returned.
 func (s *Bolt) Pairs(ctx context.Context, fn func(model.PairInfo) error) error {
+	if err := s.syncFor(ctx, nil, model.PairID{}); err != nil {
+		return err
+	}
 	var after []byte
 	for {
 		if err := s.check(ctx); err != nil {
@@ -1078,9 +1143,13 @@ func (s *Bolt) Sync(ctx context.Context) error {
 	return s.w.do(ctx, true, func(*wtx) error { return nil })
 }
 
-// Stats returns the storage's counters as of the last commit (see Sync).
+// Stats returns the storage's counters as of the last commit (see Sync;
+// pairs completed under NoSync are committed first).
 func (s *Bolt) Stats(ctx context.Context) (model.Stats, error) {
 	if err := s.check(ctx); err != nil {
+		return model.Stats{}, err
+	}
+	if err := s.syncFor(ctx, nil, model.PairID{}); err != nil {
 		return model.Stats{}, err
 	}
 	var st model.Stats

@@ -42,7 +42,7 @@ func (k *boltSink) store(ctx context.Context, chunks [][]byte, size int64, final
 	first := k.seq
 	k.seq += uint64(len(chunks))
 	seqs := k.seq
-	return k.s.w.do(ctx, final, func(t *wtx) error {
+	return k.s.w.do(ctx, final && k.s.durableEnds(), func(t *wtx) error {
 		rec, err := t.record(k.id)
 		if err != nil {
 			return err
