@@ -43,6 +43,7 @@ type Body struct {
 	r      io.Reader   // plain source, or nil
 	src    ChunkSource // chunked source, or nil
 	cur    []byte      // unread rest of the current chunk (src only)
+	shared bool        // cur is read-only (from a SharedSource)
 	closer io.Closer
 
 	started   atomic.Bool
@@ -161,9 +162,9 @@ func (b *Body) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	for len(b.cur) == 0 {
-		c, err := b.src.NextChunk()
+		c, err := b.srcNext(true) // only copied out of
 		if len(c) > 0 {
-			b.cur = c
+			b.cur, b.shared = c, b.isShared()
 			break
 		}
 		if err != nil {
@@ -175,11 +176,13 @@ func (b *Body) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// WriteTo implements [io.WriterTo], so that io.Copy moves whole chunks.
+// WriteTo implements [io.WriterTo], so that io.Copy moves whole chunks. The
+// chunks of a [SharedSource] go to w without a copy (an io.Writer must not
+// modify what it is given).
 func (b *Body) WriteTo(w io.Writer) (int64, error) {
 	var total int64
 	for {
-		c, err := b.next(nil)
+		c, err := b.next(nil, true)
 		if len(c) > 0 {
 			n, werr := w.Write(c)
 			total += int64(n)
@@ -202,16 +205,17 @@ func (b *Body) WriteTo(w io.Writer) (int64, error) {
 // chunks as they are; one over a plain reader returns what one Read gives
 // (up to DefaultChunkSize bytes, without waiting for more), in a buffer not
 // much larger than that.
-func (b *Body) NextChunk() ([]byte, error) { return b.next(nil) }
+func (b *Body) NextChunk() ([]byte, error) { return b.next(nil, false) }
 
 // scratch holds DefaultChunkSize buffers for reading plain sources: a short
 // read is copied out at its size, and the buffer goes back to the pool.
 var scratch = sync.Pool{New: func() any { b := make([]byte, DefaultChunkSize); return &b }}
 
 // next returns the next piece of the body: a chunk from a chunked source
-// (owned by the caller), or bytes read into buf (a fresh slice of the size
-// read when buf is nil). It returns io.EOF after the last piece.
-func (b *Body) next(buf []byte) ([]byte, error) {
+// (owned by the caller, or read-only if ro and the source is a
+// SharedSource), or bytes read into buf (a fresh slice of the size read when
+// buf is nil). It returns io.EOF after the last piece.
+func (b *Body) next(buf []byte, ro bool) ([]byte, error) {
 	if b == nil {
 		return nil, io.EOF
 	}
@@ -220,12 +224,7 @@ func (b *Body) next(buf []byte) ([]byte, error) {
 	}
 	b.started.Store(true)
 	if b.src != nil {
-		if len(b.cur) > 0 {
-			c := b.cur
-			b.cur = nil
-			return c, nil
-		}
-		return b.src.NextChunk()
+		return b.srcNext(ro)
 	}
 	if b.r == nil {
 		return nil, io.EOF
@@ -245,6 +244,30 @@ func (b *Body) next(buf []byte) ([]byte, error) {
 	}
 	scratch.Put(sp)
 	return c, err
+}
+
+// srcNext returns the rest of the current chunk or the source's next one:
+// owned by the caller, or read-only (maybe shared) when ro.
+func (b *Body) srcNext(ro bool) ([]byte, error) {
+	if len(b.cur) > 0 {
+		c, shared := b.cur, b.shared
+		b.cur, b.shared = nil, false
+		if shared && !ro {
+			c = bytes.Clone(c)
+		}
+		return c, nil
+	}
+	if ro {
+		if ss, ok := b.src.(SharedSource); ok {
+			return ss.SharedChunk()
+		}
+	}
+	return b.src.NextChunk()
+}
+
+func (b *Body) isShared() bool {
+	_, ok := b.src.(SharedSource)
+	return ok
 }
 
 // readChunk reads what r has for buf, at least one byte unless it fails: a
@@ -294,6 +317,17 @@ type BufferedSource interface {
 	Buffered() ([][]byte, bool)
 }
 
+// SharedSource is implemented by chunk sources whose chunks are shared, such
+// as a stored body held in memory by every reader of it. SharedChunk returns
+// the next chunk read-only, without a copy: the caller must not modify it.
+// A Body uses it only where nobody can: Read copies out of the chunk, and
+// WriteTo hands it to an io.Writer, which must not modify what it is given.
+// Chunks, All and NextChunk hand out copies (NextChunk).
+type SharedSource interface {
+	ChunkSource
+	SharedChunk() ([]byte, error)
+}
+
 func (s *sliceSource) Buffered() ([][]byte, bool) {
 	p := s.p
 	s.p = nil
@@ -335,7 +369,7 @@ func (b *Body) Chunks(ctx context.Context) <-chan Chunk {
 				failChunks(ch, err)
 				return
 			}
-			c, err := b.next(nil)
+			c, err := b.next(nil, false)
 			if len(c) > 0 {
 				select {
 				case ch <- Chunk{Data: c}:
@@ -417,7 +451,7 @@ func (b *Body) All() iter.Seq2[[]byte, error] {
 			buf = make([]byte, DefaultChunkSize)
 		}
 		for {
-			c, err := b.next(buf)
+			c, err := b.next(buf, false)
 			if len(c) > 0 && !yield(c, nil) {
 				return
 			}

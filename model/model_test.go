@@ -259,3 +259,93 @@ func TestApplyCreateOptions(t *testing.T) {
 		t.Errorf("ApplyCreateOptions(WithID) = %v; want %v", got.ID, id)
 	}
 }
+
+// sharedSource hands out the same chunks to every body over it, as a
+// storage holding a body in memory does.
+type sharedSource struct{ chunks [][]byte }
+
+func (s *sharedSource) SharedChunk() ([]byte, error) {
+	if len(s.chunks) == 0 {
+		return nil, io.EOF
+	}
+	c := s.chunks[0]
+	s.chunks = s.chunks[1:]
+	return c, nil
+}
+
+func (s *sharedSource) NextChunk() ([]byte, error) {
+	c, err := s.SharedChunk()
+	return bytes.Clone(c), err
+}
+
+// A SharedSource's chunks reach io.Writers as they are, and every view that
+// hands a chunk to its caller hands a copy: changing it never changes the
+// shared bytes.
+func TestBodySharedSource(t *testing.T) {
+	stored := [][]byte{[]byte("hello, "), []byte("world")}
+	views := []struct {
+		name string
+		read func(b *Body) (string, error)
+	}{
+		{"WriteTo", func(b *Body) (string, error) {
+			var w bytes.Buffer
+			_, err := b.WriteTo(&w)
+			return w.String(), err
+		}},
+		{"Read", func(b *Body) (string, error) { got, err := io.ReadAll(b); return string(got), err }},
+		{"NextChunk", func(b *Body) (string, error) {
+			var out []byte
+			for {
+				c, err := b.NextChunk()
+				out = append(out, c...)
+				for i := range c {
+					c[i] = '!'
+				}
+				if err == io.EOF {
+					return string(out), nil
+				}
+				if err != nil {
+					return string(out), err
+				}
+			}
+		}},
+		{"Chunks", func(b *Body) (string, error) {
+			var out []byte
+			for c := range b.Chunks(context.Background()) {
+				if c.Err != nil {
+					return "", c.Err
+				}
+				out = append(out, c.Data...)
+				for i := range c.Data {
+					c.Data[i] = '!'
+				}
+			}
+			return string(out), nil
+		}},
+		{"All", func(b *Body) (string, error) {
+			var out []byte
+			for c, err := range b.All() {
+				if err != nil {
+					return "", err
+				}
+				out = append(out, c...)
+				for i := range c {
+					c[i] = '!'
+				}
+			}
+			return string(out), nil
+		}},
+	}
+	for _, v := range views {
+		t.Run(v.name, func(t *testing.T) {
+			b := NewChunkBody(&sharedSource{chunks: stored}, nil)
+			got, err := v.read(b)
+			if err != nil || got != "hello, world" {
+				t.Fatalf("body = %q, %v; want \"hello, world\"", got, err)
+			}
+			if string(stored[0])+string(stored[1]) != "hello, world" {
+				t.Fatalf("reading through %s changed the shared chunks to %q", v.name, stored)
+			}
+		})
+	}
+}

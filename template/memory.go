@@ -633,6 +633,17 @@ type memReader struct {
 // of the stored one, as ChunkSource requires: a reader that changes it must
 // not change the stored body.
 func (r *memReader) NextChunk() ([]byte, error) {
+	c, err := r.SharedChunk()
+	if c != nil {
+		c = bytes.Clone(c)
+	}
+	return c, err
+}
+
+// SharedChunk implements model.SharedSource: the stored chunk itself, which
+// the caller must not modify (a Body copies out of it, or writes it to an
+// io.Writer).
+func (r *memReader) SharedChunk() ([]byte, error) {
 	if len(r.chunks) == 0 {
 		return nil, io.EOF
 	}
@@ -647,7 +658,7 @@ func (r *memReader) NextChunk() ([]byte, error) {
 	}
 	c := r.chunks[0]
 	r.chunks = r.chunks[1:]
-	return bytes.Clone(c), nil
+	return c, nil
 }
 
 // Buffered implements model.BufferedSource: a stored body is always in
