@@ -153,7 +153,7 @@ func appendHeader(b []byte, h http.Header) []byte {
 // Malformed input yields an error wrapping [model.ErrCorrupt]; a record of
 // another format version, one wrapping [model.ErrFormatVersion].
 func DecodeRecord(b []byte) (*Record, error) {
-	d := decoder{b: b}
+	d := decoder{b: b, str: string(b)}
 	if err := d.version(); err != nil {
 		return nil, fmt.Errorf("record: %w", err)
 	}
@@ -215,6 +215,9 @@ func pad8(b []byte) []byte {
 type decoder struct {
 	b   []byte
 	err error
+	// str, if set, is a copy of all the input, of which b is a suffix:
+	// strings are cut from it instead of being allocated one by one.
+	str string
 }
 
 func (d *decoder) fail(what string) {
@@ -300,12 +303,18 @@ func (d *decoder) length() int {
 
 func (d *decoder) string() string {
 	n := d.length()
-	return string(d.bytes(n))
+	off := len(d.str) - len(d.b)
+	p := d.bytes(n)
+	if d.str != "" && d.err == nil {
+		return d.str[off : off+n]
+	}
+	return string(p)
 }
 
 func (d *decoder) header() http.Header {
 	n := d.length()
 	h := make(http.Header, n)
+	vals := make([]string, 0, n) // every field's values, one after another
 	for i := 0; i < n && d.err == nil; i++ {
 		k := d.string()
 		nv := d.length()
@@ -316,11 +325,11 @@ func (d *decoder) header() http.Header {
 			d.fail("duplicate header name")
 			break
 		}
-		vs := make([]string, 0, nv)
+		start := len(vals)
 		for j := 0; j < nv && d.err == nil; j++ {
-			vs = append(vs, d.string())
+			vals = append(vals, d.string())
 		}
-		h[k] = vs
+		h[k] = vals[start:len(vals):len(vals)] // full: appending to it copies
 	}
 	return h
 }

@@ -644,7 +644,7 @@ func (s *Bolt) GetPairs(ctx context.Context, key string) ([]model.CompletePair, 
 			if rec.Key != key || !s.live(rec, now) {
 				continue
 			}
-			p, err := s.pairFromRecord(rec, pairs, chunks)
+			p, err := s.pairFromRecord(rec, chunks)
 			if err != nil {
 				return err
 			}
@@ -699,7 +699,7 @@ func (s *Bolt) GetPair(ctx context.Context, id model.PairID) (model.CompletePair
 		if !s.live(rec, now) {
 			return fmt.Errorf("hishel: get pair %s: %w", id, model.ErrNotFound)
 		}
-		out, err = s.pairFromRecord(rec, pairs, tx.Bucket(bolt.BucketChunks))
+		out, err = s.pairFromRecord(rec, tx.Bucket(bolt.BucketChunks))
 		return err
 	})
 	return out, err
@@ -728,15 +728,17 @@ func (s *Bolt) expires(rec *bolt.Record) int64 {
 	return exp
 }
 
-func (s *Bolt) pairFromRecord(rec *bolt.Record, pairs, chunks *bbolt.Bucket) (model.CompletePair, error) {
+// pairFromRecord builds the pair rec holds, with up to prefetchBytes of its
+// bodies read ahead; rec must have been read in the transaction of chunks.
+func (s *Bolt) pairFromRecord(rec *bolt.Record, chunks *bbolt.Bucket) (model.CompletePair, error) {
 	info := rec.Info()
 	p := model.CompletePair{ID: rec.ID, Request: info.Request, Response: info.Response, Key: rec.Key, Meta: info.Meta}
 	rb := &storedBody{s: s, id: rec.ID, nonce: rec.Nonce, kind: bolt.KindRequest}
-	if err := rb.load(pairs, chunks, prefetchBytes/4); err != nil {
+	if err := rb.load(nil, chunks, prefetchBytes/4); err != nil { // rec is from this transaction
 		return p, fmt.Errorf("hishel: pair %s request body: %w", rec.ID, err)
 	}
 	sb := &storedBody{s: s, id: rec.ID, nonce: rec.Nonce, kind: bolt.KindResponse}
-	if err := sb.load(pairs, chunks, prefetchBytes); err != nil {
+	if err := sb.load(nil, chunks, prefetchBytes); err != nil {
 		return p, fmt.Errorf("hishel: pair %s response body: %w", rec.ID, err)
 	}
 	p.Request.Body = model.NewChunkBody(rb, rb)

@@ -138,11 +138,15 @@ func (r *storedBody) Buffered() ([][]byte, bool) {
 }
 
 // load reads chunks from r.next on, up to about limit bytes, or to the
-// marker. The caller holds r.mu, or owns r exclusively.
+// marker, after checking that the pair is still the one r reads (pairs nil:
+// the caller read its record in the same transaction). The caller holds
+// r.mu, or owns r exclusively.
 func (r *storedBody) load(pairs, chunks *bbolt.Bucket, limit int) error {
-	v := pairs.Get(r.id[:])
-	if len(v) < 1+bolt.IDLen+8 || !bytes.Equal(v[1+bolt.IDLen:1+bolt.IDLen+8], nonceBytes(r.nonce)) {
-		return fmt.Errorf("hishel: body of pair %s: %w", r.id, model.ErrRemoved)
+	if pairs != nil {
+		v := pairs.Get(r.id[:])
+		if len(v) < 1+bolt.IDLen+8 || !bytes.Equal(v[1+bolt.IDLen:1+bolt.IDLen+8], nonceBytes(r.nonce)) {
+			return fmt.Errorf("hishel: body of pair %s: %w", r.id, model.ErrRemoved)
+		}
 	}
 	c := chunks.Cursor()
 	n := 0
