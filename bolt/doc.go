@@ -4,10 +4,11 @@
 //
 // # Buckets
 //
-//	meta        "format" → format version (1 byte); "stats" → counters
+//	meta        "format" → format version (1 byte); "stats" → counters;
+//	            "nonce" → the highest pair nonce handed out (8 bytes)
 //	pairs       pair id (16 bytes) → record (see EncodeRecord)
 //	keys        sha256(cache key) ‖ pair id → empty; complete, live pairs only
-//	chunks      pair id ‖ kind ‖ big-endian seq → body bytes;
+//	chunks      big-endian pair nonce ‖ kind ‖ big-endian seq → body bytes;
 //	            seq MarkerSeq is the completion marker and sorts last
 //	expiry      big-endian expiry time ‖ pair id → empty (pairs with a TTL)
 //	deleted     big-endian deletion time ‖ pair id → empty (soft-deleted)
@@ -18,6 +19,9 @@
 // bbolt's 32 KiB key limit never applies to them; the full key is kept in the
 // record and compared on lookup, so a hash collision cannot serve a wrong pair.
 // The index buckets are ordered by time, so a sweep visits only what is due.
+// Chunks are keyed by the pair's nonce (see [ChunkKey]), which storage hands
+// out in increasing order, so pairs written together have neighbouring
+// chunks and a commit of many pairs appends to a few leaves.
 //
 // # Records
 //
