@@ -15,14 +15,14 @@ var backends = []struct {
 	open storagetest.Opener
 }{
 	{"Bolt", func(tb testing.TB, o storagetest.Options) storagetest.Store {
-		return storagetest.Opened(tb)(cache.OpenBolt(context.Background(), o.BoltOptions(tb)))
+		return storagetest.Opened[storagetest.Store](tb)(cache.OpenBolt(context.Background(), o.BoltOptions(tb)))
 	}},
 	{"BoltNoSync", func(tb testing.TB, o storagetest.Options) storagetest.Store {
 		o.NoSync = true
-		return storagetest.Opened(tb)(cache.OpenBolt(context.Background(), o.BoltOptions(tb)))
+		return storagetest.Opened[storagetest.Store](tb)(cache.OpenBolt(context.Background(), o.BoltOptions(tb)))
 	}},
 	{"Memory", func(tb testing.TB, o storagetest.Options) storagetest.Store {
-		return storagetest.Opened(tb)(cache.OpenMemory(context.Background(), o.MemoryOptions()))
+		return storagetest.Opened[storagetest.Store](tb)(cache.OpenMemory(context.Background(), o.MemoryOptions()))
 	}},
 }
 

@@ -40,32 +40,15 @@ var backends = []struct {
 	open func(tb testing.TB, o storagetest.Options, async *cacheasync.Options) asyncStore
 }{
 	{"Bolt", func(tb testing.TB, o storagetest.Options, a *cacheasync.Options) asyncStore {
-		return opened(tb)(cacheasync.OpenBolt(context.Background(), o.BoltOptions(tb), a))
+		return storagetest.Opened[asyncStore](tb)(cacheasync.OpenBolt(context.Background(), o.BoltOptions(tb), a))
 	}},
 	{"BoltNoSync", func(tb testing.TB, o storagetest.Options, a *cacheasync.Options) asyncStore {
 		o.NoSync = true
-		return opened(tb)(cacheasync.OpenBolt(context.Background(), o.BoltOptions(tb), a))
+		return storagetest.Opened[asyncStore](tb)(cacheasync.OpenBolt(context.Background(), o.BoltOptions(tb), a))
 	}},
 	{"Memory", func(tb testing.TB, o storagetest.Options, a *cacheasync.Options) asyncStore {
-		return opened(tb)(cacheasync.OpenMemory(context.Background(), o.MemoryOptions(), a))
+		return storagetest.Opened[asyncStore](tb)(cacheasync.OpenMemory(context.Background(), o.MemoryOptions(), a))
 	}},
-}
-
-// opened fails tb on a constructor's error, and registers the store's Close
-// with tb.Cleanup.
-func opened(tb testing.TB) func(asyncStore, error) asyncStore {
-	return func(s asyncStore, err error) asyncStore {
-		tb.Helper()
-		if err != nil {
-			tb.Fatalf("open store: %v", err)
-		}
-		tb.Cleanup(func() {
-			if err := s.Close(); err != nil {
-				tb.Errorf("Close() = %v; want nil", err)
-			}
-		})
-		return s
-	}
 }
 
 // TestStorage runs the behavioural suite through the async API: every call

@@ -304,7 +304,7 @@ func BenchmarkBoltReadPair(b *testing.B) {
 				return err
 			}
 			cc := tx.Bucket(bolt.BucketChunks).Cursor()
-			prefix := bolt.ChunkKey(rec.Nonce, bolt.KindResponse, 0)[:9]
+			prefix := append(bolt.ChunkPrefix(rec.Nonce), byte(bolt.KindResponse))
 			for k, v := cc.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = cc.Next() {
 				got = append(got, bytes.Clone(v))
 			}

@@ -83,13 +83,14 @@ type Options struct {
 // the test), and fails tb if the store cannot be opened.
 type Opener func(tb testing.TB, o Options) Store
 
-// Opened finishes an Opener. The function it returns takes a constructor's
-// results: it fails tb if the error is not nil, and otherwise registers the
-// store's Close with tb.Cleanup and returns the store.
+// Opened finishes an Opener, or any constructor of a store of type S (the
+// async API's tests use it too). The function it returns takes the
+// constructor's results: it fails tb if the error is not nil, and otherwise
+// registers the store's Close with tb.Cleanup and returns the store.
 //
-//	return storagetest.Opened(tb)(cache.OpenMemory(ctx, o.MemoryOptions()))
-func Opened(tb testing.TB) func(Store, error) Store {
-	return func(s Store, err error) Store {
+//	return storagetest.Opened[storagetest.Store](tb)(cache.OpenMemory(ctx, o.MemoryOptions()))
+func Opened[S interface{ Close() error }](tb testing.TB) func(S, error) S {
+	return func(s S, err error) S {
 		tb.Helper()
 		if err != nil {
 			tb.Fatalf("open store: %v", err)
