@@ -59,12 +59,13 @@ type BoltOptions struct {
 	// may lose recent pairs or corrupt the file. For caches that can be
 	// rebuilt.
 	//
-	// With NoSync the end of a body does not wait for a commit either:
-	// completed pairs are committed together, within maxTxAge (100 ms) or
-	// sooner, so a process crash may also lose the pairs of the last moment.
-	// Reads see them at once all the same: GetPairs for a key, or GetPair
-	// for an ID, that has a completed pair not yet committed commits first.
-	// Sync commits everything.
+	// With NoSync the end of a body does not wait for a commit either, nor,
+	// for a pair this Bolt created, for the writer: completed pairs are
+	// committed together, within maxTxAge (100 ms) or sooner, so a process
+	// crash may also lose the pairs of the last moment, and a failed commit
+	// goes unreported. Reads see them at once all the same: GetPairs for a
+	// key, or GetPair for an ID, that has a completed pair not yet
+	// committed commits first. Sync commits everything.
 	NoSync bool
 
 	// DefaultTTL is how long a pair lives after it is stored (or last read,
@@ -152,9 +153,9 @@ type Bolt struct {
 	access   map[model.PairID]int64 // pending last-access times, unix ns
 
 	// unsynced counts, per key hash, the pairs completed in a transaction
-	// not yet committed (NoSync only: otherwise a pair's end waits for its
-	// commit). GetPairs commits first when its key is here. Guarded by
-	// pendMu.
+	// not yet committed, or whose end was posted to the writer (NoSync
+	// only: otherwise a pair's end waits for its commit). GetPairs commits
+	// first when its key is here. Guarded by pendMu.
 	unsynced map[[bolt.HashLen]byte]int
 
 	// nonce is the last pair nonce handed out; the writer persists the
@@ -179,6 +180,7 @@ type Bolt struct {
 type pendEntry struct {
 	rec         *bolt.Record // as created; not changed afterwards
 	hasResponse bool
+	keyHash     [bolt.HashLen]byte // the hash of the key AddResponse gave (hasResponse)
 }
 
 // OpenBolt opens (creating if needed) the database at opts.Path and starts
@@ -393,7 +395,7 @@ func (s *Bolt) CreatePair(ctx context.Context, req model.Request, opts ...model.
 		return model.IncompletePair{}, err
 	}
 	stored := *rec
-	err = s.w.post(ctx, func(t *wtx) error {
+	err = s.w.postFunc(ctx, func(t *wtx) error {
 		if t.pairs.Get(id[:]) != nil {
 			return fmt.Errorf("hishel: create pair %s: %w", id, model.ErrDuplicateID)
 		}
@@ -407,9 +409,8 @@ func (s *Bolt) CreatePair(ctx context.Context, req model.Request, opts ...model.
 		}
 		t.addStats(0, 1, 0, 0)
 		return nil
-	})
+	}, func() { s.unpend(id) })
 	if err != nil {
-		s.unpend(id)
 		return model.IncompletePair{}, err
 	}
 	out := model.IncompletePair{ID: id, Request: req, Meta: rec.Meta()}
@@ -461,7 +462,7 @@ func (s *Bolt) AddResponse(ctx context.Context, id model.PairID, resp model.Resp
 				r.Flags |= bolt.FlagResponseDone
 				t.put(t.chunks, bolt.ChunkKey(r.Nonce, bolt.KindResponse, bolt.MarkerSeq), bolt.EncodeMarker(bolt.Marker{}))
 			}
-			s.settle(t, r)
+			s.settle(t, r, bolt.UnixNano(s.now()))
 			if dst != nil {
 				*dst = r
 			}
@@ -479,6 +480,7 @@ func (s *Bolt) AddResponse(ctx context.Context, id model.PairID, resp model.Resp
 		// A pair this Bolt created and nothing removed: hand the response
 		// head to the writer without waiting. Its body's end is durable.
 		pe.hasResponse = true
+		pe.keyHash = bolt.KeyHash(key)
 		s.pendMu.Unlock()
 		r := *pe.rec
 		r.Flags |= bolt.FlagHasResponse
@@ -488,6 +490,7 @@ func (s *Bolt) AddResponse(ctx context.Context, id model.PairID, resp model.Resp
 	} else {
 		if pe != nil {
 			pe.hasResponse = true
+			pe.keyHash = bolt.KeyHash(key)
 		}
 		s.pendMu.Unlock()
 		err = s.w.do(ctx, resp.Body == nil && s.durableEnds(), applyTo(&rec))
@@ -510,14 +513,13 @@ func (s *Bolt) AddResponse(ctx context.Context, id model.PairID, resp model.Resp
 }
 
 // settle stores rec and, if both of its bodies are now stored, completes the
-// pair: it becomes visible under its key, gets its expiry, and the size
-// budget is enforced.
-func (s *Bolt) settle(t *wtx, rec *bolt.Record) {
+// pair as of now (unix ns: when its last body ended): it becomes visible
+// under its key, gets its expiry, and the size budget is enforced.
+func (s *Bolt) settle(t *wtx, rec *bolt.Record, now int64) {
 	if rec.Has(bolt.FlagComplete) || !rec.Has(bolt.FlagRequestDone|bolt.FlagResponseDone|bolt.FlagHasResponse) {
 		t.putRecord(rec)
 		return
 	}
-	now := bolt.UnixNano(s.now())
 	rec.Flags |= bolt.FlagComplete
 	rec.Completed = now
 	rec.LastAccess = now
@@ -545,14 +547,12 @@ func (s *Bolt) settle(t *wtx, rec *bolt.Record) {
 // (completed, deleted or removed): once it is committed, a View sees them.
 // After a rollback their records are gone, so the entries end too.
 func (s *Bolt) afterCommit(t *wtx, err error) {
-	if len(t.settled) == 0 && !t.clearedPend && (err == nil || len(t.created) == 0) {
+	if len(t.settled) == 0 && len(t.completedKeys) == 0 && !t.clearedPend && (err == nil || len(t.created) == 0) {
 		return
 	}
 	s.pendMu.Lock()
 	for _, h := range t.completedKeys {
-		if s.unsynced[h]--; s.unsynced[h] <= 0 {
-			delete(s.unsynced, h)
-		}
+		s.unsyncLocked(h)
 	}
 	if t.clearedPend {
 		clear(s.pend)
@@ -595,6 +595,35 @@ func (s *Bolt) syncFor(ctx context.Context, h *[bolt.HashLen]byte, id model.Pair
 		return nil
 	}
 	return s.Sync(ctx)
+}
+
+// ending reports whether the end of pair id's body may be posted to the
+// writer (see BoltOptions.NoSync): the pair is one this Bolt created, it
+// has its response, and nothing has settled it yet. If so, it counts the
+// pair's key hash h as unsynced; the caller must end that count with unsync
+// or with the commit of a transaction listing h in completedKeys.
+func (s *Bolt) ending(id model.PairID) (h [bolt.HashLen]byte, ok bool) {
+	s.pendMu.Lock()
+	defer s.pendMu.Unlock()
+	pe := s.pend[id]
+	if pe == nil || !pe.hasResponse {
+		return h, false
+	}
+	s.unsynced[pe.keyHash]++
+	return pe.keyHash, true
+}
+
+// unsync ends one count of key hash h in unsynced.
+func (s *Bolt) unsync(h [bolt.HashLen]byte) {
+	s.pendMu.Lock()
+	s.unsyncLocked(h)
+	s.pendMu.Unlock()
+}
+
+func (s *Bolt) unsyncLocked(h [bolt.HashLen]byte) {
+	if s.unsynced[h]--; s.unsynced[h] <= 0 {
+		delete(s.unsynced, h)
+	}
 }
 
 // openPairs reports how many pairs this Bolt created that are not yet

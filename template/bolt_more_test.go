@@ -336,3 +336,109 @@ func TestBoltNoncesSurviveReopen(t *testing.T) {
 		t.Errorf("nonce after reopen = %d; want more than %d", got, before)
 	}
 }
+
+// Under NoSync the end of a body this Bolt's pair is posted to the writer:
+// it returns while the writer is busy, reads still see the pair at once, and
+// every count it takes (Bolt.unsynced) ends with its commit, whether the
+// pair was stored or removed meanwhile.
+func TestBoltNoSyncEndDoesNotWait(t *testing.T) {
+	ctx := context.Background()
+	s := openBolt(t, &BoltOptions{NoSync: true})
+
+	// Hold the writer in an op until the body has ended.
+	busy, release := make(chan struct{}), make(chan struct{})
+	held := make(chan error, 1)
+	go func() {
+		held <- s.w.do(ctx, false, func(*wtx) error {
+			close(busy)
+			<-release
+			return nil
+		})
+	}()
+	<-busy
+	inc, err := s.CreatePair(ctx, getReq("u"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := s.AddResponse(ctx, inc.ID, okResp("body"), "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := make(chan error, 1)
+	go func() {
+		b, err := io.ReadAll(cp.Response.Body)
+		if err == nil && string(b) != "body" {
+			err = fmt.Errorf("body %q", b)
+		}
+		read <- err
+	}()
+	select {
+	case err := <-read:
+		if err != nil {
+			t.Fatalf("reading the stored body: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		close(release)
+		t.Fatal("the end of the body waited for the busy writer")
+	}
+	s.pendMu.Lock()
+	n := len(s.unsynced)
+	s.pendMu.Unlock()
+	if n != 1 {
+		t.Errorf("unsynced keys = %d while the writer is busy; want 1", n)
+	}
+	close(release)
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+	ps, err := s.GetPairs(ctx, "k")
+	if err != nil || len(ps) != 1 {
+		t.Fatalf("GetPairs = %d pairs, %v; want the pair", len(ps), err)
+	}
+	for _, p := range ps {
+		p.Close()
+	}
+
+	// A pair removed while its end is on its way: not stored, no count left.
+	inc, err = s.CreatePair(ctx, getReq("v"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err = s.AddResponse(ctx, inc.ID, okResp("gone"), "k2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy, release = make(chan struct{}), make(chan struct{})
+	go func() {
+		held <- s.w.do(ctx, false, func(t *wtx) error {
+			close(busy)
+			<-release
+			rec, err := t.record(inc.ID)
+			if err != nil || rec == nil {
+				return fmt.Errorf("record: %v, %w", rec, err)
+			}
+			softDelete(t, rec, 1)
+			return nil
+		})
+	}()
+	<-busy
+	if _, err := io.ReadAll(cp.Response.Body); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.pendMu.Lock()
+	n, open := len(s.unsynced), len(s.pend)
+	s.pendMu.Unlock()
+	if n != 0 || open != 0 {
+		t.Errorf("after Sync: unsynced keys = %d, open pairs = %d; want 0, 0", n, open)
+	}
+	if ps, err := s.GetPairs(ctx, "k2"); err != nil || len(ps) != 0 {
+		t.Errorf("GetPairs(removed) = %d pairs, %v; want none", len(ps), err)
+	}
+}

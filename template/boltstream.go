@@ -42,7 +42,8 @@ func (k *boltSink) store(ctx context.Context, chunks [][]byte, size int64, final
 	first := k.seq
 	k.seq += uint64(len(chunks))
 	seqs := k.seq
-	return k.s.w.do(ctx, final && k.s.durableEnds(), func(t *wtx) error {
+	ended := bolt.UnixNano(k.s.now()) // the pair's completion time, if this completes it
+	op := func(t *wtx) error {
 		rec, err := t.record(k.id)
 		if err != nil {
 			return err
@@ -67,9 +68,22 @@ func (k *boltSink) store(ctx context.Context, chunks [][]byte, size int64, final
 			rec.Flags |= bolt.FlagResponseDone
 			rec.RespSize = size
 		}
-		k.s.settle(t, rec)
+		k.s.settle(t, rec, ended)
 		return nil
-	})
+	}
+	if final && !k.s.durableEnds() && ctx.Err() == nil {
+		if h, ok := k.s.ending(k.id); ok {
+			// NoSync, and a pair this Bolt created and nothing removed yet:
+			// the end needs neither its commit nor the writer. Reads of its
+			// key or ID commit first (syncFor); the count taken by ending
+			// ends with the commit that carries this op, whatever its fate.
+			return k.s.w.postFunc(ctx, func(t *wtx) error {
+				defer func() { t.completedKeys = append(t.completedKeys, h) }()
+				return op(t)
+			}, func() { k.s.unsync(h) })
+		}
+	}
+	return k.s.w.do(ctx, final && k.s.durableEnds(), op)
 }
 
 // abort reclaims what was stored, durably, unless the storage is closed.

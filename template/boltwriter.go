@@ -74,6 +74,7 @@ type wop struct {
 	fn      func(*wtx) error
 	durable bool
 	done    chan error
+	dropped func() // posted ops: called if fn is never applied
 }
 
 // wtx is the transaction state an op works on. An op must return an error
@@ -138,13 +139,23 @@ func (w *writer) do(ctx context.Context, durable bool, fn func(*wtx) error) erro
 // that it will succeed; ops that follow it on the same pair notice if it did
 // not (their pair is missing).
 func (w *writer) post(ctx context.Context, fn func(*wtx) error) error {
+	return w.postFunc(ctx, fn, nil)
+}
+
+// postFunc is post, with dropped (if not nil) called instead of fn if fn is
+// never applied: the writer is closed, or the transaction it was to join
+// could not begin.
+func (w *writer) postFunc(ctx context.Context, fn func(*wtx) error, dropped func()) error {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	if w.shut {
+		if dropped != nil {
+			dropped()
+		}
 		return model.ErrClosed
 	}
 	w.postMu.Lock()
-	w.posted = append(w.posted, &wop{ctx: context.WithoutCancel(ctx), fn: fn})
+	w.posted = append(w.posted, &wop{ctx: context.WithoutCancel(ctx), fn: fn, dropped: dropped})
 	w.postMu.Unlock()
 	select {
 	case w.kick <- struct{}{}:
@@ -237,7 +248,11 @@ func (w *writer) batch(first *wop) {
 		if first != nil {
 			first.done <- err
 		}
-		w.takePosted() // lost; the later ops of their pairs fail
+		for _, p := range w.takePosted() { // lost; the later ops of their pairs fail
+			if p.dropped != nil {
+				p.dropped()
+			}
+		}
 		return
 	}
 	var waiting []*wop
