@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sort"
+	"slices"
 	"time"
 
 	"github.com/hishel-go/hishel/model"
@@ -97,10 +97,26 @@ func (r *Record) Info() model.PairInfo {
 	}
 }
 
+// RecordSizeHint returns about how many bytes EncodeRecord(r) takes, for
+// accounting without encoding: never less than it, give or take a few bytes
+// of varints.
+func RecordSizeHint(r *Record) int {
+	n := 128 + len(r.Key) + len(r.Method) + len(r.URL)
+	for _, h := range [...]http.Header{r.ReqHeader, r.RespHeader} {
+		for k, vs := range h {
+			n += len(k) + 2*binary.MaxVarintLen16
+			for _, v := range vs {
+				n += len(v) + binary.MaxVarintLen32
+			}
+		}
+	}
+	return n
+}
+
 // EncodeRecord encodes r. Header field names are written in sorted order and
 // every value of a field separately, so a decoded record has the same header.
 func EncodeRecord(r *Record) []byte {
-	b := make([]byte, 0, 256+len(r.Key)+len(r.URL))
+	b := make([]byte, 0, RecordSizeHint(r))
 	b = append(b, FormatVersion)
 	b = append(b, r.ID[:]...)
 	b = binary.BigEndian.AppendUint64(b, r.Nonce)
@@ -132,11 +148,12 @@ func appendString(b []byte, s string) []byte {
 }
 
 func appendHeader(b []byte, h http.Header) []byte {
-	names := make([]string, 0, len(h))
+	var buf [24]string
+	names := buf[:0]
 	for k := range h {
 		names = append(names, k)
 	}
-	sort.Strings(names)
+	slices.Sort(names)
 	b = binary.AppendUvarint(b, uint64(len(names)))
 	for _, k := range names {
 		b = appendString(b, k)

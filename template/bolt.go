@@ -348,8 +348,8 @@ func (s *Bolt) CreatePair(ctx context.Context, req model.Request, opts ...model.
 		return model.IncompletePair{}, fmt.Errorf("hishel: create pair: request body: %w", model.ErrBodyConsumed)
 	}
 	co := model.ApplyCreateOptions(opts)
-	id := co.ID
-	if id.IsZero() {
+	id, chosen := co.ID, !co.ID.IsZero()
+	if !chosen {
 		id = model.NewPairID()
 	}
 	now := s.now()
@@ -383,20 +383,22 @@ func (s *Bolt) CreatePair(ctx context.Context, req model.Request, opts ...model.
 	if dup {
 		return model.IncompletePair{}, fmt.Errorf("hishel: create pair %s: %w", id, model.ErrDuplicateID)
 	}
-	err := s.view(func(tx *bbolt.Tx) error {
-		dup = tx.Bucket(bolt.BucketPairs).Get(id[:]) != nil
-		return nil
-	})
-	if err == nil && dup {
-		err = fmt.Errorf("hishel: create pair %s: %w", id, model.ErrDuplicateID)
-	}
-	if err != nil {
-		s.unpend(id)
-		return model.IncompletePair{}, err
+	if chosen { // a new random ID is unique (122 random bits)
+		err := s.view(func(tx *bbolt.Tx) error {
+			dup = tx.Bucket(bolt.BucketPairs).Get(id[:]) != nil
+			return nil
+		})
+		if err == nil && dup {
+			err = fmt.Errorf("hishel: create pair %s: %w", id, model.ErrDuplicateID)
+		}
+		if err != nil {
+			s.unpend(id)
+			return model.IncompletePair{}, err
+		}
 	}
 	stored := *rec
-	err = s.w.postFunc(ctx, func(t *wtx) error {
-		if t.pairs.Get(id[:]) != nil {
+	err := s.w.postFunc(ctx, func(t *wtx) error {
+		if r, err := t.record(id); err != nil || r != nil {
 			return fmt.Errorf("hishel: create pair %s: %w", id, model.ErrDuplicateID)
 		}
 		r := stored
@@ -505,7 +507,10 @@ func (s *Bolt) AddResponse(ctx context.Context, id model.PairID, resp model.Resp
 	}
 	info := rec.Info()
 	out := model.CompletePair{ID: id, Request: info.Request, Response: resp, Key: key, Meta: info.Meta}
-	out.Response.Header = rec.RespHeader.Clone() // the writer may not have encoded it yet
+	// The writer may not have encoded the record yet: the caller gets maps
+	// of its own.
+	out.Request.Header = rec.ReqHeader.Clone()
+	out.Response.Header = rec.RespHeader.Clone()
 	if resp.Body != nil {
 		out.Response.Body = model.NewBody(s.newSaver(ctx, rec, bolt.KindResponse, resp.Body))
 	}
@@ -808,6 +813,9 @@ func (s *Bolt) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(mode
 			return fmt.Errorf("hishel: update pair %s: %w", id, model.ErrNotFound)
 		}
 		info := r.Info()
+		// fn gets header maps of its own, and the record keeps maps of its
+		// own: it is encoded when the transaction ends (wtx.putRecord).
+		info.Request.Header, info.Response.Header = info.Request.Header.Clone(), info.Response.Header.Clone()
 		cur := model.CompletePair{ID: id, Request: info.Request, Response: info.Response, Key: r.Key, Meta: info.Meta}
 		next, err := callUpdate(fn, cur) // a panic in fn is an error, before any change
 		if err != nil {
@@ -836,8 +844,8 @@ func (s *Bolt) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(mode
 		r.Created = bolt.UnixNano(next.Meta.Created)
 		r.TTL = int64(next.Meta.TTL)
 		r.Refresh = next.Meta.Refresh
-		r.Method, r.URL, r.ReqHeader, r.ReqOptions = next.Request.Method, next.Request.URL, next.Request.Header, next.Request.Options
-		r.Status, r.RespHeader = next.Response.Status, next.Response.Header
+		r.Method, r.URL, r.ReqHeader, r.ReqOptions = next.Request.Method, next.Request.URL, next.Request.Header.Clone(), next.Request.Options
+		r.Status, r.RespHeader = next.Response.Status, next.Response.Header.Clone()
 		t.putRecord(r)
 		rec = r
 		return nil
@@ -905,7 +913,7 @@ func unindex(t *wtx, rec *bolt.Record) {
 func purge(t *wtx, rec *bolt.Record) {
 	t.settled = append(t.settled, rec.ID)
 	unindex(t, rec)
-	t.del(t.pairs, rec.ID[:])
+	t.delRecord(rec.ID)
 	purgeChunks(t, rec.Nonce)
 }
 
@@ -1100,6 +1108,7 @@ func (s *Bolt) Clear(ctx context.Context) error {
 				return t.fatal
 			}
 		}
+		t.dropRecords()
 		t.pairs, t.keys, t.chunks = t.tx.Bucket(bolt.BucketPairs), t.tx.Bucket(bolt.BucketKeys), t.tx.Bucket(bolt.BucketChunks)
 		t.expiry, t.deleted = t.tx.Bucket(bolt.BucketExpiry), t.tx.Bucket(bolt.BucketDeleted)
 		t.incomplete, t.acc = t.tx.Bucket(bolt.BucketIncomplete), t.tx.Bucket(bolt.BucketAccess)

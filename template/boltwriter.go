@@ -93,6 +93,7 @@ type wtx struct {
 	created                                                     []model.PairID       // pairs created in this transaction
 	nonce                                                       uint64               // the highest pair nonce written so far
 	completedKeys                                               [][bolt.HashLen]byte // key hashes of the pairs completed (Bolt.unsynced)
+	recs                                                        map[model.PairID]*txRecord // records written, not yet flushed
 }
 
 func newWriter(db *bbolt.DB, maxTxBytes int) *writer {
@@ -358,6 +359,7 @@ collect:
 	if timer != nil {
 		timer.Stop()
 	}
+	t.flushRecords()
 	if t.fatal == nil && t.statsDirty {
 		t.put(t.meta, bolt.MetaStats, bolt.EncodeStats(t.stats))
 	}
@@ -429,8 +431,22 @@ func (t *wtx) addStats(pairs, incomplete, deleted int, bytes int64) {
 	t.statsDirty = true
 }
 
-// record loads a pair's record; nil if there is none.
+// txRecord is a record as a transaction last wrote it.
+type txRecord struct {
+	rec  bolt.Record
+	gone bool // deleted (delRecord)
+}
+
+// record returns a pair's record as of this transaction, to change at will
+// (putRecord stores it); nil if there is none.
 func (t *wtx) record(id model.PairID) (*bolt.Record, error) {
+	if r, ok := t.recs[id]; ok {
+		if r.gone {
+			return nil, nil
+		}
+		rec := r.rec
+		return &rec, nil
+	}
 	v := t.pairs.Get(id[:])
 	if v == nil {
 		return nil, nil
@@ -442,9 +458,52 @@ func (t *wtx) record(id model.PairID) (*bolt.Record, error) {
 	return rec, nil
 }
 
+// putRecord stores rec (a copy of it, header maps shared: they must not
+// change afterwards). Records are encoded and written once per
+// transaction, by flushRecords before it commits, however often ops change
+// them: a pair created, given its response and completed in one
+// transaction costs one encoding and one bbolt put, not three.
 func (t *wtx) putRecord(rec *bolt.Record) {
-	t.put(t.pairs, rec.ID[:], bolt.EncodeRecord(rec))
+	if t.fatal != nil {
+		return
+	}
+	if t.recs == nil {
+		t.recs = make(map[model.PairID]*txRecord)
+	}
+	r := t.recs[rec.ID]
+	if r == nil || r.gone {
+		t.written += bolt.RecordSizeHint(rec)
+		r = &txRecord{}
+		t.recs[rec.ID] = r
+	}
+	r.rec, r.gone = *rec, false
 }
+
+// delRecord deletes pair id's record.
+func (t *wtx) delRecord(id model.PairID) {
+	if t.fatal != nil {
+		return
+	}
+	if t.recs == nil {
+		t.recs = make(map[model.PairID]*txRecord)
+	}
+	t.recs[id] = &txRecord{gone: true}
+	t.del(t.pairs, id[:])
+}
+
+// flushRecords writes the records putRecord stored.
+func (t *wtx) flushRecords() {
+	for id, r := range t.recs {
+		if !r.gone {
+			t.put(t.pairs, id[:], bolt.EncodeRecord(&r.rec))
+		}
+	}
+	t.recs = nil
+}
+
+// dropRecords forgets the records putRecord stored: the buckets they were
+// for are gone (Clear).
+func (t *wtx) dropRecords() { t.recs = nil }
 
 // coming reports whether open pairs other than those t completes may soon
 // send their durable end.
