@@ -19,7 +19,8 @@ import (
 
 // Storage is what the Transport needs of a store. The blocking types of
 // package cache (cache.Bolt, cache.Memory and any generated backend) have
-// these methods.
+// these methods. Like them, a Storage must not keep the header maps it is
+// given: the Transport may change them once a call has returned.
 type Storage interface {
 	CreatePair(ctx context.Context, req model.Request, opts ...model.CreateOption) (model.IncompletePair, error)
 	AddResponse(ctx context.Context, id model.PairID, resp model.Response, key string) (model.CompletePair, error)
@@ -367,8 +368,9 @@ func (t *Transport) storeAndUse(req *http.Request, key string, st *statemachine.
 		return resp
 	}
 	origin := &originBody{r: resp.Body, limit: t.opts.MaxBodySize}
-	header := st.Response.Header.Clone()
-	cp, err := t.store.AddResponse(ctx, inc.ID, model.Response{Status: resp.StatusCode, Header: header, Body: model.NewBody(origin)}, key)
+	// The storage keeps a copy of the header (see Storage); out.Header below
+	// is the caller's.
+	cp, err := t.store.AddResponse(ctx, inc.ID, model.Response{Status: resp.StatusCode, Header: st.Response.Header, Body: model.NewBody(origin)}, key)
 	if err != nil {
 		t.logError(req, "add response", err)
 		setCacheStatus(resp.Header, status)

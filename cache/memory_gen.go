@@ -68,6 +68,9 @@ func (m *Memory) CreatePair(ctx context.Context, req model.Request, opts ...mode
 // as empty); once both bodies are stored the pair is served by GetPairs.
 // ctx governs that body stream: cancelling it aborts the pair.
 //
+// The returned pair's Response.Header is resp.Header itself; storage keeps
+// a copy, so the caller may change either afterwards.
+//
 // An unknown or removed id fails with model.ErrNotFound; a pair that already
 // has a response, or a status outside 100-999, with model.ErrInvalid.
 func (m *Memory) AddResponse(ctx context.Context, id model.PairID, resp model.Response, key string) (model.CompletePair, error) {

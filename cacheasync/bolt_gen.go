@@ -93,6 +93,9 @@ func (b *Bolt) CreatePair(ctx context.Context, req model.Request, opts ...model.
 // as empty); once both bodies are stored the pair is served by GetPairs.
 // ctx governs that body stream: cancelling it aborts the pair.
 //
+// The returned pair's Response.Header is resp.Header itself; storage keeps
+// a copy, so the caller may change either afterwards.
+//
 // An unknown or removed id fails with model.ErrNotFound; a pair that already
 // has a response, or a status outside 100-999, with model.ErrInvalid.
 //

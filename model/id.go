@@ -4,17 +4,23 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"time"
 )
 
-// PairID identifies a pair. It is 16 bytes: a random UUID (version 4) by
-// default, or any value the caller chooses with [WithID].
+// PairID identifies a pair. It is 16 bytes: a time-ordered UUID (version 7)
+// by default, or any value the caller chooses with [WithID].
 type PairID [16]byte
 
-// NewPairID returns a new random version 4 UUID.
+// NewPairID returns a new version 7 UUID (RFC 9562 §5.7): the Unix time in
+// milliseconds, then 74 random bits. IDs made later sort after earlier
+// ones (within a millisecond, in random order), so storage keyed by pair ID
+// appends instead of writing all over its index.
 func NewPairID() PairID {
 	var id PairID
 	_, _ = rand.Read(id[:]) // crypto/rand.Read never returns an error.
-	id[6] = id[6]&0x0f | 0x40
+	ms := uint64(time.Now().UnixMilli())
+	id[0], id[1], id[2], id[3], id[4], id[5] = byte(ms>>40), byte(ms>>32), byte(ms>>24), byte(ms>>16), byte(ms>>8), byte(ms)
+	id[6] = id[6]&0x0f | 0x70
 	id[8] = id[8]&0x3f | 0x80
 	return id
 }

@@ -15,9 +15,21 @@ import (
 )
 
 func TestPairIDString(t *testing.T) {
+	before := time.Now().UnixMilli()
 	id := NewPairID()
-	if id[6]>>4 != 4 || id[8]>>6 != 2 {
-		t.Errorf("NewPairID() = %v; not a version 4 UUID", id)
+	after := time.Now().UnixMilli()
+	if id[6]>>4 != 7 || id[8]>>6 != 2 {
+		t.Errorf("NewPairID() = %v; not a version 7 UUID", id)
+	}
+	var ms int64
+	for _, b := range id[:6] {
+		ms = ms<<8 | int64(b)
+	}
+	if ms < before || ms > after {
+		t.Errorf("NewPairID() = %v: time %d ms; want %d to %d", id, ms, before, after)
+	}
+	if later := NewPairID(); id == later {
+		t.Errorf("NewPairID() twice = %v", id)
 	}
 	for _, s := range []string{id.String(), strings.ReplaceAll(id.String(), "-", "")} {
 		got, err := ParsePairID(s)

@@ -383,7 +383,7 @@ func (s *Bolt) CreatePair(ctx context.Context, req model.Request, opts ...model.
 	if dup {
 		return model.IncompletePair{}, fmt.Errorf("hishel: create pair %s: %w", id, model.ErrDuplicateID)
 	}
-	if chosen { // a new random ID is unique (122 random bits)
+	if chosen { // a new ID is unique (its millisecond and 74 random bits)
 		err := s.view(func(tx *bbolt.Tx) error {
 			dup = tx.Bucket(bolt.BucketPairs).Get(id[:]) != nil
 			return nil
@@ -428,6 +428,9 @@ func (s *Bolt) CreatePair(ctx context.Context, req model.Request, opts ...model.
 // as empty); once both bodies are stored the pair is served by GetPairs.
 // ctx governs that body stream: cancelling it aborts the pair.
 //
+// The returned pair's Response.Header is resp.Header itself; storage keeps
+// a copy, so the caller may change either afterwards.
+//
 // An unknown or removed id fails with model.ErrNotFound; a pair that already
 // has a response, or a status outside 100-999, with model.ErrInvalid.
 func (s *Bolt) AddResponse(ctx context.Context, id model.PairID, resp model.Response, key string) (model.CompletePair, error) {
@@ -441,6 +444,7 @@ func (s *Bolt) AddResponse(ctx context.Context, id model.PairID, resp model.Resp
 		return model.CompletePair{}, fmt.Errorf("hishel: add response: response body: %w", model.ErrBodyConsumed)
 	}
 	var rec *bolt.Record
+	callerHeader := resp.Header
 	resp.Header = resp.Header.Clone() // written later by the writer: the caller may change its map
 	// applyTo returns the op; a waiting caller gets the stored record in
 	// *dst (nil for a posted op, which nobody waits for).
@@ -510,7 +514,7 @@ func (s *Bolt) AddResponse(ctx context.Context, id model.PairID, resp model.Resp
 	// The writer may not have encoded the record yet: the caller gets maps
 	// of its own.
 	out.Request.Header = rec.ReqHeader.Clone()
-	out.Response.Header = rec.RespHeader.Clone()
+	out.Response.Header = callerHeader
 	if resp.Body != nil {
 		out.Response.Body = model.NewBody(s.newSaver(ctx, rec, bolt.KindResponse, resp.Body))
 	}

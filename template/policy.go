@@ -108,11 +108,16 @@ func maintain(stop <-chan struct{}, done chan<- struct{}, tickEvery time.Duratio
 
 // fillChunk copies as much of p as fits into the chunk being filled, cur,
 // and returns cur, the rest of p, and whether cur is now a full chunk of
-// size bytes. A new chunk starts small and doubles up to size, so that a
-// small body does not cost a whole chunk's memory.
+// size bytes. A new chunk starts at the size of what fills it (at least
+// 512 bytes), then grows to at least 4 KiB and doubles up to size, so that
+// a small body costs its own size, not a chunk's.
 func fillChunk(cur, p []byte, size int) (_ []byte, rest []byte, full bool) {
 	if len(cur) == cap(cur) && cap(cur) < size {
-		grown := make([]byte, len(cur), min(size, max(4<<10, 2*cap(cur), len(cur)+len(p))))
+		want := max(4<<10, 2*cap(cur), len(cur)+len(p))
+		if cap(cur) == 0 {
+			want = max(512, len(p))
+		}
+		grown := make([]byte, len(cur), min(size, want))
 		copy(grown, cur)
 		cur = grown
 	}
