@@ -95,11 +95,11 @@ type wtx struct {
 	statsDirty                                                  bool
 	written                                                     int
 	fatal                                                       error
-	settled                                                     []model.PairID       // pairs whose pending entry ends with this transaction
-	clearedPend                                                 bool                 // Clear: every pending entry ends
-	created                                                     []model.PairID       // pairs created in this transaction
-	nonce                                                       uint64               // the highest pair nonce written so far
-	completedKeys                                               [][bolt.HashLen]byte // key hashes of the pairs completed (Bolt.unsynced)
+	settled                                                     []model.PairID             // pairs whose pending entry ends with this transaction
+	clearedPend                                                 bool                       // Clear: every pending entry ends
+	created                                                     []model.PairID             // pairs created in this transaction
+	nonce                                                       uint64                     // the highest pair nonce written so far
+	completedKeys                                               [][bolt.HashLen]byte       // key hashes of the pairs completed (Bolt.unsynced)
 	recs                                                        map[model.PairID]*txRecord // records written, not yet flushed
 }
 
