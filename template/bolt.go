@@ -405,7 +405,7 @@ func (s *Bolt) CreatePair(ctx context.Context, req model.Request, opts ...model.
 		t.created = append(t.created, id)
 		t.nonce = max(t.nonce, r.Nonce)
 		t.putRecord(&r)
-		t.put(t.incomplete, bolt.TimeKey(r.Created, id), nil)
+		t.addIncomplete(r.Created, id)
 		if req.Body == nil {
 			t.put(t.chunks, bolt.ChunkKey(r.Nonce, bolt.KindRequest, bolt.MarkerSeq), bolt.EncodeMarker(bolt.Marker{}))
 		}
@@ -537,7 +537,7 @@ func (s *Bolt) settle(t *wtx, rec *bolt.Record, now int64) {
 		t.put(t.expiry, bolt.TimeKey(rec.Expires, rec.ID), nil)
 	}
 	t.putRecord(rec)
-	t.del(t.incomplete, bolt.TimeKey(rec.Created, rec.ID))
+	t.delIncomplete(rec.Created, rec.ID)
 	t.put(t.keys, bolt.KeysKey(bolt.KeyHash(rec.Key), rec.ID), nil)
 	t.put(t.acc, bolt.TimeKey(rec.LastAccess, rec.ID), nil)
 	t.addStats(1, -1, 0, 0)
@@ -905,7 +905,7 @@ func unindex(t *wtx, rec *bolt.Record) {
 		}
 		t.addStats(-1, 0, 0, 0)
 	case model.StateIncomplete:
-		t.del(t.incomplete, bolt.TimeKey(rec.Created, rec.ID))
+		t.delIncomplete(rec.Created, rec.ID)
 		t.addStats(0, -1, 0, 0)
 	case model.StateDeleted:
 		t.del(t.deleted, bolt.TimeKey(rec.Deleted, rec.ID))
@@ -1051,6 +1051,7 @@ func (s *Bolt) sweepStep(t *wtx, res *model.SweepResult) (more bool) {
 			res.Purged++
 		}
 	}
+	t.flushIncomplete()
 	for _, id := range due(t.incomplete, now-int64(s.pol.incompleteAge)) {
 		if rec, err := t.record(id); err == nil && rec != nil && rec.State() == model.StateIncomplete {
 			purge(t, rec)
@@ -1113,6 +1114,7 @@ func (s *Bolt) Clear(ctx context.Context) error {
 			}
 		}
 		t.dropRecords()
+		t.newIncomplete = nil
 		t.pairs, t.keys, t.chunks = t.tx.Bucket(bolt.BucketPairs), t.tx.Bucket(bolt.BucketKeys), t.tx.Bucket(bolt.BucketChunks)
 		t.expiry, t.deleted = t.tx.Bucket(bolt.BucketExpiry), t.tx.Bucket(bolt.BucketDeleted)
 		t.incomplete, t.acc = t.tx.Bucket(bolt.BucketIncomplete), t.tx.Bucket(bolt.BucketAccess)

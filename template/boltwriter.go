@@ -101,6 +101,7 @@ type wtx struct {
 	nonce                                                       uint64                     // the highest pair nonce written so far
 	completedKeys                                               [][bolt.HashLen]byte       // key hashes of the pairs completed (Bolt.unsynced)
 	recs                                                        map[model.PairID]*txRecord // records written, not yet flushed
+	newIncomplete                                               map[model.PairID]int64     // incomplete index entries added, not yet put: their Created
 }
 
 func newWriter(db *bbolt.DB, maxTxBytes int) *writer {
@@ -370,6 +371,7 @@ collect:
 		timer.Stop()
 	}
 	t.flushRecords()
+	t.flushIncomplete()
 	if t.fatal == nil && t.statsDirty {
 		t.put(t.meta, bolt.MetaStats, bolt.EncodeStats(t.stats))
 	}
@@ -509,6 +511,40 @@ func (t *wtx) flushRecords() {
 		}
 	}
 	t.recs = nil
+}
+
+// addIncomplete adds pair id, created at created, to the incomplete index.
+// The put waits for flushIncomplete: most pairs complete in the
+// transaction that creates them, and then neither the put nor the delete
+// reaches bbolt.
+func (t *wtx) addIncomplete(created int64, id model.PairID) {
+	if t.fatal != nil {
+		return
+	}
+	if t.newIncomplete == nil {
+		t.newIncomplete = make(map[model.PairID]int64)
+	}
+	t.newIncomplete[id] = created
+}
+
+// delIncomplete removes pair id, created at created, from the incomplete
+// index.
+func (t *wtx) delIncomplete(created int64, id model.PairID) {
+	if c, ok := t.newIncomplete[id]; ok && c == created {
+		delete(t.newIncomplete, id)
+		return
+	}
+	t.del(t.incomplete, bolt.TimeKey(created, id))
+}
+
+// flushIncomplete puts the incomplete index entries addIncomplete holds;
+// it runs before the transaction commits and before anything reads the
+// index.
+func (t *wtx) flushIncomplete() {
+	for id, created := range t.newIncomplete {
+		t.put(t.incomplete, bolt.TimeKey(created, id), nil)
+	}
+	t.newIncomplete = nil
 }
 
 // dropRecords forgets the records putRecord stored: the buckets they were
