@@ -318,11 +318,14 @@ type BufferedSource interface {
 }
 
 // SharedSource is implemented by chunk sources whose chunks are shared, such
-// as a stored body held in memory by every reader of it. SharedChunk returns
-// the next chunk read-only, without a copy: the caller must not modify it.
-// A Body uses it only where nobody can: Read copies out of the chunk, and
-// WriteTo hands it to an io.Writer, which must not modify what it is given.
-// Chunks, All and NextChunk hand out copies (NextChunk).
+// as a stored body held in memory by every reader of it, or whose buffers
+// are reused. SharedChunk returns the next chunk read-only, without a copy:
+// the caller must not modify it, and must be done with it before it calls
+// SharedChunk or NextChunk again (the source may then reuse it). A Body
+// uses it only where that holds: Read copies out of the chunk before asking
+// for the next, and WriteTo hands it to an io.Writer, which must neither
+// modify nor retain what it is given. Chunks, All and NextChunk hand out
+// copies.
 type SharedSource interface {
 	ChunkSource
 	SharedChunk() ([]byte, error)
@@ -416,8 +419,12 @@ func (b *Body) buffered(ctx context.Context) (chan Chunk, bool) {
 	}
 	ch := make(chan Chunk, n)
 	if len(b.cur) > 0 {
-		ch <- Chunk{Data: b.cur}
-		b.cur = nil
+		c := b.cur
+		if b.shared {
+			c = bytes.Clone(c) // the source may reuse it
+		}
+		ch <- Chunk{Data: c}
+		b.cur, b.shared = nil, false
 	}
 	for _, c := range rest {
 		if len(c) > 0 {

@@ -361,3 +361,124 @@ func TestBodySharedSource(t *testing.T) {
 		})
 	}
 }
+
+// reusingSource lends every chunk in one buffer, which it scribbles over
+// at the next call, as SharedSource allows.
+type reusingSource struct {
+	chunks [][]byte
+	buf    []byte
+}
+
+func (s *reusingSource) SharedChunk() ([]byte, error) {
+	for i := range s.buf {
+		s.buf[i] = '#'
+	}
+	if len(s.chunks) == 0 {
+		return nil, io.EOF
+	}
+	s.buf = append(s.buf[:0], s.chunks[0]...)
+	s.chunks = s.chunks[1:]
+	return s.buf, nil
+}
+
+func (s *reusingSource) NextChunk() ([]byte, error) {
+	c, err := s.SharedChunk()
+	return bytes.Clone(c), err
+}
+
+// A Body is done with a lent chunk before it asks its source for the next
+// one, whichever way it is read on after a partial Read.
+func TestBodyReusingSharedSource(t *testing.T) {
+	rest := map[string]func(b *Body) (string, error){
+		"Read": func(b *Body) (string, error) { got, err := io.ReadAll(b); return string(got), err },
+		"WriteTo": func(b *Body) (string, error) {
+			var w bytes.Buffer
+			_, err := b.WriteTo(&w)
+			return w.String(), err
+		},
+		"NextChunk": func(b *Body) (string, error) {
+			var out []byte
+			for {
+				c, err := b.NextChunk()
+				out = append(out, c...)
+				if err == io.EOF {
+					return string(out), nil
+				}
+				if err != nil {
+					return string(out), err
+				}
+			}
+		},
+		"Chunks": func(b *Body) (string, error) {
+			var out []byte
+			for c := range b.Chunks(context.Background()) {
+				if c.Err != nil {
+					return "", c.Err
+				}
+				out = append(out, c.Data...)
+			}
+			return string(out), nil
+		},
+		"All": func(b *Body) (string, error) {
+			var out []byte
+			for c, err := range b.All() {
+				if err != nil {
+					return "", err
+				}
+				out = append(out, c...)
+			}
+			return string(out), nil
+		},
+	}
+	for name, read := range rest {
+		t.Run(name, func(t *testing.T) {
+			b := NewChunkBody(&reusingSource{chunks: [][]byte{[]byte("hello, "), []byte("wor"), []byte("ld")}}, nil)
+			head := make([]byte, 3)
+			if _, err := io.ReadFull(b, head); err != nil {
+				t.Fatal(err)
+			}
+			got, err := read(b)
+			if err != nil || string(head)+got != "hello, world" {
+				t.Errorf("body = %q + %q, %v; want \"hello, world\"", head, got, err)
+			}
+		})
+	}
+}
+
+// bufferedShared is a sharedSource whose chunks are all in memory.
+type bufferedShared struct{ sharedSource }
+
+func (s *bufferedShared) Buffered() ([][]byte, bool) {
+	var out [][]byte
+	for _, c := range s.chunks {
+		out = append(out, bytes.Clone(c))
+	}
+	s.chunks = nil
+	return out, true
+}
+
+// After a partial Read, Chunks hands out the rest of the current shared
+// chunk as a copy too.
+func TestBodySharedChunksAfterRead(t *testing.T) {
+	stored := [][]byte{[]byte("hello, "), []byte("world")}
+	b := NewChunkBody(&bufferedShared{sharedSource{chunks: stored}}, nil)
+	if _, err := io.ReadFull(b, make([]byte, 3)); err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	for c := range b.Chunks(context.Background()) {
+		if c.Err != nil {
+			t.Fatal(c.Err)
+		}
+		got = append(got, c.Data...)
+		for i := range c.Data {
+			c.Data[i] = '!'
+		}
+	}
+	if string(got) != "lo, world" {
+		t.Errorf("Chunks after Read = %q; want \"lo, world\"", got)
+	}
+	if string(stored[0]) != "hello, " {
+		t.Errorf("the shared chunk became %q", stored[0])
+	}
+}

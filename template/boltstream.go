@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"math/bits"
 	"sync"
 
 	"go.etcd.io/bbolt"
@@ -106,16 +107,46 @@ type storedBody struct {
 
 	mu     sync.Mutex
 	next   uint64   // seq of the next chunk to load
-	queue  [][]byte // loaded, not yet handed out
+	queue  [][]byte // loaded, not yet handed out (from chunkPool)
+	lent   []byte   // the chunk SharedChunk handed out last
 	loaded int64    // bytes loaded so far
 	ended  bool     // the marker has been checked
 	closed bool
 }
 
-// NextChunk implements model.ChunkSource.
+// NextChunk implements model.ChunkSource: the caller owns the chunk.
 func (r *storedBody) NextChunk() ([]byte, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.reclaim()
+	return r.nextChunk()
+}
+
+// SharedChunk implements model.SharedSource: the chunk is the body's, and
+// goes back to chunkPool at the next call, so that a body read with Read
+// or WriteTo (the Transport's hits) reuses a few buffers however long it
+// is, instead of allocating all of it.
+func (r *storedBody) SharedChunk() ([]byte, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.reclaim()
+	c, err := r.nextChunk()
+	r.lent = c
+	return c, err
+}
+
+// reclaim returns the chunk last lent to chunkPool: per the SharedSource
+// contract its reader is done with it. The caller holds r.mu.
+func (r *storedBody) reclaim() {
+	if r.lent != nil {
+		putChunk(r.lent)
+		r.lent = nil
+	}
+}
+
+// nextChunk pops the next chunk, loading more when none is queued. The
+// caller holds r.mu.
+func (r *storedBody) nextChunk() ([]byte, error) {
 	for {
 		if r.closed {
 			return nil, model.ErrBodyClosed
@@ -184,7 +215,7 @@ func (r *storedBody) load(pairs, chunks *bbolt.Bucket, limit int) error {
 		if seq != r.next {
 			return fmt.Errorf("hishel: body of pair %s: chunk %d missing: %w", r.id, r.next, model.ErrRemoved)
 		}
-		r.queue = append(r.queue, bytes.Clone(val))
+		r.queue = append(r.queue, getChunk(val))
 		r.next++
 		r.loaded += int64(len(val))
 		if n += len(val); n >= limit {
@@ -197,10 +228,52 @@ func (r *storedBody) load(pairs, chunks *bbolt.Bucket, limit int) error {
 func nonceBytes(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
 
 // Close drops what the body holds; later reads fail with model.ErrBodyClosed.
+//
+// A chunk lent by SharedChunk is left to the garbage collector: a Read in
+// another goroutine may still be copying out of it.
 func (r *storedBody) Close() error {
 	r.mu.Lock()
 	r.closed = true
-	r.queue = nil
+	for _, c := range r.queue {
+		putChunk(c)
+	}
+	r.queue, r.lent = nil, nil
 	r.mu.Unlock()
 	return nil
+}
+
+// chunkPool holds chunk buffers by size class: class i holds buffers of
+// capacity minPooled<<i, up to the largest chunk size (16 MiB). Chunks
+// under minPooled are allocated at their size.
+var chunkPool [13]sync.Pool
+
+const minPooled = 4 << 10
+
+// getChunk returns a copy of v, in a pooled buffer when v is large enough.
+func getChunk(v []byte) []byte {
+	if len(v) < minPooled {
+		return bytes.Clone(v)
+	}
+	i := bits.Len(uint(len(v)-1)) - bits.Len(uint(minPooled-1))
+	if i >= len(chunkPool) {
+		return bytes.Clone(v)
+	}
+	if p, ok := chunkPool[i].Get().(*[]byte); ok {
+		return append((*p)[:0], v...)
+	}
+	c := make([]byte, len(v), minPooled<<i)
+	copy(c, v)
+	return c
+}
+
+// putChunk gives c, which nobody uses any more, back to chunkPool.
+func putChunk(c []byte) {
+	if cap(c) < minPooled || cap(c)&(cap(c)-1) != 0 {
+		return // not a pooled size
+	}
+	i := bits.Len(uint(cap(c))) - bits.Len(uint(minPooled))
+	if i < 0 || i >= len(chunkPool) {
+		return
+	}
+	chunkPool[i].Put(&c)
 }
