@@ -246,9 +246,8 @@ func (m *Memory) GetPairs(ctx context.Context, key string) ([]model.CompletePair
 	if err := m.lock(ctx); err != nil {
 		return nil, err
 	}
-	defer m.mu.Unlock()
 	now := bolt.UnixNano(m.pol.now())
-	var out []model.CompletePair
+	var snaps []memSnap
 	for _, p := range m.keys[key] {
 		if !m.live(p, now) {
 			continue
@@ -260,7 +259,14 @@ func (m *Memory) GetPairs(ctx context.Context, key string) ([]model.CompletePair
 			r.Expires = now + r.TTL
 			heap.Push(&m.expiry, timeEntry{r.Expires, r.ID})
 		}
-		out = append(out, m.pair(p))
+		snaps = append(snaps, m.snap(p))
+	}
+	m.mu.Unlock()
+	// The pairs are built outside the lock: concurrent hits only take turns
+	// for the bookkeeping above.
+	out := make([]model.CompletePair, len(snaps))
+	for i, sn := range snaps {
+		out[i] = m.build(sn)
 	}
 	slices.SortStableFunc(out, func(a, b model.CompletePair) int {
 		if c := b.Meta.Completed.Compare(a.Meta.Completed); c != 0 {
@@ -272,19 +278,31 @@ func (m *Memory) GetPairs(ctx context.Context, key string) ([]model.CompletePair
 }
 
 // pair returns p as a CompletePair with fresh header maps and body readers.
-func (m *Memory) pair(p *memPair) model.CompletePair {
-	info := p.rec.Info()
-	cp := model.CompletePair{ID: p.rec.ID, Request: info.Request, Response: info.Response, Key: p.rec.Key, Meta: info.Meta}
+// m.mu is held.
+func (m *Memory) pair(p *memPair) model.CompletePair { return m.build(m.snap(p)) }
+
+// memSnap is what a pair's readers need of it, taken under m.mu: a copy of
+// its record (whose header maps are replaced, never changed in place) and
+// its bodies' chunks (never changed once stored).
+type memSnap struct {
+	p         *memPair
+	rec       bolt.Record
+	req, resp [][]byte
+}
+
+// snap takes p's snapshot. m.mu is held.
+func (m *Memory) snap(p *memPair) memSnap {
+	return memSnap{p: p, rec: p.rec, req: p.bodies[bolt.KindRequest], resp: p.bodies[bolt.KindResponse]}
+}
+
+// build returns the pair of a snapshot with fresh header maps and body
+// readers; it needs no lock.
+func (m *Memory) build(sn memSnap) model.CompletePair {
+	info := sn.rec.Info()
+	cp := model.CompletePair{ID: sn.rec.ID, Request: info.Request, Response: info.Response, Key: sn.rec.Key, Meta: info.Meta}
 	cp.Request.Header, cp.Response.Header = cp.Request.Header.Clone(), cp.Response.Header.Clone()
-	for _, kind := range []bolt.Kind{bolt.KindRequest, bolt.KindResponse} {
-		r := &memReader{m: m, p: p, nonce: p.rec.Nonce, chunks: p.bodies[kind]}
-		body := model.NewChunkBody(r, nil)
-		if kind == bolt.KindRequest {
-			cp.Request.Body = body
-		} else {
-			cp.Response.Body = body
-		}
-	}
+	cp.Request.Body = model.NewChunkBody(&memReader{m: m, p: sn.p, nonce: sn.rec.Nonce, chunks: sn.req}, nil)
+	cp.Response.Body = model.NewChunkBody(&memReader{m: m, p: sn.p, nonce: sn.rec.Nonce, chunks: sn.resp}, nil)
 	return cp
 }
 
