@@ -59,6 +59,11 @@ type Future[T any] <-chan Result[T]
 // with to stop it). Await on a nil Future waits until ctx ends.
 func (f Future[T]) Await(ctx context.Context) (T, error) {
 	select {
+	case r := <-f: // already there (GoNow): no need to watch ctx
+		return r.Value, r.Err
+	default:
+	}
+	select {
 	case r := <-f:
 		return r.Value, r.Err
 	case <-ctx.Done():
