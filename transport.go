@@ -310,11 +310,15 @@ func (t *Transport) send(r *http.Request) (*http.Response, error) {
 	return t.next.RoundTrip(r)
 }
 
-// outgoing returns a copy of req for the origin with mreq's header.
+// outgoing returns the request for the origin: a shallow copy of req with
+// mreq's header (the caller's own on a miss, the state machine's new one
+// for a conditional request). Nothing is copied deeper: a RoundTripper must
+// not change the request it is given, and the Transport changes neither
+// afterwards. The copy shares req's body, which the origin transport
+// closes.
 func outgoing(req *http.Request, mreq model.Request) *http.Request {
-	out := req.Clone(req.Context())
-	out.Header = mreq.Header.Clone()
-	out.Body = req.Body // Clone shares the body; the origin transport closes it
+	out := req.WithContext(req.Context())
+	out.Header = mreq.Header
 	return out
 }
 
@@ -377,7 +381,7 @@ func (t *Transport) storeAndUse(req *http.Request, key string, st *statemachine.
 		return resp
 	}
 	out := *resp
-	out.Header = st.Response.Header.Clone()
+	out.Header = st.Response.Header // the state machine's new map; storage kept a copy
 	setCacheStatus(out.Header, status+"; stored")
 	out.Body = &teeBody{saver: cp.Response.Body, origin: origin}
 	return &out
