@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -310,16 +311,24 @@ func (t *Transport) send(r *http.Request) (*http.Response, error) {
 	return t.next.RoundTrip(r)
 }
 
-// outgoing returns the request for the origin: a shallow copy of req with
-// mreq's header (the caller's own on a miss, the state machine's new one
-// for a conditional request). Nothing is copied deeper: a RoundTripper must
-// not change the request it is given, and the Transport changes neither
-// afterwards. The copy shares req's body, which the origin transport
-// closes.
+// outgoing returns the request for the origin: a copy of req with mreq's
+// header (on a miss, the caller's own; for a conditional request, the state
+// machine's new one). A RoundTripper must not change the request it is
+// given, but some do (adding credentials, say): the copy keeps that from
+// the caller's request and from the request header the Transport stores.
+// The copy shares req's body, which the origin transport closes.
 func outgoing(req *http.Request, mreq model.Request) *http.Request {
-	out := req.WithContext(req.Context())
-	out.Header = mreq.Header
+	out := req.Clone(req.Context()) // copies req.Header too
+	if !sameHeader(mreq.Header, req.Header) {
+		out.Header = mreq.Header // a new map of the state machine's
+	}
+	out.Body = req.Body
 	return out
+}
+
+// sameHeader reports whether a and b are the same map.
+func sameHeader(a, b http.Header) bool {
+	return a != nil && b != nil && reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 
 // miss sends the request to the origin and stores the answer if it may.

@@ -551,3 +551,68 @@ func TestTransportLargeBody(t *testing.T) {
 }
 
 var _ = model.ErrNotFound
+
+// settingTransport sets a header on the requests it sends, as credential
+// wrappers do, though a RoundTripper should not change its request.
+type settingTransport struct{ next http.RoundTripper }
+
+func (s settingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r.Header.Set("Authorization", "Bearer secret")
+	return s.next.RoundTrip(r)
+}
+
+// An origin transport that changes the request it is given changes neither
+// the caller's request nor the request header stored with the pair, on a
+// miss or on a revalidation.
+func TestTransportOriginChangesRequest(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") == "" {
+			t.Errorf("origin request without the header the origin transport set")
+		}
+		w.Header().Set("Cache-Control", "max-age=0, must-revalidate")
+		w.Header().Set("ETag", `"v1"`)
+		if r.Header.Get("If-None-Match") == `"v1"` {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		io.WriteString(w, "body")
+	}))
+	defer srv.Close()
+	s, err := cache.OpenMemory(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	tr, err := hishel.NewTransport(&hishel.Options{Storage: s, Transport: settingTransport{http.DefaultTransport}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	for i, want := range []string{"fwd=uri-miss", "fwd=stale"} { // a miss, then a revalidation
+		req, _ := http.NewRequest("GET", srv.URL, nil)
+		req.Header.Set("Accept", "text/plain")
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, err := io.ReadAll(resp.Body); err != nil || string(b) != "body" {
+			t.Fatalf("request %d: body %q, %v", i, b, err)
+		}
+		resp.Body.Close()
+		if cs := resp.Header.Get("Cache-Status"); !strings.Contains(cs, want) {
+			t.Errorf("request %d: Cache-Status %q; want %s", i, cs, want)
+		}
+		if len(req.Header) != 1 {
+			t.Errorf("request %d: the caller's request header became %v", i, req.Header)
+		}
+	}
+	err = s.Pairs(context.Background(), func(p model.PairInfo) error {
+		if v := p.Request.Header.Get("Authorization"); v != "" {
+			t.Errorf("stored request header has Authorization %q", v)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
