@@ -97,16 +97,17 @@ func (r *Record) Info() model.PairInfo {
 	}
 }
 
-// RecordSizeHint returns about how many bytes EncodeRecord(r) takes, for
-// accounting without encoding: never less than it, give or take a few bytes
-// of varints.
+// RecordSizeHint returns an upper bound of len(EncodeRecord(r)), for
+// accounting and buffer sizing without encoding: every varint counted at
+// its largest.
 func RecordSizeHint(r *Record) int {
-	n := 128 + len(r.Key) + len(r.Method) + len(r.URL)
+	// The fixed fields and the three string lengths: 178 bytes at most.
+	n := 192 + len(r.Key) + len(r.Method) + len(r.URL)
 	for _, h := range [...]http.Header{r.ReqHeader, r.RespHeader} {
 		for k, vs := range h {
-			n += len(k) + 2*binary.MaxVarintLen16
+			n += len(k) + 2*binary.MaxVarintLen64
 			for _, v := range vs {
-				n += len(v) + binary.MaxVarintLen32
+				n += len(v) + binary.MaxVarintLen64
 			}
 		}
 	}

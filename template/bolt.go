@@ -181,6 +181,7 @@ type pendEntry struct {
 	rec         *bolt.Record // as created; not changed afterwards
 	hasResponse bool
 	keyHash     [bolt.HashLen]byte // the hash of the key AddResponse gave (hasResponse)
+	applied     bool               // the writer has applied its create op
 }
 
 // OpenBolt opens (creating if needed) the database at opts.Path and starts
@@ -403,6 +404,11 @@ func (s *Bolt) CreatePair(ctx context.Context, req model.Request, opts ...model.
 		}
 		r := stored
 		t.created = append(t.created, id)
+		s.pendMu.Lock()
+		if pe := s.pend[id]; pe != nil {
+			pe.applied = true
+		}
+		s.pendMu.Unlock()
 		t.nonce = max(t.nonce, r.Nonce)
 		t.putRecord(&r)
 		t.addIncomplete(r.Created, id)
@@ -563,8 +569,10 @@ func (s *Bolt) afterCommit(t *wtx, err error) {
 	for _, h := range t.completedKeys {
 		s.unsyncLocked(h)
 	}
-	if t.clearedPend {
-		clear(s.pend)
+	if t.clearedPend && err == nil {
+		for _, id := range t.cleared {
+			delete(s.pend, id)
+		}
 	}
 	for _, id := range t.settled {
 		delete(s.pend, id)
@@ -1118,8 +1126,18 @@ func (s *Bolt) Clear(ctx context.Context) error {
 		t.pairs, t.keys, t.chunks = t.tx.Bucket(bolt.BucketPairs), t.tx.Bucket(bolt.BucketKeys), t.tx.Bucket(bolt.BucketChunks)
 		t.expiry, t.deleted = t.tx.Bucket(bolt.BucketExpiry), t.tx.Bucket(bolt.BucketDeleted)
 		t.incomplete, t.acc = t.tx.Bucket(bolt.BucketIncomplete), t.tx.Bucket(bolt.BucketAccess)
+		t.fill()
 		t.stats = model.Stats{}
 		t.statsDirty = true
+		// Every pair created so far is gone; pairs whose create op is still
+		// to come (later in this transaction or after it) are not.
+		s.pendMu.Lock()
+		for id, pe := range s.pend {
+			if pe.applied {
+				t.cleared = append(t.cleared, id)
+			}
+		}
+		s.pendMu.Unlock()
 		t.clearedPend = true
 		return nil
 	})

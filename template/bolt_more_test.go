@@ -442,3 +442,33 @@ func TestBoltNoSyncEndDoesNotWait(t *testing.T) {
 		t.Errorf("GetPairs(removed) = %d pairs, %v; want none", len(ps), err)
 	}
 }
+
+// Clear ends the pending entries of the pairs it removes, and only those: a
+// pair whose create op the writer has not applied yet (it comes later in
+// the transaction, or after it) keeps its entry, so that reads under NoSync
+// still commit first for it.
+func TestBoltClearEndsOnlyClearedPend(t *testing.T) {
+	ctx := context.Background()
+	s := openBolt(t, &BoltOptions{NoSync: true})
+	before, err := s.CreatePair(ctx, getReq("u"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(ctx); err != nil { // its create op is applied
+		t.Fatal(err)
+	}
+	coming := model.NewPairID() // reserved, its create op not yet applied
+	s.pendMu.Lock()
+	s.pend[coming] = &pendEntry{rec: &bolt.Record{ID: coming}}
+	s.pendMu.Unlock()
+	if err := s.Clear(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.pendMu.Lock()
+	_, keptBefore := s.pend[before.ID]
+	_, keptComing := s.pend[coming]
+	s.pendMu.Unlock()
+	if keptBefore || !keptComing {
+		t.Errorf("after Clear: entry of a cleared pair kept = %v, entry of a pair still to come kept = %v; want false, true", keptBefore, keptComing)
+	}
+}

@@ -96,7 +96,8 @@ type wtx struct {
 	written                                                     int
 	fatal                                                       error
 	settled                                                     []model.PairID             // pairs whose pending entry ends with this transaction
-	clearedPend                                                 bool                       // Clear: every pending entry ends
+	clearedPend                                                 bool                       // Clear ran: the pending entries in cleared end
+	cleared                                                     []model.PairID             // pairs created before a Clear in this transaction
 	created                                                     []model.PairID             // pairs created in this transaction
 	nonce                                                       uint64                     // the highest pair nonce written so far
 	completedKeys                                               [][bolt.HashLen]byte       // key hashes of the pairs completed (Bolt.unsynced)
@@ -236,9 +237,7 @@ func (w *writer) begin() (*wtx, error) {
 		incomplete: tx.Bucket(bolt.BucketIncomplete),
 		acc:        tx.Bucket(bolt.BucketAccess),
 	}
-	for _, b := range []*bbolt.Bucket{t.pairs, t.chunks, t.expiry, t.deleted, t.incomplete, t.acc} {
-		b.FillPercent = appendFill
-	}
+	t.fill()
 	if !w.statsLoaded {
 		s, err := bolt.DecodeStats(t.meta.Get(bolt.MetaStats))
 		if err != nil {
@@ -441,6 +440,13 @@ func (t *wtx) addStats(pairs, incomplete, deleted int, bytes int64) {
 	t.stats.Deleted += deleted
 	t.stats.Bytes += bytes
 	t.statsDirty = true
+}
+
+// fill sets the FillPercent of t's buckets (see appendFill).
+func (t *wtx) fill() {
+	for _, b := range []*bbolt.Bucket{t.pairs, t.chunks, t.expiry, t.deleted, t.incomplete, t.acc} {
+		b.FillPercent = appendFill
+	}
 }
 
 // txRecord is a record as a transaction last wrote it.
