@@ -161,6 +161,11 @@ func (b *Body) Read(p []byte) (int, error) {
 	if b.src == nil {
 		return 0, io.EOF
 	}
+	if rd, ok := b.src.(io.Reader); ok && len(b.cur) == 0 {
+		// A source that reads into p (a body being stored, another Body)
+		// spares the chunk in between.
+		return rd.Read(p)
+	}
 	for len(b.cur) == 0 {
 		c, err := b.srcNext(true) // only copied out of
 		if len(c) > 0 {

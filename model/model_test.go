@@ -482,3 +482,36 @@ func TestBodySharedChunksAfterRead(t *testing.T) {
 		t.Errorf("the shared chunk became %q", stored[0])
 	}
 }
+
+// readerSource is a ChunkSource that can also read into the caller's buffer.
+type readerSource struct {
+	r          io.Reader
+	nextChunks int
+}
+
+func (s *readerSource) Read(p []byte) (int, error) { return s.r.Read(p) }
+
+func (s *readerSource) NextChunk() ([]byte, error) {
+	s.nextChunks++
+	p := make([]byte, 4)
+	n, err := s.r.Read(p)
+	return p[:n], err
+}
+
+// Read reads a source that is also an io.Reader straight into the caller's
+// buffer; chunk by chunk only for the rest of a chunk already taken.
+func TestBodyReadsReaderSource(t *testing.T) {
+	src := &readerSource{r: strings.NewReader("hello, world")}
+	b := NewBody(src)
+	c, err := b.NextChunk() // "hell", taken as a chunk
+	if err != nil || string(c) != "hell" {
+		t.Fatalf("NextChunk = %q, %v", c, err)
+	}
+	rest, err := io.ReadAll(b)
+	if err != nil || string(rest) != "o, world" {
+		t.Errorf("ReadAll after NextChunk = %q, %v; want \"o, world\"", rest, err)
+	}
+	if src.nextChunks != 1 {
+		t.Errorf("NextChunk called %d times; want 1 (Read reads the source directly)", src.nextChunks)
+	}
+}
