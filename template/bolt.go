@@ -562,14 +562,14 @@ func (s *Bolt) settle(t *wtx, rec *bolt.Record, now int64) {
 // (completed, deleted or removed): once it is committed, a View sees them.
 // After a rollback their records are gone, so the entries end too.
 func (s *Bolt) afterCommit(t *wtx, err error) {
-	if len(t.settled) == 0 && len(t.completedKeys) == 0 && !t.clearedPend && (err == nil || len(t.created) == 0) {
+	if len(t.settled) == 0 && len(t.completedKeys) == 0 && len(t.cleared) == 0 && (err == nil || len(t.created) == 0) {
 		return
 	}
 	s.pendMu.Lock()
 	for _, h := range t.completedKeys {
 		s.unsyncLocked(h)
 	}
-	if t.clearedPend && err == nil {
+	if err == nil {
 		for _, id := range t.cleared {
 			delete(s.pend, id)
 		}
@@ -1138,7 +1138,6 @@ func (s *Bolt) Clear(ctx context.Context) error {
 			}
 		}
 		s.pendMu.Unlock()
-		t.clearedPend = true
 		return nil
 	})
 }

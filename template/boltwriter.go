@@ -96,8 +96,7 @@ type wtx struct {
 	written                                                     int
 	fatal                                                       error
 	settled                                                     []model.PairID             // pairs whose pending entry ends with this transaction
-	clearedPend                                                 bool                       // Clear ran: the pending entries in cleared end
-	cleared                                                     []model.PairID             // pairs created before a Clear in this transaction
+	cleared                                                     []model.PairID             // pairs a Clear in this transaction removed: their pending entries end
 	created                                                     []model.PairID             // pairs created in this transaction
 	nonce                                                       uint64                     // the highest pair nonce written so far
 	completedKeys                                               [][bolt.HashLen]byte       // key hashes of the pairs completed (Bolt.unsynced)
