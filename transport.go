@@ -493,10 +493,12 @@ func (t *Transport) served(req *http.Request, s statemachine.Served, detail stri
 	if detail != "" {
 		status = detail
 	}
+	var buf [64]byte
+	entry := append(append(buf[:0], "hishel; "...), status...)
 	if s.Lifetime > 0 {
-		status += "; ttl=" + strconv.FormatInt(int64((s.Lifetime-s.Age)/time.Second), 10)
+		entry = strconv.AppendInt(append(entry, "; ttl="...), int64((s.Lifetime-s.Age)/time.Second), 10)
 	}
-	setCacheStatus(h, status)
+	putCacheStatus(h, string(entry))
 	resp := &http.Response{
 		Status:     strconv.Itoa(s.Status) + " " + http.StatusText(s.Status),
 		StatusCode: s.Status,
@@ -732,20 +734,26 @@ func (t *Transport) logError(req *http.Request, what string, err error) {
 // setCacheStatus sets the Cache-Status field (RFC 9211) for this cache,
 // after any entries from caches nearer the origin.
 func setCacheStatus(h http.Header, params string) {
-	if h == nil {
-		return
+	if h != nil {
+		putCacheStatus(h, "hishel; "+params)
+	}
+}
+
+// putCacheStatus puts entry, this cache's member of the Cache-Status
+// field, after those of the caches nearer the origin.
+func putCacheStatus(h http.Header, entry string) {
+	vs := h["Cache-Status"]
+	if vs == nil {
+		vs = h.Values("Cache-Status") // a field set under a non-canonical name
+		h.Del("Cache-Status")
 	}
 	var kept []string
-	for _, v := range h.Values("Cache-Status") {
+	for _, v := range vs {
 		if !strings.HasPrefix(strings.TrimSpace(v), "hishel") {
 			kept = append(kept, v)
 		}
 	}
-	h.Del("Cache-Status")
-	for _, v := range kept {
-		h.Add("Cache-Status", v)
-	}
-	h.Add("Cache-Status", "hishel; "+params)
+	h["Cache-Status"] = append(kept, entry)
 }
 
 func synthetic(req *http.Request, code int, cacheStatus string) *http.Response {

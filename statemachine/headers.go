@@ -29,14 +29,18 @@ var hopByHop = []string{
 // the extra fields named in drop.
 //
 // Like http.Header.Clone, it copies every value into one backing array.
-// extra reserves room for that many more fields.
-func cleanHeader(h http.Header, drop []string, extra int) http.Header {
+// extra reserves room for that many more single-valued fields: in the map,
+// and in spare, extra one-value slices (length 1, capacity 1) that the
+// caller may set them to.
+func cleanHeader(h http.Header, drop []string, extra int) (out http.Header, spare []string) {
 	nv := 0
 	for _, vs := range h {
 		nv += len(vs)
 	}
-	all := make([]string, nv)
-	out := make(http.Header, len(h)+extra)
+	all := make([]string, nv+extra)
+	spare = all[nv:]
+	all = all[:nv]
+	out = make(http.Header, len(h)+extra)
 	conn := h["Connection"]
 	for k, vs := range h {
 		if vs == nil || slices.Contains(hopByHop, k) || k == HeaderRequestTime || k == HeaderResponseTime ||
@@ -47,7 +51,7 @@ func cleanHeader(h http.Header, drop []string, extra int) http.Header {
 		out[k] = all[:n:n]
 		all = all[n:]
 	}
-	return out
+	return out, spare
 }
 
 // listsField reports whether the Connection values name the field k.
@@ -67,9 +71,10 @@ func storedHeader(h http.Header, cc *CacheControl, shared bool, responseTime tim
 	if shared {
 		drop = cc.PrivateFields
 	}
-	out := cleanHeader(h, drop, 1)
+	out, spare := cleanHeader(h, drop, 1)
 	if len(out["Date"]) == 0 {
-		out["Date"] = []string{responseTime.UTC().Format(http.TimeFormat)}
+		spare[0] = responseTime.UTC().Format(http.TimeFormat)
+		out["Date"] = spare[:1:1]
 	}
 	return out
 }

@@ -218,9 +218,10 @@ func (o *Options) serve(req *model.Request, e *entry, stripNoCache bool) Served 
 	if stripNoCache {
 		drop = e.cc.NoCacheFields
 	}
-	h := cleanHeader(p.Response.Header, drop, 1)
+	h, spare := cleanHeader(p.Response.Header, drop, 1)
 	age := int64(e.age / time.Second)
-	h["Age"] = []string{strconv.FormatInt(min(age, MaxDelta), 10)}
+	spare[0] = strconv.FormatInt(min(age, MaxDelta), 10)
+	h["Age"] = spare[:1:1]
 	s := Served{Pair: *p, Status: p.Response.Status, Header: h, Age: e.age, Lifetime: e.lifetime}
 	if s.Status != 200 || (req.Method != "GET" && req.Method != "HEAD") {
 		return s

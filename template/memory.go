@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -247,7 +248,8 @@ func (m *Memory) GetPairs(ctx context.Context, key string) ([]model.CompletePair
 		return nil, err
 	}
 	now := bolt.UnixNano(m.pol.now())
-	var snaps []memSnap
+	var one [1]memSnap // the common case: one pair per key
+	snaps := one[:0]
 	for _, p := range m.keys[key] {
 		if !m.live(p, now) {
 			continue
@@ -300,10 +302,49 @@ func (m *Memory) snap(p *memPair) memSnap {
 func (m *Memory) build(sn memSnap) model.CompletePair {
 	info := sn.rec.Info()
 	cp := model.CompletePair{ID: sn.rec.ID, Request: info.Request, Response: info.Response, Key: sn.rec.Key, Meta: info.Meta}
-	cp.Request.Header, cp.Response.Header = cp.Request.Header.Clone(), cp.Response.Header.Clone()
-	cp.Request.Body = model.NewChunkBody(&memReader{m: m, p: sn.p, nonce: sn.rec.Nonce, chunks: sn.req}, nil)
-	cp.Response.Body = model.NewChunkBody(&memReader{m: m, p: sn.p, nonce: sn.rec.Nonce, chunks: sn.resp}, nil)
+	cp.Request.Header, cp.Response.Header = cloneHeaders(cp.Request.Header, cp.Response.Header)
+	cp.Request.Body = m.body(sn, sn.req)
+	cp.Response.Body = m.body(sn, sn.resp)
 	return cp
+}
+
+// body returns a reader of chunks, one of sn's bodies. An empty body needs
+// no reader of its own: it ends at once, wherever the pair has gone.
+func (m *Memory) body(sn memSnap, chunks [][]byte) *model.Body {
+	if len(chunks) == 0 {
+		return model.NewBody(nil)
+	}
+	return model.NewChunkBody(&memReader{m: m, p: sn.p, nonce: sn.rec.Nonce, chunks: chunks}, nil)
+}
+
+// cloneHeaders returns copies of a and b, as http.Header.Clone would, with
+// the values of both in one backing array. A nil header stays nil.
+func cloneHeaders(a, b http.Header) (http.Header, http.Header) {
+	nv := 0
+	for _, vs := range a {
+		nv += len(vs)
+	}
+	for _, vs := range b {
+		nv += len(vs)
+	}
+	all := make([]string, nv)
+	clone := func(h http.Header) http.Header {
+		if h == nil {
+			return nil
+		}
+		out := make(http.Header, len(h))
+		for k, vs := range h {
+			if vs == nil {
+				out[k] = nil // as Clone keeps a nil value nil
+				continue
+			}
+			n := copy(all, vs)
+			out[k] = all[:n:n]
+			all = all[n:]
+		}
+		return out
+	}
+	return clone(a), clone(b)
 }
 
 // GetPair returns the live, complete, unexpired pair id, with bodies
