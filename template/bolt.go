@@ -148,6 +148,7 @@ type Bolt struct {
 	opts BoltOptions
 	pol  policy
 	w    *writer
+	rd   *readers
 
 	accessMu sync.Mutex
 	access   map[model.PairID]int64 // pending last-access times, unix ns
@@ -225,6 +226,7 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 		opts:      o,
 		pol:       pol,
 		w:         newWriter(db, maxTxBytes),
+		rd:        &readers{db: db},
 		access:    make(map[model.PairID]int64),
 		pend:      make(map[model.PairID]*pendEntry),
 		unsynced:  make(map[[bolt.HashLen]byte]int),
@@ -234,6 +236,7 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 	s.nonce.Store(nonce)
 	s.w.nonce = nonce
 	s.w.afterCommit = s.afterCommit
+	s.w.reads = s.rd
 	s.w.open = s.openPairs
 	go maintain(s.stop, s.maintDone, o.AccessFlushInterval, func() { s.flushAccess(context.Background()) },
 		pol.sweepInterval, func() { _, _ = s.Cleanup(context.Background()) })
@@ -315,16 +318,21 @@ func (s *Bolt) check(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// viewErr maps a read transaction's failure after Close to model.ErrClosed.
-func (s *Bolt) view(fn func(*bbolt.Tx) error) error {
+// view runs fn in a read transaction that sees the last commit (see
+// readers). A failure after Close is model.ErrClosed.
+func (s *Bolt) view(fn func(*readTx) error) error {
 	if s.closed.Load() {
 		return model.ErrClosed
 	}
-	err := s.db.View(fn)
-	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
-		return model.ErrClosed
+	t, err := s.rd.get()
+	if err != nil {
+		if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+			return model.ErrClosed
+		}
+		return fmt.Errorf("hishel: begin read: %w", err)
 	}
-	return err
+	defer s.rd.put(t)
+	return fn(t)
 }
 
 // CreatePair stores a new incomplete pair for req and returns it. Its
@@ -385,8 +393,8 @@ func (s *Bolt) CreatePair(ctx context.Context, req model.Request, opts ...model.
 		return model.IncompletePair{}, fmt.Errorf("hishel: create pair %s: %w", id, model.ErrDuplicateID)
 	}
 	if chosen { // a new ID is unique (its millisecond and 74 random bits)
-		err := s.view(func(tx *bbolt.Tx) error {
-			dup = tx.Bucket(bolt.BucketPairs).Get(id[:]) != nil
+		err := s.view(func(t *readTx) error {
+			dup = t.pairs.Get(id[:]) != nil
 			return nil
 		})
 		if err == nil && dup {
@@ -672,10 +680,9 @@ func (s *Bolt) GetPairs(ctx context.Context, key string) ([]model.CompletePair, 
 	}
 	now := s.now()
 	var out []model.CompletePair
-	err := s.view(func(tx *bbolt.Tx) error {
-		pairs := tx.Bucket(bolt.BucketPairs)
-		chunks := tx.Bucket(bolt.BucketChunks)
-		c := tx.Bucket(bolt.BucketKeys).Cursor()
+	err := s.view(func(t *readTx) error {
+		pairs, chunks := t.pairs, t.chunks
+		c := t.keys.Cursor()
 		for k, _ := c.Seek(h[:]); k != nil && bytes.HasPrefix(k, h[:]); k, _ = c.Next() {
 			var id model.PairID
 			copy(id[:], k[bolt.HashLen:])
@@ -732,9 +739,8 @@ func (s *Bolt) GetPair(ctx context.Context, id model.PairID) (model.CompletePair
 	}
 	now := s.now()
 	var out model.CompletePair
-	err := s.view(func(tx *bbolt.Tx) error {
-		pairs := tx.Bucket(bolt.BucketPairs)
-		v := pairs.Get(id[:])
+	err := s.view(func(t *readTx) error {
+		v := t.pairs.Get(id[:])
 		if v == nil {
 			return fmt.Errorf("hishel: get pair %s: %w", id, model.ErrNotFound)
 		}
@@ -745,7 +751,7 @@ func (s *Bolt) GetPair(ctx context.Context, id model.PairID) (model.CompletePair
 		if !s.live(rec, now) {
 			return fmt.Errorf("hishel: get pair %s: %w", id, model.ErrNotFound)
 		}
-		out, err = s.pairFromRecord(rec, tx.Bucket(bolt.BucketChunks))
+		out, err = s.pairFromRecord(rec, t.chunks)
 		return err
 	})
 	return out, err
@@ -779,17 +785,32 @@ func (s *Bolt) expires(rec *bolt.Record) int64 {
 func (s *Bolt) pairFromRecord(rec *bolt.Record, chunks *bbolt.Bucket) (model.CompletePair, error) {
 	info := rec.Info()
 	p := model.CompletePair{ID: rec.ID, Request: info.Request, Response: info.Response, Key: rec.Key, Meta: info.Meta}
-	rb := &storedBody{s: s, id: rec.ID, nonce: rec.Nonce, kind: bolt.KindRequest}
-	if err := rb.load(nil, chunks, prefetchBytes/4); err != nil { // rec is from this transaction
+	var err error
+	if p.Request.Body, err = s.storedBody(rec, bolt.KindRequest, chunks, prefetchBytes/4); err != nil {
 		return p, fmt.Errorf("hishel: pair %s request body: %w", rec.ID, err)
 	}
-	sb := &storedBody{s: s, id: rec.ID, nonce: rec.Nonce, kind: bolt.KindResponse}
-	if err := sb.load(nil, chunks, prefetchBytes); err != nil {
+	if p.Response.Body, err = s.storedBody(rec, bolt.KindResponse, chunks, prefetchBytes); err != nil {
 		return p, fmt.Errorf("hishel: pair %s response body: %w", rec.ID, err)
 	}
-	p.Request.Body = model.NewChunkBody(rb, rb)
-	p.Response.Body = model.NewChunkBody(sb, sb)
 	return p, nil
+}
+
+// storedBody returns a reader of one of rec's bodies, with up to prefetch
+// bytes read ahead; rec must have been read in the transaction of chunks.
+// A body that ended empty needs no reader of its own (most requests' bodies).
+func (s *Bolt) storedBody(rec *bolt.Record, kind bolt.Kind, chunks *bbolt.Bucket, prefetch int) (*model.Body, error) {
+	done, size := rec.Has(bolt.FlagRequestDone), rec.ReqSize
+	if kind == bolt.KindResponse {
+		done, size = rec.Has(bolt.FlagResponseDone), rec.RespSize
+	}
+	if done && size == 0 {
+		return model.NewBody(nil), nil
+	}
+	b := &storedBody{s: s, id: rec.ID, nonce: rec.Nonce, kind: kind}
+	if err := b.load(nil, chunks, prefetch); err != nil {
+		return nil, err
+	}
+	return model.NewChunkBody(b, b), nil
 }
 
 // UpdatePair replaces the stored pair id with pair, atomically: its request
@@ -1158,8 +1179,8 @@ func (s *Bolt) Pairs(ctx context.Context, fn func(model.PairInfo) error) error {
 			return err
 		}
 		var page []model.PairInfo
-		err := s.view(func(tx *bbolt.Tx) error {
-			c := tx.Bucket(bolt.BucketPairs).Cursor()
+		err := s.view(func(t *readTx) error {
+			c := t.pairs.Cursor()
 			k, v := c.First()
 			if after != nil {
 				k, v = c.Seek(after)
@@ -1216,9 +1237,9 @@ func (s *Bolt) Stats(ctx context.Context) (model.Stats, error) {
 		return model.Stats{}, err
 	}
 	var st model.Stats
-	err := s.view(func(tx *bbolt.Tx) error {
+	err := s.view(func(t *readTx) error {
 		var err error
-		st, err = bolt.DecodeStats(tx.Bucket(bolt.BucketMeta).Get(bolt.MetaStats))
+		st, err = bolt.DecodeStats(t.meta.Get(bolt.MetaStats))
 		return err
 	})
 	return st, err
@@ -1233,6 +1254,7 @@ func (s *Bolt) Close() error {
 		<-s.maintDone
 		s.closed.Store(true)
 		s.w.close()
+		s.rd.close()
 		s.closeErr = s.db.Close()
 	})
 	return s.closeErr

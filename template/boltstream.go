@@ -106,11 +106,12 @@ type storedBody struct {
 	kind  bolt.Kind
 
 	mu     sync.Mutex
-	next   uint64   // seq of the next chunk to load
-	queue  [][]byte // loaded, not yet handed out (from chunkPool)
-	lent   []byte   // the chunk SharedChunk handed out last
-	loaded int64    // bytes loaded so far
-	ended  bool     // the marker has been checked
+	next   uint64    // seq of the next chunk to load
+	queue  [][]byte  // loaded, not yet handed out (from chunkPool)
+	first  [1][]byte // queue's first backing array: most bodies are one chunk
+	lent   []byte    // the chunk SharedChunk handed out last
+	loaded int64     // bytes loaded so far
+	ended  bool      // the marker has been checked
 	closed bool
 }
 
@@ -160,8 +161,8 @@ func (r *storedBody) nextChunk() ([]byte, error) {
 		if r.ended {
 			return nil, io.EOF
 		}
-		err := r.s.view(func(tx *bbolt.Tx) error {
-			return r.load(tx.Bucket(bolt.BucketPairs), tx.Bucket(bolt.BucketChunks), readAhead)
+		err := r.s.view(func(t *readTx) error {
+			return r.load(t.pairs, t.chunks, readAhead)
 		})
 		if err != nil {
 			return nil, err
@@ -215,6 +216,9 @@ func (r *storedBody) load(pairs, chunks *bbolt.Bucket, limit int) error {
 		if seq != r.next {
 			return fmt.Errorf("hishel: body of pair %s: chunk %d missing: %w", r.id, r.next, model.ErrRemoved)
 		}
+		if r.queue == nil {
+			r.queue = r.first[:0]
+		}
 		r.queue = append(r.queue, getChunk(val))
 		r.next++
 		r.loaded += int64(len(val))
@@ -245,9 +249,9 @@ func (r *storedBody) Close() error {
 // chunkPool holds chunk buffers by size class: class i holds buffers of
 // capacity minPooled<<i, up to the largest chunk size (16 MiB). Chunks
 // under minPooled are allocated at their size.
-var chunkPool [13]sync.Pool
+var chunkPool [16]sync.Pool
 
-const minPooled = 4 << 10
+const minPooled = 512
 
 // getChunk returns a copy of v, in a pooled buffer when v is large enough.
 func getChunk(v []byte) []byte {

@@ -51,6 +51,9 @@ type writer struct {
 	// or rollback, with its error.
 	afterCommit func(t *wtx, err error)
 
+	// reads, if set, is told of every commit (see readers).
+	reads *readers
+
 	open        func() int    // pairs created and not completed
 	lastCommit  time.Duration // how long the last commit took
 	lastDurable int           // how many durable ops it answered
@@ -377,6 +380,9 @@ collect:
 		t.put(t.meta, bolt.MetaNonce, binary.BigEndian.AppendUint64(nil, t.nonce))
 	}
 	commitStart := time.Now()
+	if w.reads != nil {
+		w.reads.committing()
+	}
 	if t.fatal != nil {
 		_ = t.tx.Rollback()
 		err = t.fatal
@@ -386,6 +392,9 @@ collect:
 		w.commits.Add(1)
 		w.lastCommit = time.Since(commitStart)
 		w.lastDurable = len(waiting)
+	}
+	if w.reads != nil {
+		w.reads.committed()
 	}
 	if err != nil {
 		w.statsLoaded = false
