@@ -76,7 +76,11 @@ func (m *Memory) Template() *template.Memory {
 // and its result arrives on the returned [Future], which delivers exactly one
 // [Result].
 func (m *Memory) CreatePair(ctx context.Context, req model.Request, opts ...model.CreateOption) Future[model.IncompletePair] {
-	return GoNow(m.r, ctx, func(ctx context.Context) (model.IncompletePair, error) {
+	if m.r.TryNow(ctx) {
+		defer m.r.EndNow()
+		return Ready(m.s.CreatePair(ctx, req, opts...))
+	}
+	return Go(m.r, ctx, func(ctx context.Context) (model.IncompletePair, error) {
 		return m.s.CreatePair(ctx, req, opts...)
 	})
 }
@@ -98,7 +102,11 @@ func (m *Memory) CreatePair(ctx context.Context, req model.Request, opts ...mode
 // and its result arrives on the returned [Future], which delivers exactly one
 // [Result].
 func (m *Memory) AddResponse(ctx context.Context, id model.PairID, resp model.Response, key string) Future[model.CompletePair] {
-	return GoNow(m.r, ctx, func(ctx context.Context) (model.CompletePair, error) {
+	if m.r.TryNow(ctx) {
+		defer m.r.EndNow()
+		return Ready(m.s.AddResponse(ctx, id, resp, key))
+	}
+	return Go(m.r, ctx, func(ctx context.Context) (model.CompletePair, error) {
 		return m.s.AddResponse(ctx, id, resp, key)
 	})
 }
@@ -114,7 +122,11 @@ func (m *Memory) AddResponse(ctx context.Context, id model.PairID, resp model.Re
 // and its result arrives on the returned [Future], which delivers exactly one
 // [Result].
 func (m *Memory) GetPairs(ctx context.Context, key string) Future[[]model.CompletePair] {
-	return GoNow(m.r, ctx, func(ctx context.Context) ([]model.CompletePair, error) {
+	if m.r.TryNow(ctx) {
+		defer m.r.EndNow()
+		return Ready(m.s.GetPairs(ctx, key))
+	}
+	return Go(m.r, ctx, func(ctx context.Context) ([]model.CompletePair, error) {
 		return m.s.GetPairs(ctx, key)
 	})
 }
@@ -128,7 +140,11 @@ func (m *Memory) GetPairs(ctx context.Context, key string) Future[[]model.Comple
 // its result arrives on the returned [Future], which delivers exactly one
 // [Result].
 func (m *Memory) GetPair(ctx context.Context, id model.PairID) Future[model.CompletePair] {
-	return GoNow(m.r, ctx, func(ctx context.Context) (model.CompletePair, error) {
+	if m.r.TryNow(ctx) {
+		defer m.r.EndNow()
+		return Ready(m.s.GetPair(ctx, id))
+	}
+	return Go(m.r, ctx, func(ctx context.Context) (model.CompletePair, error) {
 		return m.s.GetPair(ctx, id)
 	})
 }
@@ -148,7 +164,11 @@ func (m *Memory) GetPair(ctx context.Context, id model.PairID) Future[model.Comp
 // and its result arrives on the returned [Future], which delivers exactly one
 // [Result].
 func (m *Memory) UpdatePair(ctx context.Context, id model.PairID, pair model.CompletePair) Future[model.CompletePair] {
-	return GoNow(m.r, ctx, func(ctx context.Context) (model.CompletePair, error) {
+	if m.r.TryNow(ctx) {
+		defer m.r.EndNow()
+		return Ready(m.s.UpdatePair(ctx, id, pair))
+	}
+	return Go(m.r, ctx, func(ctx context.Context) (model.CompletePair, error) {
 		return m.s.UpdatePair(ctx, id, pair)
 	})
 }
@@ -179,7 +199,11 @@ func (m *Memory) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(mo
 // its error arrives on the returned [Future], as the Err of exactly one
 // [Result] whose Value is struct{}{}.
 func (m *Memory) Remove(ctx context.Context, id model.PairID) Future[struct{}] {
-	return GoErrNow(m.r, ctx, func(ctx context.Context) error {
+	if m.r.TryNow(ctx) {
+		defer m.r.EndNow()
+		return ReadyErr(m.s.Remove(ctx, id))
+	}
+	return GoErr(m.r, ctx, func(ctx context.Context) error {
 		return m.s.Remove(ctx, id)
 	})
 }
@@ -194,7 +218,11 @@ func (m *Memory) Remove(ctx context.Context, id model.PairID) Future[struct{}] {
 // its result arrives on the returned [Future], which delivers exactly one
 // [Result].
 func (m *Memory) Cleanup(ctx context.Context) Future[model.SweepResult] {
-	return GoNow(m.r, ctx, func(ctx context.Context) (model.SweepResult, error) {
+	if m.r.TryNow(ctx) {
+		defer m.r.EndNow()
+		return Ready(m.s.Cleanup(ctx))
+	}
+	return Go(m.r, ctx, func(ctx context.Context) (model.SweepResult, error) {
 		return m.s.Cleanup(ctx)
 	})
 }
@@ -207,7 +235,11 @@ func (m *Memory) Cleanup(ctx context.Context) Future[model.SweepResult] {
 // its error arrives on the returned [Future], as the Err of exactly one
 // [Result] whose Value is struct{}{}.
 func (m *Memory) Clear(ctx context.Context) Future[struct{}] {
-	return GoErrNow(m.r, ctx, func(ctx context.Context) error {
+	if m.r.TryNow(ctx) {
+		defer m.r.EndNow()
+		return ReadyErr(m.s.Clear(ctx))
+	}
+	return GoErr(m.r, ctx, func(ctx context.Context) error {
 		return m.s.Clear(ctx)
 	})
 }
@@ -235,7 +267,11 @@ func (m *Memory) Pairs(ctx context.Context, fn func(model.PairInfo) error) Futur
 // its error arrives on the returned [Future], as the Err of exactly one
 // [Result] whose Value is struct{}{}.
 func (m *Memory) Sync(ctx context.Context) Future[struct{}] {
-	return GoErrNow(m.r, ctx, func(ctx context.Context) error {
+	if m.r.TryNow(ctx) {
+		defer m.r.EndNow()
+		return ReadyErr(m.s.Sync(ctx))
+	}
+	return GoErr(m.r, ctx, func(ctx context.Context) error {
 		return m.s.Sync(ctx)
 	})
 }
@@ -247,7 +283,11 @@ func (m *Memory) Sync(ctx context.Context) Future[struct{}] {
 // its result arrives on the returned [Future], which delivers exactly one
 // [Result].
 func (m *Memory) Stats(ctx context.Context) Future[model.Stats] {
-	return GoNow(m.r, ctx, func(ctx context.Context) (model.Stats, error) {
+	if m.r.TryNow(ctx) {
+		defer m.r.EndNow()
+		return Ready(m.s.Stats(ctx))
+	}
+	return Go(m.r, ctx, func(ctx context.Context) (model.Stats, error) {
 		return m.s.Stats(ctx)
 	})
 }

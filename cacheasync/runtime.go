@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sync/semaphore"
 
@@ -82,14 +83,21 @@ func (f Future[T]) Await(ctx context.Context) (T, error) {
 type Runner struct {
 	sem *semaphore.Weighted
 
-	mu     sync.RWMutex // held for reading while a call is registered in wg
-	closed bool
-	wg     sync.WaitGroup // calls started and not yet finished
+	// calls counts the calls registered and not yet finished, plus
+	// closedBit once Close has begun; registering then fails.
+	calls     atomic.Int64
+	closeOnce sync.Once
+	drainOnce sync.Once
+	drained   chan struct{} // closed once Close has begun and calls are none
 }
+
+// closedBit marks a closed Runner in Runner.calls, far above any count of
+// calls.
+const closedBit = 1 << 62
 
 // NewRunner returns a Runner configured by opts; nil opts means the defaults.
 func NewRunner(opts *Options) *Runner {
-	return &Runner{sem: semaphore.NewWeighted(opts.maxInFlight())}
+	return &Runner{sem: semaphore.NewWeighted(opts.maxInFlight()), drained: make(chan struct{})}
 }
 
 // Go runs f asynchronously under r and returns at once with the future of
@@ -111,18 +119,23 @@ func Go[T any](r *Runner, ctx context.Context, f func(context.Context) (T, error
 
 // register records a call about to start, so that Close waits for it; it
 // fails with ctx's error, or ErrClosed after Close, and then the call must
-// not run. A registered call ends with r.wg.Done.
+// not run. A registered call ends with r.done.
 func (r *Runner) register(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	if r.closed {
+	if r.calls.Add(1)&closedBit != 0 {
+		r.done()
 		return fmt.Errorf("cacheasync: call after Close: %w", model.ErrClosed)
 	}
-	r.wg.Add(1)
 	return nil
+}
+
+// done ends a registered call.
+func (r *Runner) done() {
+	if r.calls.Add(-1) == closedBit {
+		r.drainOnce.Do(func() { close(r.drained) })
+	}
 }
 
 // spawn runs f in a goroutine of its own, holding a semaphore slot if
@@ -134,7 +147,7 @@ func spawn[T any](r *Runner, ctx context.Context, bounded bool, f func(context.C
 		return ch
 	}
 	go func() {
-		defer r.wg.Done()
+		defer r.done()
 		if bounded {
 			if err := r.sem.Acquire(ctx, 1); err != nil {
 				ch <- Result[T]{Err: err}
@@ -152,31 +165,61 @@ func spawn[T any](r *Runner, ctx context.Context, bounded bool, f func(context.C
 // in-memory store: when a slot of r's semaphore is free at once, f runs in
 // the caller's goroutine and the returned future already holds its result,
 // which spares the goroutine and the hand-over; otherwise GoNow does what Go
-// does. Generated stores of backends marked //hishel:nonblocking use it.
+// does.
+//
+// Generated stores of backends marked //hishel:nonblocking do the same with
+// [Runner.TryNow], [Ready] and [Runner.EndNow], which spares the closure
+// too when the call runs at once.
 func GoNow[T any](r *Runner, ctx context.Context, f func(context.Context) (T, error)) Future[T] {
-	if ctx.Err() != nil || !r.sem.TryAcquire(1) {
+	if !r.TryNow(ctx) {
 		return Go(r, ctx, f)
 	}
-	if err := r.register(ctx); err != nil {
-		r.sem.Release(1)
-		ch := make(chan Result[T], 1)
-		ch <- Result[T]{Err: err}
-		return ch
-	}
-	defer r.wg.Done()
-	defer r.sem.Release(1)
-	ch := make(chan Result[T], 1)
-	v, err := f(ctx)
-	ch <- Result[T]{Value: v, Err: err}
-	return ch
+	defer r.EndNow()
+	return Ready(f(ctx))
 }
 
 // GoErrNow is [GoNow] for operations that return only an error.
 func GoErrNow(r *Runner, ctx context.Context, f func(context.Context) error) Future[struct{}] {
-	return GoNow(r, ctx, func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, f(ctx)
-	})
+	if !r.TryNow(ctx) {
+		return GoErr(r, ctx, f)
+	}
+	defer r.EndNow()
+	return ReadyErr(f(ctx))
 }
+
+// TryNow reports whether a call may run at once in the caller's goroutine:
+// a slot of r's semaphore was free, ctx is not done and r is not closed.
+// The slot is then the caller's, and Close waits for the call: the caller
+// must run it and call [Runner.EndNow] when it returns. When TryNow reports
+// false it has taken nothing; [Go] then runs the call, or fails it at once
+// with ctx's error or [model.ErrClosed].
+func (r *Runner) TryNow(ctx context.Context) bool {
+	if !r.sem.TryAcquire(1) {
+		return false
+	}
+	if r.register(ctx) != nil {
+		r.sem.Release(1)
+		return false
+	}
+	return true
+}
+
+// EndNow ends a call that [Runner.TryNow] let run: it gives back the slot.
+func (r *Runner) EndNow() {
+	r.sem.Release(1)
+	r.done()
+}
+
+// Ready returns a future that already holds v and err.
+func Ready[T any](v T, err error) Future[T] {
+	ch := make(chan Result[T], 1)
+	ch <- Result[T]{Value: v, Err: err}
+	return ch
+}
+
+// ReadyErr returns a future that already holds err, for operations that
+// return only an error.
+func ReadyErr(err error) Future[struct{}] { return Ready(struct{}{}, err) }
 
 // GoUnbounded is [Go] without a slot of r's semaphore: the call starts at
 // once in a goroutine of its own, whatever else is in flight. Generated
@@ -210,8 +253,10 @@ func GoErr(r *Runner, ctx context.Context, f func(context.Context) error) Future
 // returns once the started calls have finished. Close must not be called from
 // inside a call run by r, which would wait for itself.
 func (r *Runner) Close() {
-	r.mu.Lock()
-	r.closed = true
-	r.mu.Unlock()
-	r.wg.Wait()
+	r.closeOnce.Do(func() {
+		if r.calls.Add(closedBit) == closedBit {
+			r.drainOnce.Do(func() { close(r.drained) })
+		}
+	})
+	<-r.drained
 }

@@ -338,3 +338,57 @@ func ExampleFuture_Await() {
 	fmt.Println(v, err)
 	// Output: stored <nil>
 }
+
+// TestTryNow checks the fast path generated non-blocking stores use: TryNow
+// takes a slot only when one is free, ctx is live and the Runner open; Close
+// waits for a call it let run until EndNow; Ready and ReadyErr hold their
+// result at once.
+func TestTryNow(t *testing.T) {
+	noLeaks(t)
+	ctx := context.Background()
+	r := cacheasync.NewRunner(&cacheasync.Options{MaxInFlight: 1})
+
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	if r.TryNow(done) {
+		t.Fatal("TryNow(done context) = true; want false")
+	}
+	if !r.TryNow(ctx) {
+		t.Fatal("TryNow with a free slot = false; want true")
+	}
+	if r.TryNow(ctx) {
+		t.Fatal("TryNow with no free slot = true; want false")
+	}
+
+	closed := make(chan struct{})
+	go func() {
+		r.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a TryNow call was running")
+	case <-time.After(50 * time.Millisecond):
+	}
+	r.EndNow()
+	<-closed
+	if r.TryNow(ctx) {
+		t.Fatal("TryNow after Close = true; want false")
+	}
+	if _, err := cacheasync.Go(r, ctx, func(context.Context) (int, error) { return 1, nil }).Await(ctx); !errors.Is(err, model.ErrClosed) {
+		t.Fatalf("Go after Close: err = %v; want ErrClosed", err)
+	}
+
+	if v, err := cacheasync.Ready(7, nil).Await(ctx); v != 7 || err != nil {
+		t.Errorf("Ready(7, nil).Await = %d, %v; want 7, nil", v, err)
+	}
+	boom := errors.New("boom")
+	select {
+	case res := <-cacheasync.ReadyErr(boom):
+		if res.Err != boom {
+			t.Errorf("ReadyErr(boom) holds %v; want boom", res.Err)
+		}
+	default:
+		t.Error("ReadyErr's future is empty; want its result at once")
+	}
+}

@@ -37,7 +37,9 @@
 //	//hishel:nonblocking
 //
 // and its async API then runs a call in the caller's goroutine when a slot
-// is free, returning a future that already holds the result (cacheasync.GoNow).
+// is free, returning a future that already holds the result (as
+// cacheasync.GoNow does; the generated code writes it out with
+// Runner.TryNow, Ready and Runner.EndNow so that no closure is made).
 // For each backend:
 //
 //   - Its constructors are the exported package-level funcs returning exactly

@@ -385,16 +385,31 @@ func renderAsync(w io.Writer, t *tmpl, out output, b *backend) error {
 	for _, op := range b.ops {
 		doc := orDefault(op.doc, "%s calls [%s.%s.%s].", op.name, t.name, b.name, op.name)
 		call := self().Dot(op.name).Call(args(op)...)
+		runner := jen.Id(b.recv).Dot("r")
+		// now is the fast path of a non-blocking backend's call: run it
+		// in the caller's goroutine when a slot is free (cacheasync.GoNow,
+		// written out so that no closure is made for it).
+		now := func(ready string) jen.Code {
+			if !b.nonBlocking || op.takesFunc() {
+				return jen.Null()
+			}
+			return jen.If(runner.Clone().Dot("TryNow").Call(jen.Id("ctx"))).Block(
+				jen.Defer().Add(runner.Clone()).Dot("EndNow").Call(),
+				jen.Return(rt(ready).Call(call.Clone())),
+			)
+		}
 		if op.result == nil {
 			f.Add(comment(doc, para(opDoc(asyncErrOpDoc, b, op), op.name)))
 			f.Func().Params(recv()).Id(op.name).Params(ty.params(op)...).Id("Future").Types(jen.Struct()).Block(
-				jen.Return(rt(goFn("GoErr", b, op)).Call(jen.Id(b.recv).Dot("r"), jen.Id("ctx"),
+				now("ReadyErr"),
+				jen.Return(rt(goFn("GoErr", op)).Call(runner.Clone(), jen.Id("ctx"),
 					jen.Func().Params(ctx()).Error().Block(jen.Return(call)))),
 			)
 		} else {
 			f.Add(comment(doc, para(opDoc(asyncOpDoc, b, op), op.name)))
 			f.Func().Params(recv()).Id(op.name).Params(ty.params(op)...).Id("Future").Types(ty.typ(op.result)).Block(
-				jen.Return(rt(goFn("Go", b, op)).Call(jen.Id(b.recv).Dot("r"), jen.Id("ctx"),
+				now("Ready"),
+				jen.Return(rt(goFn("Go", op)).Call(runner.Clone(), jen.Id("ctx"),
 					jen.Func().Params(ctx()).Params(ty.typ(op.result), jen.Error()).Block(jen.Return(call)))),
 			)
 		}
@@ -420,17 +435,14 @@ func opDoc(doc string, b *backend, op *fn) string {
 	return doc
 }
 
-// goFn names the runtime function that runs the async call op of b: Go or
-// GoErr; their Unbounded variants for an operation that takes a function
-// (which may call the store, so it must not hold a slot, and may be slow,
-// so it must not run in the caller's goroutine); their Now variants for
-// the other operations of a non-blocking backend.
-func goFn(name string, b *backend, op *fn) string {
-	switch {
-	case op.takesFunc():
+// goFn names the runtime function that runs the async call op: Go or GoErr,
+// or their Unbounded variants for an operation that takes a function (which
+// may call the store, so it must not hold a slot, and may be slow, so it
+// must not run in the caller's goroutine). A non-blocking backend's other
+// operations try the caller's goroutine first (see renderAsync).
+func goFn(name string, op *fn) string {
+	if op.takesFunc() {
 		return name + "Unbounded"
-	case b.nonBlocking:
-		return name + "Now"
 	}
 	return name
 }

@@ -251,8 +251,9 @@ func opEqual[T interface {
 	return x.name == y.name && slices.Equal(x.params, y.params)
 }
 
-// TestNonBlocking checks that //hishel:nonblocking switches a backend's async
-// calls to the runtime's GoNow variants, and only that backend's.
+// TestNonBlocking checks that //hishel:nonblocking makes a backend's async
+// calls try the caller's goroutine first (TryNow, then Ready or ReadyErr),
+// and only that backend's.
 func TestNonBlocking(t *testing.T) {
 	src := checkSource(t, store+`
 // Fast never waits for I/O.
@@ -278,12 +279,16 @@ func (s *Store) Get(ctx context.Context) (int, error) { return 1, nil }
 			t.Fatal(err)
 		}
 		out := buf.String()
-		gotNow := strings.Contains(out, "GoNow(") || strings.Contains(out, "GoErrNow(")
+		gotNow := strings.Contains(out, ".TryNow(ctx)")
 		if gotNow != (b.name == "Fast") {
-			t.Errorf("renderAsync(%s) uses GoNow = %v; want %v\n%s", b.name, gotNow, b.name == "Fast", out)
+			t.Errorf("renderAsync(%s) uses TryNow = %v; want %v\n%s", b.name, gotNow, b.name == "Fast", out)
 		}
-		if b.name == "Fast" && (!strings.Contains(out, "GoErrNow(") || strings.Contains(out, "hishel:nonblocking")) {
-			t.Errorf("renderAsync(Fast): want GoErrNow for Put and no directive in docs\n%s", out)
+		if b.name == "Fast" && (!strings.Contains(out, "Ready(f.s.Get(ctx))") || !strings.Contains(out, "ReadyErr(f.s.Put(ctx))") ||
+			strings.Contains(out, "hishel:nonblocking")) {
+			t.Errorf("renderAsync(Fast): want Ready for Get, ReadyErr for Put and no directive in docs\n%s", out)
+		}
+		if b.name == "Fast" && strings.Count(out, ".TryNow(ctx)") != 2 {
+			t.Errorf("renderAsync(Fast): want TryNow in Get and Put only, not in Each\n%s", out)
 		}
 		// An operation that takes a function runs outside the bound, in a
 		// goroutine, whatever the backend.

@@ -23,13 +23,13 @@ const (
 	marker = "//hishel:backend"
 	// nonBlocking marks a backend whose operations never wait for I/O;
 	// its async API runs a call in the caller's goroutine when a slot is
-	// free (see cacheasync.GoNow).
+	// free (see cacheasync.GoNow and Runner.TryNow).
 	nonBlocking = "//hishel:nonblocking"
 )
 
 // runtimeNames are the exported names of the async runtime (package
 // cacheasync), which generated async packages define or import.
-var runtimeNames = []string{"DefaultMaxInFlight", "Future", "Go", "GoErr", "GoErrNow", "GoErrUnbounded", "GoNow", "GoUnbounded", "NewRunner", "Options", "Result", "Runner"}
+var runtimeNames = []string{"DefaultMaxInFlight", "Future", "Go", "GoErr", "GoErrNow", "GoErrUnbounded", "GoNow", "GoUnbounded", "NewRunner", "Options", "Ready", "ReadyErr", "Result", "Runner"}
 
 // tmpl is what gen learned from a template package.
 type tmpl struct {
