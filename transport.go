@@ -742,13 +742,8 @@ func setCacheStatus(h http.Header, params string) {
 // putCacheStatus puts entry, this cache's member of the Cache-Status
 // field, after those of the caches nearer the origin.
 func putCacheStatus(h http.Header, entry string) {
-	vs := h["Cache-Status"]
-	if vs == nil {
-		vs = h.Values("Cache-Status") // a field set under a non-canonical name
-		h.Del("Cache-Status")
-	}
 	var kept []string
-	for _, v := range vs {
+	for _, v := range h["Cache-Status"] {
 		if !strings.HasPrefix(strings.TrimSpace(v), "hishel") {
 			kept = append(kept, v)
 		}

@@ -27,12 +27,17 @@ const maxIdleReads = 16
 // a 4 µs hit.
 //
 // A kept transaction sees the last commit, so reading from it is reading
-// the database now. The writer calls committing before every commit and
-// committed after it: committing drops the idle transactions, so none
-// outlives the state it sees, none holds back the pages the commit frees,
-// and none holds the mmap lock that a commit growing the file waits for;
-// a transaction begun from then until committed may see either state and
-// is not kept. close drops them for good.
+// the database now. The writer calls drop before it begins a write
+// transaction, committing before every commit and committed after it:
+//   - drop rolls back the idle transactions, which see the last commit:
+//     bbolt frees a commit's old pages for reuse when the next write
+//     transaction begins, only if no read transaction began before it;
+//   - committing drops them again, so that none outlives the state it sees
+//     and none holds the mmap lock that a commit growing the file waits
+//     for, and a transaction begun from then until committed, which may see
+//     either state, is not kept.
+//
+// close drops them for good.
 type readers struct {
 	db *bbolt.DB
 
@@ -82,6 +87,15 @@ func (r *readers) put(t *readTx) {
 	_ = t.tx.Rollback()
 }
 
+// drop rolls back the idle transactions; later reads keep theirs again.
+func (r *readers) drop() {
+	r.mu.Lock()
+	idle := r.idle
+	r.idle = nil
+	r.mu.Unlock()
+	rollback(idle)
+}
+
 // committing is called by the writer before it commits, or rolls back, a
 // write transaction.
 func (r *readers) committing() {
@@ -90,7 +104,11 @@ func (r *readers) committing() {
 	idle := r.idle
 	r.idle = nil
 	r.mu.Unlock()
-	for _, t := range idle {
+	rollback(idle)
+}
+
+func rollback(ts []*readTx) {
+	for _, t := range ts {
 		_ = t.tx.Rollback()
 	}
 }
@@ -110,7 +128,5 @@ func (r *readers) close() {
 	idle := r.idle
 	r.idle = nil
 	r.mu.Unlock()
-	for _, t := range idle {
-		_ = t.tx.Rollback()
-	}
+	rollback(idle)
 }

@@ -165,3 +165,28 @@ func TestBoltKeptReadsDoNotBlockGrowth(t *testing.T) {
 		t.Fatalf("GetPairs(big15) = %d pairs, want 1", n)
 	}
 }
+
+// TestBoltWritesBeginWithoutKeptReads checks that a write transaction
+// begins with no read transaction kept open: bbolt reuses the pages the last
+// commit freed only if no read transaction is older than the new write.
+func TestBoltWritesBeginWithoutKeptReads(t *testing.T) {
+	ctx := context.Background()
+	s := openBolt(t, nil)
+	store(t, s, getReq("u"), okResp("body"), "k")
+	for _, p := range mustGet(t, s, "k") { // keeps its read transaction
+		p.Close()
+	}
+	if n := s.db.Stats().OpenTxN; n != 1 {
+		t.Fatalf("after a read, %d read transactions are open; want the 1 kept", n)
+	}
+	open := -1
+	if err := s.w.do(ctx, true, func(*wtx) error {
+		open = s.db.Stats().OpenTxN
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if open != 0 {
+		t.Fatalf("a write transaction began with %d read transactions open; want 0", open)
+	}
+}

@@ -224,6 +224,9 @@ func (w *writer) takePostedPeek() []*wop {
 }
 
 func (w *writer) begin() (*wtx, error) {
+	if w.reads != nil {
+		w.reads.drop() // so that the last commit's freed pages can be reused
+	}
 	tx, err := w.db.Begin(true)
 	if err != nil {
 		return nil, fmt.Errorf("hishel: begin write: %w", err)
