@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hishel-go/hishel/bolt"
@@ -61,6 +62,7 @@ type Memory struct {
 
 	mu     sync.RWMutex
 	closed bool
+	shut   atomic.Bool // closed, for body readers, which take no lock
 	pairs  map[model.PairID]*memPair
 	keys   map[string]map[model.PairID]*memPair
 	stats  model.Stats
@@ -78,7 +80,10 @@ type Memory struct {
 type memPair struct {
 	rec    bolt.Record
 	bodies [2][][]byte // by bolt.Kind
-	lru    *list.Element
+	// gone is set when the pair leaves m.pairs (purge, Clear, Close): its
+	// body readers check it without taking m.mu.
+	gone atomic.Bool
+	lru  *list.Element
 }
 
 // OpenMemory returns an empty Memory storage and starts its sweep goroutine.
@@ -479,6 +484,7 @@ func (m *Memory) softDelete(p *memPair, at int64) {
 func (m *Memory) purge(p *memPair) {
 	m.unindex(p)
 	delete(m.pairs, p.rec.ID)
+	p.gone.Store(true)
 	for _, b := range p.bodies {
 		for _, c := range b {
 			m.stats.Bytes -= int64(len(c))
@@ -552,6 +558,9 @@ func (m *Memory) Clear(ctx context.Context) error {
 		return err
 	}
 	defer m.mu.Unlock()
+	for _, p := range m.pairs {
+		p.gone.Store(true)
+	}
 	m.pairs = make(map[model.PairID]*memPair)
 	m.keys = make(map[string]map[model.PairID]*memPair)
 	m.lru.Init()
@@ -614,6 +623,10 @@ func (m *Memory) Close() error {
 		<-m.maintDone
 		m.mu.Lock()
 		m.closed = true
+		m.shut.Store(true)
+		for _, p := range m.pairs {
+			p.gone.Store(true)
+		}
 		m.pairs, m.keys = nil, nil
 		m.lru.Init()
 		m.expiry, m.dels, m.incs = nil, nil, nil
@@ -709,13 +722,10 @@ func (r *memReader) SharedChunk() ([]byte, error) {
 	if len(r.chunks) == 0 {
 		return nil, io.EOF
 	}
-	r.m.mu.RLock()
-	closed, cur := r.m.closed, r.m.pairs[r.p.rec.ID]
-	r.m.mu.RUnlock()
 	switch {
-	case closed:
+	case r.m.shut.Load():
 		return nil, model.ErrClosed
-	case cur != r.p:
+	case r.p.gone.Load():
 		return nil, fmt.Errorf("hishel: body of pair %s: %w", r.p.rec.ID, model.ErrRemoved)
 	}
 	c := r.chunks[0]
@@ -730,10 +740,7 @@ func (r *memReader) Buffered() ([][]byte, bool) {
 	if len(r.chunks) == 0 {
 		return nil, true
 	}
-	r.m.mu.RLock()
-	ok := !r.m.closed && r.m.pairs[r.p.rec.ID] == r.p
-	r.m.mu.RUnlock()
-	if !ok {
+	if r.m.shut.Load() || r.p.gone.Load() {
 		return nil, false // NextChunk reports why
 	}
 	rest := make([][]byte, len(r.chunks))
