@@ -93,24 +93,18 @@ func (r *readers) drop() {
 	idle := r.idle
 	r.idle = nil
 	r.mu.Unlock()
-	rollback(idle)
+	for _, t := range idle {
+		_ = t.tx.Rollback()
+	}
 }
 
 // committing is called by the writer before it commits, or rolls back, a
 // write transaction.
 func (r *readers) committing() {
 	r.mu.Lock()
-	r.gen++
-	idle := r.idle
-	r.idle = nil
+	r.gen++ // odd: from now on put keeps nothing
 	r.mu.Unlock()
-	rollback(idle)
-}
-
-func rollback(ts []*readTx) {
-	for _, t := range ts {
-		_ = t.tx.Rollback()
-	}
+	r.drop()
 }
 
 // committed is called by the writer once its commit, or rollback, is done.
@@ -125,8 +119,6 @@ func (r *readers) committed() {
 func (r *readers) close() {
 	r.mu.Lock()
 	r.shut = true
-	idle := r.idle
-	r.idle = nil
 	r.mu.Unlock()
-	rollback(idle)
+	r.drop()
 }
