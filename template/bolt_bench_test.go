@@ -322,3 +322,41 @@ func BenchmarkBoltReadPair(b *testing.B) {
 	}
 	reportVsRaw(b, ours, raw)
 }
+
+// BenchmarkBoltNoSyncPairs stores 1 KiB pairs one after another under
+// NoSync, where nothing the caller does waits for a commit: the writer's
+// pace sets the rate (posting waits for room in its queue), on an empty
+// database and on one of 50k pairs. Close is timed too, so that work left
+// queued counts.
+func BenchmarkBoltNoSyncPairs(b *testing.B) {
+	for _, prefill := range []int{0, 50_000} {
+		b.Run(fmt.Sprintf("prefill=%d", prefill), func(b *testing.B) {
+			ctx := context.Background()
+			s, err := OpenBolt(ctx, &BoltOptions{Path: filepath.Join(b.TempDir(), "c.db"), NoSync: true, SweepInterval: -1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			body := make([]byte, 1<<10)
+			for i := range prefill {
+				if err := storePair(ctx, s, fmt.Sprint("https://prefill/", i), body); err != nil {
+					b.Fatal(err)
+				}
+			}
+			c0 := s.w.commits.Load()
+			b.ReportAllocs()
+			b.SetBytes(1 << 10)
+			b.ResetTimer()
+			for i := range b.N {
+				if err := storePair(ctx, s, fmt.Sprint("https://example.com/", i), body); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := s.Close(); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/float64(max(1, s.w.commits.Load()-c0)), "pairs/commit")
+		})
+	}
+}

@@ -472,3 +472,63 @@ func TestBoltClearEndsOnlyClearedPend(t *testing.T) {
 		t.Errorf("after Clear: entry of a cleared pair kept = %v, entry of a pair still to come kept = %v; want false, true", keptBefore, keptComing)
 	}
 }
+
+// TestBoltPostedOpsBounded holds the writer in an op and posts more ops
+// than the queue holds: posting waits for room (or for its context), and
+// every op queued is applied once the writer goes on.
+func TestBoltPostedOpsBounded(t *testing.T) {
+	ctx := context.Background()
+	s := openBolt(t, &BoltOptions{NoSync: true})
+
+	busy, release := make(chan struct{}), make(chan struct{})
+	held := make(chan error, 1)
+	go func() {
+		held <- s.w.do(ctx, false, func(*wtx) error {
+			close(busy)
+			<-release
+			return nil
+		})
+	}()
+	<-busy
+	var applied int
+	for i := range maxPosted {
+		if err := s.w.post(ctx, func(*wtx) error { applied++; return nil }); err != nil {
+			t.Fatalf("post %d: %v", i, err)
+		}
+	}
+	if n := len(s.w.takePostedPeek()); n != maxPosted {
+		t.Fatalf("queued %d; want %d", n, maxPosted)
+	}
+
+	// The queue is full: a post waits, and gives up with its context.
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	dropped := false
+	err := s.w.postFunc(short, func(*wtx) error { t.Error("a post that gave up was applied"); return nil }, func() { dropped = true })
+	if !errors.Is(err, context.DeadlineExceeded) || !dropped {
+		t.Fatalf("post to a full queue = %v, dropped %v; want %v, dropped", err, dropped, context.DeadlineExceeded)
+	}
+
+	// A post that waits goes in once the writer takes the queue.
+	waited := make(chan error, 1)
+	go func() { waited <- s.w.post(ctx, func(*wtx) error { applied++; return nil }) }()
+	select {
+	case err := <-waited:
+		t.Fatalf("post to a full queue returned %v before the writer took it", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	close(release)
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-waited; err != nil {
+		t.Fatal(err)
+	}
+	// A durable op is applied after every op posted before it.
+	if err := s.w.do(ctx, true, func(*wtx) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if applied != maxPosted+1 {
+		t.Fatalf("applied %d posted ops; want %d", applied, maxPosted+1)
+	}
+}

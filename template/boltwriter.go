@@ -1,9 +1,11 @@
 package template
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +39,7 @@ type writer struct {
 
 	postMu sync.Mutex
 	posted []*wop        // ops sent without waiting (post), in order
+	room   chan struct{} // a token per posted op not yet taken; capacity maxPosted
 	kick   chan struct{} // signals posted ops; buffered to 1
 	stop   chan struct{}
 	done   chan struct{}
@@ -78,6 +81,12 @@ const maxDrain = 200 * time.Microsecond
 // coming (see batch).
 const maxHold = 2 * time.Millisecond
 
+// maxPosted bounds the posted ops the writer has not yet taken: a caller
+// that posts faster than the writer applies waits for room (backpressure),
+// so that the queue, and the transactions it feeds, stay bounded in memory
+// and in time.
+const maxPosted = 256
+
 // wop is one write operation.
 type wop struct {
 	ctx     context.Context
@@ -112,6 +121,7 @@ func newWriter(db *bbolt.DB, maxTxBytes int) *writer {
 		db:         db,
 		ops:        make(chan *wop),
 		kick:       make(chan struct{}, 1),
+		room:       make(chan struct{}, maxPosted),
 		stop:       make(chan struct{}),
 		done:       make(chan struct{}),
 		maxTxBytes: maxTxBytes,
@@ -149,14 +159,16 @@ func (w *writer) do(ctx context.Context, durable bool, fn func(*wtx) error) erro
 // every op sent before and after it, and committed with the next commit.
 // Nobody hears of its outcome, so the caller must have checked in advance
 // that it will succeed; ops that follow it on the same pair notice if it did
-// not (their pair is missing).
+// not (their pair is missing). When maxPosted ops are already queued, post
+// waits until the writer takes them, or until ctx ends (then fn is not
+// queued and post returns ctx's error).
 func (w *writer) post(ctx context.Context, fn func(*wtx) error) error {
 	return w.postFunc(ctx, fn, nil)
 }
 
 // postFunc is post, with dropped (if not nil) called instead of fn if fn is
-// never applied: the writer is closed, or the transaction it was to join
-// could not begin.
+// never applied: the writer is closed, ctx ended while post waited for
+// room, or the transaction fn was to join could not begin.
 func (w *writer) postFunc(ctx context.Context, fn func(*wtx) error, dropped func()) error {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
@@ -165,6 +177,20 @@ func (w *writer) postFunc(ctx context.Context, fn func(*wtx) error, dropped func
 			dropped()
 		}
 		return model.ErrClosed
+	}
+	// The writer keeps taking posted ops until close, which waits for this
+	// read lock to end: a wait for room always ends.
+	select {
+	case w.room <- struct{}{}:
+	default:
+		select {
+		case w.room <- struct{}{}:
+		case <-ctx.Done():
+			if dropped != nil {
+				dropped()
+			}
+			return ctx.Err()
+		}
 	}
 	w.postMu.Lock()
 	w.posted = append(w.posted, &wop{ctx: context.WithoutCancel(ctx), fn: fn, dropped: dropped})
@@ -179,9 +205,12 @@ func (w *writer) postFunc(ctx context.Context, fn func(*wtx) error, dropped func
 // takePosted returns the posted ops, oldest first, and empties the queue.
 func (w *writer) takePosted() []*wop {
 	w.postMu.Lock()
-	defer w.postMu.Unlock()
 	p := w.posted
 	w.posted = nil
+	w.postMu.Unlock()
+	for range p {
+		<-w.room
+	}
 	return p
 }
 
@@ -520,12 +549,20 @@ func (t *wtx) delRecord(id model.PairID) {
 	t.del(t.pairs, id[:])
 }
 
-// flushRecords writes the records putRecord stored.
+// flushRecords writes the records putRecord stored, in ID order: bbolt
+// splits a node only at commit, so puts in random order into a node that
+// has grown large move half of it each time (quadratic in the records per
+// transaction), while puts in order append.
 func (t *wtx) flushRecords() {
+	ids := make([]model.PairID, 0, len(t.recs))
 	for id, r := range t.recs {
 		if !r.gone {
-			t.put(t.pairs, id[:], bolt.EncodeRecord(&r.rec))
+			ids = append(ids, id)
 		}
+	}
+	slices.SortFunc(ids, func(a, b model.PairID) int { return bytes.Compare(a[:], b[:]) })
+	for _, id := range ids {
+		t.put(t.pairs, id[:], bolt.EncodeRecord(&t.recs[id].rec))
 	}
 	t.recs = nil
 }
@@ -558,8 +595,13 @@ func (t *wtx) delIncomplete(created int64, id model.PairID) {
 // it runs before the transaction commits and before anything reads the
 // index.
 func (t *wtx) flushIncomplete() {
+	keys := make([][]byte, 0, len(t.newIncomplete))
 	for id, created := range t.newIncomplete {
-		t.put(t.incomplete, bolt.TimeKey(created, id), nil)
+		keys = append(keys, bolt.TimeKey(created, id))
+	}
+	slices.SortFunc(keys, bytes.Compare) // see flushRecords
+	for _, k := range keys {
+		t.put(t.incomplete, k, nil)
 	}
 	t.newIncomplete = nil
 }
