@@ -506,7 +506,11 @@ func (s *Bolt) AddResponse(ctx context.Context, id model.PairID, resp model.Resp
 		r.Flags |= bolt.FlagHasResponse
 		r.Key, r.Status, r.RespHeader = key, resp.Status, resp.Header
 		rec = &r
-		err = s.w.post(ctx, applyTo(nil))
+		if err = s.w.post(ctx, applyTo(nil)); err != nil { // not queued
+			s.pendMu.Lock()
+			pe.hasResponse = false
+			s.pendMu.Unlock()
+		}
 	} else {
 		if pe != nil {
 			pe.hasResponse = true

@@ -532,3 +532,54 @@ func TestBoltPostedOpsBounded(t *testing.T) {
 		t.Fatalf("applied %d posted ops; want %d", applied, maxPosted+1)
 	}
 }
+
+// TestBoltAddResponseAfterFullQueue: an AddResponse that gave up waiting
+// for room in the writer's queue leaves the pair as it was, so a second
+// AddResponse succeeds.
+func TestBoltAddResponseAfterFullQueue(t *testing.T) {
+	ctx := context.Background()
+	s := openBolt(t, &BoltOptions{NoSync: true})
+	inc, err := s.CreatePair(ctx, getReq("u"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy, release := make(chan struct{}), make(chan struct{})
+	held := make(chan error, 1)
+	go func() {
+		held <- s.w.do(ctx, false, func(*wtx) error {
+			close(busy)
+			<-release
+			return nil
+		})
+	}()
+	<-busy
+	for range maxPosted {
+		if err := s.w.post(ctx, func(*wtx) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if _, err := s.AddResponse(short, inc.ID, okResp("body"), "k"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("AddResponse with a full queue = %v; want %v", err, context.DeadlineExceeded)
+	}
+	close(release)
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+	cp, err := s.AddResponse(ctx, inc.ID, okResp("body"), "k")
+	if err != nil {
+		t.Fatalf("AddResponse after the queue emptied: %v", err)
+	}
+	if b, err := io.ReadAll(cp.Response.Body); err != nil || string(b) != "body" {
+		t.Fatalf("body = %q, %v; want %q", b, err, "body")
+	}
+	ps, err := s.GetPairs(ctx, "k")
+	if err != nil || len(ps) != 1 {
+		t.Fatalf("GetPairs = %d pairs, %v; want 1", len(ps), err)
+	}
+	for _, p := range ps {
+		p.Request.Body.Close()
+		p.Response.Body.Close()
+	}
+}
