@@ -123,8 +123,18 @@ func makeDate(year int, mon time.Month, day int, clock string) (time.Time, bool)
 	return time.Date(year, mon, day, h, m, sec, 0, time.UTC), true
 }
 
+// daysIn is the number of days in month m of year (proleptic Gregorian).
 func daysIn(m time.Month, year int) int {
-	return time.Date(year, m+1, 0, 0, 0, 0, 0, time.UTC).Day()
+	switch m {
+	case time.February:
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	case time.April, time.June, time.September, time.November:
+		return 30
+	}
+	return 31
 }
 
 // digits parses a fixed-width run of ASCII digits.

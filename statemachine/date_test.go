@@ -88,3 +88,14 @@ func FuzzParseHTTPDate(f *testing.F) {
 		}
 	})
 }
+
+func TestDaysIn(t *testing.T) {
+	for year := 1582; year <= 2500; year++ {
+		for m := time.January; m <= time.December; m++ {
+			want := time.Date(year, m+1, 0, 0, 0, 0, 0, time.UTC).Day()
+			if got := daysIn(m, year); got != want {
+				t.Fatalf("daysIn(%v, %d) = %d; want %d", m, year, got, want)
+			}
+		}
+	}
+}

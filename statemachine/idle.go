@@ -48,6 +48,8 @@ func (s *IdleClient) Next(req model.Request, pairs []model.CompletePair) IdleNex
 		return o.miss(req, why("If-Match and If-Unmodified-Since are evaluated by the origin", "RFC 9111 §4.3.2"))
 	}
 
+	// The most recent usable response (RFC 9111 §4); dates are parsed only
+	// when there is more than one to choose from.
 	best := -1
 	var bestDate time.Time
 	for i := range pairs {
@@ -55,9 +57,14 @@ func (s *IdleClient) Next(req model.Request, pairs []model.CompletePair) IdleNex
 		if !o.usable(p, &req, force) {
 			continue
 		}
-		_, respT := pairTimes(reqRespTimes{p.Meta.Created, p.Meta.Completed}, p.Response.Header)
-		d := dateValue(p.Response.Header, respT, now)
-		if best < 0 || d.After(bestDate) {
+		if best < 0 {
+			best = i
+			continue
+		}
+		if bestDate.IsZero() {
+			bestDate = pairDate(&pairs[best], now)
+		}
+		if d := pairDate(p, now); d.After(bestDate) {
 			best, bestDate = i, d
 		}
 	}
@@ -320,4 +327,10 @@ func ifRangeMatches(req, stored http.Header) bool {
 	}
 	lm, _, ok := headerDate(stored, "Last-Modified", time.Time{})
 	return ok && lm.Equal(d)
+}
+
+// pairDate is p's Date, or its response time when it has none.
+func pairDate(p *model.CompletePair, now time.Time) time.Time {
+	_, respT := pairTimes(reqRespTimes{p.Meta.Created, p.Meta.Completed}, p.Response.Header)
+	return dateValue(p.Response.Header, respT, now)
 }
