@@ -394,7 +394,7 @@ func (s *Bolt) CreatePair(ctx context.Context, req model.Request, opts ...model.
 	}
 	if chosen { // a new ID is unique (its millisecond and 74 random bits)
 		err := s.view(func(t *readTx) error {
-			dup = t.pairs.Get(id[:]) != nil
+			dup = t.pair(id) != nil
 			return nil
 		})
 		if err == nil && dup {
@@ -685,12 +685,11 @@ func (s *Bolt) GetPairs(ctx context.Context, key string) ([]model.CompletePair, 
 	now := s.now()
 	var out []model.CompletePair
 	err := s.view(func(t *readTx) error {
-		pairs, chunks := t.pairs, t.chunks
-		c := t.keys.Cursor()
+		c := t.keysC
 		for k, _ := c.Seek(h[:]); k != nil && bytes.HasPrefix(k, h[:]); k, _ = c.Next() {
 			var id model.PairID
 			copy(id[:], k[bolt.HashLen:])
-			v := pairs.Get(id[:])
+			v := t.pair(id)
 			if v == nil {
 				continue
 			}
@@ -701,7 +700,7 @@ func (s *Bolt) GetPairs(ctx context.Context, key string) ([]model.CompletePair, 
 			if rec.Key != key || !s.live(rec, now) {
 				continue
 			}
-			p, err := s.pairFromRecord(rec, chunks)
+			p, err := s.pairFromRecord(rec, t)
 			if err != nil {
 				return err
 			}
@@ -744,7 +743,7 @@ func (s *Bolt) GetPair(ctx context.Context, id model.PairID) (model.CompletePair
 	now := s.now()
 	var out model.CompletePair
 	err := s.view(func(t *readTx) error {
-		v := t.pairs.Get(id[:])
+		v := t.pair(id)
 		if v == nil {
 			return fmt.Errorf("hishel: get pair %s: %w", id, model.ErrNotFound)
 		}
@@ -755,7 +754,7 @@ func (s *Bolt) GetPair(ctx context.Context, id model.PairID) (model.CompletePair
 		if !s.live(rec, now) {
 			return fmt.Errorf("hishel: get pair %s: %w", id, model.ErrNotFound)
 		}
-		out, err = s.pairFromRecord(rec, t.chunks)
+		out, err = s.pairFromRecord(rec, t)
 		return err
 	})
 	return out, err
@@ -786,23 +785,23 @@ func (s *Bolt) expires(rec *bolt.Record) int64 {
 
 // pairFromRecord builds the pair rec holds, with up to prefetchBytes of its
 // bodies read ahead; rec must have been read in the transaction of chunks.
-func (s *Bolt) pairFromRecord(rec *bolt.Record, chunks *bbolt.Bucket) (model.CompletePair, error) {
+func (s *Bolt) pairFromRecord(rec *bolt.Record, t *readTx) (model.CompletePair, error) {
 	info := rec.Info()
 	p := model.CompletePair{ID: rec.ID, Request: info.Request, Response: info.Response, Key: rec.Key, Meta: info.Meta}
 	var err error
-	if p.Request.Body, err = s.storedBody(rec, bolt.KindRequest, chunks, prefetchBytes/4); err != nil {
+	if p.Request.Body, err = s.storedBody(rec, bolt.KindRequest, t, prefetchBytes/4); err != nil {
 		return p, fmt.Errorf("hishel: pair %s request body: %w", rec.ID, err)
 	}
-	if p.Response.Body, err = s.storedBody(rec, bolt.KindResponse, chunks, prefetchBytes); err != nil {
+	if p.Response.Body, err = s.storedBody(rec, bolt.KindResponse, t, prefetchBytes); err != nil {
 		return p, fmt.Errorf("hishel: pair %s response body: %w", rec.ID, err)
 	}
 	return p, nil
 }
 
 // storedBody returns a reader of one of rec's bodies, with up to prefetch
-// bytes read ahead; rec must have been read in the transaction of chunks.
+// bytes read ahead; rec must have been read in t.
 // A body that ended empty needs no reader of its own (most requests' bodies).
-func (s *Bolt) storedBody(rec *bolt.Record, kind bolt.Kind, chunks *bbolt.Bucket, prefetch int) (*model.Body, error) {
+func (s *Bolt) storedBody(rec *bolt.Record, kind bolt.Kind, t *readTx, prefetch int) (*model.Body, error) {
 	done, size := rec.Has(bolt.FlagRequestDone), rec.ReqSize
 	if kind == bolt.KindResponse {
 		done, size = rec.Has(bolt.FlagResponseDone), rec.RespSize
@@ -811,7 +810,7 @@ func (s *Bolt) storedBody(rec *bolt.Record, kind bolt.Kind, chunks *bbolt.Bucket
 		return model.NewBody(nil), nil
 	}
 	b := &storedBody{s: s, id: rec.ID, nonce: rec.Nonce, kind: kind}
-	if err := b.load(nil, chunks, prefetch); err != nil {
+	if err := b.load(t, false, prefetch); err != nil {
 		return nil, err
 	}
 	return model.NewChunkBody(b, b), nil

@@ -1,6 +1,7 @@
 package template
 
 import (
+	"bytes"
 	"fmt"
 	"sync"
 
@@ -16,6 +17,21 @@ type readTx struct {
 	tx                        *bbolt.Tx
 	gen                       uint64 // readers.gen when it began
 	pairs, chunks, keys, meta *bbolt.Bucket
+
+	// Cursors on pairs, chunks and keys, made with the transaction: bbolt
+	// allocates a cursor and grows its stack for every Bucket.Get and
+	// Bucket.Cursor, while a kept cursor's Seek starts over in the stack
+	// it has. A read uses each at most once at a time.
+	pairsC, chunksC, keysC *bbolt.Cursor
+}
+
+// pair returns the record stored under id, or nil.
+func (t *readTx) pair(id model.PairID) []byte {
+	k, v := t.pairsC.Seek(id[:])
+	if !bytes.Equal(k, id[:]) {
+		return nil
+	}
+	return v
 }
 
 // maxIdleReads bounds the read transactions kept between reads.
@@ -71,6 +87,7 @@ func (r *readers) get() (*readTx, error) {
 		_ = tx.Rollback()
 		return nil, fmt.Errorf("hishel: read: a bucket is missing: %w", model.ErrCorrupt)
 	}
+	t.pairsC, t.chunksC, t.keysC = t.pairs.Cursor(), t.chunks.Cursor(), t.keys.Cursor()
 	return t, nil
 }
 

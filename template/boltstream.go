@@ -9,8 +9,6 @@ import (
 	"math/bits"
 	"sync"
 
-	"go.etcd.io/bbolt"
-
 	"github.com/hishel-go/hishel/bolt"
 	"github.com/hishel-go/hishel/model"
 )
@@ -162,7 +160,7 @@ func (r *storedBody) nextChunk() ([]byte, error) {
 			return nil, io.EOF
 		}
 		err := r.s.view(func(t *readTx) error {
-			return r.load(t.pairs, t.chunks, readAhead)
+			return r.load(t, true, readAhead)
 		})
 		if err != nil {
 			return nil, err
@@ -184,17 +182,17 @@ func (r *storedBody) Buffered() ([][]byte, bool) {
 }
 
 // load reads chunks from r.next on, up to about limit bytes, or to the
-// marker, after checking that the pair is still the one r reads (pairs nil:
-// the caller read its record in the same transaction). The caller holds
+// marker, after checking that the pair is still the one r reads (unless
+// check is false: the caller read its record in t). The caller holds
 // r.mu, or owns r exclusively.
-func (r *storedBody) load(pairs, chunks *bbolt.Bucket, limit int) error {
-	if pairs != nil {
-		v := pairs.Get(r.id[:])
-		if len(v) < 1+bolt.IDLen+8 || !bytes.Equal(v[1+bolt.IDLen:1+bolt.IDLen+8], nonceBytes(r.nonce)) {
+func (r *storedBody) load(t *readTx, check bool, limit int) error {
+	if check {
+		v := t.pair(r.id)
+		if len(v) < 1+bolt.IDLen+8 || binary.BigEndian.Uint64(v[1+bolt.IDLen:]) != r.nonce {
 			return fmt.Errorf("hishel: body of pair %s: %w", r.id, model.ErrRemoved)
 		}
 	}
-	c := chunks.Cursor()
+	c := t.chunksC
 	n := 0
 	for k, val := c.Seek(bolt.ChunkKey(r.nonce, r.kind, r.next)); k != nil; k, val = c.Next() {
 		nonce, kind, seq, err := bolt.ParseChunkKey(k)
@@ -228,8 +226,6 @@ func (r *storedBody) load(pairs, chunks *bbolt.Bucket, limit int) error {
 	}
 	return fmt.Errorf("hishel: body of pair %s: chunk %d missing: %w", r.id, r.next, model.ErrRemoved)
 }
-
-func nonceBytes(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
 
 // Close drops what the body holds; later reads fail with model.ErrBodyClosed.
 //
