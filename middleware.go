@@ -166,7 +166,7 @@ func (w *pipeWriter) sendHead(code int) (sent bool) {
 			cl = v
 		}
 		w.head <- &http.Response{
-			Status: strconv.Itoa(code) + " " + http.StatusText(code), StatusCode: code,
+			Status: statusLine(code), StatusCode: code,
 			Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 			Header: h, ContentLength: cl, Request: w.req,
 		}

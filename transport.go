@@ -500,7 +500,7 @@ func (t *Transport) served(req *http.Request, s statemachine.Served, detail stri
 	}
 	putCacheStatus(h, string(entry))
 	resp := &http.Response{
-		Status:     strconv.Itoa(s.Status) + " " + http.StatusText(s.Status),
+		Status:     statusLine(s.Status),
 		StatusCode: s.Status,
 		Proto:      "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header:        h,
@@ -751,10 +751,24 @@ func putCacheStatus(h http.Header, entry string) {
 	h["Cache-Status"] = append(kept, entry)
 }
 
+// statusLine is the Response.Status for code, as net/http writes it; the
+// usual ones are constants, so that a hit does not build the string.
+func statusLine(code int) string {
+	switch code {
+	case http.StatusOK:
+		return "200 OK"
+	case http.StatusPartialContent:
+		return "206 Partial Content"
+	case http.StatusNotModified:
+		return "304 Not Modified"
+	}
+	return strconv.Itoa(code) + " " + http.StatusText(code)
+}
+
 func synthetic(req *http.Request, code int, cacheStatus string) *http.Response {
 	h := http.Header{"Content-Length": {"0"}, "Cache-Status": {cacheStatus}}
 	return &http.Response{
-		Status: strconv.Itoa(code) + " " + http.StatusText(code), StatusCode: code,
+		Status: statusLine(code), StatusCode: code,
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: h, Body: http.NoBody, Request: req,
 	}
