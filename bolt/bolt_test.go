@@ -43,6 +43,9 @@ func TestRecordDecodeErrors(t *testing.T) {
 	good := EncodeRecord(sampleRecord())
 	newer := bytes.Clone(good)
 	newer[0] = FormatVersion + 1
+	two := sampleRecord()
+	two.RespHeader = http.Header{"Dup-Aa": {"1"}, "Dup-Ab": {"2"}}
+	dup := bytes.Replace(EncodeRecord(two), []byte("Dup-Ab"), []byte("Dup-Aa"), 1)
 	tests := []struct {
 		name string
 		in   []byte
@@ -52,6 +55,7 @@ func TestRecordDecodeErrors(t *testing.T) {
 		{"newer version", newer, model.ErrFormatVersion},
 		{"truncated", good[:len(good)/2], model.ErrCorrupt},
 		{"trailing", append(bytes.Clone(good), 0), model.ErrCorrupt},
+		{"duplicate header name", dup, model.ErrCorrupt},
 		{"huge length", append([]byte{FormatVersion}, bytes.Repeat([]byte{0xff}, 40)...), model.ErrCorrupt},
 	}
 	for _, tt := range tests {
@@ -196,4 +200,17 @@ func FuzzKeys(f *testing.F) {
 			t.Fatalf("ParseChunkKey accepted %d bytes", len(key))
 		}
 	})
+}
+
+func BenchmarkDecodeRecord(b *testing.B) {
+	r := sampleRecord()
+	r.ReqHeader = http.Header{"Accept": {"text/html"}, "Accept-Language": {"en"}, "User-Agent": {"bench"}, "Cookie": {"c=1"}}
+	r.RespHeader = http.Header{"Cache-Control": {"max-age=3600"}, "Content-Type": {"text/plain"}, "Content-Length": {"1024"}, "Date": {"Sat, 21 Nov 2026 08:00:00 GMT"}, "Etag": {`"x"`}}
+	enc := EncodeRecord(r)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodeRecord(enc); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

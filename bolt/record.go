@@ -339,15 +339,15 @@ func (d *decoder) header() http.Header {
 		if d.err != nil {
 			break
 		}
-		if _, dup := h[k]; dup {
-			d.fail("duplicate header name")
-			break
-		}
 		start := len(vals)
 		for j := 0; j < nv && d.err == nil; j++ {
 			vals = append(vals, d.string())
 		}
 		h[k] = vals[start:len(vals):len(vals)] // full: appending to it copies
+		if len(h) != i+1 { // k was there already
+			d.fail("duplicate header name")
+			break
+		}
 	}
 	return h
 }
