@@ -55,12 +55,14 @@ func (b *Bolt) Template() *template.Bolt {
 }
 
 // CreatePair stores a new incomplete pair for req and returns it. Its
-// metadata goes to the storage's writer at once, without waiting for a
-// commit: nothing can see an incomplete pair, and it is committed with the
-// pair's next durable change or within milliseconds (Sync forces it). Its
-// request body is stored as the caller reads the returned pair's
-// Request.Body to the end (a nil body is stored at once as empty). ctx
-// governs that body stream too: cancelling it aborts the pair.
+// metadata goes to the storage's writer without waiting for a commit (it
+// waits only for room when the writer is already 256 changes behind, and
+// fails with ctx's error if ctx ends first): nothing can see an incomplete
+// pair, and it is committed with the pair's next durable change or within
+// milliseconds (Sync forces it). Its request body is stored as the caller
+// reads the returned pair's Request.Body to the end (a nil body is stored
+// at once as empty). ctx governs that body stream too: cancelling it
+// aborts the pair.
 //
 // With model.WithID the pair gets the caller's ID; an ID already in use
 // fails with model.ErrDuplicateID. A body that has already been read from
@@ -76,7 +78,9 @@ func (b *Bolt) CreatePair(ctx context.Context, req model.Request, opts ...model.
 // ctx governs that body stream: cancelling it aborts the pair.
 //
 // The returned pair's Response.Header is resp.Header itself; storage keeps
-// a copy, so the caller may change either afterwards.
+// a copy, so the caller may change either afterwards. Like CreatePair, it
+// may wait for room in the writer's queue; if ctx ends first it fails with
+// ctx's error and the pair is left without a response.
 //
 // An unknown or removed id fails with model.ErrNotFound; a pair that already
 // has a response, or a status outside 100-999, with model.ErrInvalid.

@@ -60,8 +60,10 @@ type BoltOptions struct {
 	// rebuilt.
 	//
 	// With NoSync the end of a body does not wait for a commit either, nor,
-	// for a pair this Bolt created, for the writer: completed pairs are
-	// committed together, within maxTxAge (100 ms) or sooner, so a process
+	// for a pair this Bolt created, for the writer, unless the writer is
+	// already 256 changes behind: then it waits for room, as CreatePair and
+	// AddResponse do, so that work queued for the writer stays bounded.
+	// Completed pairs are committed together, within maxTxAge (100 ms) or sooner, so a process
 	// crash may also lose the pairs of the last moment, and a failed commit
 	// goes unreported. Reads see them at once all the same: GetPairs for a
 	// key, or GetPair for an ID, that has a completed pair not yet
@@ -336,12 +338,14 @@ func (s *Bolt) view(fn func(*readTx) error) error {
 }
 
 // CreatePair stores a new incomplete pair for req and returns it. Its
-// metadata goes to the storage's writer at once, without waiting for a
-// commit: nothing can see an incomplete pair, and it is committed with the
-// pair's next durable change or within milliseconds (Sync forces it). Its
-// request body is stored as the caller reads the returned pair's
-// Request.Body to the end (a nil body is stored at once as empty). ctx
-// governs that body stream too: cancelling it aborts the pair.
+// metadata goes to the storage's writer without waiting for a commit (it
+// waits only for room when the writer is already 256 changes behind, and
+// fails with ctx's error if ctx ends first): nothing can see an incomplete
+// pair, and it is committed with the pair's next durable change or within
+// milliseconds (Sync forces it). Its request body is stored as the caller
+// reads the returned pair's Request.Body to the end (a nil body is stored
+// at once as empty). ctx governs that body stream too: cancelling it
+// aborts the pair.
 //
 // With model.WithID the pair gets the caller's ID; an ID already in use
 // fails with model.ErrDuplicateID. A body that has already been read from
@@ -443,7 +447,9 @@ func (s *Bolt) CreatePair(ctx context.Context, req model.Request, opts ...model.
 // ctx governs that body stream: cancelling it aborts the pair.
 //
 // The returned pair's Response.Header is resp.Header itself; storage keeps
-// a copy, so the caller may change either afterwards.
+// a copy, so the caller may change either afterwards. Like CreatePair, it
+// may wait for room in the writer's queue; if ctx ends first it fails with
+// ctx's error and the pair is left without a response.
 //
 // An unknown or removed id fails with model.ErrNotFound; a pair that already
 // has a response, or a status outside 100-999, with model.ErrInvalid.
