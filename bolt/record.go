@@ -344,7 +344,8 @@ func (d *decoder) header() http.Header {
 			vals = append(vals, d.string())
 		}
 		h[k] = vals[start:len(vals):len(vals)] // full: appending to it copies
-		if len(h) != i+1 { // k was there already
+		// k was there already if the map did not grow.
+		if len(h) != i+1 {
 			d.fail("duplicate header name")
 			break
 		}

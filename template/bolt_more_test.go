@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -341,21 +342,37 @@ func TestBoltNoncesSurviveReopen(t *testing.T) {
 // it returns while the writer is busy, reads still see the pair at once, and
 // every count it takes (Bolt.unsynced) ends with its commit, whether the
 // pair was stored or removed meanwhile.
+// holdWriter keeps s's writer busy in an op until release is called; the
+// op then runs then (if not nil), and release returns its error.
+func holdWriter(tb testing.TB, s *Bolt, then func(*wtx) error) (release func() error) {
+	tb.Helper()
+	busy, done := make(chan struct{}), make(chan struct{})
+	held := make(chan error, 1)
+	go func() {
+		held <- s.w.do(context.Background(), false, func(t *wtx) error {
+			close(busy)
+			<-done
+			if then != nil {
+				return then(t)
+			}
+			return nil
+		})
+	}()
+	<-busy
+	var once sync.Once
+	var err error
+	return func() error {
+		once.Do(func() { close(done); err = <-held })
+		return err
+	}
+}
+
 func TestBoltNoSyncEndDoesNotWait(t *testing.T) {
 	ctx := context.Background()
 	s := openBolt(t, &BoltOptions{NoSync: true})
 
 	// Hold the writer in an op until the body has ended.
-	busy, release := make(chan struct{}), make(chan struct{})
-	held := make(chan error, 1)
-	go func() {
-		held <- s.w.do(ctx, false, func(*wtx) error {
-			close(busy)
-			<-release
-			return nil
-		})
-	}()
-	<-busy
+	release := holdWriter(t, s, nil)
 	inc, err := s.CreatePair(ctx, getReq("u"))
 	if err != nil {
 		t.Fatal(err)
@@ -378,7 +395,7 @@ func TestBoltNoSyncEndDoesNotWait(t *testing.T) {
 			t.Fatalf("reading the stored body: %v", err)
 		}
 	case <-time.After(10 * time.Second):
-		close(release)
+		release()
 		t.Fatal("the end of the body waited for the busy writer")
 	}
 	s.pendMu.Lock()
@@ -387,8 +404,7 @@ func TestBoltNoSyncEndDoesNotWait(t *testing.T) {
 	if n != 1 {
 		t.Errorf("unsynced keys = %d while the writer is busy; want 1", n)
 	}
-	close(release)
-	if err := <-held; err != nil {
+	if err := release(); err != nil {
 		t.Fatal(err)
 	}
 	ps, err := s.GetPairs(ctx, "k")
@@ -408,25 +424,18 @@ func TestBoltNoSyncEndDoesNotWait(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	busy, release = make(chan struct{}), make(chan struct{})
-	go func() {
-		held <- s.w.do(ctx, false, func(t *wtx) error {
-			close(busy)
-			<-release
-			rec, err := t.record(inc.ID)
-			if err != nil || rec == nil {
-				return fmt.Errorf("record: %v, %w", rec, err)
-			}
-			softDelete(t, rec, 1)
-			return nil
-		})
-	}()
-	<-busy
+	release = holdWriter(t, s, func(t *wtx) error {
+		rec, err := t.record(inc.ID)
+		if err != nil || rec == nil {
+			return fmt.Errorf("record: %v, %w", rec, err)
+		}
+		softDelete(t, rec, 1)
+		return nil
+	})
 	if _, err := io.ReadAll(cp.Response.Body); err != nil {
 		t.Fatal(err)
 	}
-	close(release)
-	if err := <-held; err != nil {
+	if err := release(); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Sync(ctx); err != nil {
@@ -480,16 +489,7 @@ func TestBoltPostedOpsBounded(t *testing.T) {
 	ctx := context.Background()
 	s := openBolt(t, &BoltOptions{NoSync: true})
 
-	busy, release := make(chan struct{}), make(chan struct{})
-	held := make(chan error, 1)
-	go func() {
-		held <- s.w.do(ctx, false, func(*wtx) error {
-			close(busy)
-			<-release
-			return nil
-		})
-	}()
-	<-busy
+	release := holdWriter(t, s, nil)
 	var applied int
 	for i := range maxPosted {
 		if err := s.w.post(ctx, func(*wtx) error { applied++; return nil }); err != nil {
@@ -517,8 +517,7 @@ func TestBoltPostedOpsBounded(t *testing.T) {
 		t.Fatalf("post to a full queue returned %v before the writer took it", err)
 	case <-time.After(20 * time.Millisecond):
 	}
-	close(release)
-	if err := <-held; err != nil {
+	if err := release(); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-waited; err != nil {
@@ -543,16 +542,7 @@ func TestBoltAddResponseAfterFullQueue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	busy, release := make(chan struct{}), make(chan struct{})
-	held := make(chan error, 1)
-	go func() {
-		held <- s.w.do(ctx, false, func(*wtx) error {
-			close(busy)
-			<-release
-			return nil
-		})
-	}()
-	<-busy
+	release := holdWriter(t, s, nil)
 	for range maxPosted {
 		if err := s.w.post(ctx, func(*wtx) error { return nil }); err != nil {
 			t.Fatal(err)
@@ -563,8 +553,7 @@ func TestBoltAddResponseAfterFullQueue(t *testing.T) {
 	if _, err := s.AddResponse(short, inc.ID, okResp("body"), "k"); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("AddResponse with a full queue = %v; want %v", err, context.DeadlineExceeded)
 	}
-	close(release)
-	if err := <-held; err != nil {
+	if err := release(); err != nil {
 		t.Fatal(err)
 	}
 	cp, err := s.AddResponse(ctx, inc.ID, okResp("body"), "k")
