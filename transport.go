@@ -21,7 +21,10 @@ import (
 // Storage is what the Transport needs of a store. The blocking types of
 // package cache (cache.Bolt, cache.Memory and any generated backend) have
 // these methods. Like them, a Storage must not keep the header maps it is
-// given: the Transport may change them once a call has returned.
+// given: the Transport may change them once a call has returned. Nor may
+// it keep the header maps GetPairs returns: the Transport serves a hit
+// with the stored response's header map, changed in place (see
+// statemachine.Options.ReuseHeaders).
 type Storage interface {
 	CreatePair(ctx context.Context, req model.Request, opts ...model.CreateOption) (model.IncompletePair, error)
 	AddResponse(ctx context.Context, id model.PairID, resp model.Response, key string) (model.CompletePair, error)
@@ -41,6 +44,7 @@ type Options struct {
 	Storage Storage
 	// Cache are the state machine's options: shared or private (private by
 	// default), methods, heuristics, stale, force cache and the clock.
+	// ReuseHeaders is always set (see Storage).
 	Cache statemachine.Options
 	// Key derives cache keys. Default DefaultKey.
 	Key KeyFunc
@@ -111,6 +115,7 @@ func NewTransport(opts *Options) (*Transport, error) {
 		t.key = DefaultKey
 	}
 	cacheOpts := o.Cache
+	cacheOpts.ReuseHeaders = true // GetPairs's header maps are ours (see Storage)
 	t.machine = statemachine.IdleClient{Options: &cacheOpts}
 	if t.store == nil {
 		s, err := cache.OpenBolt(context.Background(), nil)

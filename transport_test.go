@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strconv"
 	"strings"
@@ -614,5 +615,106 @@ func TestTransportOriginChangesRequest(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A hit is served from the header map GetPairs returned, changed in place
+// (statemachine.Options.ReuseHeaders): neither the fields the Transport
+// adds (Age, Cache-Status) nor a caller's changes to a served header may
+// reach storage, on hits or through a background revalidation.
+func TestTransportHitsLeaveStoredHeaders(t *testing.T) {
+	for _, kind := range []string{"memory", "bolt"} {
+		t.Run(kind, func(t *testing.T) {
+			ctx := context.Background()
+			c := testclock.New(time.Now())
+			var s interface {
+				hishel.Storage
+				GetPairs(context.Context, string) ([]model.CompletePair, error)
+			}
+			var err error
+			if kind == "memory" {
+				s, err = cache.OpenMemory(ctx, &cache.MemoryOptions{Now: c.Now, SweepInterval: -1})
+			} else {
+				s, err = cache.OpenBolt(ctx, &cache.BoltOptions{Path: filepath.Join(t.TempDir(), "c.db"), Now: c.Now, SweepInterval: -1})
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			tr, err := hishel.NewTransport(&hishel.Options{Storage: s, Cache: statemachine.Options{Now: c.Now}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			release := make(chan struct{}) // the revalidation waits for the stale hit's caller
+			o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Date", c.Now().UTC().Format(http.TimeFormat))
+				if r.Header.Get("If-None-Match") == `"v1"` {
+					<-release
+					w.WriteHeader(http.StatusNotModified) // with no fields to restore the stored ones
+					return
+				}
+				w.Header().Set("Cache-Control", "max-age=10, stale-while-revalidate=600")
+				w.Header().Set("Etag", `"v1"`)
+				fmt.Fprint(w, "v1")
+			})
+			cl := &http.Client{Transport: tr}
+			get := func() http.Header {
+				t.Helper()
+				resp, err := cl.Get(o.URL)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				// The caller owns the response: change it every way it can.
+				resp.Header.Set("X-Caller", "changed")
+				resp.Header.Del("Cache-Control")
+				resp.Header["Etag"][0] = `"caller"`
+				return resp.Header
+			}
+			stored := func() http.Header {
+				t.Helper()
+				key, err := hishel.DefaultKey("GET", o.URL)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ps, err := s.GetPairs(ctx, key)
+				if err != nil || len(ps) != 1 {
+					t.Fatalf("GetPairs = %d pairs, %v; want 1", len(ps), err)
+				}
+				ps[0].Close()
+				return ps[0].Response.Header
+			}
+			get()
+			want := stored()
+			for range 3 {
+				if h := get(); h.Get("Age") == "" || h.Get("Cache-Status") == "" {
+					t.Fatalf("hit header %v; want Age and Cache-Status", h)
+				}
+				if got := stored(); !reflect.DeepEqual(got, want) {
+					t.Fatalf("stored header after a hit = %v; want %v", got, want)
+				}
+			}
+			c.Advance(time.Minute) // stale: served, then revalidated in the background
+			get()
+			close(release)
+			if err := tr.Close(); err != nil { // waits for the revalidation
+				t.Fatal(err)
+			}
+			if n := o.hits.Load(); n != 2 {
+				t.Fatalf("origin saw %d requests; want 2 (the miss, one revalidation)", n)
+			}
+			got := stored()
+			for _, k := range []string{"Age", "Cache-Status", "X-Caller"} {
+				if v, ok := got[k]; ok {
+					t.Errorf("stored header after revalidation has %s %q", k, v)
+				}
+			}
+			if got.Get("Etag") != `"v1"` || got.Get("Cache-Control") == "" {
+				t.Errorf("stored header after revalidation = %v; want its Etag and Cache-Control", got)
+			}
+		})
 	}
 }

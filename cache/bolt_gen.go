@@ -93,6 +93,7 @@ func (b *Bolt) AddResponse(ctx context.Context, id model.PairID, resp model.Resp
 // be read to the end or closed. Reading a pair counts as an access: it
 // restarts the pair's TTL if the pair refreshes on access, and moves it to
 // the back of the eviction order (access times are written in batches).
+// The pairs' header maps are the caller's own to change.
 func (b *Bolt) GetPairs(ctx context.Context, key string) ([]model.CompletePair, error) {
 	return b.s.GetPairs(ctx, key)
 }

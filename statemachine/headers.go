@@ -43,8 +43,7 @@ func cleanHeader(h http.Header, drop []string, extra int) (out http.Header, spar
 	out = make(http.Header, len(h)+extra)
 	conn := h["Connection"]
 	for k, vs := range h {
-		if vs == nil || slices.Contains(hopByHop, k) || k == HeaderRequestTime || k == HeaderResponseTime ||
-			slices.Contains(drop, k) || listsField(conn, k) {
+		if vs == nil || unserved(k, conn, drop) {
 			continue
 		}
 		n := copy(all, vs)
@@ -52,6 +51,25 @@ func cleanHeader(h http.Header, drop []string, extra int) (out http.Header, spar
 		all = all[n:]
 	}
 	return out, spare
+}
+
+// stripHeader removes from h, in place, the fields cleanHeader leaves out
+// of its copy.
+func stripHeader(h http.Header, drop []string) {
+	conn := h["Connection"]
+	for k, vs := range h {
+		if vs == nil || unserved(k, conn, drop) {
+			delete(h, k)
+		}
+	}
+}
+
+// unserved reports whether the field k of a stored response is left out
+// of a response served from it: a hop-by-hop field, a field the Connection
+// values conn list, a state machine time field or a field named in drop.
+func unserved(k string, conn, drop []string) bool {
+	return slices.Contains(hopByHop, k) || k == HeaderRequestTime || k == HeaderResponseTime ||
+		slices.Contains(drop, k) || listsField(conn, k)
 }
 
 // listsField reports whether the Connection values name the field k.

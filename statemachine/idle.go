@@ -24,7 +24,8 @@ import (
 // answers HEAD), its status is final and whole, its Vary fields match
 // (§4.1) and, in a shared cache, the Authorization rule allows it (§3.5).
 // Of the usable pairs the most recent (by Date, §4) is chosen. Next reads
-// headers only; it never reads a body nor modifies req or pairs.
+// headers only; it never reads a body nor modifies req, and it modifies
+// pairs only as Options.ReuseHeaders allows.
 func (s *IdleClient) Next(req model.Request, pairs []model.CompletePair) IdleNext {
 	var o *Options
 	if s != nil {
@@ -77,7 +78,7 @@ func (s *IdleClient) Next(req model.Request, pairs []model.CompletePair) IdleNex
 
 	e := o.analyse(&pairs[best], now)
 	if force {
-		return &FromCache{Served: o.serve(&req, &e, true), Stale: !e.fresh(),
+		return &FromCache{Served: o.serve(&req, &e, true, o.reuseHeaders()), Stale: !e.fresh(),
 			Reason: why("force cache: stored responses are reused whatever their headers say", "")}
 	}
 
@@ -100,7 +101,7 @@ func (s *IdleClient) Next(req model.Request, pairs []model.CompletePair) IdleNex
 		(!reqCC.MinFresh.Valid || e.lifetime-e.age < secs(reqCC.MinFresh.Seconds)):
 		need = why("stored response will not stay fresh for the request's min-fresh", "RFC 9111 §5.2.1.3")
 	case fresh:
-		return &FromCache{Served: o.serve(&req, &e, true), Reason: why("stored response is fresh", "RFC 9111 §4.2")}
+		return &FromCache{Served: o.serve(&req, &e, true, o.reuseHeaders()), Reason: why("stored response is fresh", "RFC 9111 §4.2")}
 	default:
 		need = why("stored response is stale", "RFC 9111 §4.2")
 		if p := o.staleProhibited(&e); p.Text != "" {
@@ -109,11 +110,13 @@ func (s *IdleClient) Next(req model.Request, pairs []model.CompletePair) IdleNex
 		}
 		st := e.staleness()
 		if reqCC.MaxStale.Valid && st <= secs(reqCC.MaxStale.Seconds) {
-			return &FromCache{Served: o.serve(&req, &e, true), Stale: true,
+			return &FromCache{Served: o.serve(&req, &e, true, o.reuseHeaders()), Stale: true,
 				Reason: why("stale within the request's max-stale", "RFC 9111 §5.2.1.2")}
 		}
 		if e.cc.StaleWhileRevalidate.Valid && st <= secs(e.cc.StaleWhileRevalidate.Seconds) {
-			return &FromCache{Served: o.serve(&req, &e, true), Stale: true,
+			// Not reused: the background revalidation needs the stored
+			// header as it is.
+			return &FromCache{Served: o.serve(&req, &e, true, false), Stale: true,
 				Revalidate: o.revalidation(req, pairs, best, now, why("stale-while-revalidate background revalidation", "RFC 5861 §3")),
 				Reason:     why("stale within stale-while-revalidate; revalidate in the background", "RFC 5861 §3")}
 		}
@@ -218,17 +221,25 @@ func containsTag(tags []string, t string) bool {
 // serve builds the response sent from a stored entry for req: the stored
 // header cleaned (and without no-cache=fields unless validated), a
 // generated Age, and the request's own conditions (RFC 9111 §4.3.2) and
-// Range (RFC 9110 §14) applied.
-func (o *Options) serve(req *model.Request, e *entry, stripNoCache bool) Served {
+// Range (RFC 9110 §14) applied. With reuse, the served header is the
+// stored response's header map itself, cleaned in place.
+func (o *Options) serve(req *model.Request, e *entry, stripNoCache, reuse bool) Served {
 	p := e.pair
 	var drop []string
 	if stripNoCache {
 		drop = e.cc.NoCacheFields
 	}
-	h, spare := cleanHeader(p.Response.Header, drop, 1)
-	age := int64(e.age / time.Second)
-	spare[0] = strconv.FormatInt(min(age, MaxDelta), 10)
-	h["Age"] = spare[:1:1]
+	age := strconv.FormatInt(min(int64(e.age/time.Second), MaxDelta), 10)
+	var h http.Header
+	if h = p.Response.Header; reuse && h != nil {
+		stripHeader(h, drop)
+		h["Age"] = []string{age}
+	} else {
+		var spare []string
+		h, spare = cleanHeader(p.Response.Header, drop, 1)
+		spare[0] = age
+		h["Age"] = spare[:1:1]
+	}
 	s := Served{Pair: *p, Status: p.Response.Status, Header: h, Age: e.age, Lifetime: e.lifetime}
 	if s.Status != 200 || (req.Method != "GET" && req.Method != "HEAD") {
 		return s

@@ -2,6 +2,8 @@ package statemachine
 
 import (
 	"net/http"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -21,43 +23,102 @@ type idleCase struct {
 	check      func(t *testing.T, s IdleNext)
 }
 
+// runIdle runs each case for a private and a shared cache, each with
+// Options.ReuseHeaders off and on: the outcome must be the same, and the
+// pairs must come back unchanged, except, with ReuseHeaders, the header of
+// the pair a FromCache without Revalidate serves, which becomes its
+// Served.Header.
 func runIdle(t *testing.T, tests []idleCase) {
 	t.Helper()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			modes(t, func(t *testing.T, shared bool) {
-				now := t0
-				o := tt.opts
-				o.Shared = shared
-				o.Now = clock(&now)
-				req := tt.req
-				if req.Method == "" {
-					req = get(nil)
+				var served [2]http.Header
+				for i, reuse := range []bool{false, true} {
+					served[i] = runIdleOnce(t, tt, shared, reuse)
 				}
-				reqBefore := req.Header.Clone()
-				got := (&IdleClient{Options: &o}).Next(req, tt.pairs)
-				want := pick(shared, tt.want, tt.wantShared)
-				if kind(got) != want {
-					t.Fatalf("IdleClient.Next(%s %v) = %s (%v); want %s", req.Method, req.Header, kind(got), got.Why(), want)
-				}
-				if tt.section != "" && want == tt.want && got.Why().Section != tt.section {
-					t.Errorf("IdleClient.Next reason = %v; want section %s", got.Why(), tt.section)
-				}
-				if !cmp.Equal(reqBefore, req.Header) {
-					t.Errorf("IdleClient.Next modified the request header: %v, was %v", req.Header, reqBefore)
-				}
-				if fc, ok := got.(*FromCache); ok {
-					if len(fc.Header["Age"]) != 1 {
-						t.Errorf("FromCache header has Age %q; want one generated Age (RFC 9111 §5.1)", fc.Header["Age"])
-					}
-				}
-				if tt.check != nil {
-					tt.check(t, got)
+				if !cmp.Equal(served[0], served[1]) {
+					t.Errorf("served header with ReuseHeaders = %v; without = %v", served[1], served[0])
 				}
 			})
 		})
 	}
 }
+
+// runIdleOnce runs one case in one mode and returns the served header, if
+// any.
+func runIdleOnce(t *testing.T, tt idleCase, shared, reuse bool) (served http.Header) {
+	t.Helper()
+	now := t0
+	o := tt.opts
+	o.Shared, o.ReuseHeaders = shared, reuse
+	o.Now = clock(&now)
+	req := tt.req
+	if req.Method == "" {
+		req = get(nil)
+	}
+	reqBefore := req.Header.Clone()
+	pairs := clonePairs(tt.pairs) // ReuseHeaders may change them
+	before := clonePairs(pairs)
+	got := (&IdleClient{Options: &o}).Next(req, pairs)
+	name := "copy"
+	if reuse {
+		name = "reuse"
+	}
+	t.Run(name, func(t *testing.T) {
+		want := pick(shared, tt.want, tt.wantShared)
+		if kind(got) != want {
+			t.Fatalf("IdleClient.Next(%s %v) = %s (%v); want %s", req.Method, req.Header, kind(got), got.Why(), want)
+		}
+		if tt.section != "" && want == tt.want && got.Why().Section != tt.section {
+			t.Errorf("IdleClient.Next reason = %v; want section %s", got.Why(), tt.section)
+		}
+		if !cmp.Equal(reqBefore, req.Header) {
+			t.Errorf("IdleClient.Next modified the request header: %v, was %v", req.Header, reqBefore)
+		}
+		reused := -1 // the pair whose header may change
+		if fc, ok := got.(*FromCache); ok {
+			served = fc.Header
+			if len(fc.Header["Age"]) != 1 {
+				t.Errorf("FromCache header has Age %q; want one generated Age (RFC 9111 §5.1)", fc.Header["Age"])
+			}
+			if reuse && fc.Revalidate == nil {
+				reused = slices.IndexFunc(pairs, func(p model.CompletePair) bool { return p.ID == fc.Pair.ID })
+				if reused < 0 || fc.Status != http.StatusNotModified && !sameMap(pairs[reused].Response.Header, fc.Header) {
+					t.Errorf("ReuseHeaders: FromCache.Header is not the served pair's header map")
+				}
+			}
+		}
+		for i := range pairs {
+			if i != reused && !cmp.Equal(pairs[i], before[i], cmpPairs) {
+				t.Errorf("IdleClient.Next modified pair %d: %v, was %v", i, pairs[i].Response.Header, before[i].Response.Header)
+			}
+		}
+		if tt.check != nil {
+			tt.check(t, got)
+		}
+	})
+	return served
+}
+
+// clonePairs copies pairs with header maps of their own.
+func clonePairs(pairs []model.CompletePair) []model.CompletePair {
+	out := slices.Clone(pairs)
+	for i := range out {
+		out[i].Request.Header = out[i].Request.Header.Clone()
+		out[i].Response.Header = out[i].Response.Header.Clone()
+	}
+	return out
+}
+
+// sameMap reports whether a and b are one map.
+func sameMap(a, b http.Header) bool {
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
+}
+
+// cmpPairs compares pairs by their exported fields; bodies are compared by
+// identity.
+var cmpPairs = cmp.Comparer(func(a, b *model.Body) bool { return a == b })
 
 func header(t *testing.T, s IdleNext) http.Header {
 	t.Helper()

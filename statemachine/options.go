@@ -84,6 +84,18 @@ type Options struct {
 	// except that "*" is ignored.
 	ForceCache bool
 
+	// ReuseHeaders lets IdleClient.Next serve a stored response from the
+	// chosen pair's own Response.Header map, cleaned in place and given an
+	// Age, instead of from a copy: the map becomes FromCache.Served.Header
+	// (for a 304, Served.Header is a new map of a few of its fields), and
+	// the pair no longer holds its headers as stored. It saves a header
+	// copy on every hit. It applies to a FromCache without Revalidate (a
+	// background revalidation needs the stored headers as they are); every
+	// other state is unchanged. Set it only when the pairs given to Next
+	// are the caller's own to change, as those a storage's GetPairs returns
+	// are. hishel.Transport sets it.
+	ReuseHeaders bool
+
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -135,6 +147,7 @@ func (o *Options) heuristics() (on bool, fraction float64, maxLife time.Duration
 func (o *Options) allowStale() bool       { return o != nil && o.AllowStale }
 func (o *Options) alwaysRevalidate() bool { return o != nil && o.AlwaysRevalidate }
 func (o *Options) forceCache() bool       { return o != nil && o.ForceCache }
+func (o *Options) reuseHeaders() bool     { return o != nil && o.ReuseHeaders }
 
 // Reason says why the state machine reached a state: a short text and the
 // section of the specification that requires or allows it, such as

@@ -46,7 +46,7 @@ func (s *NeedRevalidation) Next(resp model.Response) RevalidationNext {
 		}
 		e := o.analyse(&up.Updates[0], now)
 		up.next = &FromCache{
-			Served: o.serve(&s.original, &e, false),
+			Served: o.serve(&s.original, &e, false, false),
 			Stale:  !e.fresh(),
 			Reason: why("validated by the origin", "RFC 9111 §4.3.4"),
 		}
@@ -120,7 +120,7 @@ func (s *NeedRevalidation) stale(now time.Time, disconnected bool) (*ServeStale,
 	default:
 		return nil, why("origin failed and no stale response may be served", "RFC 9111 §4.2.4")
 	}
-	return &ServeStale{Served: o.serve(&s.original, &e, true), Reason: r}, r
+	return &ServeStale{Served: o.serve(&s.original, &e, true, false), Reason: r}, r
 }
 
 // match304 returns the indexes of the stored pairs a 304 identifies (RFC

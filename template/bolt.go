@@ -680,6 +680,7 @@ func (s *Bolt) unpend(id model.PairID) {
 // be read to the end or closed. Reading a pair counts as an access: it
 // restarts the pair's TTL if the pair refreshes on access, and moves it to
 // the back of the eviction order (access times are written in batches).
+// The pairs' header maps are the caller's own to change.
 func (s *Bolt) GetPairs(ctx context.Context, key string) ([]model.CompletePair, error) {
 	if err := s.check(ctx); err != nil {
 		return nil, err

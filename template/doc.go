@@ -26,7 +26,9 @@
 //   - GetPairs returns every live, complete, unexpired pair under a key,
 //     newest first, with bodies streamed from storage. A body read back is
 //     exactly the bytes stored: if the pair's data is removed while it is
-//     read, Read fails with model.ErrRemoved rather than end early.
+//     read, Read fails with model.ErrRemoved rather than end early. The
+//     pairs' header maps are the caller's own: changing them changes
+//     nothing stored (hishel.Transport serves hits from them).
 //   - UpdatePair and UpdatePairFunc replace a pair's heads, key and TTL in one
 //     atomic step; bodies never change.
 //   - Remove soft-deletes: the pair is hidden at once and reclaimed by a sweep

@@ -247,7 +247,8 @@ func (m *Memory) live(p *memPair, now int64) bool {
 // newest first. Their bodies stream from storage as they are read; each must
 // be read to the end or closed. Reading a pair counts as an access: it
 // restarts the pair's TTL if the pair refreshes on access, and moves it to
-// the back of the eviction order.
+// the back of the eviction order. The pairs' header maps are the caller's
+// own to change.
 func (m *Memory) GetPairs(ctx context.Context, key string) ([]model.CompletePair, error) {
 	if err := m.lock(ctx); err != nil {
 		return nil, err
