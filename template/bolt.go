@@ -562,12 +562,12 @@ func (s *Bolt) settle(t *wtx, rec *bolt.Record, now int64) {
 	}
 	t.putRecord(rec)
 	t.delIncomplete(rec.Created, rec.ID)
-	t.put(t.keys, bolt.KeysKey(bolt.KeyHash(rec.Key), rec.ID), nil)
+	h := bolt.KeyHash(rec.Key)
+	t.addKey(h, rec.ID)
 	t.put(t.acc, bolt.TimeKey(rec.LastAccess, rec.ID), nil)
 	t.addStats(1, -1, 0, 0)
 	t.settled = append(t.settled, rec.ID)
 	if s.opts.NoSync {
-		h := bolt.KeyHash(rec.Key)
 		t.completedKeys = append(t.completedKeys, h)
 		s.pendMu.Lock()
 		s.unsynced[h]++
@@ -871,8 +871,8 @@ func (s *Bolt) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(mode
 			return fmt.Errorf("hishel: update pair %s: empty method, bad status or negative TTL: %w", id, model.ErrInvalid)
 		}
 		if next.Key != r.Key {
-			t.del(t.keys, bolt.KeysKey(bolt.KeyHash(r.Key), id))
-			t.put(t.keys, bolt.KeysKey(bolt.KeyHash(next.Key), id), nil)
+			t.delKey(bolt.KeyHash(r.Key), id)
+			t.addKey(bolt.KeyHash(next.Key), id)
 			r.Key = next.Key
 		}
 		if exp := bolt.UnixNano(next.Meta.Expires); exp != r.Expires {
@@ -937,7 +937,7 @@ func softDelete(t *wtx, rec *bolt.Record, at int64) {
 func unindex(t *wtx, rec *bolt.Record) {
 	switch rec.State() {
 	case model.StateComplete:
-		t.del(t.keys, bolt.KeysKey(bolt.KeyHash(rec.Key), rec.ID))
+		t.delKey(bolt.KeyHash(rec.Key), rec.ID)
 		t.del(t.acc, bolt.TimeKey(rec.LastAccess, rec.ID))
 		if rec.Expires != 0 {
 			t.del(t.expiry, bolt.TimeKey(rec.Expires, rec.ID))
@@ -1135,42 +1135,45 @@ func (s *Bolt) Clear(ctx context.Context) error {
 	if err := s.check(ctx); err != nil {
 		return err
 	}
-	return s.w.do(ctx, true, func(t *wtx) error {
-		s.accessMu.Lock()
-		clear(s.access)
-		s.accessMu.Unlock()
-		for _, name := range bolt.Buckets {
-			if bytes.Equal(name, bolt.BucketMeta) {
-				continue
-			}
-			if err := t.tx.DeleteBucket(name); err != nil {
-				t.fatal = fmt.Errorf("hishel: clear: %w", err)
-				return t.fatal
-			}
-			if _, err := t.tx.CreateBucket(name); err != nil {
-				t.fatal = fmt.Errorf("hishel: clear: %w", err)
-				return t.fatal
-			}
+	return s.w.do(ctx, true, s.clear)
+}
+
+// clear is Clear's op.
+func (s *Bolt) clear(t *wtx) error {
+	s.accessMu.Lock()
+	clear(s.access)
+	s.accessMu.Unlock()
+	for _, name := range bolt.Buckets {
+		if bytes.Equal(name, bolt.BucketMeta) {
+			continue
 		}
-		t.dropRecords()
-		t.newIncomplete = nil
-		t.pairs, t.keys, t.chunks = t.tx.Bucket(bolt.BucketPairs), t.tx.Bucket(bolt.BucketKeys), t.tx.Bucket(bolt.BucketChunks)
-		t.expiry, t.deleted = t.tx.Bucket(bolt.BucketExpiry), t.tx.Bucket(bolt.BucketDeleted)
-		t.incomplete, t.acc = t.tx.Bucket(bolt.BucketIncomplete), t.tx.Bucket(bolt.BucketAccess)
-		t.fill()
-		t.stats = model.Stats{}
-		t.statsDirty = true
-		// Every pair created so far is gone; pairs whose create op is still
-		// to come (later in this transaction or after it) are not.
-		s.pendMu.Lock()
-		for id, pe := range s.pend {
-			if pe.applied {
-				t.cleared = append(t.cleared, id)
-			}
+		if err := t.tx.DeleteBucket(name); err != nil {
+			t.fatal = fmt.Errorf("hishel: clear: %w", err)
+			return t.fatal
 		}
-		s.pendMu.Unlock()
-		return nil
-	})
+		if _, err := t.tx.CreateBucket(name); err != nil {
+			t.fatal = fmt.Errorf("hishel: clear: %w", err)
+			return t.fatal
+		}
+	}
+	t.dropRecords()
+	t.newIncomplete = nil
+	t.pairs, t.keys, t.chunks = t.tx.Bucket(bolt.BucketPairs), t.tx.Bucket(bolt.BucketKeys), t.tx.Bucket(bolt.BucketChunks)
+	t.expiry, t.deleted = t.tx.Bucket(bolt.BucketExpiry), t.tx.Bucket(bolt.BucketDeleted)
+	t.incomplete, t.acc = t.tx.Bucket(bolt.BucketIncomplete), t.tx.Bucket(bolt.BucketAccess)
+	t.fill()
+	t.stats = model.Stats{}
+	t.statsDirty = true
+	// Every pair created so far is gone; pairs whose create op is still
+	// to come (later in this transaction or after it) are not.
+	s.pendMu.Lock()
+	for id, pe := range s.pend {
+		if pe.applied {
+			t.cleared = append(t.cleared, id)
+		}
+	}
+	s.pendMu.Unlock()
+	return nil
 }
 
 // Pairs calls fn for every committed pair (see Sync; pairs completed under

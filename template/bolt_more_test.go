@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"go.etcd.io/bbolt"
 
 	"github.com/hishel-go/hishel/bolt"
@@ -570,5 +571,74 @@ func TestBoltAddResponseAfterFullQueue(t *testing.T) {
 	for _, p := range ps {
 		p.Request.Body.Close()
 		p.Response.Body.Close()
+	}
+}
+
+// The keys index entries a transaction adds are put at its end, in key
+// order; a delete in the same transaction cancels an add, and one of an
+// entry committed before deletes it.
+func TestBoltKeysIndexDeferred(t *testing.T) {
+	ctx := context.Background()
+	s := openBolt(t, nil)
+	id := func(i int) model.PairID { return model.PairID{15: byte(i), 14: byte(i >> 8)} }
+	h := func(key string) [bolt.HashLen]byte { return bolt.KeyHash(key) }
+	entries := func() map[keysKey]bool {
+		t.Helper()
+		out := map[keysKey]bool{}
+		if err := s.db.View(func(tx *bbolt.Tx) error {
+			return tx.Bucket(bolt.BucketKeys).ForEach(func(k, _ []byte) error {
+				out[keysKey(k)] = true
+				return nil
+			})
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	want := map[keysKey]bool{}
+	err := s.w.do(ctx, true, func(tx *wtx) error {
+		for i := range 500 { // random hashes: out of order
+			tx.addKey(h(fmt.Sprint("k", i)), id(i))
+			want[newKeysKey(h(fmt.Sprint("k", i)), id(i))] = true
+		}
+		tx.addKey(h("gone"), id(1000))
+		tx.delKey(h("gone"), id(1000)) // cancels the add
+		tx.addKey(h("moved"), id(1001))
+		tx.delKey(h("moved"), id(1001))
+		tx.addKey(h("moved-to"), id(1001)) // a key change, as UpdatePair makes
+		want[newKeysKey(h("moved-to"), id(1001))] = true
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := entries(); !cmp.Equal(got, want) {
+		t.Fatalf("keys index after the first transaction: %d entries, want %d (diff %s)", len(got), len(want), cmp.Diff(want, got))
+	}
+	err = s.w.do(ctx, true, func(tx *wtx) error {
+		tx.delKey(h("k7"), id(7)) // committed before
+		tx.delKey(h("moved-to"), id(1001))
+		tx.addKey(h("moved-back"), id(1001))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	delete(want, newKeysKey(h("k7"), id(7)))
+	delete(want, newKeysKey(h("moved-to"), id(1001)))
+	want[newKeysKey(h("moved-back"), id(1001))] = true
+	if got := entries(); !cmp.Equal(got, want) {
+		t.Fatalf("keys index after the second transaction: diff %s", cmp.Diff(want, got))
+	}
+	// Clear in the transaction that added an entry drops it.
+	err = s.w.do(ctx, true, func(tx *wtx) error {
+		tx.addKey(h("before-clear"), id(2000))
+		return s.clear(tx)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := entries(); len(got) != 0 {
+		t.Fatalf("keys index after Clear: %d entries; want none", len(got))
 	}
 }

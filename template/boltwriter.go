@@ -114,6 +114,7 @@ type wtx struct {
 	completedKeys                                               [][bolt.HashLen]byte       // key hashes of the pairs completed (Bolt.unsynced)
 	recs                                                        map[model.PairID]*txRecord // records written, not yet flushed
 	newIncomplete                                               map[model.PairID]int64     // incomplete index entries added, not yet put: their Created
+	newKeys                                                     map[keysKey]struct{}       // keys index entries added, not yet put
 }
 
 func newWriter(db *bbolt.DB, maxTxBytes int) *writer {
@@ -405,6 +406,7 @@ collect:
 	}
 	t.flushRecords()
 	t.flushIncomplete()
+	t.flushKeys()
 	if t.fatal == nil && t.statsDirty {
 		t.put(t.meta, bolt.MetaStats, bolt.EncodeStats(t.stats))
 	}
@@ -606,9 +608,58 @@ func (t *wtx) flushIncomplete() {
 	t.newIncomplete = nil
 }
 
-// dropRecords forgets the records putRecord stored: the buckets they were
-// for are gone (Clear).
-func (t *wtx) dropRecords() { t.recs = nil }
+// keysKey is a keys index entry (bolt.KeysKey).
+type keysKey [bolt.KeysKeyLen]byte
+
+func newKeysKey(h [bolt.HashLen]byte, id model.PairID) keysKey {
+	var k keysKey
+	copy(k[:], h[:])
+	copy(k[bolt.HashLen:], id[:])
+	return k
+}
+
+// addKey indexes pair id under key hash h. The put waits for flushKeys,
+// which puts a transaction's entries in key order: key hashes are random,
+// and random puts into a node bbolt has not split yet move half of it each
+// (see flushRecords).
+func (t *wtx) addKey(h [bolt.HashLen]byte, id model.PairID) {
+	if t.fatal != nil {
+		return
+	}
+	if t.newKeys == nil {
+		t.newKeys = make(map[keysKey]struct{})
+	}
+	t.newKeys[newKeysKey(h, id)] = struct{}{}
+	t.written += bolt.KeysKeyLen
+}
+
+// delKey removes pair id from the keys index under key hash h.
+func (t *wtx) delKey(h [bolt.HashLen]byte, id model.PairID) {
+	k := newKeysKey(h, id)
+	if _, ok := t.newKeys[k]; ok {
+		delete(t.newKeys, k)
+		return
+	}
+	t.del(t.keys, k[:])
+}
+
+// flushKeys puts the keys index entries addKey holds, in key order; it runs
+// before the transaction commits.
+func (t *wtx) flushKeys() {
+	keys := make([]keysKey, 0, len(t.newKeys))
+	for k := range t.newKeys {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b keysKey) int { return bytes.Compare(a[:], b[:]) })
+	for i := range keys {
+		t.put(t.keys, keys[i][:], nil)
+	}
+	t.newKeys = nil
+}
+
+// dropRecords forgets the records putRecord stored and the keys index
+// entries addKey holds: the buckets they were for are gone (Clear).
+func (t *wtx) dropRecords() { t.recs, t.newKeys = nil, nil }
 
 // coming reports whether open pairs other than those t completes may soon
 // send their durable end.
