@@ -211,6 +211,7 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 	db, err := openDB(o.Path, o.FileMode, &bbolt.Options{
 		Timeout:         timeout,
 		NoSync:          o.NoSync,
+		NoGrowSync:      o.NoSync, // a file that may lose commits may lose its growth too
 		FreelistType:    bbolt.FreelistMapType,
 		NoFreelistSync:  true,
 		InitialMmapSize: o.InitialMmapSize,
