@@ -9,7 +9,9 @@
 //	pairs       pair id (16 bytes) → record (see EncodeRecord)
 //	keys        sha256(cache key) ‖ pair id → empty; complete, live pairs only
 //	chunks      big-endian pair nonce ‖ kind ‖ big-endian seq → body bytes;
-//	            seq MarkerSeq is the completion marker and sorts last
+//	            seq MarkerSeq is the completion marker and sorts last. A
+//	            body that ended empty has neither chunks nor marker: its
+//	            record's done flag and size 0 say all there is
 //	expiry      big-endian expiry time ‖ pair id → empty (pairs with a TTL)
 //	deleted     big-endian deletion time ‖ pair id → empty (soft-deleted)
 //	incomplete  big-endian creation time ‖ pair id → empty (not yet complete)

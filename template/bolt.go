@@ -423,11 +423,8 @@ func (s *Bolt) CreatePair(ctx context.Context, req model.Request, opts ...model.
 		}
 		s.pendMu.Unlock()
 		t.nonce = max(t.nonce, r.Nonce)
-		t.putRecord(&r)
+		t.putRecord(&r) // a nil body is stored as empty: no chunks, no marker (see package bolt)
 		t.addIncomplete(r.Created, id)
-		if req.Body == nil {
-			t.put(t.chunks, bolt.ChunkKey(r.Nonce, bolt.KindRequest, bolt.MarkerSeq), bolt.EncodeMarker(bolt.Marker{}))
-		}
 		t.addStats(0, 1, 0, 0)
 		return nil
 	}, func() { s.unpend(id) })
@@ -485,9 +482,8 @@ func (s *Bolt) AddResponse(ctx context.Context, id model.PairID, resp model.Resp
 			r.Key = key
 			r.Status = resp.Status
 			r.RespHeader = resp.Header
-			if resp.Body == nil {
+			if resp.Body == nil { // stored as empty: no chunks, no marker
 				r.Flags |= bolt.FlagResponseDone
-				t.put(t.chunks, bolt.ChunkKey(r.Nonce, bolt.KindResponse, bolt.MarkerSeq), bolt.EncodeMarker(bolt.Marker{}))
 			}
 			s.settle(t, r, bolt.UnixNano(s.now()))
 			if dst != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -640,5 +641,85 @@ func TestBoltKeysIndexDeferred(t *testing.T) {
 	}
 	if got := entries(); len(got) != 0 {
 		t.Fatalf("keys index after Clear: %d entries; want none", len(got))
+	}
+}
+
+// A body that ends empty, given as nil or streamed, is stored as the
+// record's done flag and size 0: no chunks, no marker. A file whose empty
+// bodies have markers (as hishel-go wrote them before) reads and purges
+// the same.
+func TestBoltEmptyBodiesStoreNoChunks(t *testing.T) {
+	ctx := context.Background()
+	s := openBolt(t, &BoltOptions{DeletedRetention: time.Nanosecond})
+	chunks := func() int {
+		t.Helper()
+		n := 0
+		if err := s.db.View(func(tx *bbolt.Tx) error {
+			return tx.Bucket(bolt.BucketChunks).ForEach(func(_, _ []byte) error { n++; return nil })
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	store := func(key string, req model.Request, resp model.Response) model.PairID {
+		t.Helper()
+		inc, err := s.CreatePair(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(io.Discard, inc.Request.Body); err != nil {
+			t.Fatal(err)
+		}
+		cp, err := s.AddResponse(ctx, inc.ID, resp, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(io.Discard, cp.Response.Body); err != nil {
+			t.Fatal(err)
+		}
+		return inc.ID
+	}
+	nilBodies := store("nil", getReq("u1"), model.Response{Status: 204, Header: http.Header{}})
+	streamed := getReq("u2")
+	streamed.Body = model.StringBody("")
+	streamedIDs := store("streamed", streamed, okResp(""))
+	if n := chunks(); n != 0 {
+		t.Fatalf("chunks bucket holds %d entries after storing empty bodies; want none", n)
+	}
+	for _, key := range []string{"nil", "streamed"} {
+		ps, err := s.GetPairs(ctx, key)
+		if err != nil || len(ps) != 1 {
+			t.Fatalf("GetPairs(%q) = %d pairs, %v; want 1", key, len(ps), err)
+		}
+		if got := bodies(t, ps); !cmp.Equal(got, []string{"|"}) {
+			t.Errorf("GetPairs(%q) bodies = %q; want both empty", key, got)
+		}
+	}
+	// An empty marker left by an older writer is read past and purged.
+	var nonce uint64
+	if err := s.w.do(ctx, true, func(tx *wtx) error {
+		rec, err := tx.record(nilBodies)
+		if err != nil || rec == nil {
+			return fmt.Errorf("record: %v, %v", rec, err)
+		}
+		nonce = rec.Nonce
+		tx.put(tx.chunks, bolt.ChunkKey(nonce, bolt.KindResponse, bolt.MarkerSeq), bolt.EncodeMarker(bolt.Marker{}))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if ps, err := s.GetPairs(ctx, "nil"); err != nil || len(ps) != 1 || !cmp.Equal(bodies(t, ps), []string{"|"}) {
+		t.Fatalf("GetPairs with an old-style empty marker = %v, %v", ps, err)
+	}
+	for _, id := range []model.PairID{nilBodies, streamedIDs} {
+		if err := s.Remove(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if res, err := s.Cleanup(ctx); err != nil || res.Purged != 2 {
+		t.Fatalf("Cleanup = %+v, %v; want 2 purged", res, err)
+	}
+	if n := chunks(); n != 0 {
+		t.Errorf("chunks bucket holds %d entries after the purge; want none", n)
 	}
 }

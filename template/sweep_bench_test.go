@@ -134,8 +134,7 @@ func buildSweepDB(tb testing.TB, dir string, n, due int) sweepDB {
 			Key: key, Method: req.Method, URL: key, ReqHeader: req.Header, Status: 200, RespHeader: resp.Header}
 		add(bolt.BucketPairs, id[:], bolt.EncodeRecord(rec))
 		add(bolt.BucketAccess, bolt.TimeKey(created, id), nil)
-		add(bolt.BucketChunks, bolt.ChunkKey(nonce, bolt.KindRequest, bolt.MarkerSeq), bolt.EncodeMarker(bolt.Marker{}))
-		add(bolt.BucketChunks, bolt.ChunkKey(nonce, bolt.KindResponse, bolt.MarkerSeq), bolt.EncodeMarker(bolt.Marker{}))
+		// Both bodies are empty: no chunks, no markers.
 		keys = append(keys, bolt.KeysKey(bolt.KeyHash(key), id))
 		if npending >= sweepBuildTx {
 			commit()
