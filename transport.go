@@ -24,7 +24,7 @@ import (
 // given: the Transport may change them once a call has returned. Nor may
 // it keep the header maps GetPairs returns: the Transport serves a hit
 // with the stored response's header map, changed in place (see
-// statemachine.Options.ReuseHeaders).
+// statemachine.Options.ReuseHeaders), unless Options.CopyHeaders is set.
 type Storage interface {
 	CreatePair(ctx context.Context, req model.Request, opts ...model.CreateOption) (model.IncompletePair, error)
 	AddResponse(ctx context.Context, id model.PairID, resp model.Response, key string) (model.CompletePair, error)
@@ -44,8 +44,12 @@ type Options struct {
 	Storage Storage
 	// Cache are the state machine's options: shared or private (private by
 	// default), methods, heuristics, stale, force cache and the clock.
-	// ReuseHeaders is always set (see Storage).
+	// Its ReuseHeaders is set unless CopyHeaders is.
 	Cache statemachine.Options
+	// CopyHeaders serves hits from a copy of the stored header, for a
+	// Storage whose GetPairs returns header maps it keeps (see Storage).
+	// The storages of packages cache and cacheasync need no copy.
+	CopyHeaders bool
 	// Key derives cache keys. Default DefaultKey.
 	Key KeyFunc
 	// MaxBodySize, if positive, is the largest response body stored; a
@@ -115,7 +119,7 @@ func NewTransport(opts *Options) (*Transport, error) {
 		t.key = DefaultKey
 	}
 	cacheOpts := o.Cache
-	cacheOpts.ReuseHeaders = true // GetPairs's header maps are ours (see Storage)
+	cacheOpts.ReuseHeaders = !o.CopyHeaders // GetPairs's header maps are ours (see Storage)
 	t.machine = statemachine.IdleClient{Options: &cacheOpts}
 	if t.store == nil {
 		s, err := cache.OpenBolt(context.Background(), nil)

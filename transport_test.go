@@ -657,6 +657,9 @@ func TestTransportHitsLeaveStoredHeaders(t *testing.T) {
 				w.Header().Set("Etag", `"v1"`)
 				fmt.Fprint(w, "v1")
 			})
+			var once sync.Once
+			// Runs before the origin closes, which waits for its handlers.
+			t.Cleanup(func() { once.Do(func() { close(release) }); tr.Close() })
 			cl := &http.Client{Transport: tr}
 			get := func() http.Header {
 				t.Helper()
@@ -699,7 +702,7 @@ func TestTransportHitsLeaveStoredHeaders(t *testing.T) {
 			}
 			c.Advance(time.Minute) // stale: served, then revalidated in the background
 			get()
-			close(release)
+			once.Do(func() { close(release) })
 			if err := tr.Close(); err != nil { // waits for the revalidation
 				t.Fatal(err)
 			}
@@ -714,6 +717,59 @@ func TestTransportHitsLeaveStoredHeaders(t *testing.T) {
 			}
 			if got.Get("Etag") != `"v1"` || got.Get("Cache-Control") == "" {
 				t.Errorf("stored header after revalidation = %v; want its Etag and Cache-Control", got)
+			}
+		})
+	}
+}
+
+// keepingStore is a Storage that keeps the header maps GetPairs returns,
+// which Options.CopyHeaders is for.
+type keepingStore struct {
+	*cache.Memory
+	kept []http.Header
+}
+
+func (s *keepingStore) GetPairs(ctx context.Context, key string) ([]model.CompletePair, error) {
+	ps, err := s.Memory.GetPairs(ctx, key)
+	for _, p := range ps {
+		s.kept = append(s.kept, p.Response.Header)
+	}
+	return ps, err
+}
+
+func TestTransportCopyHeaders(t *testing.T) {
+	for _, copyHeaders := range []bool{false, true} {
+		t.Run(fmt.Sprint("CopyHeaders=", copyHeaders), func(t *testing.T) {
+			m, err := cache.OpenMemory(context.Background(), &cache.MemoryOptions{SweepInterval: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			s := &keepingStore{Memory: m}
+			tr, err := hishel.NewTransport(&hishel.Options{Storage: s, CopyHeaders: copyHeaders})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr.Close()
+			o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Cache-Control", "max-age=60")
+				fmt.Fprint(w, "x")
+			})
+			cl := &http.Client{Transport: tr}
+			for range 2 { // a miss, then a hit
+				resp, err := cl.Get(o.URL)
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			if len(s.kept) != 1 {
+				t.Fatalf("GetPairs returned %d pairs in all; want 1 (the hit's)", len(s.kept))
+			}
+			_, changed := s.kept[0]["Cache-Status"]
+			if changed == copyHeaders {
+				t.Errorf("after a hit, the header map GetPairs returned has Cache-Status: %v; want %v", changed, !copyHeaders)
 			}
 		})
 	}

@@ -151,6 +151,9 @@ func main() {
 	if err := flag.Set("test.benchtime", *benchtime); err != nil {
 		log.Fatal(err)
 	}
+	if *bigRuns < 1 {
+		log.Fatalf("-bigruns %d: want at least 1", *bigRuns)
+	}
 	if *bigOnly >= 0 {
 		bigChild(*bigOnly)
 		return

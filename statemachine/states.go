@@ -103,10 +103,11 @@ type Served struct {
 	// range, 304 when the request's own conditions matched, or 416 for
 	// an unsatisfiable range.
 	Status int
-	// Header is the header to send, a new map: the stored fields without
-	// hop-by-hop fields, without the no-cache=fields (when not validated),
-	// with a generated Age (RFC 9111 §5.1) and, for 206 and 416, the
-	// Content-Range and Content-Length of the part.
+	// Header is the header to send: the stored fields without hop-by-hop
+	// fields, without the no-cache=fields (when not validated), with a
+	// generated Age (RFC 9111 §5.1) and, for 206 and 416, the
+	// Content-Range and Content-Length of the part. It is a new map, or,
+	// with Options.ReuseHeaders, Pair.Response.Header itself, changed so.
 	Header http.Header
 	// Range is the part of the stored body to send for a 206; nil means
 	// the whole body, or none for 304, 416 and a HEAD request.

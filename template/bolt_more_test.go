@@ -372,6 +372,9 @@ func holdWriter(tb testing.TB, s *Bolt, then func(*wtx) error) (release func() e
 func TestBoltNoSyncEndDoesNotWait(t *testing.T) {
 	ctx := context.Background()
 	s := openBolt(t, &BoltOptions{NoSync: true})
+	if !s.db.NoSync || !s.db.NoGrowSync {
+		t.Errorf("NoSync Bolt: bbolt NoSync %v, NoGrowSync %v; want both", s.db.NoSync, s.db.NoGrowSync)
+	}
 
 	// Hold the writer in an op until the body has ended.
 	release := holdWriter(t, s, nil)

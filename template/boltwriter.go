@@ -100,6 +100,11 @@ type wop struct {
 // only before it changes anything; changes go through put and del, whose
 // failures poison the whole transaction (it is rolled back and every op in it
 // not yet answered fails).
+//
+// Records, incomplete index entries and keys index entries wait in recs,
+// newIncomplete and newKeys until the transaction ends (see flushRecords):
+// an op that scans one of those buckets must flush first (record reads
+// a pair's record through recs).
 type wtx struct {
 	tx                                                          *bbolt.Tx
 	meta, pairs, keys, chunks, expiry, deleted, incomplete, acc *bbolt.Bucket
