@@ -166,6 +166,57 @@ func FuzzDecodeRecord(f *testing.F) {
 	})
 }
 
+// FuzzDecodeRecordHead checks that DecodeRecordHead never fails where
+// DecodeRecord succeeds, and agrees with it.
+func FuzzDecodeRecordHead(f *testing.F) {
+	f.Add(EncodeRecord(sampleRecord()))
+	f.Add(EncodeRecord(&Record{}))
+	f.Add([]byte{})
+	f.Add([]byte{FormatVersion, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, herr := DecodeRecordHead(b)
+		if herr != nil && !errors.Is(herr, model.ErrCorrupt) && !errors.Is(herr, model.ErrFormatVersion) {
+			t.Fatalf("DecodeRecordHead error %v wraps neither ErrCorrupt nor ErrFormatVersion", herr)
+		}
+		r, err := DecodeRecord(b)
+		if err != nil {
+			// A fault before the key fails both.
+			if herr == nil && len(b) > 0 && b[0] == FormatVersion {
+				if _, err := DecodeRecord(EncodeRecord(&Record{Flags: h.Flags, LastAccess: h.LastAccess, Key: string(h.Key)})); err != nil {
+					t.Fatalf("DecodeRecordHead accepted a head DecodeRecord rejects: %v", err)
+				}
+			}
+			return
+		}
+		if herr != nil {
+			t.Fatalf("DecodeRecordHead: %v; DecodeRecord accepted the record", herr)
+		}
+		if h.Flags != r.Flags || h.LastAccess != r.LastAccess || string(h.Key) != r.Key || h.State() != r.State() {
+			t.Fatalf("DecodeRecordHead = %+v; DecodeRecord flags %x, last access %d, key %q", h, r.Flags, r.LastAccess, r.Key)
+		}
+	})
+}
+
+// FuzzParseStale checks that ParseStale takes back what StaleKey and
+// StaleValue make, and rejects other shapes with ErrCorrupt.
+func FuzzParseStale(f *testing.F) {
+	f.Add(StaleKey(1), StaleValue(IndexKeys, make([]byte, KeysKeyLen)))
+	f.Add(StaleKey(1<<40), StaleValue(IndexAccess, make([]byte, TimeKeyLen)))
+	f.Add([]byte("bad"), []byte{})
+	f.Fuzz(func(t *testing.T, k, v []byte) {
+		seq, idx, entry, err := ParseStale(k, v)
+		if err != nil {
+			if !errors.Is(err, model.ErrCorrupt) {
+				t.Fatalf("ParseStale error %v does not wrap ErrCorrupt", err)
+			}
+			return
+		}
+		if !bytes.Equal(StaleKey(seq), k) || !bytes.Equal(StaleValue(idx, entry), v) {
+			t.Fatalf("ParseStale(%x, %x) = %d, %d, %x: does not round trip", k, v, seq, idx, entry)
+		}
+	})
+}
+
 func FuzzDecodeMarker(f *testing.F) {
 	f.Add(EncodeMarker(Marker{Size: 10, Chunks: 1}))
 	f.Add([]byte{FormatVersion})

@@ -24,10 +24,11 @@ var (
 	BucketDeleted    = []byte("deleted")
 	BucketIncomplete = []byte("incomplete")
 	BucketAccess     = []byte("access")
+	BucketStale      = []byte("stale")
 
 	// Buckets lists every bucket a hishel database has.
 	Buckets = [][]byte{BucketMeta, BucketPairs, BucketKeys, BucketChunks,
-		BucketExpiry, BucketDeleted, BucketIncomplete, BucketAccess}
+		BucketExpiry, BucketDeleted, BucketIncomplete, BucketAccess, BucketStale}
 
 	// MetaFormat and MetaStats are the keys of the meta bucket.
 	MetaFormat = []byte("format")
@@ -36,6 +37,38 @@ var (
 	// endian), so that a reopened database never hands one out again.
 	MetaNonce = []byte("nonce")
 )
+
+// Index says which index a stale bucket entry is from.
+type Index byte
+
+const (
+	// IndexKeys marks a keys bucket entry (a KeysKey).
+	IndexKeys Index = 1
+	// IndexAccess marks an access bucket entry (a TimeKey).
+	IndexAccess Index = 2
+)
+
+// StaleKey returns the stale bucket key of the entry with sequence number
+// seq: entries are logged in increasing seq order, so the log only grows at
+// its end and is trimmed from its start.
+func StaleKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
+
+// StaleValue returns the stale bucket value naming index entry k of idx.
+func StaleValue(idx Index, k []byte) []byte { return append([]byte{byte(idx)}, k...) }
+
+// ParseStale splits a stale bucket entry.
+func ParseStale(k, v []byte) (seq uint64, idx Index, entry []byte, err error) {
+	if len(k) != 8 || len(v) < 1 {
+		return 0, 0, nil, fmt.Errorf("stale entry of %d and %d bytes: %w", len(k), len(v), model.ErrCorrupt)
+	}
+	idx, entry = Index(v[0]), v[1:]
+	switch {
+	case idx == IndexKeys && len(entry) == KeysKeyLen, idx == IndexAccess && len(entry) == TimeKeyLen:
+	default:
+		return 0, 0, nil, fmt.Errorf("stale entry for index %d of %d bytes: %w", idx, len(entry), model.ErrCorrupt)
+	}
+	return binary.BigEndian.Uint64(k), idx, entry, nil
+}
 
 // Kind says which body of a pair a chunk belongs to.
 type Kind byte

@@ -221,6 +221,51 @@ func DecodeRecord(b []byte) (*Record, error) {
 	return r, nil
 }
 
+// RecordHead is the start of a record: what checking an index entry
+// against its pair needs, without the headers.
+type RecordHead struct {
+	Flags      uint8
+	LastAccess int64
+	Key        []byte // a part of the input, not a copy
+}
+
+// State returns the pair's life state, as Record.State does.
+func (h RecordHead) State() model.PairState { return (&Record{Flags: h.Flags}).State() }
+
+// DecodeRecordHead decodes the head of record b, up to and including its
+// cache key, and nothing after it: a record DecodeRecord accepts gives the
+// same flags, last access and key; one it rejects may decode here if the
+// fault lies past the key. Errors wrap model.ErrCorrupt or
+// model.ErrFormatVersion, as DecodeRecord's do.
+func DecodeRecordHead(b []byte) (RecordHead, error) {
+	d := decoder{b: b}
+	if err := d.version(); err != nil {
+		return RecordHead{}, fmt.Errorf("record: %w", err)
+	}
+	var h RecordHead
+	d.bytes(16 + 8) // ID, nonce
+	h.Flags = d.byte()
+	if d.err == nil && h.Flags&^flagsKnown != 0 {
+		d.fail("unknown flags")
+	}
+	for i := range 6 { // Created, Completed, Deleted, Expires, LastAccess, TTL
+		switch v := d.varint(); {
+		case i == 4:
+			h.LastAccess = v
+		case i == 5 && v < 0 && d.err == nil:
+			d.fail("negative size or ttl")
+		}
+	}
+	if r := d.byte(); d.err == nil && r > 1 {
+		d.fail("bad refresh flag")
+	}
+	h.Key = d.bytes(d.length())
+	if d.err != nil {
+		return RecordHead{}, fmt.Errorf("record: %w", d.err)
+	}
+	return h, nil
+}
+
 func pad8(b []byte) []byte {
 	if len(b) == 8 {
 		return b

@@ -140,7 +140,9 @@ func (b *Bolt) Remove(ctx context.Context, id model.PairID) error {
 // soft-deleted, soft-deleted pairs past DeletedRetention and incomplete pairs
 // older than IncompleteAge are removed, and pairs beyond MaxBytes are
 // evicted. It works in small transactions, so readers and writers are never
-// held up for long, and its cost is proportional to what it removes.
+// held up for long, and its cost is proportional to what it removes. The
+// keys and access index entries of pairs gone are deleted in batches, once
+// there are as many as an eighth of the pairs (and at least 4096).
 func (b *Bolt) Cleanup(ctx context.Context) (model.SweepResult, error) {
 	return b.s.Cleanup(ctx)
 }

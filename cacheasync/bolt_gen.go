@@ -195,7 +195,9 @@ func (b *Bolt) Remove(ctx context.Context, id model.PairID) Future[struct{}] {
 // soft-deleted, soft-deleted pairs past DeletedRetention and incomplete pairs
 // older than IncompleteAge are removed, and pairs beyond MaxBytes are
 // evicted. It works in small transactions, so readers and writers are never
-// held up for long, and its cost is proportional to what it removes.
+// held up for long, and its cost is proportional to what it removes. The
+// keys and access index entries of pairs gone are deleted in batches, once
+// there are as many as an eighth of the pairs (and at least 4096).
 //
 // Cleanup returns at once. The call runs in a goroutine of its own and its
 // result arrives on the returned [Future], which delivers exactly one

@@ -40,6 +40,10 @@ const (
 	readAhead     = 256 << 10 // a stored body is read this much per read transaction
 	prefetchBytes = 64 << 10  // GetPairs reads this much of each body in its own transaction
 	sweepBatch    = 256       // pairs handled per sweep transaction, per rule
+	staleMin      = 4096      // stale log entries a sweep lets wait (see cleanStale)
+	staleShare    = 8         // ... and the share of the pairs they may reach
+	staleMax      = 1 << 18   // stale log entries handled per batch
+	staleChunk    = 4096      // stale log entries handled per transaction
 	listPage      = 256       // records decoded per read transaction by Pairs
 )
 
@@ -697,6 +701,11 @@ func (s *Bolt) GetPairs(ctx context.Context, key string) ([]model.CompletePair, 
 			if v == nil {
 				continue
 			}
+			// Entries of pairs gone wait for a sweep (see bolt's doc):
+			// skip them without decoding their headers.
+			if h, err := bolt.DecodeRecordHead(v); err == nil && (h.State() != model.StateComplete || string(h.Key) != key) {
+				continue
+			}
 			rec, err := bolt.DecodeRecord(v)
 			if err != nil {
 				return fmt.Errorf("hishel: get pairs: pair %s: %w", id, err)
@@ -934,8 +943,8 @@ func softDelete(t *wtx, rec *bolt.Record, at int64) {
 func unindex(t *wtx, rec *bolt.Record) {
 	switch rec.State() {
 	case model.StateComplete:
-		t.delKey(bolt.KeyHash(rec.Key), rec.ID)
-		t.del(t.acc, bolt.TimeKey(rec.LastAccess, rec.ID))
+		t.retireKey(bolt.KeyHash(rec.Key), rec.ID)
+		t.retireAccess(rec.LastAccess, rec.ID)
 		if rec.Expires != 0 {
 			t.del(t.expiry, bolt.TimeKey(rec.Expires, rec.ID))
 		}
@@ -1002,14 +1011,14 @@ func (s *Bolt) enforceBudget(t *wtx, res *model.SweepResult) {
 			if k == nil {
 				break
 			}
-			_, id, err := bolt.ParseTimeKey(k)
+			at, id, err := bolt.ParseTimeKey(k)
 			if err != nil {
 				t.del(idx, k)
 				continue
 			}
 			rec, err := t.record(id)
-			if err != nil || rec == nil {
-				t.del(idx, k) // a stale index entry
+			if err != nil || rec == nil || idx == t.acc && (rec.State() != model.StateComplete || rec.LastAccess != at) {
+				t.del(idx, k) // a stale index entry (see retireAccess)
 				continue
 			}
 			purge(t, rec)
@@ -1024,7 +1033,9 @@ func (s *Bolt) enforceBudget(t *wtx, res *model.SweepResult) {
 // soft-deleted, soft-deleted pairs past DeletedRetention and incomplete pairs
 // older than IncompleteAge are removed, and pairs beyond MaxBytes are
 // evicted. It works in small transactions, so readers and writers are never
-// held up for long, and its cost is proportional to what it removes.
+// held up for long, and its cost is proportional to what it removes. The
+// keys and access index entries of pairs gone are deleted in batches, once
+// there are as many as an eighth of the pairs (and at least 4096).
 func (s *Bolt) Cleanup(ctx context.Context) (model.SweepResult, error) {
 	var total model.SweepResult
 	for {
@@ -1047,9 +1058,164 @@ func (s *Bolt) Cleanup(ctx context.Context) (model.SweepResult, error) {
 		total.Abandoned += res.Abandoned
 		total.Evicted += res.Evicted
 		if !more {
-			return total, nil
+			break
 		}
 	}
+	return total, s.cleanStale(ctx, staleMin)
+}
+
+// staleBatch is a batch of stale log entries: sorted index entries and
+// the last sequence number it covers.
+type staleBatch struct {
+	keys []keysKey
+	acc  [][bolt.TimeKeyLen]byte
+	upTo uint64
+	any  bool
+}
+
+// cleanStale deletes the index entries logged in the stale bucket (see
+// retireKey) once the log holds at least atLeast of them and an eighth as many
+// as there are pairs; atLeast is staleMin but for tests. Each batch takes up to
+// staleMax entries, sorts them and deletes them in key order, staleChunk per
+// transaction, so that a batch rewrites each leaf of an index about once:
+// the cost per entry falls as the batch grows with the database, where
+// deleting entries as their pairs go would rewrite a random leaf each.
+// Every entry is checked against its pair's record first: an entry whose
+// pair is complete and live under it again is kept. The log is trimmed last,
+// so a batch cut short (a crash, a closed Bolt) is done again, harmlessly.
+func (s *Bolt) cleanStale(ctx context.Context, atLeast uint64) error {
+	for {
+		var b staleBatch
+		err := s.w.do(ctx, true, func(t *wtx) error {
+			b = staleBatch{}
+			c := t.stale.Cursor()
+			// Malformed keys at either end would hide the log's length.
+			for _, end := range []func() ([]byte, []byte){c.First, c.Last} {
+				for k, _ := end(); k != nil && len(k) != 8 && t.fatal == nil; k, _ = end() {
+					t.del(t.stale, bytes.Clone(k))
+				}
+			}
+			first, _ := c.First()
+			last, _ := c.Last()
+			if first == nil {
+				return nil
+			}
+			n := binary.BigEndian.Uint64(last) - binary.BigEndian.Uint64(first) + 1
+			if n < atLeast || n < uint64(t.stats.Pairs/staleShare) {
+				return nil
+			}
+			var bad [][]byte
+			for k, v := c.First(); k != nil && len(b.keys)+len(b.acc) < staleMax; k, v = c.Next() {
+				seq, idx, e, err := bolt.ParseStale(k, v)
+				switch {
+				case err != nil:
+					bad = append(bad, bytes.Clone(k))
+					continue
+				case idx == bolt.IndexKeys:
+					b.keys = append(b.keys, keysKey(e))
+				default:
+					b.acc = append(b.acc, [bolt.TimeKeyLen]byte(e))
+				}
+				b.upTo, b.any = seq, true
+			}
+			for _, k := range bad { // corrupt entries: nothing to delete but them
+				t.del(t.stale, k)
+			}
+			return nil
+		})
+		if err != nil || !b.any {
+			return err
+		}
+		slices.SortFunc(b.keys, func(x, y keysKey) int { return bytes.Compare(x[:], y[:]) })
+		slices.SortFunc(b.acc, func(x, y [bolt.TimeKeyLen]byte) int { return bytes.Compare(x[:], y[:]) })
+		for len(b.keys) > 0 {
+			part := b.keys[:min(len(b.keys), staleChunk)]
+			b.keys = b.keys[len(part):]
+			if err := s.w.do(ctx, true, func(t *wtx) error { t.dropStaleKeys(part); return nil }); err != nil {
+				return err
+			}
+		}
+		for len(b.acc) > 0 {
+			part := b.acc[:min(len(b.acc), staleChunk)]
+			b.acc = b.acc[len(part):]
+			if err := s.w.do(ctx, true, func(t *wtx) error { t.dropStaleAccess(part); return nil }); err != nil {
+				return err
+			}
+		}
+		for more := true; more; {
+			if err := s.w.do(ctx, true, func(t *wtx) error { more = t.trimStale(b.upTo, staleChunk); return nil }); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// dropStaleKeys deletes the keys index entries ks, in order, but those
+// whose pair is complete and live under them again (a pair given the ID of
+// one that went, under the same key).
+func (t *wtx) dropStaleKeys(ks []keysKey) {
+	for _, k := range ks {
+		if _, ok := t.newKeys[k]; ok {
+			continue // added again in this transaction
+		}
+		if h, ok := t.liveHead(model.PairID(k[bolt.HashLen:])); ok && bolt.KeyHash(string(h.Key)) == [bolt.HashLen]byte(k[:bolt.HashLen]) {
+			continue
+		}
+		t.del(t.keys, k[:])
+	}
+}
+
+// dropStaleAccess deletes the access index entries ks, in order, but those
+// that are their pair's current one.
+func (t *wtx) dropStaleAccess(ks [][bolt.TimeKeyLen]byte) {
+	for _, k := range ks {
+		at, id, _ := bolt.ParseTimeKey(k[:])
+		if h, ok := t.liveHead(id); ok && h.LastAccess == at {
+			continue
+		}
+		t.del(t.acc, k[:])
+	}
+}
+
+// liveHead returns the head of pair id's record if the pair is complete
+// and not deleted. A record this transaction wrote is read in full; a
+// stored one only up to its key.
+func (t *wtx) liveHead(id model.PairID) (bolt.RecordHead, bool) {
+	if r, ok := t.recs[id]; ok {
+		if r.gone || r.rec.State() != model.StateComplete {
+			return bolt.RecordHead{}, false
+		}
+		return bolt.RecordHead{Flags: r.rec.Flags, LastAccess: r.rec.LastAccess, Key: []byte(r.rec.Key)}, true
+	}
+	v := t.pairs.Get(id[:])
+	if v == nil {
+		return bolt.RecordHead{}, false
+	}
+	h, err := bolt.DecodeRecordHead(v)
+	if err != nil || h.State() != model.StateComplete {
+		return bolt.RecordHead{}, false // a record that does not decode serves nothing
+	}
+	return h, true
+}
+
+// trimStale deletes up to n stale log entries from its start, up to
+// sequence number upTo; it reports whether more are due.
+func (t *wtx) trimStale(upTo uint64, n int) (more bool) {
+	c := t.stale.Cursor()
+	for k, _ := c.First(); k != nil && t.fatal == nil; k, _ = c.First() {
+		if len(k) == 8 && binary.BigEndian.Uint64(k) > upTo {
+			return false
+		}
+		if n == 0 {
+			return true
+		}
+		n--
+		if err := c.Delete(); err != nil {
+			t.fatal = fmt.Errorf("hishel: delete stale entry: %w", err)
+			return false
+		}
+	}
+	return false
 }
 
 // sweepStep does up to sweepBatch items of each rule; it reports whether
@@ -1158,6 +1324,7 @@ func (s *Bolt) clear(t *wtx) error {
 	t.pairs, t.keys, t.chunks = t.tx.Bucket(bolt.BucketPairs), t.tx.Bucket(bolt.BucketKeys), t.tx.Bucket(bolt.BucketChunks)
 	t.expiry, t.deleted = t.tx.Bucket(bolt.BucketExpiry), t.tx.Bucket(bolt.BucketDeleted)
 	t.incomplete, t.acc = t.tx.Bucket(bolt.BucketIncomplete), t.tx.Bucket(bolt.BucketAccess)
+	t.stale = t.tx.Bucket(bolt.BucketStale)
 	t.fill()
 	t.stats = model.Stats{}
 	t.statsDirty = true

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -724,5 +725,131 @@ func TestBoltEmptyBodiesStoreNoChunks(t *testing.T) {
 	}
 	if n := chunks(); n != 0 {
 		t.Errorf("chunks bucket holds %d entries after the purge; want none", n)
+	}
+}
+
+// A pair that goes takes its keys and access index entries to the stale
+// log; reads skip them; cleanStale deletes them once the log is long
+// enough, but keeps an entry whose pair is live under it again, and drops
+// malformed log entries.
+func TestBoltStaleIndexEntries(t *testing.T) {
+	ctx := context.Background()
+	c := newClock()
+	s := openBolt(t, &BoltOptions{Now: c.Now})
+	type index struct{ keys, acc, stale int }
+	count := func() index {
+		t.Helper()
+		var n index
+		err := s.db.View(func(tx *bbolt.Tx) error {
+			n.keys = tx.Bucket(bolt.BucketKeys).Stats().KeyN
+			n.acc = tx.Bucket(bolt.BucketAccess).Stats().KeyN
+			n.stale = tx.Bucket(bolt.BucketStale).Stats().KeyN
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	short := getReq("short")
+	short.Options.TTL = time.Minute
+	expiring := store(t, s, short, okResp("a"), "short")
+	removed := store(t, s, getReq("removed"), okResp("b"), "removed")
+	kept := store(t, s, getReq("kept"), okResp("c"), "kept")
+	for _, p := range []model.CompletePair{expiring, removed, kept} {
+		_ = p.Close()
+	}
+	if got, want := count(), (index{3, 3, 0}); got != want {
+		t.Fatalf("after storing: %+v; want %+v", got, want)
+	}
+
+	if err := s.Remove(ctx, removed.ID); err != nil {
+		t.Fatal(err)
+	}
+	c.Advance(2 * time.Minute)
+	if res, err := s.Cleanup(ctx); err != nil || res.Expired != 1 {
+		t.Fatalf("Cleanup = %+v, %v; want 1 expired", res, err)
+	}
+	// Below staleMin: the entries wait in the log.
+	if got, want := count(), (index{3, 3, 4}); got != want {
+		t.Fatalf("after Remove and a sweep: %+v; want %+v", got, want)
+	}
+	for _, key := range []string{"short", "removed"} {
+		if ps := mustGet(t, s, key); len(ps) != 0 {
+			t.Errorf("GetPairs(%q) = %d pairs; want none (its entry is stale)", key, len(ps))
+		}
+	}
+	// The kept pair's entries logged as stale too (as a pair deleted and
+	// then live again would be), and malformed log entries.
+	err := s.w.do(ctx, true, func(tx *wtx) error {
+		rec, err := tx.record(kept.ID)
+		if err != nil || rec == nil {
+			return fmt.Errorf("record: %v", err)
+		}
+		tx.retireKey(bolt.KeyHash(rec.Key), rec.ID)
+		tx.retireAccess(rec.LastAccess, rec.ID)
+		tx.put(tx.stale, []byte("bad"), []byte{1})
+		tx.put(tx.stale, bolt.StaleKey(0), []byte{9, 9})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cleanStale(ctx, staleMin); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := count(), (index{3, 3, 7}); got != want {
+		t.Fatalf("cleanStale below staleMin: %+v; want %+v (only the malformed key at the log's end gone)", got, want)
+	}
+	if err := s.cleanStale(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := count(), (index{1, 1, 0}); got != want {
+		t.Fatalf("after cleanStale: %+v; want %+v", got, want)
+	}
+	if ps := mustGet(t, s, "kept"); len(ps) != 1 || ps[0].ID != kept.ID {
+		t.Fatalf("GetPairs(kept) = %d pairs; want the kept pair", len(ps))
+	} else {
+		_ = ps[0].Close()
+	}
+	checkStats(t, s)
+
+	// The log's numbering goes on after a reopen and after Clear, so that
+	// a batch never trims entries it did not read.
+	seqs := func() []uint64 {
+		t.Helper()
+		var out []uint64
+		if err := s.db.View(func(tx *bbolt.Tx) error {
+			return tx.Bucket(bolt.BucketStale).ForEach(func(k, _ []byte) error {
+				out = append(out, binary.BigEndian.Uint64(k))
+				return nil
+			})
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if err := s.Remove(ctx, kept.ID); err != nil {
+		t.Fatal(err)
+	}
+	before := seqs()
+	if len(before) != 2 {
+		t.Fatalf("stale log after Remove: %v; want two entries", before)
+	}
+	path := s.opts.Path
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openBolt(t, &BoltOptions{Path: path, Now: c.Now})
+	if err := s.Clear(ctx); err != nil {
+		t.Fatal(err)
+	}
+	after := store(t, s, getReq("after"), okResp("d"), "after")
+	_ = after.Close()
+	if err := s.Remove(ctx, after.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := seqs(); len(got) != 2 || got[0] <= before[1] {
+		t.Fatalf("stale log after reopen, Clear and Remove: %v; want two entries after %d", got, before[1])
 	}
 }

@@ -47,6 +47,8 @@ type writer struct {
 	stats       model.Stats // authoritative counters, owned by the goroutine
 	statsLoaded bool
 	nonce       uint64 // the highest pair nonce committed (bolt.MetaNonce)
+	staleSeq    uint64 // the highest stale log sequence number committed
+	staleLoaded bool
 
 	commits atomic.Int64 // committed transactions, for tests and benchmarks
 
@@ -108,6 +110,7 @@ type wop struct {
 type wtx struct {
 	tx                                                          *bbolt.Tx
 	meta, pairs, keys, chunks, expiry, deleted, incomplete, acc *bbolt.Bucket
+	stale                                                       *bbolt.Bucket
 	stats                                                       model.Stats
 	statsDirty                                                  bool
 	written                                                     int
@@ -116,6 +119,7 @@ type wtx struct {
 	cleared                                                     []model.PairID             // pairs a Clear in this transaction removed: their pending entries end
 	created                                                     []model.PairID             // pairs created in this transaction
 	nonce                                                       uint64                     // the highest pair nonce written so far
+	staleSeq                                                    uint64                     // the highest stale log sequence number written so far
 	completedKeys                                               [][bolt.HashLen]byte       // key hashes of the pairs completed (Bolt.unsynced)
 	recs                                                        map[model.PairID]*txRecord // records written, not yet flushed
 	newIncomplete                                               map[model.PairID]int64     // incomplete index entries added, not yet put: their Created
@@ -276,8 +280,20 @@ func (w *writer) begin() (*wtx, error) {
 		deleted:    tx.Bucket(bolt.BucketDeleted),
 		incomplete: tx.Bucket(bolt.BucketIncomplete),
 		acc:        tx.Bucket(bolt.BucketAccess),
+		stale:      tx.Bucket(bolt.BucketStale),
 	}
 	t.fill()
+	if !w.staleLoaded {
+		c := t.stale.Cursor()
+		for k, _ := c.Last(); k != nil; k, _ = c.Prev() {
+			if len(k) == 8 { // malformed keys are skipped (cleanStale drops them)
+				w.staleSeq = binary.BigEndian.Uint64(k)
+				break
+			}
+		}
+		w.staleLoaded = true
+	}
+	t.staleSeq = w.staleSeq
 	if !w.statsLoaded {
 		s, err := bolt.DecodeStats(t.meta.Get(bolt.MetaStats))
 		if err != nil {
@@ -440,6 +456,7 @@ collect:
 	} else {
 		w.stats = t.stats
 		w.nonce = t.nonce
+		w.staleSeq = t.staleSeq
 	}
 	if w.afterCommit != nil {
 		w.afterCommit(t, err)
@@ -491,7 +508,7 @@ func (t *wtx) addStats(pairs, incomplete, deleted int, bytes int64) {
 
 // fill sets the FillPercent of t's buckets (see appendFill).
 func (t *wtx) fill() {
-	for _, b := range []*bbolt.Bucket{t.pairs, t.chunks, t.expiry, t.deleted, t.incomplete, t.acc} {
+	for _, b := range []*bbolt.Bucket{t.pairs, t.chunks, t.expiry, t.deleted, t.incomplete, t.acc, t.stale} {
 		b.FillPercent = appendFill
 	}
 }
@@ -646,6 +663,38 @@ func (t *wtx) delKey(h [bolt.HashLen]byte, id model.PairID) {
 		return
 	}
 	t.del(t.keys, k[:])
+}
+
+// retireKey takes pair id, which is no longer complete and live, out of
+// the keys index under key hash h: an entry this transaction added is
+// dropped; a stored one is logged in the stale bucket, and a sweep deletes
+// it later in a sorted batch (see Bolt.cleanStale). Key hashes are random:
+// deleting each entry at once would rewrite a random leaf per pair.
+func (t *wtx) retireKey(h [bolt.HashLen]byte, id model.PairID) {
+	k := newKeysKey(h, id)
+	if _, ok := t.newKeys[k]; ok {
+		delete(t.newKeys, k)
+		if t.keys.Get(k[:]) == nil {
+			return
+		}
+		// Stored as well (a pair given the ID of one that went, under the
+		// same key, before a batch deleted its entry): log it again.
+	}
+	t.logStale(bolt.IndexKeys, k[:])
+}
+
+// retireAccess logs pair id's access index entry for time at as stale, as
+// retireKey does.
+func (t *wtx) retireAccess(at int64, id model.PairID) {
+	t.logStale(bolt.IndexAccess, bolt.TimeKey(at, id))
+}
+
+func (t *wtx) logStale(idx bolt.Index, k []byte) {
+	if t.fatal != nil {
+		return
+	}
+	t.staleSeq++
+	t.put(t.stale, bolt.StaleKey(t.staleSeq), bolt.StaleValue(idx, k))
 }
 
 // flushKeys puts the keys index entries addKey holds, in key order; it runs

@@ -1,23 +1,36 @@
 // Sweep scaling: the sweep's cost on databases of 10k, 100k and 1M pairs
 // with the same 1000 expired pairs must not grow with the database.
 //
-// Measured with go test -run '^$' -bench BoltSweep -benchtime 5x ./template
-// (2 cores, virtio disk, NoSync; three runs; the databases take 0.05-0.1s,
-// 0.7-0.9s and 6-8s to build):
+// Measured with go test -run '^$' -bench 'BoltSweep|BoltStaleClean'
+// -benchtime 5x ./template (2 cores, virtio disk, NoSync; the databases
+// take 0.05-0.1s, 0.7-1s and 6-11s to build). The sweep itself, with the
+// same run of the version before the stale log (which deleted each pair's
+// keys and access entries at once) for comparison:
 //
-//	pairs=10k    14-19 ms/op   1813 pages-written/op   1000 expired/op
-//	pairs=100k   30-35 ms/op   3325 pages-written/op   1000 expired/op
-//	pairs=1M     45-59 ms/op   4960 pages-written/op   1000 expired/op
+//	pairs=10k    18 ms/op   1095 pages-written/op   (before: 25 ms, 1720 pages)
+//	pairs=100k   19 ms/op   1222 pages-written/op   (before: 46 ms, 3274 pages)
+//	pairs=1M     36 ms/op   2096 pages-written/op   (before: 74 ms, 4962 pages)
 //
-// 100 times the database costs 2.6-3.9 times as much; 10 times (100k to 1M),
-// 1.5-1.7 times. The sweep walks only the due part of the expiry index: its
-// cost is bounded by expired pairs x tree depth, not by the database. What
-// grows is the number of distinct pages the 1000 pairs sit on: at 10k the
-// access and keys indexes hold all 10k entries in 100-160 leaves, so the
-// expired pairs share them; at 100k they have leaves of their own; at 1M
-// they also stop sharing branch pages, and the keys bucket gains a level.
-// TestBoltSweepWorkScales checks the same by counting (allocations, nodes,
-// pages), not timing.
+// and the batch that deletes the keys and access entries it leaves in the
+// stale log, two per pair, at the log length that starts one:
+//
+//	pairs=10k     4096 entries   2.9 µs/entry   0.056 pages/entry
+//	pairs=100k   12500 entries   4.9 µs/entry   0.18 pages/entry
+//	pairs=1M    125000 entries   5.0 µs/entry   0.17 pages/entry
+//
+// so that a sweep's whole cost per 1000 expired pairs is 24 / 29 / 46 ms
+// and 1.2k / 1.6k / 2.4k pages (before: 25 / 46 / 74 ms and 1.7k / 3.3k /
+// 5.0k pages). 100 times the database costs about 2 times as much, in time
+// and in pages (before: 3 times). The sweep walks only the due part of the
+// expiry index: its cost is bounded by expired pairs x tree depth, not by
+// the database. What still grows is the number of distinct pages the
+// 1000 pairs' records sit on: they are spread evenly through the pairs
+// bucket, so at 10k they share branch pages and at 1M they do not; their
+// keys and access entries are what the stale log batches. The batch's
+// cost per entry is a record lookup to check the pair is gone and a delete
+// in key order; it levels off once the log is longer than the indexes
+// have leaves. TestBoltSweepWorkScales checks the same by counting
+// (allocations, nodes, pages), not timing.
 
 package template
 
@@ -26,6 +39,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"path/filepath"
 	"runtime"
@@ -48,13 +62,18 @@ import (
 type sweepDB struct {
 	path  string
 	due   []model.PairID
+	gone  []model.PairID
+	stale int // stale log entries
 	built time.Duration
 }
 
 const sweepBuildTx = 100_000 // puts per build transaction
 
-// buildSweepDB writes n complete pairs, with empty bodies, of which due are
-// expired, into a new file in dir.
+// buildSweepDB writes n pairs, with empty bodies, into a new file in dir:
+// due of them complete and expired, gone of them (spread as evenly, but
+// never one of those due) soft-deleted with their keys and access entries
+// still in place and listed in the stale log, as a sweep leaves them, and
+// the others complete and live.
 //
 // Every bucket is written in key order with pages filled completely, as
 // bbolt's compaction leaves a file: that is fast (random puts into large
@@ -62,7 +81,7 @@ const sweepBuildTx = 100_000 // puts per build transaction
 // writes at every commit; a cost of churn that would blur what the sweep
 // itself does), and it is the densest layout, the one where a scan of the
 // database would cost least compared with the sweep.
-func buildSweepDB(tb testing.TB, dir string, n, due int) sweepDB {
+func buildSweepDB(tb testing.TB, dir string, n, due, gone int) sweepDB {
 	tb.Helper()
 	start := time.Now()
 	out := sweepDB{path: filepath.Join(dir, fmt.Sprintf("sweep-%d.db", n))}
@@ -114,24 +133,39 @@ func buildSweepDB(tb testing.TB, dir string, n, due int) sweepDB {
 
 	req, resp := benchRequest(), benchResponse(nil)
 	now := time.Now().UnixNano()
-	every := n / due
-	var keys, dueExpiry [][]byte
+	spread := func(k int) func(i int) bool {
+		if k == 0 {
+			return func(int) bool { return false }
+		}
+		every := n / k
+		return func(i int) bool { return i%every == every/2 }
+	}
+	isDue, isGone := spread(due), spread(gone)
+	var keys, dueExpiry, deleted, stale [][]byte
 	for i, id := range ids {
 		created := now - int64(n-i)*int64(time.Microsecond)
 		expires := created + int64(24*time.Hour)
-		if i%every == every/2 && len(out.due) < due {
-			expires = now - int64(time.Hour)
-			out.due = append(out.due, id)
-			dueExpiry = append(dueExpiry, bolt.TimeKey(expires, id))
-		} else {
-			add(bolt.BucketExpiry, bolt.TimeKey(expires, id), nil)
-		}
 		key := fmt.Sprint("https://example.com/resource/", rng.Uint64())
 		nonce := uint64(i + 1) // handed out in creation order, as a Bolt does
 		rec := &bolt.Record{ID: id, Nonce: nonce,
 			Flags:   bolt.FlagComplete | bolt.FlagHasResponse | bolt.FlagRequestDone | bolt.FlagResponseDone,
 			Created: created, Completed: created, LastAccess: created, Expires: expires, TTL: int64(24 * time.Hour),
 			Key: key, Method: req.Method, URL: key, ReqHeader: req.Header, Status: 200, RespHeader: resp.Header}
+		switch {
+		case isDue(i) && len(out.due) < due:
+			rec.Expires = now - int64(time.Hour)
+			out.due = append(out.due, id)
+			dueExpiry = append(dueExpiry, bolt.TimeKey(rec.Expires, id))
+		case isGone(i) && len(out.gone) < gone:
+			rec.Flags |= bolt.FlagDeleted
+			rec.Deleted = now - int64(time.Minute)
+			out.gone = append(out.gone, id)
+			deleted = append(deleted, bolt.TimeKey(rec.Deleted, id))
+			stale = append(stale, bolt.StaleValue(bolt.IndexKeys, bolt.KeysKey(bolt.KeyHash(key), id)),
+				bolt.StaleValue(bolt.IndexAccess, bolt.TimeKey(created, id)))
+		default:
+			add(bolt.BucketExpiry, bolt.TimeKey(expires, id), nil)
+		}
 		add(bolt.BucketPairs, id[:], bolt.EncodeRecord(rec))
 		add(bolt.BucketAccess, bolt.TimeKey(created, id), nil)
 		// Both bodies are empty: no chunks, no markers.
@@ -141,13 +175,18 @@ func buildSweepDB(tb testing.TB, dir string, n, due int) sweepDB {
 		}
 	}
 	commit()
+	// The stale log in the order the pairs went (here, creation order).
+	for i, v := range stale {
+		add(bolt.BucketStale, bolt.StaleKey(uint64(i+1)), v)
+	}
+	out.stale = len(stale)
 	// The keys index is in cache-key-hash order, the expired pairs' expiry
 	// entries before all others.
 	slices.SortFunc(keys, bytes.Compare)
 	for _, idx := range []struct {
 		bucket []byte
 		keys   [][]byte
-	}{{bolt.BucketKeys, keys}, {bolt.BucketExpiry, dueExpiry}} {
+	}{{bolt.BucketKeys, keys}, {bolt.BucketExpiry, dueExpiry}, {bolt.BucketDeleted, deleted}} {
 		for _, k := range idx.keys {
 			add(idx.bucket, k, nil)
 			if npending >= sweepBuildTx {
@@ -155,7 +194,7 @@ func buildSweepDB(tb testing.TB, dir string, n, due int) sweepDB {
 			}
 		}
 	}
-	add(bolt.BucketMeta, bolt.MetaStats, bolt.EncodeStats(model.Stats{Pairs: n}))
+	add(bolt.BucketMeta, bolt.MetaStats, bolt.EncodeStats(model.Stats{Pairs: n - len(out.gone), Deleted: len(out.gone)}))
 	add(bolt.BucketMeta, bolt.MetaNonce, binary.BigEndian.AppendUint64(nil, uint64(n)))
 	commit()
 	if err := db.Close(); err != nil {
@@ -186,8 +225,93 @@ func expireAgain(s *Bolt, ids []model.PairID, at time.Time) error {
 			t.putRecord(rec)
 			t.addStats(1, 0, 0, 0)
 		}
+		// The stale log entries of the last sweep name live entries now;
+		// the next sweep must not pay for checking them.
+		for t.trimStale(math.MaxUint64, sweepBuildTx) {
+		}
 		return nil
 	})
+}
+
+// BenchmarkBoltStaleClean measures the batch that deletes the keys and
+// access index entries of pairs gone (cleanStale), at the length the
+// stale log reaches before a sweep runs one: staleMin entries, or one per
+// staleShare pairs, two per pair gone. Each iteration first puts the
+// entries and their log back (untimed). With BenchmarkBoltSweep it gives a
+// sweep's whole cost: its own, plus two entries' share of a batch per pair
+// it expires.
+func BenchmarkBoltStaleClean(b *testing.B) {
+	dir := b.TempDir()
+	for _, size := range []struct {
+		name string
+		n    int
+	}{{"10k", 10_000}, {"100k", 100_000}, {"1M", 1_000_000}} {
+		var once sync.Once
+		var sdb sweepDB
+		b.Run("pairs="+size.name, func(b *testing.B) {
+			once.Do(func() {
+				sdb = buildSweepDB(b, dir, size.n, 0, max(staleMin, size.n/staleShare)/2)
+				b.Logf("built %d pairs (%d stale entries) in %v", size.n, sdb.stale, sdb.built.Round(time.Millisecond))
+			})
+			ctx := context.Background()
+			s := openBolt(b, &BoltOptions{Path: sdb.path, NoSync: true})
+			var pages int64
+			b.ResetTimer()
+			for i := range b.N {
+				b.StopTimer()
+				if i > 0 {
+					if err := restoreStale(s, sdb.gone); err != nil {
+						b.Fatal(err)
+					}
+				}
+				w0 := pagesWritten(s)
+				b.StartTimer()
+				if err := s.cleanStale(ctx, staleMin); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				pages += pagesWritten(s) - w0
+				if n := staleEntries(b, s); n != 0 {
+					b.Fatalf("stale log after cleanStale: %d entries; want none", n)
+				}
+				b.StartTimer()
+			}
+			entries := float64(b.N * sdb.stale)
+			b.ReportMetric(float64(sdb.stale), "entries/op")
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/entries, "ns/entry")
+			b.ReportMetric(float64(pages)/entries, "pages/entry")
+		})
+	}
+}
+
+// restoreStale puts back the keys and access entries of the soft-deleted
+// pairs ids, and their stale log entries.
+func restoreStale(s *Bolt, ids []model.PairID) error {
+	return s.w.do(context.Background(), true, func(t *wtx) error {
+		for _, id := range ids {
+			rec, err := t.record(id)
+			if err != nil || rec == nil {
+				return fmt.Errorf("pair %s: %v", id, err)
+			}
+			h := bolt.KeyHash(rec.Key)
+			t.put(t.keys, bolt.KeysKey(h, id), nil)
+			t.put(t.acc, bolt.TimeKey(rec.LastAccess, id), nil)
+			t.retireKey(h, id)
+			t.retireAccess(rec.LastAccess, id)
+		}
+		return nil
+	})
+}
+
+func staleEntries(tb testing.TB, s *Bolt) int {
+	var n int
+	if err := s.db.View(func(tx *bbolt.Tx) error {
+		n = tx.Bucket(bolt.BucketStale).Stats().KeyN
+		return nil
+	}); err != nil {
+		tb.Fatal(err)
+	}
+	return n
 }
 
 // BenchmarkBoltSweep measures Cleanup soft-deleting the same 1000 expired
@@ -210,7 +334,7 @@ func BenchmarkBoltSweep(b *testing.B) {
 		var sdb sweepDB
 		b.Run("pairs="+size.name, func(b *testing.B) {
 			once.Do(func() {
-				sdb = buildSweepDB(b, dir, size.n, due)
+				sdb = buildSweepDB(b, dir, size.n, due, 0)
 				b.Logf("built %d pairs in %v", size.n, sdb.built.Round(time.Millisecond))
 			})
 			ctx := context.Background()
@@ -258,7 +382,7 @@ type sweepWork struct {
 // that expires due of them.
 func measureSweep(t *testing.T, n, due int) sweepWork {
 	t.Helper()
-	sdb := buildSweepDB(t, t.TempDir(), n, due)
+	sdb := buildSweepDB(t, t.TempDir(), n, due, 0)
 	s := openBolt(t, &BoltOptions{Path: sdb.path, NoSync: true})
 	ctx := context.Background()
 	// A first sweep does what is done once (loading the counters, ...).
