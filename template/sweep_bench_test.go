@@ -233,6 +233,12 @@ func expireAgain(s *Bolt, ids []model.PairID, at time.Time) error {
 	})
 }
 
+// sweepSizes are the database sizes the sweep benchmarks compare.
+var sweepSizes = []struct {
+	name string
+	n    int
+}{{"10k", 10_000}, {"100k", 100_000}, {"1M", 1_000_000}}
+
 // BenchmarkBoltStaleClean measures the batch that deletes the keys and
 // access index entries of pairs gone (cleanStale), at the length the
 // stale log reaches before a sweep runs one: staleMin entries, or one per
@@ -242,10 +248,7 @@ func expireAgain(s *Bolt, ids []model.PairID, at time.Time) error {
 // it expires.
 func BenchmarkBoltStaleClean(b *testing.B) {
 	dir := b.TempDir()
-	for _, size := range []struct {
-		name string
-		n    int
-	}{{"10k", 10_000}, {"100k", 100_000}, {"1M", 1_000_000}} {
+	for _, size := range sweepSizes {
 		var once sync.Once
 		var sdb sweepDB
 		b.Run("pairs="+size.name, func(b *testing.B) {
@@ -326,10 +329,7 @@ func staleEntries(tb testing.TB, s *Bolt) int {
 func BenchmarkBoltSweep(b *testing.B) {
 	const due = 1000
 	dir := b.TempDir()
-	for _, size := range []struct {
-		name string
-		n    int
-	}{{"10k", 10_000}, {"100k", 100_000}, {"1M", 1_000_000}} {
+	for _, size := range sweepSizes {
 		var once sync.Once
 		var sdb sweepDB
 		b.Run("pairs="+size.name, func(b *testing.B) {
