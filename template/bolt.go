@@ -1070,7 +1070,6 @@ type staleBatch struct {
 	keys []keysKey
 	acc  [][bolt.TimeKeyLen]byte
 	upTo uint64
-	any  bool
 }
 
 // cleanStale deletes the index entries logged in the stale bucket (see
@@ -1116,14 +1115,14 @@ func (s *Bolt) cleanStale(ctx context.Context, atLeast uint64) error {
 				default:
 					b.acc = append(b.acc, [bolt.TimeKeyLen]byte(e))
 				}
-				b.upTo, b.any = seq, true
+				b.upTo = seq
 			}
 			for _, k := range bad { // corrupt entries: nothing to delete but them
 				t.del(t.stale, k)
 			}
 			return nil
 		})
-		if err != nil || !b.any {
+		if err != nil || len(b.keys)+len(b.acc) == 0 {
 			return err
 		}
 		slices.SortFunc(b.keys, func(x, y keysKey) int { return bytes.Compare(x[:], y[:]) })
