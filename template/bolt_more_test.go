@@ -774,6 +774,14 @@ func TestBoltStaleIndexEntries(t *testing.T) {
 	if got, want := count(), (index{3, 3, 4}); got != want {
 		t.Fatalf("after Remove and a sweep: %+v; want %+v", got, want)
 	}
+	// A log too short for a batch costs a read, not a commit.
+	commits := s.w.commits.Load()
+	if err := s.cleanStale(ctx, staleMin); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.w.commits.Load() - commits; n != 0 {
+		t.Errorf("cleanStale on a short log made %d commits; want 0", n)
+	}
 	for _, key := range []string{"short", "removed"} {
 		if ps := mustGet(t, s, key); len(ps) != 0 {
 			t.Errorf("GetPairs(%q) = %d pairs; want none (its entry is stale)", key, len(ps))
@@ -851,5 +859,47 @@ func TestBoltStaleIndexEntries(t *testing.T) {
 	}
 	if got := seqs(); len(got) != 2 || got[0] <= before[1] {
 		t.Fatalf("stale log after reopen, Clear and Remove: %v; want two entries after %d", got, before[1])
+	}
+}
+
+// A keys entry both stored and added again in one transaction (a pair given
+// the ID of one that went, under the same key, before a batch deleted the
+// old entry) and then retired in that transaction is logged as stale, so
+// that a batch deletes it: dropping only the new add would leave the
+// stored entry with nothing to delete it.
+func TestBoltRetireKeyStoredAndAdded(t *testing.T) {
+	ctx := context.Background()
+	s := openBolt(t, nil)
+	id := model.PairID{15: 1}
+	h := bolt.KeyHash("reused")
+	keys := func() int {
+		t.Helper()
+		n := 0
+		if err := s.db.View(func(tx *bbolt.Tx) error {
+			n = tx.Bucket(bolt.BucketKeys).Stats().KeyN
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if err := s.w.do(ctx, true, func(tx *wtx) error { tx.addKey(h, id); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.w.do(ctx, true, func(tx *wtx) error {
+		tx.addKey(h, id)
+		tx.retireKey(h, id)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n := keys(); n != 1 {
+		t.Fatalf("keys entries after the retire: %d; want the stored one, waiting for a batch", n)
+	}
+	if err := s.cleanStale(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if n := keys(); n != 0 {
+		t.Fatalf("keys entries after a batch: %d; want 0 (the entry's pair is gone)", n)
 	}
 }
