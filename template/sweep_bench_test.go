@@ -3,34 +3,38 @@
 //
 // Measured with go test -run '^$' -bench 'BoltSweep|BoltStaleClean'
 // -benchtime 5x ./template (2 cores, virtio disk, NoSync; the databases
-// take 0.05-0.1s, 0.7-1s and 6-11s to build). The sweep itself, with the
-// same run of the version before the stale log (which deleted each pair's
-// keys and access entries at once) for comparison:
+// take 0.05-0.1s, 0.6-1s and 9-10s to build). The sweep itself, with the
+// expired pairs as the oldest (a cache whose pairs share a TTL: version 7
+// pair IDs and nonces follow creation order, so their records are
+// neighbours) and spread evenly (pairs with different TTLs: the worst
+// case, every record on its own page):
 //
-//	pairs=10k    18 ms/op   1095 pages-written/op   (before: 25 ms, 1720 pages)
-//	pairs=100k   19 ms/op   1222 pages-written/op   (before: 46 ms, 3274 pages)
-//	pairs=1M     36 ms/op   2096 pages-written/op   (before: 74 ms, 4962 pages)
+//	              oldest                  spread
+//	pairs=10k     8.8 ms   251 pages      18 ms   1094 pages
+//	pairs=100k   10.7 ms   259 pages      26 ms   1221 pages
+//	pairs=1M     11.7 ms   259 pages      31 ms   2095 pages
 //
-// and the batch that deletes the keys and access entries it leaves in the
-// stale log, two per pair, at the log length that starts one:
+// (the version before the stale log, which deleted each pair's keys and
+// access entries at once, took 25 / 46 / 74 ms and 1720 / 3274 / 4962
+// pages spread) and the batch that deletes the keys and access entries the
+// sweep leaves in the stale log, two per pair, at the log length that
+// starts one:
 //
-//	pairs=10k     4096 entries   2.9 µs/entry   0.056 pages/entry
-//	pairs=100k   12500 entries   4.9 µs/entry   0.18 pages/entry
-//	pairs=1M    125000 entries   5.0 µs/entry   0.17 pages/entry
+//	pairs=10k     4096 entries   3.5 µs/entry   0.055 pages/entry
+//	pairs=100k   12500 entries   5.2 µs/entry   0.18 pages/entry
+//	pairs=1M    125000 entries   6.2 µs/entry   0.17 pages/entry
 //
-// so that a sweep's whole cost per 1000 expired pairs is 24 / 29 / 46 ms
-// and 1.2k / 1.6k / 2.4k pages (before: 25 / 46 / 74 ms and 1.7k / 3.3k /
-// 5.0k pages). 100 times the database costs about 2 times as much, in time
-// and in pages (before: 3 times). The sweep walks only the due part of the
-// expiry index: its cost is bounded by expired pairs x tree depth, not by
-// the database. What still grows is the number of distinct pages the
-// 1000 pairs' records sit on: they are spread evenly through the pairs
-// bucket, so at 10k they share branch pages and at 1M they do not; their
-// keys and access entries are what the stale log batches. The batch's
-// cost per entry is a record lookup to check the pair is gone and a delete
-// in key order; it levels off once the log is longer than the indexes
-// have leaves. TestBoltSweepWorkScales checks the same by counting
-// (allocations, nodes, pages), not timing.
+// The batch's pages per entry level off once the log is an eighth of the
+// pairs (at 10k, the 4096-entry minimum makes batches relatively larger).
+// So a sweep's whole cost per 1000 expired pairs, with its share of
+// batches, is 16 / 21 / 24 ms and 0.36k / 0.62k / 0.61k pages for the
+// oldest, 25 / 36 / 44 ms and 1.2k / 1.6k / 2.4k pages spread. The sweep
+// walks only the due part of the expiry index: its cost is bounded by the
+// expired pairs times the tree's depth, never a scan. Pages written are
+// flat for the oldest; spread, what grows is the number of distinct
+// branch pages above the expired pairs' records (at 10k they share them,
+// at 1M they do not), bounded by the depth. TestBoltSweepWorkScales checks
+// both by counting (allocations, nodes, pages), not timing.
 
 package template
 
@@ -57,8 +61,8 @@ import (
 
 // sweepDB is a database of complete pairs built with raw bbolt in the
 // template's layout. Every pair has a TTL and an expiry index entry; all
-// expire a day after the build except the pairs in due, spread evenly over
-// the ID space and the access order, which are already expired.
+// expire a day after the build except the pairs in due, which are already
+// expired.
 type sweepDB struct {
 	path  string
 	due   []model.PairID
@@ -69,8 +73,25 @@ type sweepDB struct {
 
 const sweepBuildTx = 100_000 // puts per build transaction
 
+// dueAt says where a sweep database's expired pairs are.
+type dueAt int
+
+const (
+	// dueSpread spreads them evenly over the creation order (and so over
+	// the pair IDs, the nonces and the access order): pairs given
+	// different TTLs, the worst case for the sweep, whose records then sit
+	// on as many distinct pages as there are pairs.
+	dueSpread dueAt = iota
+	// dueOldest makes them the pairs created first: a cache whose pairs
+	// share one TTL, where the oldest expire first. Version 7 pair IDs and
+	// nonces follow creation order, so their records are neighbours.
+	dueOldest
+)
+
+func (d dueAt) String() string { return [...]string{"spread", "oldest"}[d] }
+
 // buildSweepDB writes n pairs, with empty bodies, into a new file in dir:
-// due of them complete and expired, gone of them (spread as evenly, but
+// due of them complete and expired (placed as at says), gone of them (spread as evenly, but
 // never one of those due) soft-deleted with their keys and access entries
 // still in place and listed in the stale log, as a sweep leaves them, and
 // the others complete and live.
@@ -81,10 +102,10 @@ const sweepBuildTx = 100_000 // puts per build transaction
 // writes at every commit; a cost of churn that would blur what the sweep
 // itself does), and it is the densest layout, the one where a scan of the
 // database would cost least compared with the sweep.
-func buildSweepDB(tb testing.TB, dir string, n, due, gone int) sweepDB {
+func buildSweepDB(tb testing.TB, dir string, n, due, gone int, at dueAt) sweepDB {
 	tb.Helper()
 	start := time.Now()
-	out := sweepDB{path: filepath.Join(dir, fmt.Sprintf("sweep-%d.db", n))}
+	out := sweepDB{path: filepath.Join(dir, fmt.Sprintf("sweep-%d-%s.db", n, at))}
 	db, err := bbolt.Open(out.path, 0o600, &bbolt.Options{NoSync: true, FreelistType: bbolt.FreelistMapType,
 		InitialMmapSize: max(n*2<<10, 64<<20)})
 	if err != nil {
@@ -141,6 +162,9 @@ func buildSweepDB(tb testing.TB, dir string, n, due, gone int) sweepDB {
 		return func(i int) bool { return i%every == every/2 }
 	}
 	isDue, isGone := spread(due), spread(gone)
+	if at == dueOldest {
+		isDue = func(i int) bool { return i < due }
+	}
 	var keys, dueExpiry, deleted, stale [][]byte
 	for i, id := range ids {
 		created := now - int64(n-i)*int64(time.Microsecond)
@@ -253,7 +277,7 @@ func BenchmarkBoltStaleClean(b *testing.B) {
 		var sdb sweepDB
 		b.Run("pairs="+size.name, func(b *testing.B) {
 			once.Do(func() {
-				sdb = buildSweepDB(b, dir, size.n, 0, max(staleMin, size.n/staleShare)/2)
+				sdb = buildSweepDB(b, dir, size.n, 0, max(staleMin, size.n/staleShare)/2, dueSpread)
 				b.Logf("built %d pairs (%d stale entries) in %v", size.n, sdb.stale, sdb.built.Round(time.Millisecond))
 			})
 			ctx := context.Background()
@@ -319,8 +343,9 @@ func staleEntries(tb testing.TB, s *Bolt) int {
 
 // BenchmarkBoltSweep measures Cleanup soft-deleting the same 1000 expired
 // pairs in databases of 10k, 100k and 1M pairs, all with a TTL (the expiry
-// index is as large as the database). Each iteration first makes the 1000
-// pairs live and expired again (untimed). Numbers at the top of this file.
+// index is as large as the database), with the expired pairs spread evenly
+// and as the oldest (see dueAt). Each iteration first makes the 1000 pairs
+// live and expired again (untimed). Numbers at the top of this file.
 //
 // The databases are built once per benchmark run with raw bbolt (empty
 // bodies: body size does not matter to the expiry rule) and opened NoSync, so
@@ -329,41 +354,47 @@ func staleEntries(tb testing.TB, s *Bolt) int {
 func BenchmarkBoltSweep(b *testing.B) {
 	const due = 1000
 	dir := b.TempDir()
-	for _, size := range sweepSizes {
-		var once sync.Once
-		var sdb sweepDB
-		b.Run("pairs="+size.name, func(b *testing.B) {
-			once.Do(func() {
-				sdb = buildSweepDB(b, dir, size.n, due, 0)
-				b.Logf("built %d pairs in %v", size.n, sdb.built.Round(time.Millisecond))
+	for _, at := range []dueAt{dueSpread, dueOldest} {
+		for _, size := range sweepSizes {
+			var once sync.Once
+			var sdb sweepDB
+			b.Run(fmt.Sprintf("due=%s/pairs=%s", at, size.name), func(b *testing.B) {
+				once.Do(func() {
+					sdb = buildSweepDB(b, dir, size.n, due, 0, at)
+					b.Logf("built %d pairs in %v", size.n, sdb.built.Round(time.Millisecond))
+				})
+				benchSweep(b, sdb, due)
 			})
-			ctx := context.Background()
-			s := openBolt(b, &BoltOptions{Path: sdb.path, NoSync: true})
-			expired, pages := 0, int64(0)
-			b.ResetTimer()
-			for range b.N {
-				b.StopTimer()
-				if err := expireAgain(s, sdb.due, time.Now().Add(-time.Minute)); err != nil {
-					b.Fatal(err)
-				}
-				w0 := pagesWritten(s)
-				b.StartTimer()
-				res, err := s.Cleanup(ctx)
-				if err != nil {
-					b.Fatal(err)
-				}
-				b.StopTimer()
-				if res.Expired != due {
-					b.Fatalf("Cleanup = %+v; want %d expired", res, due)
-				}
-				expired += res.Expired
-				pages += pagesWritten(s) - w0
-				b.StartTimer()
-			}
-			b.ReportMetric(float64(expired)/float64(b.N), "expired/op")
-			b.ReportMetric(float64(pages)/float64(b.N), "pages-written/op")
-		})
+		}
 	}
+}
+
+func benchSweep(b *testing.B, sdb sweepDB, due int) {
+	ctx := context.Background()
+	s := openBolt(b, &BoltOptions{Path: sdb.path, NoSync: true})
+	expired, pages := 0, int64(0)
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		if err := expireAgain(s, sdb.due, time.Now().Add(-time.Minute)); err != nil {
+			b.Fatal(err)
+		}
+		w0 := pagesWritten(s)
+		b.StartTimer()
+		res, err := s.Cleanup(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if res.Expired != due {
+			b.Fatalf("Cleanup = %+v; want %d expired", res, due)
+		}
+		expired += res.Expired
+		pages += pagesWritten(s) - w0
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(expired)/float64(b.N), "expired/op")
+	b.ReportMetric(float64(pages)/float64(b.N), "pages-written/op")
 }
 
 func pagesWritten(s *Bolt) int64 {
@@ -380,9 +411,9 @@ type sweepWork struct {
 
 // measureSweep builds a database of n pairs and counts the work of a sweep
 // that expires due of them.
-func measureSweep(t *testing.T, n, due int) sweepWork {
+func measureSweep(t *testing.T, n, due int, at dueAt) sweepWork {
 	t.Helper()
-	sdb := buildSweepDB(t, t.TempDir(), n, due, 0)
+	sdb := buildSweepDB(t, t.TempDir(), n, due, 0, at)
 	s := openBolt(t, &BoltOptions{Path: sdb.path, NoSync: true})
 	ctx := context.Background()
 	// A first sweep does what is done once (loading the counters, ...).
@@ -414,9 +445,10 @@ func measureSweep(t *testing.T, n, due int) sweepWork {
 // writes allocates, so a sweep that decoded records beyond the expired ones
 // would allocate in proportion to the database) and bbolt's counts of nodes
 // materialized and pages written (a sweep that rewrote more than the expired
-// pairs would grow those). Ten times the database may cost somewhat more (a
-// deeper tree; expired pairs spread over more distinct pages), not ten
-// times more.
+// pairs would grow those). With the expired pairs as the oldest, ten times
+// the database costs about the same (their records are neighbours); spread
+// evenly, it may cost somewhat more (a deeper tree; the records' branch
+// pages stop being shared), not ten times more.
 //
 // What it cannot count is a cursor walk that only reads keys (it allocates
 // nothing): BenchmarkBoltSweep's times cover that.
@@ -428,19 +460,27 @@ func TestBoltSweepWorkScales(t *testing.T) {
 		t.Skip("builds databases of 20k and 200k pairs, slow under the race detector; it counts work and races nothing")
 	}
 	const due = 500
-	small := measureSweep(t, 20_000, due)
-	large := measureSweep(t, 200_000, due)
+	small := measureSweep(t, 20_000, due, dueSpread)
+	large := measureSweep(t, 200_000, due, dueSpread)
 	t.Logf("20k pairs: %+v; 200k pairs: %+v", small, large)
+	oldSmall, oldLarge := measureSweep(t, 20_000, due, dueOldest), measureSweep(t, 200_000, due, dueOldest)
+	t.Logf("the oldest expired: 20k pairs: %+v; 200k pairs: %+v", oldSmall, oldLarge)
 	for _, c := range []struct {
-		what         string
-		small, large float64
+		what               string
+		small, large       float64
+		oldSmall, oldLarge float64
 	}{
-		{"heap allocations", float64(small.mallocs), float64(large.mallocs)},
-		{"nodes materialized", float64(small.nodes), float64(large.nodes)},
-		{"pages written", float64(small.writes), float64(large.writes)},
+		{"heap allocations", float64(small.mallocs), float64(large.mallocs), float64(oldSmall.mallocs), float64(oldLarge.mallocs)},
+		{"nodes materialized", float64(small.nodes), float64(large.nodes), float64(oldSmall.nodes), float64(oldLarge.nodes)},
+		{"pages written", float64(small.writes), float64(large.writes), float64(oldSmall.writes), float64(oldLarge.writes)},
 	} {
 		if c.large > 2*c.small {
-			t.Errorf("%s: %.0f for 200k pairs, %.0f for 20k; want at most twice as many", c.what, c.large, c.small)
+			t.Errorf("%s, expired pairs spread: %.0f for 200k pairs, %.0f for 20k; want at most twice as many", c.what, c.large, c.small)
+		}
+		// Neighbouring records: the same pages but for a deeper tree's
+		// one more branch page per transaction and bucket.
+		if c.oldLarge > 1.1*c.oldSmall+16 {
+			t.Errorf("%s, the oldest expired: %.0f for 200k pairs, %.0f for 20k; want about as many", c.what, c.oldLarge, c.oldSmall)
 		}
 	}
 }
