@@ -1074,63 +1074,52 @@ type staleBatch struct {
 
 // cleanStale deletes the index entries logged in the stale bucket (see
 // retireKey) once the log holds at least atLeast of them and an eighth as many
-// as there are pairs; atLeast is staleMin but for tests. Each batch takes up to
-// staleMax entries, sorts them and deletes them in key order, staleChunk per
-// transaction, so that a batch rewrites each leaf of an index about once:
-// the cost per entry falls as the batch grows with the database, where
-// deleting entries as their pairs go would rewrite a random leaf each.
-// Every entry is checked against its pair's record first: an entry whose
-// pair is complete and live under it again is kept. The log is trimmed last,
-// so a batch cut short (a crash, a closed Bolt) is done again, harmlessly.
+// as there are pairs; atLeast is staleMin but for tests. Each batch reads up
+// to staleMax entries in a read transaction (a sweep that finds the log short
+// costs no commit, and a long scan never holds up the writer), sorts them
+// and deletes them in key order, staleChunk per transaction, so that a batch
+// rewrites each leaf of an index about once: the cost per entry falls as the
+// batch grows with the database, where deleting entries as their pairs go
+// would rewrite a random leaf each. Every entry is checked against its
+// pair's record first: an entry whose pair is complete and live under it
+// again is kept. The log is trimmed last, up to the last entry read, so a
+// batch cut short (a crash, a closed Bolt) is done again, harmlessly.
+//
+// The log only grows at its end, with sequence numbers the writer never
+// hands out twice, so entries committed after the read all lie beyond
+// what the batch trims.
 func (s *Bolt) cleanStale(ctx context.Context, atLeast uint64) error {
-	// Most sweeps find the log short: a read transaction says so without a
-	// writer op, whose commit would cost a sync.
-	due := true
-	err := s.view(func(t *readTx) error {
-		st, err := bolt.DecodeStats(t.meta.Get(bolt.MetaStats))
-		if err != nil {
-			return nil // the writer's check below reports nothing either; let it decide
-		}
-		b := t.tx.Bucket(bolt.BucketStale)
-		if b == nil {
-			return nil
-		}
-		c := b.Cursor()
-		first, _ := c.First()
-		last, _ := c.Last()
-		switch {
-		case first == nil:
-			due = false
-		case len(first) == 8 && len(last) == 8:
-			n := binary.BigEndian.Uint64(last) - binary.BigEndian.Uint64(first) + 1
-			due = n >= atLeast && n >= uint64(st.Pairs/staleShare)
-		}
-		return nil
-	})
-	if err != nil || !due {
-		return err
-	}
 	for {
+		if err := s.check(ctx); err != nil {
+			return err
+		}
 		var b staleBatch
-		err := s.w.do(ctx, true, func(t *wtx) error {
-			b = staleBatch{}
-			c := t.stale.Cursor()
-			// Malformed keys at either end would hide the log's length.
-			for _, end := range []func() ([]byte, []byte){c.First, c.Last} {
-				for k, _ := end(); k != nil && len(k) != 8 && t.fatal == nil; k, _ = end() {
-					t.del(t.stale, bytes.Clone(k))
-				}
+		var bad [][]byte // malformed entries: nothing to delete but them
+		badEnds := false // malformed keys at an end of the log hide its length
+		err := s.view(func(t *readTx) error {
+			b, bad, badEnds = staleBatch{}, nil, false
+			st, err := bolt.DecodeStats(t.meta.Get(bolt.MetaStats))
+			if err != nil {
+				return err
 			}
+			log := t.tx.Bucket(bolt.BucketStale)
+			if log == nil {
+				return fmt.Errorf("hishel: bucket %q missing: %w", bolt.BucketStale, model.ErrCorrupt)
+			}
+			c := log.Cursor()
 			first, _ := c.First()
 			last, _ := c.Last()
 			if first == nil {
 				return nil
 			}
-			n := binary.BigEndian.Uint64(last) - binary.BigEndian.Uint64(first) + 1
-			if n < atLeast || n < uint64(t.stats.Pairs/staleShare) {
+			if len(first) != 8 || len(last) != 8 {
+				badEnds = true
 				return nil
 			}
-			var bad [][]byte
+			n := binary.BigEndian.Uint64(last) - binary.BigEndian.Uint64(first) + 1
+			if n < atLeast || n < uint64(st.Pairs/staleShare) {
+				return nil
+			}
 			for k, v := c.First(); k != nil && len(b.keys)+len(b.acc) < staleMax; k, v = c.Next() {
 				seq, idx, e, err := bolt.ParseStale(k, v)
 				switch {
@@ -1144,13 +1133,33 @@ func (s *Bolt) cleanStale(ctx context.Context, atLeast uint64) error {
 				}
 				b.upTo = seq
 			}
-			for _, k := range bad { // corrupt entries: nothing to delete but them
-				t.del(t.stale, k)
-			}
 			return nil
 		})
-		if err != nil || len(b.keys)+len(b.acc) == 0 {
+		if err != nil {
 			return err
+		}
+		if badEnds || len(bad) > 0 {
+			err := s.w.do(ctx, true, func(t *wtx) error {
+				c := t.stale.Cursor()
+				for _, end := range []func() ([]byte, []byte){c.First, c.Last} {
+					for k, _ := end(); k != nil && len(k) != 8 && t.fatal == nil; k, _ = end() {
+						t.del(t.stale, bytes.Clone(k))
+					}
+				}
+				for _, k := range bad {
+					t.del(t.stale, k)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if badEnds {
+				continue // the log's length can be read now
+			}
+		}
+		if len(b.keys)+len(b.acc) == 0 {
+			return nil
 		}
 		slices.SortFunc(b.keys, func(x, y keysKey) int { return bytes.Compare(x[:], y[:]) })
 		slices.SortFunc(b.acc, func(x, y [bolt.TimeKeyLen]byte) int { return bytes.Compare(x[:], y[:]) })
