@@ -192,18 +192,9 @@ func BenchmarkTransportMissOverhead(b *testing.B) {
 			}
 			b.Cleanup(func() { tr.Close() })
 			fetch := func(rt http.RoundTripper) func(int) error {
+				c := &http.Client{Transport: rt}
 				return func(int) error {
-					req, err := http.NewRequest("GET", "http://origin.test/r/"+strconv.FormatInt(overheadSeq.Add(1), 10), nil)
-					if err != nil {
-						return err
-					}
-					resp, err := rt.RoundTrip(req)
-					if err != nil {
-						return err
-					}
-					_, err = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					return err
+					return get(c, "http://origin.test/r/"+strconv.FormatInt(overheadSeq.Add(1), 10))
 				}
 			}
 			compare(b, fetch(tr), fetch(origin))

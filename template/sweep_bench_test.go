@@ -298,7 +298,7 @@ func BenchmarkBoltStaleClean(b *testing.B) {
 				}
 				b.StopTimer()
 				pages += pagesWritten(s) - w0
-				if n := staleEntries(b, s); n != 0 {
+				if n := bucketLen(b, s, bolt.BucketStale); n != 0 {
 					b.Fatalf("stale log after cleanStale: %d entries; want none", n)
 				}
 				b.StartTimer()
@@ -330,10 +330,12 @@ func restoreStale(s *Bolt, ids []model.PairID) error {
 	})
 }
 
-func staleEntries(tb testing.TB, s *Bolt) int {
+// bucketLen returns the number of keys in bucket name of s.
+func bucketLen(tb testing.TB, s *Bolt, name []byte) int {
+	tb.Helper()
 	var n int
 	if err := s.db.View(func(tx *bbolt.Tx) error {
-		n = tx.Bucket(bolt.BucketStale).Stats().KeyN
+		n = tx.Bucket(name).Stats().KeyN
 		return nil
 	}); err != nil {
 		tb.Fatal(err)
