@@ -1076,7 +1076,8 @@ type staleBatch struct {
 // retireKey) once the log holds at least atLeast of them and an eighth as many
 // as there are pairs; atLeast is staleMin but for tests. Each batch reads up
 // to staleMax entries in a read transaction (a sweep that finds the log short
-// costs no commit, and a long scan never holds up the writer), sorts them
+// costs no commit, and the writer goes on while the batch reads; only a
+// commit that grows the file waits for the read to end), sorts them
 // and deletes them in key order, staleChunk per transaction, so that a batch
 // rewrites each leaf of an index about once: the cost per entry falls as the
 // batch grows with the database, where deleting entries as their pairs go
@@ -1085,13 +1086,19 @@ type staleBatch struct {
 // again is kept. The log is trimmed last, up to the last entry read, so a
 // batch cut short (a crash, a closed Bolt) is done again, harmlessly.
 //
-// The log only grows at its end, with sequence numbers the writer never
-// hands out twice, so entries committed after the read all lie beyond
-// what the batch trims.
+// The log only grows at its end, and the writer's sequence numbers only
+// grow while it runs (a rolled-back transaction's were never seen): every
+// entry committed after the read has a larger number than every entry the
+// read saw, so it lies beyond what the batch trims.
 func (s *Bolt) cleanStale(ctx context.Context, atLeast uint64) error {
 	for {
 		if err := s.check(ctx); err != nil {
 			return err
+		}
+		select {
+		case <-s.stop: // closing: the rest waits for a sweep after a reopen
+			return model.ErrClosed
+		default:
 		}
 		var b staleBatch
 		var bad [][]byte // malformed entries: nothing to delete but them
@@ -1100,7 +1107,7 @@ func (s *Bolt) cleanStale(ctx context.Context, atLeast uint64) error {
 			b, bad, badEnds = staleBatch{}, nil, false
 			st, err := bolt.DecodeStats(t.meta.Get(bolt.MetaStats))
 			if err != nil {
-				return err
+				return fmt.Errorf("hishel: read stats: %w", err)
 			}
 			log := t.tx.Bucket(bolt.BucketStale)
 			if log == nil {
@@ -1120,7 +1127,9 @@ func (s *Bolt) cleanStale(ctx context.Context, atLeast uint64) error {
 			if n < atLeast || n < uint64(st.Pairs/staleShare) {
 				return nil
 			}
-			for k, v := c.First(); k != nil && len(b.keys)+len(b.acc) < staleMax; k, v = c.Next() {
+			read := 0 // malformed entries count too: a corrupt log is read in batches all the same
+			for k, v := c.First(); k != nil && read < staleMax; k, v = c.Next() {
+				read++
 				seq, idx, e, err := bolt.ParseStale(k, v)
 				switch {
 				case err != nil:
@@ -1143,11 +1152,11 @@ func (s *Bolt) cleanStale(ctx context.Context, atLeast uint64) error {
 				c := t.stale.Cursor()
 				for _, end := range []func() ([]byte, []byte){c.First, c.Last} {
 					for k, _ := end(); k != nil && len(k) != 8 && t.fatal == nil; k, _ = end() {
-						t.del(t.stale, bytes.Clone(k))
+						t.dropStale(bytes.Clone(k))
 					}
 				}
 				for _, k := range bad {
-					t.del(t.stale, k)
+					t.dropStale(k)
 				}
 				return nil
 			})
@@ -1245,12 +1254,24 @@ func (t *wtx) trimStale(upTo uint64, n int) (more bool) {
 			return true
 		}
 		n--
-		if err := c.Delete(); err != nil {
-			t.fatal = fmt.Errorf("hishel: delete stale entry: %w", err)
-			return false
-		}
+		t.dropStale(bytes.Clone(k))
 	}
 	return false
+}
+
+// dropStale deletes stale log key k; a bucket under it (a corrupt file)
+// goes whole, where a delete would fail every sweep from then on.
+func (t *wtx) dropStale(k []byte) {
+	if t.fatal != nil {
+		return
+	}
+	if t.stale.Bucket(k) != nil {
+		if err := t.stale.DeleteBucket(k); err != nil {
+			t.fatal = fmt.Errorf("hishel: delete stale entry: %w", err)
+		}
+		return
+	}
+	t.del(t.stale, k)
 }
 
 // sweepStep does up to sweepBatch items of each rule; it reports whether

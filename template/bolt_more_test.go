@@ -798,7 +798,8 @@ func TestBoltStaleIndexEntries(t *testing.T) {
 		tx.retireAccess(rec.LastAccess, rec.ID)
 		tx.put(tx.stale, []byte("bad"), []byte{1})
 		tx.put(tx.stale, bolt.StaleKey(0), []byte{9, 9})
-		return nil
+		_, err = tx.stale.CreateBucket([]byte("nested"))
+		return err
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -807,7 +808,7 @@ func TestBoltStaleIndexEntries(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got, want := count(), (index{3, 3, 7}); got != want {
-		t.Fatalf("cleanStale below staleMin: %+v; want %+v (only the malformed key at the log's end gone)", got, want)
+		t.Fatalf("cleanStale below staleMin: %+v; want %+v (only the malformed keys at the log's end gone)", got, want)
 	}
 	if err := s.cleanStale(ctx, 0); err != nil {
 		t.Fatal(err)
@@ -864,31 +865,44 @@ func TestBoltStaleIndexEntries(t *testing.T) {
 
 // A keys entry both stored and added again in one transaction (a pair given
 // the ID of one that went, under the same key, before a batch deleted the
-// old entry) and then retired in that transaction is logged as stale, so
-// that a batch deletes it: dropping only the new add would leave the
-// stored entry with nothing to delete it.
-func TestBoltRetireKeyStoredAndAdded(t *testing.T) {
+// old entry) and then taken out in that transaction goes too: retired, it is
+// logged as stale so that a batch deletes it; deleted (a key change), it is
+// deleted at once. Dropping only the new add would leave the stored entry
+// with nothing to delete it.
+func TestBoltKeyStoredAndAddedGoes(t *testing.T) {
 	ctx := context.Background()
-	s := openBolt(t, nil)
 	id := model.PairID{15: 1}
 	h := bolt.KeyHash("reused")
-	if err := s.w.do(ctx, true, func(tx *wtx) error { tx.addKey(h, id); return nil }); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.w.do(ctx, true, func(tx *wtx) error {
-		tx.addKey(h, id)
-		tx.retireKey(h, id)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if n := bucketLen(t, s, bolt.BucketKeys); n != 1 {
-		t.Fatalf("keys entries after the retire: %d; want the stored one, waiting for a batch", n)
-	}
-	if err := s.cleanStale(ctx, 0); err != nil {
-		t.Fatal(err)
-	}
-	if n := bucketLen(t, s, bolt.BucketKeys); n != 0 {
-		t.Fatalf("keys entries after a batch: %d; want 0 (the entry's pair is gone)", n)
+	for _, c := range []struct {
+		name       string
+		out        func(tx *wtx)
+		afterOut   int // keys entries after the transaction
+		afterBatch int
+	}{
+		{"retireKey", func(tx *wtx) { tx.retireKey(h, id) }, 1, 0},
+		{"delKey", func(tx *wtx) { tx.delKey(h, id) }, 0, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := openBolt(t, nil)
+			if err := s.w.do(ctx, true, func(tx *wtx) error { tx.addKey(h, id); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.w.do(ctx, true, func(tx *wtx) error {
+				tx.addKey(h, id)
+				c.out(tx)
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if n := bucketLen(t, s, bolt.BucketKeys); n != c.afterOut {
+				t.Fatalf("keys entries after the transaction: %d; want %d", n, c.afterOut)
+			}
+			if err := s.cleanStale(ctx, 0); err != nil {
+				t.Fatal(err)
+			}
+			if n := bucketLen(t, s, bolt.BucketKeys); n != c.afterBatch {
+				t.Fatalf("keys entries after a batch: %d; want %d (the entry's pair is gone)", n, c.afterBatch)
+			}
+		})
 	}
 }

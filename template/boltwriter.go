@@ -655,13 +655,13 @@ func (t *wtx) addKey(h [bolt.HashLen]byte, id model.PairID) {
 	t.written += bolt.KeysKeyLen
 }
 
-// delKey removes pair id from the keys index under key hash h.
+// delKey removes pair id from the keys index under key hash h: the entry
+// this transaction added, and the stored one (both exist when a pair given
+// the ID of one that went, under the same key, completes before a batch
+// deleted the old entry).
 func (t *wtx) delKey(h [bolt.HashLen]byte, id model.PairID) {
 	k := newKeysKey(h, id)
-	if _, ok := t.newKeys[k]; ok {
-		delete(t.newKeys, k)
-		return
-	}
+	delete(t.newKeys, k)
 	t.del(t.keys, k[:])
 }
 
