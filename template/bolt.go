@@ -1104,7 +1104,6 @@ func (s *Bolt) cleanStale(ctx context.Context, atLeast uint64) error {
 		var bad [][]byte // malformed entries: nothing to delete but them
 		badEnds := false // malformed keys at an end of the log hide its length
 		err := s.view(func(t *readTx) error {
-			b, bad, badEnds = staleBatch{}, nil, false
 			st, err := bolt.DecodeStats(t.meta.Get(bolt.MetaStats))
 			if err != nil {
 				return fmt.Errorf("hishel: read stats: %w", err)
