@@ -4,12 +4,17 @@
 // never become dependencies of hishel-go.
 //
 // Run it from the repository with `make bench`, or `cd bench && go run .`.
-// Flags: -benchtime (default 1s; 100x for a quick smoke run) and -bigruns
-// (fresh processes per transport for the 64 MiB miss, default 7).
+// Every transport runs interleaved with a plain http.Transport, in
+// alternating rounds, and is reported as a ratio to it.
+//
+// Flags: -benchtime (default 1s per measurement; 100x for a quick smoke
+// run), -count (measurements per row, default 3) and -bigruns (fresh
+// processes per transport for the 64 MiB miss, default 7).
 package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -23,9 +28,9 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
-	"testing"
 	"time"
 
 	bvcache "github.com/bartventer/httpcache"
@@ -133,23 +138,115 @@ func fetch(c *http.Client, url string) error {
 	return err
 }
 
-type result struct {
-	nsOp, bOp, allocsOp float64
+// side is what one transport cost over the rounds of a measurement.
+type side struct {
+	ops           int
+	elapsed       time.Duration
+	bytes, allocs uint64
 }
 
-func run(fn func(b *testing.B)) result {
-	r := testing.Benchmark(fn)
-	return result{float64(r.NsPerOp()), float64(r.AllocedBytesPerOp()), float64(r.AllocsPerOp())}
+func (s side) nsOp() float64     { return float64(s.elapsed.Nanoseconds()) / float64(s.ops) }
+func (s side) bOp() float64      { return float64(s.bytes) / float64(s.ops) }
+func (s side) allocsOp() float64 { return float64(s.allocs) / float64(s.ops) }
+
+// result is one measurement: a subject and the plain transport, run in
+// alternating rounds so that the machine's noise hits both alike.
+type result struct{ subj, plain side }
+
+func (r result) ratio() float64 {
+	return float64(r.subj.elapsed) / float64(r.plain.elapsed) * float64(r.plain.ops) / float64(r.subj.ops)
+}
+
+// op is one fetch by worker w (of par), its i-th.
+type op func(w, i int) error
+
+// round runs n fetches of fn on par goroutines and adds its time and the
+// process's allocations meanwhile to s. Allocations are read outside the
+// timed part (ReadMemStats stops the world); they include whatever the
+// origin and the transport's own goroutines allocated during the round.
+func round(s *side, fn op, par, n int) error {
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	start := time.Now()
+	var err error
+	if par == 1 {
+		for i := range n {
+			if err = fn(0, i); err != nil {
+				break
+			}
+		}
+	} else {
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for w := range par {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := w; i < n; i += par {
+					if e := fn(w, i); e != nil {
+						mu.Lock()
+						err = e
+						mu.Unlock()
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	s.elapsed += time.Since(start)
+	runtime.ReadMemStats(&m1)
+	s.ops += n
+	s.bytes += m1.TotalAlloc - m0.TotalAlloc
+	s.allocs += m1.Mallocs - m0.Mallocs
+	return err
+}
+
+// measure runs subject and plain in alternating rounds of 32 fetches per
+// goroutine each, until both have run for d together (or, when n > 0,
+// until each has made n fetches).
+func measure(subject, plain op, par int, d time.Duration, n int) (result, error) {
+	var r result
+	roundOps := 32 * par
+	for done := 0; ; done += roundOps {
+		if n > 0 && done >= n || n <= 0 && r.subj.elapsed+r.plain.elapsed >= d {
+			return r, nil
+		}
+		k := roundOps
+		if n > 0 {
+			k = min(k, n-done)
+		}
+		if err := round(&r.subj, subject, par, k); err != nil {
+			return r, err
+		}
+		if err := round(&r.plain, plain, par, k); err != nil {
+			return r, err
+		}
+	}
 }
 
 func main() {
-	testing.Init()
-	benchtime := flag.String("benchtime", "1s", "how long each measurement runs (a duration, or Nx for N iterations)")
+	benchtime := flag.String("benchtime", "1s", "how long each measurement runs, subject and plain together (a duration, or Nx for N fetches of each)")
+	count := flag.Int("count", 3, "measurements per transport and workload; the table shows the median ratio and the range")
 	bigOnly := flag.Int("big", -1, "internal: measure the 64 MiB miss for subject N and exit")
 	bigRuns := flag.Int("bigruns", 7, "fresh processes per transport for the 64 MiB miss")
 	flag.Parse()
-	if err := flag.Set("test.benchtime", *benchtime); err != nil {
-		log.Fatal(err)
+	var d time.Duration
+	var fixed int
+	if v, ok := strings.CutSuffix(*benchtime, "x"); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			log.Fatalf("-benchtime %s: want a positive count before x", *benchtime)
+		}
+		fixed = n
+	} else {
+		var err error
+		if d, err = time.ParseDuration(*benchtime); err != nil || d <= 0 {
+			log.Fatalf("-benchtime %s: want a positive duration or Nx", *benchtime)
+		}
+	}
+	if *count < 1 {
+		log.Fatalf("-count %d: want at least 1", *count)
 	}
 	if *bigRuns < 1 {
 		log.Fatalf("-bigruns %d: want at least 1", *bigRuns)
@@ -160,74 +257,72 @@ func main() {
 	}
 	srv := origin()
 	defer srv.Close()
+	// The plain transport, and the origin transport of every subject.
 	upstream := &http.Transport{MaxIdleConnsPerHost: 128}
+	plainClient := &http.Client{Transport: upstream}
 
+	// A workload names the URL of fetch i by worker w, and whether it is
+	// fetched once beforehand (so that the subject serves it from cache).
 	type workload struct {
 		name string
-		fn   func(c *http.Client, base string) func(b *testing.B)
+		par  int
+		url  func(base string, w, i int) string
+		warm bool
 	}
 	hit := func(size int) workload {
-		return workload{fmt.Sprintf("hit %s", human(size)), func(c *http.Client, base string) func(b *testing.B) {
-			url := fmt.Sprintf("%s/size/%d/hit", base, size)
-			_ = fetch(c, url)
-			return func(b *testing.B) {
-				b.ReportAllocs()
-				for i := 0; i < b.N; i++ {
-					if err := fetch(c, url); err != nil {
-						b.Fatal(err)
-					}
-				}
-			}
-		}}
+		return workload{name: "hit " + human(size), par: 1, warm: true,
+			url: func(base string, _, _ int) string { return fmt.Sprintf("%s/size/%d/hit", base, size) }}
 	}
-	var seq atomic.Int64
+	var seq atomic.Int64 // every miss, of subject or plain, fetches a new URL
 	miss := func(size int) workload {
-		return workload{fmt.Sprintf("miss+store %s", human(size)), func(c *http.Client, base string) func(b *testing.B) {
-			return func(b *testing.B) {
-				b.ReportAllocs()
-				for i := 0; i < b.N; i++ {
-					if err := fetch(c, fmt.Sprintf("%s/size/%d/m%d", base, size, seq.Add(1))); err != nil {
-						b.Fatal(err)
-					}
-				}
-			}
-		}}
+		return workload{name: "miss+store " + human(size), par: 1,
+			url: func(base string, _, _ int) string { return fmt.Sprintf("%s/size/%d/m%d", base, size, seq.Add(1)) }}
 	}
-	concurrent := workload{"hit 16 KiB, 16 clients", func(c *http.Client, base string) func(b *testing.B) {
-		url := fmt.Sprintf("%s/size/%d/conc", base, 16<<10)
-		_ = fetch(c, url)
-		return func(b *testing.B) {
-			b.ReportAllocs()
-			b.SetParallelism(8) // 2 cores x 8 = 16 goroutines
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					if err := fetch(c, url); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-		}
-	}}
+	concurrent := workload{name: "hit 16 KiB, 16 clients", par: 16, warm: true,
+		url: func(base string, _, _ int) string { return fmt.Sprintf("%s/size/%d/conc", base, 16<<10) }}
 	workloads := []workload{hit(1 << 10), hit(16 << 10), hit(1 << 20), miss(1 << 10), miss(16 << 10), miss(1 << 20), concurrent}
 
 	fmt.Printf("# hishel-go vs peers (%s, %d CPUs, %s)\n\n", runtime.Version(), runtime.NumCPU(), time.Now().Format("2006-01-02"))
-	fmt.Println("ns/op, B/op, allocs/op; ratio = ns/op / plain http.Transport's ns/op in the same workload (lower is better).")
-	fmt.Println()
+	fmt.Printf("Each transport runs in alternating rounds of 32 fetches (per client) with a plain http.Transport fetching the same\n"+
+		"kind of URL from the same origin; x plain = its time / the plain transport's time in the same\n"+
+		"measurement (lower is better): the median of %d measurements, and their range. ns/op, B/op and\n"+
+		"allocs/op are the transport's own, from the median measurement; B/op and allocs/op count the whole\n"+
+		"process during its rounds (the origin included). The plain column is the plain transport's ns/op\n"+
+		"alongside.\n\n", *count)
 	for _, w := range workloads {
-		fmt.Printf("## %s\n\n| transport | ns/op | B/op | allocs/op | x plain |\n|---|---:|---:|---:|---:|\n", w.name)
-		var plain float64
-		for _, s := range subjects() {
-			dir, _ := os.MkdirTemp("", "hishel-bench")
-			rt, cleanup := s.setup(dir, upstream)
-			c := &http.Client{Transport: rt}
-			r := run(w.fn(c, srv.URL))
-			cleanup()
-			os.RemoveAll(dir)
-			if plain == 0 {
-				plain = r.nsOp
+		fmt.Printf("## %s\n\n| transport | ns/op | plain ns/op | B/op | allocs/op | x plain | range |\n|---|---:|---:|---:|---:|---:|---:|\n", w.name)
+		for _, s := range subjects()[1:] {
+			var rs []result
+			for range *count {
+				dir, err := os.MkdirTemp("", "hishel-bench")
+				if err != nil {
+					log.Fatal(err)
+				}
+				rt, cleanup := s.setup(dir, upstream)
+				c := &http.Client{Transport: rt}
+				fetchOp := func(c *http.Client) op {
+					return func(wk, i int) error { return fetch(c, w.url(srv.URL, wk, i)) }
+				}
+				if w.warm {
+					if err := fetch(c, w.url(srv.URL, 0, 0)); err != nil {
+						log.Fatalf("%s, %s: %v", s.name, w.name, err)
+					}
+					if err := fetch(plainClient, w.url(srv.URL, 0, 0)); err != nil {
+						log.Fatalf("plain, %s: %v", w.name, err)
+					}
+				}
+				r, err := measure(fetchOp(c), fetchOp(plainClient), w.par, d, fixed)
+				cleanup()
+				os.RemoveAll(dir)
+				if err != nil {
+					log.Fatalf("%s, %s: %v", s.name, w.name, err)
+				}
+				rs = append(rs, r)
 			}
-			fmt.Printf("| %s | %.0f | %.0f | %.0f | %.2f |\n", s.name, r.nsOp, r.bOp, r.allocsOp, r.nsOp/plain)
+			slices.SortFunc(rs, func(a, b result) int { return cmp.Compare(a.ratio(), b.ratio()) })
+			m := rs[len(rs)/2]
+			fmt.Printf("| %s | %.0f | %.0f | %.0f | %.0f | %.2f | %.2f–%.2f |\n", s.name, m.subj.nsOp(), m.plain.nsOp(),
+				m.subj.bOp(), m.subj.allocsOp(), m.ratio(), rs[0].ratio(), rs[len(rs)-1].ratio())
 		}
 		fmt.Println()
 	}
