@@ -9,7 +9,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +34,9 @@ const (
 	// DefaultFileName is the database file created under the user cache
 	// directory when BoltOptions.Path is empty.
 	DefaultFileName = "hishel_cache.db"
+	// DefaultInitialMmapSize is BoltOptions.InitialMmapSize's default where
+	// it applies (see there).
+	DefaultInitialMmapSize = 256 << 20
 )
 
 const (
@@ -101,8 +106,15 @@ type BoltOptions struct {
 	// order) are gathered in memory before they are written, so that reads
 	// stay reads. Default 1s.
 	AccessFlushInterval time.Duration
-	// InitialMmapSize is passed to bbolt: a larger initial mapping avoids
-	// remapping as the file grows.
+	// InitialMmapSize is the address space bbolt maps for the file at
+	// open. While the file fits in it, a commit that grows the file does
+	// not remap it: remapping waits for every read transaction to end,
+	// holds new ones back meanwhile, and copies what the writer's open
+	// transaction points into. Only address space: the file grows as data
+	// is written. Default DefaultInitialMmapSize on 64-bit platforms other
+	// than Windows (where bbolt would grow the file to it at once), none
+	// elsewhere; negative: none (bbolt maps the file as it grows, from 32
+	// KiB up).
 	InitialMmapSize int
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
@@ -133,7 +145,21 @@ func (o *BoltOptions) resolved() (BoltOptions, error) {
 	if r.AccessFlushInterval <= 0 {
 		r.AccessFlushInterval = DefaultAccessFlushInterval
 	}
+	switch {
+	case r.InitialMmapSize < 0:
+		r.InitialMmapSize = 0
+	case r.InitialMmapSize == 0:
+		r.InitialMmapSize = defaultMmapSize(runtime.GOOS, strconv.IntSize)
+	}
 	return r, nil
+}
+
+// defaultMmapSize is InitialMmapSize's default on goos with intBits-bit ints.
+func defaultMmapSize(goos string, intBits int) int {
+	if goos == "windows" || intBits < 64 {
+		return 0
+	}
+	return DefaultInitialMmapSize
 }
 
 // Bolt stores pairs in a bbolt database file.

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -902,6 +903,96 @@ func TestBoltKeyStoredAndAddedGoes(t *testing.T) {
 			}
 			if n := bucketLen(t, s, bolt.BucketKeys); n != c.afterBatch {
 				t.Fatalf("keys entries after a batch: %d; want %d (the entry's pair is gone)", n, c.afterBatch)
+			}
+		})
+	}
+}
+
+func TestBoltDefaultMmapSize(t *testing.T) {
+	for _, c := range []struct {
+		goos    string
+		intBits int
+		want    int
+	}{
+		{"linux", 64, DefaultInitialMmapSize},
+		{"darwin", 64, DefaultInitialMmapSize},
+		{"windows", 64, 0}, // bbolt would grow the file to the mapping at once
+		{"linux", 32, 0},   // address space is scarce
+	} {
+		if got := defaultMmapSize(c.goos, c.intBits); got != c.want {
+			t.Errorf("defaultMmapSize(%q, %d) = %d; want %d", c.goos, c.intBits, got, c.want)
+		}
+	}
+	def := defaultMmapSize(runtime.GOOS, strconv.IntSize)
+	for _, c := range []struct{ in, want int }{{0, def}, {-1, 0}, {1 << 20, 1 << 20}} {
+		o, err := (&BoltOptions{Path: "x.db", InitialMmapSize: c.in}).resolved()
+		if err != nil || o.InitialMmapSize != c.want {
+			t.Errorf("resolved InitialMmapSize %d = %d, %v; want %d", c.in, o.InitialMmapSize, err, c.want)
+		}
+	}
+}
+
+// TestBoltGrowsUnderAReader holds a read transaction open while durable
+// pairs grow the file to several MiB. Within the default mapping the
+// commits go on; without one, the commit that outgrows the mapping must
+// remap, which waits for the reader, and the writes stall until it ends.
+func TestBoltGrowsUnderAReader(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		mmap  int
+		stall bool
+	}{
+		{"default mapping", 0, false},
+		{"no initial mapping", -1, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.mmap == 0 && defaultMmapSize(runtime.GOOS, strconv.IntSize) == 0 {
+				t.Skipf("no default mapping on %s/%d-bit", runtime.GOOS, strconv.IntSize)
+			}
+			s := openBolt(t, &BoltOptions{InitialMmapSize: c.mmap})
+			reader, err := s.db.Begin(false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			released := false
+			release := func() {
+				if !released {
+					released = true
+					_ = reader.Rollback()
+				}
+			}
+			defer release()
+			body := bytes.Repeat([]byte("b"), 64<<10)
+			done := make(chan struct{})
+			var werr error
+			go func() { // ends once the writes do: at the latest when release lets a stalled commit go on
+				defer close(done)
+				for i := range 64 { // 4 MiB of bodies
+					if werr = storePair(context.Background(), s, fmt.Sprint("https://grow/", i), body); werr != nil {
+						return
+					}
+				}
+			}()
+			wait := 30 * time.Second // generous for -race; the writes take milliseconds
+			if c.stall {
+				wait = 300 * time.Millisecond
+			}
+			select {
+			case <-done:
+				if c.stall {
+					t.Fatal("4 MiB of pairs were committed while a reader held a 32 KiB mapping; want a stall")
+				}
+			case <-time.After(wait):
+				if !c.stall {
+					release()
+					<-done
+					t.Fatalf("writes stalled behind an open reader for %v with the default mapping", wait)
+				}
+				release()
+				<-done
+			}
+			if werr != nil {
+				t.Fatalf("storing: %v", werr)
 			}
 		})
 	}
