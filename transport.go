@@ -657,8 +657,29 @@ func (t *Transport) revalidateInBackground(req *http.Request, key string, st *st
 		}()
 		ctx, cancel := context.WithTimeout(bgReq.Context(), time.Minute)
 		defer cancel()
-		t.refresh(bgReq.WithContext(ctx), key, st)
+		bgReq := bgReq.WithContext(ctx)
+		if !t.stillStale(bgReq, key) {
+			return
+		}
+		t.refresh(bgReq, key, st)
 	}()
+}
+
+// stillStale reports whether the pairs stored under key still call for a
+// background revalidation. The request that started this one chose its
+// pair from what it read before; another revalidation may have stored a
+// fresh response since, and ended (so that nothing held this one back):
+// then, when a fresh response would be served now, there is nothing to do.
+// When the pairs cannot be read, it reports true, and the revalidation
+// goes ahead.
+func (t *Transport) stillStale(req *http.Request, key string) bool {
+	pairs, err := t.store.GetPairs(req.Context(), key)
+	if err != nil {
+		return true
+	}
+	defer closeOthers(pairs, model.PairID{})
+	fc, ok := t.machine.Next(modelRequest(req), pairs).(*statemachine.FromCache)
+	return !ok || fc.Stale
 }
 
 // refresh carries out a background revalidation: it freshens, replaces or

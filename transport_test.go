@@ -315,6 +315,111 @@ func TestTransportStaleWhileRevalidate(t *testing.T) {
 	}
 }
 
+// gateKey marks a request context whose GetPairs gatedStore holds.
+type gateKey struct{}
+
+// gatedStore holds GetPairs calls made with a gateKey context after they
+// have read: it closes read (once) and waits for release.
+type gatedStore struct {
+	hishel.Storage
+	once          sync.Once
+	read, release chan struct{}
+}
+
+func (g *gatedStore) GetPairs(ctx context.Context, key string) ([]model.CompletePair, error) {
+	pairs, err := g.Storage.GetPairs(ctx, key)
+	if ctx.Value(gateKey{}) != nil {
+		g.once.Do(func() { close(g.read) })
+		<-g.release
+	}
+	return pairs, err
+}
+
+// TestTransportStaleWhileRevalidateSnapshot: a request that read the stale
+// pair before a background revalidation stored the fresh one, and decides
+// after that revalidation has ended, starts no second one: the new
+// revalidation finds the fresh pair and does nothing.
+func TestTransportStaleWhileRevalidateSnapshot(t *testing.T) {
+	clock := testclock.New(time.Now())
+	mem, err := cache.OpenMemory(context.Background(), &cache.MemoryOptions{Now: clock.Now, SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close()
+	g := &gatedStore{Storage: mem, read: make(chan struct{}), release: make(chan struct{})}
+	var version atomic.Int64
+	version.Store(1)
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		if version.Load() == 2 {
+			<-g.read // the background revalidation answers once the gated request has read v1
+		}
+		w.Header().Set("Date", clock.Now().UTC().Format(http.TimeFormat))
+		w.Header().Set("Cache-Control", "max-age=10, stale-while-revalidate=600")
+		fmt.Fprint(w, "v", version.Load())
+	})
+	tr, err := hishel.NewTransport(&hishel.Options{Storage: g, Cache: statemachine.Options{Now: clock.Now}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &http.Client{Transport: tr}
+	get := func(ctx context.Context) string {
+		req, _ := http.NewRequestWithContext(ctx, "GET", o.URL, nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Error(err)
+			return ""
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body) // a removed pair's body may fail: only the origin's count matters here
+		return string(b)
+	}
+	get(context.Background())
+	key, err := hishel.DefaultKey("GET", o.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	version.Store(2)
+	clock.Advance(time.Minute)
+	revalidated := clock.Now()                           // v2 is created from here on, v1 before
+	if body := get(context.Background()); body != "v1" { // starts the background revalidation
+		t.Fatalf("stale-while-revalidate GET = %q; want the stale v1", body)
+	}
+	gated := make(chan struct{})
+	go func() {
+		defer close(gated)
+		get(context.WithValue(context.Background(), gateKey{}, true))
+	}()
+	<-g.read
+	// The revalidation now stores v2, removes v1 and ends.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		pairs, err := mem.GetPairs(context.Background(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		onlyV2 := len(pairs) == 1 && !pairs[0].Meta.Created.Before(revalidated)
+		for _, p := range pairs {
+			_ = p.Close()
+		}
+		if onlyV2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the background revalidation never replaced v1")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond) // for its goroutine to end
+	close(g.release)
+	<-gated
+	if err := tr.Close(); err != nil { // waits for background revalidations
+		t.Fatal(err)
+	}
+	if n := o.hits.Load(); n != 2 {
+		t.Errorf("origin saw %d requests; want 2 (one background revalidation)", n)
+	}
+}
+
 func TestTransportBodyNotStoredWhenCut(t *testing.T) {
 	tests := []struct {
 		name string
