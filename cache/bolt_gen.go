@@ -7,6 +7,7 @@ import (
 	"context"
 	"github.com/hishel-go/hishel/model"
 	"github.com/hishel-go/hishel/template"
+	"net/url"
 )
 
 // BoltOptions configure a Bolt storage. A nil *BoltOptions, and every zero
@@ -38,6 +39,38 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 		return nil, err
 	}
 	return &Bolt{s: s}, nil
+}
+
+// OpenBoltURL opens the Bolt that a store URL names (see cache.Open):
+// bolt:///absolute/path/cache.db, bolt:relative/path.db, or bolt: alone for
+// the default file. Its query parameters set BoltOptions: the shared
+// ttl, refresh, sweep, retention, incomplete-age, max-bytes, max-pairs and
+// chunk-size (see package backend's Query.Settings), and
+//
+//	nosync=BOOL             NoSync
+//	open-timeout=DURATION   OpenTimeout
+//	access-flush=DURATION   AccessFlushInterval
+//	mmap-size=N             InitialMmapSize (KiB, MiB, GiB suffixes allowed)
+//
+// as in bolt:///var/cache/hishel.db?ttl=1h&max-bytes=512MiB. A bad URL
+// fails with model.ErrInvalid.
+func OpenBoltURL(ctx context.Context, u *url.URL) (*Bolt, error) {
+	s, err := template.OpenBoltURL(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	return &Bolt{s: s}, nil
+}
+
+// init registers the Bolt backend for bolt:// URLs with cache.Open.
+func init() {
+	Register("bolt", func(ctx context.Context, u *url.URL) (Store, error) {
+		s, err := OpenBoltURL(ctx, u)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	})
 }
 
 // WrapBolt returns this package's API to the Bolt backend over an open store

@@ -78,3 +78,33 @@ func ExampleMemory() {
 	fmt.Println(errors.Is(err, cache.ErrNotFound))
 	// Output: true
 }
+
+// Open opens a store by URL, with the backend registered for its scheme
+// and options from its query; a backend outside this package registers
+// its scheme when imported (import _ "github.com/hishel-go/hishel/sqlite").
+func ExampleOpen() {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "hishel-example-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+
+	store, err := cache.Open(ctx, "bolt://"+filepath.ToSlash(filepath.Join(dir, "cache.db"))+"?ttl=1h&max-bytes=512MiB")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer store.Close()
+	mem, err := cache.Open(ctx, "memory://?max-pairs=128")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer mem.Close()
+
+	_, err = cache.Open(ctx, "nosuch:///x")
+	fmt.Println(errors.Is(err, cache.ErrInvalid))
+	fmt.Printf("%T %T\n", store, mem)
+	// Output:
+	// true
+	// *cache.Bolt *cache.Memory
+}

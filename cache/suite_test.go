@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/hishel-go/hishel/cache"
-	"github.com/hishel-go/hishel/internal/storagetest"
+	"github.com/hishel-go/hishel/storagetest"
 )
 
 // backends are the stores of package cache that the behavioural suite runs

@@ -7,6 +7,7 @@ import (
 	"context"
 	"github.com/hishel-go/hishel/model"
 	"github.com/hishel-go/hishel/template"
+	"net/url"
 )
 
 // MemoryOptions configure a Memory storage. A nil *MemoryOptions, and every
@@ -41,6 +42,33 @@ func OpenMemory(ctx context.Context, opts *MemoryOptions, async *Options) (*Memo
 		return nil, err
 	}
 	return &Memory{s: s, r: NewRunner(async)}, nil
+}
+
+// OpenMemoryURL opens the Memory that a store URL names (see cache.Open):
+// memory:// (or memory:), with the shared query parameters ttl, refresh,
+// sweep, retention, incomplete-age, max-bytes, max-pairs and chunk-size
+// setting MemoryOptions, as in memory://?max-pairs=128&ttl=10m. A bad URL
+// fails with model.ErrInvalid.
+//
+// OpenMemoryURL opens the store before it returns, as the blocking API does;
+// async configures how the store's calls run, and nil means the defaults.
+func OpenMemoryURL(ctx context.Context, u *url.URL, async *Options) (*Memory, error) {
+	s, err := template.OpenMemoryURL(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	return &Memory{s: s, r: NewRunner(async)}, nil
+}
+
+// init registers the Memory backend for memory:// URLs with cacheasync.Open.
+func init() {
+	Register("memory", func(ctx context.Context, u *url.URL, async *Options) (Store, error) {
+		s, err := OpenMemoryURL(ctx, u, async)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	})
 }
 
 // WrapMemory returns this package's API to the Memory backend over an open

@@ -11,26 +11,12 @@ import (
 	"time"
 
 	"github.com/hishel-go/hishel/cacheasync"
-	"github.com/hishel-go/hishel/internal/storagetest"
 	"github.com/hishel-go/hishel/model"
+	"github.com/hishel-go/hishel/storagetest"
 )
 
 // asyncStore is what the tests use of a store of this package.
-type asyncStore interface {
-	CreatePair(ctx context.Context, req model.Request, opts ...model.CreateOption) cacheasync.Future[model.IncompletePair]
-	AddResponse(ctx context.Context, id model.PairID, resp model.Response, key string) cacheasync.Future[model.CompletePair]
-	GetPairs(ctx context.Context, key string) cacheasync.Future[[]model.CompletePair]
-	GetPair(ctx context.Context, id model.PairID) cacheasync.Future[model.CompletePair]
-	UpdatePair(ctx context.Context, id model.PairID, pair model.CompletePair) cacheasync.Future[model.CompletePair]
-	UpdatePairFunc(ctx context.Context, id model.PairID, fn func(model.CompletePair) (model.CompletePair, error)) cacheasync.Future[model.CompletePair]
-	Remove(ctx context.Context, id model.PairID) cacheasync.Future[struct{}]
-	Cleanup(ctx context.Context) cacheasync.Future[model.SweepResult]
-	Clear(ctx context.Context) cacheasync.Future[struct{}]
-	Pairs(ctx context.Context, fn func(model.PairInfo) error) cacheasync.Future[struct{}]
-	Sync(ctx context.Context) cacheasync.Future[struct{}]
-	Stats(ctx context.Context) cacheasync.Future[model.Stats]
-	Close() error
-}
+type asyncStore = cacheasync.Store
 
 // backends are the stores of package cacheasync that the behavioural suite
 // and the tests below run against. Testing a new backend is adding its line
@@ -56,70 +42,12 @@ var backends = []struct {
 func TestStorage(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
-			storagetest.Run(t, func(tb testing.TB, o storagetest.Options) storagetest.Store {
-				return blocking{b.open(tb, o, nil)}
+			storagetest.RunAsync(t, func(tb testing.TB, o storagetest.Options) cacheasync.Store {
+				return b.open(tb, o, nil)
 			})
 		})
 	}
 }
-
-// blocking adapts an async store to storagetest.Store by awaiting every
-// future with the call's context.
-type blocking struct{ s asyncStore }
-
-func (b blocking) CreatePair(ctx context.Context, req model.Request, opts ...model.CreateOption) (model.IncompletePair, error) {
-	return b.s.CreatePair(ctx, req, opts...).Await(ctx)
-}
-
-func (b blocking) AddResponse(ctx context.Context, id model.PairID, resp model.Response, key string) (model.CompletePair, error) {
-	return b.s.AddResponse(ctx, id, resp, key).Await(ctx)
-}
-
-func (b blocking) GetPairs(ctx context.Context, key string) ([]model.CompletePair, error) {
-	return b.s.GetPairs(ctx, key).Await(ctx)
-}
-
-func (b blocking) GetPair(ctx context.Context, id model.PairID) (model.CompletePair, error) {
-	return b.s.GetPair(ctx, id).Await(ctx)
-}
-
-func (b blocking) UpdatePair(ctx context.Context, id model.PairID, pair model.CompletePair) (model.CompletePair, error) {
-	return b.s.UpdatePair(ctx, id, pair).Await(ctx)
-}
-
-func (b blocking) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(model.CompletePair) (model.CompletePair, error)) (model.CompletePair, error) {
-	return b.s.UpdatePairFunc(ctx, id, fn).Await(ctx)
-}
-
-func (b blocking) Remove(ctx context.Context, id model.PairID) error {
-	_, err := b.s.Remove(ctx, id).Await(ctx)
-	return err
-}
-
-func (b blocking) Cleanup(ctx context.Context) (model.SweepResult, error) {
-	return b.s.Cleanup(ctx).Await(ctx)
-}
-
-func (b blocking) Clear(ctx context.Context) error {
-	_, err := b.s.Clear(ctx).Await(ctx)
-	return err
-}
-
-func (b blocking) Pairs(ctx context.Context, fn func(model.PairInfo) error) error {
-	_, err := b.s.Pairs(ctx, fn).Await(ctx)
-	return err
-}
-
-func (b blocking) Sync(ctx context.Context) error {
-	_, err := b.s.Sync(ctx).Await(ctx)
-	return err
-}
-
-func (b blocking) Stats(ctx context.Context) (model.Stats, error) {
-	return b.s.Stats(ctx).Await(ctx)
-}
-
-func (b blocking) Close() error { return b.s.Close() }
 
 // ready reports whether f already holds its result, and returns it.
 func ready[T any](f cacheasync.Future[T]) (cacheasync.Result[T], bool) {

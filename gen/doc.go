@@ -19,9 +19,15 @@
 //
 // A template directory is loaded from inside itself, so the template may
 // live in another module that requires github.com/hishel-go/hishel: users
-// generate their own backends with
+// generate their own backends with the go command's tool directive (Go
+// 1.24), which records gen and its dependencies in their go.mod and go.sum:
 //
-//	go run github.com/hishel-go/hishel/gen -template ./mystore -cache ./mycache -async ./myasync
+//	go get -tool github.com/hishel-go/hishel/gen
+//	go tool gen -template ./mystore -cache ./mycache -async ./myasync
+//
+// (go run github.com/hishel-go/hishel/gen, without the tool line, fails in a
+// module whose go.sum lacks jennifer). The repository's own backends with a
+// driver (sqlite/, ...) are generated this way, one nested module each.
 //
 // # The template contract
 //
@@ -40,6 +46,19 @@
 // is free, returning a future that already holds the result (as
 // cacheasync.GoNow does; the generated code writes it out with
 // Runner.TryNow, Ready and Runner.EndNow so that no closure is made).
+// A backend opened by URL carries the line
+//
+//	//hishel:scheme NAME
+//
+// (NAME a lower-case URL scheme, unique in the template) and has exactly
+// one constructor taking (context.Context, *url.URL); its operations must
+// be those of cache.Store. Both generated packages then register it from
+// init: cache.Register(NAME, ...) and cacheasync.Register(NAME, ...), so
+// that importing the package makes cache.Open and cacheasync.Open open its
+// URLs. A template rendered into cache and cacheasync themselves must not
+// name a backend, constructor or re-exported type like what their open.go
+// declares (Open, Opener, Register, Schemes, Store).
+//
 // For each backend:
 //
 //   - Its constructors are the exported package-level funcs returning exactly
@@ -76,7 +95,8 @@
 //     parameter, async *Options, and every operation returning at once with a
 //     Future[T] (Future[struct{}] for error-only operations) that a goroutine
 //     fills through the runtime of package cacheasync (cacheasync.Go);
-//   - in both, Template() *template.X and Close() error.
+//   - in both, Template() *template.X and Close() error, and, for a backend
+//     with a scheme, the init func that registers it.
 //
 // Doc comments are carried over from the template, and the async API adds a
 // paragraph saying how each call runs. Both packages also get errors_gen.go,

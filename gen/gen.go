@@ -80,6 +80,11 @@ func generate(cfg config) (out []rendered, stale []string, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if cache.path == cachePath || async.path == runtimePath {
+		if err := checkOpenNames(t); err != nil {
+			return nil, nil, err
+		}
+	}
 	for _, f := range plan(t, cache, async) {
 		var buf bytes.Buffer
 		if err := f.render(&buf); err != nil {

@@ -193,3 +193,52 @@ func TestDiff(t *testing.T) {
 		t.Errorf("diff(f, old, new) = \n%s; want\n%s", got, want)
 	}
 }
+
+// TestToolDirective proves README's out-of-module flow from a scratch
+// module, with the go command as a user runs it: go get -tool adds gen
+// and its dependencies (jennifer) to the module, go tool gen renders a
+// template of the module, go mod tidy completes go.sum, and the generated
+// APIs build and run. Offline: the module cache serves every module, and a
+// replace stands for the published version of this one.
+func TestToolDirective(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a module with the go command")
+	}
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, sub := range []string{"store", "check"} {
+		copyDir(t, filepath.Join("testdata", "fixture", sub), filepath.Join(dir, sub))
+	}
+	t.Setenv("GOFLAGS", "-buildvcs=false")
+	t.Setenv("GOPROXY", "off")
+	t.Setenv("GOSUMDB", "off")
+	t.Setenv("GOWORK", "off")
+	for _, args := range [][]string{
+		{"mod", "init", "example.com/fixture"},
+		{"mod", "edit", "-require=github.com/hishel-go/hishel@v0.0.0", "-replace=github.com/hishel-go/hishel=" + root},
+		{"get", "-tool", "github.com/hishel-go/hishel/gen@v0.0.0"},
+		{"tool", "gen", "-template", "./store", "-cache", "./memcache", "-async", "./memasync"},
+		// -e: offline, the tests of dependencies' dependencies (bbolt's
+		// testify) cannot be looked up; online, go mod tidy finds them.
+		{"mod", "tidy", "-e"},
+		{"vet", "./..."},
+	} {
+		goCmd(t, dir, args...)
+	}
+	gomod, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(gomod), "\ntool github.com/hishel-go/hishel/gen\n") {
+		t.Errorf("go.mod after go get -tool lacks the tool line:\n%s", gomod)
+	}
+	if out := goCmd(t, dir, "run", "./check"); out != "ok\n" {
+		t.Errorf("go run ./check = %q; want %q", out, "ok\n")
+	}
+	if out := goCmd(t, dir, "tool", "gen", "-template", "./store", "-cache", "./memcache", "-async", "./memasync", "-check"); !strings.Contains(out, "up to date") {
+		t.Errorf("go tool gen -check = %q; want the files up to date", out)
+	}
+}

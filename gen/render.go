@@ -263,6 +263,11 @@ func renderBlocking(w io.Writer, t *tmpl, out output, b *backend) error {
 		f.Line()
 	}
 
+	if b.scheme != "" {
+		f.Add(registration(b, cachePath, false))
+		f.Line()
+	}
+
 	f.Add(comment(para(wrapDoc, "Wrap"+b.name, b.name, t.name)))
 	f.Func().Id("Wrap" + b.name).Params(jen.Id("s").Op("*").Qual(t.path, b.name)).Op("*").Id(b.name).Block(
 		jen.Return(jen.Op("&").Id(b.name).Values(jen.Dict{jen.Id("s"): jen.Id("s")})),
@@ -289,6 +294,29 @@ func renderBlocking(w io.Writer, t *tmpl, out output, b *backend) error {
 	f.Func().Params(recv()).Id("Close").Params().Error().Block(jen.Return(self().Dot("Close").Call()))
 	return f.Render(w)
 }
+
+// registration renders the init func that registers b's scheme with
+// package api (cache or cacheasync), opening its URLs with the generated
+// URL constructor; async adds the async options parameter.
+func registration(b *backend, api string, async bool) jen.Code {
+	params := []jen.Code{jen.Id("ctx").Qual("context", "Context"), jen.Id("u").Op("*").Qual("net/url", "URL")}
+	args := []jen.Code{jen.Id("ctx"), jen.Id("u")}
+	if async {
+		params = append(params, jen.Id("async").Op("*").Qual(runtimePath, "Options"))
+		args = append(args, jen.Id("async"))
+	}
+	return jen.Add(comment(para("init registers the %s backend for %s:// URLs with %s.Open.", b.name, b.scheme, pathBase(api)))).Line().
+		Func().Id("init").Params().Block(
+		jen.Qual(api, "Register").Call(jen.Lit(b.scheme), jen.Func().Params(params...).Params(jen.Qual(api, "Store"), jen.Error()).Block(
+			jen.List(jen.Id("s"), jen.Err()).Op(":=").Id(b.urlCtor.name).Call(args...),
+			jen.If(jen.Err().Op("!=").Nil()).Block(jen.Return(jen.Nil(), jen.Err())),
+			jen.Return(jen.Id("s"), jen.Nil()),
+		)),
+	)
+}
+
+// pathBase returns the last element of an import path.
+func pathBase(path string) string { return path[strings.LastIndex(path, "/")+1:] }
 
 // Paragraphs that adapt the template's doc comments to the async API; they
 // are wrapped by para.
@@ -366,6 +394,11 @@ func renderAsync(w io.Writer, t *tmpl, out output, b *backend) error {
 				jen.Id("r").Op(":").Add(rt("NewRunner")).Call(jen.Id("async")),
 			), jen.Nil()),
 		)
+		f.Line()
+	}
+
+	if b.scheme != "" {
+		f.Add(registration(b, runtimePath, true))
 		f.Line()
 	}
 

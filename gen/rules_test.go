@@ -20,7 +20,7 @@ var (
 // (example.com/tmpl), which may import context and package model.
 func checkSource(t *testing.T, src string) *source {
 	t.Helper()
-	exportsOnce.Do(func() { testExports, exportsErr = listExports("..", "context", modelPath) })
+	exportsOnce.Do(func() { testExports, exportsErr = listExports("..", "context", "net/url", modelPath) })
 	if exportsErr != nil {
 		t.Fatal(exportsErr)
 	}
@@ -40,6 +40,7 @@ const prelude = `package tmpl
 
 import (
 	"context"
+	"net/url"
 
 	"github.com/hishel-go/hishel/model"
 )
@@ -47,6 +48,7 @@ import (
 var (
 	_ context.Context
 	_ model.PairID
+	_ *url.URL
 )
 
 `
@@ -122,6 +124,14 @@ func TestRules(t *testing.T) {
 			"gen: tmpl.Store.Get: uses generic type tmpl.Box, which gen cannot re-export"},
 		{"type named like the runtime", store + "// Options configure.\ntype Options struct{}\n\nfunc OpenWith(o *Options) (*Store, error) { return nil, nil }\n",
 			"gen: tmpl.Options: name collides with the async runtime's Options in the generated packages"},
+		{"bad scheme", prelude + "//hishel:backend\n//hishel:scheme My_DB\ntype Store struct{}\n\nfunc Open() (*Store, error) { return nil, nil }\n\nfunc (s *Store) Close() error { return nil }\n",
+			`gen: tmpl.Store: //hishel:scheme "My_DB": want a URL scheme in lower case, such as //hishel:scheme sqlite`},
+		{"scheme without URL constructor", prelude + "//hishel:backend\n//hishel:scheme mine\ntype Store struct{}\n\nfunc Open(ctx context.Context, path string) (*Store, error) { return nil, nil }\n\nfunc (s *Store) Close() error { return nil }\n",
+			"gen: tmpl.Store: //hishel:scheme mine: no constructor taking (context.Context, *url.URL) to open its URLs"},
+		{"two URL constructors", prelude + "//hishel:backend\n//hishel:scheme mine\ntype Store struct{}\n\nfunc OpenURL(ctx context.Context, u *url.URL) (*Store, error) { return nil, nil }\n\nfunc OpenURL2(ctx context.Context, u *url.URL) (*Store, error) { return nil, nil }\n\nfunc (s *Store) Close() error { return nil }\n",
+			"gen: tmpl.Store: tmpl.OpenURL and tmpl.OpenURL2 both take (context.Context, *url.URL); //hishel:scheme needs one"},
+		{"scheme taken twice", prelude + "//hishel:backend\n//hishel:scheme mine\ntype A struct{}\n\nfunc OpenA(ctx context.Context, u *url.URL) (*A, error) { return nil, nil }\n\nfunc (a *A) Close() error { return nil }\n\n//hishel:backend\n//hishel:scheme mine\ntype B struct{}\n\nfunc OpenB(ctx context.Context, u *url.URL) (*B, error) { return nil, nil }\n\nfunc (b *B) Close() error { return nil }\n",
+			`gen: tmpl.B: scheme "mine" is already tmpl.A's`},
 		{"backend named like the runtime", prelude + "//hishel:backend\ntype Future struct{}\n\nfunc Open() (*Future, error) { return nil, nil }\n\nfunc (f *Future) Close() error { return nil }\n",
 			"gen: tmpl.Future: name collides with the async runtime's Future in the generated packages"},
 	}

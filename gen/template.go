@@ -25,11 +25,41 @@ const (
 	// its async API runs a call in the caller's goroutine when a slot is
 	// free (see cacheasync.GoNow and Runner.TryNow).
 	nonBlocking = "//hishel:nonblocking"
+	// schemeDirective, followed by a space and a URL scheme, registers the
+	// backend for that scheme with cache.Open and cacheasync.Open.
+	schemeDirective = "//hishel:scheme"
+
+	cachePath = modulePath + "/cache"
 )
 
 // runtimeNames are the exported names of the async runtime (package
 // cacheasync), which generated async packages define or import.
 var runtimeNames = []string{"DefaultMaxInFlight", "Future", "Go", "GoErr", "GoErrNow", "GoErrUnbounded", "GoNow", "GoUnbounded", "NewRunner", "Options", "Ready", "ReadyErr", "Result", "Runner"}
+
+// openNames are the names that packages cache and cacheasync declare by
+// hand for opening stores by URL (open.go), which backends rendered there
+// must not take.
+var openNames = []string{"Open", "Opener", "Register", "Schemes", "Store"}
+
+// checkOpenNames fails when a name that t's generated packages define is
+// one of openNames: for a template rendered into cache or cacheasync.
+func checkOpenNames(t *tmpl) error {
+	for _, b := range t.backends {
+		names := []string{b.name}
+		for _, c := range b.ctors {
+			names = append(names, c.name)
+		}
+		for _, a := range b.aliases {
+			names = append(names, a.obj.Name())
+		}
+		for _, n := range names {
+			if slices.Contains(openNames, n) {
+				return fmt.Errorf("gen: %s.%s: name collides with %s of packages cache and cacheasync (open.go)", t.name, n, n)
+			}
+		}
+	}
+	return nil
+}
 
 // tmpl is what gen learned from a template package.
 type tmpl struct {
@@ -41,7 +71,9 @@ type tmpl struct {
 
 // backend is one //hishel:backend type of the template.
 type backend struct {
-	nonBlocking bool // operations never wait for I/O
+	nonBlocking bool   // operations never wait for I/O
+	scheme      string // URL scheme it registers, or ""
+	urlCtor     *fn    // the constructor taking (context.Context, *url.URL), when scheme is set
 	name        string
 	file        string // base name of the file that declares it
 	doc         string // doc comment text, directives removed
@@ -109,6 +141,33 @@ func docs(src *source) map[types.Object]*ast.CommentGroup {
 	return m
 }
 
+// directiveArg returns the argument of directive d (the text after "d "),
+// when doc has a line starting with it; ok is false when none does.
+func directiveArg(doc *ast.CommentGroup, d string) (arg string, ok bool) {
+	if doc == nil {
+		return "", false
+	}
+	for _, c := range doc.List {
+		if rest, found := strings.CutPrefix(c.Text, d); found && (rest == "" || rest[0] == ' ' || rest[0] == '\t') {
+			return strings.TrimSpace(rest), true
+		}
+	}
+	return "", false
+}
+
+// validScheme reports whether s is a URL scheme in lower case (RFC 3986).
+func validScheme(s string) bool {
+	if s == "" || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for _, c := range s {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '+' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
 // isBackend reports whether doc carries the backend marker.
 func isBackend(doc *ast.CommentGroup) bool { return hasDirective(doc, marker) }
 
@@ -162,7 +221,17 @@ func analyze(src, mdl *source) (*tmpl, error) {
 				return nil, fmt.Errorf("gen: %s: backend must be a struct type", qual(obj.Name()))
 			}
 		}
+		scheme, hasScheme := directiveArg(doc[obj], schemeDirective)
+		if hasScheme && !validScheme(scheme) {
+			return nil, fmt.Errorf("gen: %s: %s %q: want a URL scheme in lower case, such as %s sqlite", qual(obj.Name()), schemeDirective, scheme, schemeDirective)
+		}
+		for _, other := range t.backends {
+			if hasScheme && other.scheme == scheme {
+				return nil, fmt.Errorf("gen: %s: scheme %q is already %s's", qual(obj.Name()), scheme, qual(other.name))
+			}
+		}
 		b := &backend{
+			scheme:      scheme,
 			nonBlocking: hasDirective(doc[obj], nonBlocking),
 			name:        obj.Name(),
 			file:        filepath.Base(src.fset.Position(obj.Pos()).Filename),
@@ -196,7 +265,14 @@ func analyze(src, mdl *source) (*tmpl, error) {
 		case sig.Variadic():
 			return nil, fmt.Errorf("gen: %s: constructor must not be variadic", qual(f.Name()))
 		}
-		b.ctors = append(b.ctors, &fn{name: f.Name(), doc: text(f), params: params(sig)})
+		c := &fn{name: f.Name(), doc: text(f), params: params(sig)}
+		b.ctors = append(b.ctors, c)
+		if b.scheme != "" && isURLCtor(sig) {
+			if b.urlCtor != nil {
+				return nil, fmt.Errorf("gen: %s: %s and %s both take (context.Context, *url.URL); %s needs one", qual(b.name), qual(b.urlCtor.name), qual(f.Name()), schemeDirective)
+			}
+			b.urlCtor = c
+		}
 	}
 
 	// Operations: exported methods declared on X or *X.
@@ -204,6 +280,9 @@ func analyze(src, mdl *source) (*tmpl, error) {
 		b := byObj[obj]
 		if len(b.ctors) == 0 {
 			return nil, fmt.Errorf("gen: %s: no constructor: want an exported func returning (*%s, error)", qual(b.name), b.name)
+		}
+		if b.scheme != "" && b.urlCtor == nil {
+			return nil, fmt.Errorf("gen: %s: %s %s: no constructor taking (context.Context, *url.URL) to open its URLs", qual(b.name), schemeDirective, b.scheme)
 		}
 		named := obj.Type().(*types.Named)
 		var methods []*types.Func
@@ -360,6 +439,20 @@ func constructed(sig *types.Signature) *types.TypeName {
 
 func isError(t types.Type) bool {
 	return types.Identical(t, types.Universe.Lookup("error").Type())
+}
+
+// isURLCtor reports whether sig's parameters are (context.Context, *url.URL).
+func isURLCtor(sig *types.Signature) bool {
+	ps := sig.Params()
+	if ps.Len() != 2 || !isContext(ps.At(0).Type()) {
+		return false
+	}
+	ptr, ok := types.Unalias(ps.At(1).Type()).(*types.Pointer)
+	if !ok {
+		return false
+	}
+	named, ok := types.Unalias(ptr.Elem()).(*types.Named)
+	return ok && named.Obj().Pkg() != nil && named.Obj().Pkg().Path() == "net/url" && named.Obj().Name() == "URL"
 }
 
 func isContext(t types.Type) bool {

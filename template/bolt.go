@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -19,17 +20,18 @@ import (
 	"go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
+	"github.com/hishel-go/hishel/backend"
 	"github.com/hishel-go/hishel/bolt"
 	"github.com/hishel-go/hishel/model"
 )
 
-// Defaults of BoltOptions.
+// Defaults of the options of Bolt and Memory.
 const (
-	DefaultSweepInterval       = 10 * time.Minute
-	DefaultDeletedRetention    = 7 * 24 * time.Hour
-	DefaultIncompleteAge       = time.Hour
+	DefaultSweepInterval       = backend.DefaultSweepInterval
+	DefaultDeletedRetention    = backend.DefaultDeletedRetention
+	DefaultIncompleteAge       = backend.DefaultIncompleteAge
 	DefaultOpenTimeout         = time.Second
-	DefaultChunkSize           = 64 << 10
+	DefaultChunkSize           = backend.DefaultChunkSize
 	DefaultAccessFlushInterval = time.Second
 	// DefaultFileName is the database file created under the user cache
 	// directory when BoltOptions.Path is empty.
@@ -99,6 +101,9 @@ type BoltOptions struct {
 	// MaxBytes is a budget for stored body bytes; beyond it the least
 	// recently used pairs are evicted. Zero: no budget.
 	MaxBytes int64
+	// MaxPairs caps the live complete pairs: beyond it the least recently
+	// used pairs are evicted, as for MaxBytes. Zero: no cap.
+	MaxPairs int
 
 	// ChunkSize is the size of stored body chunks. Default 64 KiB.
 	ChunkSize int
@@ -118,6 +123,17 @@ type BoltOptions struct {
 	InitialMmapSize int
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+}
+
+func (o *BoltOptions) settings() backend.Settings {
+	return backend.Settings{DefaultTTL: o.DefaultTTL, RefreshTTLOnAccess: o.RefreshTTLOnAccess,
+		SweepInterval: o.SweepInterval, DeletedRetention: o.DeletedRetention, IncompleteAge: o.IncompleteAge,
+		MaxBytes: o.MaxBytes, MaxPairs: o.MaxPairs, ChunkSize: o.ChunkSize, Now: o.Now}
+}
+
+func (o *BoltOptions) setSettings(s backend.Settings) {
+	o.DefaultTTL, o.RefreshTTLOnAccess, o.SweepInterval = s.DefaultTTL, s.RefreshTTLOnAccess, s.SweepInterval
+	o.DeletedRetention, o.IncompleteAge, o.MaxBytes, o.MaxPairs, o.ChunkSize = s.DeletedRetention, s.IncompleteAge, s.MaxBytes, s.MaxPairs, s.ChunkSize
 }
 
 func (o *BoltOptions) resolved() (BoltOptions, error) {
@@ -175,10 +191,11 @@ func defaultMmapSize(goos string, intBits int) int {
 // background sweep.
 //
 //hishel:backend
+//hishel:scheme bolt
 type Bolt struct {
 	db   *bbolt.DB
 	opts BoltOptions
-	pol  policy
+	pol  backend.Policy
 	w    *writer
 	rd   *readers
 
@@ -226,8 +243,7 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 	if err != nil {
 		return nil, err
 	}
-	pol, err := newPolicy(o.DefaultTTL, o.RefreshTTLOnAccess, o.SweepInterval, o.DeletedRetention, o.IncompleteAge,
-		o.MaxBytes, o.ChunkSize, o.Now)
+	pol, err := backend.NewPolicy(o.settings())
 	if err != nil {
 		return nil, err
 	}
@@ -271,9 +287,43 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 	s.w.afterCommit = s.afterCommit
 	s.w.reads = s.rd
 	s.w.open = s.openPairs
-	go maintain(s.stop, s.maintDone, o.AccessFlushInterval, func() { s.flushAccess(context.Background()) },
-		pol.sweepInterval, func() { _, _ = s.Cleanup(context.Background()) })
+	go backend.Maintain(s.stop, s.maintDone, o.AccessFlushInterval, func() { s.flushAccess(context.Background()) },
+		pol.SweepInterval, func() { _, _ = s.Cleanup(context.Background()) })
 	return s, nil
+}
+
+// OpenBoltURL opens the Bolt that a store URL names (see cache.Open):
+// bolt:///absolute/path/cache.db, bolt:relative/path.db, or bolt: alone for
+// the default file. Its query parameters set BoltOptions: the shared
+// ttl, refresh, sweep, retention, incomplete-age, max-bytes, max-pairs and
+// chunk-size (see package backend's Query.Settings), and
+//
+//	nosync=BOOL             NoSync
+//	open-timeout=DURATION   OpenTimeout
+//	access-flush=DURATION   AccessFlushInterval
+//	mmap-size=N             InitialMmapSize (KiB, MiB, GiB suffixes allowed)
+//
+// as in bolt:///var/cache/hishel.db?ttl=1h&max-bytes=512MiB. A bad URL
+// fails with model.ErrInvalid.
+func OpenBoltURL(ctx context.Context, u *url.URL) (*Bolt, error) {
+	var o BoltOptions
+	path, err := backend.FilePath(u)
+	if err != nil {
+		return nil, err
+	}
+	o.Path = path
+	q := backend.NewQuery(u)
+	s := o.settings()
+	q.Settings(&s)
+	q.Bool("nosync", &o.NoSync)
+	q.Duration("open-timeout", &o.OpenTimeout)
+	q.Duration("access-flush", &o.AccessFlushInterval)
+	q.Int("mmap-size", &o.InitialMmapSize)
+	if err := q.Done(); err != nil {
+		return nil, err
+	}
+	o.setSettings(s)
+	return OpenBolt(ctx, &o)
 }
 
 func openDB(path string, mode fs.FileMode, bo *bbolt.Options) (db *bbolt.DB, err error) {
@@ -342,7 +392,7 @@ func initDB(db *bbolt.DB) (nonce uint64, err error) {
 	return nonce, err
 }
 
-func (s *Bolt) now() time.Time { return s.pol.now() }
+func (s *Bolt) now() time.Time { return s.pol.Now() }
 
 func (s *Bolt) check(ctx context.Context) error {
 	if s.closed.Load() {
@@ -397,7 +447,10 @@ func (s *Bolt) CreatePair(ctx context.Context, req model.Request, opts ...model.
 		id = model.NewPairID()
 	}
 	now := s.now()
-	ttl, refresh := s.pol.ttlFor(req.Options)
+	ttl, refresh, err := s.pol.TTLFor(req.Options)
+	if err != nil {
+		return model.IncompletePair{}, fmt.Errorf("hishel: create pair: %w", err)
+	}
 	rec := &bolt.Record{
 		ID:         id,
 		Nonce:      s.nonce.Add(1),
@@ -441,7 +494,7 @@ func (s *Bolt) CreatePair(ctx context.Context, req model.Request, opts ...model.
 		}
 	}
 	stored := *rec
-	err := s.w.postFunc(ctx, func(t *wtx) error {
+	err = s.w.postFunc(ctx, func(t *wtx) error {
 		if r, err := t.record(id); err != nil || r != nil {
 			return fmt.Errorf("hishel: create pair %s: %w", id, model.ErrDuplicateID)
 		}
@@ -892,7 +945,7 @@ func (s *Bolt) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(mode
 		// own: it is encoded when the transaction ends (wtx.putRecord).
 		info.Request.Header, info.Response.Header = info.Request.Header.Clone(), info.Response.Header.Clone()
 		cur := model.CompletePair{ID: id, Request: info.Request, Response: info.Response, Key: r.Key, Meta: info.Meta}
-		next, err := callUpdate(fn, cur) // a panic in fn is an error, before any change
+		next, err := backend.CallUpdate(fn, cur) // a panic in fn is an error, before any change
 		if err != nil {
 			return err
 		}
@@ -1023,16 +1076,20 @@ func purgeID(t *wtx, id model.PairID, nonce uint64) error {
 	return nil
 }
 
-// enforceBudget evicts pairs until the stored bytes fit MaxBytes:
-// soft-deleted pairs first (oldest deletion first), then complete pairs,
-// least recently used first. Incomplete pairs are never evicted.
+// enforceBudget evicts pairs until the stored bytes fit MaxBytes and the
+// complete pairs MaxPairs: soft-deleted pairs first (oldest deletion
+// first; for MaxBytes only, as they are not counted as pairs), then
+// complete pairs, least recently used first. Incomplete pairs are never
+// evicted.
 func (s *Bolt) enforceBudget(t *wtx, res *model.SweepResult) {
-	if s.pol.maxBytes <= 0 || t.stats.Bytes <= s.pol.maxBytes {
+	overBytes := func() bool { return s.pol.MaxBytes > 0 && t.stats.Bytes > s.pol.MaxBytes }
+	overPairs := func() bool { return s.pol.MaxPairs > 0 && t.stats.Pairs > s.pol.MaxPairs }
+	if !overBytes() && !overPairs() {
 		return
 	}
 	s.applyAccess(t) // so that recent reads count in the LRU order
 	for _, idx := range []*bbolt.Bucket{t.deleted, t.acc} {
-		for t.stats.Bytes > s.pol.maxBytes && t.fatal == nil {
+		for (overBytes() || idx == t.acc && overPairs()) && t.fatal == nil {
 			k, _ := idx.Cursor().First()
 			if k == nil {
 				break
@@ -1328,14 +1385,14 @@ func (s *Bolt) sweepStep(t *wtx, res *model.SweepResult) (more bool) {
 			res.Expired++
 		}
 	}
-	for _, id := range due(t.deleted, now-int64(s.pol.retention)) {
+	for _, id := range due(t.deleted, now-int64(s.pol.Retention)) {
 		if rec, err := t.record(id); err == nil && rec != nil && rec.Has(bolt.FlagDeleted) {
 			purge(t, rec)
 			res.Purged++
 		}
 	}
 	t.flushIncomplete()
-	for _, id := range due(t.incomplete, now-int64(s.pol.incompleteAge)) {
+	for _, id := range due(t.incomplete, now-int64(s.pol.IncompleteAge)) {
 		if rec, err := t.record(id); err == nil && rec != nil && rec.State() == model.StateIncomplete {
 			purge(t, rec)
 			res.Abandoned++

@@ -9,6 +9,7 @@ import (
 	"math/bits"
 	"sync"
 
+	"github.com/hishel-go/hishel/backend"
 	"github.com/hishel-go/hishel/bolt"
 	"github.com/hishel-go/hishel/model"
 )
@@ -25,19 +26,19 @@ type boltSink struct {
 	seq   uint64 // seq of the next chunk
 }
 
-func (s *Bolt) newSaver(ctx context.Context, rec *bolt.Record, kind bolt.Kind, src *model.Body) *stream {
+func (s *Bolt) newSaver(ctx context.Context, rec *bolt.Record, kind bolt.Kind, src *model.Body) *backend.Stream {
 	sk := &boltSink{s: s, id: rec.ID, nonce: rec.Nonce, kind: kind}
-	return newStream(ctx, rec.ID, src, sk, s.pol.chunkSize, flushBytes)
+	return backend.NewStream(ctx, rec.ID, src, sk, s.pol.ChunkSize, flushBytes)
 }
 
-func (k *boltSink) check() error {
+func (k *boltSink) Check() error {
 	if k.s.closed.Load() {
 		return model.ErrClosed
 	}
 	return nil
 }
 
-func (k *boltSink) store(ctx context.Context, chunks [][]byte, size int64, final bool) error {
+func (k *boltSink) Store(ctx context.Context, chunks [][]byte, size int64, final bool) error {
 	first := k.seq
 	k.seq += uint64(len(chunks))
 	seqs := k.seq
@@ -88,7 +89,7 @@ func (k *boltSink) store(ctx context.Context, chunks [][]byte, size int64, final
 }
 
 // abort reclaims what was stored, durably, unless the storage is closed.
-func (k *boltSink) abort() {
+func (k *boltSink) Abort() {
 	if !k.s.closed.Load() {
 		_ = k.s.w.do(context.Background(), true, func(t *wtx) error { return purgeID(t, k.id, k.nonce) })
 	}

@@ -9,11 +9,13 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/hishel-go/hishel/backend"
 	"github.com/hishel-go/hishel/bolt"
 	"github.com/hishel-go/hishel/model"
 )
@@ -39,10 +41,20 @@ type MemoryOptions struct {
 	// MaxBytes is a budget for stored body bytes; beyond it the least
 	// recently used pairs are evicted. Zero: no budget.
 	MaxBytes int64
+	// MaxPairs caps the live complete pairs, like the capacity of Hishel's
+	// in-memory storage (128 there): storing one more evicts the least
+	// recently used (stored or read) pair at once. Zero: no cap.
+	MaxPairs int
 	// ChunkSize is the size of stored body chunks. Default 64 KiB.
 	ChunkSize int
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+}
+
+func (o *MemoryOptions) settings() backend.Settings {
+	return backend.Settings{DefaultTTL: o.DefaultTTL, RefreshTTLOnAccess: o.RefreshTTLOnAccess,
+		SweepInterval: o.SweepInterval, DeletedRetention: o.DeletedRetention, IncompleteAge: o.IncompleteAge,
+		MaxBytes: o.MaxBytes, MaxPairs: o.MaxPairs, ChunkSize: o.ChunkSize, Now: o.Now}
 }
 
 // Memory stores pairs in the process's memory: fast, and gone when the
@@ -57,8 +69,9 @@ type MemoryOptions struct {
 //
 //hishel:backend
 //hishel:nonblocking
+//hishel:scheme memory
 type Memory struct {
-	pol policy
+	pol backend.Policy
 
 	mu     sync.RWMutex
 	closed bool
@@ -95,8 +108,7 @@ func OpenMemory(ctx context.Context, opts *MemoryOptions) (*Memory, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	pol, err := newPolicy(o.DefaultTTL, o.RefreshTTLOnAccess, o.SweepInterval, o.DeletedRetention, o.IncompleteAge,
-		o.MaxBytes, o.ChunkSize, o.Now)
+	pol, err := backend.NewPolicy(o.settings())
 	if err != nil {
 		return nil, err
 	}
@@ -108,8 +120,30 @@ func OpenMemory(ctx context.Context, opts *MemoryOptions) (*Memory, error) {
 		stop:      make(chan struct{}),
 		maintDone: make(chan struct{}),
 	}
-	go maintain(m.stop, m.maintDone, 0, func() {}, pol.sweepInterval, func() { _, _ = m.Cleanup(context.Background()) })
+	go backend.Maintain(m.stop, m.maintDone, 0, nil, pol.SweepInterval, func() { _, _ = m.Cleanup(context.Background()) })
 	return m, nil
+}
+
+// OpenMemoryURL opens the Memory that a store URL names (see cache.Open):
+// memory:// (or memory:), with the shared query parameters ttl, refresh,
+// sweep, retention, incomplete-age, max-bytes, max-pairs and chunk-size
+// setting MemoryOptions, as in memory://?max-pairs=128&ttl=10m. A bad URL
+// fails with model.ErrInvalid.
+func OpenMemoryURL(ctx context.Context, u *url.URL) (*Memory, error) {
+	if u.Host != "" || u.Opaque != "" || (u.Path != "" && u.Path != "/") {
+		return nil, fmt.Errorf("hishel: store URL %s: memory URLs have no host or path; write memory:// with query parameters: %w", backend.Redacted(u), model.ErrInvalid)
+	}
+	var o MemoryOptions
+	q := backend.NewQuery(u)
+	s := o.settings()
+	q.Settings(&s)
+	if err := q.Done(); err != nil {
+		return nil, err
+	}
+	o = MemoryOptions{DefaultTTL: s.DefaultTTL, RefreshTTLOnAccess: s.RefreshTTLOnAccess, SweepInterval: s.SweepInterval,
+		DeletedRetention: s.DeletedRetention, IncompleteAge: s.IncompleteAge, MaxBytes: s.MaxBytes, MaxPairs: s.MaxPairs,
+		ChunkSize: s.ChunkSize}
+	return OpenMemory(ctx, &o)
 }
 
 // lock takes the write lock of an open storage.
@@ -151,8 +185,11 @@ func (m *Memory) CreatePair(ctx context.Context, req model.Request, opts ...mode
 	if _, dup := m.pairs[id]; dup {
 		return model.IncompletePair{}, fmt.Errorf("hishel: create pair %s: %w", id, model.ErrDuplicateID)
 	}
-	now := m.pol.now()
-	ttl, refresh := m.pol.ttlFor(req.Options)
+	now := m.pol.Now()
+	ttl, refresh, err := m.pol.TTLFor(req.Options)
+	if err != nil {
+		return model.IncompletePair{}, fmt.Errorf("hishel: create pair: %w", err)
+	}
 	p := &memPair{rec: bolt.Record{
 		ID: id, Nonce: rand.Uint64(), Created: bolt.UnixNano(now), LastAccess: bolt.UnixNano(now),
 		TTL: int64(ttl), Refresh: refresh, Method: req.Method, URL: req.URL,
@@ -221,7 +258,7 @@ func (m *Memory) settle(p *memPair) {
 	if r.Has(bolt.FlagComplete) || !r.Has(bolt.FlagRequestDone|bolt.FlagResponseDone|bolt.FlagHasResponse) {
 		return
 	}
-	now := bolt.UnixNano(m.pol.now())
+	now := bolt.UnixNano(m.pol.Now())
 	r.Flags |= bolt.FlagComplete
 	r.Completed, r.LastAccess = now, now
 	if r.TTL > 0 {
@@ -253,7 +290,7 @@ func (m *Memory) GetPairs(ctx context.Context, key string) ([]model.CompletePair
 	if err := m.lock(ctx); err != nil {
 		return nil, err
 	}
-	now := bolt.UnixNano(m.pol.now())
+	now := bolt.UnixNano(m.pol.Now())
 	var one [1]memSnap // the common case: one pair per key
 	snaps := one[:0]
 	for _, p := range m.keys[key] {
@@ -362,7 +399,7 @@ func (m *Memory) GetPair(ctx context.Context, id model.PairID) (model.CompletePa
 	}
 	defer m.mu.Unlock()
 	p := m.pairs[id]
-	if p == nil || !m.live(p, bolt.UnixNano(m.pol.now())) {
+	if p == nil || !m.live(p, bolt.UnixNano(m.pol.Now())) {
 		return model.CompletePair{}, fmt.Errorf("hishel: get pair %s: %w", id, model.ErrNotFound)
 	}
 	return m.pair(p), nil
@@ -397,7 +434,7 @@ func (m *Memory) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(mo
 	}
 	cur := m.pair(p)
 	cur.Request.Body, cur.Response.Body = nil, nil
-	next, err := callUpdate(fn, cur)
+	next, err := backend.CallUpdate(fn, cur)
 	if err != nil {
 		return model.CompletePair{}, err
 	}
@@ -431,16 +468,6 @@ func (m *Memory) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(mo
 	return m.pair(p), nil
 }
 
-// callUpdate calls fn, turning a panic into an error.
-func callUpdate(fn func(model.CompletePair) (model.CompletePair, error), p model.CompletePair) (next model.CompletePair, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("hishel: panic in storage operation: %v", r)
-		}
-	}()
-	return fn(p)
-}
-
 // Remove soft-deletes the pair id: it is hidden at once and reclaimed by a
 // sweep after DeletedRetention. Removing an unknown or already removed pair
 // does nothing. Removing an incomplete pair aborts the bodies still being
@@ -451,7 +478,7 @@ func (m *Memory) Remove(ctx context.Context, id model.PairID) error {
 	}
 	defer m.mu.Unlock()
 	if p := m.pairs[id]; p != nil && !p.rec.Has(bolt.FlagDeleted) {
-		m.softDelete(p, bolt.UnixNano(m.pol.now()))
+		m.softDelete(p, bolt.UnixNano(m.pol.Now()))
 	}
 	return nil
 }
@@ -496,10 +523,18 @@ func (m *Memory) purge(p *memPair) {
 // enforceBudget evicts soft-deleted pairs, then the least recently used
 // complete pairs, until the stored bytes fit MaxBytes. m.mu is held.
 func (m *Memory) enforceBudget(res *model.SweepResult) {
-	if m.pol.maxBytes <= 0 {
+	// MaxPairs: the least recently used complete pairs beyond the cap go,
+	// as Hishel's in-memory capacity does.
+	for m.pol.MaxPairs > 0 && m.stats.Pairs > m.pol.MaxPairs && m.lru.Len() > 0 {
+		m.purge(m.lru.Front().Value.(*memPair))
+		if res != nil {
+			res.Evicted++
+		}
+	}
+	if m.pol.MaxBytes <= 0 {
 		return
 	}
-	for m.stats.Bytes > m.pol.maxBytes && m.dels.Len() > 0 {
+	for m.stats.Bytes > m.pol.MaxBytes && m.dels.Len() > 0 {
 		e := heap.Pop(&m.dels).(timeEntry)
 		if p := m.pairs[e.id]; p != nil && p.rec.Has(bolt.FlagDeleted) && p.rec.Deleted == e.at {
 			m.purge(p)
@@ -508,7 +543,7 @@ func (m *Memory) enforceBudget(res *model.SweepResult) {
 			}
 		}
 	}
-	for m.stats.Bytes > m.pol.maxBytes && m.lru.Len() > 0 {
+	for m.stats.Bytes > m.pol.MaxBytes && m.lru.Len() > 0 {
 		m.purge(m.lru.Front().Value.(*memPair))
 		if res != nil {
 			res.Evicted++
@@ -526,7 +561,7 @@ func (m *Memory) Cleanup(ctx context.Context) (model.SweepResult, error) {
 		return res, err
 	}
 	defer m.mu.Unlock()
-	now := bolt.UnixNano(m.pol.now())
+	now := bolt.UnixNano(m.pol.Now())
 	for m.expiry.Len() > 0 && m.expiry[0].at <= now {
 		e := heap.Pop(&m.expiry).(timeEntry)
 		if p := m.pairs[e.id]; p != nil && p.rec.State() == model.StateComplete && p.rec.Expires == e.at {
@@ -534,14 +569,14 @@ func (m *Memory) Cleanup(ctx context.Context) (model.SweepResult, error) {
 			res.Expired++
 		}
 	}
-	for limit := now - int64(m.pol.retention); m.dels.Len() > 0 && m.dels[0].at <= limit; {
+	for limit := now - int64(m.pol.Retention); m.dels.Len() > 0 && m.dels[0].at <= limit; {
 		e := heap.Pop(&m.dels).(timeEntry)
 		if p := m.pairs[e.id]; p != nil && p.rec.Has(bolt.FlagDeleted) && p.rec.Deleted == e.at {
 			m.purge(p)
 			res.Purged++
 		}
 	}
-	for limit := now - int64(m.pol.incompleteAge); m.incs.Len() > 0 && m.incs[0].at <= limit; {
+	for limit := now - int64(m.pol.IncompleteAge); m.incs.Len() > 0 && m.incs[0].at <= limit; {
 		e := heap.Pop(&m.incs).(timeEntry)
 		if p := m.pairs[e.id]; p != nil && p.rec.State() == model.StateIncomplete && p.rec.Created == e.at {
 			m.purge(p)
@@ -645,17 +680,17 @@ type memSink struct {
 	chunks [][]byte
 }
 
-func (m *Memory) newSaver(ctx context.Context, p *memPair, kind bolt.Kind, src *model.Body) *stream {
-	return newStream(ctx, p.rec.ID, src, &memSink{m: m, p: p, kind: kind}, m.pol.chunkSize, 0)
+func (m *Memory) newSaver(ctx context.Context, p *memPair, kind bolt.Kind, src *model.Body) *backend.Stream {
+	return backend.NewStream(ctx, p.rec.ID, src, &memSink{m: m, p: p, kind: kind}, m.pol.ChunkSize, 0)
 }
 
-func (k *memSink) check() error { return nil } // store reports a closed storage
+func (k *memSink) Check() error { return nil } // store reports a closed storage
 
 // store hands the body to the pair at its end, if the pair is still there
 // and the stream's context has not ended: a source that ends once the
 // context is cancelled (a ChanBody whose producer closes its channel) was
 // cut short, not completed.
-func (k *memSink) store(ctx context.Context, chunks [][]byte, size int64, final bool) error {
+func (k *memSink) Store(ctx context.Context, chunks [][]byte, size int64, final bool) error {
 	k.chunks = append(k.chunks, chunks...)
 	if !final {
 		return nil
@@ -685,7 +720,7 @@ func (k *memSink) store(ctx context.Context, chunks [][]byte, size int64, final 
 }
 
 // abort removes the pair at once.
-func (k *memSink) abort() {
+func (k *memSink) Abort() {
 	k.chunks = nil
 	if k.m.lock(context.Background()) == nil {
 		if p := k.m.pairs[k.p.rec.ID]; p == k.p {

@@ -293,3 +293,62 @@ func testSizeBudget(t *testing.T, open Opener) {
 		})
 	}
 }
+
+// Beyond MaxPairs, the least recently used (stored or read) complete pairs
+// go, at once: variants of one key count one each; incomplete and
+// soft-deleted pairs do not count.
+func testMaxPairs(t *testing.T, open Opener) {
+	ctx := context.Background()
+	tests := []struct {
+		name      string
+		run       func(t *testing.T, s Store, c *Clock)
+		want      map[string]int // pairs served per key
+		wantStats model.Stats
+	}{
+		{"least recently used goes", func(t *testing.T, s Store, c *Clock) {
+			for _, k := range []string{"a", "b", "c"} {
+				store(t, s, getReq("u"), okResp("x"), k)
+				c.Advance(time.Second)
+			}
+			getBodies(t, s, "a") // a is now the most recently used
+			c.Advance(time.Second)
+			store(t, s, getReq("u"), okResp("x"), "d")
+		}, map[string]int{"a": 1, "b": 0, "c": 1, "d": 1}, model.Stats{Pairs: 3, Bytes: 3}},
+		{"variants count one each", func(t *testing.T, s Store, c *Clock) {
+			for _, b := range []string{"1", "2", "3", "4"} {
+				store(t, s, getReq("u"), okResp(b), "k")
+				c.Advance(time.Second)
+			}
+		}, map[string]int{"k": 3}, model.Stats{Pairs: 3, Bytes: 3}},
+		{"incomplete and removed pairs do not count", func(t *testing.T, s Store, c *Clock) {
+			if _, err := s.CreatePair(ctx, getReq("u")); err != nil {
+				t.Fatal(err)
+			}
+			gone := store(t, s, getReq("u"), okResp("x"), "a")
+			c.Advance(time.Second)
+			if err := s.Remove(ctx, gone.ID); err != nil {
+				t.Fatal(err)
+			}
+			for _, k := range []string{"b", "c", "d"} {
+				store(t, s, getReq("u"), okResp("x"), k)
+				c.Advance(time.Second)
+			}
+		}, map[string]int{"a": 0, "b": 1, "c": 1, "d": 1}, model.Stats{Pairs: 3, Incomplete: 1, Deleted: 1, Bytes: 4}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := NewClock()
+			s := open(t, Options{Now: c.Now, MaxPairs: 3})
+			tt.run(t, s, c)
+			wantStats(t, "after the stores", syncedStats(t, s), tt.wantStats)
+			for k, want := range tt.want {
+				if got := count(t, s, k); got != want {
+					t.Errorf("GetPairs(%q) = %d pairs; want %d", k, got, want)
+				}
+			}
+			if res := mustSweep(t, s); res != (model.SweepResult{}) {
+				t.Errorf("Cleanup() = %+v; want nothing left to evict", res)
+			}
+		})
+	}
+}

@@ -1,19 +1,32 @@
-// Package storagetest is the behavioural test suite that every storage
-// backend passes, through every generated API. A backend is tested by giving
-// [Run] an [Opener] that opens it; the tests of package cache and package
-// cacheasync keep one table of openers each, so that a new backend is tested
-// by adding one entry there.
+// Package storagetest is the behavioural suite that every hishel-go
+// storage backend passes, through each API it is rendered into: ours
+// (Bolt, Memory, Dir, SQLite, ...) and anyone's, as testing/fstest is for
+// file systems. A backend is tested by giving [Run] an [Opener] that opens
+// it through the blocking API, and [RunAsync] one that opens it through
+// the async API:
+//
+//	func TestStorage(t *testing.T) {
+//		storagetest.Run(t, func(tb testing.TB, o storagetest.Options) storagetest.Store {
+//			opts := &mycache.MineOptions{Dir: tb.TempDir()}
+//			opts.SetSettings(o.Settings()) // however the backend takes them
+//			return storagetest.Opened[storagetest.Store](tb)(mycache.OpenMine(context.Background(), opts))
+//		})
+//	}
 //
 // # Rules
 //
-// Run checks the storage rules of the brief's "Storage core" section and of
-// package template's documentation, one sub-test per rule: round trips of
-// heads, keys and bodies; visibility only once both bodies are stored;
-// aborted streams leaving nothing behind; a typed error for every bad input;
-// UpdatePair, Remove, newest-first order; bodies failing, never shortened,
-// when their pair is removed while read; TTLs, sweeps and the size budget
-// with an injected clock; iteration; use after Close; and a 64-goroutine mix
-// after which the counters agree with a full scan.
+// Run checks the storage rules of package template's documentation and of
+// the storage contract every backend follows (see package backend), one
+// sub-test per rule: round trips of heads, keys and bodies; visibility only
+// once both bodies are stored; aborted streams leaving nothing behind; a
+// typed error for every bad input; UpdatePair, Remove, newest-first order;
+// bodies failing, never shortened, when their pair is removed while read;
+// TTLs, sweeps, the size budget and the pair cap with an injected clock;
+// iteration; use after Close; and a 64-goroutine mix after which the
+// counters agree with a full scan.
+//
+// A backend must honour every field of [Options]: each is one of the
+// options every backend has (see backend.Settings).
 //
 // # Laziness
 //
@@ -25,34 +38,20 @@
 package storagetest
 
 import (
-	"context"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/hishel-go/hishel/backend"
+	"github.com/hishel-go/hishel/cache"
 	"github.com/hishel-go/hishel/model"
 	"github.com/hishel-go/hishel/template"
 )
 
-// Store is the blocking shape of a storage: the operations of the
-// generated cache types, with the same signatures. The stores of package
-// cache satisfy it as they are; an async store satisfies it through an
-// adapter that awaits each future.
-type Store interface {
-	CreatePair(ctx context.Context, req model.Request, opts ...model.CreateOption) (model.IncompletePair, error)
-	AddResponse(ctx context.Context, id model.PairID, resp model.Response, key string) (model.CompletePair, error)
-	GetPairs(ctx context.Context, key string) ([]model.CompletePair, error)
-	GetPair(ctx context.Context, id model.PairID) (model.CompletePair, error)
-	UpdatePair(ctx context.Context, id model.PairID, pair model.CompletePair) (model.CompletePair, error)
-	UpdatePairFunc(ctx context.Context, id model.PairID, fn func(model.CompletePair) (model.CompletePair, error)) (model.CompletePair, error)
-	Remove(ctx context.Context, id model.PairID) error
-	Cleanup(ctx context.Context) (model.SweepResult, error)
-	Clear(ctx context.Context) error
-	Pairs(ctx context.Context, fn func(model.PairInfo) error) error
-	Sync(ctx context.Context) error
-	Stats(ctx context.Context) (model.Stats, error)
-	Close() error
-}
+// Store is the blocking shape of a storage, cache.Store: the stores of
+// package cache and of every backend's blocking package satisfy it as
+// they are; an async store satisfies it through [Blocking].
+type Store = cache.Store
 
 // Options are the knobs the suite turns. Every zero field means the
 // backend's default, except SweepInterval.
@@ -60,13 +59,15 @@ type Options struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// DefaultTTL, RefreshTTLOnAccess, DeletedRetention, IncompleteAge,
-	// MaxBytes and ChunkSize mean what the backends' options of the same
-	// names mean.
+	// MaxBytes, MaxPairs, MaxVariants and ChunkSize mean what the
+	// backends' options of the same names mean (see backend.Settings).
 	DefaultTTL         time.Duration
 	RefreshTTLOnAccess model.Refresh
 	DeletedRetention   time.Duration
 	IncompleteAge      time.Duration
 	MaxBytes           int64
+	MaxPairs           int
+	MaxVariants        int
 	ChunkSize          int
 	// SweepInterval is how often the background sweep runs. Unlike the
 	// backends' default, zero means never: the suite sweeps with Cleanup,
@@ -104,6 +105,23 @@ func Opened[S interface{ Close() error }](tb testing.TB) func(S, error) S {
 	}
 }
 
+// Settings returns o as the settings every backend shares, for an Opener
+// to hand to its backend's options. SweepInterval is translated: the
+// suite's zero (no background sweep) is the backends' negative.
+func (o Options) Settings() backend.Settings {
+	return backend.Settings{
+		DefaultTTL:         o.DefaultTTL,
+		RefreshTTLOnAccess: o.RefreshTTLOnAccess,
+		SweepInterval:      o.sweepInterval(),
+		DeletedRetention:   o.DeletedRetention,
+		IncompleteAge:      o.IncompleteAge,
+		MaxBytes:           o.MaxBytes,
+		MaxPairs:           o.MaxPairs,
+		ChunkSize:          o.ChunkSize,
+		Now:                o.Now,
+	}
+}
+
 // BoltOptions returns o as Bolt options, with the database file in a
 // temporary directory of tb.
 func (o Options) BoltOptions(tb testing.TB) *template.BoltOptions {
@@ -116,6 +134,7 @@ func (o Options) BoltOptions(tb testing.TB) *template.BoltOptions {
 		DeletedRetention:   o.DeletedRetention,
 		IncompleteAge:      o.IncompleteAge,
 		MaxBytes:           o.MaxBytes,
+		MaxPairs:           o.MaxPairs,
 		ChunkSize:          o.ChunkSize,
 		Now:                o.Now,
 	}
@@ -130,6 +149,7 @@ func (o Options) MemoryOptions() *template.MemoryOptions {
 		DeletedRetention:   o.DeletedRetention,
 		IncompleteAge:      o.IncompleteAge,
 		MaxBytes:           o.MaxBytes,
+		MaxPairs:           o.MaxPairs,
 		ChunkSize:          o.ChunkSize,
 		Now:                o.Now,
 	}
@@ -167,6 +187,7 @@ var suite = []struct {
 	{"SweepWhileStreaming", testSweepWhileStreaming},
 	{"BackgroundSweep", testBackgroundSweep},
 	{"SizeBudget", testSizeBudget},
+	{"MaxPairs", testMaxPairs},
 	{"Pairs", testPairs},
 	{"UseAfterClose", testUseAfterClose},
 	{"Concurrent", testConcurrent},

@@ -1,4 +1,4 @@
-package template
+package backend
 
 import (
 	"context"
@@ -11,29 +11,40 @@ import (
 	"github.com/hishel-go/hishel/model"
 )
 
-// sink is a backend's half of a body being stored: where a stream's chunks
-// go. The stream (the other half, shared by every backend) reads the
-// source, cuts chunks and decides when to hand them over.
-type sink interface {
-	// check reports whether the storage can still take chunks (it returns
+// Sink is a backend's half of a body being stored: where a [Stream]'s
+// chunks go. The stream (the other half, shared by every backend) reads
+// the source, cuts chunks and decides when to hand them over. A stream
+// calls its sink's methods one at a time, never concurrently.
+type Sink interface {
+	// Check reports whether the storage can still take chunks (it returns
 	// model.ErrClosed after Close).
-	check() error
-	// store takes full chunks in order. final means the body ended: chunks
-	// then include its tail, size is its length, and the body must be
-	// stored completely before store returns.
-	store(ctx context.Context, chunks [][]byte, size int64, final bool) error
-	// abort reclaims whatever was stored of the pair.
-	abort()
+	Check() error
+	// Store takes full chunks in order; the sink owns them. final means
+	// the body ended: chunks then include its tail, size is its length,
+	// and the body must be stored completely (its completion marker
+	// written, and the pair completed if its other body is stored) before
+	// Store returns. An error fails the stream, which then calls Abort.
+	Store(ctx context.Context, chunks [][]byte, size int64, final bool) error
+	// Abort reclaims whatever was stored of the pair, at once: the stream
+	// failed, was closed before its end, or its context ended.
+	Abort()
 }
 
-// stream stores a body as its reader reads it. Its memory is one chunk plus
-// up to flushAt bytes of chunks not yet handed to the sink, whatever the
-// body's size.
-type stream struct {
+// Stream stores a body as its reader reads it: it is the source of the
+// Body that CreatePair and AddResponse return (model.NewBody(stream)),
+// reading the caller's body and handing what it read to a [Sink]. Its
+// memory is one chunk plus up to flushAt bytes of chunks not yet handed to
+// the sink, whatever the body's size.
+//
+// A body that fails, is closed before its end, or whose context ends
+// aborts the stream: its reader gets an error wrapping model.ErrAborted,
+// and the sink reclaims the pair. A Stream is read by one goroutine at a
+// time; Close may be called from any goroutine.
+type Stream struct {
 	ctx       context.Context
 	id        model.PairID
 	src       *model.Body
-	sink      sink
+	sink      Sink
 	chunkSize int
 	flushAt   int // hand chunks over once this many bytes are pending
 
@@ -46,16 +57,23 @@ type stream struct {
 	err     error // the stream failed or was aborted
 }
 
-func newStream(ctx context.Context, id model.PairID, src *model.Body, sk sink, chunkSize, flushAt int) *stream {
+// NewStream returns the stream that stores src, the body of pair id, in sk
+// as it is read, in chunks of chunkSize bytes, handing them over once
+// flushAt bytes are pending (zero or less: only at the end of the body).
+// ctx governs the stream: once it ends, the stream fails.
+func NewStream(ctx context.Context, id model.PairID, src *model.Body, sk Sink, chunkSize, flushAt int) *Stream {
 	if flushAt <= 0 {
 		flushAt = math.MaxInt
 	}
-	return &stream{ctx: ctx, id: id, src: src, sink: sk, chunkSize: chunkSize, flushAt: flushAt}
+	if chunkSize <= 0 {
+		chunkSize = DefaultChunkSize
+	}
+	return &Stream{ctx: ctx, id: id, src: src, sink: sk, chunkSize: chunkSize, flushAt: flushAt}
 }
 
 // Read reads from the source body and stores what it read. At the end of
 // the body, the body is stored completely before Read returns io.EOF.
-func (v *stream) Read(p []byte) (int, error) {
+func (v *Stream) Read(p []byte) (int, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if err := v.ready(); err != nil {
@@ -70,7 +88,7 @@ func (v *stream) Read(p []byte) (int, error) {
 // reaches the reader with one copy (the stored one) and no buffer in
 // between. At the end of the body, the body is stored completely before
 // NextChunk returns io.EOF.
-func (v *stream) NextChunk() ([]byte, error) {
+func (v *Stream) NextChunk() ([]byte, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if err := v.ready(); err != nil {
@@ -82,7 +100,7 @@ func (v *stream) NextChunk() ([]byte, error) {
 
 // ready reports whether the stream can go on: io.EOF once the body is
 // stored, the stream's error once it failed. The caller holds v.mu.
-func (v *stream) ready() error {
+func (v *Stream) ready() error {
 	switch {
 	case v.done:
 		return io.EOF
@@ -92,7 +110,7 @@ func (v *stream) ready() error {
 	if err := v.ctx.Err(); err != nil {
 		return v.fail(err)
 	}
-	if err := v.sink.check(); err != nil {
+	if err := v.sink.Check(); err != nil {
 		return v.fail(err)
 	}
 	return nil
@@ -100,7 +118,7 @@ func (v *stream) ready() error {
 
 // passed stores p, what the source gave along with err, and returns the
 // error for the reader. The caller holds v.mu.
-func (v *stream) passed(p []byte, err error) error {
+func (v *Stream) passed(p []byte, err error) error {
 	if len(p) > 0 {
 		v.add(p)
 		if v.npend >= v.flushAt {
@@ -123,11 +141,11 @@ func (v *stream) passed(p []byte, err error) error {
 	return nil
 }
 
-func (v *stream) add(p []byte) {
+func (v *Stream) add(p []byte) {
 	v.size += int64(len(p))
 	for len(p) > 0 {
 		var full bool
-		v.cur, p, full = fillChunk(v.cur, p, v.chunkSize)
+		v.cur, p, full = FillChunk(v.cur, p, v.chunkSize)
 		if full {
 			v.pending = append(v.pending, v.cur)
 			v.npend += len(v.cur)
@@ -137,25 +155,25 @@ func (v *stream) add(p []byte) {
 }
 
 // flush hands the pending chunks (and, when final, the tail) to the sink.
-func (v *stream) flush(final bool) error {
+func (v *Stream) flush(final bool) error {
 	chunks := v.pending
 	if final && len(v.cur) > 0 {
 		chunks = append(chunks, v.cur)
 		v.cur = nil
 	}
 	v.pending, v.npend = nil, 0
-	return v.sink.store(v.ctx, chunks, v.size, final)
+	return v.sink.Store(v.ctx, chunks, v.size, final)
 }
 
 // fail aborts the stream: it records err, closes the source and has the
 // sink reclaim what was stored of the pair at once. It returns the error
 // Read reports.
-func (v *stream) fail(err error) error {
+func (v *Stream) fail(err error) error {
 	if v.err == nil {
 		v.err = fmt.Errorf("hishel: storing body of pair %s: %w: %w", v.id, model.ErrAborted, err)
 		v.cur, v.pending = nil, nil
 		_ = v.src.Close()
-		v.sink.abort()
+		v.sink.Abort()
 	}
 	return v.err
 }
@@ -165,7 +183,7 @@ func (v *stream) fail(err error) error {
 //
 // Close may be called while a Read is blocked in another goroutine: it closes
 // the source first, which ends that Read, and then aborts the stream.
-func (v *stream) Close() error {
+func (v *Stream) Close() error {
 	err := v.src.Close()
 	v.mu.Lock()
 	defer v.mu.Unlock()

@@ -1,11 +1,11 @@
-package template
+package backend
 
 import (
 	"bytes"
 	"testing"
 )
 
-// fillChunk cuts any sequence of reads into chunks of exactly size bytes
+// FillChunk cuts any sequence of reads into chunks of exactly size bytes
 // (the last one shorter), and a small body costs its own size.
 func TestFillChunk(t *testing.T) {
 	tests := []struct {
@@ -33,7 +33,7 @@ func TestFillChunk(t *testing.T) {
 				all = append(all, p...)
 				for len(p) > 0 {
 					var full bool
-					cur, p, full = fillChunk(cur, p, tt.size)
+					cur, p, full = FillChunk(cur, p, tt.size)
 					if full {
 						chunks = append(chunks, cur)
 						cur = nil
