@@ -6,9 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
-	"os"
+	"net/url"
 	"slices"
 	"strconv"
 	"text/tabwriter"
@@ -22,44 +21,9 @@ import (
 // cache file's lock before reporting it in use.
 const inspectOpenTimeout = 200 * time.Millisecond
 
-// dbFlag adds the -db flag of the inspection commands.
-func dbFlag(fs *flag.FlagSet) *string {
-	return fs.String("db", "", "the cache file `PATH` to inspect, as given to 'hishel proxy -db' (required)")
-}
-
-// requireDB checks that -db was given and names an existing file.
-func requireDB(name, path string) error {
-	if path == "" {
-		return &usageError{cmd: name, msg: "-db PATH is required: the cache file to inspect (the proxy's -db)"}
-	}
-	st, err := os.Stat(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("%s %s: no cache file at %s; check the -db path", programName, name, path)
-	case err != nil:
-		return fmt.Errorf("%s %s: %w", programName, name, err)
-	case st.IsDir():
-		return fmt.Errorf("%s %s: %s is a directory; -db names the cache file itself", programName, name, path)
-	}
-	return nil
-}
-
-// openDB opens the cache file at path for inspection: it waits at most
-// inspectOpenTimeout for the lock, runs no background sweep, and maps a held
-// lock to an inUseError.
-func openDB(ctx context.Context, path string, opts *cache.BoltOptions) (*cache.Bolt, error) {
-	var o cache.BoltOptions
-	if opts != nil {
-		o = *opts
-	}
-	o.Path = path
-	o.OpenTimeout = inspectOpenTimeout
-	o.SweepInterval = -1
-	s, err := cache.OpenBolt(ctx, &o)
-	if err != nil {
-		return nil, dbError(path, err)
-	}
-	return s, nil
+// addInspectFlags adds the flags that name the store to inspect.
+func addInspectFlags(fs *flag.FlagSet) storeFlags {
+	return addStoreFlags(fs, "the bbolt cache file `PATH` to inspect, as given to 'hishel proxy -db' (shorthand for -store bolt:///PATH)")
 }
 
 // dbError maps a storage error opening path to the error hishel reports.
@@ -88,7 +52,7 @@ func parseID(name string, pos []string) (model.PairID, error) {
 }
 
 // findPair returns the PairInfo of id, in any state, or ok false.
-func findPair(ctx context.Context, s *cache.Bolt, id model.PairID) (info model.PairInfo, ok bool, err error) {
+func findPair(ctx context.Context, s cache.Store, id model.PairID) (info model.PairInfo, ok bool, err error) {
 	errFound := errors.New("found")
 	err = s.Pairs(ctx, func(pi model.PairInfo) error {
 		if pi.ID == id {
@@ -105,14 +69,11 @@ func findPair(ctx context.Context, s *cache.Bolt, id model.PairID) (info model.P
 
 func cmdLs(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	fs := newFlagSet("ls")
-	db := dbFlag(fs)
+	sf := addInspectFlags(fs)
 	if _, err := parseFlags(fs, "ls", args, 0, stdout); err != nil {
 		return err
 	}
-	if err := requireDB("ls", *db); err != nil {
-		return err
-	}
-	s, err := openDB(ctx, *db, nil)
+	s, _, err := sf.openStore(ctx, "ls", inspectParams(nil))
 	if err != nil {
 		return err
 	}
@@ -153,9 +114,9 @@ func formatTime(t time.Time) string {
 
 func cmdShow(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	fs := newFlagSet("show")
-	dbFlag(fs)
+	sf := addInspectFlags(fs)
 	n := fs.Int64("n", -1, "print only the first `N` bytes of the response body (0: none, negative: all)")
-	s, info, err := openPair(ctx, "show", fs, args, stdout)
+	s, info, err := openPair(ctx, "show", fs, sf, args, stdout)
 	if err != nil {
 		return err
 	}
@@ -193,10 +154,10 @@ func cmdShow(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	return s.Close()
 }
 
-// openPair does what show and rm share: it parses the flags (fs has -db)
-// and the pair ID, opens the cache file and finds the pair. The caller
-// closes the store.
-func openPair(ctx context.Context, name string, fs *flag.FlagSet, args []string, stdout io.Writer) (*cache.Bolt, model.PairInfo, error) {
+// openPair does what show and rm share: it parses the flags (fs has sf)
+// and the pair ID, opens the store and finds the pair. The caller closes
+// the store.
+func openPair(ctx context.Context, name string, fs *flag.FlagSet, sf storeFlags, args []string, stdout io.Writer) (cache.Store, model.PairInfo, error) {
 	pos, err := parseFlags(fs, name, args, 1, stdout)
 	if err != nil {
 		return nil, model.PairInfo{}, err
@@ -205,11 +166,7 @@ func openPair(ctx context.Context, name string, fs *flag.FlagSet, args []string,
 	if err != nil {
 		return nil, model.PairInfo{}, err
 	}
-	db := fs.Lookup("db").Value.String()
-	if err := requireDB(name, db); err != nil {
-		return nil, model.PairInfo{}, err
-	}
-	s, err := openDB(ctx, db, nil)
+	s, shown, err := sf.openStore(ctx, name, inspectParams(nil))
 	if err != nil {
 		return nil, model.PairInfo{}, err
 	}
@@ -220,7 +177,7 @@ func openPair(ctx context.Context, name string, fs *flag.FlagSet, args []string,
 		return nil, model.PairInfo{}, fmt.Errorf("%s %s: %w", programName, name, err)
 	case !ok:
 		s.Close()
-		return nil, model.PairInfo{}, fmt.Errorf("%s %s: no pair %s in %s; 'hishel ls -db %s' lists the pairs", programName, name, id, db, db)
+		return nil, model.PairInfo{}, fmt.Errorf("%s %s: no pair %s in %s; 'hishel ls %s' lists the pairs", programName, name, id, shown, sf.flagText())
 	}
 	return s, info, nil
 }
@@ -275,8 +232,8 @@ func writeHeader(w io.Writer, prefix string, h http.Header) {
 
 func cmdRm(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	fs := newFlagSet("rm")
-	dbFlag(fs)
-	s, info, err := openPair(ctx, "rm", fs, args, stdout)
+	sf := addInspectFlags(fs)
+	s, info, err := openPair(ctx, "rm", fs, sf, args, stdout)
 	if err != nil {
 		return err
 	}
@@ -295,7 +252,7 @@ func cmdRm(ctx context.Context, args []string, stdout, _ io.Writer) error {
 
 func cmdGc(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	fs := newFlagSet("gc")
-	db := dbFlag(fs)
+	sf := addInspectFlags(fs)
 	retention := fs.Duration("retention", 0, "reclaim soft-deleted pairs older than `D` (0: the store's default, 7 days)")
 	incomplete := fs.Duration("incomplete-age", 0, "remove incomplete pairs older than `D` (0: the store's default, 1 hour)")
 	maxBytes := fs.Int64("max-bytes", 0, "evict least recently used pairs beyond `N` body bytes (0: no budget)")
@@ -310,10 +267,17 @@ func cmdGc(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	case *maxBytes < 0:
 		return &usageError{cmd: "gc", msg: "-max-bytes must not be negative"}
 	}
-	if err := requireDB("gc", *db); err != nil {
-		return err
+	params := url.Values{}
+	if *retention > 0 {
+		params.Set("retention", retention.String())
 	}
-	s, err := openDB(ctx, *db, &cache.BoltOptions{DeletedRetention: *retention, IncompleteAge: *incomplete, MaxBytes: *maxBytes})
+	if *incomplete > 0 {
+		params.Set("incomplete-age", incomplete.String())
+	}
+	if *maxBytes > 0 {
+		params.Set("max-bytes", strconv.FormatInt(*maxBytes, 10))
+	}
+	s, _, err := sf.openStore(ctx, "gc", inspectParams(params))
 	if err != nil {
 		return err
 	}
@@ -330,14 +294,11 @@ func cmdGc(ctx context.Context, args []string, stdout, _ io.Writer) error {
 
 func cmdStats(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	fs := newFlagSet("stats")
-	db := dbFlag(fs)
+	sf := addInspectFlags(fs)
 	if _, err := parseFlags(fs, "stats", args, 0, stdout); err != nil {
 		return err
 	}
-	if err := requireDB("stats", *db); err != nil {
-		return err
-	}
-	s, err := openDB(ctx, *db, nil)
+	s, _, err := sf.openStore(ctx, "stats", inspectParams(nil))
 	if err != nil {
 		return err
 	}
@@ -346,11 +307,10 @@ func cmdStats(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("%s stats: %w", programName, err)
 	}
-	var size int64
-	if fi, err := os.Stat(*db); err == nil {
-		size = fi.Size()
+	fmt.Fprintf(stdout, "pairs: %d\nincomplete: %d\ndeleted: %d\nbody bytes: %d\n",
+		st.Pairs, st.Incomplete, st.Deleted, st.Bytes)
+	if size, ok := sf.fileSize(); ok {
+		fmt.Fprintf(stdout, "file bytes: %d\n", size)
 	}
-	fmt.Fprintf(stdout, "pairs: %d\nincomplete: %d\ndeleted: %d\nbody bytes: %d\nfile bytes: %d\n",
-		st.Pairs, st.Incomplete, st.Deleted, st.Bytes, size)
 	return s.Close()
 }

@@ -3,14 +3,22 @@
 // Usage:
 //
 //	hishel demo                                   an offline tour: a local origin, a bbolt cache in a temp dir
-//	hishel proxy -upstream URL [-listen ADDR] [-db PATH] [-shared] [-max-body N] [-v]
+//	hishel proxy -upstream URL [-listen ADDR] [-store URL | -db PATH] [-shared] [-max-body N] [-v]
 //	                                              a caching reverse proxy
-//	hishel ls -db PATH                            list the pairs of a cache file
-//	hishel show -db PATH [-n N] ID                print a pair: heads, metadata, response body
-//	hishel rm -db PATH ID                         soft-delete a pair
-//	hishel gc -db PATH [-retention D]             sweep now (expired, deleted, abandoned, over budget)
-//	hishel stats -db PATH                         counters of a cache file
+//	hishel ls -store URL | -db PATH               list the pairs of a cache
+//	hishel show -store URL | -db PATH [-n N] ID   print a pair: heads, metadata, response body
+//	hishel rm -store URL | -db PATH ID            soft-delete a pair
+//	hishel gc -store URL | -db PATH [-retention D] sweep now (expired, deleted, abandoned, over budget)
+//	hishel stats -store URL | -db PATH            counters of a cache
 //	hishel help [COMMAND]                         usage of hishel or of a command
+//
+// # Stores
+//
+// -store URL opens any backend hishel ships, by URL as cache.Open does:
+// bolt:///path/cache.db, memory://, and those
+// that later backends add (README's backend table lists them and their
+// parameters). -db PATH is the shorthand for a bbolt file,
+// bolt:///PATH.
 //
 // Flags may come before or after a command's arguments. "hishel -h",
 // "hishel help" and "hishel COMMAND -h" print usage on standard output.
@@ -75,12 +83,12 @@ var commands []command
 func init() {
 	commands = []command{
 		{"demo", "[-keep]", "an offline tour: miss, hit, 304 revalidation, Vary, async storage", cmdDemo},
-		{"proxy", "-upstream URL [-listen ADDR] [-db PATH] [-shared] [-max-body N] [-v]", "a caching reverse proxy", cmdProxy},
-		{"ls", "-db PATH", "list the pairs of a cache file, one line each", cmdLs},
-		{"show", "-db PATH [-n N] ID", "print a pair: request and response heads, metadata, response body", cmdShow},
-		{"rm", "-db PATH ID", "soft-delete a pair (gc reclaims it after the retention period)", cmdRm},
-		{"gc", "-db PATH [-retention D] [-incomplete-age D] [-max-bytes N]", "sweep a cache file now and print what was removed", cmdGc},
-		{"stats", "-db PATH", "print the counters of a cache file", cmdStats},
+		{"proxy", "-upstream URL [-listen ADDR] [-store URL | -db PATH] [-shared] [-max-body N] [-v]", "a caching reverse proxy", cmdProxy},
+		{"ls", "-store URL | -db PATH", "list the pairs of a cache, one line each", cmdLs},
+		{"show", "-store URL | -db PATH [-n N] ID", "print a pair: request and response heads, metadata, response body", cmdShow},
+		{"rm", "-store URL | -db PATH ID", "soft-delete a pair (gc reclaims it after the retention period)", cmdRm},
+		{"gc", "-store URL | -db PATH [-retention D] [-incomplete-age D] [-max-bytes N]", "sweep a cache now and print what was removed", cmdGc},
+		{"stats", "-store URL | -db PATH", "print the counters of a cache", cmdStats},
 		{"help", "[COMMAND]", "print usage", cmdHelp},
 	}
 }

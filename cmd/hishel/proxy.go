@@ -28,7 +28,7 @@ func cmdProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlagSet("proxy")
 	listen := fs.String("listen", "127.0.0.1:8080", "listen on `ADDR` (host:port; port 0 picks a free port)")
 	upstream := fs.String("upstream", "", "forward to the origin at `URL`, such as http://127.0.0.1:9000 (required)")
-	db := fs.String("db", "", "cache file `PATH` (default: hishel/hishel_cache.db under the user cache directory)")
+	sf := addStoreFlags(fs, "bbolt cache file `PATH` (default: hishel/hishel_cache.db under the user cache directory); shorthand for -store bolt:///PATH")
 	shared := fs.Bool("shared", false, "act as a shared cache (RFC 9111): honour s-maxage and private, keep Authorization responses out")
 	maxBody := fs.Int64("max-body", 0, "store no response body larger than `N` bytes; larger ones pass through (0: no limit)")
 	verbose := fs.Bool("v", false, "log every cache decision on standard error")
@@ -43,11 +43,17 @@ func cmdProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return &usageError{cmd: "proxy", msg: "-max-body must not be negative"}
 	}
 
-	dbName := *db
-	if dbName == "" {
+	var store cache.Store
+	u, dbName, err := sf.storeURL("proxy", func(string) url.Values { return nil })
+	switch {
+	case err != nil:
+		return err
+	case u == nil: // the default file
 		dbName = defaultDBPath()
+		store, err = cache.OpenBolt(ctx, nil)
+	default:
+		store, err = cache.Open(ctx, u.String())
 	}
-	store, err := cache.OpenBolt(ctx, &cache.BoltOptions{Path: *db})
 	if err != nil {
 		return dbError(dbName, err)
 	}

@@ -1,0 +1,7 @@
+package main
+
+// The backends that live in modules of their own (their drivers with them)
+// register their URL schemes with cache.Open when imported. hishel imports
+// every one that the repository ships, here, so that -store opens any of
+// them; each also has a require and a replace line in this module's go.mod.
+// Bolt and Memory are in package cache itself.

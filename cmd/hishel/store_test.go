@@ -1,0 +1,46 @@
+package main
+
+import (
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestStoreURL runs the proxy on a store named by URL, and the inspection
+// commands on it by URL too; -store and -db name the same bbolt file
+// alike.
+func TestStoreURL(t *testing.T) {
+	skipWithoutSignals(t)
+	o := newOrigin(t)
+	db := filepath.Join(t.TempDir(), "url.db")
+	store := "bolt://" + filepath.ToSlash(db) + "?ttl=1h&max-pairs=100"
+	p := startProxy(t, "-upstream", o.URL, "-store", store)
+	c := &http.Client{Transport: &http.Transport{}}
+	for range 2 {
+		if resp, body := do(t, c, "GET", "http://"+p.addr+"/cached", "", nil); resp.StatusCode != 200 || body != "cached body" {
+			t.Fatalf("GET /cached = %d %q; want 200 %q", resp.StatusCode, body, "cached body")
+		}
+	}
+	if n := o.count("/cached"); n != 1 {
+		t.Errorf("origin requests for /cached = %d; want 1 (the second from the cache)", n)
+	}
+	c.CloseIdleConnections()
+	if r := runHishel(t, "ls", "-store", store); r.code != exitInUse {
+		t.Errorf("hishel ls -store while the proxy runs = %v; want exit %d (in use)", r, exitInUse)
+	}
+	if code := p.stop(t); code != 0 {
+		t.Fatalf("proxy exit = %d; want 0\n%s", code, p.Stderr())
+	}
+	byURL, byPath := runHishel(t, "ls", "-store", store), runHishel(t, "ls", "-db", db)
+	if byURL.code != 0 || byURL.stdout != byPath.stdout || !strings.Contains(byURL.stdout, "/cached") {
+		t.Errorf("hishel ls -store = %v\nhishel ls -db = %v\nwant the same listing of the cached pair", byURL, byPath)
+	}
+	if stats := runHishel(t, "stats", "-store", store); stats.code != 0 || !strings.Contains(stats.stdout, "pairs: 1\n") ||
+		!strings.Contains(stats.stdout, "file bytes: ") {
+		t.Errorf("hishel stats -store = %v; want 1 pair and the file's size", stats)
+	}
+	if gc := runHishel(t, "gc", "-store", store, "-max-bytes", "1"); gc.code != 0 || !strings.Contains(gc.stdout, "evicted: 1\n") {
+		t.Errorf("hishel gc -store -max-bytes 1 = %v; want the pair evicted", gc)
+	}
+}
