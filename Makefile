@@ -1,40 +1,53 @@
 GO ?= go
 
-.PHONY: all generate check-generate test bench fuzz lint
+# The modules of this repository (see go.work): the library, the command,
+# and one module per backend whose driver its users alone should compile.
+# Each is built and tested on its own, as its users build it (GOWORK=off:
+# its go.mod's replace directives point at the others).
+MODULES := . cmd/hishel
+# Modules whose go:generate renders a template (gen's out-of-module mode
+# for all but the root), and the gen -check that proves each up to date.
+GEN_MODULES := .
+export GOWORK := off
+
+.PHONY: all generate check-generate vet test bench fuzz lint
 
 all: check-generate test
 
-## generate: render cache/ and cacheasync/ from template/ (go generate ./...)
+## generate: render every module's templates into their APIs (go generate ./...)
 generate:
-	$(GO) generate ./...
+	@for m in $(GEN_MODULES); do echo "== generate $$m"; (cd $$m && $(GO) generate ./...) || exit 1; done
 
 ## check-generate: fail when a generated file differs from a fresh render
 check-generate:
 	$(GO) run ./gen -check
 
-## test: vet and the race-enabled test suite (what CI runs)
-test:
-	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 20m ./...
+## vet: go vet in every module
+vet:
+	@for m in $(MODULES); do echo "== vet $$m"; (cd $$m && $(GO) vet ./...) || exit 1; done
+
+## test: vet and the race-enabled test suite of every module (what CI runs)
+test: vet
+	@for m in $(MODULES); do echo "== test $$m"; (cd $$m && $(GO) test -race -count=1 -timeout 20m ./...) || exit 1; done
 	# counts work, races nothing, and is too slow under -race: run it plainly
 	$(GO) test -count=1 -run '^TestBoltSweepWorkScales$$' ./template
 
 ## bench: the project's benchmarks, then the comparison with other Go caches
 ## (bench/ is its own module, so the peers never become our dependencies)
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
+	@for m in $(MODULES); do (cd $$m && $(GO) test -run '^$$' -bench . -benchmem -count 1 ./...) || exit 1; done
 	cd bench && $(GO) run .
 
 ## fuzz: run every fuzz target for a short time
 FUZZTIME ?= 20s
 fuzz:
-	@for pkg in $$($(GO) list ./...); do \
+	@for m in $(MODULES); do (cd $$m && \
+	for pkg in $$($(GO) list ./...); do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; \
-	done
+	done) || exit 1; done
 
 ## lint: gofmt and vet
-lint:
+lint: vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
-	$(GO) vet ./...
