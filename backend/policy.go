@@ -15,6 +15,9 @@ const (
 	DefaultChunkSize        = 64 << 10
 	// MaxChunkSize is the largest ChunkSize a backend accepts.
 	MaxChunkSize = 16 << 20
+	// DefaultMaxVariants is the most complete live pairs kept per cache
+	// key when MaxVariants is zero.
+	DefaultMaxVariants = 32
 )
 
 // Settings are the options every backend offers under the same names, as
@@ -43,6 +46,10 @@ type Settings struct {
 	// MaxPairs caps the live complete pairs; zero: no cap; negative:
 	// invalid.
 	MaxPairs int
+	// MaxVariants caps the complete live pairs kept per cache key:
+	// storing one more under a key evicts the least recently used others
+	// beyond it. Zero: DefaultMaxVariants; negative: no cap.
+	MaxVariants int
 	// ChunkSize is the size of stored body chunks. Default
 	// DefaultChunkSize; at most MaxChunkSize.
 	ChunkSize int
@@ -71,6 +78,8 @@ type Policy struct {
 	MaxBytes int64
 	// MaxPairs is the cap on live complete pairs; zero: none.
 	MaxPairs int
+	// MaxVariants is the cap on complete live pairs per key; zero: none.
+	MaxVariants int
 	// ChunkSize is the size of stored body chunks.
 	ChunkSize int
 	// Now is the clock.
@@ -88,8 +97,15 @@ func NewPolicy(s Settings) (Policy, error) {
 		IncompleteAge: s.IncompleteAge,
 		MaxBytes:      s.MaxBytes,
 		MaxPairs:      s.MaxPairs,
+		MaxVariants:   s.MaxVariants,
 		ChunkSize:     s.ChunkSize,
 		Now:           s.Now,
+	}
+	switch {
+	case p.MaxVariants == 0:
+		p.MaxVariants = DefaultMaxVariants
+	case p.MaxVariants < 0:
+		p.MaxVariants = 0
 	}
 	switch {
 	case p.DefaultTTL == model.NoExpiry:

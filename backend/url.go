@@ -142,6 +142,7 @@ func (q *Query) Duration(name string, dst *time.Duration) {
 //	incomplete-age=DURATION IncompleteAge
 //	max-bytes=N           MaxBytes (KiB, MiB, GiB suffixes allowed)
 //	max-pairs=N           MaxPairs
+//	max-variants=N        MaxVariants (negative: no cap)
 //	chunk-size=N          ChunkSize
 func (q *Query) Settings(s *Settings) {
 	q.Duration("ttl", &s.DefaultTTL)
@@ -160,6 +161,7 @@ func (q *Query) Settings(s *Settings) {
 	q.Duration("incomplete-age", &s.IncompleteAge)
 	q.Int64("max-bytes", &s.MaxBytes)
 	q.Int("max-pairs", &s.MaxPairs)
+	q.Int("max-variants", &s.MaxVariants)
 	q.Int("chunk-size", &s.ChunkSize)
 }
 

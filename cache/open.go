@@ -58,7 +58,7 @@ func Schemes() []string { return openers.Schemes() }
 //	memory://                 the process's memory ([OpenMemoryURL])
 //
 // and every backend takes the shared parameters ttl, refresh, sweep,
-// retention, incomplete-age, max-bytes, max-pairs and chunk-size
+// retention, incomplete-age, max-bytes, max-pairs, max-variants and chunk-size
 // (memory://?max-pairs=128&ttl=1h). A URL that does not parse, has an
 // unregistered scheme (the error lists the registered ones) or an unknown
 // parameter fails with an error wrapping [ErrInvalid].

@@ -117,6 +117,7 @@ func (o Options) Settings() backend.Settings {
 		IncompleteAge:      o.IncompleteAge,
 		MaxBytes:           o.MaxBytes,
 		MaxPairs:           o.MaxPairs,
+		MaxVariants:        o.MaxVariants,
 		ChunkSize:          o.ChunkSize,
 		Now:                o.Now,
 	}
