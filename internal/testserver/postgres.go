@@ -1,0 +1,246 @@
+package testserver
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// PostgresServer is one test's database on a PostgreSQL server.
+type PostgresServer struct {
+	Addr     string // host:port
+	User     string
+	Password string
+	// Database is created fresh for each call (hishel_<12 hex digits>), owned
+	// by User, and dropped when the test ends.
+	Database string
+}
+
+// DSN returns the database as a URL that pgx and libpq read:
+// postgres://user:password@host:port/database?sslmode=disable.
+func (p PostgresServer) DSN() string {
+	u := url.URL{
+		Scheme:   "postgres",
+		User:     url.UserPassword(p.User, p.Password),
+		Host:     p.Addr,
+		Path:     "/" + p.Database,
+		RawQuery: "sslmode=disable",
+	}
+	return u.String()
+}
+
+// Postgres returns a fresh database for this test on the test binary's
+// PostgreSQL server: the server HISHEL_TEST_POSTGRES names, or else Debian's
+// PostgreSQL (the major version versions.env pins, from
+// /usr/lib/postgresql/<major>/bin) initialised in a temporary directory and
+// started on first use on a free 127.0.0.1 port. As root it runs initdb and
+// the server as the postgres user, since PostgreSQL refuses to run as root.
+// The server it starts has fsync off (data lives as long as the tests; a
+// killed client or backend still rolls back what it did not commit), and
+// authenticates TCP clients with SCRAM-SHA-256.
+//
+// HISHEL_TEST_POSTGRES is postgres://user:password@host:port/database: a
+// role that may CREATE DATABASE, and a database it can connect to in order to
+// create and drop each test's own. The harness speaks no TLS: the server
+// must accept a plain connection from it.
+//
+// The test fails when there is no server, saying how to get one.
+func Postgres(tb testing.TB) PostgresServer {
+	tb.Helper()
+	srv := postgresShared.get(tb, startPostgres, howTo("HISHEL_TEST_POSTGRES", "postgres://user:password@host:port/database"))
+	admin := srv.Database
+	srv.Database = uniqueName("hishel_")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := pgExec(ctx, srv, admin, "CREATE DATABASE "+pgIdent(srv.Database)); err != nil {
+		tb.Fatalf("testserver: creating this test's database: %v", err)
+	}
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := pgExec(ctx, srv, admin, "DROP DATABASE IF EXISTS "+pgIdent(srv.Database)+" WITH (FORCE)"); err != nil {
+			tb.Logf("testserver: dropping this test's database: %v", err)
+		}
+	})
+	return srv
+}
+
+// postgresShared holds the server with Database set to the database the
+// harness connects to for creating and dropping the tests' databases.
+var postgresShared shared[PostgresServer]
+
+// postgresPassword is the password of the postgres role on a server the
+// harness starts.
+const postgresPassword = "hishel-test"
+
+func pgExec(ctx context.Context, srv PostgresServer, database, sql string) error {
+	c, err := dialPG(ctx, srv.Addr, srv.User, srv.Password, database)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_, err = c.query(sql)
+	return err
+}
+
+func startPostgres(tb testing.TB) (PostgresServer, error) {
+	if env := os.Getenv("HISHEL_TEST_POSTGRES"); env != "" {
+		srv, err := parsePostgresEnv(env)
+		if err != nil {
+			return srv, fmt.Errorf("HISHEL_TEST_POSTGRES=%q: %w", env, err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := pgExec(ctx, srv, srv.Database, "SELECT 1"); err != nil {
+			return srv, fmt.Errorf("HISHEL_TEST_POSTGRES=%q does not answer: %w", env, err)
+		}
+		return srv, nil
+	}
+	began := time.Now()
+	major := version("POSTGRES_MAJOR")
+	bindir := "/usr/lib/postgresql/" + major + "/bin"
+	postgres, err := lookBin("postgres", bindir)
+	if err != nil {
+		return PostgresServer{}, err
+	}
+	bindir = filepath.Dir(postgres)
+	out, err := exec.Command(postgres, "--version").Output()
+	if err != nil {
+		return PostgresServer{}, fmt.Errorf("%s --version: %w", postgres, err)
+	}
+	ver, err := checkMajor(string(out), `\(PostgreSQL\) ((\d+)\.\d+)`, major)
+	if err != nil {
+		return PostgresServer{}, fmt.Errorf("%s: %w", postgres, err)
+	}
+	dir, err := serverDir("postgres")
+	if err != nil {
+		return PostgresServer{}, err
+	}
+	cred, err := postgresCredential(dir)
+	if err != nil {
+		return PostgresServer{}, err
+	}
+	data := filepath.Join(dir, "data")
+	if err := initdb(bindir, dir, data, cred); err != nil {
+		return PostgresServer{}, err
+	}
+	initTime := time.Since(began)
+	_, addr, err := start(launch{
+		name: "postgres",
+		path: postgres,
+		dir:  dir,
+		cred: cred,
+		args: func(addr string) []string {
+			host, port, _ := net.SplitHostPort(addr)
+			return []string{
+				"-D", data, "-p", port, "-k", dir,
+				"-c", "listen_addresses=" + host,
+				"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+				"-c", "max_connections=200",
+			}
+		},
+		ready: func(ctx context.Context, addr string) error {
+			return pgExec(ctx, PostgresServer{Addr: addr, User: "postgres", Password: postgresPassword}, "postgres", "SELECT 1")
+		},
+		stopSig: syscall.SIGINT, // fast shutdown: SIGTERM would wait for every client to leave
+	})
+	if err != nil {
+		return PostgresServer{}, err
+	}
+	logStart(tb, fmt.Sprintf("PostgreSQL %s (initdb %v)", ver, initTime.Round(time.Millisecond)), addr, began)
+	return PostgresServer{Addr: addr, User: "postgres", Password: postgresPassword, Database: "postgres"}, nil
+}
+
+// postgresCredential returns who runs initdb and the server: the postgres
+// user when we are root (PostgreSQL refuses root), else ourselves (nil). It
+// hands dir to that user.
+func postgresCredential(dir string) (*syscall.Credential, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil
+	}
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return nil, fmt.Errorf("PostgreSQL refuses to run as root and there is no postgres user to run it as (Debian's postgresql package makes one): %w", err)
+	}
+	uid, err := strconv.ParseUint(u.Uid, 10, 32)
+	if err != nil {
+		return nil, err
+	}
+	gid, err := strconv.ParseUint(u.Gid, 10, 32)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chown(dir, int(uid), int(gid)); err != nil {
+		return nil, err
+	}
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+}
+
+func initdb(bindir, dir, data string, cred *syscall.Credential) error {
+	pwfile := filepath.Join(dir, "pwfile")
+	if err := writeOwned(pwfile, postgresPassword+"\n", cred); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(bindir, "initdb"),
+		"-D", data, "-U", "postgres", "--pwfile", pwfile,
+		"--auth-local", "trust", "--auth-host", "scram-sha-256",
+		"-E", "UTF8", "--locale", "C", "--no-sync", "--no-instructions")
+	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("initdb: %w\n%s", err, out)
+	}
+	// md5 lets a role whose password is stored as MD5 log in with MD5 and
+	// one stored as SCRAM (the default) with SCRAM: the harness speaks both.
+	hba := "local all all trust\nhost all all 127.0.0.1/32 md5\n"
+	return writeOwned(filepath.Join(data, "pg_hba.conf"), hba, cred)
+}
+
+// writeOwned writes a file only its owner reads, owned by cred's user.
+func writeOwned(path, data string, cred *syscall.Credential) error {
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		return err
+	}
+	if cred == nil {
+		return nil
+	}
+	return os.Chown(path, int(cred.Uid), int(cred.Gid))
+}
+
+func parsePostgresEnv(s string) (PostgresServer, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return PostgresServer{}, err
+	}
+	if u.Scheme != "postgres" && u.Scheme != "postgresql" {
+		return PostgresServer{}, fmt.Errorf("scheme %q, want postgres", u.Scheme)
+	}
+	srv := PostgresServer{Addr: u.Host, Database: strings.TrimPrefix(u.Path, "/")}
+	if u.Port() == "" {
+		srv.Addr = net.JoinHostPort(u.Hostname(), "5432")
+	}
+	if u.User != nil {
+		srv.User = u.User.Username()
+		srv.Password, _ = u.User.Password()
+	}
+	if srv.User == "" {
+		return PostgresServer{}, fmt.Errorf("no user in the URL")
+	}
+	if srv.Database == "" {
+		srv.Database = "postgres"
+	}
+	return srv, nil
+}
