@@ -10,7 +10,7 @@ MODULES := . cmd/hishel
 GEN_MODULES := .
 export GOWORK := off
 
-.PHONY: all generate check-generate vet test bench fuzz lint
+.PHONY: all generate check-generate vet test test-servers bench fuzz lint
 
 all: check-generate test
 
@@ -26,11 +26,18 @@ check-generate:
 vet:
 	@for m in $(MODULES); do echo "== vet $$m"; (cd $$m && $(GO) vet ./...) || exit 1; done
 
-## test: vet and the race-enabled test suite of every module (what CI runs)
-test: vet
+## test: vet and the race-enabled test suite of every module (what CI runs),
+## the backends' on real servers (test-servers)
+test: test-servers vet
 	@for m in $(MODULES); do echo "== test $$m"; (cd $$m && $(GO) test -race -count=1 -timeout 20m ./...) || exit 1; done
 	# counts work, races nothing, and is too slow under -race: run it plainly
 	$(GO) test -count=1 -run '^TestBoltSweepWorkScales$$' ./template
+
+## test-servers: install what the backend tests need, or reuse it: redis-server and
+## PostgreSQL (Debian), versitygw, FerretDB and dynalite (built once into
+## ~/.cache/hishel-test); see internal/testserver
+test-servers:
+	GO=$(GO) scripts/test-servers
 
 ## bench: the project's benchmarks, then the comparison with other Go caches
 ## (bench/ is its own module, so the peers never become our dependencies)
