@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -44,7 +43,7 @@ type DynamoDBServer struct {
 // The test fails when there is no server, saying how to get one.
 func DynamoDB(tb testing.TB) DynamoDBServer {
 	tb.Helper()
-	srv := dynamoShared.get(tb, startDynamoDB, howTo("HISHEL_TEST_DYNAMODB", "http://host:port (or http://ACCESS_KEY:SECRET_KEY@host:port?region=R)"))
+	srv := dynamoKind.get(tb)
 	srv.Table = uniqueName("hishel_")
 	tb.Cleanup(func() {
 		if err := dynamoDeleteTables(srv); err != nil {
@@ -54,38 +53,50 @@ func DynamoDB(tb testing.TB) DynamoDBServer {
 	return srv
 }
 
-var dynamoShared shared[DynamoDBServer]
+// OwnDynamoDB starts a dynalite for this test alone, as DynamoDB would (and
+// whatever HISHEL_TEST_DYNAMODB says), and stops it when the test ends; the
+// Process stops, restarts or pauses it, for tests of an outage.
+func OwnDynamoDB(tb testing.TB) (DynamoDBServer, *Process) {
+	tb.Helper()
+	srv, p := dynamoKind.own(tb)
+	srv.Table = uniqueName("hishel_")
+	return srv, p
+}
 
-func startDynamoDB(tb testing.TB) (DynamoDBServer, error) {
-	if env := os.Getenv("HISHEL_TEST_DYNAMODB"); env != "" {
-		srv, err := parseDynamoEnv(env)
+var dynamoKind = &kind[DynamoDBServer]{
+	env:  "HISHEL_TEST_DYNAMODB",
+	form: "http://host:port (or http://ACCESS_KEY:SECRET_KEY@host:port?region=R)",
+	fromEnv: func(ctx context.Context, v string) (DynamoDBServer, error) {
+		srv, err := parseDynamoEnv(v)
 		if err != nil {
-			return srv, fmt.Errorf("HISHEL_TEST_DYNAMODB=%q: %w", env, err)
+			return srv, err
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
 		if err := dynamoCall(ctx, srv, "ListTables", map[string]any{}, nil); err != nil {
-			return srv, fmt.Errorf("HISHEL_TEST_DYNAMODB=%q does not answer: %w", env, err)
+			return srv, fmt.Errorf("does not answer: %w", err)
 		}
 		return srv, nil
-	}
-	began := time.Now()
+	},
+	prepare: prepareDynamoDB,
+}
+
+func prepareDynamoDB() (launch, func(string) DynamoDBServer, error) {
 	ver := version("DYNALITE_VERSION")
 	cli, err := cached("dynalite-"+ver, "node_modules", "dynalite", "cli.js")
 	if err != nil {
-		return DynamoDBServer{}, err
+		return launch{}, nil, err
 	}
 	node, err := lookBin("node", "/usr/bin", "/usr/local/bin")
 	if err != nil {
-		return DynamoDBServer{}, fmt.Errorf("dynalite needs Node.js: %w", err)
+		return launch{}, nil, fmt.Errorf("dynalite needs Node.js: %w", err)
 	}
 	dir, err := serverDir("dynalite")
 	if err != nil {
-		return DynamoDBServer{}, err
+		return launch{}, nil, err
 	}
 	srv := DynamoDBServer{Region: "us-east-1", AccessKey: "hishel-test", SecretKey: "hishel-test-secret"}
-	_, addr, err := start(launch{
+	l := launch{
 		name: "dynalite",
+		what: "dynalite " + ver,
 		path: node,
 		dir:  dir,
 		args: func(addr string) []string {
@@ -98,13 +109,12 @@ func startDynamoDB(tb testing.TB) (DynamoDBServer, error) {
 			s.Endpoint = "http://" + addr
 			return dynamoCall(ctx, s, "ListTables", map[string]any{}, nil)
 		},
-	})
-	if err != nil {
-		return DynamoDBServer{}, err
 	}
-	logStart(tb, "dynalite "+ver, addr, began)
-	srv.Endpoint = "http://" + addr
-	return srv, nil
+	return l, func(addr string) DynamoDBServer {
+		s := srv
+		s.Endpoint = "http://" + addr
+		return s
+	}, nil
 }
 
 func parseDynamoEnv(s string) (DynamoDBServer, error) {

@@ -36,7 +36,7 @@ type MongoServer struct {
 // The test fails when there is no server, saying how to get one.
 func Mongo(tb testing.TB) MongoServer {
 	tb.Helper()
-	srv := mongoShared.get(tb, startMongo, howTo("HISHEL_TEST_MONGO", "mongodb://host:port/"))
+	srv := mongoKind.get(tb)
 	srv.Database = uniqueName("hishel_")
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -48,45 +48,53 @@ func Mongo(tb testing.TB) MongoServer {
 	return srv
 }
 
-var mongoShared shared[MongoServer]
+// OwnMongo starts a FerretDB for this test alone, as Mongo would (and
+// whatever HISHEL_TEST_MONGO says), and stops it when the test ends; the
+// Process stops, restarts or pauses it, for tests of an outage.
+func OwnMongo(tb testing.TB) (MongoServer, *Process) {
+	tb.Helper()
+	srv, p := mongoKind.own(tb)
+	srv.Database = uniqueName("hishel_")
+	return srv, p
+}
 
-func startMongo(tb testing.TB) (MongoServer, error) {
-	if env := os.Getenv("HISHEL_TEST_MONGO"); env != "" {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := mongoPing(ctx, env); err != nil {
-			return MongoServer{}, fmt.Errorf("HISHEL_TEST_MONGO=%q does not answer: %w", env, err)
+var mongoKind = &kind[MongoServer]{
+	env:  "HISHEL_TEST_MONGO",
+	form: "mongodb://host:port/",
+	fromEnv: func(ctx context.Context, v string) (MongoServer, error) {
+		if err := mongoPing(ctx, v); err != nil {
+			return MongoServer{}, fmt.Errorf("does not answer: %w", err)
 		}
-		return MongoServer{URI: env}, nil
-	}
-	began := time.Now()
+		return MongoServer{URI: v}, nil
+	},
+	prepare: prepareMongo,
+}
+
+func prepareMongo() (launch, func(string) MongoServer, error) {
 	ver := version("FERRETDB_VERSION")
 	bin, err := cached("ferretdb-"+ver, "hishel-ferretdb")
 	if err != nil {
-		return MongoServer{}, err
+		return launch{}, nil, err
 	}
 	dir, err := serverDir("ferretdb")
 	if err != nil {
-		return MongoServer{}, err
+		return launch{}, nil, err
 	}
 	data := filepath.Join(dir, "data")
 	if err := os.Mkdir(data, 0o755); err != nil {
-		return MongoServer{}, err
+		return launch{}, nil, err
 	}
-	_, addr, err := start(launch{
+	l := launch{
 		name: "FerretDB",
+		what: "FerretDB " + ver + " (SQLite)",
 		path: bin,
 		dir:  dir,
 		args: func(addr string) []string { return []string{"-listen", addr, "-dir", data} },
 		ready: func(ctx context.Context, addr string) error {
 			return mongoPing(ctx, "mongodb://"+addr+"/")
 		},
-	})
-	if err != nil {
-		return MongoServer{}, err
 	}
-	logStart(tb, "FerretDB "+ver+" (SQLite)", addr, began)
-	return MongoServer{URI: "mongodb://" + addr + "/"}, nil
+	return l, func(addr string) MongoServer { return MongoServer{URI: "mongodb://" + addr + "/"} }, nil
 }
 
 // mongoAddr returns the first host of a mongodb:// URI.

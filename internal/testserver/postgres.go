@@ -57,7 +57,23 @@ func (p PostgresServer) DSN() string {
 // The test fails when there is no server, saying how to get one.
 func Postgres(tb testing.TB) PostgresServer {
 	tb.Helper()
-	srv := postgresShared.get(tb, startPostgres, howTo("HISHEL_TEST_POSTGRES", "postgres://user:password@host:port/database"))
+	return postgresDatabase(tb, postgresKind.get(tb), true)
+}
+
+// OwnPostgres starts a PostgreSQL server for this test alone, as Postgres
+// would (and whatever HISHEL_TEST_POSTGRES says), with a fresh database on
+// it, and stops it when the test ends; the Process stops, restarts or
+// pauses it, for tests of an outage.
+func OwnPostgres(tb testing.TB) (PostgresServer, *Process) {
+	tb.Helper()
+	srv, p := postgresKind.own(tb)
+	return postgresDatabase(tb, srv, false), p
+}
+
+// postgresDatabase creates a fresh database on srv, whose Database is the
+// one to connect to for that, and drops it when tb ends if drop is set.
+func postgresDatabase(tb testing.TB, srv PostgresServer, drop bool) PostgresServer {
+	tb.Helper()
 	admin := srv.Database
 	srv.Database = uniqueName("hishel_")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -65,19 +81,35 @@ func Postgres(tb testing.TB) PostgresServer {
 	if err := pgExec(ctx, srv, admin, "CREATE DATABASE "+pgIdent(srv.Database)); err != nil {
 		tb.Fatalf("testserver: creating this test's database: %v", err)
 	}
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := pgExec(ctx, srv, admin, "DROP DATABASE IF EXISTS "+pgIdent(srv.Database)+" WITH (FORCE)"); err != nil {
-			tb.Logf("testserver: dropping this test's database: %v", err)
-		}
-	})
+	if drop {
+		tb.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := pgExec(ctx, srv, admin, "DROP DATABASE IF EXISTS "+pgIdent(srv.Database)+" WITH (FORCE)"); err != nil {
+				tb.Logf("testserver: dropping this test's database: %v", err)
+			}
+		})
+	}
 	return srv
 }
 
-// postgresShared holds the server with Database set to the database the
-// harness connects to for creating and dropping the tests' databases.
-var postgresShared shared[PostgresServer]
+// postgresKind's servers have Database set to the database the harness
+// connects to for creating and dropping the tests' databases.
+var postgresKind = &kind[PostgresServer]{
+	env:  "HISHEL_TEST_POSTGRES",
+	form: "postgres://user:password@host:port/database",
+	fromEnv: func(ctx context.Context, v string) (PostgresServer, error) {
+		srv, err := parsePostgresEnv(v)
+		if err != nil {
+			return srv, err
+		}
+		if err := pgExec(ctx, srv, srv.Database, "SELECT 1"); err != nil {
+			return srv, fmt.Errorf("does not answer: %w", err)
+		}
+		return srv, nil
+	},
+	prepare: preparePostgres,
+}
 
 // postgresPassword is the password of the postgres role on a server the
 // harness starts.
@@ -93,50 +125,38 @@ func pgExec(ctx context.Context, srv PostgresServer, database, sql string) error
 	return err
 }
 
-func startPostgres(tb testing.TB) (PostgresServer, error) {
-	if env := os.Getenv("HISHEL_TEST_POSTGRES"); env != "" {
-		srv, err := parsePostgresEnv(env)
-		if err != nil {
-			return srv, fmt.Errorf("HISHEL_TEST_POSTGRES=%q: %w", env, err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := pgExec(ctx, srv, srv.Database, "SELECT 1"); err != nil {
-			return srv, fmt.Errorf("HISHEL_TEST_POSTGRES=%q does not answer: %w", env, err)
-		}
-		return srv, nil
-	}
+func preparePostgres() (launch, func(string) PostgresServer, error) {
 	began := time.Now()
 	major := version("POSTGRES_MAJOR")
 	bindir := "/usr/lib/postgresql/" + major + "/bin"
 	postgres, err := lookBin("postgres", bindir)
 	if err != nil {
-		return PostgresServer{}, err
+		return launch{}, nil, err
 	}
 	bindir = filepath.Dir(postgres)
 	out, err := exec.Command(postgres, "--version").Output()
 	if err != nil {
-		return PostgresServer{}, fmt.Errorf("%s --version: %w", postgres, err)
+		return launch{}, nil, fmt.Errorf("%s --version: %w", postgres, err)
 	}
 	ver, err := checkMajor(string(out), `\(PostgreSQL\) ((\d+)\.\d+)`, major)
 	if err != nil {
-		return PostgresServer{}, fmt.Errorf("%s: %w", postgres, err)
+		return launch{}, nil, fmt.Errorf("%s: %w", postgres, err)
 	}
 	dir, err := serverDir("postgres")
 	if err != nil {
-		return PostgresServer{}, err
+		return launch{}, nil, err
 	}
 	cred, err := postgresCredential(dir)
 	if err != nil {
-		return PostgresServer{}, err
+		return launch{}, nil, err
 	}
 	data := filepath.Join(dir, "data")
 	if err := initdb(bindir, dir, data, cred); err != nil {
-		return PostgresServer{}, err
+		return launch{}, nil, err
 	}
-	initTime := time.Since(began)
-	_, addr, err := start(launch{
+	l := launch{
 		name: "postgres",
+		what: fmt.Sprintf("PostgreSQL %s (initdb %v)", ver, time.Since(began).Round(time.Millisecond)),
 		path: postgres,
 		dir:  dir,
 		cred: cred,
@@ -153,12 +173,10 @@ func startPostgres(tb testing.TB) (PostgresServer, error) {
 			return pgExec(ctx, PostgresServer{Addr: addr, User: "postgres", Password: postgresPassword}, "postgres", "SELECT 1")
 		},
 		stopSig: syscall.SIGINT, // fast shutdown: SIGTERM would wait for every client to leave
-	})
-	if err != nil {
-		return PostgresServer{}, err
 	}
-	logStart(tb, fmt.Sprintf("PostgreSQL %s (initdb %v)", ver, initTime.Round(time.Millisecond)), addr, began)
-	return PostgresServer{Addr: addr, User: "postgres", Password: postgresPassword, Database: "postgres"}, nil
+	return l, func(addr string) PostgresServer {
+		return PostgresServer{Addr: addr, User: "postgres", Password: postgresPassword, Database: "postgres"}
+	}, nil
 }
 
 // postgresCredential returns who runs initdb and the server: the postgres

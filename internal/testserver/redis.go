@@ -48,7 +48,7 @@ func (r RedisServer) URL() string {
 // The test fails when there is no server, saying how to get one.
 func Redis(tb testing.TB) RedisServer {
 	tb.Helper()
-	srv := redisShared.get(tb, startRedis, howTo("HISHEL_TEST_REDIS", "host:port (or redis://[[user]:password@]host:port[/db])"))
+	srv := redisKind.get(tb)
 	srv.Prefix = uniqueName("hishel-test:") + ":"
 	tb.Cleanup(func() {
 		if err := redisDeletePrefix(srv); err != nil {
@@ -58,40 +58,52 @@ func Redis(tb testing.TB) RedisServer {
 	return srv
 }
 
-var redisShared shared[RedisServer]
+// OwnRedis starts a redis-server for this test alone, as Redis would (and
+// whatever HISHEL_TEST_REDIS says), and stops it when the test ends; the
+// Process stops, restarts or pauses it, for tests of an outage.
+func OwnRedis(tb testing.TB) (RedisServer, *Process) {
+	tb.Helper()
+	srv, p := redisKind.own(tb)
+	srv.Prefix = uniqueName("hishel-test:") + ":"
+	return srv, p
+}
 
-func startRedis(tb testing.TB) (RedisServer, error) {
-	if env := os.Getenv("HISHEL_TEST_REDIS"); env != "" {
-		srv, err := parseRedisEnv(env)
+var redisKind = &kind[RedisServer]{
+	env:  "HISHEL_TEST_REDIS",
+	form: "host:port (or redis://[[user]:password@]host:port[/db])",
+	fromEnv: func(ctx context.Context, v string) (RedisServer, error) {
+		srv, err := parseRedisEnv(v)
 		if err != nil {
-			return srv, fmt.Errorf("HISHEL_TEST_REDIS=%q: %w", env, err)
+			return srv, err
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
 		if err := redisPing(ctx, srv); err != nil {
-			return srv, fmt.Errorf("HISHEL_TEST_REDIS=%q does not answer: %w", env, err)
+			return srv, fmt.Errorf("does not answer: %w", err)
 		}
 		return srv, nil
-	}
-	began := time.Now()
+	},
+	prepare: prepareRedis,
+}
+
+func prepareRedis() (launch, func(string) RedisServer, error) {
 	bin, err := lookBin("redis-server", "/usr/bin", "/usr/local/bin")
 	if err != nil {
-		return RedisServer{}, err
+		return launch{}, nil, err
 	}
 	out, err := exec.Command(bin, "--version").Output()
 	if err != nil {
-		return RedisServer{}, fmt.Errorf("%s --version: %w", bin, err)
+		return launch{}, nil, fmt.Errorf("%s --version: %w", bin, err)
 	}
 	ver, err := checkMajor(string(out), `v=((\d+)\.\d+\.\d+)`, version("REDIS_MAJOR"))
 	if err != nil {
-		return RedisServer{}, fmt.Errorf("%s: %w", bin, err)
+		return launch{}, nil, fmt.Errorf("%s: %w", bin, err)
 	}
 	dir, err := serverDir("redis")
 	if err != nil {
-		return RedisServer{}, err
+		return launch{}, nil, err
 	}
-	_, addr, err := start(launch{
+	l := launch{
 		name: "redis-server",
+		what: "redis-server " + ver,
 		path: bin,
 		dir:  dir,
 		args: func(addr string) []string {
@@ -107,12 +119,8 @@ func startRedis(tb testing.TB) (RedisServer, error) {
 		ready: func(ctx context.Context, addr string) error {
 			return redisPing(ctx, RedisServer{Addr: addr})
 		},
-	})
-	if err != nil {
-		return RedisServer{}, err
 	}
-	logStart(tb, "redis-server "+ver, addr, began)
-	return RedisServer{Addr: addr}, nil
+	return l, func(addr string) RedisServer { return RedisServer{Addr: addr} }, nil
 }
 
 func parseRedisEnv(s string) (RedisServer, error) {

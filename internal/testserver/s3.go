@@ -40,22 +40,54 @@ type S3Server struct {
 // The test fails when there is no server, saying how to get one.
 func S3(tb testing.TB) S3Server {
 	tb.Helper()
-	srv := s3Shared.get(tb, startS3, howTo("HISHEL_TEST_S3", "http://ACCESS_KEY:SECRET_KEY@host:port[?region=us-east-1]"))
+	return s3Bucket(tb, s3Kind.get(tb), true)
+}
+
+// OwnS3 starts a versitygw for this test alone, as S3 would (and whatever
+// HISHEL_TEST_S3 says), with a fresh bucket on it, and stops it when the
+// test ends; the Process stops, restarts or pauses it, for tests of an
+// outage.
+func OwnS3(tb testing.TB) (S3Server, *Process) {
+	tb.Helper()
+	srv, p := s3Kind.own(tb)
+	return s3Bucket(tb, srv, false), p
+}
+
+// s3Bucket creates a fresh bucket on srv and, if remove is set, removes it
+// with its contents when tb ends.
+func s3Bucket(tb testing.TB, srv S3Server, remove bool) S3Server {
+	tb.Helper()
 	srv.Bucket = uniqueName("hishel-")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := s3Do(ctx, srv, http.MethodPut, srv.Bucket, nil, nil, http.StatusOK); err != nil {
 		tb.Fatalf("testserver: creating this test's bucket: %v", err)
 	}
-	tb.Cleanup(func() {
-		if err := s3DeleteBucket(srv); err != nil {
-			tb.Logf("testserver: deleting this test's bucket: %v", err)
-		}
-	})
+	if remove {
+		tb.Cleanup(func() {
+			if err := s3DeleteBucket(srv); err != nil {
+				tb.Logf("testserver: deleting this test's bucket: %v", err)
+			}
+		})
+	}
 	return srv
 }
 
-var s3Shared shared[S3Server]
+var s3Kind = &kind[S3Server]{
+	env:  "HISHEL_TEST_S3",
+	form: "http://ACCESS_KEY:SECRET_KEY@host:port[?region=us-east-1]",
+	fromEnv: func(ctx context.Context, v string) (S3Server, error) {
+		srv, err := parseS3Env(v)
+		if err != nil {
+			return srv, err
+		}
+		if err := s3Do(ctx, srv, http.MethodGet, "", nil, nil, http.StatusOK); err != nil {
+			return srv, fmt.Errorf("does not answer: %w", err)
+		}
+		return srv, nil
+	},
+	prepare: prepareS3,
+}
 
 // Credentials of the root user of a versitygw the harness starts.
 const (
@@ -63,36 +95,24 @@ const (
 	versitygwSecret = "hishel-test-secret"
 )
 
-func startS3(tb testing.TB) (S3Server, error) {
-	if env := os.Getenv("HISHEL_TEST_S3"); env != "" {
-		srv, err := parseS3Env(env)
-		if err != nil {
-			return srv, fmt.Errorf("HISHEL_TEST_S3=%q: %w", env, err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s3Do(ctx, srv, http.MethodGet, "", nil, nil, http.StatusOK); err != nil {
-			return srv, fmt.Errorf("HISHEL_TEST_S3=%q does not answer: %w", env, err)
-		}
-		return srv, nil
-	}
-	began := time.Now()
+func prepareS3() (launch, func(string) S3Server, error) {
 	ver := version("VERSITYGW_VERSION")
 	bin, err := cached("versitygw-"+ver, "versitygw")
 	if err != nil {
-		return S3Server{}, err
+		return launch{}, nil, err
 	}
 	dir, err := serverDir("versitygw")
 	if err != nil {
-		return S3Server{}, err
+		return launch{}, nil, err
 	}
 	data := filepath.Join(dir, "data")
 	if err := os.Mkdir(data, 0o755); err != nil {
-		return S3Server{}, err
+		return launch{}, nil, err
 	}
 	srv := S3Server{Region: "us-east-1", AccessKey: versitygwAccess, SecretKey: versitygwSecret}
-	_, addr, err := start(launch{
+	l := launch{
 		name: "versitygw",
+		what: "versitygw " + ver,
 		path: bin,
 		dir:  dir,
 		args: func(addr string) []string {
@@ -104,13 +124,12 @@ func startS3(tb testing.TB) (S3Server, error) {
 			s.Endpoint = "http://" + addr
 			return s3Do(ctx, s, http.MethodGet, "", nil, nil, http.StatusOK)
 		},
-	})
-	if err != nil {
-		return S3Server{}, err
 	}
-	logStart(tb, "versitygw "+ver, addr, began)
-	srv.Endpoint = "http://" + addr
-	return srv, nil
+	return l, func(addr string) S3Server {
+		s := srv
+		s.Endpoint = "http://" + addr
+		return s
+	}, nil
 }
 
 func parseS3Env(s string) (S3Server, error) {

@@ -48,18 +48,100 @@ var state struct {
 	procs   []*proc // started servers, stopped by Main in reverse order
 }
 
-// shared is one kind of server: started on first use, by one test, while
-// the others wait; an error is remembered so that later tests fail fast.
-type shared[T any] struct {
-	mu   sync.Mutex
-	done bool
-	val  T
-	err  error
+// kind is one kind of server: how to reach a running one named by an
+// environment variable, how to start one, and the test binary's shared one.
+type kind[T any] struct {
+	env  string // HISHEL_TEST_REDIS
+	form string // the variable's documented form, for messages
+	// fromEnv parses the variable and checks that the server answers.
+	fromEnv func(ctx context.Context, v string) (T, error)
+	// prepare finds the binaries, makes the server's directory, and says
+	// how to launch it and what a client needs once it listens on addr.
+	prepare func() (launch, func(addr string) T, error)
+
+	mu     sync.Mutex // held while the shared server starts
+	done   bool
+	shared T
+	err    error // remembered: later tests fail fast
 }
 
-// get returns the started server, starting it first if needed. It fails tb
-// with the error and how to get the server when there is none.
-func (s *shared[T]) get(tb testing.TB, start func(tb testing.TB) (T, error), howTo string) T {
+func (k *kind[T]) howTo() string {
+	return fmt.Sprintf("\tInstall and build the test servers with `make test-servers` (scripts/test-servers; `make test` runs it),\n"+
+		"\tor point the tests at a running server: %s=%s", k.env, k.form)
+}
+
+// get returns the test binary's server, starting it first if no other
+// test has. It fails tb with the error and how to get the server when there
+// is none.
+func (k *kind[T]) get(tb testing.TB) T {
+	tb.Helper()
+	checkMain(tb)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if !k.done {
+		k.shared, k.err = k.start(tb)
+		k.done = true
+	}
+	if k.err != nil {
+		tb.Fatalf("testserver: %v\n%s", k.err, k.howTo())
+	}
+	return k.shared
+}
+
+// start returns the server the environment variable names, or else starts
+// one.
+func (k *kind[T]) start(tb testing.TB) (T, error) {
+	if v := os.Getenv(k.env); v != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv, err := k.fromEnv(ctx, v)
+		if err != nil {
+			return srv, fmt.Errorf("%s=%q: %w", k.env, v, err)
+		}
+		return srv, nil
+	}
+	srv, _, err := k.startProcess(tb)
+	return srv, err
+}
+
+// own starts a server for tb alone, whatever the environment variable says,
+// and stops it and removes its data when tb ends.
+func (k *kind[T]) own(tb testing.TB) (T, *Process) {
+	tb.Helper()
+	checkMain(tb)
+	srv, p, err := k.startProcess(tb)
+	if err != nil {
+		tb.Fatalf("testserver: %v\n\tInstall and build the test servers with `make test-servers` (scripts/test-servers; `make test` runs it)", err)
+	}
+	tb.Cleanup(func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.p.cmd.Process.Signal(syscall.SIGCONT) // a paused server would not stop
+		if err := p.p.stop(); err != nil {
+			tb.Logf("testserver: %v", err)
+		}
+		os.RemoveAll(p.l.dir)
+	})
+	return srv, p
+}
+
+func (k *kind[T]) startProcess(tb testing.TB) (T, *Process, error) {
+	tb.Helper()
+	var zero T
+	began := time.Now()
+	l, client, err := k.prepare()
+	if err != nil {
+		return zero, nil, err
+	}
+	p, addr, err := start(l)
+	if err != nil {
+		return zero, nil, err
+	}
+	tb.Logf("testserver: started %s on %s in %v", l.what, addr, time.Since(began).Round(time.Millisecond))
+	return client(addr), &Process{l: l, addr: addr, p: p}, nil
+}
+
+func checkMain(tb testing.TB) {
 	tb.Helper()
 	state.mu.Lock()
 	inMain, stopped := state.main, state.stopped
@@ -70,16 +152,106 @@ func (s *shared[T]) get(tb testing.TB, start func(tb testing.TB) (T, error), how
 	if stopped {
 		tb.Fatalf("testserver: the servers were stopped when the tests ended")
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.done {
-		s.val, s.err = start(tb)
-		s.done = true
+}
+
+// Process is a server started for one test alone (OwnRedis and the other
+// Own functions), for tests of what a backend does when its server goes
+// away, hangs or comes back. Its methods are safe for concurrent use.
+type Process struct {
+	l    launch
+	addr string
+	mu   sync.Mutex
+	p    *proc
+}
+
+// Addr returns the 127.0.0.1 address the server listens on, the same after
+// a restart.
+func (p *Process) Addr() string { return p.addr }
+
+// Stop shuts the server down (as at the end of the test) and waits until it
+// has exited: clients then get connection refused.
+func (p *Process) Stop() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.p.stopped {
+		return nil
 	}
-	if s.err != nil {
-		tb.Fatalf("testserver: %v\n%s", s.err, howTo)
+	return p.p.stop()
+}
+
+// Start starts the stopped server again on the same address with the same
+// data directory (what the server had persisted is there again: PostgreSQL,
+// versitygw, FerretDB and dynalite keep their data, Redis, which runs
+// without persistence, starts empty) and waits until it answers.
+func (p *Process) Start() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.p.done:
+	default:
+		return fmt.Errorf("%s is running", p.l.name)
 	}
-	return s.val
+	np, err := spawn(p.l, p.addr)
+	if err != nil {
+		return err
+	}
+	if err := waitReady(np, p.l, p.addr); err != nil {
+		np.kill()
+		return err
+	}
+	p.p = np
+	return nil
+}
+
+// Pause stops the server's processes with SIGSTOP: connections and new
+// connections hang without an error, as with a server that stopped
+// answering, until Resume. (PostgreSQL's backends for connections made
+// before Pause keep running; new connections hang.)
+func (p *Process) Pause() error {
+	if err := p.signal(syscall.SIGSTOP); err != nil {
+		return err
+	}
+	// The signal is delivered asynchronously: wait until every thread has
+	// stopped, so that nothing sent after Pause is answered.
+	pid := p.p.cmd.Process.Pid
+	deadline := time.Now().Add(5 * time.Second)
+	for !allStopped(pid) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s (pid %d) did not stop within 5s of SIGSTOP", p.l.name, pid)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return nil
+}
+
+// allStopped reports whether every thread of process pid is stopped (state
+// T in /proc/pid/task/*/stat).
+func allStopped(pid int) bool {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/stat", pid))
+	if err != nil || len(tasks) == 0 {
+		return false
+	}
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			return false
+		}
+		// pid (comm) state ...: comm may hold spaces and parentheses.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 || i+2 >= len(b) || b[i+2] != 'T' && b[i+2] != 't' {
+			return false
+		}
+	}
+	return true
+}
+
+// Resume continues a paused server (SIGCONT).
+func (p *Process) Resume() error { return p.signal(syscall.SIGCONT) }
+
+func (p *Process) signal(sig syscall.Signal) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.p.cmd.Process.Signal(sig)
 }
 
 // proc is a server process started by this package.
@@ -90,11 +262,13 @@ type proc struct {
 	stopSig os.Signal // asks it to shut down (it is killed if it does not)
 	done    chan struct{}
 	waitErr error // set before done is closed
+	stopped bool  // stop was called (guarded by the owner's lock, or Main's end)
 }
 
 // launch says how to start one server process.
 type launch struct {
 	name  string                                       // for messages: "redis-server"
+	what  string                                       // for the log: "redis-server 7.0.15"
 	path  string                                       // the executable
 	args  func(addr string) []string                   // its arguments, to listen on addr
 	dir   string                                       // its working and data directory
@@ -238,6 +412,10 @@ func startLocked(cmd *exec.Cmd) error {
 // stop asks the server to shut down and kills it if it has not within
 // stopTimeout.
 func (p *proc) stop() error {
+	if p.stopped {
+		return nil
+	}
+	p.stopped = true
 	select {
 	case <-p.done:
 		return fmt.Errorf("%s had already exited: %v\n%s", p.name, p.waitErr, p.logTail())
@@ -407,16 +585,4 @@ func cached(elem ...string) (string, error) {
 		return "", fmt.Errorf("%s is not installed: %w", p, err)
 	}
 	return p, nil
-}
-
-// howTo is the advice a test failing for want of a server prints.
-func howTo(envVar, form string) string {
-	return fmt.Sprintf("\tInstall and build the test servers with `make test-servers` (scripts/test-servers; `make test` runs it),\n"+
-		"\tor point the tests at a running server: %s=%s", envVar, form)
-}
-
-// logStart reports how long a server took to start, in the test's log.
-func logStart(tb testing.TB, what, addr string, began time.Time) {
-	tb.Helper()
-	tb.Logf("testserver: started %s on %s in %v (shared by this test binary)", what, addr, time.Since(began).Round(time.Millisecond))
 }

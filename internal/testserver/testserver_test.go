@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -354,15 +355,15 @@ func (f *fatalRecorder) Fatalf(format string, args ...any) {
 
 func (f *fatalRecorder) Logf(format string, args ...any) {}
 
-// fatalOf runs get on a fresh shared server with a recorder and returns
-// what it failed with ("" if it did not).
-func fatalOf[T any](t *testing.T, start func(testing.TB) (T, error), advice string) string {
+// fatalOf runs get on a copy of k that has not started a server, with a
+// recorder, and returns what it failed with ("" if it did not).
+func fatalOf[T any](t *testing.T, k *kind[T]) string {
 	rec := &fatalRecorder{TB: t}
+	fresh := &kind[T]{env: k.env, form: k.form, fromEnv: k.fromEnv, prepare: k.prepare}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		var s shared[T]
-		s.get(rec, start, advice)
+		fresh.get(rec)
 	}()
 	<-done
 	return rec.msg
@@ -380,21 +381,16 @@ func TestMissingServerFails(t *testing.T) {
 		fail           func(*testing.T) string
 		want           []string
 	}{
-		{"redis down", "HISHEL_TEST_REDIS", closed, func(t *testing.T) string {
-			return fatalOf(t, startRedis, howTo("HISHEL_TEST_REDIS", "host:port"))
-		}, []string{"HISHEL_TEST_REDIS=" + `"` + closed, "does not answer", "make test-servers"}},
-		{"postgres bad URL", "HISHEL_TEST_POSTGRES", "mysql://x", func(t *testing.T) string {
-			return fatalOf(t, startPostgres, howTo("HISHEL_TEST_POSTGRES", "postgres://..."))
-		}, []string{`scheme "mysql"`, "HISHEL_TEST_POSTGRES=postgres://"}},
-		{"s3 not installed", "HISHEL_TEST_S3", "", func(t *testing.T) string {
-			return fatalOf(t, startS3, howTo("HISHEL_TEST_S3", "http://..."))
-		}, []string{"versitygw-" + version("VERSITYGW_VERSION"), "is not installed", "make test-servers"}},
-		{"mongo not installed", "HISHEL_TEST_MONGO", "", func(t *testing.T) string {
-			return fatalOf(t, startMongo, howTo("HISHEL_TEST_MONGO", "mongodb://..."))
-		}, []string{"hishel-ferretdb", "is not installed", "HISHEL_TEST_MONGO=mongodb://"}},
-		{"dynamodb not installed", "HISHEL_TEST_DYNAMODB", "", func(t *testing.T) string {
-			return fatalOf(t, startDynamoDB, howTo("HISHEL_TEST_DYNAMODB", "http://..."))
-		}, []string{"dynalite", "is not installed", "make test-servers"}},
+		{"redis down", "HISHEL_TEST_REDIS", closed, func(t *testing.T) string { return fatalOf(t, redisKind) },
+			[]string{"HISHEL_TEST_REDIS=" + `"` + closed, "does not answer", "make test-servers"}},
+		{"postgres bad URL", "HISHEL_TEST_POSTGRES", "mysql://x", func(t *testing.T) string { return fatalOf(t, postgresKind) },
+			[]string{`scheme "mysql"`, "HISHEL_TEST_POSTGRES=postgres://"}},
+		{"s3 not installed", "HISHEL_TEST_S3", "", func(t *testing.T) string { return fatalOf(t, s3Kind) },
+			[]string{"versitygw-" + version("VERSITYGW_VERSION"), "is not installed", "make test-servers"}},
+		{"mongo not installed", "HISHEL_TEST_MONGO", "", func(t *testing.T) string { return fatalOf(t, mongoKind) },
+			[]string{"hishel-ferretdb", "is not installed", "HISHEL_TEST_MONGO=mongodb://"}},
+		{"dynamodb not installed", "HISHEL_TEST_DYNAMODB", "", func(t *testing.T) string { return fatalOf(t, dynamoKind) },
+			[]string{"dynalite", "is not installed", "make test-servers"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv(tt.env, tt.val)
@@ -530,4 +526,120 @@ func inDir(dir string) []string {
 		}
 	}
 	return pids
+}
+
+// A server of a test's own answers, hangs while paused, refuses connections
+// while stopped, and answers again on the same address once restarted,
+// with the data it persisted.
+func TestOwnServers(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		// start starts the server and returns a check that it answers and
+		// holds what the first check wrote.
+		start func(t *testing.T) (*Process, func(ctx context.Context, first bool) error)
+	}{
+		{"redis", func(t *testing.T) (*Process, func(context.Context, bool) error) {
+			srv, p := OwnRedis(t)
+			return p, func(ctx context.Context, _ bool) error { return redisPing(ctx, srv) }
+		}},
+		{"postgres", func(t *testing.T) (*Process, func(context.Context, bool) error) {
+			srv, p := OwnPostgres(t)
+			return p, func(ctx context.Context, first bool) error {
+				if first {
+					return pgExec(ctx, srv, srv.Database, "CREATE TABLE kept (k int)")
+				}
+				return pgExec(ctx, srv, srv.Database, "SELECT * FROM kept")
+			}
+		}},
+		{"s3", func(t *testing.T) (*Process, func(context.Context, bool) error) {
+			srv, p := OwnS3(t)
+			return p, func(ctx context.Context, first bool) error {
+				if first {
+					return s3Do(ctx, srv, http.MethodPut, srv.Bucket+"/kept", nil, []byte("x"), http.StatusOK)
+				}
+				return s3Do(ctx, srv, http.MethodGet, srv.Bucket+"/kept", nil, nil, http.StatusOK)
+			}
+		}},
+		{"mongo", func(t *testing.T) (*Process, func(context.Context, bool) error) {
+			srv, p := OwnMongo(t)
+			return p, func(ctx context.Context, first bool) error {
+				if first {
+					return mongoDo(ctx, srv.URI, srv.Database, bsonDoc{{"insert", "kept"}, {"documents", []any{bsonDoc{{"_id", int32(1)}}}}})
+				}
+				addr, err := mongoAddr(srv.URI)
+				if err != nil {
+					return err
+				}
+				c, err := dialMongo(ctx, addr)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				reply, err := c.command(srv.Database, bsonDoc{{"count", "kept"}})
+				if err != nil {
+					return err
+				}
+				if n, _ := reply.Get("n"); num(n) != 1 {
+					return fmt.Errorf("count = %v; want 1", n)
+				}
+				return nil
+			}
+		}},
+		{"dynamodb", func(t *testing.T) (*Process, func(context.Context, bool) error) {
+			srv, p := OwnDynamoDB(t)
+			return p, func(ctx context.Context, first bool) error {
+				if first {
+					return dynamoCall(ctx, srv, "CreateTable", map[string]any{
+						"TableName":            srv.Table,
+						"AttributeDefinitions": []any{map[string]any{"AttributeName": "k", "AttributeType": "S"}},
+						"KeySchema":            []any{map[string]any{"AttributeName": "k", "KeyType": "HASH"}},
+						"BillingMode":          "PAY_PER_REQUEST",
+					}, nil)
+				}
+				return dynamoCall(ctx, srv, "DescribeTable", map[string]any{"TableName": srv.Table}, nil)
+			}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := testContext(t)
+			p, check := tt.start(t)
+			if err := check(ctx, true); err != nil {
+				t.Fatal(err)
+			}
+
+			if err := p.Pause(); err != nil {
+				t.Fatal(err)
+			}
+			short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+			err := check(short, false)
+			cancel()
+			if !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("a paused server: err = %v; want a timeout", err)
+			}
+			if err := p.Resume(); err != nil {
+				t.Fatal(err)
+			}
+			if err := check(ctx, false); err != nil {
+				t.Fatalf("resumed: %v", err)
+			}
+
+			if err := p.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			if err := check(ctx, false); !errors.Is(err, syscall.ECONNREFUSED) {
+				t.Fatalf("a stopped server: err = %v; want connection refused", err)
+			}
+			addr := p.Addr()
+			if err := p.Start(); err != nil {
+				t.Fatal(err)
+			}
+			if p.Addr() != addr {
+				t.Fatalf("restarted on %s; want %s", p.Addr(), addr)
+			}
+			if err := check(ctx, false); err != nil {
+				t.Fatalf("restarted: %v", err)
+			}
+		})
+	}
 }
