@@ -91,6 +91,7 @@ func (k *kind[T]) get(tb testing.TB) T {
 // start returns the server the environment variable names, or else starts
 // one.
 func (k *kind[T]) start(tb testing.TB) (T, error) {
+	tb.Helper()
 	if v := os.Getenv(k.env); v != "" {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
