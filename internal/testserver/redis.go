@@ -292,14 +292,17 @@ func readRESP(r *bufio.Reader, depth int) (any, error) {
 		if n == -1 {
 			return nil, nil
 		}
-		buf := make([]byte, n+2)
-		if _, err := io.ReadFull(r, buf); err != nil {
+		// Memory grows with the bytes that arrive, not with the length a
+		// reply claims.
+		var bb strings.Builder
+		if _, err := io.CopyN(&bb, r, int64(n)+2); err != nil {
 			return nil, err
 		}
-		if string(buf[n:]) != "\r\n" {
+		buf := bb.String()
+		if buf[n:] != "\r\n" {
 			return nil, errors.New("redis: bulk string not ended by CRLF")
 		}
-		return string(buf[:n]), nil
+		return buf[:n], nil
 	case '*':
 		n, err := strconv.Atoi(rest)
 		if err != nil || n < -1 || n > 1<<20 {
@@ -311,7 +314,7 @@ func readRESP(r *bufio.Reader, depth int) (any, error) {
 		if depth >= maxRESPDepth {
 			return nil, errors.New("redis: arrays nested too deep")
 		}
-		out := make([]any, 0, n)
+		out := make([]any, 0, min(n, 64))
 		for range n {
 			v, err := readRESP(r, depth+1)
 			var re redisError
