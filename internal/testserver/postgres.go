@@ -2,6 +2,8 @@ package testserver
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/url"
@@ -42,8 +44,9 @@ func (p PostgresServer) DSN() string {
 // Postgres returns a fresh database for this test on the test binary's
 // PostgreSQL server: the server HISHEL_TEST_POSTGRES names, or else Debian's
 // PostgreSQL (the major version versions.env pins, from
-// /usr/lib/postgresql/<major>/bin) initialised in a temporary directory and
-// started on first use on a free 127.0.0.1 port. As root it runs initdb and
+// /usr/lib/postgresql/<major>/bin) started on first use on a free
+// 127.0.0.1 port, its data directory in a temporary directory (a copy of one
+// initdb made once and kept in the test server cache). As root it runs initdb and
 // the server as the postgres user, since PostgreSQL refuses to run as root.
 // The server it starts has fsync off (data lives as long as the tests; a
 // killed client or backend still rolls back what it did not commit), and
@@ -151,12 +154,13 @@ func preparePostgres() (launch, func(string) PostgresServer, error) {
 		return launch{}, nil, err
 	}
 	data := filepath.Join(dir, "data")
-	if err := initdb(bindir, dir, data, cred); err != nil {
+	how, err := pgData(bindir, ver, dir, data, cred)
+	if err != nil {
 		return launch{}, nil, err
 	}
 	l := launch{
 		name: "postgres",
-		what: fmt.Sprintf("PostgreSQL %s (initdb %v)", ver, time.Since(began).Round(time.Millisecond)),
+		what: fmt.Sprintf("PostgreSQL %s (%s in %v)", ver, how, time.Since(began).Round(time.Millisecond)),
 		path: postgres,
 		dir:  dir,
 		cred: cred,
@@ -204,6 +208,52 @@ func postgresCredential(dir string) (*syscall.Credential, error) {
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
 }
 
+// The initdb arguments (but -D and --pwfile) and the pg_hba.conf of the
+// servers the harness starts.
+var (
+	initdbArgs = []string{
+		"-U", "postgres", "--auth-local", "trust", "--auth-host", "scram-sha-256",
+		"-E", "UTF8", "--locale", "C", "--no-sync", "--no-instructions",
+	}
+	// md5 lets a role whose password is stored as MD5 log in with MD5 and
+	// one stored as SCRAM (the default) with SCRAM: the harness speaks both.
+	pgHBA = "local all all trust\nhost all all 127.0.0.1/32 md5\n"
+)
+
+// pgData makes the server's data directory: a copy (cp -a) of a template in
+// the test server cache, made by initdb the first time. initdb costs
+// seconds, the copy a fraction of one. The template's name holds a digest
+// of the version and of how it was made, so any change makes a new one.
+// pgData says which it did.
+func pgData(bindir, ver, dir, data string, cred *syscall.Credential) (string, error) {
+	sum := sha256.Sum256([]byte(fmt.Sprint(ver, initdbArgs, pgHBA, postgresPassword, cred)))
+	cache, err := cacheDir()
+	if err != nil {
+		return "", err
+	}
+	template := filepath.Join(cache, "postgres-"+ver+"-"+hex.EncodeToString(sum[:6]))
+	if _, err := os.Stat(filepath.Join(template, "PG_VERSION")); err == nil {
+		if out, err := exec.Command("cp", "-a", template, data).CombinedOutput(); err != nil {
+			return "", fmt.Errorf("copying %s: %w\n%s", template, err, out)
+		}
+		return "data directory copied", nil
+	}
+	if err := initdb(bindir, dir, data, cred); err != nil {
+		return "", err
+	}
+	// Keep a copy for the next server; another test binary may be doing
+	// the same, and the first rename wins.
+	if err := os.MkdirAll(cache, 0o755); err == nil {
+		if tmp, err := os.MkdirTemp(cache, ".postgres-template-"); err == nil {
+			if exec.Command("cp", "-a", data, filepath.Join(tmp, "data")).Run() == nil {
+				os.Rename(filepath.Join(tmp, "data"), template)
+			}
+			os.RemoveAll(tmp)
+		}
+	}
+	return "initdb", nil
+}
+
 func initdb(bindir, dir, data string, cred *syscall.Credential) error {
 	pwfile := filepath.Join(dir, "pwfile")
 	if err := writeOwned(pwfile, postgresPassword+"\n", cred); err != nil {
@@ -212,19 +262,14 @@ func initdb(bindir, dir, data string, cred *syscall.Credential) error {
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(bindir, "initdb"),
-		"-D", data, "-U", "postgres", "--pwfile", pwfile,
-		"--auth-local", "trust", "--auth-host", "scram-sha-256",
-		"-E", "UTF8", "--locale", "C", "--no-sync", "--no-instructions")
+		append([]string{"-D", data, "--pwfile", pwfile}, initdbArgs...)...)
 	cmd.Dir = dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("initdb: %w\n%s", err, out)
 	}
-	// md5 lets a role whose password is stored as MD5 log in with MD5 and
-	// one stored as SCRAM (the default) with SCRAM: the harness speaks both.
-	hba := "local all all trust\nhost all all 127.0.0.1/32 md5\n"
-	return writeOwned(filepath.Join(data, "pg_hba.conf"), hba, cred)
+	return writeOwned(filepath.Join(data, "pg_hba.conf"), pgHBA, cred)
 }
 
 // writeOwned writes a file only its owner reads, owned by cred's user.
