@@ -41,7 +41,7 @@ func Mongo(tb testing.TB) MongoServer {
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := mongoDo(ctx, srv.URI, srv.Database, bsonDoc{{"dropDatabase", int32(1)}}); err != nil {
+		if _, err := mongoDo(ctx, srv.URI, srv.Database, bsonDoc{{"dropDatabase", int32(1)}}); err != nil {
 			tb.Logf("testserver: dropping this test's database: %v", err)
 		}
 	})
@@ -117,22 +117,23 @@ func mongoAddr(uri string) (string, error) {
 
 // mongoPing checks that the server answers hello and ping.
 func mongoPing(ctx context.Context, uri string) error {
-	if err := mongoDo(ctx, uri, "admin", bsonDoc{{"hello", int32(1)}}); err != nil {
+	if _, err := mongoDo(ctx, uri, "admin", bsonDoc{{"hello", int32(1)}}); err != nil {
 		return err
 	}
-	return mongoDo(ctx, uri, "admin", bsonDoc{{"ping", int32(1)}})
+	_, err := mongoDo(ctx, uri, "admin", bsonDoc{{"ping", int32(1)}})
+	return err
 }
 
-func mongoDo(ctx context.Context, uri, db string, cmd bsonDoc) error {
+// mongoDo runs one command on a new connection and returns the reply.
+func mongoDo(ctx context.Context, uri, db string, cmd bsonDoc) (bsonDoc, error) {
 	addr, err := mongoAddr(uri)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	c, err := dialMongo(ctx, addr)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer c.Close()
-	_, err = c.command(db, cmd)
-	return err
+	return c.command(db, cmd)
 }

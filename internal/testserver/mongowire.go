@@ -241,13 +241,9 @@ var mongoRequestID atomic.Int32
 const maxMongoMessage = 48 << 20
 
 func dialMongo(ctx context.Context, addr string) (*mongoConn, error) {
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	nc, err := dialTCP(ctx, addr)
 	if err != nil {
 		return nil, err
-	}
-	if dl, ok := ctx.Deadline(); ok {
-		nc.SetDeadline(dl)
 	}
 	return &mongoConn{c: nc, r: bufio.NewReader(nc)}, nil
 }

@@ -41,13 +41,9 @@ func (e *pgError) Error() string {
 const maxPGMessage = 64 << 20
 
 func dialPG(ctx context.Context, addr, user, password, database string) (*pgConn, error) {
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	nc, err := dialTCP(ctx, addr)
 	if err != nil {
 		return nil, err
-	}
-	if dl, ok := ctx.Deadline(); ok {
-		nc.SetDeadline(dl)
 	}
 	c := &pgConn{c: nc, r: bufio.NewReader(nc)}
 	if err := c.startup(user, password, database); err != nil {

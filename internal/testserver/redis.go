@@ -221,13 +221,9 @@ type redisError string
 func (e redisError) Error() string { return "redis: " + string(e) }
 
 func dialRedis(ctx context.Context, srv RedisServer) (*redisConn, error) {
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", srv.Addr)
+	nc, err := dialTCP(ctx, srv.Addr)
 	if err != nil {
 		return nil, err
-	}
-	if dl, ok := ctx.Deadline(); ok {
-		nc.SetDeadline(dl)
 	}
 	c := &redisConn{c: nc, r: bufio.NewReader(nc)}
 	if srv.Password != "" {

@@ -535,6 +535,19 @@ func freeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
+// dialTCP connects to addr; the connection's deadline is ctx's.
+func dialTCP(ctx context.Context, addr string) (net.Conn, error) {
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		nc.SetDeadline(dl)
+	}
+	return nc, nil
+}
+
 // uniqueName returns prefix followed by 12 random lowercase hex digits: a
 // name no other test, test binary or earlier run uses.
 func uniqueName(prefix string) string {
