@@ -14,6 +14,10 @@ import (
 	"time"
 )
 
+// httpClient sends the harness's own HTTP requests (not
+// http.DefaultClient, whose pool the code under test shares).
+var httpClient = &http.Client{Transport: &http.Transport{}}
+
 // awsCreds signs requests with AWS Signature Version 4, for the harness's
 // own requests to versitygw and dynalite (readiness, buckets and tables
 // per test, cleanup, smoke tests).
@@ -32,7 +36,7 @@ func (a awsCreds) do(ctx context.Context, method, rawURL string, header http.Hea
 		req.Header[k] = v
 	}
 	a.sign(req, body, time.Now())
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := httpClient.Do(req)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -619,6 +619,9 @@ func TestOwnServers(t *testing.T) {
 			if err := p.Stop(); err != nil {
 				t.Fatal(err)
 			}
+			// A pooled connection to the stopped server ends with EOF; a
+			// new one is refused.
+			httpClient.CloseIdleConnections()
 			if err := check(ctx, false); !errors.Is(err, syscall.ECONNREFUSED) {
 				t.Fatalf("a stopped server: err = %v; want connection refused", err)
 			}
