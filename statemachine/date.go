@@ -2,6 +2,7 @@ package statemachine
 
 import (
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -12,8 +13,10 @@ import (
 //	rfc850-date  Sunday, 06-Nov-94 08:49:37 GMT
 //	asctime-date Sun Nov  6 08:49:37 1994
 //
-// Day and month names are case-sensitive, as the grammar says; the day name
-// must be a valid one but is not checked against the date. The day must
+// Day and month names are matched case-insensitively, as recipients should
+// be lenient with them (RFC 9110 §5.6.7; RFC 9111 §4.2); everything else is
+// strict, "GMT" included. The day name must be a valid one but is not
+// checked against the date. The day must
 // exist in its month, hours run 00-23, minutes 00-59 and seconds 00-60 (a
 // leap second). A two-digit rfc850 year is read as the most recent year
 // with those digits that is not more than 50 years after now (RFC 9110
@@ -152,7 +155,7 @@ func digits(s string) (int, bool) {
 
 func month(s string) (time.Month, bool) {
 	for i, m := range months {
-		if s == m {
+		if strings.EqualFold(s, m) {
 			return time.Month(i + 1), true
 		}
 	}
@@ -161,7 +164,7 @@ func month(s string) (time.Month, bool) {
 
 func isShortDay(s string) bool {
 	for _, d := range shortDays {
-		if s == d {
+		if strings.EqualFold(s, d) {
 			return true
 		}
 	}
@@ -170,7 +173,7 @@ func isShortDay(s string) bool {
 
 func isLongDay(s string) bool {
 	for _, d := range longDays {
-		if s == d {
+		if strings.EqualFold(s, d) {
 			return true
 		}
 	}

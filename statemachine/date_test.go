@@ -6,7 +6,8 @@ import (
 	"time"
 )
 
-// RFC 9110 §5.6.7: the three HTTP-date formats, strictly.
+// RFC 9110 §5.6.7: the three HTTP-date formats, strictly, except for the
+// case of day and month names (RFC 9111 §4.2: recipients are lenient).
 func TestParseHTTPDate(t *testing.T) {
 	want := time.Date(1994, 11, 6, 8, 49, 37, 0, time.UTC)
 	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -28,8 +29,14 @@ func TestParseHTTPDate(t *testing.T) {
 		{"", time.Time{}, false},
 		{"Sun, 06 Nov 1994 08:49:37 UTC", time.Time{}, false},
 		{"Sun, 06 Nov 1994 08:49:37 gmt", time.Time{}, false},
-		{"sun, 06 Nov 1994 08:49:37 GMT", time.Time{}, false},
-		{"Sun, 06 nov 1994 08:49:37 GMT", time.Time{}, false},
+		{"sun, 06 Nov 1994 08:49:37 GMT", want, true},
+		{"SUN, 06 NOV 1994 08:49:37 GMT", want, true},
+		{"Sun, 06 nov 1994 08:49:37 GMT", want, true},
+		{"sUNDAY, 06-nOV-94 08:49:37 GMT", want, true},
+		{"sun nov  6 08:49:37 1994", want, true},
+		{"Sun, 06 Nov 1994 08:49:37 Gmt", time.Time{}, false},
+		{"Sxn, 06 Nov 1994 08:49:37 GMT", time.Time{}, false},
+		{"Sun, 06 Nxv 1994 08:49:37 GMT", time.Time{}, false},
 		{"Sun, 6 Nov 1994 08:49:37 GMT", time.Time{}, false},
 		{"Sun, 31 Nov 1994 08:49:37 GMT", time.Time{}, false},
 		{"Sun, 29 Feb 1900 08:49:37 GMT", time.Time{}, false},
