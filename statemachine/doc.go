@@ -82,6 +82,14 @@
 //
 // Where the RFC lets a cache choose, this package chooses:
 //
+//   - Any final status code is stored when the response has explicit
+//     freshness or public (RFC 9111 §3), unless
+//     [Options].CacheableStatusCodes restricts them; must-understand keeps
+//     out a status code RFC 9110 does not define (§5.2.2.3). A stored
+//     response whose status is neither heuristically cacheable nor a
+//     redirection (a 500 with max-age, say) is reused only while fresh:
+//     never under max-stale, stale-while-revalidate, stale-if-error or
+//     AllowStale (§4.2.4).
 //   - Heuristic freshness is on by default ([Options].DisableHeuristics):
 //     10% of the time between Last-Modified and Date, at most a day, for
 //     heuristically cacheable status codes or public responses (§4.2.2).

@@ -83,7 +83,7 @@ func (o *Options) freshnessLifetime(h http.Header, cc *CacheControl, status int,
 		return exp.Sub(date), false
 	}
 	on, fraction, maxLife := o.heuristics()
-	if !on || !(slices.Contains(heuristicallyCacheable, status) || cc.Public) {
+	if !on || !(slices.Contains(HeuristicallyCacheableStatusCodes, status) || cc.Public) {
 		return 0, false
 	}
 	lm, _, ok := headerDate(h, "Last-Modified", now)

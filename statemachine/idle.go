@@ -2,6 +2,7 @@ package statemachine
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -106,6 +107,10 @@ func (s *IdleClient) Next(req model.Request, pairs []model.CompletePair) IdleNex
 		need = why("stored response is stale", "RFC 9111 §4.2")
 		if p := o.staleProhibited(&e); p.Text != "" {
 			need = p
+			break
+		}
+		if !slices.Contains(staleServable, e.pair.Response.Status) {
+			need = why("stale, and a response with this status is reused only while fresh", "RFC 9111 §4.2.4")
 			break
 		}
 		st := e.staleness()

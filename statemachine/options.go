@@ -20,19 +20,31 @@ const (
 // Options.SupportedMethods is nil.
 var DefaultSupportedMethods = []string{"GET", "HEAD"}
 
-// DefaultCacheableStatusCodes are the status codes stored when
-// Options.CacheableStatusCodes is nil: the heuristically cacheable codes
-// of RFC 9110 §15.1 except 206 (partial content is not combined, RFC 9111
-// §3.4), plus 302 and 307, which are stored only with explicit freshness.
-var DefaultCacheableStatusCodes = []int{200, 203, 204, 300, 301, 302, 307, 308, 404, 405, 410, 414, 501}
+// HeuristicallyCacheableStatusCodes are the status codes RFC 9110 §15.1
+// defines as heuristically cacheable: a response with one of them may be
+// stored without explicit freshness, and given a heuristic lifetime (RFC
+// 9111 §4.2.2). Set Options.CacheableStatusCodes to it to store nothing
+// else, as Python Hishel's HEURISTICALLY_CACHEABLE_STATUS_CODES does.
+var HeuristicallyCacheableStatusCodes = []int{200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501}
 
-// heuristicallyCacheable are the codes RFC 9110 §15.1 defines as
-// heuristically cacheable. 206 is listed but never stored here.
-var heuristicallyCacheable = []int{200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501}
+// understoodStatusCodes are the final status codes RFC 9110 §15 defines:
+// the codes whose caching requirements this package knows (all of them
+// follow the rules of RFC 9111 §3, and 206 those of §3.3 and §3.4), for
+// must-understand (RFC 9111 §5.2.2.3).
+var understoodStatusCodes = []int{
+	200, 201, 202, 203, 204, 205, 206,
+	300, 301, 302, 303, 304, 305, 307, 308,
+	400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417, 421, 422, 426,
+	500, 501, 502, 503, 504, 505,
+}
 
-// understoodStatusCodes are the codes whose caching requirements this
-// package implements, for must-understand (RFC 9111 §5.2.2.3).
-var understoodStatusCodes = []int{200, 203, 204, 300, 301, 302, 307, 308, 404, 405, 410, 414, 501}
+// staleServable are the status codes whose stored responses may be served
+// stale (max-stale, stale-while-revalidate, stale-if-error, AllowStale):
+// the heuristically cacheable ones and the redirections 302, 303 and 307.
+// Other responses, such as a 500 stored for its max-age, are reused only
+// while fresh (RFC 9111 §4.2.4 lets a cache choose; serving a stale error
+// in place of a failed origin helps nobody).
+var staleServable = []int{200, 203, 204, 206, 300, 301, 302, 303, 307, 308, 404, 405, 410, 414, 501}
 
 // Options configure the state machine. A nil *Options, and the zero value,
 // mean a private (client) cache with every default. Options are read, never
@@ -56,8 +68,13 @@ type Options struct {
 	// directive forbids it (RFC 9111 §4.2.4: a disconnected cache).
 	AllowStale bool
 
-	// CacheableStatusCodes are the status codes that may be stored; nil
-	// means DefaultCacheableStatusCodes.
+	// CacheableStatusCodes, when not empty, restricts storing to these
+	// status codes (Python Hishel's cacheable_status_codes). Empty (the
+	// default) means the rule of RFC 9111 §3: a response with any final
+	// status code may be stored when it has explicit freshness (max-age,
+	// s-maxage in a shared cache, Expires) or public; without them, only
+	// a heuristically cacheable status code (RFC 9110 §15.1) is stored.
+	// With ForceCache, empty means HeuristicallyCacheableStatusCodes.
 	CacheableStatusCodes []int
 
 	// DisableHeuristics turns heuristic freshness (RFC 9111 §4.2.2) off.
@@ -123,9 +140,11 @@ func (o *Options) methods() []string {
 	return o.SupportedMethods
 }
 
+// cacheableStatus reports whether the options let a response with code
+// be stored at all (RFC 9111 §3 then decides).
 func (o *Options) cacheableStatus(code int) bool {
-	if o == nil || o.CacheableStatusCodes == nil {
-		return slices.Contains(DefaultCacheableStatusCodes, code)
+	if o == nil || len(o.CacheableStatusCodes) == 0 {
+		return !o.forceCache() || slices.Contains(HeuristicallyCacheableStatusCodes, code)
 	}
 	return slices.Contains(o.CacheableStatusCodes, code)
 }

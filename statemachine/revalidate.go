@@ -2,6 +2,7 @@ package statemachine
 
 import (
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/hishel-go/hishel/model"
@@ -107,6 +108,8 @@ func (s *NeedRevalidation) stale(now time.Time, disconnected bool) (*ServeStale,
 	st := e.staleness()
 	var r Reason
 	switch {
+	case st >= 0 && !slices.Contains(staleServable, e.pair.Response.Status):
+		return nil, why("a stale response with this status is never served in place of the origin's", "RFC 9111 §4.2.4")
 	case st < 0:
 		r = why("validation failed; the stored response is still fresh", "RFC 9111 §4.2")
 	case reqCC.StaleIfError.Valid && st <= secs(reqCC.StaleIfError.Seconds):

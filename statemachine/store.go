@@ -25,7 +25,7 @@ func (o *Options) store(req model.Request, resp model.Response, now time.Time) S
 	case st == 304:
 		return no("a 304 updates stored responses and is not stored itself", "RFC 9111 §4.3.4")
 	case !o.cacheableStatus(st):
-		return no("status code not configured as cacheable", "RFC 9111 §3")
+		return no("status code not configured as cacheable", "")
 	}
 	cc, _ := parseHeaderCC(resp.Header)
 	shared := o.shared()
@@ -56,7 +56,7 @@ func (o *Options) store(req model.Request, resp model.Response, now time.Time) S
 	}
 	explicit := cc.Public || !shared && cc.Private || len(resp.Header["Expires"]) > 0 ||
 		cc.MaxAge.Present || shared && cc.SMaxAge.Present
-	if !explicit && !slices.Contains(heuristicallyCacheable, resp.Status) {
+	if !explicit && !slices.Contains(HeuristicallyCacheableStatusCodes, resp.Status) {
 		return no("no explicit freshness and the status code is not heuristically cacheable", "RFC 9111 §3")
 	}
 	// A response that can never be reused is not worth storing (§3: a

@@ -1,7 +1,9 @@
 package statemachine
 
 import (
+	"fmt"
 	"net/http"
+	"strconv"
 	"testing"
 	"time"
 
@@ -68,7 +70,9 @@ func TestCacheMissNext(t *testing.T) {
 		{name: "§3 206 is not stored", status: 206, resp: hdr("Cache-Control", "max-age=60"), want: "CouldNotBeStored"},
 		{name: "§3 304 is not stored", status: 304, resp: hdr("Cache-Control", "max-age=60"), want: "CouldNotBeStored"},
 		{name: "§3 1xx is not final", status: 103, resp: hdr("Cache-Control", "max-age=60"), want: "CouldNotBeStored"},
-		{name: "§3 500 not configured", status: 500, resp: hdr("Cache-Control", "max-age=60"), want: "CouldNotBeStored"},
+		{name: "§3 500 with max-age", status: 500, resp: hdr("Cache-Control", "max-age=60"), want: "StoreAndUse"},
+		{name: "§3 500 not configured", opts: Options{CacheableStatusCodes: HeuristicallyCacheableStatusCodes}, status: 500,
+			resp: hdr("Cache-Control", "max-age=60"), want: "CouldNotBeStored"},
 		{name: "§3 302 without explicit freshness", status: 302, resp: hdr("Last-Modified", lm), want: "CouldNotBeStored"},
 		{name: "§3 302 with max-age", status: 302, resp: hdr("Cache-Control", "max-age=60"), want: "StoreAndUse"},
 		{name: "§3 404 with Last-Modified", status: 404, resp: hdr("Last-Modified", lm), want: "StoreAndUse"},
@@ -141,6 +145,106 @@ func TestCacheMissNext(t *testing.T) {
 				}
 				if tt.check != nil {
 					tt.check(t, shared, got)
+				}
+			})
+		})
+	}
+}
+
+// RFC 9111 §3: any final status code may be stored with explicit
+// freshness or public; without them only a heuristically cacheable one
+// (RFC 9110 §15.1). §5.2.2.3: must-understand keeps an unknown status out.
+func TestStoreAnyFinalStatus(t *testing.T) {
+	lm := httpDate(t0.Add(-48 * time.Hour))
+	type want struct{ private, shared string }
+	stored, notStored := want{"StoreAndUse", "StoreAndUse"}, want{"CouldNotBeStored", "CouldNotBeStored"}
+	tests := []struct {
+		name   string
+		opts   Options
+		resp   http.Header
+		codes  []int
+		want   want
+		reason string
+	}{
+		{name: "§3 max-age", resp: hdr("Cache-Control", "max-age=3600"),
+			codes: []int{200, 201, 299, 303, 400, 403, 499, 500, 502, 503, 504, 599}, want: stored},
+		{name: "§3 Expires", resp: hdr("Expires", httpDate(t0.Add(time.Hour))),
+			codes: []int{299, 303, 400, 500, 599}, want: stored},
+		{name: "§3 s-maxage counts in a shared cache only", resp: hdr("Cache-Control", "s-maxage=3600"),
+			codes: []int{299, 400, 503}, want: want{"CouldNotBeStored", "StoreAndUse"}},
+		{name: "§3 public", resp: hdr("Cache-Control", "public", "Last-Modified", lm),
+			codes: []int{299, 400, 500}, want: stored},
+		{name: "§3 private is explicit for a private cache", resp: hdr("Cache-Control", "private", "ETag", `"a"`),
+			codes: []int{400, 500}, want: want{"StoreAndUse", "CouldNotBeStored"}},
+		{name: "§4.2.2 heuristics only for heuristically cacheable codes", resp: hdr("Last-Modified", lm),
+			codes: []int{201, 299, 302, 303, 307, 400, 500, 503, 599}, want: notStored, reason: "RFC 9111 §3"},
+		{name: "§4.2.2 heuristically cacheable codes", resp: hdr("Last-Modified", lm),
+			codes: []int{200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501}, want: stored},
+		{name: "§5.2.2.3 must-understand with an unknown status", resp: hdr("Cache-Control", "max-age=3600, must-understand"),
+			codes: []int{299, 499, 599, 218, 306, 418}, want: notStored, reason: "RFC 9111 §5.2.2.3"},
+		{name: "§5.2.2.3 must-understand with a status of RFC 9110", resp: hdr("Cache-Control", "max-age=3600, must-understand, no-store"),
+			codes: []int{200, 400, 500, 503}, want: stored},
+		{name: "§3 not final", resp: hdr("Cache-Control", "max-age=3600"), codes: []int{100, 103, 199, 600, 999, 0, -1}, want: notStored},
+		{name: "CacheableStatusCodes restricts", opts: Options{CacheableStatusCodes: []int{200, 404}}, resp: hdr("Cache-Control", "max-age=3600"),
+			codes: []int{500, 299, 301}, want: notStored},
+		{name: "ForceCache keeps to the heuristically cacheable codes", opts: Options{ForceCache: true}, resp: hdr("Cache-Control", "no-store"),
+			codes: []int{500, 503, 299}, want: notStored},
+	}
+	for _, tt := range tests {
+		for _, code := range tt.codes {
+			t.Run(fmt.Sprintf("%s/%d", tt.name, code), func(t *testing.T) {
+				modes(t, func(t *testing.T, shared bool) {
+					now := t0
+					o := tt.opts
+					o.Shared, o.Now = shared, clock(&now)
+					miss := (&IdleClient{Options: &o}).Next(get(nil), nil).(*CacheMiss)
+					got := miss.Next(model.Response{Status: code, Header: tt.resp.Clone()})
+					w := tt.want.private
+					if shared {
+						w = tt.want.shared
+					}
+					if kind(got) != w {
+						t.Fatalf("CacheMiss.Next(%d %v) = %s (%v); want %s", code, tt.resp, kind(got), got.Why(), w)
+					}
+					if tt.reason != "" && got.Why().Section != tt.reason {
+						t.Errorf("CacheMiss.Next(%d) reason = %v; want section %s", code, got.Why(), tt.reason)
+					}
+				})
+			})
+		}
+	}
+}
+
+// RFC 9111 §4.2, §4.2.4: a response stored for its explicit freshness
+// whatever its status is reused while fresh, and never served stale when
+// its status is neither heuristically cacheable nor a redirection.
+func TestReuseAnyFinalStatus(t *testing.T) {
+	for _, code := range []int{299, 400, 500, 503, 599} {
+		t.Run(strconv.Itoa(code), func(t *testing.T) {
+			status := strconv.Itoa(code)
+			runIdle(t, []idleCase{
+				{name: "§4.2 fresh", pairs: []model.CompletePair{stored(time.Minute, hdr(":status", status, "Cache-Control", "max-age=3600"))},
+					want: "FromCache", check: func(t *testing.T, s IdleNext) {
+						if st := s.(*FromCache).Status; st != code {
+							t.Errorf("served status %d; want %d", st, code)
+						}
+					}},
+				{name: "§4.2.4 stale: validated, not served", pairs: []model.CompletePair{stored(2*time.Hour, hdr(":status", status, "Cache-Control", "max-age=3600, stale-while-revalidate=99999"))},
+					want: "NeedRevalidation", section: "RFC 9111 §4.2.4"},
+				{name: "§4.2.4 max-stale does not serve it", req: get(hdr("Cache-Control", "max-stale")),
+					pairs: []model.CompletePair{stored(2*time.Hour, hdr(":status", status, "Cache-Control", "max-age=3600"))},
+					want:  "NeedRevalidation", section: "RFC 9111 §4.2.4"},
+			})
+			modes(t, func(t *testing.T, shared bool) {
+				now := t0
+				o := &Options{Shared: shared, Now: clock(&now), AllowStale: true}
+				p := stored(2*time.Hour, hdr(":status", status, "Cache-Control", "max-age=3600, stale-if-error=99999", "ETag", `"a"`))
+				nr := revalidation(t, o, get(nil), p)
+				if got := nr.OnError(errTest); kind(got) != "GatewayTimeout" {
+					t.Errorf("OnError for a stale %d = %s (%v); want GatewayTimeout", code, kind(got), got.Why())
+				}
+				if got := nr.Next(model.Response{Status: 503, Header: hdr()}); kind(got) != "CouldNotBeStored" {
+					t.Errorf("Next(503) for a stale %d = %s (%v); want CouldNotBeStored", code, kind(got), got.Why())
 				}
 			})
 		})
