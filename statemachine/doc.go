@@ -78,6 +78,20 @@
 //   - Range: see [ResolveRange]; anything but one well-formed byte range is
 //     answered with the whole representation.
 //
+// # Targeted cache control
+//
+// A shared cache obeys targeted cache-control fields (RFC 9213): those
+// named in [Options].TargetedFields, in order, then CDN-Cache-Control
+// (unless [Options].IgnoreCDNCacheControl). The first whose value is a
+// valid, non-empty RFC 8941 Dictionary (parsed strictly; one error and the
+// field is ignored as a whole) replaces Cache-Control and Expires for this
+// cache: its max-age, s-maxage, no-store, no-cache, private,
+// must-revalidate, proxy-revalidate, public, immutable, must-understand,
+// stale-while-revalidate and stale-if-error, with Age applied as usual.
+// A private cache ignores them. Targeted fields are stored and served like
+// any other field, so that caches further down the path can obey them too
+// (RFC 9213 §3 expects a CDN to pass CDN-Cache-Control on).
+//
 // # Choices left to a cache
 //
 // Where the RFC lets a cache choose, this package chooses:

@@ -17,6 +17,7 @@ type entry struct {
 	pair      *model.CompletePair
 	cc        CacheControl
 	ccPresent bool
+	targeted  bool // cc is a targeted field's: Expires is ignored (RFC 9213 §2.1)
 	reqT      time.Time
 	respT     time.Time
 	date      time.Time // date_value: the Date field, or response_time
@@ -38,10 +39,10 @@ func dateValue(h http.Header, fallback, now time.Time) time.Time {
 func (o *Options) analyse(p *model.CompletePair, now time.Time) entry {
 	h := p.Response.Header
 	e := entry{pair: p}
-	e.cc, e.ccPresent = parseHeaderCC(h)
+	e.cc, e.ccPresent, e.targeted = o.responseCC(h)
 	e.reqT, e.respT = pairTimes(reqRespTimes{p.Meta.Created, p.Meta.Completed}, h)
 	e.date = dateValue(h, e.respT, now)
-	e.lifetime, e.heuristic = o.freshnessLifetime(h, &e.cc, p.Response.Status, e.date, now)
+	e.lifetime, e.heuristic = o.freshnessLifetime(h, &e.cc, e.targeted, p.Response.Status, e.date, now)
 	e.age = currentAge(h, e.reqT, e.respT, e.date, now)
 	return e
 }
@@ -62,15 +63,16 @@ func (e *entry) staleness() time.Duration { return e.age - e.lifetime }
 // freshnessLifetime implements RFC 9111 §4.2.1, in its order: s-maxage
 // (shared caches only), max-age, Expires minus Date, then a heuristic
 // (§4.2.2). An invalid or conflicting explicit value gives a lifetime of
-// zero: the response is stale (§4.2.1, §5.3).
-func (o *Options) freshnessLifetime(h http.Header, cc *CacheControl, status int, date, now time.Time) (time.Duration, bool) {
+// zero: the response is stale (§4.2.1, §5.3). When cc comes from a
+// targeted field, Expires is ignored (RFC 9213 §2.1).
+func (o *Options) freshnessLifetime(h http.Header, cc *CacheControl, targeted bool, status int, date, now time.Time) (time.Duration, bool) {
 	if o.shared() && cc.SMaxAge.Present {
 		return deltaLifetime(cc.SMaxAge), false
 	}
 	if cc.MaxAge.Present {
 		return deltaLifetime(cc.MaxAge), false
 	}
-	if vs := h["Expires"]; len(vs) > 0 {
+	if vs := h["Expires"]; len(vs) > 0 && !targeted {
 		exp, ok := ParseHTTPDate(vs[0], now)
 		for _, v := range vs[1:] {
 			if t, ok2 := ParseHTTPDate(v, now); !ok2 || !t.Equal(exp) {

@@ -103,7 +103,7 @@ func storedHeader(h http.Header, cc *CacheControl, shared bool, responseTime tim
 // copied) and Content-Range. The new request and response times are
 // recorded, a Date added when the 304 has none, and the stored Age dropped
 // when the 304 has none.
-func freshenHeader(stored, h304 http.Header, shared bool, reqT, respT time.Time) http.Header {
+func (o *Options) freshenHeader(stored, h304 http.Header, reqT, respT time.Time) http.Header {
 	out := stored.Clone()
 	if out == nil {
 		out = make(http.Header)
@@ -124,8 +124,8 @@ func freshenHeader(stored, h304 http.Header, shared bool, reqT, respT time.Time)
 		// one, and it came without an Age.
 		delete(out, "Age")
 	}
-	if shared {
-		cc, _ := parseHeaderCC(out)
+	if o.shared() {
+		cc, _, _ := o.responseCC(out)
 		for _, f := range cc.PrivateFields {
 			delete(out, f)
 		}

@@ -149,7 +149,7 @@ func (o *Options) usable(p *model.CompletePair, req *model.Request, force bool) 
 		return false
 	}
 	if o.shared() && !force && (hasAuthorization(p.Request.Header) || hasAuthorization(req.Header)) {
-		cc, _ := parseHeaderCC(p.Response.Header)
+		cc, _, _ := o.responseCC(p.Response.Header)
 		if !authAllowed(&cc) {
 			return false
 		}

@@ -56,6 +56,20 @@ type Options struct {
 	// a private cache, as a client's cache is.
 	Shared bool
 
+	// TargetedFields are targeted cache-control fields (RFC 9213), such as
+	// "Hishel-Cache-Control", that a shared cache obeys before
+	// CDN-Cache-Control, in this order of precedence. The first of these
+	// fields, then CDN-Cache-Control, whose value is a valid, non-empty
+	// Structured Fields Dictionary (RFC 8941) governs the response, and
+	// its Cache-Control and Expires are ignored; an invalid one is ignored
+	// as a whole. A private cache ignores targeted fields. They are stored
+	// and served like any other field: a cache further down the path may
+	// be their target too (RFC 9213 §3).
+	TargetedFields []string
+	// IgnoreCDNCacheControl keeps a shared cache from obeying
+	// CDN-Cache-Control, as a cache that is not part of a CDN may choose.
+	IgnoreCDNCacheControl bool
+
 	// SupportedMethods are the methods whose responses are looked up and
 	// stored; nil means DefaultSupportedMethods (GET, HEAD). Listing an
 	// unsafe method such as POST opts in to caching its responses by their

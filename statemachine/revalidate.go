@@ -42,7 +42,7 @@ func (s *NeedRevalidation) Next(resp model.Response) RevalidationNext {
 		}
 		for i, j := range matched {
 			p := s.Pairs[j]
-			p.Response.Header = freshenHeader(p.Response.Header, resp.Header, o.shared(), reqT, now)
+			p.Response.Header = o.freshenHeader(p.Response.Header, resp.Header, reqT, now)
 			up.Updates[i] = p
 		}
 		e := o.analyse(&up.Updates[0], now)

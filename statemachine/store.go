@@ -27,7 +27,7 @@ func (o *Options) store(req model.Request, resp model.Response, now time.Time) S
 	case !o.cacheableStatus(st):
 		return no("status code not configured as cacheable", "")
 	}
-	cc, _ := parseHeaderCC(resp.Header)
+	cc, ccPresent, targeted := o.responseCC(resp.Header)
 	shared := o.shared()
 	yes := func(text, section string) StoreNext {
 		stored := resp
@@ -54,7 +54,7 @@ func (o *Options) store(req model.Request, resp model.Response, now time.Time) S
 	case varyStar(resp.Header):
 		return no(`Vary: "*" never matches a later request`, "RFC 9111 §4.1")
 	}
-	explicit := cc.Public || !shared && cc.Private || len(resp.Header["Expires"]) > 0 ||
+	explicit := cc.Public || !shared && cc.Private || !targeted && len(resp.Header["Expires"]) > 0 ||
 		cc.MaxAge.Present || shared && cc.SMaxAge.Present
 	if !explicit && !slices.Contains(HeuristicallyCacheableStatusCodes, resp.Status) {
 		return no("no explicit freshness and the status code is not heuristically cacheable", "RFC 9111 §3")
@@ -65,8 +65,8 @@ func (o *Options) store(req model.Request, resp model.Response, now time.Time) S
 	if !validator {
 		_, _, validator = headerDate(resp.Header, "Last-Modified", now)
 	}
-	lifetime, _ := o.freshnessLifetime(resp.Header, &cc, resp.Status, dateValue(resp.Header, now, now), now)
-	noCache := cc.NoCache || len(resp.Header["Cache-Control"]) == 0 && hasPragmaNoCache(resp.Header)
+	lifetime, _ := o.freshnessLifetime(resp.Header, &cc, targeted, resp.Status, dateValue(resp.Header, now, now), now)
+	noCache := cc.NoCache || !ccPresent && hasPragmaNoCache(resp.Header)
 	staleUse := cc.StaleWhileRevalidate.Valid || cc.StaleIfError.Valid || o.allowStale()
 	if !validator && (noCache || lifetime == 0 && !staleUse) {
 		return no("never reusable: no validator, and no freshness or no-cache", "RFC 9111 §3")
