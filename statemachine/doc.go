@@ -74,7 +74,11 @@
 //   - Vary is read across all its lines, with whitespace around members
 //     ignored and names compared case-insensitively; "*" anywhere means the
 //     response never matches (§4.1). Request fields compare after their
-//     lines are combined and whitespace around list members is dropped.
+//     lines are combined and whitespace around list members is dropped;
+//     Accept-Encoding and Accept-Language also match when they list the
+//     same members in another order or case, weights counting ("gzip, br"
+//     matches "BR,gzip;q=1", not "br;q=0.5, gzip"). An absent field
+//     matches only an absent one.
 //   - Range: see [ResolveRange]; anything but one well-formed byte range is
 //     answered with the whole representation.
 //

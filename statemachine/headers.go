@@ -171,7 +171,8 @@ func rfc3339Field(h http.Header, name string) (time.Time, bool) {
 // varyMatches reports whether the request header req selects the stored
 // response whose header is resp and whose request header is storedReq
 // (RFC 9111 §4.1). Every Vary line and every member counts; "*" anywhere
-// never matches, unless ignoreStar.
+// never matches, unless ignoreStar. Accept-Encoding and Accept-Language
+// also match when they mean the same (weightedListsMatch).
 func varyMatches(resp, storedReq, req http.Header, ignoreStar bool) bool {
 	for _, v := range resp["Vary"] {
 		for v != "" {
@@ -196,9 +197,15 @@ func varyMatches(resp, storedReq, req http.Header, ignoreStar bool) bool {
 					a, b = storedReq[c], req[c]
 				}
 			}
-			if !fieldValuesMatch(a, b) {
-				return false
+			if fieldValuesMatch(a, b) {
+				continue
 			}
+			if c := textproto.CanonicalMIMEHeaderKey(name); c == "Accept-Encoding" || c == "Accept-Language" {
+				if match, ok := weightedListsMatch(a, b); ok && match {
+					continue
+				}
+			}
+			return false
 		}
 	}
 	return true
