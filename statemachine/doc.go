@@ -36,10 +36,15 @@
 // Ages are computed as RFC 9111 §4.2.3 says, from the stored response's
 // Date and Age fields and from the pair's request_time and response_time:
 // pair.Meta.Created is the request time and pair.Meta.Completed the
-// response time (Created when Completed is zero). When the state machine
-// freshens a pair after a 304 it records the validation's times in the
-// stored header as [HeaderRequestTime] and [HeaderResponseTime] (RFC 3339);
-// they win over Meta when their response time is later. These fields are
+// response time (Created when Completed is zero). Where those would be
+// wrong, the state machine records the exchange's times in the stored
+// header as [HeaderRequestTime] and [HeaderResponseTime] (RFC 3339), and
+// they win over Meta: when it freshens a pair after a 304, when it stores a
+// response that took a second or more to arrive (storage creates the pair
+// only once the response is there), and in a pair combined from partial
+// responses (the newest part's times). The age a response had when it
+// arrived, its corrected initial age, is also given on the miss that
+// stores it ([StoreAndUse].Age). These fields are
 // removed from every origin response before it is stored and from every
 // response served from the cache, so an origin cannot forge them. A stored
 // response without a Date gets one, the time it was received (RFC 9110

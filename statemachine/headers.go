@@ -137,14 +137,15 @@ func (o *Options) freshenHeader(stored, h304 http.Header, reqT, respT time.Time)
 
 // pairTimes returns a stored pair's request_time and response_time (RFC
 // 9111 §4.2.3): Meta.Created and Meta.Completed (Created when Completed is
-// zero), unless the response carries the state machine's time fields with
-// a later response time, written when it was last freshened.
+// zero), unless the response carries the state machine's time fields,
+// written when it was stored after a slow exchange, freshened, or combined
+// from partial responses.
 func pairTimes(meta reqRespTimes, h http.Header) (reqT, respT time.Time) {
 	reqT, respT = meta.created, meta.completed
 	if respT.IsZero() {
 		respT = reqT
 	}
-	if hr, ok := rfc3339Field(h, HeaderResponseTime); ok && hr.After(respT) {
+	if hr, ok := rfc3339Field(h, HeaderResponseTime); ok {
 		hq, ok := rfc3339Field(h, HeaderRequestTime)
 		if !ok || hq.After(hr) {
 			hq = hr

@@ -57,9 +57,9 @@ func (s *NeedRevalidation) Next(resp model.Response) RevalidationNext {
 		if st, _ := s.stale(now, false); st != nil {
 			return st
 		}
-		return o.store(s.original, resp, now)
+		return o.store(s.original, resp, s.sentAt, now)
 	}
-	next := o.store(s.original, resp, now)
+	next := o.store(s.original, resp, s.sentAt, now)
 	if resp.Status >= 200 && (resp.Status < 400 || resp.Status == 404 || resp.Status == 410) {
 		ids := make([]model.PairID, len(s.Pairs))
 		for i := range s.Pairs {

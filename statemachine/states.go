@@ -67,6 +67,7 @@ type CacheMiss struct {
 	Request model.Request
 	Reason  Reason
 	opts    *Options
+	sentAt  time.Time
 }
 
 // StoreAndUse says that the origin's response may be stored: store
@@ -82,7 +83,16 @@ type StoreAndUse struct {
 	// Options.TTL, so zero means the storage default. The state machine
 	// does not shorten a pair's storage life on its own, since a stale
 	// pair can still be revalidated or served stale.
-	TTL    time.Duration
+	TTL time.Duration
+	// Age is the response's age as it arrived: its corrected initial age
+	// (RFC 9111 §4.2.3), from its Date and Age fields and from the time
+	// the origin took to answer. When it is a second or more, send the
+	// response with an Age field of that many whole seconds (Response's
+	// header keeps the origin's Age: the stored pair's age is computed
+	// from it). When the origin took a second or more, Response's header
+	// also records the request and response times (see the package
+	// documentation on times) so that later hits count the delay.
+	Age    time.Duration
 	Reason Reason
 }
 
@@ -274,9 +284,12 @@ func (s *NeedToBeUpdated) Next() *FromCache { return s.next }
 func (s *InvalidatePairs) Next() StoreNext { return s.next }
 
 // Next says what to do with the origin's response to a cache miss: store
-// it or not (RFC 9111 §3). It reads only resp's status and header.
+// it or not (RFC 9111 §3). Call it as soon as the response head arrives:
+// the clock's reading then is the response time, and the time IdleClient
+// returned the CacheMiss the request time (RFC 9111 §4.2.3). It reads
+// only resp's status and header.
 func (s *CacheMiss) Next(resp model.Response) StoreNext {
-	return s.opts.store(s.Request, resp, s.opts.now())
+	return s.opts.store(s.Request, resp, s.sentAt, s.opts.now())
 }
 
 // Next says what to invalidate after the origin answered an unsafe
@@ -296,7 +309,7 @@ func (s *WriteThrough) Next(resp model.Response) WriteThroughNext {
 	}
 }
 
-// miss builds a CacheMiss.
+// miss builds a CacheMiss, sent now.
 func (o *Options) miss(req model.Request, r Reason) *CacheMiss {
-	return &CacheMiss{Request: req, Reason: r, opts: o}
+	return &CacheMiss{Request: req, Reason: r, opts: o, sentAt: o.now()}
 }

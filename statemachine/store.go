@@ -9,9 +9,9 @@ import (
 	"github.com/hishel-go/hishel/model"
 )
 
-// store decides whether resp, the origin's response to req received at
-// now, may be stored (RFC 9111 §3).
-func (o *Options) store(req model.Request, resp model.Response, now time.Time) StoreNext {
+// store decides whether resp, the origin's response to req sent at sentAt
+// and received at now, may be stored (RFC 9111 §3).
+func (o *Options) store(req model.Request, resp model.Response, sentAt, now time.Time) StoreNext {
 	no := func(text, section string) StoreNext {
 		return &CouldNotBeStored{Response: resp, Reason: why(text, section)}
 	}
@@ -32,7 +32,17 @@ func (o *Options) store(req model.Request, resp model.Response, now time.Time) S
 	yes := func(text, section string) StoreNext {
 		stored := resp
 		stored.Header = storedHeader(resp.Header, &cc, shared, now)
-		return &StoreAndUse{Response: stored, TTL: req.Options.TTL, Reason: why(text, section)}
+		if sentAt.IsZero() || sentAt.After(now) {
+			sentAt = now
+		}
+		if now.Sub(sentAt) >= time.Second {
+			// Storage's Meta times are those of the store, not of the
+			// exchange: record the delay (RFC 9111 §4.2.3).
+			stored.Header[HeaderRequestTime] = []string{sentAt.UTC().Format(time.RFC3339Nano)}
+			stored.Header[HeaderResponseTime] = []string{now.UTC().Format(time.RFC3339Nano)}
+		}
+		age := currentAge(resp.Header, sentAt, now, dateValue(resp.Header, now, now), now)
+		return &StoreAndUse{Response: stored, TTL: req.Options.TTL, Age: age, Reason: why(text, section)}
 	}
 	if o.forceCache() {
 		return yes("force cache: stored whatever the headers say", "")

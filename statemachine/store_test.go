@@ -250,3 +250,66 @@ func TestReuseAnyFinalStatus(t *testing.T) {
 		})
 	}
 }
+
+// RFC 9111 §4.2.3: the response a miss stores carries its corrected
+// initial age, and the stored pair keeps counting from it.
+func TestMissAge(t *testing.T) {
+	tests := []struct {
+		name      string
+		took      time.Duration // from the request to the response head
+		resp      http.Header   // Date is the request time unless set
+		wantAge   time.Duration
+		wantTimes bool // request and response times recorded in the stored header
+		wantLater time.Duration
+	}{
+		{name: "quick", took: 100 * time.Millisecond, resp: hdr(), wantAge: 100 * time.Millisecond, wantLater: 10 * time.Second},
+		{name: "slow origin", took: 5 * time.Second, resp: hdr(), wantAge: 5 * time.Second, wantTimes: true, wantLater: 15 * time.Second},
+		{name: "slow origin behind a cache", took: 5 * time.Second, resp: hdr("Age", "100"), wantAge: 105 * time.Second, wantTimes: true, wantLater: 115 * time.Second},
+		{name: "Age from a cache on the path", took: 0, resp: hdr("Age", "100"), wantAge: 100 * time.Second, wantLater: 110 * time.Second},
+		{name: "apparent age", took: 0, resp: hdr("Date", httpDate(t0.Add(-30*time.Second))), wantAge: 30 * time.Second, wantLater: 40 * time.Second},
+		{name: "invalid Age", took: 2 * time.Second, resp: hdr("Age", "soon"), wantAge: 2 * time.Second, wantTimes: true, wantLater: 12 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			modes(t, func(t *testing.T, shared bool) {
+				now := t0
+				o := &Options{Shared: shared, Now: clock(&now)}
+				miss := (&IdleClient{Options: o}).Next(get(nil), nil).(*CacheMiss)
+				now = now.Add(tt.took)
+				h := tt.resp.Clone()
+				h.Set("Cache-Control", "max-age=3600")
+				if h.Get("Date") == "" {
+					h.Set("Date", httpDate(t0))
+				}
+				sn, ok := miss.Next(model.Response{Status: 200, Header: h}).(*StoreAndUse)
+				if !ok {
+					t.Fatalf("CacheMiss.Next = %s; want StoreAndUse", kind(sn))
+				}
+				if sn.Age != tt.wantAge {
+					t.Errorf("StoreAndUse.Age = %v; want %v", sn.Age, tt.wantAge)
+				}
+				_, times := sn.Response.Header[HeaderRequestTime]
+				if times != tt.wantTimes {
+					t.Errorf("stored header has the request time: %v; want %v (%v)", times, tt.wantTimes, sn.Response.Header)
+				}
+				if got := sn.Response.Header.Get("Age"); got != tt.resp.Get("Age") {
+					t.Errorf("stored Age = %q; want the origin's %q", got, tt.resp.Get("Age"))
+				}
+				// Storage creates the pair once the response is there and
+				// completes it a little later.
+				p := model.CompletePair{ID: model.NewPairID(), Request: get(nil), Response: sn.Response,
+					Meta: model.PairMeta{Created: now.Add(time.Millisecond), Completed: now.Add(2 * time.Second)}}
+				now = now.Add(10 * time.Second)
+				fc, ok := (&IdleClient{Options: o}).Next(get(nil), []model.CompletePair{p}).(*FromCache)
+				if !ok {
+					t.Fatalf("hit 10s later is not a FromCache")
+				}
+				// Without recorded times the age counts from storage's times,
+				// within a couple of seconds.
+				if d := fc.Age - tt.wantLater; d > 2*time.Second || d < -2*time.Second || tt.wantTimes && d != 0 {
+					t.Errorf("age 10s later = %v; want %v", fc.Age, tt.wantLater)
+				}
+			})
+		})
+	}
+}
