@@ -104,7 +104,7 @@ func (s *NeedRevalidation) stale(now time.Time, disconnected bool) (*ServeStale,
 	if p := o.staleProhibited(&e); p.Text != "" && (!e.fresh() || e.noCache()) {
 		return nil, p
 	}
-	reqCC, _ := parseHeaderCC(s.original.Header)
+	reqCC, reqCCPresent := parseHeaderCC(s.original.Header)
 	st := e.staleness()
 	var r Reason
 	switch {
@@ -119,11 +119,31 @@ func (s *NeedRevalidation) stale(now time.Time, disconnected bool) (*ServeStale,
 	case reqCC.MaxStale.Valid && st <= secs(reqCC.MaxStale.Seconds):
 		r = why("stale within the request's max-stale", "RFC 9111 §5.2.1.2")
 	case disconnected && o.allowStale():
+		if p := requestWantsValidated(&reqCC, reqCCPresent, s.original.Header); p.Text != "" {
+			return nil, p
+		}
 		r = why("origin unreachable; stale responses allowed", "RFC 9111 §4.2.4")
 	default:
 		return nil, why("origin failed and no stale response may be served", "RFC 9111 §4.2.4")
 	}
 	return &ServeStale{Served: o.serve(&s.original, &e, true, false), Reason: r}, r
+}
+
+// requestWantsValidated returns why the request's own directives forbid
+// a disconnected cache to answer it with a stale response, or the zero
+// Reason: no-cache (or Pragma: no-cache), max-age without max-stale, and
+// min-fresh all say that the client does not want one (RFC 9111 §4.2.4,
+// §5.2.1).
+func requestWantsValidated(cc *CacheControl, ccPresent bool, h http.Header) Reason {
+	switch {
+	case cc.NoCache || !ccPresent && hasPragmaNoCache(h):
+		return why("origin unreachable and the request has no-cache", "RFC 9111 §5.2.1.4")
+	case cc.MaxAge.Present && !cc.MaxStale.Present:
+		return why("origin unreachable and the request's max-age refuses a stale response", "RFC 9111 §5.2.1.1")
+	case cc.MinFresh.Present:
+		return why("origin unreachable and the request's min-fresh refuses a stale response", "RFC 9111 §5.2.1.3")
+	}
+	return Reason{}
 }
 
 // match304 returns the indexes of the stored pairs a 304 identifies (RFC
