@@ -145,8 +145,12 @@
 //     response stored can drop Range from the request it sends and answer
 //     the range itself with ResolveRange.
 //   - A stored GET response also answers a HEAD request, when the caller
-//     passes GET pairs for it.
+//     passes GET pairs for it (hishel.Transport keys HEAD like GET). A 200
+//     answer to a HEAD request sent to validate them freshens the GET
+//     responses whose validators (at least one) and Content-Length it
+//     matches, and invalidates the others (§4.3.5: "consider stale";
+//     removing them is the simplest way to make sure).
 //
-// Not implemented: combining partial responses (§3.4), freshening from a
-// HEAD response (§4.3.5), and the obsolete Warning field.
+// Not implemented: combining partial responses (§3.4) and the obsolete
+// Warning field.
 package statemachine

@@ -20,6 +20,10 @@ import (
 //     served on error (stale-if-error, max-stale); otherwise the error
 //     response is passed on as *CouldNotBeStored (or *StoreAndUse if its
 //     status is configured as cacheable), and the stored pairs are kept.
+//   - 200 to a HEAD request: *NeedToBeUpdated for the nominated GET
+//     responses whose validators and Content-Length it matches, freshened
+//     with its fields, with the others to invalidate; *InvalidatePairs for
+//     them all when none matches (RFC 9111 §4.3.5).
 //   - any other full response replaces the nominated pairs: for a 2xx or
 //     3xx, a 404 or a 410 response, *InvalidatePairs for them, whose Next
 //     says whether to store the new one; for other responses, whether to
@@ -52,6 +56,9 @@ func (s *NeedRevalidation) Next(resp model.Response) RevalidationNext {
 			Reason: why("validated by the origin", "RFC 9111 §4.3.4"),
 		}
 		return up
+	}
+	if s.original.Method == "HEAD" && resp.Status == http.StatusOK {
+		return s.headUpdate(resp, now)
 	}
 	if isErrorStatus(resp.Status) {
 		if st, _ := s.stale(now, false); st != nil {

@@ -160,15 +160,20 @@ type NeedRevalidation struct {
 	sentAt   time.Time
 }
 
-// NeedToBeUpdated says that the origin validated stored pairs with a 304:
-// write each of Updates back (storage's UpdatePair), then call Next to
-// answer the request.
+// NeedToBeUpdated says that the origin validated stored pairs with a 304,
+// or a HEAD response described them: write each of Updates back
+// (storage's UpdatePair), remove the pairs of Invalidate, then call Next
+// to answer the request.
 type NeedToBeUpdated struct {
-	// Updates are the stored pairs the 304 identifies (RFC 9111 §4.3.4)
-	// with their freshened Response.Header; nothing else is changed.
+	// Updates are the stored pairs the 304 identifies (RFC 9111 §4.3.4),
+	// or the GET responses a HEAD response matches (§4.3.5), with their
+	// freshened Response.Header; nothing else is changed.
 	Updates []model.CompletePair
-	Reason  Reason
-	next    *FromCache
+	// Invalidate are the stored pairs a HEAD response shows out of date
+	// (§4.3.5); it is empty after a 304.
+	Invalidate []model.PairID
+	Reason     Reason
+	next       *FromCache
 }
 
 // InvalidatePairs says that stored pairs are superseded by a full
