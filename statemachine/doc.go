@@ -137,7 +137,11 @@
 //     (a reload); no-cache is still honoured (a forced reload).
 //   - GET, HEAD, OPTIONS and TRACE are safe (RFC 9110 §9.2.1); any other
 //     method not in [Options].SupportedMethods is unsafe: it is written
-//     through and invalidates on a 2xx or 3xx (§4.4).
+//     through and invalidates on a 2xx or 3xx (§4.4). A 200 to a POST
+//     with explicit freshness and a Content-Location naming the target
+//     URI is then stored as the answer to a GET of it (RFC 9110 §9.3.3);
+//     other statuses are not, since a GET would not have been answered
+//     with them.
 //   - A Range request is answered from a stored complete 200 whose
 //     Content-Length is known ([ResolveRange], If-Range honoured). On a
 //     miss or a revalidation the Range field is sent on as it is, and a 206

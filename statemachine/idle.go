@@ -35,7 +35,7 @@ func (s *IdleClient) Next(req model.Request, pairs []model.CompletePair) IdleNex
 	now := o.now()
 	if !o.supports(req.Method) {
 		if !isSafe(req.Method) {
-			return &WriteThrough{Request: req, opts: o,
+			return &WriteThrough{Request: req, opts: o, sentAt: now,
 				Reason: why("unsafe method written through to the origin", "RFC 9111 §4")}
 		}
 		return o.miss(req, why("method not cached", "RFC 9111 §3"))

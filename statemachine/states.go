@@ -215,14 +215,22 @@ type WriteThrough struct {
 	Request model.Request
 	Reason  Reason
 	opts    *Options
+	sentAt  time.Time
 }
 
 // InvalidateURIs says to invalidate (remove) every stored pair for
-// Targets, then use Response as it is (RFC 9111 §4.4).
+// Targets, then use Response as it is (RFC 9111 §4.4) or, when Store is
+// not nil, store it first.
 type InvalidateURIs struct {
 	Targets  []Target
 	Response model.Response
-	Reason   Reason
+	// Store, when not nil, says that the response to a POST may answer
+	// later GET requests for its target URI (RFC 9110 §9.3.3): once the
+	// targets are invalidated, store Store.Response as the response to
+	// StoreRequest, a GET of that URI, and use it.
+	Store        *StoreAndUse
+	StoreRequest model.Request
+	Reason       Reason
 }
 
 // Target names stored pairs to invalidate: those of requests with Method
@@ -300,13 +308,19 @@ func (s *CacheMiss) Next(resp model.Response) StoreNext {
 // Next says what to invalidate after the origin answered an unsafe
 // request: the target URI and same-origin Location and Content-Location,
 // for a non-error (2xx or 3xx) response (RFC 9111 §4.4); nothing otherwise.
+// A 200 to a POST with explicit freshness whose Content-Location is the
+// target URI is also to be stored for later GETs (RFC 9110 §9.3.3). Call
+// it as soon as the response head arrives. It reads only resp's status
+// and header.
 func (s *WriteThrough) Next(resp model.Response) WriteThroughNext {
 	if resp.Status >= 200 && resp.Status < 400 {
-		return &InvalidateURIs{
+		inv := &InvalidateURIs{
 			Targets:  InvalidationTargets(s.Request, resp, s.opts),
 			Response: resp,
 			Reason:   why("non-error response to an unsafe method", "RFC 9111 §4.4"),
 		}
+		inv.Store, inv.StoreRequest = s.opts.reusePost(s.Request, resp, s.sentAt, s.opts.now())
+		return inv
 	}
 	return &CouldNotBeStored{
 		Response: resp,
