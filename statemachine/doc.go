@@ -12,6 +12,8 @@
 // switch over those states covers every case:
 //
 //	IdleClient ──► CacheMiss | FromCache | NeedRevalidation | GatewayTimeout | WriteThrough
+//	             | PartialUpdate
+//	PartialUpdate ──► CacheMiss | FromCache | NeedRevalidation | GatewayTimeout
 //	CacheMiss ──► StoreAndUse | CouldNotBeStored
 //	NeedRevalidation ──Next──► NeedToBeUpdated | InvalidatePairs | CacheMiss
 //	                           | StoreAndUse | CouldNotBeStored | ServeStale
@@ -22,7 +24,9 @@
 //
 // FromCache, StoreAndUse, CouldNotBeStored, ServeStale, GatewayTimeout and
 // InvalidateURIs are final. A FromCache may carry a NeedRevalidation to run
-// in the background (stale-while-revalidate). Beyond Python Hishel's states,
+// in the background (stale-while-revalidate). PartialUpdate, as in Python
+// Hishel, says to combine stored partial responses before deciding (see
+// Partial content below). Beyond Python Hishel's states,
 // ServeStale answers from a stale pair when the origin fails
 // (stale-if-error, max-stale, [Options].AllowStale), GatewayTimeout is the
 // 504 of only-if-cached and must-revalidate, and WriteThrough and
@@ -117,9 +121,9 @@
 //     10% of the time between Last-Modified and Date, at most a day, for
 //     heuristically cacheable status codes or public responses (§4.2.2).
 //   - A response that could never be reused (no validator, and no
-//     freshness or no-cache) is not stored; neither is partial content
-//     (206: §3.4 combining is not implemented) nor a response with
-//     Vary: "*".
+//     freshness or no-cache) is not stored; neither is a response with
+//     Vary: "*", nor partial content this package cannot combine (see
+//     Partial content).
 //   - A shared cache reuses a pair for a request with Authorization, or a
 //     pair stored for one, only when the response has public,
 //     must-revalidate or s-maxage (§3.5).
@@ -143,11 +147,8 @@
 //     other statuses are not, since a GET would not have been answered
 //     with them.
 //   - A Range request is answered from a stored complete 200 whose
-//     Content-Length is known ([ResolveRange], If-Range honoured). On a
-//     miss or a revalidation the Range field is sent on as it is, and a 206
-//     answer is passed through, not stored; a caller that wants the whole
-//     response stored can drop Range from the request it sends and answer
-//     the range itself with ResolveRange.
+//     Content-Length is known ([ResolveRange], If-Range honoured), or
+//     else from stored partial responses (see Partial content).
 //   - A stored GET response also answers a HEAD request, when the caller
 //     passes GET pairs for it (hishel.Transport keys HEAD like GET). A 200
 //     answer to a HEAD request sent to validate them freshens the GET
@@ -155,6 +156,36 @@
 //     matches, and invalidates the others (§4.3.5: "consider stale";
 //     removing them is the simplest way to make sure).
 //
-// Not implemented: combining partial responses (§3.4) and the obsolete
-// Warning field.
+// # Partial content
+//
+// A 206 to a GET is stored as an ordinary pair (RFC 9111 §3.3) when it can
+// be combined later: one Content-Range of known complete length, a
+// Content-Length (if any) that agrees, and a strong entity-tag (§3.4);
+// multipart/byteranges is not stored. Stored 206 pairs of one
+// representation (the most recent one's entity-tag and length) are used
+// only when no complete response answers the request:
+//
+//   - A run of them that overlap or abut is combined (*PartialUpdate)
+//     when that serves the request: when it covers the whole
+//     representation (the result is a complete 200 that answers any
+//     request), or when it meets the range of a Range request (the result
+//     is a 206 of the union). The combined header is the most recent
+//     part's (RFC 9110 §15.3.7.3), with its times.
+//   - A Range request (one satisfiable range; If-Range true, RFC 9110
+//     §13.1.5) that one part holds is answered from it like from any
+//     stored response: fresh, validated or stale as allowed.
+//   - When parts hold the start or the end of the range (or both) but not
+//     all of it, the origin is asked for the one missing run only, with
+//     If-Range and the parts' entity-tag (*CacheMiss with Partial); a 206
+//     of exactly that run with that entity-tag is joined with the stored
+//     bytes ([CacheMiss.Join]) and stored as a new part. Anything else is
+//     passed on if it is a full response, or the whole request is sent
+//     again ([CacheMiss.Fallback]).
+//   - Otherwise the request goes to the origin as it is.
+//
+// A part is never served to a request without Range, nor to HEAD. An
+// If-Range that fails needs the whole representation, which parts cannot
+// give.
+//
+// Not implemented: the obsolete Warning field.
 package statemachine

@@ -3,6 +3,7 @@ package statemachine
 import (
 	"errors"
 	"net/http"
+	"strconv"
 	"testing"
 	"time"
 
@@ -68,4 +69,76 @@ func fuzzStates(t *testing.T, cc, age, date, expires, vary, tag, rng, reqCC stri
 			check(st.Served)
 		}
 	}
+}
+
+// FuzzPartialStates feeds arbitrary Content-Range, Range, If-Range and
+// entity-tag values through the partial-content states. Nothing may panic;
+// parts to copy and ranges to serve must lie within the stored bodies, and
+// a joined response must describe what it joins.
+func FuzzPartialStates(f *testing.F) {
+	f.Add("bytes 0-499/1000", "bytes 500-999/1000", "bytes=400-599", `"r"`, `"r"`, "")
+	f.Add("bytes 0-9/10", "bytes 5-9/10", "bytes=-3", `"r"`, `"r"`, `"r"`)
+	f.Add("bytes 0-0/1", "bytes */1", "bytes=0-", `"a"`, `W/"a"`, "Sun, 06 Nov 1994 08:49:37 GMT")
+	f.Add("bytes 100-199/1000", "bytes 300-399/1000", "bytes=150-349", `"r"`, `"r"`, "")
+	f.Fuzz(func(t *testing.T, cr1, cr2, rng, tag1, tag2, ifRange string) {
+		now := t0
+		o := &Options{Shared: len(rng)%2 == 0, Now: clock(&now)}
+		var pairs []model.CompletePair
+		for _, in := range [][2]string{{cr1, tag1}, {cr2, tag2}} {
+			p := stored(time.Minute, http.Header{":status": {"206"}, "Content-Range": {in[0]}, "Etag": {in[1]}, "Cache-Control": {"max-age=600"}})
+			if pr, ok := parseContentRange(trimOWS(in[0])); ok {
+				p.Meta.ResponseSize = pr.last - pr.first + 1
+			}
+			pairs = append(pairs, p)
+		}
+		size := func(p model.CompletePair) int64 { return p.Meta.ResponseSize }
+		req := get(http.Header{"Range": {rng}, "If-Range": {ifRange}})
+		check := func(s Served) {
+			if s.Range != nil && (s.Range.Start < 0 || s.Range.Length <= 0 || s.Range.Start+s.Range.Length > size(s.Pair)) {
+				t.Fatalf("served range %+v of a %d-byte body", *s.Range, size(s.Pair))
+			}
+		}
+		var next State = (&IdleClient{Options: o}).Next(req, pairs)
+		if pu, ok := next.(*PartialUpdate); ok {
+			var n int64
+			for _, p := range pu.Parts {
+				if p.Range.Start < 0 || p.Range.Length <= 0 || p.Range.Start+p.Range.Length > size(p.Pair) {
+					t.Fatalf("part %+v of a %d-byte body", p.Range, size(p.Pair))
+				}
+				n += p.Range.Length
+			}
+			if cl := pu.Response.Header.Get("Content-Length"); cl != strconv.FormatInt(n, 10) {
+				t.Fatalf("combined Content-Length %s for %d bytes", cl, n)
+			}
+			combined := model.CompletePair{ID: model.NewPairID(), Request: pu.Request, Response: pu.Response,
+				Meta: model.PairMeta{Created: now, Completed: now, ResponseSize: n}}
+			next = pu.Next(combined)
+		}
+		switch s := next.(type) {
+		case *FromCache:
+			check(s.Served)
+		case *CacheMiss:
+			if s.Partial != nil {
+				pm := s.Partial
+				for _, p := range []*Part{pm.Before, pm.After} {
+					if p != nil && (p.Range.Start < 0 || p.Range.Length <= 0 || p.Range.Start+p.Range.Length > size(p.Pair)) {
+						t.Fatalf("stitched part %+v of a %d-byte body", p.Range, size(p.Pair))
+					}
+				}
+				resp := model.Response{Status: 206, Header: http.Header{"Etag": {tag1}, "Content-Range": {contentRange(pm.Missing.Start, pm.Missing.Start+pm.Missing.Length-1, pm.Size)}}}
+				if j, ok := s.Join(resp); ok {
+					var n int64 = pm.Missing.Length
+					for _, p := range []*Part{pm.Before, pm.After} {
+						if p != nil {
+							n += p.Range.Length
+						}
+					}
+					if j.Header.Get("Content-Length") != strconv.FormatInt(n, 10) || n != pm.Range.Length {
+						t.Fatalf("joined Content-Length %s for %d bytes (range %+v)", j.Header.Get("Content-Length"), n, pm.Range)
+					}
+				}
+				s.Next(resp)
+			}
+		}
+	})
 }

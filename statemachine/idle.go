@@ -14,7 +14,10 @@ import (
 // stored under its key (RFC 9111 §4):
 //
 //   - *WriteThrough for an unsafe method that is not cached (§4, §4.4);
-//   - *CacheMiss when no stored pair can be used;
+//   - *PartialUpdate when stored partial responses (206) of one
+//     representation can be combined (§3.4);
+//   - *CacheMiss when no stored pair can be used, or (with Partial) when
+//     stored partial responses hold part of the requested range;
 //   - *FromCache when the newest usable pair is fresh, or stale and
 //     allowed (max-stale, stale-while-revalidate), or ForceCache is set;
 //   - *NeedRevalidation when it must be validated first;
@@ -24,15 +27,21 @@ import (
 // A pair is usable when its request method matches (a stored GET also
 // answers HEAD), its status is final and whole, its Vary fields match
 // (§4.1) and, in a shared cache, the Authorization rule allows it (§3.5).
-// Of the usable pairs the most recent (by Date, §4) is chosen. Next reads
-// headers only; it never reads a body nor modifies req, and it modifies
-// pairs only as Options.ReuseHeaders allows.
+// Of the usable pairs the most recent (by Date, §4) is chosen. Without
+// one, a GET may be answered from a stored partial response that holds
+// the whole range it asks for (§3.3). Next reads headers only; it never
+// reads a body nor modifies req, and it modifies pairs only as
+// Options.ReuseHeaders allows.
 func (s *IdleClient) Next(req model.Request, pairs []model.CompletePair) IdleNext {
 	var o *Options
 	if s != nil {
 		o = s.Options
 	}
-	now := o.now()
+	return o.idle(req, pairs, o.now(), true)
+}
+
+// idle is IdleClient.Next at now; combine allows a PartialUpdate.
+func (o *Options) idle(req model.Request, pairs []model.CompletePair, now time.Time, combine bool) IdleNext {
 	if !o.supports(req.Method) {
 		if !isSafe(req.Method) {
 			return &WriteThrough{Request: req, opts: o, sentAt: now,
@@ -68,6 +77,12 @@ func (s *IdleClient) Next(req model.Request, pairs []model.CompletePair) IdleNex
 		}
 		if d := pairDate(p, now); d.After(bestDate) {
 			best, bestDate = i, d
+		}
+	}
+	if best < 0 && req.Method == "GET" {
+		var st IdleNext
+		if st, best = o.partials(&req, pairs, now, combine, force, onlyIfCached); st != nil {
+			return st
 		}
 	}
 	if best < 0 {
@@ -145,6 +160,13 @@ func (o *Options) usable(p *model.CompletePair, req *model.Request, force bool) 
 	if st := p.Response.Status; st < 200 || st > 599 || st == 206 || st == 304 {
 		return false
 	}
+	return o.selectable(p, req, force)
+}
+
+// selectable reports whether a stored pair's Vary fields match req's
+// (§4.1) and, in a shared cache, the Authorization rule allows it for req
+// (§3.5).
+func (o *Options) selectable(p *model.CompletePair, req *model.Request, force bool) bool {
 	if !varyMatches(p.Response.Header, p.Request.Header, req.Header, force) {
 		return false
 	}
@@ -246,6 +268,15 @@ func (o *Options) serve(req *model.Request, e *entry, stripNoCache, reuse bool) 
 		h["Age"] = spare[:1:1]
 	}
 	s := Served{Pair: *p, Status: p.Response.Status, Header: h, Age: e.age, Lifetime: e.lifetime}
+	if s.Status == http.StatusPartialContent && req.Method == "GET" {
+		if notModified(req.Header, h) {
+			s.Status = http.StatusNotModified
+			s.Header = notModifiedHeader(h)
+			return s
+		}
+		servePartial(&s, req, h)
+		return s
+	}
 	if s.Status != 200 || (req.Method != "GET" && req.Method != "HEAD") {
 		return s
 	}
@@ -325,8 +356,9 @@ func notModifiedHeader(h http.Header) http.Header {
 }
 
 // ifRangeMatches evaluates If-Range (RFC 9110 §13.1.5): an entity-tag
-// matches by strong comparison, a date when it equals Last-Modified.
-// Without If-Range the range applies.
+// matches by strong comparison; a date when it equals Last-Modified and
+// that is a strong validator, the stored Date being at least a second
+// later (§8.8.2.2). Without If-Range the range applies.
 func ifRangeMatches(req, stored http.Header) bool {
 	ir := req["If-Range"]
 	if len(ir) == 0 {
@@ -342,7 +374,11 @@ func ifRangeMatches(req, stored http.Header) bool {
 		return false
 	}
 	lm, _, ok := headerDate(stored, "Last-Modified", time.Time{})
-	return ok && lm.Equal(d)
+	if !ok || !lm.Equal(d) {
+		return false
+	}
+	date, _, ok := headerDate(stored, "Date", time.Time{})
+	return ok && !date.Before(lm.Add(time.Second))
 }
 
 // pairDate is p's Date, or its response time when it has none.

@@ -51,9 +51,59 @@ func (h *harness) send(req model.Request) (model.Response, string, error) {
 
 func (h *harness) do(req model.Request) answer {
 	var a answer
-	state := h.idle.Next(req, h.pairs[key(req.Method, req.URL)])
+	k := key(req.Method, req.URL)
+	if req.Method == "HEAD" {
+		k = key("GET", req.URL) // HEAD is keyed like GET, as the Transport does
+	}
+	state := h.idle.Next(req, h.pairs[k])
+	return h.act(a, req, state, h.now)
+}
+
+// act carries out an IdleNext state.
+func (h *harness) act(a answer, req model.Request, state IdleNext, sentAt time.Time) answer {
 	a.trace = append(a.trace, kind(state))
-	sentAt := h.now
+	switch s := state.(type) {
+	case *PartialUpdate:
+		// Combine the parts' bytes into one new pair, then go on.
+		var body string
+		for _, p := range s.Parts {
+			b := h.bodies[p.Pair.ID]
+			body += b[p.Range.Start : p.Range.Start+p.Range.Length]
+		}
+		k := key("GET", req.URL)
+		p := model.CompletePair{ID: model.NewPairID(), Request: s.Request, Response: s.Response, Key: k,
+			Meta: model.PairMeta{Created: h.now, Completed: h.now}}
+		h.pairs[k] = slices.DeleteFunc(h.pairs[k], func(q model.CompletePair) bool { return slices.Contains(s.Replaces, q.ID) })
+		h.pairs[k] = append(h.pairs[k], p)
+		h.bodies[p.ID] = body
+		return h.act(a, req, s.Next(p), sentAt)
+	case *CacheMiss:
+		if s.Partial == nil {
+			break
+		}
+		resp, body, err := h.send(s.Request)
+		if err != nil {
+			a.status = 502
+			return a
+		}
+		j, ok := s.Join(resp)
+		if !ok {
+			if resp.Status == 206 || resp.Status == 416 {
+				return h.act(a, req, s.Fallback(), sentAt)
+			}
+			return h.store(a, req, s.Next(resp), body, sentAt)
+		}
+		a = h.store(a, req, s.Next(resp), body, sentAt)
+		part := func(p *Part) string {
+			if p == nil {
+				return ""
+			}
+			b := h.bodies[p.Pair.ID]
+			return b[p.Range.Start : p.Range.Start+p.Range.Length]
+		}
+		a.status, a.header, a.body = j.Status, j.Header, part(s.Partial.Before)+body+part(s.Partial.After)
+		return a
+	}
 	switch s := state.(type) {
 	case *FromCache:
 		if s.Revalidate != nil {
@@ -113,9 +163,11 @@ func (h *harness) revalidated(a answer, req model.Request, next RevalidationNext
 			i := slices.IndexFunc(h.pairs[k], func(q model.CompletePair) bool { return q.ID == p.ID })
 			h.pairs[k][i] = p
 		}
+		k := key("GET", req.URL)
+		h.pairs[k] = slices.DeleteFunc(h.pairs[k], func(q model.CompletePair) bool { return slices.Contains(n.Invalidate, q.ID) })
 		return h.served(a, n.Next().Served)
 	case *InvalidatePairs:
-		k := key(req.Method, req.URL)
+		k := key("GET", req.URL)
 		h.pairs[k] = slices.DeleteFunc(h.pairs[k], func(q model.CompletePair) bool { return slices.Contains(n.PairIDs, q.ID) })
 		return h.store(a, req, n.Next(), body, sentAt)
 	case *ServeStale:
@@ -148,7 +200,7 @@ func (h *harness) store(a answer, req model.Request, next StoreNext, body string
 	}
 	switch n := next.(type) {
 	case *StoreAndUse:
-		k := key(req.Method, req.URL)
+		k := key("GET", req.URL)
 		p := model.CompletePair{ID: model.NewPairID(), Request: req, Response: n.Response, Key: k,
 			Meta: model.PairMeta{Created: sentAt, Completed: h.now}}
 		p.Request.Header = req.Header.Clone()

@@ -63,11 +63,19 @@ type IdleClient struct {
 // CacheMiss says that no stored pair can be used, even after validation:
 // send Request to the origin and pass its response to Next.
 type CacheMiss struct {
-	// Request is the request to send: the caller's request, unchanged.
+	// Request is the request to send: the caller's request, unchanged,
+	// unless Partial is set.
 	Request model.Request
+	// Partial, when not nil, says that stored partial responses hold part
+	// of the range the caller asked for, and that Request asks the origin
+	// only for the rest (RFC 9111 §3.3): pass the origin's response to
+	// Join to learn how to answer the caller.
+	Partial *PartialMiss
 	Reason  Reason
 	opts    *Options
 	sentAt  time.Time
+	// original is the caller's request, when Partial is set.
+	original model.Request
 }
 
 // StoreAndUse says that the origin's response may be stored: store

@@ -1,6 +1,7 @@
 package statemachine
 
 import (
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -20,12 +21,16 @@ func (o *Options) store(req model.Request, resp model.Response, sentAt, now time
 		return no("method not cached", "RFC 9111 §3")
 	case st < 200 || st > 599:
 		return no("status code is not final", "RFC 9111 §3")
-	case st == 206:
-		return no("partial content is not stored", "RFC 9111 §3.3")
 	case st == 304:
 		return no("a 304 updates stored responses and is not stored itself", "RFC 9111 §4.3.4")
 	case !o.cacheableStatus(st):
 		return no("status code not configured as cacheable", "")
+	case st == http.StatusPartialContent && req.Method != "GET":
+		return no("partial content answers only a GET", "RFC 9111 §3.3")
+	case st == http.StatusPartialContent:
+		if _, ok := rangeOf(resp.Header); !ok {
+			return no("partial content is stored only with one byte range of known length and a strong entity-tag", "RFC 9111 §3.3")
+		}
 	}
 	cc, ccPresent, targeted := o.responseCC(resp.Header)
 	shared := o.shared()
