@@ -70,8 +70,9 @@ func TestStaleIfDisconnected(t *testing.T) {
 					t.Errorf("OnError reason = %v; want section %s", got.Why(), tt.section)
 				}
 				if ss, ok := got.(*ServeStale); ok {
-					if ss.Err != errTest || ss.Header.Get("Age") != "600" {
-						t.Errorf("ServeStale = Err %v, Age %q; want the error and Age 600", ss.Err, ss.Header.Get("Age"))
+					onlyAllowStale := ss.Why().Section == "RFC 9111 §4.2.4"
+					if ss.Err != errTest || ss.Header.Get("Age") != "600" || ss.Disconnected != onlyAllowStale {
+						t.Errorf("ServeStale = Err %v, Age %q, Disconnected %v; want the error, Age 600, Disconnected %v", ss.Err, ss.Header.Get("Age"), ss.Disconnected, onlyAllowStale)
 					}
 				}
 				// The stored response is untouched.

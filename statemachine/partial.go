@@ -208,6 +208,19 @@ func rangeOf(h http.Header) (partialRange, bool) {
 	return pr, true
 }
 
+// ParseContentRange parses the Content-Range field value of a single-part
+// 206 (RFC 9110 §14.4), "bytes first-last/complete", strictly: the unit is
+// case-insensitive, surrounding whitespace is ignored, the complete length
+// must be known and first <= last < complete. It returns the range and the
+// complete length.
+func ParseContentRange(v string) (r ByteRange, size int64, ok bool) {
+	pr, ok := parseContentRange(trimOWS(v))
+	if !ok {
+		return ByteRange{}, 0, false
+	}
+	return ByteRange{pr.first, pr.last - pr.first + 1}, pr.size, true
+}
+
 func contentRange(first, last, size int64) string {
 	return "bytes " + strconv.FormatInt(first, 10) + "-" + strconv.FormatInt(last, 10) + "/" + strconv.FormatInt(size, 10)
 }

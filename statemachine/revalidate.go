@@ -114,6 +114,7 @@ func (s *NeedRevalidation) stale(now time.Time, disconnected bool) (*ServeStale,
 	reqCC, reqCCPresent := parseHeaderCC(s.original.Header)
 	st := e.staleness()
 	var r Reason
+	onlyDisconnected := false
 	switch {
 	case st >= 0 && !slices.Contains(staleServable, e.pair.Response.Status):
 		return nil, why("a stale response with this status is never served in place of the origin's", "RFC 9111 §4.2.4")
@@ -130,10 +131,11 @@ func (s *NeedRevalidation) stale(now time.Time, disconnected bool) (*ServeStale,
 			return nil, p
 		}
 		r = why("origin unreachable; stale responses allowed", "RFC 9111 §4.2.4")
+		onlyDisconnected = true
 	default:
 		return nil, why("origin failed and no stale response may be served", "RFC 9111 §4.2.4")
 	}
-	return &ServeStale{Served: o.serve(&s.original, &e, true, false), Reason: r}, r
+	return &ServeStale{Served: o.serve(&s.original, &e, true, false), Disconnected: onlyDisconnected, Reason: r}, r
 }
 
 // requestWantsValidated returns why the request's own directives forbid

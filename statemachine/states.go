@@ -200,8 +200,12 @@ type InvalidatePairs struct {
 type ServeStale struct {
 	Served
 	// Err is the error passed to OnError, or nil after an error status.
-	Err    error
-	Reason Reason
+	Err error
+	// Disconnected reports that nothing but AllowStale allows the stale
+	// response: the cache serves it because it is disconnected (RFC 9111
+	// §4.2.4), not because the client or origin allowed it.
+	Disconnected bool
+	Reason       Reason
 }
 
 // GatewayTimeout says to answer with a 504 without a stored response:
