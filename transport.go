@@ -102,6 +102,8 @@ type Transport struct {
 	revals   map[string]bool          // background revalidations, by key
 	bg       sync.WaitGroup           // background revalidations running
 	closed   bool
+
+	combining combiner // partial-content combinations under way (partial.go)
 }
 
 // NewTransport returns a Transport configured by opts.
@@ -194,13 +196,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, errors.New("hishel: request has no URL")
 	}
-	var key string
-	var err error
-	if t.opts.Key == nil {
-		key, err = urlKey(req.Method, req.URL)
-	} else {
-		key, err = t.key(req.Method, req.URL.String())
-	}
+	key, err := t.requestKey(req)
 	if err != nil {
 		// Not keyable: not cacheable; pass it through.
 		resp, err := t.next.RoundTrip(req)
@@ -225,6 +221,10 @@ func (t *Transport) roundTrip(req *http.Request, key string, collapse bool) (*ht
 	}
 	next := t.machine.Next(mreq, pairs)
 	t.decide(req, key, next)
+	if pu, ok := next.(*statemachine.PartialUpdate); ok {
+		next, pairs = t.combine(req, key, pu, pairs)
+		t.decide(req, key, next)
+	}
 	switch st := next.(type) {
 	case *statemachine.FromCache:
 		closeBody(req)
@@ -247,6 +247,9 @@ func (t *Transport) roundTrip(req *http.Request, key string, collapse bool) (*ht
 	case *statemachine.NeedRevalidation:
 		return t.revalidate(req, key, st, pairs)
 	case *statemachine.CacheMiss:
+		if st.Partial != nil {
+			return t.partialMiss(req, key, st, pairs)
+		}
 		closeOthers(pairs, model.PairID{})
 		if collapse {
 			if wait := t.joinFlight(key); wait != nil {
@@ -389,6 +392,7 @@ func (t *Transport) storeAndUse(req *http.Request, key string, st *statemachine.
 		setCacheStatus(resp.Header, status)
 		return resp
 	}
+	expectPartLength(resp)
 	origin := &originBody{r: resp.Body, limit: t.opts.MaxBodySize}
 	// The storage keeps a copy of the header (see Storage); out.Header below
 	// is the caller's.
@@ -400,6 +404,7 @@ func (t *Transport) storeAndUse(req *http.Request, key string, st *statemachine.
 	}
 	out := *resp
 	out.Header = st.Response.Header // the state machine's new map; storage kept a copy
+	missHeader(out.Header, st)
 	setCacheStatus(out.Header, status+"; stored")
 	out.Body = &teeBody{saver: cp.Response.Body, origin: origin}
 	return &out
@@ -590,7 +595,7 @@ func (t *Transport) revalidate(req *http.Request, key string, st *statemachine.N
 		switch e := en.(type) {
 		case *statemachine.ServeStale:
 			closeOthers(st.Pairs, e.Pair.ID)
-			return t.served(req, e.Served, "hit; detail=stale-if-error"), nil
+			return t.served(req, e.Served, staleOnErrorStatus(e)), nil
 		default:
 			closeOthers(st.Pairs, model.PairID{})
 			return nil, err
@@ -606,9 +611,10 @@ func (t *Transport) revalidate(req *http.Request, key string, st *statemachine.N
 				t.logError(req, "update pair", err)
 			}
 		}
+		t.removeAll(req, n.Invalidate)
 		fc := n.Next()
 		closeOthers(st.Pairs, fc.Pair.ID)
-		return t.served(req, fc.Served, "hit; fwd=stale; fwd-status=304"), nil
+		return t.served(req, fc.Served, "hit; fwd=stale; fwd-status="+strconv.Itoa(resp.StatusCode)), nil
 	case *statemachine.ServeStale:
 		drain(resp)
 		closeOthers(st.Pairs, n.Pair.ID)
@@ -701,6 +707,7 @@ func (t *Transport) refresh(req *http.Request, key string, st *statemachine.Need
 				t.logError(req, "update pair", err)
 			}
 		}
+		t.removeAll(req, n.Invalidate)
 	case *statemachine.InvalidatePairs:
 		// Store the new response first and only then remove the pairs it
 		// replaces, so that requests meanwhile always find one of them.
@@ -732,11 +739,7 @@ func (t *Transport) writeThrough(req *http.Request, st *statemachine.WriteThroug
 	wn := st.Next(modelResponse(resp))
 	t.decide(req, "", wn)
 	if inv, ok := wn.(*statemachine.InvalidateURIs); ok {
-		for _, target := range inv.Targets {
-			key, err := t.key(target.Method, target.URL)
-			if err != nil {
-				continue
-			}
+		for _, key := range t.targetKeys(inv.Targets) {
 			pairs, err := t.store.GetPairs(req.Context(), key)
 			if err != nil {
 				t.logError(req, "get pairs to invalidate", err)
@@ -748,6 +751,9 @@ func (t *Transport) writeThrough(req *http.Request, st *statemachine.WriteThroug
 					t.logError(req, "invalidate", err)
 				}
 			}
+		}
+		if inv.Store != nil {
+			return t.storePost(req, inv, resp), nil
 		}
 	}
 	setCacheStatus(resp.Header, "fwd=request; fwd-status="+strconv.Itoa(resp.StatusCode))
