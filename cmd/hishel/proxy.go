@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/hishel-go/hishel"
@@ -31,6 +32,9 @@ func cmdProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	sf := addStoreFlags(fs, "bbolt cache file `PATH` (default: hishel/hishel_cache.db under the user cache directory); shorthand for -store bolt:///PATH")
 	shared := fs.Bool("shared", false, "act as a shared cache (RFC 9111): honour s-maxage and private, keep Authorization responses out")
 	maxBody := fs.Int64("max-body", 0, "store no response body larger than `N` bytes; larger ones pass through (0: no limit)")
+	staleIfDisconnected := fs.Bool("stale-if-disconnected", true, "when the origin cannot be reached (connection refused or reset, no answer within -origin-timeout), answer from a stale stored response unless its directives or the request's forbid it (RFC 9111 §4.2.4); Cache-Status says detail=stale-if-disconnected")
+	originTimeout := fs.Duration("origin-timeout", 30*time.Second, "give up on an origin whose response head takes longer than `D` (0: no limit)")
+	targeted := fs.String("targeted-fields", "", "with -shared, the targeted cache-control `FIELDS` (RFC 9213), comma-separated, obeyed before CDN-Cache-Control, such as Hishel-Cache-Control")
 	verbose := fs.Bool("v", false, "log every cache decision on standard error")
 	if _, err := parseFlags(fs, "proxy", args, 0, stdout); err != nil {
 		return err
@@ -41,6 +45,16 @@ func cmdProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *maxBody < 0 {
 		return &usageError{cmd: "proxy", msg: "-max-body must not be negative"}
+	}
+	if *originTimeout < 0 {
+		return &usageError{cmd: "proxy", msg: "-origin-timeout must not be negative"}
+	}
+	fields, err := targetedFields(*targeted)
+	if err != nil {
+		return err
+	}
+	if len(fields) > 0 && !*shared {
+		return &usageError{cmd: "proxy", msg: "-targeted-fields needs -shared: a private cache obeys no targeted field (RFC 9213)"}
 	}
 
 	var store cache.Store
@@ -60,11 +74,13 @@ func cmdProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer store.Close()
 
 	origin := http.DefaultTransport.(*http.Transport).Clone()
+	origin.ResponseHeaderTimeout = *originTimeout
 	defer origin.CloseIdleConnections()
 	opts := &hishel.Options{
-		Transport:   origin,
-		Storage:     store,
-		Cache:       statemachine.Options{Shared: *shared},
+		Transport: origin,
+		Storage:   store,
+		Cache: statemachine.Options{Shared: *shared, AllowStale: *staleIfDisconnected,
+			TargetedFields: fields},
 		MaxBodySize: *maxBody,
 	}
 	if *verbose {
@@ -116,6 +132,24 @@ func cmdProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	fmt.Fprintf(stderr, "%s proxy: stopped\n", programName)
 	return nil
+}
+
+// targetedFields checks the -targeted-fields flag: field names (tokens),
+// comma-separated.
+func targetedFields(list string) ([]string, error) {
+	var out []string
+	for _, f := range strings.Split(list, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		if strings.IndexFunc(f, func(r rune) bool {
+			return r > 0x7e || r <= ' ' || strings.ContainsRune("\"(),/:;<=>?@[\\]{}", r)
+		}) >= 0 {
+			return nil, &usageError{cmd: "proxy", msg: fmt.Sprintf("bad -targeted-fields %q: %q is not a field name", list, f)}
+		}
+		out = append(out, f)
+	}
+	return out, nil
 }
 
 // defaultDBPath names the file cache.OpenBolt opens when no path is given.
