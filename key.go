@@ -14,7 +14,9 @@ var ErrUncacheable = errors.New("hishel: request cannot be keyed")
 // KeyFunc derives the cache key of a request from its method and absolute
 // URL. Pairs stored under one key are the variants of one resource (Vary).
 // Invalidation after unsafe methods calls it for the URIs it invalidates,
-// so it must depend on nothing else.
+// so it must depend on nothing else. The Transport passes "GET" for a HEAD
+// request, so that a HEAD finds the stored GET responses it may be answered
+// from and freshen (RFC 9111 §4, §4.3.5).
 type KeyFunc func(method, rawURL string) (string, error)
 
 // DefaultKey is the default KeyFunc: the method, a space, and the URL

@@ -87,6 +87,11 @@ type Decision struct {
 // goes to the origin and the others wait for its pair (or, if it cannot be
 // stored, go to the origin themselves).
 //
+// Partial content is stored as ordinary pairs (status 206 with its
+// Content-Range) through Storage; parts of one representation are combined
+// into an ordinary pair by streaming their stored bodies into it (see
+// statemachine.PartialUpdate). A HEAD request is keyed like a GET.
+//
 // Every response carries a Cache-Status field (RFC 9211) naming the cache
 // "hishel".
 type Transport struct {
