@@ -201,7 +201,7 @@ func varyMatches(resp, storedReq, req http.Header, ignoreStar bool) bool {
 			if fieldValuesMatch(a, b) {
 				continue
 			}
-			if c := textproto.CanonicalMIMEHeaderKey(name); c == "Accept-Encoding" || c == "Accept-Language" {
+			if strings.EqualFold(name, "Accept-Encoding") || strings.EqualFold(name, "Accept-Language") {
 				if match, ok := weightedListsMatch(a, b); ok && match {
 					continue
 				}

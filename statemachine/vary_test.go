@@ -2,6 +2,7 @@ package statemachine
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -105,4 +106,20 @@ func FuzzWeightedListsMatch(f *testing.F) {
 			t.Fatalf("weightedListsMatch(%q, itself) = false", a)
 		}
 	})
+}
+
+// Comparing two weighted lists allocates nothing: it runs for every stored
+// variant a request does not match exactly.
+func TestWeightedListsMatchAllocs(t *testing.T) {
+	a, b := []string{"gzip, br;q=0.5, DEFLATE"}, []string{"deflate,BR;q=0.500", "gzip"}
+	if allocs := testing.AllocsPerRun(100, func() { weightedListsMatch(a, b) }); allocs != 0 {
+		t.Errorf("weightedListsMatch allocates %v times; want 0", allocs)
+	}
+	if m, ok := weightedListsMatch(a, b); !m || !ok {
+		t.Errorf("weightedListsMatch(%q, %q) = %v, %v; want a match", a, b, m, ok)
+	}
+	long := []string{strings.Repeat("a, ", maxWeighted) + "b"}
+	if _, ok := weightedListsMatch(long, long); ok {
+		t.Errorf("weightedListsMatch of %d members normalised; want them compared as they are", maxWeighted+1)
+	}
 }
