@@ -49,17 +49,17 @@ type sfValue struct {
 // sfItem is an item of an inner list: a bare item with parameters.
 type sfItem = sfValue
 
-// sfParam is one parameter (RFC 8941 §3.1.2); its value is a bare item.
-type sfParam struct {
+// sfPair is a key with a value: a member of a Dictionary (RFC 8941
+// §3.2), or a parameter (§3.1.2), whose value is a bare item.
+type sfPair struct {
 	key   string
 	value sfValue
 }
 
-// sfMember is one member of a Dictionary (RFC 8941 §3.2).
-type sfMember struct {
-	key   string
-	value sfValue
-}
+type (
+	sfMember = sfPair
+	sfParam  = sfPair
+)
 
 // Limits of RFC 8941 §3.3.1 and §3.3.2.
 const (
@@ -155,8 +155,8 @@ func (p *sfParser) dictionary() ([]sfMember, error) {
 }
 
 // sfPut sets key to v in the ordered map d, keeping the position of an
-// existing key. Past a few members, an index keeps it linear.
-func sfPut(d []sfMember, index map[string]int, key string, v sfValue) ([]sfMember, map[string]int) {
+// existing key. Past a few entries, an index keeps it linear.
+func sfPut(d []sfPair, index map[string]int, key string, v sfValue) ([]sfPair, map[string]int) {
 	if index == nil && len(d) < 16 {
 		for i := range d {
 			if d[i].key == key {
@@ -164,7 +164,7 @@ func sfPut(d []sfMember, index map[string]int, key string, v sfValue) ([]sfMembe
 				return d, nil
 			}
 		}
-		return append(d, sfMember{key, v}), nil
+		return append(d, sfPair{key, v}), nil
 	}
 	if index == nil {
 		index = make(map[string]int, 2*len(d))
@@ -177,32 +177,7 @@ func sfPut(d []sfMember, index map[string]int, key string, v sfValue) ([]sfMembe
 		return d, index
 	}
 	index[key] = len(d)
-	return append(d, sfMember{key, v}), index
-}
-
-// sfPutParam is sfPut for parameters.
-func sfPutParam(ps []sfParam, index map[string]int, key string, v sfValue) ([]sfParam, map[string]int) {
-	if index == nil && len(ps) < 16 {
-		for i := range ps {
-			if ps[i].key == key {
-				ps[i].value = v
-				return ps, nil
-			}
-		}
-		return append(ps, sfParam{key, v}), nil
-	}
-	if index == nil {
-		index = make(map[string]int, 2*len(ps))
-		for i := range ps {
-			index[ps[i].key] = i
-		}
-	}
-	if i, ok := index[key]; ok {
-		ps[i].value = v
-		return ps, index
-	}
-	index[key] = len(ps)
-	return append(ps, sfParam{key, v}), index
+	return append(d, sfPair{key, v}), index
 }
 
 // itemOrInnerList is RFC 8941 §4.2.1.1.
@@ -285,7 +260,7 @@ func (p *sfParser) parameters() ([]sfParam, error) {
 				return nil, err
 			}
 		}
-		ps, index = sfPutParam(ps, index, key, v)
+		ps, index = sfPut(ps, index, key, v)
 	}
 	return ps, nil
 }
