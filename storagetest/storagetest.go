@@ -190,6 +190,7 @@ var suite = []struct {
 	{"SizeBudget", testSizeBudget},
 	{"MaxPairs", testMaxPairs},
 	{"Pairs", testPairs},
+	{"PartialContent", testPartialContent},
 	{"UseAfterClose", testUseAfterClose},
 	{"Concurrent", testConcurrent},
 }
