@@ -640,3 +640,38 @@ func TestTransportVaryNormalised(t *testing.T) {
 		t.Errorf("origin saw %d requests; want 2 (another weight is another variant)", n)
 	}
 }
+
+// RFC 9111 §4.3.1, §4.3.4 through the Transport: a stale part is validated
+// with its entity-tag and the caller's range; the 304 freshens it and the
+// range is served from it.
+func TestTransportPartialRevalidated(t *testing.T) {
+	var inm atomic.Value
+	inm.Store("")
+	var f *fixture
+	// The origin validates with If-None-Match, as ServeContent does for
+	// its ETag; its Date follows the cache's clock.
+	ro := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		inm.Store(r.Header.Get("If-None-Match") + " " + r.Header.Get("Range"))
+		w.Header().Set("Date", f.clock.Now().UTC().Format(http.TimeFormat))
+		w.Header().Set("ETag", `"v1"`)
+		w.Header().Set("Cache-Control", "max-age=600")
+		http.ServeContent(w, r, "", time.Time{}, strings.NewReader(strings.Repeat("p", 1000)))
+	})
+	f = newFixture(t, statemachine.Options{}, nil)
+	f.do(t, "GET", ro.URL, nil, "Range", "bytes=0-499")
+	f.clock.Advance(time.Hour)
+	resp, body := f.do(t, "GET", ro.URL, nil, "Range", "bytes=100-149")
+	if resp.StatusCode != 206 || body != strings.Repeat("p", 50) || resp.Header.Get("Content-Range") != "bytes 100-149/1000" {
+		t.Fatalf("stale part: %d %q %q; want the 50 bytes from the validated part", resp.StatusCode, body, resp.Header.Get("Content-Range"))
+	}
+	if got := inm.Load().(string); got != `"v1" bytes=100-149` {
+		t.Errorf("the origin saw If-None-Match and Range %q; want the part's entity-tag and the caller's range", got)
+	}
+	if cs := resp.Header.Get("Cache-Status"); !strings.Contains(cs, "fwd=stale; fwd-status=304") {
+		t.Errorf("Cache-Status %q; want a 304 validation", cs)
+	}
+	before := ro.hits.Load()
+	if resp, _ := f.do(t, "GET", ro.URL, nil, "Range", "bytes=0-9"); !strings.HasPrefix(resp.Header.Get("Cache-Status"), "hishel; hit") || ro.hits.Load() != before {
+		t.Errorf("after the 304: %q; want a hit from the freshened part", resp.Header.Get("Cache-Status"))
+	}
+}

@@ -123,3 +123,42 @@ func ExampleInvalidationTargets() {
 	// GET https://example.com/items/7
 	// HEAD https://example.com/items/7
 }
+
+// Two stored parts of one representation are combined into the whole
+// (RFC 9111 §3.4), which then answers a request without Range.
+func ExamplePartialUpdate() {
+	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	idle := &statemachine.IdleClient{Options: &statemachine.Options{Now: func() time.Time { return now }}}
+	req := model.Request{Method: "GET", URL: "https://example.com/f", Header: http.Header{}}
+	bodies := map[model.PairID]string{}
+	part := func(rng, body string) model.CompletePair {
+		p := model.CompletePair{ID: model.NewPairID(), Request: req,
+			Response: model.Response{Status: 206, Header: http.Header{
+				"Cache-Control": {"max-age=60"}, "Etag": {`"v1"`}, "Content-Range": {rng},
+				"Date": {now.Format(http.TimeFormat)},
+			}},
+			Meta: model.PairMeta{Created: now, Completed: now},
+		}
+		bodies[p.ID] = body
+		return p
+	}
+	pairs := []model.CompletePair{part("bytes 0-4/11", "hello"), part("bytes 5-10/11", " world")}
+
+	pu := idle.Next(req, pairs).(*statemachine.PartialUpdate)
+	fmt.Println(pu.Why())
+	// The caller stores a pair whose body is the parts' bytes in order, and
+	// removes pu.Replaces.
+	combined := model.CompletePair{ID: model.NewPairID(), Request: pu.Request, Response: pu.Response,
+		Meta: model.PairMeta{Created: now, Completed: now}}
+	for _, p := range pu.Parts {
+		bodies[combined.ID] += bodies[p.Pair.ID][p.Range.Start : p.Range.Start+p.Range.Length]
+	}
+	fmt.Println(pu.Response.Status, pu.Response.Header.Get("Content-Length"), bodies[combined.ID])
+
+	fc := pu.Next(combined).(*statemachine.FromCache)
+	fmt.Println(fc.Why(), fc.Status)
+	// Output:
+	// stored partial responses with one strong validator combine (RFC 9111 §3.4)
+	// 200 11 hello world
+	// stored response is fresh (RFC 9111 §4.2) 200
+}
