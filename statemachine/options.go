@@ -79,7 +79,11 @@ type Options struct {
 
 	// AllowStale lets the cache answer with a stale stored response when
 	// the origin cannot be reached (NeedRevalidation.OnError), unless a
-	// directive forbids it (RFC 9111 §4.2.4: a disconnected cache).
+	// directive forbids it (RFC 9111 §4.2.4: a disconnected cache): in the
+	// response, no-cache, must-revalidate, and in a shared cache
+	// proxy-revalidate and s-maxage; in the request, no-cache, max-age
+	// without max-stale, and min-fresh. ServeStale.Disconnected then says
+	// that nothing else allowed it.
 	AllowStale bool
 
 	// CacheableStatusCodes, when not empty, restricts storing to these

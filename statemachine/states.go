@@ -16,7 +16,7 @@ type State interface {
 }
 
 // IdleNext is a state that can follow IdleClient: *CacheMiss, *FromCache,
-// *NeedRevalidation, *GatewayTimeout or *WriteThrough.
+// *NeedRevalidation, *GatewayTimeout, *WriteThrough or *PartialUpdate.
 type IdleNext interface {
 	State
 	isIdleNext()
