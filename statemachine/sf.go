@@ -73,23 +73,38 @@ const (
 // its first position and its last value (§4.2.2). It fails on any
 // deviation from the grammar, non-ASCII bytes included.
 func parseSFDictionary(lines []string) ([]sfMember, error) {
+	var d []sfMember
+	var index map[string]int // once the dictionary grows: key → position
+	err := eachSFMember(lines, func(key string, v sfValue) {
+		d, index = sfPut(d, index, key, v)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// eachSFMember parses a Dictionary as parseSFDictionary does and calls fn
+// for each member in the order of the input, repeated keys included (the
+// last call for a key has its value), without building the dictionary.
+// When it returns an error, the calls made so far are to be discarded.
+func eachSFMember(lines []string, fn func(key string, v sfValue)) error {
 	input := strings.Join(lines, ", ")
 	for i := 0; i < len(input); i++ {
 		if input[i] > 0x7f {
-			return nil, errSF
+			return errSF
 		}
 	}
 	p := sfParser{s: input}
 	p.skipSP()
-	d, err := p.dictionary()
-	if err != nil {
-		return nil, err
+	if err := p.dictionary(fn); err != nil {
+		return err
 	}
 	p.skipSP()
 	if p.s != "" {
-		return nil, errSF
+		return errSF
 	}
-	return d, nil
+	return nil
 }
 
 // sfParser holds what is left of the input.
@@ -116,42 +131,40 @@ func (p *sfParser) peek() byte {
 	return p.s[0]
 }
 
-// dictionary is RFC 8941 §4.2.2.
-func (p *sfParser) dictionary() ([]sfMember, error) {
-	var d []sfMember
-	var index map[string]int // once the dictionary grows: key → position
+// dictionary is RFC 8941 §4.2.2, calling fn for each member.
+func (p *sfParser) dictionary(fn func(key string, v sfValue)) error {
 	for p.s != "" {
 		key, err := p.key()
 		if err != nil {
-			return nil, err
+			return err
 		}
 		var v sfValue
 		if p.peek() == '=' {
 			p.s = p.s[1:]
 			if v, err = p.itemOrInnerList(); err != nil {
-				return nil, err
+				return err
 			}
 		} else {
 			v = sfValue{kind: sfBoolean, bool: true}
 			if v.params, err = p.parameters(); err != nil {
-				return nil, err
+				return err
 			}
 		}
-		d, index = sfPut(d, index, key, v)
+		fn(key, v)
 		p.skipOWS()
 		if p.s == "" {
-			return d, nil
+			return nil
 		}
 		if p.s[0] != ',' {
-			return nil, errSF
+			return errSF
 		}
 		p.s = p.s[1:]
 		p.skipOWS()
 		if p.s == "" {
-			return nil, errSF // trailing comma
+			return errSF // trailing comma
 		}
 	}
-	return d, nil
+	return nil
 }
 
 // sfPut sets key to v in the ordered map d, keeping the position of an

@@ -50,24 +50,23 @@ func targetedCC(lines []string) (CacheControl, bool) {
 	if len(lines) == 0 {
 		return CacheControl{}, false
 	}
-	d, err := parseSFDictionary(lines)
-	if err != nil || len(d) == 0 {
-		return CacheControl{}, false
-	}
 	var cc CacheControl
-	for i := range d {
-		v := &d[i].value
+	members := 0
+	// A repeated key's last value wins (RFC 8941 §4.2.2): each member sets
+	// its directive afresh.
+	err := eachSFMember(lines, func(key string, v sfValue) {
+		members++
 		isFalse := v.kind == sfBoolean && !v.bool
 		isTrue := v.kind == sfBoolean && v.bool
-		switch d[i].key {
+		switch key {
 		case "max-age":
-			cc.MaxAge.set(sfDelta(v))
+			cc.MaxAge = sfDelta(&v)
 		case "s-maxage":
-			cc.SMaxAge.set(sfDelta(v))
+			cc.SMaxAge = sfDelta(&v)
 		case "stale-while-revalidate":
-			cc.StaleWhileRevalidate.set(sfDelta(v))
+			cc.StaleWhileRevalidate = sfDelta(&v)
 		case "stale-if-error":
-			cc.StaleIfError.set(sfDelta(v))
+			cc.StaleIfError = sfDelta(&v)
 		case "no-store":
 			cc.NoStore = !isFalse
 		case "must-revalidate":
@@ -83,21 +82,25 @@ func targetedCC(lines []string) (CacheControl, bool) {
 		case "must-understand":
 			cc.MustUnderstand = isTrue
 		case "no-cache":
-			cc.NoCache, cc.NoCacheFields = sfFieldsDirective(v)
+			cc.NoCache, cc.NoCacheFields = sfFieldsDirective(&v)
 		case "private":
-			cc.Private, cc.PrivateFields = sfFieldsDirective(v)
+			cc.Private, cc.PrivateFields = sfFieldsDirective(&v)
 		}
+	})
+	if err != nil || members == 0 {
+		return CacheControl{}, false
 	}
 	return cc, true
 }
 
 // sfDelta reads a delta-seconds directive's value: a non-negative Integer,
-// clamped at MaxDelta (RFC 9111 §1.2.2).
-func sfDelta(v *sfValue) (int64, bool) {
+// clamped at MaxDelta (RFC 9111 §1.2.2); anything else is present but
+// invalid.
+func sfDelta(v *sfValue) Delta {
 	if v.kind != sfInteger || v.num < 0 {
-		return 0, false
+		return Delta{Present: true}
 	}
-	return min(v.num, MaxDelta), true
+	return Delta{Present: true, Valid: true, Seconds: min(v.num, MaxDelta)}
 }
 
 // sfFieldsDirective reads no-cache or private: unqualified (all), qualified
