@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -133,7 +134,8 @@ func TestBoltUnknownRecordVersion(t *testing.T) {
 	err = db.Update(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bolt.BucketPairs)
 		v := bytes.Clone(b.Get(cp.ID[:]))
-		v[0] = 99
+		v[0] = 99 // and the checksum made good: a record of another layout
+		v = binary.LittleEndian.AppendUint32(v[:len(v)-bolt.CRCLen], crc32.Checksum(v[:len(v)-bolt.CRCLen], crc32.MakeTable(crc32.Castagnoli)))
 		return b.Put(cp.ID[:], v)
 	})
 	db.Close()
@@ -159,6 +161,7 @@ func checkStats(tb testing.TB, s *Bolt) {
 		case model.StateDeleted:
 			want.Deleted++
 		}
+		want.Bytes += infoHeadBytes(p)
 		return nil
 	})
 	if err != nil {
@@ -178,6 +181,12 @@ func checkStats(tb testing.TB, s *Bolt) {
 	if got := mustStats(tb, s); got != want {
 		tb.Errorf("Stats = %+v; a full scan finds %+v", got, want)
 	}
+}
+
+// infoHeadBytes is what p's heads count in Stats.Bytes.
+func infoHeadBytes(p model.PairInfo) int64 {
+	return headBytes(&bolt.Record{Key: p.Key, Method: p.Request.Method, URL: p.Request.URL,
+		ReqHeader: p.Request.Header, RespHeader: p.Response.Header})
 }
 
 // patternReader yields n pseudo-random bytes without holding them.
@@ -708,7 +717,8 @@ func TestBoltEmptyBodiesStoreNoChunks(t *testing.T) {
 			return fmt.Errorf("record: %v, %v", rec, err)
 		}
 		nonce = rec.Nonce
-		tx.put(tx.chunks, bolt.ChunkKey(nonce, bolt.KindResponse, bolt.MarkerSeq), bolt.EncodeMarker(bolt.Marker{}))
+		m := bolt.EncodeMarker(bolt.Marker{})
+		tx.put(tx.chunks, bolt.ChunkKey(nonce, bolt.KindResponse, bolt.MarkerSeq, m), m)
 		return nil
 	}); err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -115,15 +116,17 @@ type wtx struct {
 	statsDirty                                                  bool
 	written                                                     int
 	fatal                                                       error
-	settled                                                     []model.PairID             // pairs whose pending entry ends with this transaction
-	cleared                                                     []model.PairID             // pairs a Clear in this transaction removed: their pending entries end
-	created                                                     []model.PairID             // pairs created in this transaction
-	nonce                                                       uint64                     // the highest pair nonce written so far
-	staleSeq                                                    uint64                     // the highest stale log sequence number written so far
-	completedKeys                                               [][bolt.HashLen]byte       // key hashes of the pairs completed (Bolt.unsynced)
-	recs                                                        map[model.PairID]*txRecord // records written, not yet flushed
-	newIncomplete                                               map[model.PairID]int64     // incomplete index entries added, not yet put: their Created
-	newKeys                                                     map[keysKey]struct{}       // keys index entries added, not yet put
+	settled                                                     []model.PairID                        // pairs whose pending entry ends with this transaction
+	cleared                                                     []model.PairID                        // pairs a Clear in this transaction removed: their pending entries end
+	created                                                     []model.PairID                        // pairs created in this transaction
+	nonce                                                       uint64                                // the highest pair nonce written so far
+	staleSeq                                                    uint64                                // the highest stale log sequence number written so far
+	completedKeys                                               [][bolt.HashLen]byte                  // key hashes of the pairs completed (Bolt.unsynced)
+	recs                                                        map[model.PairID]*txRecord            // records written, not yet flushed
+	newIncomplete                                               map[model.PairID]int64                // incomplete index entries added, not yet put: their Created
+	newKeys                                                     map[keysKey]struct{}                  // keys index entries added, not yet put
+	accessed                                                    bool                                  // applyAccess took access times (Bolt.flushing)
+	newByHash                                                   map[[bolt.HashLen]byte][]model.PairID // the pairs addKey indexed, by key hash; some may have gone since
 }
 
 func newWriter(db *bbolt.DB, maxTxBytes int) *writer {
@@ -240,6 +243,10 @@ func (w *writer) close() {
 
 func (w *writer) run() {
 	defer close(w.done)
+	// The writer reads the memory-mapped file: a damaged page may point
+	// past its end. Faults are panics here, which safeApply and commit
+	// turn into errors wrapping model.ErrCorrupt.
+	debug.SetPanicOnFault(true)
 	for {
 		select {
 		case o := <-w.ops:
@@ -270,6 +277,20 @@ func (w *writer) begin() (*wtx, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hishel: begin write: %w", err)
 	}
+	var t *wtx
+	err = guard("begin write", func() error {
+		t, err = w.openTx(tx)
+		return err
+	})
+	if err != nil {
+		_ = guard("roll back", tx.Rollback)
+		return nil, err
+	}
+	return t, nil
+}
+
+// openTx opens the buckets of write transaction tx.
+func (w *writer) openTx(tx *bbolt.Tx) (*wtx, error) {
 	t := &wtx{
 		tx:         tx,
 		meta:       tx.Bucket(bolt.BucketMeta),
@@ -281,6 +302,11 @@ func (w *writer) begin() (*wtx, error) {
 		incomplete: tx.Bucket(bolt.BucketIncomplete),
 		acc:        tx.Bucket(bolt.BucketAccess),
 		stale:      tx.Bucket(bolt.BucketStale),
+	}
+	for _, b := range []*bbolt.Bucket{t.meta, t.pairs, t.keys, t.chunks, t.expiry, t.deleted, t.incomplete, t.acc, t.stale} {
+		if b == nil {
+			return nil, fmt.Errorf("hishel: begin write: a bucket is missing: %w", model.ErrCorrupt)
+		}
 	}
 	t.fill()
 	if !w.staleLoaded {
@@ -297,7 +323,6 @@ func (w *writer) begin() (*wtx, error) {
 	if !w.statsLoaded {
 		s, err := bolt.DecodeStats(t.meta.Get(bolt.MetaStats))
 		if err != nil {
-			_ = tx.Rollback()
 			return nil, err
 		}
 		w.stats, w.statsLoaded = s, true
@@ -425,23 +450,26 @@ collect:
 	if timer != nil {
 		timer.Stop()
 	}
-	t.flushRecords()
-	t.flushIncomplete()
-	t.flushKeys()
-	if t.fatal == nil && t.statsDirty {
-		t.put(t.meta, bolt.MetaStats, bolt.EncodeStats(t.stats))
-	}
-	if t.fatal == nil && t.nonce > w.nonce {
-		t.put(t.meta, bolt.MetaNonce, binary.BigEndian.AppendUint64(nil, t.nonce))
-	}
+	_ = safeApply(func(t *wtx) error {
+		t.flushRecords()
+		t.flushIncomplete()
+		t.flushKeys()
+		if t.fatal == nil && t.statsDirty {
+			t.put(t.meta, bolt.MetaStats, bolt.EncodeStats(t.stats))
+		}
+		if t.fatal == nil && t.nonce > w.nonce {
+			t.put(t.meta, bolt.MetaNonce, bolt.EncodeNonce(t.nonce))
+		}
+		return nil
+	}, t)
 	commitStart := time.Now()
 	if w.reads != nil {
 		w.reads.committing()
 	}
 	if t.fatal != nil {
-		_ = t.tx.Rollback()
+		_ = guard("roll back", t.tx.Rollback)
 		err = t.fatal
-	} else if cerr := t.tx.Commit(); cerr != nil {
+	} else if cerr := w.commit(t.tx); cerr != nil {
 		err = fmt.Errorf("hishel: commit: %w", cerr)
 	} else {
 		w.commits.Add(1)
@@ -466,12 +494,29 @@ collect:
 	}
 }
 
-// safeApply runs fn, turning a panic (in a caller's UpdatePairFunc function,
-// say) into a fatal error so that the writer goroutine survives it.
+// commit commits tx; a panic (bbolt meeting a damaged page as it writes
+// the nodes it changed) rolls it back and is an error wrapping
+// model.ErrCorrupt.
+func (w *writer) commit(tx *bbolt.Tx) error {
+	done := false
+	err := guard("commit", func() error {
+		err := tx.Commit()
+		done = true
+		return err
+	})
+	if !done {
+		_ = guard("roll back", tx.Rollback)
+	}
+	return err
+}
+
+// safeApply runs fn, turning a panic (bbolt meeting a damaged page, or a
+// bug) into a fatal error wrapping model.ErrCorrupt, so that the writer
+// goroutine survives it and the transaction is rolled back.
 func safeApply(fn func(*wtx) error, t *wtx) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			t.fatal = fmt.Errorf("hishel: panic in storage operation: %v", r)
+			t.fatal = fmt.Errorf("hishel: panic in storage operation: %v: %w", r, model.ErrCorrupt)
 			err = t.fatal
 		}
 	}()
@@ -650,8 +695,10 @@ func (t *wtx) addKey(h [bolt.HashLen]byte, id model.PairID) {
 	}
 	if t.newKeys == nil {
 		t.newKeys = make(map[keysKey]struct{})
+		t.newByHash = make(map[[bolt.HashLen]byte][]model.PairID)
 	}
 	t.newKeys[newKeysKey(h, id)] = struct{}{}
+	t.newByHash[h] = append(t.newByHash[h], id)
 	t.written += bolt.KeysKeyLen
 }
 
@@ -708,12 +755,12 @@ func (t *wtx) flushKeys() {
 	for i := range keys {
 		t.put(t.keys, keys[i][:], nil)
 	}
-	t.newKeys = nil
+	t.newKeys, t.newByHash = nil, nil
 }
 
 // dropRecords forgets the records putRecord stored and the keys index
 // entries addKey holds: the buckets they were for are gone (Clear).
-func (t *wtx) dropRecords() { t.recs, t.newKeys = nil, nil }
+func (t *wtx) dropRecords() { t.recs, t.newKeys, t.newByHash = nil, nil, nil }
 
 // coming reports whether open pairs other than those t completes may soon
 // send their durable end.
