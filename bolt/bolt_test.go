@@ -279,7 +279,7 @@ func FuzzDecodeRecordHead(f *testing.F) {
 		if herr != nil {
 			t.Fatalf("DecodeRecordHead: %v; DecodeRecord accepted the record", herr)
 		}
-		if h.Flags != r.Flags || h.LastAccess != r.LastAccess || h.Key() != r.Key || !h.KeyIs(r.Key) || h.State() != r.State() {
+		if h.Flags != r.Flags || h.LastAccess != r.LastAccess || h.Completed != r.Completed || h.Key() != r.Key || !h.KeyIs(r.Key) || h.State() != r.State() {
 			t.Fatalf("DecodeRecordHead = %+v; DecodeRecord flags %x, last access %d, key %q", h, r.Flags, r.LastAccess, r.Key)
 		}
 	})

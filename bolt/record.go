@@ -268,6 +268,7 @@ func decodeRecord(b []byte) (*Record, error) {
 // against its pair needs, without the headers.
 type RecordHead struct {
 	Flags      uint8
+	Completed  int64
 	LastAccess int64
 	// The cache key is pre ‖ url ‖ suf when around is set, pre otherwise:
 	// parts of the input, not copies.
@@ -277,7 +278,7 @@ type RecordHead struct {
 
 // Head returns r's head, as DecodeRecordHead(EncodeRecord(r)) would.
 func (r *Record) Head() RecordHead {
-	return RecordHead{Flags: r.Flags, LastAccess: r.LastAccess, pre: []byte(r.Key)}
+	return RecordHead{Flags: r.Flags, Completed: r.Completed, LastAccess: r.LastAccess, pre: []byte(r.Key)}
 }
 
 // State returns the pair's life state, as Record.State does.
@@ -324,6 +325,8 @@ func DecodeRecordHead(b []byte) (RecordHead, error) {
 	d.uvarint() // Rev
 	for i := range 6 { // Created, Completed, Deleted, Expires, LastAccess, TTL
 		switch v := d.varint(); {
+		case i == 1:
+			h.Completed = v
 		case i == 4:
 			h.LastAccess = v
 		case i == 5 && v < 0 && d.err == nil:

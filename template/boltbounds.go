@@ -13,7 +13,8 @@ import (
 )
 
 // capVariants evicts, beyond MaxVariants, the least recently used complete
-// pairs under key hash h with rec's key: rec has just completed under it.
+// pairs under key hash h with rec's key (of pairs read together, the
+// oldest): rec has just completed under it.
 // The keys index is read from h on (one seek when the key has no other
 // pair), with the entries this transaction added; entries of pairs gone
 // are skipped by their record's head, as GetPairs skips them.
@@ -23,8 +24,8 @@ func (s *Bolt) capVariants(t *wtx, h [bolt.HashLen]byte, rec *bolt.Record) {
 		return
 	}
 	type variant struct {
-		id model.PairID
-		at int64
+		id            model.PairID
+		at, completed int64
 	}
 	var others []variant
 	consider := func(id model.PairID) {
@@ -32,7 +33,7 @@ func (s *Bolt) capVariants(t *wtx, h [bolt.HashLen]byte, rec *bolt.Record) {
 			return
 		}
 		if head, ok := t.liveHead(id); ok && head.KeyIs(rec.Key) {
-			others = append(others, variant{id, head.LastAccess})
+			others = append(others, variant{id, head.LastAccess, head.Completed})
 		}
 	}
 	c := t.keys.Cursor()
@@ -50,7 +51,7 @@ func (s *Bolt) capVariants(t *wtx, h [bolt.HashLen]byte, rec *bolt.Record) {
 		others[i].at = max(others[i].at, s.accessTime(others[i].id))
 	}
 	slices.SortFunc(others, func(a, b variant) int {
-		return cmp.Or(cmp.Compare(a.at, b.at), bytes.Compare(a.id[:], b.id[:]))
+		return cmp.Or(cmp.Compare(a.at, b.at), cmp.Compare(a.completed, b.completed), bytes.Compare(a.id[:], b.id[:]))
 	})
 	for _, v := range others[:over] {
 		if r, err := t.record(v.id); err == nil && r != nil {

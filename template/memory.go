@@ -2,6 +2,7 @@ package template
 
 import (
 	"bytes"
+	"cmp"
 	"container/heap"
 	"container/list"
 	"context"
@@ -290,7 +291,8 @@ func (m *Memory) settle(p *memPair) {
 }
 
 // capVariants evicts, beyond MaxVariants, the least recently used complete
-// pairs under p's key, p (just completed) aside. m.mu is held.
+// pairs under p's key (of pairs read together, the oldest), p (just
+// completed) aside. m.mu is held.
 func (m *Memory) capVariants(p *memPair) {
 	limit := m.pol.MaxVariants
 	if limit <= 0 { // no cap
@@ -299,8 +301,7 @@ func (m *Memory) capVariants(p *memPair) {
 	for vs := m.keys[p.rec.Key]; len(vs) > limit; {
 		var old *memPair
 		for _, q := range vs {
-			if q != p && (old == nil || q.rec.LastAccess < old.rec.LastAccess ||
-				q.rec.LastAccess == old.rec.LastAccess && bytes.Compare(q.rec.ID[:], old.rec.ID[:]) < 0) {
+			if q != p && (old == nil || variantOrder(&q.rec, &old.rec) < 0) {
 				old = q
 			}
 		}
@@ -549,6 +550,12 @@ func (m *Memory) update(ctx context.Context, id model.PairID, next model.Complet
 	r.Rev++
 	m.stats.Bytes += headBytes(r) - before
 	return m.pair(p), false, nil
+}
+
+// variantOrder orders variants for eviction, first to go first: by last
+// access, then completion, then ID.
+func variantOrder(a, b *bolt.Record) int {
+	return cmp.Or(cmp.Compare(a.LastAccess, b.LastAccess), cmp.Compare(a.Completed, b.Completed), bytes.Compare(a.ID[:], b.ID[:]))
 }
 
 // Remove soft-deletes the pair id: it is hidden at once and reclaimed by a
