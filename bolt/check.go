@@ -366,8 +366,10 @@ func (c *checker) bucket(root uint64, inline []byte) error {
 		if err != nil {
 			return err
 		}
-		if native.Uint16(b[8:]) != flagBranch {
+		if f := native.Uint16(b[8:]); f == flagLeaf {
 			break
+		} else if f != flagBranch {
+			return c.fail(id, "flags %#x on the way down the tree", f)
 		}
 		if native.Uint16(b[10:]) == 0 {
 			return c.fail(id, "branch page without elements")

@@ -322,7 +322,7 @@ func DecodeRecordHead(b []byte) (RecordHead, error) {
 	if d.err == nil && h.Flags&^flagsKnown != 0 {
 		d.fail("unknown flags")
 	}
-	d.uvarint() // Rev
+	d.uvarint()        // Rev
 	for i := range 6 { // Created, Completed, Deleted, Expires, LastAccess, TTL
 		switch v := d.varint(); {
 		case i == 1:
