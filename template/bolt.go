@@ -1213,7 +1213,11 @@ func purgeChunks(t *wtx, nonce uint64) {
 	prefix := bolt.ChunkPrefix(nonce)
 	c := t.chunks.Cursor()
 	var freed int64
+	var p progress
 	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Seek(prefix) {
+		if p.stuck(t, k) {
+			return
+		}
 		if _, _, seq, _ := bolt.ParseChunkKey(k); seq != bolt.MarkerSeq {
 			freed += int64(len(v))
 		}
@@ -1223,6 +1227,24 @@ func purgeChunks(t *wtx, nonce uint64) {
 		}
 	}
 	t.addStats(0, 0, 0, -freed)
+}
+
+// progress guards a loop that deletes the first of some keys and reads
+// the first again: on a damaged page a delete may miss its key, and the
+// loop would find it for ever.
+type progress struct{ last []byte }
+
+// stuck reports whether k is the key the loop met last, and then poisons t
+// with an error wrapping model.ErrCorrupt.
+func (p *progress) stuck(t *wtx, k []byte) bool {
+	if p.last != nil && bytes.Equal(p.last, k) {
+		if t.fatal == nil {
+			t.fatal = fmt.Errorf("hishel: key %x still there after its delete: %w", k, model.ErrCorrupt)
+		}
+		return true
+	}
+	p.last = append(p.last[:0], k...)
+	return false
 }
 
 // purgeID removes whatever is stored under id, used to reclaim an aborted
@@ -1253,9 +1275,10 @@ func (s *Bolt) enforceBudget(t *wtx, res *model.SweepResult) {
 	}
 	s.applyAccess(t) // so that recent reads count in the LRU order
 	for _, idx := range []*bbolt.Bucket{t.deleted, t.acc} {
+		var p progress
 		for (overBytes() || idx == t.acc && overPairs()) && t.fatal == nil {
 			k, _ := idx.Cursor().First()
-			if k == nil {
+			if k == nil || p.stuck(t, k) {
 				break
 			}
 			at, id, err := bolt.ParseTimeKey(k)
@@ -1269,6 +1292,7 @@ func (s *Bolt) enforceBudget(t *wtx, res *model.SweepResult) {
 				continue
 			}
 			purge(t, rec)
+			t.del(idx, k) // at the index's start: no random leaf to rewrite (see retireAccess)
 			if res != nil {
 				res.Evicted++
 			}
@@ -1278,9 +1302,10 @@ func (s *Bolt) enforceBudget(t *wtx, res *model.SweepResult) {
 
 // Cleanup runs a sweep now and reports what it did: expired pairs are
 // soft-deleted, soft-deleted pairs past DeletedRetention and incomplete pairs
-// older than IncompleteAge are removed, pairs beyond MaxBytes are evicted,
-// and pairs that reads found damaged (ErrCorrupt) are removed. It works in small transactions, so readers and writers are never
-// held up for long, and its cost is proportional to what it removes. The
+// older than IncompleteAge are removed, pairs beyond MaxBytes or MaxPairs
+// are evicted, and pairs that reads found damaged (ErrCorrupt) are removed.
+// It works in small transactions, so readers and writers are never held up
+// for long, and its cost is proportional to what it removes. The
 // keys and access index entries of pairs gone are deleted in batches, once
 // there are as many as an eighth of the pairs (and at least 4096).
 func (s *Bolt) Cleanup(ctx context.Context) (model.SweepResult, error) {
@@ -1400,7 +1425,8 @@ func (s *Bolt) cleanStale(ctx context.Context, atLeast uint64) error {
 			err := s.w.do(ctx, true, func(t *wtx) error {
 				c := t.stale.Cursor()
 				for _, end := range []func() ([]byte, []byte){c.First, c.Last} {
-					for k, _ := end(); k != nil && len(k) != 8 && t.fatal == nil; k, _ = end() {
+					var p progress
+					for k, _ := end(); k != nil && len(k) != 8 && t.fatal == nil && !p.stuck(t, k); k, _ = end() {
 						t.dropStale(bytes.Clone(k))
 					}
 				}
@@ -1495,7 +1521,8 @@ func (t *wtx) liveHead(id model.PairID) (bolt.RecordHead, bool) {
 // sequence number upTo; it reports whether more are due.
 func (t *wtx) trimStale(upTo uint64, n int) (more bool) {
 	c := t.stale.Cursor()
-	for k, _ := c.First(); k != nil && t.fatal == nil; k, _ = c.First() {
+	var p progress
+	for k, _ := c.First(); k != nil && t.fatal == nil && !p.stuck(t, k); k, _ = c.First() {
 		if len(k) == 8 && binary.BigEndian.Uint64(k) > upTo {
 			return false
 		}
