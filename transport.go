@@ -390,6 +390,9 @@ func (t *Transport) storeAndUse(req *http.Request, key string, st *statemachine.
 	if st.TTL != 0 {
 		mreq.Options.TTL = st.TTL
 	}
+	if m := st.MaxTTL; m > 0 && (mreq.Options.MaxTTL <= 0 || m < mreq.Options.MaxTTL) {
+		mreq.Options.MaxTTL = m // a response of no use after m is reclaimed then
+	}
 	mreq.Body = nil // request bodies of cached requests are not kept
 	inc, err := t.store.CreatePair(ctx, mreq)
 	if err != nil {
