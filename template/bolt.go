@@ -1222,7 +1222,7 @@ func purgeChunks(t *wtx, nonce uint64) {
 			freed += int64(len(v))
 		}
 		if err := c.Delete(); err != nil {
-			t.fatal = fmt.Errorf("hishel: delete chunk: %w", err)
+			t.fatal = writeErr("delete chunk", err)
 			return
 		}
 	}

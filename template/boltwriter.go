@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/hishel-go/hishel/bolt"
 	"github.com/hishel-go/hishel/model"
@@ -523,12 +525,22 @@ func safeApply(fn func(*wtx) error, t *wtx) (err error) {
 	return fn(t)
 }
 
+// writeErr wraps the error of a bbolt write: a key that names a bucket
+// (hishel's buckets hold none) is a damaged leaf, and wraps
+// model.ErrCorrupt too.
+func writeErr(what string, err error) error {
+	if errors.Is(err, berrors.ErrIncompatibleValue) {
+		return fmt.Errorf("hishel: %s: %w: %w", what, err, model.ErrCorrupt)
+	}
+	return fmt.Errorf("hishel: %s: %w", what, err)
+}
+
 func (t *wtx) put(b *bbolt.Bucket, k, v []byte) {
 	if t.fatal != nil {
 		return
 	}
 	if err := b.Put(k, v); err != nil {
-		t.fatal = fmt.Errorf("hishel: put: %w", err)
+		t.fatal = writeErr("put", err)
 		return
 	}
 	t.written += len(k) + len(v)
@@ -539,7 +551,7 @@ func (t *wtx) del(b *bbolt.Bucket, k []byte) {
 		return
 	}
 	if err := b.Delete(k); err != nil {
-		t.fatal = fmt.Errorf("hishel: delete: %w", err)
+		t.fatal = writeErr("delete", err)
 	}
 }
 
