@@ -215,6 +215,7 @@ func defaultMmapSize(goos string, intBits int) int {
 //hishel:scheme bolt
 type Bolt struct {
 	db   *bbolt.DB
+	file *os.File // bbolt's open file (see checkFile)
 	opts BoltOptions
 	pol  backend.Policy
 	w    *writer
@@ -301,14 +302,12 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 		Timeout:    timeout,
 		NoSync:     o.NoSync,
 		NoGrowSync: o.NoSync, // a file that may lose commits may lose its growth too
-		// The free list is kept in the file (see boltopen.go): bbolt never
-		// walks the tree to rebuild it, neither at open nor when a write
-		// transaction rolls back.
+		// The free list is written by Close only (see boltopen.go).
 		FreelistType:    bbolt.FreelistMapType,
-		NoFreelistSync:  false,
+		NoFreelistSync:  true,
 		InitialMmapSize: o.InitialMmapSize,
 	}
-	db, nonce, release, err := openDB(o.Path, o.FileMode, timeout, bo)
+	db, file, nonce, release, err := openDB(o.Path, o.FileMode, timeout, bo)
 	if err != nil && o.Rebuild && rebuildable(err) {
 		aside := o.Path + ".damaged-" + time.Now().UTC().Format("20060102T150405Z")
 		rerr := os.Rename(o.Path, aside) // while the file is still locked
@@ -318,7 +317,7 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 		}
 		o.Logger.LogAttrs(ctx, slog.LevelWarn, "hishel: damaged cache file moved aside; starting with an empty one",
 			slog.String("path", o.Path), slog.String("moved_to", aside), slog.Any("err", err))
-		db, nonce, release, err = openDB(o.Path, o.FileMode, timeout, bo)
+		db, file, nonce, release, err = openDB(o.Path, o.FileMode, timeout, bo)
 	}
 	if err != nil {
 		if release != nil {
@@ -328,6 +327,7 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 	}
 	s := &Bolt{
 		db:        db,
+		file:      file,
 		opts:      o,
 		pol:       pol,
 		w:         newWriter(db, maxTxBytes),
@@ -344,6 +344,7 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 	s.w.afterCommit = s.afterCommit
 	s.w.reads = s.rd
 	s.w.open = s.openPairs
+	s.w.rollbackCheck = func() error { return checkFile(s.file) }
 	go backend.Maintain(s.stop, s.maintDone, o.AccessFlushInterval, func() { s.flushAccess(context.Background()) },
 		pol.SweepInterval, func() { _, _ = s.Cleanup(context.Background()) })
 	return s, nil
@@ -1828,8 +1829,12 @@ func (s *Bolt) Stats(ctx context.Context) (model.Stats, error) {
 }
 
 // Close writes gathered access times, stops the background goroutines,
-// waits for pending writes to commit and closes the file. Bodies still being
-// read or stored fail with model.ErrClosed. Close is idempotent.
+// waits for pending writes to commit, writes the free list to the file (so
+// that the next open need not rebuild it) and closes the file. Bodies
+// still being read or stored fail with model.ErrClosed. Close is
+// idempotent. If the file was found damaged as a write failed, Close
+// closes the file under bbolt, which cannot close with the failed
+// transaction open, and reports the damage.
 func (s *Bolt) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.stop)
@@ -1837,7 +1842,12 @@ func (s *Bolt) Close() error {
 		s.closed.Store(true)
 		s.w.close()
 		s.rd.close()
-		s.closeErr = s.db.Close()
+		if s.w.broken != nil {
+			// The memory map stays: bbolt alone could unmap it.
+			s.closeErr = errors.Join(s.w.broken, unlockFile(s.file), s.file.Close())
+			return
+		}
+		s.closeErr = errors.Join(syncFreelist(s.db), s.db.Close())
 	})
 	return s.closeErr
 }

@@ -23,10 +23,15 @@ import (
 //     out loops), the bucket headers; and every page when bbolt would walk
 //     the whole tree to rebuild its free list, in a goroutine of its own
 //     where a panic cannot be recovered;
-//   - the file keeps its free list (bbolt's NoFreelistSync is off), so
-//     bbolt never walks the tree: not at open, and not when a write
-//     transaction rolls back, which with NoFreelistSync rebuilds the free
-//     list by that same walk;
+//   - the free list is written to the file by Close (bbolt's
+//     NoFreelistSync is off for its last commit), so that bbolt reads it at
+//     the next open instead of walking the tree. While the file is open,
+//     commits do not write it (a commit would write 8 bytes per free page,
+//     and sort them: milliseconds in a file with many); after a crash the
+//     next open checks every page before bbolt walks the tree;
+//   - a write transaction that fails is rolled back only after the file
+//     is checked (writer.rollbackCheck): a rollback, too, rebuilds the free
+//     list by that walk. A damaged file stops the writer instead;
 //   - every read and write of the file runs under guard: faults become
 //     panics, and panics become errors wrapping model.ErrCorrupt;
 //   - records and chunks carry checksums (package bolt), so damaged bytes
@@ -70,13 +75,20 @@ func rebuildable(err error) bool {
 // openDB opens the database file at path: it opens and locks the file,
 // checks its structure (see above), and hands it to bbolt, then checks or
 // lays out hishel's buckets. It returns the highest pair nonce handed out
-// so far. On failure, release (if not nil) closes what is open: the file
-// is still locked until then, so that the caller can move it aside first.
-func openDB(path string, mode fs.FileMode, timeout time.Duration, bo *bbolt.Options) (db *bbolt.DB, nonce uint64, release func(), err error) {
+// so far, and the open file (bbolt's). On failure, release (if not nil)
+// closes what is open: the file is still locked until then, so that the
+// caller can move it aside first.
+func openDB(path string, mode fs.FileMode, timeout time.Duration, bo *bbolt.Options) (db *bbolt.DB, f *os.File, nonce uint64, release func(), err error) {
+	db, nonce, release, err = openChecked(path, mode, timeout, bo, &f)
+	return db, f, nonce, release, err
+}
+
+func openChecked(path string, mode fs.FileMode, timeout time.Duration, bo *bbolt.Options, file **os.File) (db *bbolt.DB, nonce uint64, release func(), err error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, mode)
 	if err != nil {
 		return nil, 0, nil, fmt.Errorf("hishel: open database: %w", err)
 	}
+	*file = f
 	closeFile := func() { _ = f.Close() }
 	if err := lockFile(f, timeout); err != nil {
 		closeFile()
@@ -133,8 +145,9 @@ func openDB(path string, mode fs.FileMode, timeout time.Duration, bo *bbolt.Opti
 
 // checkFile checks the structure of the locked database file f (see
 // bolt.CheckFile): its branch pages, or all of it when bbolt would rebuild
-// its free list by walking it. A file of another format version is not
-// walked: it is a formatError.
+// its free list by walking it (at open, or when a write transaction rolls
+// back). A file of another format version is not walked: it is a
+// formatError.
 func checkFile(f *os.File) error {
 	st, err := f.Stat()
 	if err != nil {
@@ -151,6 +164,17 @@ func checkFile(f *os.File) error {
 		_, err = bolt.CheckFile(f, st.Size(), true)
 	}
 	return err
+}
+
+// syncFreelist writes the free list to the file with one last commit, so
+// that the next open reads it instead of walking the tree. The caller has
+// stopped the writer. An empty commit reads no page of the tree: it cannot
+// meet a damaged one.
+func syncFreelist(db *bbolt.DB) error {
+	db.NoFreelistSync = false
+	return guard("write the free list", func() error {
+		return db.Update(func(*bbolt.Tx) error { return nil })
+	})
 }
 
 // initDB checks the format of an existing database or lays out a new one,

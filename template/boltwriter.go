@@ -62,7 +62,18 @@ type writer struct {
 	// reads, if set, is told of every commit (see readers).
 	reads *readers
 
-	open        func() int    // pairs created and not completed
+	open func() int // pairs created and not completed
+
+	// rollbackCheck, if set, says whether a write transaction may be
+	// rolled back: the free list is not kept in the file while it is open
+	// (see boltopen.go), so bbolt rebuilds it after a rollback by walking
+	// the whole tree in a goroutine of its own, where a damaged page
+	// crashes the process. It returns an error if the file is damaged.
+	rollbackCheck func() error
+	// broken is set when a transaction could not be rolled back (the file
+	// is damaged): it stays open, and every later op fails with broken.
+	// Owned by the writer goroutine until done is closed.
+	broken      error
 	lastCommit  time.Duration // how long the last commit took
 	lastDurable int           // how many durable ops it answered
 
@@ -272,6 +283,9 @@ func (w *writer) takePostedPeek() []*wop {
 }
 
 func (w *writer) begin() (*wtx, error) {
+	if w.broken != nil {
+		return nil, w.broken
+	}
 	if w.reads != nil {
 		w.reads.drop() // so that the last commit's freed pages can be reused
 	}
@@ -285,10 +299,22 @@ func (w *writer) begin() (*wtx, error) {
 		return err
 	})
 	if err != nil {
-		_ = guard("roll back", tx.Rollback)
+		w.rollBack(tx)
 		return nil, err
 	}
 	return t, nil
+}
+
+// rollBack rolls tx back, unless rollbackCheck finds the file damaged:
+// then the writer is broken for good (see writer.broken).
+func (w *writer) rollBack(tx *bbolt.Tx) {
+	if w.rollbackCheck != nil {
+		if err := w.rollbackCheck(); err != nil {
+			w.broken = fmt.Errorf("hishel: the database file is damaged; writes fail until it is reopened: %w", err)
+			return
+		}
+	}
+	_ = guard("roll back", tx.Rollback)
 }
 
 // openTx opens the buckets of write transaction tx.
@@ -469,7 +495,7 @@ collect:
 		w.reads.committing()
 	}
 	if t.fatal != nil {
-		_ = guard("roll back", t.tx.Rollback)
+		w.rollBack(t.tx)
 		err = t.fatal
 	} else if cerr := w.commit(t.tx); cerr != nil {
 		err = fmt.Errorf("hishel: commit: %w", cerr)
@@ -507,7 +533,7 @@ func (w *writer) commit(tx *bbolt.Tx) error {
 		return err
 	})
 	if !done {
-		_ = guard("roll back", tx.Rollback)
+		w.rollBack(tx)
 	}
 	return err
 }

@@ -307,15 +307,16 @@ func TestBoltRebuild(t *testing.T) {
 	}
 }
 
-// The file keeps its free list: bbolt reads it at open instead of walking
-// the tree, after a clean close and after a crash (every commit writes it).
+// Close writes the free list to the file, so that bbolt reads it at the
+// next open instead of walking the tree; while the file is open, commits do
+// not (the file is as a crash would leave it), and it is sound.
 func TestBoltFreelistInFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.db")
 	s := openBolt(t, &BoltOptions{Path: path})
 	for i := range 20 {
 		store(t, s, getReq("u"), okResp(strings.Repeat("x", 10_000)), fmt.Sprint("k", i))
 	}
-	check := func(when string) {
+	check := func(when string, synced bool) {
 		f, err := os.Open(path)
 		if err != nil {
 			t.Fatal(err)
@@ -323,15 +324,62 @@ func TestBoltFreelistInFile(t *testing.T) {
 		defer f.Close()
 		st, _ := f.Stat()
 		info, err := bolt.CheckFile(f, st.Size(), true)
-		if err != nil || !info.FreelistSynced || info.Format != bolt.FormatVersion {
-			t.Errorf("%s: CheckFile = %+v, %v; want a sound file of this format with its free list", when, info, err)
+		if err != nil || info.FreelistSynced != synced || info.Format != bolt.FormatVersion {
+			t.Errorf("%s: CheckFile = %+v, %v; want a sound file of this format, free list kept %v", when, info, err, synced)
 		}
 	}
-	check("open, after commits") // the last commit's meta page, as a crash would leave it
+	check("open, after commits", false)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	check("closed")
+	check("closed", true)
+	s = openBolt(t, &BoltOptions{Path: path})
+	if n := len(mustGet(t, s, "k3")); n != 1 {
+		t.Errorf("after a reopen, GetPairs(k3) = %d pairs; want 1", n)
+	}
+}
+
+// A write transaction that fails on a damaged file is not rolled back
+// (bbolt would walk the damaged tree in a goroutine of its own): the
+// writer stops, every later write fails, reads go on, and Close closes the
+// file under bbolt without waiting for the transaction.
+func TestBoltWriterStopsOnDamage(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "c.db")
+	s, err := OpenBolt(ctx, &BoltOptions{Path: path, SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store(t, s, getReq("u"), okResp("x"), "k")
+	damaged := fmt.Errorf("page 7 garbled: %w", model.ErrCorrupt)
+	s.w.rollbackCheck = func() error { return damaged }
+	err = s.w.do(ctx, true, func(*wtx) error { panic("bbolt met a damaged page") })
+	if !errors.Is(err, model.ErrCorrupt) {
+		t.Fatalf("an op that panics: %v; want ErrCorrupt", err)
+	}
+	if err := s.Remove(ctx, mustPairID(t, s, "k")); !errors.Is(err, model.ErrCorrupt) {
+		t.Errorf("a write after the writer stopped: %v; want ErrCorrupt", err)
+	}
+	if n := len(mustGet(t, s, "k")); n != 1 {
+		t.Errorf("GetPairs after the writer stopped = %d pairs; want 1: reads go on", n)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case err := <-closed:
+		if !errors.Is(err, model.ErrCorrupt) {
+			t.Errorf("Close() = %v; want the damage reported", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return: it waits for the transaction left open")
+	}
+	// The file's lock is released: it can be opened again (here, where
+	// nothing is damaged, it opens).
+	s2, err := OpenBolt(ctx, &BoltOptions{Path: path, SweepInterval: -1, OpenTimeout: time.Second})
+	if err != nil {
+		t.Fatalf("OpenBolt after Close of a stopped writer: %v", err)
+	}
+	s2.Close()
 }
 
 // MaxBytes counts heads: pairs whose 1 MiB heads exceed a 1 MiB budget are

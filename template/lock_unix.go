@@ -30,3 +30,7 @@ func lockFile(f *os.File, timeout time.Duration) error {
 		time.Sleep(min(50*time.Millisecond, time.Until(deadline)+time.Millisecond))
 	}
 }
+
+// unlockFile releases the lock lockFile took. Closing the file alone does
+// not while bbolt's memory map holds it open.
+func unlockFile(f *os.File) error { return syscall.Flock(int(f.Fd()), syscall.LOCK_UN) }
