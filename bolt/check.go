@@ -129,6 +129,7 @@ type checker struct {
 	rootLeaf bool     // ... and a leaf of it
 
 	metaBucket *bucketRef // the meta bucket, once found
+	spare      [][]byte   // page buffers to reuse (see readPage)
 }
 
 // bucketRef is a bucket header: a root page, or an inline page.
@@ -146,10 +147,18 @@ func (c *checker) marked(id uint64) bool { return c.seen[id/64]&(1<<(id%64)) != 
 
 // read reads n bytes at off.
 func (c *checker) read(off int64, n int) ([]byte, error) {
+	return c.readInto(nil, off, n)
+}
+
+// readInto is read into b, if it has room.
+func (c *checker) readInto(b []byte, off int64, n int) ([]byte, error) {
 	if off < 0 || n < 0 || off+int64(n) > c.size {
 		return nil, fmt.Errorf("bbolt file: read of %d bytes at %d beyond its %d bytes: %w", n, off, c.size, model.ErrCorrupt)
 	}
-	b := make([]byte, n)
+	if cap(b) < n {
+		b = make([]byte, n)
+	}
+	b = b[:n]
 	if _, err := c.r.ReadAt(b, off); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("bbolt file: short read at %d: %w", off, model.ErrCorrupt)
@@ -274,7 +283,11 @@ func (c *checker) readPage(id uint64, elemSize int) (*page, error) {
 		return nil, c.fail(id, "referenced twice")
 	}
 	off := int64(id) * int64(c.ps)
-	b, err := c.read(off, c.ps)
+	var spare []byte
+	if n := len(c.spare); n > 0 {
+		spare, c.spare = c.spare[n-1], c.spare[:n-1]
+	}
+	b, err := c.readInto(spare, off, c.ps)
 	if err != nil {
 		return nil, err
 	}
@@ -399,6 +412,7 @@ func (c *checker) node(id uint64, level, leaves int, lo, hi []byte) ([]byte, err
 	if err != nil {
 		return nil, err
 	}
+	defer func() { c.spare = append(c.spare, p.b) }() // once done with its keys: last is a copy
 	want := uint16(flagBranch)
 	if level == leaves {
 		want = flagLeaf
@@ -452,7 +466,7 @@ func (c *checker) node(id uint64, level, leaves int, lo, hi []byte) ([]byte, err
 			return nil, err
 		}
 	}
-	return last, nil
+	return bytes.Clone(last), nil
 }
 
 // leafValue checks a leaf element's flags and, for a bucket, the bucket.

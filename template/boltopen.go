@@ -153,17 +153,22 @@ func checkFile(f *os.File) error {
 	if err != nil {
 		return err
 	}
-	info, err := bolt.CheckFile(f, st.Size(), false)
-	if err != nil {
+	r, release := fileReader(f, st.Size())
+	defer release()
+	// A fault reading the map (an I/O error under it) is an error too.
+	return guard("check the file", func() error {
+		info, err := bolt.CheckFile(r, st.Size(), false)
+		if err != nil {
+			return err
+		}
+		if info.Format != 0 && info.Format != bolt.FormatVersion {
+			return &formatError{have: info.Format, want: bolt.FormatVersion}
+		}
+		if st.Size() > 0 && !info.FreelistSynced {
+			_, err = bolt.CheckFile(r, st.Size(), true)
+		}
 		return err
-	}
-	if info.Format != 0 && info.Format != bolt.FormatVersion {
-		return &formatError{have: info.Format, want: bolt.FormatVersion}
-	}
-	if st.Size() > 0 && !info.FreelistSynced {
-		_, err = bolt.CheckFile(f, st.Size(), true)
-	}
-	return err
+	})
 }
 
 // syncFreelist writes the free list to the file with one last commit, so
