@@ -187,9 +187,10 @@ func (b *Bolt) Remove(ctx context.Context, id model.PairID) error {
 
 // Cleanup runs a sweep now and reports what it did: expired pairs are
 // soft-deleted, soft-deleted pairs past DeletedRetention and incomplete pairs
-// older than IncompleteAge are removed, pairs beyond MaxBytes are evicted,
-// and pairs that reads found damaged (ErrCorrupt) are removed. It works in small transactions, so readers and writers are never
-// held up for long, and its cost is proportional to what it removes. The
+// older than IncompleteAge are removed, pairs beyond MaxBytes or MaxPairs
+// are evicted, and pairs that reads found damaged (ErrCorrupt) are removed.
+// It works in small transactions, so readers and writers are never held up
+// for long, and its cost is proportional to what it removes. The
 // keys and access index entries of pairs gone are deleted in batches, once
 // there are as many as an eighth of the pairs (and at least 4096).
 func (b *Bolt) Cleanup(ctx context.Context) (model.SweepResult, error) {
@@ -230,8 +231,12 @@ func (b *Bolt) Stats(ctx context.Context) (model.Stats, error) {
 }
 
 // Close writes gathered access times, stops the background goroutines,
-// waits for pending writes to commit and closes the file. Bodies still being
-// read or stored fail with model.ErrClosed. Close is idempotent.
+// waits for pending writes to commit, writes the free list to the file (so
+// that the next open need not rebuild it) and closes the file. Bodies
+// still being read or stored fail with model.ErrClosed. Close is
+// idempotent. If the file was found damaged as a write failed, Close
+// closes the file under bbolt, which cannot close with the failed
+// transaction open, and reports the damage.
 func (b *Bolt) Close() error {
 	return b.s.Close()
 }

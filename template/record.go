@@ -11,4 +11,6 @@ func headBytes(r *bolt.Record) int64 {
 }
 
 // capExpiry bounds exp, r's expiry, by its MaxTTL (backend.CapExpiry).
-func capExpiry(r *bolt.Record, exp int64) int64 { return backend.CapExpiry(r.Completed, r.ReqOptions, exp) }
+func capExpiry(r *bolt.Record, exp int64) int64 {
+	return backend.CapExpiry(r.Completed, r.ReqOptions, exp)
+}
