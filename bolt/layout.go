@@ -4,10 +4,10 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
-	"hash/crc32"
 	"math"
 	"time"
 
+	"github.com/hishel-go/hishel/backend"
 	"github.com/hishel-go/hishel/model"
 )
 
@@ -16,16 +16,12 @@ import (
 // and the meta values, and stores a record's URL once.
 const FormatVersion byte = 3
 
-// castagnoli is the CRC-32C table: hash/crc32 computes it with the CPU's
-// CRC instructions where there are some (SSE 4.2, ARMv8).
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
 // CRCLen is the length of a checksum: CRC-32C, little endian.
 const CRCLen = 4
 
-// appendCRC appends the CRC-32C of b to b.
+// appendCRC appends the CRC-32C of b (backend.Checksum) to b.
 func appendCRC(b []byte) []byte {
-	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+	return binary.LittleEndian.AppendUint32(b, backend.Checksum(b))
 }
 
 // checkCRC checks that b ends with the CRC-32C of what precedes it, and
@@ -35,7 +31,7 @@ func checkCRC(b []byte, what string) ([]byte, error) {
 		return nil, fmt.Errorf("%s of %d bytes: %w", what, len(b), model.ErrCorrupt)
 	}
 	body := b[:len(b)-CRCLen]
-	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(b[len(body):]) {
+	if backend.Checksum(body) != binary.LittleEndian.Uint32(b[len(body):]) {
 		return nil, fmt.Errorf("%s: checksum mismatch: %w", what, model.ErrCorrupt)
 	}
 	return body, nil
@@ -169,7 +165,7 @@ func KeysKey(h [HashLen]byte, id model.PairID) []byte {
 func ChunkKey(nonce uint64, kind Kind, seq uint64, v []byte) []byte {
 	k := make([]byte, ChunkSeekLen, ChunkKeyLen)
 	putChunkSeek(k, nonce, kind, seq)
-	crc := crc32.Update(crc32.Checksum(k, castagnoli), castagnoli, v)
+	crc := backend.UpdateChecksum(backend.Checksum(k), v)
 	return binary.LittleEndian.AppendUint32(k, crc)
 }
 
@@ -205,7 +201,7 @@ func CheckChunk(k, v []byte) error {
 	if len(k) != ChunkKeyLen {
 		return fmt.Errorf("chunk key of %d bytes, want %d: %w", len(k), ChunkKeyLen, model.ErrCorrupt)
 	}
-	crc := crc32.Update(crc32.Checksum(k[:ChunkSeekLen], castagnoli), castagnoli, v)
+	crc := backend.UpdateChecksum(backend.Checksum(k[:ChunkSeekLen]), v)
 	if crc != binary.LittleEndian.Uint32(k[ChunkSeekLen:]) {
 		return fmt.Errorf("chunk %x: checksum mismatch: %w", k[:ChunkSeekLen], model.ErrCorrupt)
 	}
