@@ -19,6 +19,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/hishel-go/hishel"
+	"github.com/hishel-go/hishel/backend"
 	"github.com/hishel-go/hishel/cache"
 	"github.com/hishel-go/hishel/cacheasync"
 	"github.com/hishel-go/hishel/model"
@@ -105,8 +106,7 @@ func TestSoak(t *testing.T) {
 	// count (see model.Stats.Bytes).
 	var want model.Stats
 	err = blocking.Pairs(ctx, func(p model.PairInfo) error {
-		want.Bytes += int64(len(p.Key)+len(p.Request.Method)+len(p.Request.URL)) +
-			soakHeaderBytes(p.Request.Header) + soakHeaderBytes(p.Response.Header)
+		want.Bytes += backend.HeadBytes(p.Key, p.Request.Method, p.Request.URL, p.Request.Header, p.Response.Header)
 		switch p.State {
 		case model.StateComplete:
 			want.Pairs++
@@ -265,16 +265,4 @@ func soakHTTP(c *http.Client, base string, r *rand.Rand) error {
 	}
 	_, err = io.Copy(io.Discard, resp.Body)
 	return err
-}
-
-// soakHeaderBytes is what header h counts in model.Stats.Bytes.
-func soakHeaderBytes(h http.Header) int64 {
-	var n int
-	for k, vs := range h {
-		n += len(k)
-		for _, v := range vs {
-			n += len(v)
-		}
-	}
-	return int64(n)
 }

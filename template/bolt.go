@@ -1019,10 +1019,6 @@ func (s *Bolt) UpdatePair(ctx context.Context, id model.PairID, pair model.Compl
 	return s.updated(rec), nil
 }
 
-// maxUpdateAttempts bounds how often UpdatePairFunc calls its function
-// when the pair keeps changing under it.
-const maxUpdateAttempts = 64
-
 // UpdatePairFunc is UpdatePair with the new value computed by fn from the
 // stored pair, as one atomic read-modify-write: fn gets the pair as
 // stored, and its result is stored only if no other UpdatePair changed the
@@ -1036,16 +1032,14 @@ const maxUpdateAttempts = 64
 // error; a panic in fn is an error too. ctx is checked before each call
 // of fn and governs the write.
 func (s *Bolt) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(model.CompletePair) (model.CompletePair, error)) (model.CompletePair, error) {
-	for attempt := 1; ; attempt++ {
+	read := func(ctx context.Context) (cur model.CompletePair, base updateBase, err error) {
 		if err := s.check(ctx); err != nil {
-			return model.CompletePair{}, err
+			return cur, base, err
 		}
 		if err := s.syncFor(ctx, nil, id); err != nil {
-			return model.CompletePair{}, err
+			return cur, base, err
 		}
-		var cur model.CompletePair
-		var rev uint64
-		err := s.view(func(t *readTx) error {
+		err = s.view(func(t *readTx) error {
 			v := t.pair(id)
 			if v == nil {
 				return fmt.Errorf("hishel: update pair %s: %w", id, model.ErrNotFound)
@@ -1059,31 +1053,22 @@ func (s *Bolt) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(mode
 			}
 			info := rec.Info() // decoded: the header maps are fn's own
 			cur = model.CompletePair{ID: id, Request: info.Request, Response: info.Response, Key: rec.Key, Meta: info.Meta}
-			rev = rec.Rev
+			base = updateBase{rev: rec.Rev, expires: info.Meta.Expires}
 			return nil
 		})
-		if err != nil {
-			return model.CompletePair{}, err
-		}
-		given := cur.Meta.Expires
-		next, err := backend.CallUpdate(fn, cur)
-		if err != nil {
-			return model.CompletePair{}, err
-		}
-		if err := s.check(ctx); err != nil {
-			return model.CompletePair{}, err
-		}
-		rec, stale, err := s.update(ctx, id, next, &updateBase{rev: rev, expires: given})
-		switch {
-		case err != nil:
-			return model.CompletePair{}, err
-		case stale && attempt == maxUpdateAttempts:
-			return model.CompletePair{}, fmt.Errorf("hishel: update pair %s: changed %d times while its function ran: %w", id, attempt, model.ErrConflict)
-		case stale:
-			continue
-		}
-		return s.updated(rec), nil
+		return cur, base, err
 	}
+	write := func(ctx context.Context, next model.CompletePair, base updateBase) (model.CompletePair, bool, error) {
+		if err := s.check(ctx); err != nil {
+			return model.CompletePair{}, false, err
+		}
+		rec, stale, err := s.update(ctx, id, next, &base)
+		if err != nil || stale {
+			return model.CompletePair{}, stale, err
+		}
+		return s.updated(rec), false, nil
+	}
+	return backend.UpdatePairFunc(ctx, id, fn, read, write)
 }
 
 // updateBase is what UpdatePairFunc's function was given: the pair's

@@ -101,7 +101,7 @@ func corruptRead(path string, out io.Writer) int {
 			}
 			continue
 		}
-		switch n, err := corruptCheckPair(p); {
+		switch n, err := seededPairDiff(p); {
 		case err != nil:
 			clean("read pair "+info.ID.String(), err)
 		case n != "":
@@ -116,7 +116,7 @@ func corruptRead(path string, out io.Writer) int {
 		ps, err := s.GetPairs(ctx, fmt.Sprint("k", k))
 		clean("get pairs", err)
 		for _, p := range ps {
-			switch n, err := corruptCheckPair(p); {
+			switch n, err := seededPairDiff(p); {
 			case err != nil:
 				clean("read pairs", err)
 			case n != "":
@@ -135,34 +135,6 @@ func corruptRead(path string, out io.Writer) int {
 	fmt.Fprintf(out, "DONE ok=%d corrupt=%d (opened %v, read %v, swept %v, closed %v)\n", ok, res.Corrupt,
 		opened, read, swept, time.Since(start))
 	return min(bad, 1)
-}
-
-// corruptCheckPair reads both bodies of p and compares them with the bytes
-// its seed gives: it returns a description of a difference, or the read's
-// error.
-func corruptCheckPair(p model.CompletePair) (string, error) {
-	h := p.Request.Header
-	seed, err1 := strconv.ParseUint(h.Get("X-Seed"), 10, 64)
-	reqSize, err2 := strconv.ParseInt(h.Get("X-Req-Size"), 10, 64)
-	respSize, err3 := strconv.ParseInt(h.Get("X-Resp-Size"), 10, 64)
-	if err := errors.Join(err1, err2, err3); err != nil {
-		return fmt.Sprintf("request header %v: %v", h, err), nil
-	}
-	for _, b := range []struct {
-		kind bolt.Kind
-		body *model.Body
-		size int64
-	}{{bolt.KindRequest, p.Request.Body, reqSize}, {bolt.KindResponse, p.Response.Body, respSize}} {
-		cw := newCompareWriter(crashBody(seed, b.kind, b.size))
-		n, err := b.body.WriteTo(cw)
-		if err != nil {
-			return "", err
-		}
-		if cw.diff >= 0 || n != b.size {
-			return fmt.Sprintf("body %d read back: %d bytes, first difference at %d; stored %d bytes", b.kind, n, cw.diff, b.size), nil
-		}
-	}
-	return "", nil
 }
 
 const corruptKeys = 8

@@ -468,35 +468,26 @@ func (m *Memory) UpdatePair(ctx context.Context, id model.PairID, pair model.Com
 // error; a panic in fn is an error too. ctx is checked before each call
 // of fn and before the write.
 func (m *Memory) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(model.CompletePair) (model.CompletePair, error)) (model.CompletePair, error) {
-	for attempt := 1; ; attempt++ {
+	read := func(ctx context.Context) (cur model.CompletePair, base memBase, err error) {
 		if err := m.lock(ctx); err != nil {
-			return model.CompletePair{}, err
+			return cur, base, err
 		}
 		p := m.pairs[id]
 		if p == nil || !p.rec.Has(bolt.FlagComplete) || p.rec.Has(bolt.FlagDeleted) {
 			m.mu.Unlock()
-			return model.CompletePair{}, fmt.Errorf("hishel: update pair %s: %w", id, model.ErrNotFound)
+			return cur, base, fmt.Errorf("hishel: update pair %s: %w", id, model.ErrNotFound)
 		}
 		sn := m.snap(p)
 		m.mu.Unlock()
 		info := sn.rec.Info()
-		cur := model.CompletePair{ID: id, Request: info.Request, Response: info.Response, Key: sn.rec.Key, Meta: info.Meta}
+		cur = model.CompletePair{ID: id, Request: info.Request, Response: info.Response, Key: sn.rec.Key, Meta: info.Meta}
 		cur.Request.Header, cur.Response.Header = cloneHeaders(cur.Request.Header, cur.Response.Header)
-		next, err := backend.CallUpdate(fn, cur)
-		if err != nil {
-			return model.CompletePair{}, err
-		}
-		out, stale, err := m.update(ctx, id, next, &memBase{p: p, rev: sn.rec.Rev, expires: info.Meta.Expires})
-		switch {
-		case err != nil:
-			return model.CompletePair{}, err
-		case stale && attempt == maxUpdateAttempts:
-			return model.CompletePair{}, fmt.Errorf("hishel: update pair %s: changed %d times while its function ran: %w", id, attempt, model.ErrConflict)
-		case stale:
-			continue
-		}
-		return out, nil
+		return cur, memBase{p: p, rev: sn.rec.Rev, expires: info.Meta.Expires}, nil
 	}
+	write := func(ctx context.Context, next model.CompletePair, base memBase) (model.CompletePair, bool, error) {
+		return m.update(ctx, id, next, &base)
+	}
+	return backend.UpdatePairFunc(ctx, id, fn, read, write)
 }
 
 // memBase is what UpdatePairFunc's function was given: the pair, its
