@@ -17,8 +17,8 @@ import (
 
 // BenchmarkTransportHitVariants serves a hit for a URL stored with n Vary
 // variants (Accept-Language), against a hit for a URL stored with one, in
-// interleaved rounds: "x-one" is the time of the hit among n variants over
-// the time of the one-variant hit. With the default MaxVariants the store
+// interleaved rounds (see compare): "x-one" is the time of the hit among n
+// variants over the time of the one-variant hit. With the default MaxVariants the store
 // keeps 32 of them, however many were stored; with no cap it keeps all.
 // The stores are bolt with NoSync (so that 10,000 variants store quickly;
 // a hit does not commit) and memory.
@@ -101,29 +101,7 @@ func BenchmarkTransportHitVariants(b *testing.B) {
 							b.Fatal(err)
 						}
 					}
-					b.ReportAllocs()
-					b.ResetTimer()
-					var tMany, tOne time.Duration
-					const round = 32
-					for done := 0; done < b.N; done += round {
-						k := min(round, b.N-done)
-						t0 := time.Now()
-						for range k {
-							if err := fetch(c, many, hit); err != nil {
-								b.Fatal(err)
-							}
-						}
-						t1 := time.Now()
-						for range k {
-							if err := fetch(c, one, "lang-0"); err != nil {
-								b.Fatal(err)
-							}
-						}
-						tMany += t1.Sub(t0)
-						tOne += time.Since(t1)
-					}
-					b.ReportMetric(float64(tOne.Nanoseconds())/float64(b.N), "one-ns/op")
-					b.ReportMetric(float64(tMany)/float64(tOne), "x-one")
+					compareWith(b, func(int) error { return fetch(c, many, hit) }, func(int) error { return fetch(c, one, "lang-0") }, "one")
 				})
 			}
 		}
