@@ -310,8 +310,10 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 	db, file, nonce, release, err := openDB(o.Path, o.FileMode, timeout, bo)
 	if err != nil && o.Rebuild && rebuildable(err) {
 		aside := o.Path + ".damaged-" + time.Now().UTC().Format("20060102T150405Z")
-		rerr := os.Rename(o.Path, aside) // while the file is still locked
-		release()
+		rerr := os.Rename(o.Path, aside) // while the file is still locked, if it is open
+		if release != nil {
+			release()
+		}
 		if rerr != nil {
 			return nil, fmt.Errorf("%w; moving it aside failed: %w", err, rerr)
 		}
