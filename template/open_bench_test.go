@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,45 +19,39 @@ import (
 	"github.com/hishel-go/hishel/model"
 )
 
-var openPairs = flag.Int("bolt.openpairs", 100_000, "1 KiB pairs in the file BenchmarkBoltOpen opens (1000000 for the README's numbers)")
+var (
+	openPairs = flag.Int("bolt.openpairs", 100_000, "1 KiB pairs in the file BenchmarkBoltOpen opens (1000000 for the README's numbers)")
+	openPath  = flag.String("bolt.openfile", "", "the file BenchmarkBoltOpen opens: built there if missing, and kept (default: built in a temporary directory)")
+)
 
-// openFile is the file BenchmarkBoltOpen opens, built once per process.
-var openFile struct {
-	once sync.Once
-	dir  string
-	path string
-	err  error
-}
-
+// openBenchFile returns the file BenchmarkBoltOpen opens: -bolt.openfile,
+// or a file built in a temporary directory of b.
 func openBenchFile(b *testing.B) string {
-	openFile.once.Do(func() {
-		openFile.dir, openFile.err = os.MkdirTemp("", "hishel-open-bench-")
-		if openFile.err != nil {
-			return
-		}
-		openFile.path = filepath.Join(openFile.dir, "open.db")
-		ctx := context.Background()
-		s, err := OpenBolt(ctx, &BoltOptions{Path: openFile.path, NoSync: true, SweepInterval: -1})
-		if err != nil {
-			openFile.err = err
-			return
-		}
-		body := make([]byte, 1<<10)
-		start := time.Now()
-		for i := range *openPairs {
-			if err := storePair(ctx, s, fmt.Sprint("https://example.com/", i), body); err != nil {
-				openFile.err = err
-				return
-			}
-		}
-		openFile.err = s.Close()
-		fi, _ := os.Stat(openFile.path)
-		fmt.Fprintf(os.Stderr, "BenchmarkBoltOpen: %d pairs stored in %v, file %d MiB\n", *openPairs, time.Since(start).Round(time.Millisecond), fi.Size()>>20)
-	})
-	if openFile.err != nil {
-		b.Fatal(openFile.err)
+	path := *openPath
+	if path == "" {
+		path = filepath.Join(b.TempDir(), "open.db")
 	}
-	return openFile.path
+	if _, err := os.Stat(path); err == nil {
+		return path
+	}
+	ctx := context.Background()
+	s, err := OpenBolt(ctx, &BoltOptions{Path: path, NoSync: true, SweepInterval: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := make([]byte, 1<<10)
+	start := time.Now()
+	for i := range *openPairs {
+		if err := storePair(ctx, s, fmt.Sprint("https://example.com/", i), body); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		b.Fatal(err)
+	}
+	fi, _ := os.Stat(path)
+	b.Logf("%d pairs stored in %v, file %d MiB", *openPairs, time.Since(start).Round(time.Millisecond), fi.Size()>>20)
+	return path
 }
 
 // BenchmarkBoltOpen measures opening and closing a file of -bolt.openpairs
@@ -102,8 +95,12 @@ func BenchmarkBoltOpen(b *testing.B) {
 			}
 			defer f.Close()
 			st, _ := f.Stat()
-			r, release := fileReader(f, st.Size()) // as OpenBolt reads it
-			defer release()
+			var r io.ReaderAt = f // as OpenBolt reads the file
+			if deep {
+				rm, release := fileReader(f, st.Size())
+				defer release()
+				r = rm
+			}
 			for b.Loop() {
 				if _, err := bolt.CheckFile(r, st.Size(), deep); err != nil {
 					b.Fatal(err)
