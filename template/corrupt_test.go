@@ -112,17 +112,14 @@ func corruptRead(path string, out io.Writer) int {
 		}
 		p.Close()
 	}
+	// By key: the bodies were compared above; here they are read through.
 	for k := range corruptKeys {
 		ps, err := s.GetPairs(ctx, fmt.Sprint("k", k))
 		clean("get pairs", err)
 		for _, p := range ps {
-			switch n, err := seededPairDiff(p); {
-			case err != nil:
-				clean("read pairs", err)
-			case n != "":
-				fmt.Fprintf(out, "BAD pair %s under k%d: %s\n", p.ID, k, n)
-				bad++
-			}
+			_, err1 := io.Copy(io.Discard, p.Request.Body)
+			_, err2 := io.Copy(io.Discard, p.Response.Body)
+			clean("read pairs", errors.Join(err1, err2))
 			p.Close()
 		}
 	}
@@ -155,12 +152,12 @@ func buildCorruptSource(t *testing.T, path string) {
 		}
 		for i := range 36 {
 			seed := r.Uint64()
-			reqSize, respSize := int64(0), r.Int64N(24<<10)
+			reqSize, respSize := int64(0), r.Int64N(8<<10)
 			if i%5 == 0 {
-				reqSize = r.Int64N(8 << 10)
+				reqSize = r.Int64N(4 << 10)
 			}
 			if i%9 == 0 {
-				respSize = 100<<10 + r.Int64N(100<<10) // several 64 KiB chunks
+				respSize = 70<<10 + r.Int64N(60<<10) // two or more 64 KiB chunks
 			}
 			req := model.Request{Method: "POST", URL: fmt.Sprintf("https://corrupt.example/%x", seed), Header: http.Header{
 				"X-Seed":      {strconv.FormatUint(seed, 10)},
