@@ -43,6 +43,12 @@ func (k *boltSink) Store(ctx context.Context, chunks [][]byte, size int64, final
 	k.seq += uint64(len(chunks))
 	seqs := k.seq
 	ended := bolt.UnixNano(k.s.now()) // the pair's completion time, if this completes it
+	// The chunks' keys carry their checksums: computed here, in the
+	// stream's goroutine, not on the writer's, which all streams share.
+	keys := make([][]byte, len(chunks))
+	for i, c := range chunks {
+		keys[i] = bolt.ChunkKey(k.nonce, k.kind, first+uint64(i), c)
+	}
 	op := func(t *wtx) error {
 		rec, err := t.record(k.id)
 		if err != nil {
@@ -53,7 +59,7 @@ func (k *boltSink) Store(ctx context.Context, chunks [][]byte, size int64, final
 		}
 		var n int64
 		for i, c := range chunks {
-			t.put(t.chunks, bolt.ChunkKey(k.nonce, k.kind, first+uint64(i), c), c)
+			t.put(t.chunks, keys[i], c)
 			n += int64(len(c))
 		}
 		t.addStats(0, 0, 0, n)
