@@ -4,10 +4,10 @@ GO ?= go
 # and one module per backend whose driver its users alone should compile.
 # Each is built and tested on its own, as its users build it (GOWORK=off:
 # its go.mod's replace directives point at the others).
-MODULES := . cmd/hishel
+MODULES := . cmd/hishel sqlite
 # Modules whose go:generate renders a template (gen's out-of-module mode
 # for all but the root), and the gen -check that proves each up to date.
-GEN_MODULES := .
+GEN_MODULES := . sqlite
 export GOWORK := off
 
 .PHONY: all generate check-generate vet test test-servers bench fuzz lint
@@ -21,6 +21,7 @@ generate:
 ## check-generate: fail when a generated file differs from a fresh render
 check-generate:
 	$(GO) run ./gen -check
+	cd sqlite && $(GO) tool gen -check -template ./template -cache . -async ./sqliteasync
 
 ## vet: go vet in every module
 vet:
