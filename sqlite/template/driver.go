@@ -56,4 +56,3 @@ func mapErr(err error) error {
 	}
 	return err
 }
-

@@ -109,4 +109,3 @@ func initSchema(ctx context.Context, d *db) error {
 		return err
 	})
 }
-
