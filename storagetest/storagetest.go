@@ -141,6 +141,14 @@ func (o Options) BoltOptions(tb testing.TB) *template.BoltOptions {
 	}
 }
 
+// DirOptions returns o as Dir options, with the directory a temporary
+// directory of tb.
+func (o Options) DirOptions(tb testing.TB) *template.DirOptions {
+	d := &template.DirOptions{Path: filepath.Join(tb.TempDir(), "cache"), NoSync: o.NoSync}
+	d.SetSettings(o.Settings())
+	return d
+}
+
 // MemoryOptions returns o as Memory options.
 func (o Options) MemoryOptions() *template.MemoryOptions {
 	return &template.MemoryOptions{
