@@ -1123,7 +1123,12 @@ func (d *Dir) Cleanup(ctx context.Context) (model.SweepResult, error) {
 				if err != nil {
 					return err
 				}
-				if w, ok := rule.when(rec); rec == nil || !ok || w != at || id.IsZero() {
+				stale := rec == nil || id.IsZero()
+				if !stale {
+					w, ok := rule.when(rec)
+					stale = !ok || w != at
+				}
+				if stale {
 					// A stale entry: its pair moved on.
 					if err := t.remove(d.path("index", rule.ix, names[i])); err != nil {
 						return err
