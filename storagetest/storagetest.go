@@ -28,6 +28,13 @@
 // A backend must honour every field of [Options]: each is one of the
 // options every backend has (see backend.Settings).
 //
+// # Processes
+//
+// A backend that several processes share also runs [RunCrash] (a writer
+// process killed at random points: no visible incomplete pair, no lost
+// complete one, a store that opens) and [RunShared] (two processes storing
+// and reading one store at once), with [ProcessMain] as its TestMain.
+//
 // # Laziness
 //
 // Some backends (Bolt) commit changes that nobody can observe yet (a new
