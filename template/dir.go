@@ -710,11 +710,8 @@ func (d *Dir) CreatePair(ctx context.Context, req model.Request, opts ...model.C
 	if err := d.check(ctx); err != nil {
 		return model.IncompletePair{}, err
 	}
-	if req.Method == "" {
-		return model.IncompletePair{}, fmt.Errorf("hishel: create pair: empty method: %w", model.ErrInvalid)
-	}
-	if req.Body.Consumed() {
-		return model.IncompletePair{}, fmt.Errorf("hishel: create pair: request body: %w", model.ErrBodyConsumed)
+	if err := backend.CheckRequest(req); err != nil {
+		return model.IncompletePair{}, err
 	}
 	ttl, refresh, err := d.pol.TTLFor(req.Options)
 	if err != nil {
@@ -764,11 +761,8 @@ func (d *Dir) AddResponse(ctx context.Context, id model.PairID, resp model.Respo
 	if err := d.check(ctx); err != nil {
 		return model.CompletePair{}, err
 	}
-	if resp.Status < 100 || resp.Status > 999 {
-		return model.CompletePair{}, fmt.Errorf("hishel: add response: status %d: %w", resp.Status, model.ErrInvalid)
-	}
-	if resp.Body.Consumed() {
-		return model.CompletePair{}, fmt.Errorf("hishel: add response: response body: %w", model.ErrBodyConsumed)
+	if err := backend.CheckResponse(resp); err != nil {
+		return model.CompletePair{}, err
 	}
 	var rec *bolt.Record
 	err := d.update(ctx, resp.Body == nil, func(t *dtx) error {
@@ -804,27 +798,12 @@ func (d *Dir) AddResponse(ctx context.Context, id model.PairID, resp model.Respo
 	return out, nil
 }
 
-// settle completes rec if both of its bodies are stored.
-func (d *Dir) settle(rec *bolt.Record) {
-	if rec.Has(bolt.FlagComplete) || !rec.Has(bolt.FlagRequestDone|bolt.FlagResponseDone|bolt.FlagHasResponse) {
-		return
-	}
-	now := d.now()
-	rec.Flags |= bolt.FlagComplete
-	rec.Completed, rec.LastAccess = now, now
-	if rec.TTL > 0 {
-		rec.Expires = now + rec.TTL
-	}
-}
+// settle completes rec if both of its bodies are stored (backend.Settle).
+func (d *Dir) settle(rec *bolt.Record) { backend.Settle(rec, d.now()) }
 
-// expiry returns when rec expires given an access not yet written.
-func (d *Dir) expiry(rec *bolt.Record, pending int64) int64 {
-	exp := rec.Expires
-	if rec.Refresh && rec.TTL > 0 && exp != 0 && pending+rec.TTL > exp {
-		exp = pending + rec.TTL
-	}
-	return exp
-}
+// expiry returns when rec expires given an access not yet written
+// (backend.Expiry).
+func (d *Dir) expiry(rec *bolt.Record, pending int64) int64 { return backend.Expiry(rec, pending) }
 
 // GetPairs returns every live, complete, unexpired pair stored under key,
 // newest first. Only heads are read: each body is read from its file as it
@@ -867,12 +846,7 @@ func (d *Dir) GetPairs(ctx context.Context, key string) ([]model.CompletePair, e
 		}
 		out = append(out, d.pair(rec))
 	}
-	slices.SortStableFunc(out, func(a, b model.CompletePair) int {
-		if c := b.Meta.Completed.Compare(a.Meta.Completed); c != 0 {
-			return c
-		}
-		return slices.Compare(a.ID[:], b.ID[:])
-	})
+	backend.SortNewest(out)
 	return out, nil
 }
 
@@ -946,17 +920,10 @@ func (d *Dir) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(model
 		if err != nil {
 			return model.CompletePair{}, err
 		}
-		if next.ID != id {
-			return model.CompletePair{}, fmt.Errorf("hishel: update pair %s: new id %s: %w", id, next.ID, model.ErrIDChanged)
+		if err := backend.CheckUpdate(id, next); err != nil {
+			return model.CompletePair{}, err
 		}
-		if next.Request.Method == "" || next.Response.Status < 100 || next.Response.Status > 999 || next.Meta.TTL < 0 {
-			return model.CompletePair{}, fmt.Errorf("hishel: update pair %s: empty method, bad status or negative TTL: %w", id, model.ErrInvalid)
-		}
-		rec := *old
-		rec.Key, rec.Expires = next.Key, bolt.UnixNano(next.Meta.Expires)
-		rec.Created, rec.TTL, rec.Refresh = bolt.UnixNano(next.Meta.Created), int64(next.Meta.TTL), next.Meta.Refresh
-		rec.Method, rec.URL, rec.ReqHeader, rec.ReqOptions = next.Request.Method, next.Request.URL, next.Request.Header.Clone(), next.Request.Options
-		rec.Status, rec.RespHeader = next.Response.Status, next.Response.Header.Clone()
+		rec := backend.Updated(old, next)
 		changed := false
 		err = d.update(ctx, true, func(t *dtx) error {
 			now, b, err := d.readRecord(id)
@@ -970,7 +937,7 @@ func (d *Dir) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(model
 				changed = true
 				return nil
 			}
-			return t.put(old, &rec)
+			return t.put(old, rec)
 		})
 		if err != nil {
 			return model.CompletePair{}, err
@@ -981,7 +948,7 @@ func (d *Dir) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(model
 		d.accessMu.Lock()
 		delete(d.access, id)
 		d.accessMu.Unlock()
-		return d.pair(&rec), nil
+		return d.pair(rec), nil
 	}
 }
 

@@ -464,11 +464,8 @@ func (s *SQLite) CreatePair(ctx context.Context, req model.Request, opts ...mode
 	if err := s.check(ctx); err != nil {
 		return model.IncompletePair{}, err
 	}
-	if req.Method == "" {
-		return model.IncompletePair{}, fmt.Errorf("hishel: create pair: empty method: %w", model.ErrInvalid)
-	}
-	if req.Body.Consumed() {
-		return model.IncompletePair{}, fmt.Errorf("hishel: create pair: request body: %w", model.ErrBodyConsumed)
+	if err := backend.CheckRequest(req); err != nil {
+		return model.IncompletePair{}, err
 	}
 	ttl, refresh, err := s.pol.TTLFor(req.Options)
 	if err != nil {
@@ -522,11 +519,8 @@ func (s *SQLite) AddResponse(ctx context.Context, id model.PairID, resp model.Re
 	if err := s.check(ctx); err != nil {
 		return model.CompletePair{}, err
 	}
-	if resp.Status < 100 || resp.Status > 999 {
-		return model.CompletePair{}, fmt.Errorf("hishel: add response: status %d: %w", resp.Status, model.ErrInvalid)
-	}
-	if resp.Body.Consumed() {
-		return model.CompletePair{}, fmt.Errorf("hishel: add response: response body: %w", model.ErrBodyConsumed)
+	if err := backend.CheckResponse(resp); err != nil {
+		return model.CompletePair{}, err
 	}
 	var rec *bolt.Record
 	// Durable if it may complete the pair (no response body to wait for).
@@ -563,19 +557,8 @@ func (s *SQLite) AddResponse(ctx context.Context, id model.PairID, resp model.Re
 	return out, nil
 }
 
-// settle completes rec if both of its bodies are stored: it gets its
-// completion time and expiry. The caller stores rec (see store).
-func (s *SQLite) settle(rec *bolt.Record) {
-	if rec.Has(bolt.FlagComplete) || !rec.Has(bolt.FlagRequestDone|bolt.FlagResponseDone|bolt.FlagHasResponse) {
-		return
-	}
-	now := s.now()
-	rec.Flags |= bolt.FlagComplete
-	rec.Completed, rec.LastAccess = now, now
-	if rec.TTL > 0 {
-		rec.Expires = now + rec.TTL
-	}
-}
+// settle completes rec if both of its bodies are stored (backend.Settle).
+func (s *SQLite) settle(rec *bolt.Record) { backend.Settle(rec, s.now()) }
 
 // store saves rec, which was old, and when that completes the pair,
 // enforces the budgets in the same transaction (see afterComplete).
@@ -698,15 +681,9 @@ func queryIDs(ctx context.Context, q querier, query string, args ...any) ([]mode
 	return ids, rows.Err()
 }
 
-// expiry returns when rec expires given the access times gathered and not
-// yet written (0: never).
-func (s *SQLite) expiry(rec *bolt.Record, pending int64) int64 {
-	exp := rec.Expires
-	if rec.Refresh && rec.TTL > 0 && exp != 0 && pending+rec.TTL > exp {
-		exp = pending + rec.TTL
-	}
-	return exp
-}
+// expiry returns when rec expires given an access not yet written
+// (backend.Expiry).
+func (s *SQLite) expiry(rec *bolt.Record, pending int64) int64 { return backend.Expiry(rec, pending) }
 
 // GetPairs returns every live, complete, unexpired pair stored under key,
 // newest first. Only heads are read: each body is read from the database
@@ -759,12 +736,7 @@ func (s *SQLite) GetPairs(ctx context.Context, key string) ([]model.CompletePair
 		out = append(out, s.pair(rec))
 	}
 	s.accessMu.Unlock()
-	slices.SortStableFunc(out, func(a, b model.CompletePair) int {
-		if c := b.Meta.Completed.Compare(a.Meta.Completed); c != 0 {
-			return c
-		}
-		return slices.Compare(a.ID[:], b.ID[:])
-	})
+	backend.SortNewest(out)
 	return out, nil
 }
 
@@ -852,18 +824,10 @@ func (s *SQLite) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(mo
 		if err != nil {
 			return model.CompletePair{}, err
 		}
-		if next.ID != id {
-			return model.CompletePair{}, fmt.Errorf("hishel: update pair %s: new id %s: %w", id, next.ID, model.ErrIDChanged)
+		if err := backend.CheckUpdate(id, next); err != nil {
+			return model.CompletePair{}, err
 		}
-		if next.Request.Method == "" || next.Response.Status < 100 || next.Response.Status > 999 || next.Meta.TTL < 0 {
-			return model.CompletePair{}, fmt.Errorf("hishel: update pair %s: empty method, bad status or negative TTL: %w", id, model.ErrInvalid)
-		}
-		rec := *old
-		rec.Key = next.Key
-		rec.Expires = bolt.UnixNano(next.Meta.Expires)
-		rec.Created, rec.TTL, rec.Refresh = bolt.UnixNano(next.Meta.Created), int64(next.Meta.TTL), next.Meta.Refresh
-		rec.Method, rec.URL, rec.ReqHeader, rec.ReqOptions = next.Request.Method, next.Request.URL, next.Request.Header.Clone(), next.Request.Options
-		rec.Status, rec.RespHeader = next.Response.Status, next.Response.Header.Clone()
+		rec := backend.Updated(old, next)
 		err = s.update(ctx, true, func(tx *wtx) error {
 			var now []byte
 			switch err := tx.queryRow(ctx, `SELECT data FROM entries WHERE id = ?`, id[:]).Scan(&now); {
@@ -875,7 +839,7 @@ func (s *SQLite) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(mo
 			if !bytes.Equal(now, seen) {
 				return errChanged
 			}
-			return s.save(ctx, tx, old, &rec)
+			return s.save(ctx, tx, old, rec)
 		})
 		if errors.Is(err, errChanged) {
 			continue
@@ -887,7 +851,7 @@ func (s *SQLite) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(mo
 		s.accessMu.Lock()
 		delete(s.access, id)
 		s.accessMu.Unlock()
-		return s.pair(&rec), nil
+		return s.pair(rec), nil
 	}
 }
 
