@@ -343,11 +343,11 @@ func (s *Postgres) addStats(ctx context.Context, tx pgx.Tx, id model.PairID, d d
 
 // row is an entries row as queries read it (queries.cols).
 type row struct {
-	id                                       []byte
-	data                                     []byte
-	crc                                      int32
-	flags                                    int16
-	nonce, rev, reqSize, respSize            int64
+	id                                      []byte
+	data                                    []byte
+	crc                                     int32
+	flags                                   int16
+	nonce, rev, reqSize, respSize           int64
 	completed, expires, accessed, deletedAt *int64
 }
 

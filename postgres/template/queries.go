@@ -10,9 +10,9 @@ import (
 // queries are the statements of a store, for its table prefix.
 type queries struct {
 	load, loadLocked, insert, update, addStats, stats, zeroStats, truncate string
-	byKey, page, variants, access, purge                                     string
-	expire, purgeDeleted, abandon, evictDeleted, evictLRU                    string
-	chunks, marker, readChunks, nonceOf, nonceOfLive, abortPurge             string
+	byKey, page, variants, access, purge                                   string
+	expire, purgeDeleted, abandon, evictDeleted, evictLRU                  string
+	chunks, marker, readChunks, nonceOf, nonceOfLive, abortPurge           string
 }
 
 // cols are the entries columns a row (see row.dest) reads.
@@ -66,7 +66,7 @@ func newQueries(p string) queries {
 		// chunks commit (then the delete cascades to them).
 		chunks: q(`INSERT INTO {S} (entry_id, kind, chunk_number, chunk_data, crc)
 			SELECT $1, $2, n, d, c FROM unnest($3::integer[], $4::bytea[], $5::integer[]) AS t(n, d, c)`),
-		marker: q(`INSERT INTO {S} (entry_id, kind, chunk_number, chunk_data, crc) VALUES ($1, $2, $3, $4, $5)`),
+		marker:      q(`INSERT INTO {S} (entry_id, kind, chunk_number, chunk_data, crc) VALUES ($1, $2, $3, $4, $5)`),
 		nonceOf:     q(`SELECT nonce, state FROM {E} WHERE id = $1 FOR KEY SHARE`),
 		nonceOfLive: q(`SELECT nonce FROM {E} WHERE id = $1 AND state <> 1`),
 		readChunks: q(`SELECT s.chunk_number, s.chunk_data, s.crc FROM {S} s JOIN {E} e ON e.id = s.entry_id
