@@ -7,5 +7,6 @@ package main
 // Bolt and Memory are in package cache itself.
 
 import (
-	_ "github.com/hishel-go/hishel/sqlite" // sqlite://
+	_ "github.com/hishel-go/hishel/postgres" // postgres://
+	_ "github.com/hishel-go/hishel/sqlite"   // sqlite://
 )
