@@ -247,7 +247,7 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := ctx.Err(); err != nil {
+	if err := model.CheckContext(ctx); err != nil {
 		return nil, err
 	}
 	timeout := o.OpenTimeout
@@ -395,6 +395,9 @@ func initDB(db *bbolt.DB) (nonce uint64, err error) {
 func (s *Bolt) now() time.Time { return s.pol.Now() }
 
 func (s *Bolt) check(ctx context.Context) error {
+	if ctx == nil {
+		return model.CheckContext(ctx)
+	}
 	if s.closed.Load() {
 		return model.ErrClosed
 	}

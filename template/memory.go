@@ -105,7 +105,7 @@ func OpenMemory(ctx context.Context, opts *MemoryOptions) (*Memory, error) {
 	if opts != nil {
 		o = *opts
 	}
-	if err := ctx.Err(); err != nil {
+	if err := model.CheckContext(ctx); err != nil {
 		return nil, err
 	}
 	pol, err := backend.NewPolicy(o.settings())
@@ -148,7 +148,7 @@ func OpenMemoryURL(ctx context.Context, u *url.URL) (*Memory, error) {
 
 // lock takes the write lock of an open storage.
 func (m *Memory) lock(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
+	if err := model.CheckContext(ctx); err != nil {
 		return err
 	}
 	m.mu.Lock()
