@@ -179,8 +179,12 @@ func (t *Transport) decide(req *http.Request, key string, st statemachine.State)
 type requestOptionsKey struct{}
 
 // WithRequestOptions returns a context that makes the Transport store the
-// pair of a request made with it under opts (its TTL and refresh).
+// pair of a request made with it under opts (its TTL and refresh). A nil
+// ctx stands for context.Background().
 func WithRequestOptions(ctx context.Context, opts model.RequestOptions) context.Context {
+	if ctx == nil {
+		ctx = context.Background()
+	}
 	return context.WithValue(ctx, requestOptionsKey{}, opts)
 }
 
