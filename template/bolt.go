@@ -83,7 +83,8 @@ type BoltOptions struct {
 
 	// DefaultTTL is how long a pair lives after it is stored (or last read,
 	// see RefreshTTLOnAccess) unless its request says otherwise. Zero or
-	// model.NoExpiry: pairs never expire.
+	// model.NoExpiry: pairs never expire. Any other negative value is
+	// model.ErrInvalid.
 	DefaultTTL time.Duration
 	// RefreshTTLOnAccess says whether reading a pair restarts its TTL.
 	// model.RefreshDefault and model.RefreshOnAccess: yes (the default);

@@ -25,7 +25,8 @@ import (
 // the same names mean.
 type MemoryOptions struct {
 	// DefaultTTL is how long a pair lives after it is stored (or last read,
-	// see RefreshTTLOnAccess). Zero or model.NoExpiry: pairs never expire.
+	// see RefreshTTLOnAccess). Zero or model.NoExpiry: pairs never expire;
+	// any other negative value is model.ErrInvalid.
 	DefaultTTL time.Duration
 	// RefreshTTLOnAccess says whether reading a pair restarts its TTL
 	// (default yes; model.NoRefresh: no).
