@@ -217,7 +217,8 @@ func (t *Transport) now() time.Time {
 
 // decide reports a decision to the hook and the logger.
 func (t *Transport) decide(req *http.Request, key string, st statemachine.State) {
-	if t.opts.OnDecision == nil && t.opts.Logger == nil {
+	logging := t.opts.Logger != nil && t.opts.Logger.Enabled(req.Context(), slog.LevelDebug)
+	if t.opts.OnDecision == nil && !logging {
 		return
 	}
 	name := strings.TrimPrefix(fmt.Sprintf("%T", st), "*statemachine.")
@@ -225,7 +226,7 @@ func (t *Transport) decide(req *http.Request, key string, st statemachine.State)
 	if t.opts.OnDecision != nil {
 		t.opts.OnDecision(d)
 	}
-	if t.opts.Logger != nil {
+	if logging {
 		t.opts.Logger.LogAttrs(req.Context(), slog.LevelDebug, "hishel decision",
 			slog.String("method", req.Method), slog.String("url", req.URL.String()),
 			slog.String("state", name), slog.String("reason", d.Reason.Text), slog.String("section", d.Reason.Section))
