@@ -83,7 +83,6 @@ type flight struct {
 	readers map[*flightReader]struct{}
 	chunks  []*chunk // the window, in order
 	memSize int      // bytes held by chunks (their capacity)
-	free    [][]byte // fetchChunk buffers for the goroutine to read into
 	written int64    // bytes received
 	spill   *spillFile
 	done    bool  // the body ended, or the fetch failed or was cut short
@@ -101,7 +100,7 @@ type flight struct {
 
 // chunk is a piece of the body at offset off. Its bytes never change while
 // it is in the window or a reader holds it (refs, guarded by flight.mu);
-// once neither, its buffer goes back to the flight's free list.
+// once neither, its buffer goes back to buffers.
 type chunk struct {
 	off  int64
 	b    []byte
@@ -109,8 +108,9 @@ type chunk struct {
 	gone bool // out of the window
 }
 
-// maxFree is how many spare buffers a flight keeps.
-const maxFree = 4
+// buffers holds fetchChunk buffers for fetches to read into, shared by
+// every flight: a miss of a small response reuses the buffer of the last.
+var buffers = sync.Pool{New: func() any { b := make([]byte, fetchChunk); return &b }}
 
 func (c chunk) end() int64 { return c.off + int64(len(c.b)) }
 
@@ -368,9 +368,7 @@ func (f *flight) pump(req *http.Request, h *flightHead, origin *originBody, save
 		if n > 0 {
 			f.append(buf[:n])
 		} else {
-			f.mu.Lock()
 			f.recycle(buf)
-			f.mu.Unlock()
 		}
 		switch {
 		case err == nil:
@@ -457,22 +455,14 @@ func (f *flight) append(c []byte) {
 }
 
 // buffer returns a buffer of fetchChunk bytes to read the origin into.
-func (f *flight) buffer() []byte {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if n := len(f.free); n > 0 {
-		b := f.free[n-1]
-		f.free = f.free[:n-1]
-		return b
-	}
-	return make([]byte, fetchChunk)
-}
+func (f *flight) buffer() []byte { return *buffers.Get().(*[]byte) }
 
-// recycle keeps b, if it is a whole buffer, for the next reads. The caller
-// holds f.mu.
+// recycle gives b back to buffers, if it is a whole buffer. No chunk of the
+// window and no reader may still refer to it.
 func (f *flight) recycle(b []byte) {
-	if cap(b) == fetchChunk && len(f.free) < maxFree {
-		f.free = append(f.free, b[:fetchChunk])
+	if cap(b) == fetchChunk {
+		b = b[:fetchChunk]
+		buffers.Put(&b)
 	}
 }
 
@@ -573,9 +563,20 @@ func (f *flight) finish(err error, stored bool) {
 }
 
 // releaseSpill hands the spill file over for closing once the body has
-// ended and no reader is left. The caller holds f.mu.
+// ended and no reader is left, and recycles the window's buffers. The
+// caller holds f.mu.
 func (f *flight) releaseSpill() *spillFile {
-	if !f.done || len(f.readers) > 0 || f.spill == nil {
+	if !f.done || len(f.readers) > 0 {
+		return nil
+	}
+	for i, c := range f.chunks {
+		if c.refs == 0 {
+			f.recycle(c.b)
+		}
+		f.chunks[i] = nil
+	}
+	f.chunks, f.memSize = nil, 0
+	if f.spill == nil {
 		return nil
 	}
 	sp := f.spill
@@ -714,10 +715,7 @@ func (r *flightReader) Read(p []byte) (int, error) {
 // reused while the caller has it.
 func (r *flightReader) SharedChunk() ([]byte, error) {
 	r.release()
-	if r.buf == nil {
-		r.buf = make([]byte, fetchChunk)
-	}
-	b, c, err := r.view(r.buf)
+	b, c, err := r.view(nil)
 	r.advance(len(b), nil)
 	r.held = c
 	if len(b) > 0 {
@@ -775,11 +773,12 @@ func (f *flight) unref(c *chunk) {
 	}
 }
 
-// view returns the reader's next bytes, at most len(buf) of them, without
-// moving on: a piece of a window chunk c, which the reader then holds (see
-// advance), or bytes read from the spill file into buf. It waits for bytes
-// when there are none yet, and returns io.EOF at the end of a whole body,
-// or the body's error.
+// view returns the reader's next bytes, at most len(buf) of them (any
+// number when buf is nil), without moving on: a piece of a window chunk c,
+// which the reader then holds (see advance), or bytes read from the spill
+// file into buf (r.buf when buf is nil). It waits for bytes when there are
+// none yet, and returns io.EOF at the end of a whole body, or the body's
+// error.
 func (r *flightReader) view(buf []byte) (_ []byte, c *chunk, _ error) {
 	f := r.f
 	f.mu.Lock()
@@ -798,7 +797,10 @@ func (r *flightReader) view(buf []byte) (_ []byte, c *chunk, _ error) {
 				c.refs++
 				f.mu.Unlock()
 				b := c.b[r.off-c.off:] // unchanged while held
-				return b[:min(len(b), len(buf))], c, nil
+				if buf != nil {
+					b = b[:min(len(b), len(buf))]
+				}
+				return b, c, nil
 			}
 			sp := f.spill
 			if sp == nil || sp.err != nil || r.off < sp.from || r.off >= sp.end {
@@ -808,6 +810,12 @@ func (r *flightReader) view(buf []byte) (_ []byte, c *chunk, _ error) {
 				}
 				f.mu.Unlock()
 				return nil, nil, err
+			}
+			if buf == nil {
+				if r.buf == nil {
+					r.buf = make([]byte, fetchChunk)
+				}
+				buf = r.buf
 			}
 			want := min(int64(len(buf)), sp.end-r.off)
 			f.mu.Unlock()
