@@ -634,7 +634,7 @@ func (f *flight) leaderResponse(req *http.Request, r *flightReader) (*http.Respo
 	out := h.template
 	out.Header = h.leaderHeader // ours: the storage keeps copies
 	setCacheStatus(out.Header, cacheStatus(h.fwd, h.code, false, f.isStored(), h.detail))
-	out.Body = r
+	out.Body = model.NewBody(r) // io.Copy takes the window's chunks as they are (SharedChunk)
 	return &out, nil
 }
 
@@ -712,7 +712,8 @@ func (r *flightReader) Read(p []byte) (int, error) {
 // SharedChunk implements model.SharedSource: the reader's next bytes,
 // read-only, without a copy when they are in the window. The reader holds
 // the chunk until its next call (or Close), so that its buffer is not
-// reused while the caller has it.
+// reused while the caller has it. A model.Body over the reader hands the
+// chunks to an io.Writer as they are (Body.WriteTo).
 func (r *flightReader) SharedChunk() ([]byte, error) {
 	r.release()
 	b, c, err := r.view(nil)
@@ -730,29 +731,6 @@ func (r *flightReader) NextChunk() ([]byte, error) {
 	b = bytes.Clone(b)
 	r.release()
 	return b, err
-}
-
-// WriteTo implements io.WriterTo, so that io.Copy takes the window's chunks
-// as they are.
-func (r *flightReader) WriteTo(w io.Writer) (int64, error) {
-	defer r.release()
-	var total int64
-	for {
-		b, err := r.SharedChunk()
-		if len(b) > 0 {
-			n, werr := w.Write(b)
-			total += int64(n)
-			if werr != nil {
-				return total, werr
-			}
-		}
-		if err == io.EOF {
-			return total, nil
-		}
-		if err != nil {
-			return total, err
-		}
-	}
 }
 
 // release gives back the chunk SharedChunk handed out last.
