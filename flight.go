@@ -155,11 +155,9 @@ type flightReader struct {
 	done   chan struct{} // closed by Close: ends a Read that waits
 }
 
-// startFlight creates a flight for key, and the leader's reader of it.
-// With register, followers of key join it (see joinFlight); register
-// requires t.mu to be held by the caller (joinFlight), otherwise
-// startFlight takes it. It fails with ErrClosed once Close has begun
-// cancelling fetches.
+// startFlight creates a flight for key that no follower joins (joinFlight
+// makes the ones they join), and the leader's reader of it. It fails with
+// ErrClosed once Close has begun cancelling fetches.
 func (t *Transport) startFlight(key string, req *http.Request) (*flight, *flightReader, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -629,6 +627,11 @@ func (f *flight) leaderResponse(req *http.Request, r *flightReader) (*http.Respo
 			return nil, fmt.Errorf("hishel: the response went to another request")
 		}
 		setCacheStatus(resp.Header, cacheStatus(h.fwd, h.code, false, false, h.detail))
+		// The response is the leader's alone: its context governs the
+		// rest of the request, the body, as a plain transport's does.
+		ctx := req.Context()
+		stop := context.AfterFunc(ctx, func() { f.cancel(ctx.Err()) })
+		resp.Body = &stopCloser{ReadCloser: resp.Body, stop: stop}
 		return resp, nil
 	}
 	out := h.template
@@ -679,6 +682,17 @@ func (f *flight) followerResponse(req *http.Request, key string, mreq model.Requ
 	closeBody(req)
 	fc.Served.Pair.Response.Body = model.NewBody(r)
 	return t.served(req, fc.Served, cacheStatus(fwd, h.code, true, f.isStored(), h.detail)), nil
+}
+
+// stopCloser is a body whose Close also stops a context callback.
+type stopCloser struct {
+	io.ReadCloser
+	stop func() bool
+}
+
+func (s *stopCloser) Close() error {
+	s.stop()
+	return s.ReadCloser.Close()
 }
 
 // cacheStatus returns the parameters of a forwarded request's Cache-Status

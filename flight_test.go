@@ -715,3 +715,43 @@ func TestTransportCloseDuringFetch(t *testing.T) {
 		t.Errorf("GET after Close: %v; want ErrClosed", err)
 	}
 }
+
+// A response that is not shared (no-store) is the leader's alone: its
+// context still ends a read of the body, as with a plain transport.
+func TestNotSharedBodyFollowsContext(t *testing.T) {
+	checkLeaks(t)
+	release := make(chan struct{})
+	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		io.WriteString(w, "first part")
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer o.Close()
+	defer close(release)
+	f := newFlightFixture(t, memStore(t), nil)
+	ctx, cancel := context.WithCancel(t.Context())
+	req, _ := http.NewRequestWithContext(ctx, "GET", o.URL, nil)
+	resp, err := f.cl.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.ReadFull(resp.Body, make([]byte, len("first part"))); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := io.ReadAll(resp.Body); done <- err }()
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("read after cancel: %v; want context.Canceled", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("cancelling the request's context did not end the read of its body")
+	}
+}
