@@ -357,7 +357,17 @@ func (t *Transport) roundTrip(req *http.Request, key string, collapse bool) (*ht
 		case len(pairs) > 0:
 			fwd = "miss" // stored, but none usable (Vary, say)
 		}
-		if !collapse || !cached {
+		if !cached {
+			// Nothing to store: no fetch of the Transport's.
+			resp, err := t.send(outgoing(ctx, req, st.Request))
+			if err != nil {
+				return nil, &ForwardError{Fwd: fwd, Err: err}
+			}
+			t.decide(req, key, st.Next(modelResponse(resp)))
+			setCacheStatus(resp.Header, cacheStatus(fwd, resp.StatusCode, false, false, ""))
+			return resp, nil
+		}
+		if !collapse {
 			return t.miss(req, key, mreq, st, fwd)
 		}
 		f, r, lead, err := t.joinFlight(key, req)
