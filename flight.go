@@ -12,8 +12,10 @@ import (
 	"os"
 	"reflect"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -68,7 +70,7 @@ var errAbandoned = errors.New("hishel: every client of the fetch went away")
 type flight struct {
 	t      *Transport
 	key    string
-	ctx    context.Context // the fetch's: the leader's values, cancelled on abandon and Close
+	ctx    context.Context // the fetch's: the leader's values, cancelled by stop
 	cancel context.CancelCauseFunc
 	guard  *traceGuard
 	window int
@@ -78,12 +80,13 @@ type flight struct {
 	ended chan struct{} // closed once the fetch is over
 
 	mu      sync.Mutex
+	origin  io.Closer // the origin's body while the fetch reads it
 	head    *flightHead
 	leader  *flightReader
-	readers map[*flightReader]struct{}
-	chunks  []*chunk // the window, in order
-	memSize int      // bytes held by chunks (their capacity)
-	written int64    // bytes received
+	readers []*flightReader // open readers, the leader's first
+	chunks  []*chunk        // the window, in order
+	memSize int             // bytes held by chunks (their capacity)
+	written int64           // bytes received
 	spill   *spillFile
 	done    bool  // the body ended, or the fetch failed or was cut short
 	err     error // why, when not at the end of a whole body
@@ -178,7 +181,7 @@ func (t *Transport) startFlightLocked(key string, req *http.Request) (*flight, *
 	f := &flight{
 		t: t, key: key, ctx: ctx, cancel: cancel, guard: guard, window: t.window(),
 		ready: make(chan struct{}), ended: make(chan struct{}),
-		readers: map[*flightReader]struct{}{}, changed: make(chan struct{}), progress: make(chan struct{}, 1),
+		changed: make(chan struct{}), progress: make(chan struct{}, 1),
 	}
 	f.leader = f.newReaderLocked(leader)
 	t.flights[f] = struct{}{}
@@ -245,7 +248,7 @@ func (f *flight) start() int64 {
 
 func (f *flight) newReaderLocked(ctx context.Context) *flightReader {
 	r := &flightReader{f: f, ctx: ctx, done: make(chan struct{})}
-	f.readers[r] = struct{}{}
+	f.readers = append(f.readers, r)
 	r.stop = context.AfterFunc(ctx, func() { _ = r.Close() })
 	return r
 }
@@ -283,15 +286,15 @@ func (f *flight) begin(req *http.Request, mreq model.Request, sn statemachine.St
 		ok, detail = false, "set-cookie"
 	}
 	if !ok {
+		f.setOrigin(resp.Body) // the leader's alone; stop closes it
 		f.publish(&flightHead{resp: resp, fwd: fwd, code: resp.StatusCode, detail: detail})
 		f.finish(nil, false)
 		return
 	}
 	defer resp.Body.Close()
 	// Closing the origin's body ends a read blocked in it, whatever the
-	// origin transport does with the cancelled context.
-	stop := context.AfterFunc(f.ctx, func() { _ = resp.Body.Close() })
-	defer stop()
+	// origin transport does with the cancelled context (see stop).
+	f.setOrigin(resp.Body)
 
 	h := &flightHead{share: true, fwd: fwd, code: resp.StatusCode, template: *resp,
 		leaderHeader: st.Response.Header, sentAt: f.sent, received: t.now()}
@@ -304,17 +307,21 @@ func (f *flight) begin(req *http.Request, mreq model.Request, sn statemachine.St
 		delete(h.storedHeader, "Set-Cookie")
 	}
 	missHeader(h.leaderHeader, st) // the stored header keeps what later ages are computed from
-	h.storedReq = model.Request{Method: mreq.Method, URL: mreq.URL, Header: mreq.Header.Clone(), Options: mreq.Options}
-	if st.TTL != 0 {
-		h.storedReq.Options.TTL = st.TTL
-	}
+	// What a follower is matched on: the fields the response varies on,
+	// and Authorization (RFC 9111 §3.5), copied.
+	h.storedReq = model.Request{Method: mreq.Method, URL: mreq.URL, Header: matchFields(mreq.Header, h.storedHeader)}
 	expectPartLength(resp)
-	origin := &originBody{r: resp.Body, limit: t.opts.MaxBodySize}
+	origin := &originBody{r: resp.Body, size: resp.ContentLength, limit: t.opts.MaxBodySize}
 	var saver *model.Body
 	if t.opts.MaxBodySize > 0 && resp.ContentLength > t.opts.MaxBodySize {
 		h.detail = "too-large"
 	} else {
-		saver = f.startStoring(req, h, origin)
+		sreq := mreq // the storage copies its header
+		sreq.Body = nil
+		if st.TTL != 0 {
+			sreq.Options.TTL = st.TTL
+		}
+		saver = f.startStoring(req, sreq, h, origin)
 	}
 	if saver != nil {
 		defer saver.Close() // before its end, this aborts the pair
@@ -325,11 +332,32 @@ func (f *flight) begin(req *http.Request, mreq model.Request, sn statemachine.St
 	f.pump(req, h, origin, saver)
 }
 
+// matchFields returns the fields of h, a request header, that a stored
+// response with header resp is matched on: those its Vary names, and
+// Authorization. Every value is copied.
+func matchFields(h, resp http.Header) http.Header {
+	out := http.Header{}
+	add := func(name string) {
+		if vs, ok := h[name]; ok {
+			out[name] = slices.Clone(vs)
+		}
+	}
+	add("Authorization")
+	for _, v := range resp["Vary"] {
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				add(http.CanonicalHeaderKey(f))
+			}
+		}
+	}
+	return out
+}
+
 // startStoring creates the pair and returns the body that stores the
 // response as it is read, or nil when storage failed (logged).
-func (f *flight) startStoring(req *http.Request, h *flightHead, origin *originBody) *model.Body {
+func (f *flight) startStoring(req *http.Request, sreq model.Request, h *flightHead, origin *originBody) *model.Body {
 	t := f.t
-	inc, err := t.store.CreatePair(f.ctx, h.storedReq)
+	inc, err := t.store.CreatePair(f.ctx, sreq)
 	if err != nil {
 		t.storeFailed(req, f.key, "create pair", err)
 		return nil
@@ -352,7 +380,7 @@ func (f *flight) pump(req *http.Request, h *flightHead, origin *originBody, save
 	for {
 		var n int
 		var err error
-		buf := f.buffer()
+		buf := f.buffer(origin.size)
 		if storing {
 			n, err = saver.Read(buf)
 		} else {
@@ -397,6 +425,29 @@ func (f *flight) pump(req *http.Request, h *flightHead, origin *originBody, save
 		f.finish(err, false)
 		f.publish(h)
 		return
+	}
+}
+
+// stop cancels the fetch with cause: its context, and a read blocked in the
+// origin's body.
+func (f *flight) stop(cause error) {
+	f.cancel(cause)
+	f.mu.Lock()
+	origin := f.origin
+	f.mu.Unlock()
+	if origin != nil {
+		_ = origin.Close()
+	}
+}
+
+// setOrigin records the origin's body that stop closes; when the fetch is
+// already cancelled, it closes it at once.
+func (f *flight) setOrigin(body io.Closer) {
+	f.mu.Lock()
+	f.origin = body
+	f.mu.Unlock()
+	if f.ctx.Err() != nil {
+		_ = body.Close()
 	}
 }
 
@@ -452,8 +503,16 @@ func (f *flight) append(c []byte) {
 	f.broadcast()
 }
 
-// buffer returns a buffer of fetchChunk bytes to read the origin into.
-func (f *flight) buffer() []byte { return *buffers.Get().(*[]byte) }
+// buffer returns a buffer to read the origin into: fetchChunk bytes, or,
+// when the body has a known length of which fewer bytes are left, a buffer
+// of that size (at least 512 bytes, to see the end), so that a small
+// response costs its own size.
+func (f *flight) buffer(length int64) []byte {
+	if left := length - f.written; length >= 0 && left < fetchChunk {
+		return make([]byte, max(left, 512))
+	}
+	return *buffers.Get().(*[]byte)
+}
 
 // recycle gives b back to buffers, if it is a whole buffer. No chunk of the
 // window and no reader may still refer to it.
@@ -467,7 +526,7 @@ func (f *flight) recycle(b []byte) {
 // needed reports whether a reader has not read up to end. The caller holds
 // f.mu.
 func (f *flight) needed(end int64) bool {
-	for r := range f.readers {
+	for _, r := range f.readers {
 		if r.off < end {
 			return true
 		}
@@ -526,7 +585,7 @@ func (f *flight) pace() error {
 			return context.Cause(f.ctx)
 		}
 		var fastest int64
-		for r := range f.readers {
+		for _, r := range f.readers {
 			fastest = max(fastest, r.off)
 		}
 		if f.written-fastest < int64(f.window) {
@@ -630,8 +689,8 @@ func (f *flight) leaderResponse(req *http.Request, r *flightReader) (*http.Respo
 		// The response is the leader's alone: its context governs the
 		// rest of the request, the body, as a plain transport's does.
 		ctx := req.Context()
-		stop := context.AfterFunc(ctx, func() { f.cancel(ctx.Err()) })
-		resp.Body = &stopCloser{ReadCloser: resp.Body, stop: stop}
+		stop := context.AfterFunc(ctx, func() { f.stop(ctx.Err()) })
+		resp.Body = &stopCloser{ReadCloser: resp.Body, ctx: ctx, stop: stop}
 		return resp, nil
 	}
 	out := h.template
@@ -684,10 +743,23 @@ func (f *flight) followerResponse(req *http.Request, key string, mreq model.Requ
 	return t.served(req, fc.Served, cacheStatus(fwd, h.code, true, f.isStored(), h.detail)), nil
 }
 
-// stopCloser is a body whose Close also stops a context callback.
+// stopCloser is the body of a response that is not shared: its context's
+// end stops the fetch, which cuts the body; a read then reports the
+// context's error. Close also stops the context's callback.
 type stopCloser struct {
 	io.ReadCloser
+	ctx  context.Context
 	stop func() bool
+}
+
+func (s *stopCloser) Read(p []byte) (int, error) {
+	n, err := s.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		if cerr := s.ctx.Err(); cerr != nil {
+			err = cerr
+		}
+	}
+	return n, err
 }
 
 func (s *stopCloser) Close() error {
@@ -875,7 +947,7 @@ func (r *flightReader) Close() error {
 		f.unref(r.held)
 		r.held = nil
 	}
-	delete(f.readers, r)
+	f.readers = slices.DeleteFunc(f.readers, func(x *flightReader) bool { return x == r })
 	abandon := len(f.readers) == 0 && !f.done
 	f.abandoned = f.abandoned || abandon
 	var orphan *http.Response
@@ -896,7 +968,7 @@ func (r *flightReader) Close() error {
 	}
 	if abandon {
 		f.t.unregister(f) // the next request starts a new fetch
-		f.cancel(errAbandoned)
+		f.stop(errAbandoned)
 	}
 	return nil
 }

@@ -199,7 +199,7 @@ func (t *Transport) Close() error {
 	}
 	t.mu.Unlock()
 	for _, f := range fs {
-		f.cancel(ErrClosed)
+		f.stop(ErrClosed)
 	}
 	t.fetches.Wait()
 	if t.ownStore {
@@ -470,6 +470,7 @@ func (t *Transport) store1(req *http.Request, key string, mreq model.Request, sn
 // on from r.
 type originBody struct {
 	r      io.ReadCloser
+	size   int64 // the body's length, or -1 when unknown
 	limit  int64
 	n      int64
 	err    error // the origin's own read error, other than io.EOF
