@@ -264,8 +264,8 @@ func (f *flight) fetch(req *http.Request, mreq model.Request, st *statemachine.C
 			err = cause
 		}
 		ferr := &ForwardError{Fwd: fwd, Err: err}
+		f.finish(ferr, false) // first: the leader's going must not look like abandoning
 		f.publish(&flightHead{err: ferr})
-		f.finish(ferr, false)
 		return
 	}
 	sn := st.Next(modelResponse(resp))
@@ -287,8 +287,11 @@ func (f *flight) begin(req *http.Request, mreq model.Request, sn statemachine.St
 	}
 	if !ok {
 		f.setOrigin(resp.Body) // the leader's alone; stop closes it
-		f.publish(&flightHead{resp: resp, fwd: fwd, code: resp.StatusCode, detail: detail})
+		// The fetch is over before the leader sees the head: its reader's
+		// Close must not abandon the fetch, which would close the body it
+		// is about to read.
 		f.finish(nil, false)
+		f.publish(&flightHead{resp: resp, fwd: fwd, code: resp.StatusCode, detail: detail})
 		return
 	}
 	defer resp.Body.Close()

@@ -755,3 +755,28 @@ func TestNotSharedBodyFollowsContext(t *testing.T) {
 		t.Fatal("cancelling the request's context did not end the read of its body")
 	}
 }
+
+// A response that is not shared goes to its leader whole: the fetch is over
+// before the leader sees it, so the leader's letting go of the fetch never
+// looks like abandoning it (which cut the body it was about to read).
+func TestNotSharedBodyWhole(t *testing.T) {
+	checkLeaks(t)
+	body := strings.Repeat("n", 4<<10)
+	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		io.WriteString(w, body)
+	}))
+	defer o.Close()
+	f := newFlightFixture(t, memStore(t), nil)
+	for i := range 2000 {
+		resp, err := f.cl.Get(o.URL)
+		if err != nil {
+			t.Fatalf("GET %d: %v", i, err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || string(b) != body {
+			t.Fatalf("GET %d: %d bytes, %v; want the whole body", i, len(b), err)
+		}
+	}
+}
