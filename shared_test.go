@@ -113,6 +113,33 @@ func TestPOSTKeyedOnBody(t *testing.T) {
 	}
 }
 
+// A negative MaxKeyBodySize keeps every request with a body out of the
+// cache; one without a body is cached as usual.
+func TestMaxKeyBodySizeNegative(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("Cache-Control", "max-age=600")
+		fmt.Fprintf(w, "answer to %q", b)
+	})
+	f := newFixture(t, statemachine.Options{SupportedMethods: []string{"GET", "HEAD", "POST"}}, &hishel.Options{MaxKeyBodySize: -1})
+	for i, tt := range []struct{ body, want, status string }{
+		{"a", `answer to "a"`, "fwd=bypass"},
+		{"b", `answer to "b"`, "fwd=bypass"},
+		{"", `answer to ""`, "fwd=uri-miss"},
+		{"", `answer to ""`, "hit"},
+	} {
+		resp, err := f.cl.Post(o.URL, "text/plain", strings.NewReader(tt.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != tt.want || !strings.Contains(resp.Header.Get("Cache-Status"), tt.status) {
+			t.Errorf("POST %d %q = %q, Cache-Status %q; want %q, %s", i, tt.body, b, resp.Header.Get("Cache-Status"), tt.want, tt.status)
+		}
+	}
+}
+
 // DefaultKey keys on method, URL and body.
 func TestDefaultKey(t *testing.T) {
 	mk := func(method, url, body string) *http.Request {

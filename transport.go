@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hishel-go/hishel/cache"
@@ -148,7 +149,7 @@ type Transport struct {
 	fetches  sync.WaitGroup       // their goroutines
 	revals   map[string]bool      // background revalidations, by key
 	bg       sync.WaitGroup       // background revalidations running
-	closed   bool                 // Close has begun: RoundTrip fails
+	closed   atomic.Bool          // Close has begun: RoundTrip fails
 	stopping bool                 // Close is cancelling fetches: none may start
 
 	combining combiner // partial-content combinations under way (partial.go)
@@ -187,9 +188,7 @@ func NewTransport(opts *Options) (*Transport, error) {
 // storage if the Transport opened it. RoundTrip fails with ErrClosed once
 // Close has begun.
 func (t *Transport) Close() error {
-	t.mu.Lock()
-	t.closed = true
-	t.mu.Unlock()
+	t.closed.Store(true)
 	t.bg.Wait()
 	t.mu.Lock()
 	t.stopping = true
@@ -263,22 +262,16 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, errors.New("hishel: request has no URL")
 	}
-	t.mu.Lock()
-	closed := t.closed
-	t.mu.Unlock()
-	if closed {
+	if t.closed.Load() {
 		closeBody(req)
 		return nil, ErrClosed
 	}
-	limit := t.opts.MaxKeyBodySize
-	if limit == 0 {
-		limit = DefaultMaxKeyBodySize
-	}
-	if !t.supports(req.Method) {
-		limit = -1 // written through: its body is not read here
-	}
 	kr, ok := keyRequest{req: req}, true
-	if limit >= 0 {
+	if t.supports(req.Method) { // others are written through: their bodies are not read here
+		limit := t.opts.MaxKeyBodySize
+		if limit == 0 {
+			limit = DefaultMaxKeyBodySize
+		}
 		var err error
 		if kr, ok, err = readBody(req, limit); err != nil {
 			return nil, err
@@ -638,7 +631,7 @@ func (t *Transport) revalidate(req *http.Request, key string, mreq model.Request
 // Close waits for.
 func (t *Transport) revalidateInBackground(req *http.Request, key string, st *statemachine.NeedRevalidation) {
 	t.mu.Lock()
-	if t.closed || t.revals[key] {
+	if t.closed.Load() || t.revals[key] {
 		t.mu.Unlock()
 		return
 	}
