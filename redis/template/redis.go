@@ -265,7 +265,7 @@ func OpenRedis(ctx context.Context, opts *RedisOptions) (*Redis, error) {
 		if s.ownClient {
 			s.c.Close()
 		}
-		return nil, fmt.Errorf("hishel: open redis at %s: %w", s.addr, err)
+		return nil, fmt.Errorf("hishel: open redis: %w", err)
 	}
 	go backend.Maintain(s.stop, s.maintDone, 0, nil, pol.SweepInterval, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), max(pol.SweepInterval, time.Minute))
@@ -376,7 +376,7 @@ func (s *Redis) call(ctx context.Context, fn func(ctx context.Context) error) er
 			if e := s.br.lastErr.Load(); e != nil {
 				last = (*e).Error()
 			}
-			return fmt.Errorf("hishel: redis at %s (last error: %s): %w", s.addr, last, model.ErrUnavailable)
+			return fmt.Errorf("redis at %s: %w (last error: %s)", s.addr, model.ErrUnavailable, last)
 		}
 		probe = true
 	}
@@ -395,13 +395,13 @@ func (s *Redis) call(ctx context.Context, fn func(ctx context.Context) error) er
 	case ctx.Err() != nil:
 		return ctx.Err()
 	case errors.Is(err, goredis.ErrClosed):
-		return fmt.Errorf("hishel: redis: %w", model.ErrClosed)
+		return fmt.Errorf("redis at %s: %w", s.addr, model.ErrClosed)
 	case unavailable(err) || cctx.Err() != nil:
 		s.br.lastErr.Store(&err)
 		s.br.until.Store(time.Now().Add(s.retryAfter).UnixNano())
-		return fmt.Errorf("hishel: redis at %s: %w: %w", s.addr, model.ErrUnavailable, err)
+		return fmt.Errorf("redis at %s: %w (%w)", s.addr, model.ErrUnavailable, err)
 	}
-	return fmt.Errorf("hishel: redis at %s: %w", s.addr, err)
+	return fmt.Errorf("redis at %s: %w", s.addr, err)
 }
 
 // unavailable reports whether err says the server could not be reached or
