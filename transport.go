@@ -217,15 +217,20 @@ func (t *Transport) roundTrip(req *http.Request, key string, collapse bool) (*ht
 	ctx := req.Context()
 	mreq := modelRequest(req)
 	var pairs []model.CompletePair
+	var storeErr error
 	if t.supports(req.Method) { // other methods are written through; nothing to look up
 		ps, err := t.store.GetPairs(ctx, key)
 		if err != nil && !errors.Is(err, context.Canceled) {
 			t.logError(req, "get pairs", err)
+			storeErr = err
 		}
 		pairs = ps
 	}
 	next := t.machine.Next(mreq, pairs)
 	t.decide(req, key, next)
+	if m, ok := next.(*statemachine.CacheMiss); ok && storeErr != nil {
+		return t.storageDown(req, m, storeErr)
+	}
 	if pu, ok := next.(*statemachine.PartialUpdate); ok {
 		next, pairs = t.combine(req, key, pu, pairs)
 		t.decide(req, key, next)
