@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/hishel-go/hishel/internal/testserver"
 	"github.com/hishel-go/hishel/redis"
@@ -16,7 +17,8 @@ func TestMain(m *testing.M) { os.Exit(testserver.Main(m)) }
 // test Redis (a key prefix of its own), configured by o.
 func options(tb testing.TB, o storagetest.Options) *redis.RedisOptions {
 	srv := testserver.Redis(tb)
-	opts := &redis.RedisOptions{Addr: srv.Addr, Username: srv.Username, Password: srv.Password, DB: srv.DB, Prefix: srv.Prefix}
+	opts := &redis.RedisOptions{Addr: srv.Addr, Username: srv.Username, Password: srv.Password, DB: srv.DB, Prefix: srv.Prefix,
+		Timeout: 10 * time.Second} // long enough for a loaded machine
 	opts.SetSettings(o.Settings())
 	return opts
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/hishel-go/hishel/cacheasync"
 	"github.com/hishel-go/hishel/internal/testserver"
@@ -18,7 +19,8 @@ func TestMain(m *testing.M) { os.Exit(testserver.Main(m)) }
 func TestStorage(t *testing.T) {
 	storagetest.RunAsync(t, func(tb testing.TB, o storagetest.Options) cacheasync.Store {
 		srv := testserver.Redis(tb)
-		opts := &redisasync.RedisOptions{Addr: srv.Addr, Username: srv.Username, Password: srv.Password, DB: srv.DB, Prefix: srv.Prefix}
+		opts := &redisasync.RedisOptions{Addr: srv.Addr, Username: srv.Username, Password: srv.Password, DB: srv.DB, Prefix: srv.Prefix,
+			Timeout: 10 * time.Second} // long enough for a loaded machine
 		opts.SetSettings(o.Settings())
 		return storagetest.Opened[cacheasync.Store](tb)(redisasync.OpenRedis(context.Background(), opts, nil))
 	})

@@ -125,9 +125,9 @@ func (s *Redis) completeLife(expires, now int64) time.Duration {
 func (s *Redis) deletedLife() time.Duration { return s.pol.Retention + s.grace }
 
 // chunkSlack is how much longer than its record a complete pair's chunks
-// are kept, so that refreshing the record on access rarely has to touch
-// every chunk.
-func chunkSlack(r *bolt.Record) time.Duration { return max(time.Duration(r.TTL), time.Hour) }
+// are kept (its TTL, at least ExpiryGrace), so that refreshing the record
+// on access touches every chunk at most once per TTL.
+func (s *Redis) chunkSlack(r *bolt.Record) time.Duration { return max(time.Duration(r.TTL), s.grace) }
 
 // expireChunks gives every chunk of st (its counts) the TTL life.
 func (s *Redis) expireChunks(c *change, st *stored, life time.Duration) {
@@ -159,7 +159,7 @@ func (s *Redis) completeOps(c *change, st *stored, now int64) {
 	c.expire(rk, life)
 	chunkLife := time.Duration(0)
 	if life != 0 {
-		chunkLife = life + chunkSlack(r)
+		chunkLife = life + s.chunkSlack(r)
 		st.until = now + int64(chunkLife)
 		c.hset(rk, fUntil, st.until)
 	}
@@ -447,7 +447,7 @@ func (s *Redis) touch(st *stored, now int64) *change {
 		life := s.completeLife(r.Expires, now)
 		c.zadd(s.k.expiring(), ceilMS(r.Expires), id).expire(rk, life).extendShared(s.k.keySet(r.Key), life)
 		if now+int64(life) > st.until {
-			chunkLife := life + chunkSlack(r)
+			chunkLife := life + s.chunkSlack(r)
 			st.until = now + int64(chunkLife)
 			c.hset(rk, fUntil, st.until)
 			s.expireChunks(c, st, chunkLife)
@@ -590,7 +590,7 @@ func (s *Redis) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(mod
 			c.expire(rk, life).extendShared(s.k.keySet(r.Key), life)
 			chunkLife := time.Duration(0)
 			if life != 0 {
-				chunkLife = life + chunkSlack(r)
+				chunkLife = life + s.chunkSlack(r)
 				st.until = now + int64(chunkLife)
 				c.hset(rk, fUntil, st.until)
 			}

@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/hishel-go/hishel/backend"
 	"github.com/hishel-go/hishel/bolt"
@@ -44,71 +47,64 @@ func (k *sink) countField() string {
 	return fRespN
 }
 
-// writeChunks adds to c the chunks, as the next ones of the body, and the
-// count written.
-func (k *sink) writeChunks(c *change, chunks [][]byte, now int64, r *bolt.Record) {
-	rk := k.s.k.rec(k.id)
-	life := k.s.incompleteLife(r, now)
-	for _, ch := range chunks {
-		c.set(k.s.k.chunk(k.id, k.nonce, k.kind, k.seq), encodeChunk(k.id, k.nonce, k.kind, k.seq, ch), life)
-		k.seq++
-	}
-	c.hset(rk, k.countField(), k.seq)
-}
-
 var errGone = fmt.Errorf("hishel: pair was removed while its body was stored: %w", model.ErrNotFound)
 
-// Store writes the chunks as one script call, if the pair is still there
-// and incomplete. At the body's end it also marks the body stored and, if
-// the other body is too and the pair has its response, completes the
-// pair, in the same script when this process's view of the pair is
-// current.
+// Store writes the chunks (plain SETs, each with its TTL) and, in the same
+// pipeline, a change of the record that holds only if the pair is still
+// there and incomplete: the count of chunks written, or at the body's end
+// the body's completion (and the pair's, if the other body is stored and
+// it has its response), computed from this process's view of the pair.
+// If the pair is gone, the chunks just written are deleted; if the view
+// was stale, the completion is computed again from the record.
 func (k *sink) Store(ctx context.Context, chunks [][]byte, size int64, final bool) error {
 	s := k.s
 	rk := s.k.rec(k.id)
 	now := bolt.UnixNano(s.pol.Now())
-	created := &bolt.Record{Created: k.created}
-	if final {
-		if cur := k.v.get(); cur != nil && cur.rec.Nonce == k.nonce {
-			seq := k.seq
-			c := newChange(rk).when(fRev, cur.rev).when(fNonce, cur.nonce)
-			k.writeChunks(c, chunks, now, created)
-			next, complete := k.finishOps(c, cur, size, now)
-			ok, err := s.apply(ctx, c)
-			if err != nil {
-				return err
-			}
-			if ok {
-				k.finished(ctx, next, complete)
-				return nil
-			}
-			k.seq = seq
-		}
+	life := s.incompleteLife(&bolt.Record{Created: k.created}, now)
+	ks := make([]string, len(chunks))
+	vals := make([]string, len(chunks))
+	for i, ch := range chunks {
+		ks[i] = s.k.chunk(k.id, k.nonce, k.kind, k.seq+i)
+		vals[i] = encodeChunk(k.id, k.nonce, k.kind, k.seq+i, ch)
 	}
-	if len(chunks) > 0 || !final {
-		c := newChange(rk).when(fNonce, nonceHex(k.nonce)).when(fState, stateIncomplete)
-		k.writeChunks(c, chunks, now, created)
-		ok, err := s.apply(ctx, c)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return errGone
-		}
-		if !final {
-			return nil
-		}
+	seq := k.seq + len(chunks)
+	var c *change
+	var next *stored
+	var complete bool
+	cur := k.v.get()
+	if final && cur != nil && cur.rec.Nonce == k.nonce {
+		c = newChange(rk).when(fRev, cur.rev).when(fNonce, cur.nonce)
+		next, complete = k.finishOps(c, cur, seq, size, now)
+	} else {
+		c = newChange(rk).when(fNonce, nonceHex(k.nonce)).when(fState, stateIncomplete)
+		c.hset(rk, k.countField(), seq)
+	}
+	ok, err := s.writeChunks(ctx, ks, vals, life, c)
+	if err != nil {
+		return err
+	}
+	k.seq = seq
+	switch {
+	case ok && next != nil:
+		k.finished(ctx, next, complete)
+		return nil
+	case ok && !final:
+		return nil
+	case !ok && next == nil:
+		s.unlink(ks)
+		return errGone
 	}
 	for range maxAttempts {
-		cur, ok, err := s.read(ctx, k.id)
+		cur, found, err := s.read(ctx, k.id)
 		if err != nil {
 			return err
 		}
-		if !ok || cur.nonce != nonceHex(k.nonce) || cur.state != stateIncomplete {
+		if !found || cur.nonce != nonceHex(k.nonce) || cur.state != stateIncomplete {
+			s.unlink(ks)
 			return errGone
 		}
 		c := newChange(rk).when(fRev, cur.rev).when(fNonce, cur.nonce)
-		next, complete := k.finishOps(c, cur, size, now)
+		next, complete := k.finishOps(c, cur, seq, size, now)
 		ok, err = s.apply(ctx, c)
 		if err != nil {
 			return err
@@ -121,10 +117,50 @@ func (k *sink) Store(ctx context.Context, chunks [][]byte, size int64, final boo
 	return fmt.Errorf("hishel: storing body of pair %s: the pair kept changing", k.id)
 }
 
-// finishOps makes c mark this body stored (size bytes, k.seq chunks) in
+// writeChunks sets the chunks ks to vals with TTL life and applies c, in
+// one pipeline; it reports whether c's conditions held.
+func (s *Redis) writeChunks(ctx context.Context, ks, vals []string, life time.Duration, c *change) (bool, error) {
+	if len(ks) == 0 {
+		return s.apply(ctx, c)
+	}
+	var res *goredis.Cmd
+	err := s.call(ctx, func(ctx context.Context) error {
+		_, err := s.c.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			for i, key := range ks {
+				p.Set(ctx, key, vals[i], life)
+			}
+			res = applyScript.EvalSha(ctx, p, c.keys, c.args()...)
+			return nil
+		})
+		if err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT") {
+			var n int64
+			n, err = applyScript.Run(ctx, s.c, c.keys, c.args()...).Int64()
+			res = goredis.NewCmd(ctx)
+			res.SetVal(n)
+		}
+		return err
+	})
+	if err != nil {
+		return false, err
+	}
+	n, _ := res.Int64()
+	return n == 1, nil
+}
+
+// unlink deletes keys, for what was written for a pair that is gone.
+func (s *Redis) unlink(ks []string) {
+	if len(ks) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
+	_ = s.call(ctx, func(ctx context.Context) error { return s.c.Unlink(ctx, ks...).Err() })
+}
+
+// finishOps makes c mark this body stored (size bytes, seq chunks) in
 // the pair cur, completing the pair if it can; it returns the pair as c
 // leaves it.
-func (k *sink) finishOps(c *change, cur *stored, size int64, now int64) (*stored, bool) {
+func (k *sink) finishOps(c *change, cur *stored, seq int, size int64, now int64) (*stored, bool) {
 	s := k.s
 	rec := *cur.rec
 	next := *cur
@@ -132,13 +168,13 @@ func (k *sink) finishOps(c *change, cur *stored, size int64, now int64) (*stored
 	next.rev = nextRev(cur.rev)
 	if k.kind == bolt.KindRequest {
 		rec.Flags |= bolt.FlagRequestDone
-		rec.ReqSize, next.nReq = size, k.seq
+		rec.ReqSize, next.nReq = size, seq
 	} else {
 		rec.Flags |= bolt.FlagResponseDone
-		rec.RespSize, next.nRes = size, k.seq
+		rec.RespSize, next.nRes = size, seq
 	}
 	rk, id := s.k.rec(k.id), idHex(k.id)
-	c.hset(rk, fRev, next.rev).hincr(s.k.sizes(), id, size).incr(s.k.total(), size)
+	c.hset(rk, k.countField(), seq).hset(rk, fRev, next.rev).hincr(s.k.sizes(), id, size).incr(s.k.total(), size)
 	complete := rec.Has(bolt.FlagRequestDone | bolt.FlagResponseDone | bolt.FlagHasResponse)
 	if complete {
 		s.completeOps(c, &next, now)
