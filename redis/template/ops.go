@@ -332,7 +332,7 @@ func (s *Redis) AddResponse(ctx context.Context, id model.PairID, resp model.Res
 		out.Request.Header = info.Request.Header.Clone() // out.Response.Header is resp.Header
 		if complete {
 			s.dropLocal(id)
-			s.enforce(ctx, key)
+			s.enforce(ctx, &next)
 		} else {
 			v.set(&next)
 		}

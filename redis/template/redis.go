@@ -71,6 +71,16 @@ type RedisOptions struct {
 	// Redis reclaims what no sweep did (every process gone, a crash) and
 	// the sweep does the rest. Default DefaultExpiryGrace.
 	ExpiryGrace time.Duration
+	// ReplaceVariants makes the completion of a pair remove the older
+	// complete pairs of its key that are the same variant: the same
+	// request header values for the fields its response's Vary names
+	// (every pair of a key without Vary is the same variant; Vary: * is
+	// never the same). Off by default (the storage keeps every pair it is
+	// given). A fleet of proxies on one Redis turns it on (hishel proxy
+	// does, for redis:// stores): their Transports collapse concurrent
+	// misses within a process, not across processes, and each would
+	// otherwise keep its copy.
+	ReplaceVariants bool
 
 	// DefaultTTL, RefreshTTLOnAccess, SweepInterval, DeletedRetention,
 	// IncompleteAge, MaxBytes, MaxPairs, MaxVariants and ChunkSize mean
@@ -171,6 +181,7 @@ type Redis struct {
 	timeout    time.Duration
 	retryAfter time.Duration
 	grace      time.Duration
+	replace    bool
 
 	closed atomic.Bool
 	br     breaker
@@ -225,7 +236,7 @@ func OpenRedis(ctx context.Context, opts *RedisOptions) (*Redis, error) {
 	}
 	s := &Redis{
 		pol: pol, c: o.Client, k: keys{p: o.Prefix}, timeout: o.Timeout, retryAfter: o.RetryAfter, grace: o.ExpiryGrace,
-		local: map[model.PairID]*view{}, stop: make(chan struct{}), maintDone: make(chan struct{}),
+		replace: o.ReplaceVariants, local: map[model.PairID]*view{}, stop: make(chan struct{}), maintDone: make(chan struct{}),
 	}
 	if s.c == nil {
 		addr := o.Addr
@@ -282,8 +293,8 @@ func OpenRedis(ctx context.Context, opts *RedisOptions) (*Redis, error) {
 // db is the logical database (default 0), the port defaults to 6379. The
 // parameters are the shared ones (ttl, refresh, sweep, retention,
 // incomplete-age, max-bytes, max-pairs, max-variants, chunk-size) and
-// prefix, timeout, retry-after and grace (RedisOptions' Prefix, Timeout,
-// RetryAfter and ExpiryGrace). A bad URL fails with model.ErrInvalid.
+// prefix, timeout, retry-after, grace and replace-variants (RedisOptions'
+// Prefix, Timeout, RetryAfter, ExpiryGrace and ReplaceVariants). A bad URL fails with model.ErrInvalid.
 func OpenRedisURL(ctx context.Context, u *url.URL) (*Redis, error) {
 	o, err := parseURL(u)
 	if err != nil {
@@ -321,6 +332,7 @@ func parseURL(u *url.URL) (*RedisOptions, error) {
 	q.Duration("timeout", &o.Timeout)
 	q.Duration("retry-after", &o.RetryAfter)
 	q.Duration("grace", &o.ExpiryGrace)
+	q.Bool("replace-variants", &o.ReplaceVariants)
 	if err := q.Done(); err != nil {
 		return nil, err
 	}

@@ -555,3 +555,52 @@ func TestParseURL(t *testing.T) {
 		}
 	}
 }
+
+// With ReplaceVariants, completing a pair removes the older pairs of its
+// key that are the same variant, and only those.
+func TestReplaceVariants(t *testing.T) {
+	srv := testserver.Redis(t)
+	s := open(t, srv, RedisOptions{ReplaceVariants: true})
+	variant := func(lang, vary string) (model.Request, model.Response) {
+		req := getReq("u")
+		req.Header.Set("Accept-Language", lang)
+		resp := okResp([]byte(lang + "/" + vary))
+		if vary != "" {
+			resp.Header.Set("Vary", vary)
+		}
+		return req, resp
+	}
+	tests := []struct {
+		name  string
+		store [][2]string // language, Vary
+		want  []string    // bodies served, newest first
+	}{
+		{"by Vary", [][2]string{{"en", "Accept-Language"}, {"fr", "accept-language"}, {"en", "Accept-Language"}},
+			[]string{"en/Accept-Language", "fr/accept-language"}},
+		{"no Vary", [][2]string{{"en", ""}, {"fr", ""}}, []string{"fr/"}},
+		{"Vary star", [][2]string{{"en", "*"}, {"en", "*"}}, []string{"en/*", "en/*"}},
+		{"other Vary", [][2]string{{"en", "Accept-Language"}, {"en", "Accept-Encoding"}},
+			[]string{"en/Accept-Encoding", "en/Accept-Language"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, v := range tt.store {
+				req, resp := variant(v[0], v[1])
+				store(t, s, req, resp, tt.name)
+			}
+			ps, err := s.GetPairs(context.Background(), tt.name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, p := range ps {
+				b, _ := model.ReadAll(p.Response.Body)
+				p.Request.Body.Close()
+				got = append(got, string(b))
+			}
+			if strings.Join(got, " ") != strings.Join(tt.want, " ") {
+				t.Errorf("GetPairs() = %q; want %q", got, tt.want)
+			}
+		})
+	}
+}

@@ -187,7 +187,7 @@ func (k *sink) finishOps(c *change, cur *stored, seq int, size int64, now int64)
 func (k *sink) finished(ctx context.Context, next *stored, complete bool) {
 	if complete {
 		k.s.dropLocal(k.id)
-		k.s.enforce(ctx, next.rec.Key)
+		k.s.enforce(ctx, next)
 		return
 	}
 	k.v.set(next)

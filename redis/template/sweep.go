@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -226,18 +227,80 @@ func (s *Redis) bodiesSound(ctx context.Context, st *stored) bool {
 	return true
 }
 
-// enforce applies the budgets after a pair completed under key: the
-// variant cap of that key, then MaxPairs and MaxBytes. A failure is left
-// to the next sweep.
-func (s *Redis) enforce(ctx context.Context, key string) {
+// enforce applies the budgets after the pair done completed: the older
+// pairs of its variant go (ReplaceVariants), then the variant cap of its
+// key, then MaxPairs and MaxBytes. A failure is left to the next sweep.
+func (s *Redis) enforce(ctx context.Context, done *stored) {
+	ctx = context.WithoutCancel(ctx)
+	key := done.rec.Key
+	if s.replace {
+		_ = s.replaceVariants(ctx, done)
+	}
 	if s.pol.MaxVariants <= 0 && s.pol.MaxPairs <= 0 && s.pol.MaxBytes <= 0 {
 		return
 	}
-	ctx = context.WithoutCancel(ctx)
 	if s.pol.MaxVariants > 0 {
 		_ = s.capVariants(ctx, key)
 	}
 	_, _ = s.evict(ctx)
+}
+
+// replaceVariants removes the complete pairs of done's key that are the
+// same variant as done and older (by completion, then ID): of two
+// processes completing the same variant at once, the later removes the
+// earlier.
+func (s *Redis) replaceVariants(ctx context.Context, done *stored) error {
+	var ids []string
+	if err := s.call(ctx, func(ctx context.Context) error {
+		var err error
+		ids, err = s.c.SMembers(ctx, s.k.keySet(done.rec.Key)).Result()
+		return err
+	}); err != nil || len(ids) < 2 {
+		return err
+	}
+	sts, err := s.readAll(ctx, ids)
+	if err != nil {
+		return err
+	}
+	for _, st := range sts {
+		older := cmp.Or(cmp.Compare(st.rec.Completed, done.rec.Completed), slices.Compare(st.rec.ID[:], done.rec.ID[:])) < 0
+		if older && sameVariant(st.rec, done.rec) {
+			if _, err := s.purge(ctx, st.rec.ID, st.rec.Nonce, nil); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// sameVariant reports whether a and b answer the same requests: their
+// responses' Vary name the same fields, none is *, and their requests have
+// the same values for them.
+func sameVariant(a, b *bolt.Record) bool {
+	fa, fb := varyFields(a.RespHeader), varyFields(b.RespHeader)
+	if !slices.Equal(fa, fb) || slices.Contains(fa, "*") {
+		return false
+	}
+	for _, f := range fa {
+		if !slices.Equal(a.ReqHeader.Values(f), b.ReqHeader.Values(f)) {
+			return false
+		}
+	}
+	return true
+}
+
+// varyFields returns the field names of h's Vary, canonical and sorted.
+func varyFields(h http.Header) []string {
+	var out []string
+	for _, v := range h.Values("Vary") {
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				out = append(out, http.CanonicalHeaderKey(f))
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // capVariants evicts the least recently used complete pairs of key beyond
