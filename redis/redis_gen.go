@@ -96,8 +96,8 @@ func OpenRedis(ctx context.Context, opts *RedisOptions) (*Redis, error) {
 // db is the logical database (default 0), the port defaults to 6379. The
 // parameters are the shared ones (ttl, refresh, sweep, retention,
 // incomplete-age, max-bytes, max-pairs, max-variants, chunk-size) and
-// prefix, timeout, retry-after and grace (RedisOptions' Prefix, Timeout,
-// RetryAfter and ExpiryGrace). A bad URL fails with model.ErrInvalid.
+// prefix, timeout, retry-after, grace and replace-variants (RedisOptions'
+// Prefix, Timeout, RetryAfter, ExpiryGrace and ReplaceVariants). A bad URL fails with model.ErrInvalid.
 func OpenRedisURL(ctx context.Context, u *url.URL) (*Redis, error) {
 	s, err := template.OpenRedisURL(ctx, u)
 	if err != nil {

@@ -103,8 +103,8 @@ func OpenRedis(ctx context.Context, opts *RedisOptions, async *Options) (*Redis,
 // db is the logical database (default 0), the port defaults to 6379. The
 // parameters are the shared ones (ttl, refresh, sweep, retention,
 // incomplete-age, max-bytes, max-pairs, max-variants, chunk-size) and
-// prefix, timeout, retry-after and grace (RedisOptions' Prefix, Timeout,
-// RetryAfter and ExpiryGrace). A bad URL fails with model.ErrInvalid.
+// prefix, timeout, retry-after, grace and replace-variants (RedisOptions'
+// Prefix, Timeout, RetryAfter, ExpiryGrace and ReplaceVariants). A bad URL fails with model.ErrInvalid.
 //
 // OpenRedisURL opens the store before it returns, as the blocking API does;
 // async configures how the store's calls run, and nil means the defaults.
