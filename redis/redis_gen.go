@@ -167,7 +167,8 @@ func (x *Redis) AddResponse(ctx context.Context, id model.PairID, resp model.Res
 // pair, read in the same round trip); each must be read to the end or
 // closed. Reading a pair counts as an access: it restarts the pair's TTL if
 // the pair refreshes on access, and moves it to the back of the eviction
-// order. The pairs' header maps are the caller's own to change.
+// order, to the second (reads within a second of the last recorded one
+// write nothing). The pairs' header maps are the caller's own to change.
 //
 // A record that fails its checksum fails GetPairs with model.ErrCorrupt;
 // the next sweep removes it.

@@ -355,7 +355,8 @@ func live(st *stored, now int64) bool {
 // pair, read in the same round trip); each must be read to the end or
 // closed. Reading a pair counts as an access: it restarts the pair's TTL if
 // the pair refreshes on access, and moves it to the back of the eviction
-// order. The pairs' header maps are the caller's own to change.
+// order, to the second (reads within a second of the last recorded one
+// write nothing). The pairs' header maps are the caller's own to change.
 //
 // A record that fails its checksum fails GetPairs with model.ErrCorrupt;
 // the next sweep removes it.
@@ -408,7 +409,9 @@ func (s *Redis) GetPairs(ctx context.Context, key string) ([]model.CompletePair,
 			h.req, _ = f[1+len(recordFields)].([]any)
 			h.resp, _ = f[2+len(recordFields)].([]any)
 		}
-		changes = append(changes, s.touch(st, now))
+		if touchDue(st.rec, now) {
+			changes = append(changes, s.touch(st, now))
+		}
 		hits = append(hits, h)
 	}
 	if len(changes) > 0 {
@@ -427,6 +430,20 @@ func (s *Redis) GetPairs(ctx context.Context, key string) ([]model.CompletePair,
 		return slices.Compare(a.ID[:], b.ID[:])
 	})
 	return out, nil
+}
+
+// touchEvery is the resolution of access times: a read within it of the
+// last recorded access, that would move the expiry by less, writes
+// nothing. A pair read a thousand times a second is written once a
+// second.
+const touchEvery = int64(time.Second)
+
+// touchDue reports whether a read of r at now must record an access.
+func touchDue(r *bolt.Record, now int64) bool {
+	if now-r.LastAccess >= touchEvery {
+		return true
+	}
+	return r.Refresh && r.TTL > 0 && r.Expires != 0 && now+r.TTL-r.Expires >= touchEvery
 }
 
 // touch records an access to the live pair st at now: its last access and,

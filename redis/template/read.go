@@ -14,7 +14,7 @@ import (
 // come soon, a large body in few round trips, and its memory stays
 // readBatch whatever the body's size.
 const (
-	firstBatch = 128 << 10
+	firstBatch = 512 << 10
 	readBatch  = 1 << 20
 )
 
