@@ -47,6 +47,9 @@ test-servers:
 bench:
 	@for m in $(MODULES); do (cd $$m && $(GO) test -run '^$$' -bench . -benchmem -count 1 ./...) || exit 1; done
 	cd bench && $(GO) run .
+	# the Redis backend against bbolt and gregjones/httpcache's Redis cache, interleaved
+	GO=$(GO) scripts/test-servers redis
+	cd bench && $(GO) test -run '^$$' -bench Redis -count 3 .
 
 ## fuzz: run every fuzz target for a short time
 FUZZTIME ?= 20s
