@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"sync"
 	"time"
 
@@ -143,11 +142,7 @@ func (s *Redis) expireChunks(c *change, st *stored, life time.Duration) {
 func (s *Redis) completeOps(c *change, st *stored, now int64) {
 	r := st.rec
 	rk, id := s.k.rec(r.ID), idHex(r.ID)
-	r.Flags |= bolt.FlagComplete
-	r.Completed, r.LastAccess = now, now
-	if r.TTL > 0 {
-		r.Expires = now + r.TTL
-	}
+	backend.Settle(r, now)
 	st.state = stateComplete
 	c.hset(rk, fRecord, encodeRecord(r)).hset(rk, fAccess, encodeAccess(r.ID, r.LastAccess, r.Expires)).hset(rk, fState, stateComplete)
 	c.zrem(s.k.incomplete(), id).zadd(s.k.lru(), ms(now), id)
@@ -206,11 +201,8 @@ func (s *Redis) CreatePair(ctx context.Context, req model.Request, opts ...model
 	if err := checkCtx(ctx); err != nil {
 		return model.IncompletePair{}, err
 	}
-	if req.Method == "" {
-		return model.IncompletePair{}, fmt.Errorf("hishel: create pair: empty method: %w", model.ErrInvalid)
-	}
-	if req.Body.Consumed() {
-		return model.IncompletePair{}, fmt.Errorf("hishel: create pair: request body: %w", model.ErrBodyConsumed)
+	if err := backend.CheckRequest(req); err != nil {
+		return model.IncompletePair{}, err
 	}
 	ttl, refresh, err := s.pol.TTLFor(req.Options)
 	if err != nil {
@@ -269,11 +261,8 @@ func (s *Redis) AddResponse(ctx context.Context, id model.PairID, resp model.Res
 	if err := checkCtx(ctx); err != nil {
 		return model.CompletePair{}, err
 	}
-	if resp.Status < 100 || resp.Status > 999 {
-		return model.CompletePair{}, fmt.Errorf("hishel: add response: status %d: %w", resp.Status, model.ErrInvalid)
-	}
-	if resp.Body.Consumed() {
-		return model.CompletePair{}, fmt.Errorf("hishel: add response: response body: %w", model.ErrBodyConsumed)
+	if err := backend.CheckResponse(resp); err != nil {
+		return model.CompletePair{}, err
 	}
 	if s.closed.Load() {
 		return model.CompletePair{}, model.ErrClosed
@@ -423,12 +412,7 @@ func (s *Redis) GetPairs(ctx context.Context, key string) ([]model.CompletePair,
 	for i, h := range hits {
 		out[i] = s.pairOf(h.st, h.req, h.resp)
 	}
-	slices.SortStableFunc(out, func(a, b model.CompletePair) int {
-		if c := b.Meta.Completed.Compare(a.Meta.Completed); c != 0 {
-			return c
-		}
-		return slices.Compare(a.ID[:], b.ID[:])
-	})
+	backend.SortNewest(out)
 	return out, nil
 }
 
@@ -573,23 +557,16 @@ func (s *Redis) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(mod
 		if err != nil {
 			return model.CompletePair{}, err
 		}
-		if next.ID != id {
-			return model.CompletePair{}, fmt.Errorf("hishel: update pair %s: new id %s: %w", id, next.ID, model.ErrIDChanged)
-		}
-		if next.Request.Method == "" || next.Response.Status < 100 || next.Response.Status > 999 || next.Meta.TTL < 0 {
-			return model.CompletePair{}, fmt.Errorf("hishel: update pair %s: empty method, bad status or negative TTL: %w", id, model.ErrInvalid)
+		if err := backend.CheckUpdate(id, next); err != nil {
+			return model.CompletePair{}, err
 		}
 		if err := ctx.Err(); err != nil {
 			return model.CompletePair{}, err
 		}
 		now := bolt.UnixNano(s.pol.Now())
 		old := *st.rec
-		r := st.rec
-		r.Key = next.Key
-		r.Created, r.TTL, r.Refresh = bolt.UnixNano(next.Meta.Created), int64(next.Meta.TTL), next.Meta.Refresh
-		r.Expires = bolt.UnixNano(next.Meta.Expires)
-		r.Method, r.URL, r.ReqHeader, r.ReqOptions = next.Request.Method, next.Request.URL, next.Request.Header.Clone(), next.Request.Options
-		r.Status, r.RespHeader = next.Response.Status, next.Response.Header.Clone()
+		r := backend.Updated(st.rec, next)
+		st.rec = r
 		rk, idh := s.k.rec(id), idHex(id)
 		c := newChange(rk).when(fRev, st.rev).when(fNonce, st.nonce).when(fState, stateComplete)
 		st.rev = nextRev(st.rev)
