@@ -71,11 +71,11 @@ type RedisOptions struct {
 	// Redis reclaims what no sweep did (every process gone, a crash) and
 	// the sweep does the rest. Default DefaultExpiryGrace.
 	ExpiryGrace time.Duration
-	// ReplaceVariants makes the completion of a pair remove the older
-	// complete pairs of its key that are the same variant: the same
-	// request header values for the fields its response's Vary names
-	// (every pair of a key without Vary is the same variant; Vary: * is
-	// never the same). Off by default (the storage keeps every pair it is
+	// ReplaceVariants keeps one complete pair per variant of a key: when a
+	// pair completes, of the pairs of its key that are its variant (the
+	// same request header values for the fields its response's Vary names;
+	// every pair of a key without Vary is; with Vary: * none is) only the
+	// newest, by completion, stays. Off by default (the storage keeps every pair it is
 	// given). A fleet of proxies on one Redis turns it on (hishel proxy
 	// does, for redis:// stores): their Transports collapse concurrent
 	// misses within a process, not across processes, and each would

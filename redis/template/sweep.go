@@ -245,10 +245,11 @@ func (s *Redis) enforce(ctx context.Context, done *stored) {
 	_, _ = s.evict(ctx)
 }
 
-// replaceVariants removes the complete pairs of done's key that are the
-// same variant as done and older (by completion, then ID): of two
-// processes completing the same variant at once, the later removes the
-// earlier.
+// replaceVariants keeps, of the complete pairs of done's key that are the
+// same variant as done (done included), only the newest (by completion,
+// then ID). Each process runs it after its own completion, so whichever
+// of two concurrent completions of a variant is applied last sees both,
+// and both processes agree on which one stays.
 func (s *Redis) replaceVariants(ctx context.Context, done *stored) error {
 	var ids []string
 	if err := s.call(ctx, func(ctx context.Context) error {
@@ -262,9 +263,21 @@ func (s *Redis) replaceVariants(ctx context.Context, done *stored) error {
 	if err != nil {
 		return err
 	}
-	for _, st := range sts {
-		older := cmp.Or(cmp.Compare(st.rec.Completed, done.rec.Completed), slices.Compare(st.rec.ID[:], done.rec.ID[:])) < 0
-		if older && sameVariant(st.rec, done.rec) {
+	newer := func(a, b *stored) bool {
+		return cmp.Or(cmp.Compare(a.rec.Completed, b.rec.Completed), slices.Compare(a.rec.ID[:], b.rec.ID[:])) > 0
+	}
+	same := slices.DeleteFunc(sts, func(st *stored) bool { return !sameVariant(st.rec, done.rec) })
+	if len(same) < 2 {
+		return nil
+	}
+	keep := same[0]
+	for _, st := range same[1:] {
+		if newer(st, keep) {
+			keep = st
+		}
+	}
+	for _, st := range same {
+		if st != keep {
 			if _, err := s.purge(ctx, st.rec.ID, st.rec.Nonce, nil); err != nil {
 				return err
 			}
