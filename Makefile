@@ -4,10 +4,10 @@ GO ?= go
 # and one module per backend whose driver its users alone should compile.
 # Each is built and tested on its own, as its users build it (GOWORK=off:
 # its go.mod's replace directives point at the others).
-MODULES := . cmd/hishel sqlite postgres
+MODULES := . cmd/hishel sqlite postgres redis
 # Modules whose go:generate renders a template (gen's out-of-module mode
 # for all but the root), and the gen -check that proves each up to date.
-GEN_MODULES := . sqlite postgres
+GEN_MODULES := . sqlite postgres redis
 export GOWORK := off
 
 .PHONY: all generate check-generate vet test test-servers bench fuzz lint
@@ -23,6 +23,7 @@ check-generate:
 	$(GO) run ./gen -check
 	cd sqlite && $(GO) tool gen -check -template ./template -cache . -async ./sqliteasync
 	cd postgres && $(GO) tool gen -check -template ./template -cache . -async ./postgresasync
+	cd redis && $(GO) tool gen -check -template ./template -cache . -async ./redisasync
 
 ## vet: go vet in every module
 vet:
@@ -46,6 +47,9 @@ test-servers:
 bench:
 	@for m in $(MODULES); do (cd $$m && $(GO) test -run '^$$' -bench . -benchmem -count 1 ./...) || exit 1; done
 	cd bench && $(GO) run .
+	# the Redis backend against bbolt and gregjones/httpcache's Redis cache, interleaved
+	GO=$(GO) scripts/test-servers redis
+	cd bench && $(GO) test -run '^$$' -bench Redis -count 3 .
 
 ## fuzz: run every fuzz target for a short time
 FUZZTIME ?= 20s

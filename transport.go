@@ -302,16 +302,21 @@ func (t *Transport) roundTrip(req *http.Request, key string, collapse bool) (*ht
 	ctx := req.Context()
 	mreq := t.modelRequest(req)
 	var pairs []model.CompletePair
+	var storeErr error
 	cached := t.supports(req.Method)
 	if cached { // other methods are written through; nothing to look up
 		ps, err := t.store.GetPairs(ctx, key)
 		if err != nil && !errors.Is(err, context.Canceled) {
 			t.storeFailed(req, key, "get pairs", err)
+			storeErr = err
 		}
 		pairs = ps
 	}
 	next := t.machine.Next(mreq, pairs)
 	t.decide(req, key, next)
+	if m, ok := next.(*statemachine.CacheMiss); ok && storeErr != nil {
+		return t.storageDown(req, m, storeErr)
+	}
 	if pu, ok := next.(*statemachine.PartialUpdate); ok {
 		next, pairs = t.combine(req, key, pu, pairs)
 		t.decide(req, key, next)

@@ -8,5 +8,6 @@ package main
 
 import (
 	_ "github.com/hishel-go/hishel/postgres" // postgres://
+	_ "github.com/hishel-go/hishel/redis"    // redis://
 	_ "github.com/hishel-go/hishel/sqlite"   // sqlite://
 )

@@ -5,10 +5,12 @@ go 1.26.0
 require (
 	github.com/hishel-go/hishel v0.0.0
 	github.com/hishel-go/hishel/postgres v0.0.0
+	github.com/hishel-go/hishel/redis v0.0.0
 	github.com/hishel-go/hishel/sqlite v0.0.0
 )
 
 require (
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/dustin/go-humanize v1.1.0 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/jackc/pgpassfile v1.0.0 // indirect
@@ -17,8 +19,10 @@ require (
 	github.com/jackc/puddle/v2 v2.2.3 // indirect
 	github.com/mattn/go-isatty v0.0.24 // indirect
 	github.com/ncruces/go-strftime v1.1.0 // indirect
+	github.com/redis/go-redis/v9 v9.23.0 // indirect
 	github.com/remyoudompheng/bigfft v0.0.0-20230129092748-24d4a6f8daec // indirect
 	go.etcd.io/bbolt v1.5.0 // indirect
+	go.uber.org/atomic v1.12.0 // indirect
 	golang.org/x/sync v0.24.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/text v0.41.0 // indirect
@@ -34,3 +38,5 @@ replace (
 	github.com/hishel-go/hishel/postgres => ../../postgres
 	github.com/hishel-go/hishel/sqlite => ../../sqlite
 )
+
+replace github.com/hishel-go/hishel/redis => ../../redis

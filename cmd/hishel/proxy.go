@@ -135,7 +135,7 @@ func cmdProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg.target, cfg.shared, cfg.maxBody = target, *shared, *maxBody
 
 	var store cache.Store
-	u, dbName, err := sf.storeURL("proxy", func(string) url.Values { return nil })
+	u, dbName, err := sf.storeURL("proxy", proxyParams)
 	switch {
 	case err != nil:
 		return err
@@ -277,6 +277,17 @@ func targetedFields(list string) ([]string, error) {
 		out = append(out, f)
 	}
 	return out, nil
+}
+
+// proxyParams are the store URL parameters the proxy sets unless the URL
+// does: on Redis, a fleet of proxies shares the store, and each replaces
+// the older copies of a variant it stores (two proxies that miss the same
+// URL at once each fetch and store it).
+func proxyParams(scheme string) url.Values {
+	if scheme == "redis" {
+		return url.Values{"replace-variants": {"true"}}
+	}
+	return nil
 }
 
 // defaultDBPath names the file cache.OpenBolt opens when no path is given.
