@@ -297,7 +297,10 @@ func (d *DynamoDB) ensureTable(ctx context.Context, create bool) error {
 	if err != nil && !errors.As(err, &inUse) { // another process made it first
 		return fmt.Errorf("hishel: create dynamodb table %s: %w", *d.table, err)
 	}
-	w := dynamodb.NewTableExistsWaiter(d.db, func(o *dynamodb.TableExistsWaiterOptions) { o.MinDelay = 100 * time.Millisecond; o.MaxDelay = time.Second })
+	w := dynamodb.NewTableExistsWaiter(d.db, func(o *dynamodb.TableExistsWaiterOptions) {
+		o.MinDelay = 100 * time.Millisecond
+		o.MaxDelay = time.Second
+	})
 	if err := w.Wait(ctx, &dynamodb.DescribeTableInput{TableName: d.table}, 2*time.Minute); err != nil {
 		return fmt.Errorf("hishel: create dynamodb table %s: %w", *d.table, err)
 	}

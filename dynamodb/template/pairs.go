@@ -56,7 +56,9 @@ const (
 
 const headSK = "h"
 
-func num(n int64) types.AttributeValue { return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)} }
+func num(n int64) types.AttributeValue {
+	return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
+}
 func str(s string) types.AttributeValue { return &types.AttributeValueMemberS{Value: s} }
 
 func headKey(id model.PairID) map[string]types.AttributeValue {
@@ -65,15 +67,15 @@ func headKey(id model.PairID) map[string]types.AttributeValue {
 
 // head is a pair's head item, decoded.
 type head struct {
-	id                                              model.PairID
-	nonce, state                                    int64
-	hasResp, reqDone, respDone                      bool
-	reqSize, respSize, reqN, respN                  int64
-	created, done, expires, deleted, access, size   int64
-	version                                         int64
-	key                                             string
-	rec                                             []byte
-	recCRC                                          int64
+	id                                            model.PairID
+	nonce, state                                  int64
+	hasResp, reqDone, respDone                    bool
+	reqSize, respSize, reqN, respN                int64
+	created, done, expires, deleted, access, size int64
+	version                                       int64
+	key                                           string
+	rec                                           []byte
+	recCRC                                        int64
 }
 
 func getNum(item map[string]types.AttributeValue, name string) int64 {
