@@ -262,8 +262,10 @@ func (m *Mongo) Sync(ctx context.Context) Future[struct{}] {
 	})
 }
 
-// Stats counts the stored pairs by state and their body bytes, with one
-// aggregation over the pair documents (its cost grows with their number).
+// Stats counts the stored pairs by state and their body bytes. It reads
+// two fields of every pair document (its cost grows with their number; an
+// $group aggregation would do the same work on the server, and FerretDB
+// v1 sums no fields in $group).
 //
 // Stats returns at once. The call runs in a goroutine of its own and its
 // result arrives on the returned [Future], which delivers exactly one
