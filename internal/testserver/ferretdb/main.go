@@ -58,7 +58,11 @@ func run() error {
 		Listener:  ferretdb.ListenerConfig{TCP: *listen},
 		Logger:    logger,
 		Handler:   "sqlite",
-		SQLiteURL: "file:" + filepath.ToSlash(abs) + "/",
+		// Immediate transactions: a write waits for another's (FerretDB's
+		// busy timeout, 10 s) instead of failing with SQLITE_BUSY when its
+		// read transaction cannot be upgraded, as concurrent clients'
+		// writes did.
+		SQLiteURL: "file:" + filepath.ToSlash(abs) + "/?_txlock=immediate",
 	})
 	if err != nil {
 		return err
