@@ -46,6 +46,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -305,7 +306,8 @@ func (m *Mongo) disconnect() {
 	}
 }
 
-// makeIndexes creates the indexes the queries use; existing ones are kept.
+// makeIndexes creates the indexes the queries use, those that are missing
+// (FerretDB v1 drops the connection when asked to create one that exists).
 func (m *Mongo) makeIndexes(ctx context.Context) error {
 	idx := func(keys ...string) mongo.IndexModel {
 		var d bson.D
@@ -314,19 +316,40 @@ func (m *Mongo) makeIndexes(ctx context.Context) error {
 		}
 		return mongo.IndexModel{Keys: d}
 	}
-	if _, err := m.pairs.Indexes().CreateMany(ctx, []mongo.IndexModel{
-		idx(fKey, fState), idx(fState, fExpires), idx(fState, fDeleted), idx(fState, fCreated), idx(fState, fAccess),
-	}); err != nil {
-		return fmt.Errorf("hishel: mongodb indexes: %w", err)
-	}
-	g := m.lay[layoutGridFS]
-	if _, err := g.files.Indexes().CreateOne(ctx, idx("filename", "uploadDate")); err != nil {
-		return fmt.Errorf("hishel: mongodb indexes: %w", err)
+	name := func(m mongo.IndexModel) string {
+		var parts []string
+		for _, e := range m.Keys.(bson.D) {
+			parts = append(parts, e.Key+"_1")
+		}
+		return strings.Join(parts, "_") // the server's default name
 	}
 	chunkIdx := idx("files_id", "n")
 	chunkIdx.Options = options.Index().SetUnique(true)
-	if _, err := g.chunks.Indexes().CreateOne(ctx, chunkIdx); err != nil {
-		return fmt.Errorf("hishel: mongodb indexes: %w", err)
+	g := m.lay[layoutGridFS]
+	for _, c := range []struct {
+		coll *mongo.Collection
+		idx  []mongo.IndexModel
+	}{
+		{m.pairs, []mongo.IndexModel{idx(fKey, fState), idx(fState, fExpires), idx(fState, fDeleted), idx(fState, fCreated), idx(fState, fAccess)}},
+		{g.files, []mongo.IndexModel{idx("filename", "uploadDate")}},
+		{g.chunks, []mongo.IndexModel{chunkIdx}},
+	} {
+		specs, err := c.coll.Indexes().ListSpecifications(ctx)
+		if err != nil {
+			return fmt.Errorf("hishel: mongodb indexes: %w", err)
+		}
+		var missing []mongo.IndexModel
+		for _, want := range c.idx {
+			if !slices.ContainsFunc(specs, func(s mongo.IndexSpecification) bool { return s.Name == name(want) }) {
+				missing = append(missing, want)
+			}
+		}
+		if len(missing) == 0 {
+			continue
+		}
+		if _, err := c.coll.Indexes().CreateMany(ctx, missing); err != nil {
+			return fmt.Errorf("hishel: mongodb indexes: %w", err)
+		}
 	}
 	return nil
 }
