@@ -7,7 +7,6 @@ import (
 	"slices"
 	"sort"
 	"strconv"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -213,11 +212,8 @@ func (d *DynamoDB) CreatePair(ctx context.Context, req model.Request, opts ...mo
 	if err := d.check(ctx); err != nil {
 		return model.IncompletePair{}, err
 	}
-	if req.Method == "" {
-		return model.IncompletePair{}, fmt.Errorf("hishel: create pair: empty method: %w", model.ErrInvalid)
-	}
-	if req.Body.Consumed() {
-		return model.IncompletePair{}, fmt.Errorf("hishel: create pair: request body: %w", model.ErrBodyConsumed)
+	if err := backend.CheckRequest(req); err != nil {
+		return model.IncompletePair{}, err
 	}
 	ttl, refresh, err := d.pol.TTLFor(req.Options)
 	if err != nil {
@@ -290,11 +286,8 @@ func (d *DynamoDB) AddResponse(ctx context.Context, id model.PairID, resp model.
 	if err := d.check(ctx); err != nil {
 		return model.CompletePair{}, err
 	}
-	if resp.Status < 100 || resp.Status > 999 {
-		return model.CompletePair{}, fmt.Errorf("hishel: add response: status %d: %w", resp.Status, model.ErrInvalid)
-	}
-	if resp.Body.Consumed() {
-		return model.CompletePair{}, fmt.Errorf("hishel: add response: response body: %w", model.ErrBodyConsumed)
+	if err := backend.CheckResponse(resp); err != nil {
+		return model.CompletePair{}, err
 	}
 	h, err := d.load(ctx, id)
 	if err != nil {
@@ -501,8 +494,8 @@ func (d *DynamoDB) GetPairs(ctx context.Context, key string) ([]model.CompletePa
 		}
 		expr, vals := "SET a = :now", map[string]types.AttributeValue{":now": num(now), ":n": num(h.nonce), ":done": num(stComplete)}
 		r.LastAccess = now
-		if r.Refresh && r.TTL > 0 && r.Expires != 0 && now+r.TTL > r.Expires {
-			r.Expires = now + r.TTL
+		if exp := backend.Expiry(r, now); exp != r.Expires {
+			r.Expires = exp
 			expr += ", x = :x, t = :x"
 			vals[":x"] = num(r.Expires)
 		}
@@ -513,12 +506,7 @@ func (d *DynamoDB) GetPairs(ctx context.Context, key string) ([]model.CompletePa
 		}
 		out = append(out, d.pair(h, r))
 	}
-	slices.SortStableFunc(out, func(a, b model.CompletePair) int {
-		if c := b.Meta.Completed.Compare(a.Meta.Completed); c != 0 {
-			return c
-		}
-		return slices.Compare(a.ID[:], b.ID[:])
-	})
+	backend.SortNewest(out)
 	return out, nil
 }
 
@@ -593,15 +581,10 @@ func (d *DynamoDB) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(
 		if err != nil {
 			return model.CompletePair{}, err
 		}
-		if next.ID != id {
-			return model.CompletePair{}, fmt.Errorf("hishel: update pair %s: new id %s: %w", id, next.ID, model.ErrIDChanged)
+		if err := backend.CheckUpdate(id, next); err != nil {
+			return model.CompletePair{}, err
 		}
-		if next.Request.Method == "" || next.Response.Status < 100 || next.Response.Status > 999 || next.Meta.TTL < 0 {
-			return model.CompletePair{}, fmt.Errorf("hishel: update pair %s: empty method, bad status or negative TTL: %w", id, model.ErrInvalid)
-		}
-		r.Key, r.Method, r.URL, r.ReqHeader, r.ReqOptions = next.Key, next.Request.Method, next.Request.URL, next.Request.Header.Clone(), next.Request.Options
-		r.Status, r.RespHeader = next.Response.Status, next.Response.Header.Clone()
-		r.Created, r.Expires, r.TTL, r.Refresh = unixNano(next.Meta.Created), unixNano(next.Meta.Expires), int64(next.Meta.TTL), next.Meta.Refresh
+		r = backend.Updated(r, next)
 		rec, crc, err := encode(r)
 		if err != nil {
 			return model.CompletePair{}, err
@@ -635,13 +618,6 @@ func (d *DynamoDB) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(
 			return d.pair(h, r), nil
 		}
 	}
-}
-
-func unixNano(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
 }
 
 // Remove soft-deletes the pair id: it is hidden at once and reclaimed by a

@@ -239,47 +239,20 @@ func OpenMongo(ctx context.Context, opts *MongoOptions) (*Mongo, error) {
 // A bad URL fails with model.ErrInvalid.
 func OpenMongoURL(ctx context.Context, u *url.URL) (*Mongo, error) {
 	var o MongoOptions
-	ours, driver := splitQuery(u, "collection", "gridfs")
-	q := backend.NewQuery(ours)
+	q := backend.NewQuery(u)
 	s := o.settings()
 	q.Settings(&s)
 	q.String("collection", &o.Collection)
 	q.Bool("gridfs", &o.GridFS)
-	if err := q.Done(); err != nil {
+	rest, err := q.Rest()
+	if err != nil {
 		return nil, err
 	}
 	o.SetSettings(s)
+	driver := *u
+	driver.RawQuery = rest.Encode()
 	o.URI = driver.String()
 	return OpenMongo(ctx, &o)
-}
-
-// sharedParams are the query parameters backend.Query.Settings reads.
-var sharedParams = []string{"ttl", "refresh", "sweep", "retention", "incomplete-age", "max-bytes", "max-pairs", "max-variants", "chunk-size"}
-
-// splitQuery splits u into a URL with the hishel parameters (shared and
-// extra) and one with the rest, for the driver.
-func splitQuery(u *url.URL, extra ...string) (ours, driver *url.URL) {
-	ours, driver = new(url.URL), new(url.URL)
-	*ours, *driver = *u, *u
-	mine, theirs := url.Values{}, url.Values{}
-	for k, vs := range u.Query() {
-		if contains(sharedParams, k) || contains(extra, k) {
-			mine[k] = vs
-		} else {
-			theirs[k] = vs
-		}
-	}
-	ours.RawQuery, driver.RawQuery = mine.Encode(), theirs.Encode()
-	return ours, driver
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // uriDatabase returns the database a connection string names, or "".

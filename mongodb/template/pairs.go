@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
-	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -145,11 +144,8 @@ func (m *Mongo) CreatePair(ctx context.Context, req model.Request, opts ...model
 	if err := m.check(ctx); err != nil {
 		return model.IncompletePair{}, err
 	}
-	if req.Method == "" {
-		return model.IncompletePair{}, fmt.Errorf("hishel: create pair: empty method: %w", model.ErrInvalid)
-	}
-	if req.Body.Consumed() {
-		return model.IncompletePair{}, fmt.Errorf("hishel: create pair: request body: %w", model.ErrBodyConsumed)
+	if err := backend.CheckRequest(req); err != nil {
+		return model.IncompletePair{}, err
 	}
 	ttl, refresh, err := m.pol.TTLFor(req.Options)
 	if err != nil {
@@ -219,11 +215,8 @@ func (m *Mongo) AddResponse(ctx context.Context, id model.PairID, resp model.Res
 	if err := m.check(ctx); err != nil {
 		return model.CompletePair{}, err
 	}
-	if resp.Status < 100 || resp.Status > 999 {
-		return model.CompletePair{}, fmt.Errorf("hishel: add response: status %d: %w", resp.Status, model.ErrInvalid)
-	}
-	if resp.Body.Consumed() {
-		return model.CompletePair{}, fmt.Errorf("hishel: add response: response body: %w", model.ErrBodyConsumed)
+	if err := backend.CheckResponse(resp); err != nil {
+		return model.CompletePair{}, err
 	}
 	d, err := m.load(ctx, id)
 	if err != nil {
@@ -362,8 +355,8 @@ func (m *Mongo) GetPairs(ctx context.Context, key string) ([]model.CompletePair,
 		}
 		set := bson.D{{Key: fAccess, Value: now}}
 		r.LastAccess = now
-		if r.Refresh && r.TTL > 0 && r.Expires != 0 && now+r.TTL > r.Expires {
-			r.Expires = now + r.TTL
+		if exp := backend.Expiry(r, now); exp != r.Expires {
+			r.Expires = exp
 			set = append(set, bson.E{Key: fExpires, Value: r.Expires})
 		}
 		touch = append(touch, mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: fID, Value: d.ID}}).
@@ -378,12 +371,7 @@ func (m *Mongo) GetPairs(ctx context.Context, key string) ([]model.CompletePair,
 			return nil, m.wrap(ctx, "record access", err)
 		}
 	}
-	slices.SortStableFunc(out, func(a, b model.CompletePair) int {
-		if c := b.Meta.Completed.Compare(a.Meta.Completed); c != 0 {
-			return c
-		}
-		return slices.Compare(a.ID[:], b.ID[:])
-	})
+	backend.SortNewest(out)
 	return out, nil
 }
 
@@ -459,15 +447,10 @@ func (m *Mongo) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(mod
 		if err != nil {
 			return model.CompletePair{}, err
 		}
-		if next.ID != id {
-			return model.CompletePair{}, fmt.Errorf("hishel: update pair %s: new id %s: %w", id, next.ID, model.ErrIDChanged)
+		if err := backend.CheckUpdate(id, next); err != nil {
+			return model.CompletePair{}, err
 		}
-		if next.Request.Method == "" || next.Response.Status < 100 || next.Response.Status > 999 || next.Meta.TTL < 0 {
-			return model.CompletePair{}, fmt.Errorf("hishel: update pair %s: empty method, bad status or negative TTL: %w", id, model.ErrInvalid)
-		}
-		r.Key, r.Method, r.URL, r.ReqHeader, r.ReqOptions = next.Key, next.Request.Method, next.Request.URL, next.Request.Header.Clone(), next.Request.Options
-		r.Status, r.RespHeader = next.Response.Status, next.Response.Header.Clone()
-		r.Created, r.Expires, r.TTL, r.Refresh = unixNano(next.Meta.Created), unixNano(next.Meta.Expires), int64(next.Meta.TTL), next.Meta.Refresh
+		r = backend.Updated(r, next)
 		set := append(bson.D{{Key: fKey, Value: keyHash(r.Key)}, {Key: fCreated, Value: r.Created}, {Key: fExpires, Value: r.Expires},
 			{Key: fVersion, Value: d.Version + 1}}, heads(r)...)
 		res, err := m.pairs.UpdateOne(ctx, bson.D{{Key: fID, Value: d.ID}, {Key: fNonce, Value: d.Nonce}, {Key: fState, Value: stComplete},
@@ -486,13 +469,6 @@ func (m *Mongo) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(mod
 		}
 		// The pair changed (or went) since it was read: read it again.
 	}
-}
-
-func unixNano(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
 }
 
 // Remove soft-deletes the pair id: it is hidden at once and reclaimed by a
