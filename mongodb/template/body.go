@@ -158,8 +158,38 @@ func (k *mongoSink) Store(ctx context.Context, chunks [][]byte, size int64, fina
 		k.r.Flags |= bolt.FlagResponseDone
 		k.r.RespSize = size
 	}
-	_, err = m.complete(ctx, k.r)
-	return err
+	// The last body to end completes the pair. A server that applies an
+	// update by rewriting the whole document it read (FerretDB v1) can
+	// lose this body's flag to the other body's update made at the same
+	// moment: then set it again, until the pair is complete or the other
+	// body is not done yet.
+	for range 8 {
+		done, err := m.complete(ctx, k.r)
+		if err != nil || done {
+			return err
+		}
+		d, err := m.load(ctx, k.r.ID)
+		if err != nil {
+			return err
+		}
+		if d == nil || d.Nonce != int64(k.r.Nonce) || d.State != stIncomplete {
+			if d != nil && d.Nonce == int64(k.r.Nonce) && d.State == stComplete {
+				return nil
+			}
+			return gone
+		}
+		mine := d.ReqDone
+		if k.kind == bolt.KindResponse {
+			mine = d.RespDone
+		}
+		if mine {
+			return nil // the other body completes the pair when it ends
+		}
+		if _, err := m.pairs.UpdateOne(ctx, k.filter(), bson.D{{Key: "$set", Value: bson.D{{Key: fDoneName, Value: true}, {Key: fN, Value: k.seq}, {Key: fSz, Value: size}}}}); err != nil {
+			return m.wrap(ctx, "store body", err)
+		}
+	}
+	return nil
 }
 
 // Abort makes the pair a tombstone and deletes its chunks at once.
