@@ -84,7 +84,11 @@ func BenchmarkTransportHitVariants(b *testing.B) {
 					// The variants are stored as the Transport stores them, but
 					// through the storage: a miss reads every variant stored
 					// before it, and 10,000 misses would take minutes.
-					key, err := hishel.DefaultKey("GET", many)
+					req, err := http.NewRequest(http.MethodGet, many, nil)
+					if err != nil {
+						b.Fatal(err)
+					}
+					key, err := hishel.DefaultKey(req)
 					if err != nil {
 						b.Fatal(err)
 					}

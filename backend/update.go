@@ -19,10 +19,14 @@ const MaxUpdateAttempts = 64
 // is its call's error, see CallUpdate); write stores next unless the pair
 // changed since base, which it reports as stale, and then fn runs again on
 // the new value, up to MaxUpdateAttempts times (then model.ErrConflict).
-// ctx is checked before each read and before each write.
+// ctx is checked before each read and before each write; a nil ctx is
+// model.ErrInvalid (model.CheckContext).
 func UpdatePairFunc[B any](ctx context.Context, id model.PairID, fn func(model.CompletePair) (model.CompletePair, error),
 	read func(ctx context.Context) (model.CompletePair, B, error),
 	write func(ctx context.Context, next model.CompletePair, base B) (out model.CompletePair, stale bool, err error)) (model.CompletePair, error) {
+	if err := model.CheckContext(ctx); err != nil {
+		return model.CompletePair{}, err
+	}
 	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return model.CompletePair{}, err

@@ -185,6 +185,21 @@ func (q *Query) Done() error {
 		Redacted(q.u), strings.Join(unknown, ", "), q.u.Scheme, strings.Join(slices.Compact(known), ", "), model.ErrInvalid)
 }
 
+// Rest returns the first error met, or else the parameters that no read
+// took, without rejecting them as Done does: for a backend that hands the
+// rest of its URL's parameters on to its driver (PostgreSQL's sslmode or
+// application_name), which then judges them.
+func (q *Query) Rest() (url.Values, error) {
+	if q.err != nil {
+		return nil, q.err
+	}
+	rest := make(url.Values, len(q.vals))
+	for k, vs := range q.vals {
+		rest[k] = vs
+	}
+	return rest, nil
+}
+
 // FilePath returns the file system path a store URL names, for backends
 // that keep a file or a directory: scheme:///abs/path, scheme:rel/path
 // (relative to the working directory), or "" for scheme:// and scheme:

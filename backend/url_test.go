@@ -46,6 +46,23 @@ func TestQuerySettings(t *testing.T) {
 	}
 }
 
+func TestQueryRest(t *testing.T) {
+	u := &url.URL{Scheme: "x", RawQuery: "ttl=1h&sslmode=disable&application_name=a&application_name=b"}
+	q := NewQuery(u)
+	var s Settings
+	q.Settings(&s)
+	rest, err := q.Rest()
+	want := url.Values{"sslmode": {"disable"}, "application_name": {"a", "b"}}
+	if err != nil || s.DefaultTTL != time.Hour || !cmp.Equal(rest, want) {
+		t.Errorf("Rest() = %v, %v, ttl %v; want %v, nil, 1h", rest, err, s.DefaultTTL, want)
+	}
+	q = NewQuery(&url.URL{Scheme: "x", RawQuery: "ttl=soon&sslmode=disable"})
+	q.Settings(&s)
+	if _, err := q.Rest(); !errors.Is(err, model.ErrInvalid) {
+		t.Errorf("Rest() after a bad value = %v; want ErrInvalid", err)
+	}
+}
+
 func TestFilePath(t *testing.T) {
 	tests := []struct {
 		url, want string

@@ -4,10 +4,10 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"math"
 	"time"
 
-	"github.com/hishel-go/hishel/backend"
 	"github.com/hishel-go/hishel/model"
 )
 
@@ -19,9 +19,17 @@ const FormatVersion byte = 3
 // CRCLen is the length of a checksum: CRC-32C, little endian.
 const CRCLen = 4
 
-// appendCRC appends the CRC-32C of b (backend.Checksum) to b.
+// castagnoli is the CRC-32C table, computed with CPU instructions where
+// the platform has them. It is the checksum of backend.Checksum, which this
+// package (a layer below backend) cannot import.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// checksum returns the CRC-32C of p.
+func checksum(p []byte) uint32 { return crc32.Checksum(p, castagnoli) }
+
+// appendCRC appends the CRC-32C of b to b.
 func appendCRC(b []byte) []byte {
-	return binary.LittleEndian.AppendUint32(b, backend.Checksum(b))
+	return binary.LittleEndian.AppendUint32(b, checksum(b))
 }
 
 // checkCRC checks that b ends with the CRC-32C of what precedes it, and
@@ -31,7 +39,7 @@ func checkCRC(b []byte, what string) ([]byte, error) {
 		return nil, fmt.Errorf("%s of %d bytes: %w", what, len(b), model.ErrCorrupt)
 	}
 	body := b[:len(b)-CRCLen]
-	if backend.Checksum(body) != binary.LittleEndian.Uint32(b[len(body):]) {
+	if checksum(body) != binary.LittleEndian.Uint32(b[len(body):]) {
 		return nil, fmt.Errorf("%s: checksum mismatch: %w", what, model.ErrCorrupt)
 	}
 	return body, nil
@@ -165,7 +173,7 @@ func KeysKey(h [HashLen]byte, id model.PairID) []byte {
 func ChunkKey(nonce uint64, kind Kind, seq uint64, v []byte) []byte {
 	k := make([]byte, ChunkSeekLen, ChunkKeyLen)
 	putChunkSeek(k, nonce, kind, seq)
-	crc := backend.UpdateChecksum(backend.Checksum(k), v)
+	crc := crc32.Update(checksum(k), castagnoli, v)
 	return binary.LittleEndian.AppendUint32(k, crc)
 }
 
@@ -201,7 +209,7 @@ func CheckChunk(k, v []byte) error {
 	if len(k) != ChunkKeyLen {
 		return fmt.Errorf("chunk key of %d bytes, want %d: %w", len(k), ChunkKeyLen, model.ErrCorrupt)
 	}
-	crc := backend.UpdateChecksum(backend.Checksum(k[:ChunkSeekLen]), v)
+	crc := crc32.Update(checksum(k[:ChunkSeekLen]), castagnoli, v)
 	if crc != binary.LittleEndian.Uint32(k[ChunkSeekLen:]) {
 		return fmt.Errorf("chunk %x: checksum mismatch: %w", k[:ChunkSeekLen], model.ErrCorrupt)
 	}

@@ -11,7 +11,7 @@ import (
 
 // Store is what every store of this API does, whatever its backend: the
 // operations of the template backends, with their signatures. The stores
-// of this package ([Bolt], [Memory]) and of every backend package
+// of this package ([Bolt], [Memory], [Dir]) and of every backend package
 // (such as github.com/hishel-go/hishel/sqlite) satisfy it; [Open] returns
 // one. hishel.Options.Storage takes any Store.
 type Store interface {
@@ -56,6 +56,7 @@ func Schemes() []string { return openers.Schemes() }
 //
 //	bolt:///path/cache.db    a bbolt file ([OpenBoltURL]); bolt: alone is the default file
 //	memory://                 the process's memory ([OpenMemoryURL])
+//	file:///path/dir          a directory of files, shared by processes ([OpenDirURL])
 //
 // and every backend takes the shared parameters ttl, refresh, sweep,
 // retention, incomplete-age, max-bytes, max-pairs, max-variants and chunk-size

@@ -17,7 +17,7 @@ import (
 
 func TestSchemes(t *testing.T) {
 	got := cache.Schemes()
-	for _, want := range []string{"bolt", "memory"} {
+	for _, want := range []string{"bolt", "file", "memory"} {
 		if !slices.Contains(got, want) {
 			t.Errorf("Schemes() = %q; want it to hold %q", got, want)
 		}
@@ -40,6 +40,7 @@ func TestOpen(t *testing.T) {
 		{"memory", "memory://", "*cache.Memory", 0},
 		{"memory with parameters", "memory://?max-pairs=128&ttl=10m", "*cache.Memory", 10 * time.Minute},
 		{"memory without slashes", "memory:", "*cache.Memory", 0},
+		{"directory", "file://" + filepath.ToSlash(filepath.Join(dir, "files")) + "?ttl=1m&nosync", "*cache.Dir", time.Minute},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -86,7 +87,7 @@ func TestOpenBadURL(t *testing.T) {
 		name, url string
 		want      []string // in the error text
 	}{
-		{"unknown scheme", "nosuch://x", []string{`unknown scheme "nosuch"`, "bolt://", "memory://"}},
+		{"unknown scheme", "nosuch://x", []string{`unknown scheme "nosuch"`, "bolt://", "file://", "memory://"}},
 		{"no scheme", "/var/cache/c.db", []string{"no scheme", "bolt:///path/cache.db"}},
 		{"does not parse", "bolt://%zz", []string{"does not parse"}},
 		{"unknown parameter", "memory://?ttl=1h&colour=red", []string{"unknown parameter colour", "ttl", "max-pairs"}},
@@ -98,6 +99,7 @@ func TestOpenBadURL(t *testing.T) {
 		{"bad bool", "bolt:///tmp/x.db?nosync=maybe", []string{`nosync="maybe"`}},
 		{"bolt with a host", "bolt://cache.db", []string{"not a host", "bolt:///absolute/path"}},
 		{"memory with a path", "memory:///x", []string{"no host or path"}},
+		{"directory with a host", "file://host/dir", []string{"not a host"}},
 		{"password redacted", "nosuch://user:secret@host/", []string{"xxxxx"}},
 	}
 	for _, tt := range tests {

@@ -24,6 +24,9 @@ var backends = []struct {
 	{"Memory", func(tb testing.TB, o storagetest.Options) storagetest.Store {
 		return storagetest.Opened[storagetest.Store](tb)(cache.OpenMemory(context.Background(), o.MemoryOptions()))
 	}},
+	{"Dir", func(tb testing.TB, o storagetest.Options) storagetest.Store {
+		return storagetest.Opened[storagetest.Store](tb)(cache.OpenDir(context.Background(), o.DirOptions(tb)))
+	}},
 }
 
 func TestStorage(t *testing.T) {

@@ -11,7 +11,7 @@ import (
 
 // Store is what every store of this API does, whatever its backend: the
 // operations of the template backends, each returning a [Future]. The
-// stores of this package ([Bolt], [Memory]) and of every backend's
+// stores of this package ([Bolt], [Memory], [Dir]) and of every backend's
 // async package (such as github.com/hishel-go/hishel/sqlite/sqliteasync)
 // satisfy it; [Open] returns one.
 type Store interface {

@@ -35,6 +35,9 @@ var backends = []struct {
 	{"Memory", func(tb testing.TB, o storagetest.Options, a *cacheasync.Options) asyncStore {
 		return storagetest.Opened[asyncStore](tb)(cacheasync.OpenMemory(context.Background(), o.MemoryOptions(), a))
 	}},
+	{"Dir", func(tb testing.TB, o storagetest.Options, a *cacheasync.Options) asyncStore {
+		return storagetest.Opened[asyncStore](tb)(cacheasync.OpenDir(context.Background(), o.DirOptions(tb), a))
+	}},
 }
 
 // TestStorage runs the behavioural suite through the async API: every call

@@ -201,9 +201,6 @@ func TestDiff(t *testing.T) {
 // APIs build and run. Offline: the module cache serves every module, and a
 // replace stands for the published version of this one.
 func TestToolDirective(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds a module with the go command")
-	}
 	root, err := filepath.Abs("..")
 	if err != nil {
 		t.Fatal(err)

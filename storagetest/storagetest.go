@@ -31,6 +31,13 @@
 // A backend must honour every field of [Options]: each is one of the
 // options every backend has (see backend.Settings).
 //
+// # Processes
+//
+// A backend that several processes share also runs [RunCrash] (a writer
+// process killed at random points: no visible incomplete pair, no lost
+// complete one, a store that opens) and [RunShared] (two processes storing
+// and reading one store at once), with [ProcessMain] as its TestMain.
+//
 // # Laziness
 //
 // Some backends (Bolt) commit changes that nobody can observe yet (a new
@@ -143,6 +150,14 @@ func (o Options) BoltOptions(tb testing.TB) *template.BoltOptions {
 		ChunkSize:          o.ChunkSize,
 		Now:                o.Now,
 	}
+}
+
+// DirOptions returns o as Dir options, with the directory a temporary
+// directory of tb.
+func (o Options) DirOptions(tb testing.TB) *template.DirOptions {
+	d := &template.DirOptions{Path: filepath.Join(tb.TempDir(), "cache"), NoSync: o.NoSync}
+	d.SetSettings(o.Settings())
+	return d
 }
 
 // MemoryOptions returns o as Memory options.

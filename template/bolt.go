@@ -85,7 +85,8 @@ type BoltOptions struct {
 
 	// DefaultTTL is how long a pair lives after it is stored (or last read,
 	// see RefreshTTLOnAccess) unless its request says otherwise. Zero or
-	// model.NoExpiry: pairs never expire.
+	// model.NoExpiry: pairs never expire. Any other negative value is
+	// model.ErrInvalid.
 	DefaultTTL time.Duration
 	// RefreshTTLOnAccess says whether reading a pair restarts its TTL.
 	// model.RefreshDefault and model.RefreshOnAccess: yes (the default);
@@ -203,9 +204,12 @@ func defaultMmapSize(goos string, intBits int) int {
 //
 // bbolt holds an exclusive lock on the file: one process at a time may open
 // it, and OpenBolt in a second process waits up to OpenTimeout and then fails
-// with model.ErrLocked. Within the process a Bolt is safe for concurrent use
-// by any number of goroutines. Writes go through one writer goroutine that
-// commits many callers' changes together; reads never wait for writes.
+// with model.ErrLocked. A second OpenBolt of a file this process already
+// holds fails at once with model.ErrLocked and says so; share one open
+// store instead (cache.WrapBolt, cacheasync.WrapBolt). Within the process a
+// Bolt is safe for concurrent use by any number of goroutines. Writes go
+// through one writer goroutine that commits many callers' changes together;
+// reads never wait for writes.
 //
 // A Bolt owns two goroutines, from OpenBolt until Close: the writer, and a
 // maintenance goroutine that writes gathered access times and runs the
@@ -214,6 +218,7 @@ func defaultMmapSize(goos string, intBits int) int {
 //hishel:backend
 //hishel:scheme bolt
 type Bolt struct {
+	held *heldFile // this process's claim on the file
 	db   *bbolt.DB
 	file *os.File // bbolt's open file (see checkFile)
 	opts BoltOptions
@@ -291,7 +296,11 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := ctx.Err(); err != nil {
+	if err := model.CheckContext(ctx); err != nil {
+		return nil, err
+	}
+	hf, err := holdFile(o.Path)
+	if err != nil {
 		return nil, err
 	}
 	timeout := o.OpenTimeout
@@ -315,6 +324,7 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 			release()
 		}
 		if rerr != nil {
+			hf.release()
 			return nil, fmt.Errorf("%w; moving it aside failed: %w", err, rerr)
 		}
 		o.Logger.LogAttrs(ctx, slog.LevelWarn, "hishel: damaged cache file moved aside; starting with an empty one",
@@ -325,9 +335,12 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 		if release != nil {
 			release()
 		}
+		hf.release()
 		return nil, err
 	}
+	hf.opened()
 	s := &Bolt{
+		held:      hf,
 		db:        db,
 		file:      file,
 		opts:      o,
@@ -391,6 +404,9 @@ func OpenBoltURL(ctx context.Context, u *url.URL) (*Bolt, error) {
 func (s *Bolt) now() time.Time { return s.pol.Now() }
 
 func (s *Bolt) check(ctx context.Context) error {
+	if ctx == nil {
+		return model.CheckContext(ctx)
+	}
 	if s.closed.Load() {
 		return model.ErrClosed
 	}
@@ -1832,9 +1848,10 @@ func (s *Bolt) Close() error {
 		if s.w.broken != nil {
 			// The memory map stays: bbolt alone could unmap it.
 			s.closeErr = errors.Join(s.w.broken, unlockFile(s.file), s.file.Close())
-			return
+		} else {
+			s.closeErr = errors.Join(syncFreelist(s.db), s.db.Close())
 		}
-		s.closeErr = errors.Join(syncFreelist(s.db), s.db.Close())
+		s.held.release()
 	})
 	return s.closeErr
 }

@@ -5,3 +5,11 @@ package main
 // every one that the repository ships, here, so that -store opens any of
 // them; each also has a require and a replace line in this module's go.mod.
 // Bolt and Memory are in package cache itself.
+
+import (
+	_ "github.com/hishel-go/hishel/dynamodb" // dynamodb://
+	_ "github.com/hishel-go/hishel/mongodb"  // mongodb://
+	_ "github.com/hishel-go/hishel/postgres" // postgres://
+	_ "github.com/hishel-go/hishel/redis"    // redis://
+	_ "github.com/hishel-go/hishel/sqlite"   // sqlite://
+)

@@ -16,7 +16,7 @@
 // # Stores
 //
 // -store URL opens any backend hishel ships, by URL as cache.Open does:
-// bolt:///path/cache.db, memory://, and those
+// bolt:///path/cache.db, memory://, file:///path/dir, sqlite:///path/cache.db, and those
 // that later backends add (README's backend table lists them and their
 // parameters). -db PATH is the shorthand for a bbolt file,
 // bolt:///PATH.

@@ -16,6 +16,11 @@ func TestStoreURL(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "url.db")
 	store := "bolt://" + filepath.ToSlash(db) + "?ttl=1h&max-pairs=100"
 	p := startProxy(t, "-upstream", o.URL, "-store", store)
+	defer func() {
+		if t.Failed() {
+			t.Log(p.Stderr())
+		}
+	}()
 	c := &http.Client{Transport: &http.Transport{}}
 	for range 2 {
 		if resp, body := do(t, c, "GET", "http://"+p.addr+"/cached", "", nil); resp.StatusCode != 200 || body != "cached body" {
@@ -42,5 +47,34 @@ func TestStoreURL(t *testing.T) {
 	}
 	if gc := runHishel(t, "gc", "-store", store, "-max-bytes", "1"); gc.code != 0 || !strings.Contains(gc.stdout, "evicted: 1\n") {
 		t.Errorf("hishel gc -store -max-bytes 1 = %v; want the pair evicted", gc)
+	}
+}
+
+// TestStoreSQLite runs the proxy on a SQLite file, which the inspection
+// commands read while the proxy runs: unlike a bbolt file, it is shared.
+func TestStoreSQLite(t *testing.T) {
+	skipWithoutSignals(t)
+	o := newOrigin(t)
+	store := "sqlite://" + filepath.ToSlash(filepath.Join(t.TempDir(), "shared.db"))
+	p := startProxy(t, "-upstream", o.URL, "-store", store)
+	c := &http.Client{Transport: &http.Transport{}}
+	for range 2 {
+		if resp, body := do(t, c, "GET", "http://"+p.addr+"/cached", "", nil); resp.StatusCode != 200 || body != "cached body" {
+			t.Fatalf("GET /cached = %d %q; want 200 %q", resp.StatusCode, body, "cached body")
+		}
+	}
+	if n := o.count("/cached"); n != 1 {
+		t.Errorf("origin requests for /cached = %d; want 1 (the second from the cache)", n)
+	}
+	c.CloseIdleConnections()
+	ls := runHishel(t, "ls", "-store", store)
+	if ls.code != 0 || !strings.Contains(ls.stdout, "/cached") {
+		t.Errorf("hishel ls -store sqlite while the proxy runs = %v; want the cached pair listed", ls)
+	}
+	if stats := runHishel(t, "stats", "-store", store); stats.code != 0 || !strings.Contains(stats.stdout, "pairs: 1\n") {
+		t.Errorf("hishel stats -store sqlite = %v; want 1 pair", stats)
+	}
+	if code := p.stop(t); code != 0 {
+		t.Fatalf("proxy exit = %d; want 0\n%s", code, p.Stderr())
 	}
 }
