@@ -30,10 +30,10 @@ const (
 )
 
 const (
-	flushBytes   = 1 << 20   // a streaming body is written every flushBytes
-	readAhead    = 256 << 10 // a stored body is read this much per query
-	sweepBatch   = 256       // pairs handled per sweep statement, per rule
-	listPage     = 256       // records read per query by Pairs
+	flushBytes = 1 << 20   // a streaming body is written every flushBytes
+	readAhead  = 256 << 10 // a stored body is read this much per query
+	sweepBatch = 256       // pairs handled per sweep statement, per rule
+	listPage   = 256       // records read per query by Pairs
 )
 
 // PostgresOptions configure a PostgreSQL storage. A nil *PostgresOptions,
