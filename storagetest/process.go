@@ -170,7 +170,7 @@ func scanStats(t *testing.T, s Store) {
 		case model.StateDeleted:
 			want.Deleted++
 		}
-		want.Bytes += p.Meta.RequestSize + p.Meta.ResponseSize
+		want.Bytes += p.Meta.RequestSize + p.Meta.ResponseSize + headBytes(p)
 		return nil
 	})
 	if err != nil {
