@@ -37,6 +37,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hishel-go/hishel/backend"
 	"github.com/hishel-go/hishel/model"
 )
 
@@ -194,7 +195,8 @@ func CheckScan(t testing.TB, s Store) {
 		case model.StateDeleted:
 			want.Deleted++
 		}
-		want.Bytes += p.Meta.RequestSize + p.Meta.ResponseSize
+		want.Bytes += p.Meta.RequestSize + p.Meta.ResponseSize + // and the heads (model.Stats.Bytes)
+			backend.HeadBytes(p.Key, p.Request.Method, p.Request.URL, p.Request.Header, p.Response.Header)
 		return nil
 	})
 	if err != nil {
