@@ -29,8 +29,8 @@ import (
 // The corruption test: a real cache file is built once, then copies of it
 // are damaged (bytes flipped anywhere, page headers garbled, a page
 // zeroed, the file cut short) and each copy is opened, read through and
-// swept by a child process (this test binary, re-executed with
-// -test.run=^TestCorruptHelper$). The parent asserts that every child
+// swept by a child process (this test binary, re-executed with the file's
+// path in its environment: TestMain runs CorruptChild). The parent asserts that every child
 // exits normally (no panic, no fault, no fatal error) within its time
 // limit (no hang), and that it read either correct data or a clean error:
 // every error wraps model.ErrCorrupt (or model.ErrFormatVersion, for a
@@ -47,17 +47,20 @@ const (
 	corruptDeadline = 60 * time.Second // per child; a hang is a failure
 )
 
-// TestCorruptHelper is the child process of TestBoltCorruptFiles; run on its
-// own it skips.
-func TestCorruptHelper(t *testing.T) {
-	path := os.Getenv(corruptEnvDB)
-	if path == "" {
-		t.Skip("helper process of TestBoltCorruptFiles")
+// The child process of TestBoltCorruptFiles: TestMain runs it instead of
+// the tests when the environment names a damaged file, and exits with its
+// code.
+func init() {
+	CorruptChild = func() (int, bool) {
+		path := os.Getenv(corruptEnvDB)
+		if path == "" {
+			return 0, false
+		}
+		out := bufio.NewWriter(os.Stdout)
+		code := corruptRead(path, out)
+		_ = out.Flush()
+		return code, true
 	}
-	out := bufio.NewWriter(os.Stdout)
-	code := corruptRead(path, out)
-	_ = out.Flush()
-	os.Exit(code)
 }
 
 // corruptRead opens the damaged file at path, reads every pair, sweeps and
@@ -324,7 +327,7 @@ func TestBoltCorruptFiles(t *testing.T) {
 func runCorruptHelper(t *testing.T, path, how string, n int) string {
 	ctx, cancel := context.WithTimeout(context.Background(), corruptDeadline)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestCorruptHelper$", "-test.count=1")
+	cmd := exec.CommandContext(ctx, os.Args[0])
 	// Under -race the runtime sleeps a second at exit to let reports
 	// arrive; the child reports on stdout, and a race fails it all the same.
 	cmd.Env = append(os.Environ(), corruptEnvDB+"="+path, "GORACE=atexit_sleep_ms=0 "+os.Getenv("GORACE"))
