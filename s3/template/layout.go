@@ -44,12 +44,15 @@ const (
 type names struct{ p string }
 
 func (n names) format() string                { return n.p + formatObject }
-func (n names) head(id model.PairID) string    { return n.p + "p/" + hex.EncodeToString(id[:]) }
-func (n names) heads() string                  { return n.p + "p/" }
-func (n names) bodies(id model.PairID) string  { return n.p + "b/" + hex.EncodeToString(id[:]) + "/" }
-func (n names) keyIndex(key string) string     { h := sha256.Sum256([]byte(key)); return n.p + "k/" + hex.EncodeToString(h[:]) + "/" }
-func (n names) counters() string               { return n.p + "s/" }
-func (n names) timeIndex(idx string) string    { return n.p + "t/" + idx + "/" }
+func (n names) head(id model.PairID) string   { return n.p + "p/" + hex.EncodeToString(id[:]) }
+func (n names) heads() string                 { return n.p + "p/" }
+func (n names) bodies(id model.PairID) string { return n.p + "b/" + hex.EncodeToString(id[:]) + "/" }
+func (n names) keyIndex(key string) string {
+	h := sha256.Sum256([]byte(key))
+	return n.p + "k/" + hex.EncodeToString(h[:]) + "/"
+}
+func (n names) counters() string            { return n.p + "s/" }
+func (n names) timeIndex(idx string) string { return n.p + "t/" + idx + "/" }
 func (n names) keyEntry(key string, id model.PairID) string {
 	return n.keyIndex(key) + hex.EncodeToString(id[:])
 }
