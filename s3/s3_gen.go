@@ -21,41 +21,47 @@ type S3Options = template.S3Options
 // on three rules instead:
 //
 //   - A pair's head object (p/<id>) is the truth about it: its record,
-//     state, times, sizes, and each body's completion marker (how many
-//     segments and chunks). Every change of a pair is a conditional PUT of
-//     its head over the ETag it read (If-Match; If-None-Match: * to create
-//     it, which is how a duplicate ID is refused), retried on a fresh read
-//     when another writer, in any process, won; heads carry a revision, so
-//     that an ETag never repeats.
-//   - Body bytes go to segment objects (b/<id>/<nonce>/<kind>/<n>, about a
+//     state, times, sizes, each body's completion marker (how many
+//     segments and chunks), and the names of its index entries. Every
+//     change of a pair is a conditional PUT of its head over the ETag of
+//     the head it changed (If-Match; If-None-Match: * to create it, which
+//     is how a duplicate ID is refused), done again from a fresh read when
+//     another writer, in any process, won. Every head write carries a
+//     random write ID, so that an ETag never repeats and a writer whose
+//     request was retried by the SDK recognises its own write.
+//   - Body bytes go to segment objects (b/<id>/<nonce>-<kind>-<n>, about a
 //     megabyte of chunks each, every chunk with its CRC-32C) before the
 //     head that counts them: a pair becomes visible, atomically, with the
 //     one PUT of the head that marks it complete. A reader reads segments
 //     by ranged GETs of 256 KiB, checks every chunk, and compares what it
 //     read with the marker: never a short or altered body.
-//   - Index objects (k/<key hash>/<id> for a key's pairs, t/<index>/<time>/<id>
-//     for expiry, deletion, creation and last access) are written before
-//     the head change they index and deleted after the change that ends
-//     them, so an index may hold stale entries but never misses one. Readers
-//     check every entry against its head: GetPairs lists k/<key hash>/ and
-//     reads the heads it names; a sweep lists each time index from its
-//     oldest entry up to the time it sweeps, so its cost follows what is
-//     due, and drops stale entries as it meets them.
+//   - Index entries (k/<key hash>/ for a key's pairs; t/i, t/a, t/x, t/d for
+//     creation, last access, expiry and deletion, in time order) are
+//     written before the head that lists them and deleted after the head
+//     that no longer does. Entry names are never reused, so an entry its
+//     head does not list is garbage (or a write in flight, for a while) and
+//     is deleted by whoever meets it; readers check every entry against
+//     its head. GetPairs lists k/<key hash>/ and reads the heads it names;
+//     a sweep lists each time index from its oldest entry up to the time
+//     it sweeps, so its cost follows what is due.
 //
-// Counters (Stats, MaxBytes, MaxPairs) are kept by each store instance for
-// the changes it makes, in memory and, every AccessFlushInterval, in an
-// object of its own (s/<instance>), which no other process writes; Stats
-// sums them. A store enforces its budgets with its own counts and the
-// others' as last read (at most 5 s old). A process killed between a
-// change and its next counters write leaves the counters off by what it
-// did in that interval; the pairs themselves are never affected.
+// Reading a pair writes nothing at once: its access is gathered for
+// AccessFlushInterval and then written into its head alone. The last-access
+// and expiry indexes hold lower bounds of those times, so an access moves
+// no entry; a sweep or an eviction that meets an entry whose pair was read
+// since moves it then.
 //
-// Access times are gathered for AccessFlushInterval before they are
-// written; another process sees a refresh once it is written.
+// Stats lists the heads and the time indexes: a complete or deleted pair
+// is counted from its entry's name (which holds its size), any other from
+// its head. It is exact whatever processes died, and costs a LIST request
+// per thousand pairs per index. MaxBytes and MaxPairs are enforced at each
+// completion against that count, taken at most 5 s before and kept up to
+// date with this store's own changes since: processes that share a store
+// see each other's changes within those 5 s, and may briefly pass a budget
+// together.
 //
 // An S3 is safe for concurrent use. It owns one goroutine, from OpenS3
-// until Close, that writes access times and counters and runs the
-// background sweep.
+// until Close, that writes access times and runs the background sweep.
 type S3 struct {
 	s *template.S3
 }
@@ -202,19 +208,8 @@ func (x *S3) Remove(ctx context.Context, id model.PairID) error {
 	return x.s.Remove(ctx, id)
 }
 
-// Cleanup runs a sweep now and reports what it did: expired pairs are
-// soft-deleted, soft-deleted pairs past DeletedRetention and incomplete pairs
-// older than IncompleteAge are removed (and pairs found corrupt), and pairs
-// beyond MaxBytes or MaxPairs are evicted. Each rule lists its time index
-// from the oldest entry up to the time it sweeps, so its cost follows what
-// is due (removed pairs and stale entries), not the size of the store.
-func (x *S3) Cleanup(ctx context.Context) (model.SweepResult, error) {
-	return x.s.Cleanup(ctx)
-}
-
 // Clear removes every pair at once (for every process sharing the store):
-// it starts a new counters epoch (a conditional write of the format
-// object), then deletes every object under the prefix but that one. Bodies
+// it deletes every object under the prefix but the format object. Bodies
 // being read fail with model.ErrRemoved; bodies being stored fail and are
 // not stored.
 func (x *S3) Clear(ctx context.Context) error {
@@ -223,28 +218,39 @@ func (x *S3) Clear(ctx context.Context) error {
 
 // Pairs calls fn for every stored pair, in ID order, whatever its state:
 // incomplete, complete (expired or not) and soft-deleted. The PairInfo has
-// heads and metadata only. It lists the heads and reads them in pages,
-// calling fn between pages, so fn may call the storage. An error from fn
-// stops the iteration and is returned.
+// heads and metadata only. It lists the heads and reads those it does not
+// remember as listed (by ETag), in pages of 256, calling fn between pages,
+// so fn may call the storage. An error from fn stops the iteration and is
+// returned.
 func (x *S3) Pairs(ctx context.Context, fn func(model.PairInfo) error) error {
 	return x.s.Pairs(ctx, fn)
 }
 
-// Sync writes the gathered access times and this process's counters.
+// Sync writes the gathered access times.
 func (x *S3) Sync(ctx context.Context) error {
 	return x.s.Sync(ctx)
 }
 
-// Stats returns the counters of every store instance that shares the
-// store, added up: this one's as they are, the others' as they last wrote
-// them (within their AccessFlushInterval).
+// Stats counts the pairs of the store, whatever process stored them (see
+// S3's doc comment: it lists the heads and the time indexes).
 func (x *S3) Stats(ctx context.Context) (model.Stats, error) {
 	return x.s.Stats(ctx)
 }
 
-// Close writes gathered access times and this process's counters, and
-// stops the maintenance goroutine. Bodies still being read or stored fail
-// with model.ErrClosed. Close is idempotent.
+// Cleanup runs a sweep now and reports what it did: expired pairs are
+// soft-deleted, soft-deleted pairs past DeletedRetention and incomplete pairs
+// older than IncompleteAge are removed (and pairs found corrupt), and pairs
+// beyond MaxBytes or MaxPairs are evicted. Each rule lists its time index
+// from the oldest entry up to the time it sweeps, so its cost follows what
+// is due (removed pairs, pairs whose entry a read has left behind, and
+// garbage entries), not the size of the store.
+func (x *S3) Cleanup(ctx context.Context) (model.SweepResult, error) {
+	return x.s.Cleanup(ctx)
+}
+
+// Close writes gathered access times and stops the maintenance goroutine.
+// Bodies still being read or stored fail with model.ErrClosed. Close is
+// idempotent.
 func (x *S3) Close() error {
 	return x.s.Close()
 }

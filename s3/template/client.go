@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -102,17 +104,27 @@ func (s *S3) del(ctx context.Context, key string) error {
 	return err
 }
 
-// list calls fn with the name of every object under prefix, in order,
-// until fn returns false.
-func (s *S3) list(ctx context.Context, prefix string, fn func(key string) (bool, error)) error {
+// object is an object as a listing names it.
+type object struct {
+	key      string
+	etag     string // without quotes
+	modified time.Time
+}
+
+// list calls fn with every object under prefix, in order, until fn
+// returns false; page is the listing's page size (0: the server's, 1000).
+func (s *S3) list(ctx context.Context, prefix string, page int32, fn func(o object) (bool, error)) error {
 	in := &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: &prefix}
+	if page > 0 {
+		in.MaxKeys = &page
+	}
 	for {
 		out, err := s.c.ListObjectsV2(ctx, in)
 		if err != nil {
 			return classify(err)
 		}
 		for _, o := range out.Contents {
-			more, err := fn(aws.ToString(o.Key))
+			more, err := fn(object{key: aws.ToString(o.Key), etag: unquote(aws.ToString(o.ETag)), modified: aws.ToTime(o.LastModified)})
 			if err != nil || !more {
 				return err
 			}
@@ -123,6 +135,10 @@ func (s *S3) list(ctx context.Context, prefix string, fn func(key string) (bool,
 		in.ContinuationToken = out.NextContinuationToken
 	}
 }
+
+// unquote returns an ETag without its quotes, as listings and responses
+// are compared.
+func unquote(etag string) string { return strings.Trim(etag, `"`) }
 
 // getRange reads bytes [from, to) of an object, and its total size.
 func (s *S3) getRange(ctx context.Context, key string, from, to int64) ([]byte, int64, error) {

@@ -1,10 +1,7 @@
 package template
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
@@ -28,18 +25,31 @@ import (
 
 // Defaults of S3Options.
 const (
-	DefaultAccessFlushInterval = time.Second
+	DefaultAccessFlushInterval = 10 * time.Second
 	DefaultRegion              = "us-east-1"
 	// DefaultParallel is how many requests one call makes at once.
 	DefaultParallel = 8
 )
 
 const (
-	flushBytes    = 1 << 20   // a streaming body is written in segments of about flushBytes
-	readAhead     = 256 << 10 // a stored body is read this much per ranged GET
-	maxUpdateTry  = 64        // attempts of a conditional write before giving up
-	othersMaxAge  = 5 * time.Second
-	counterBudget = 10 * time.Second // a counters write's own deadline
+	flushBytes   = 1 << 20   // a streaming body is written in segments of about flushBytes
+	readAhead    = 256 << 10 // a stored body is read this much per ranged GET
+	maxUpdateTry = 64        // attempts of a conditional write before giving up
+	// recountAge is how old the count the budgets start from may get
+	// before a store counts again (see S3's doc comment).
+	recountAge = 5 * time.Second
+	// staleAge is how old an index entry that its pair's head does not
+	// list must be before anyone but its writer deletes it; writeWindow
+	// is how long a writer may take from its entries to its head, past
+	// which it writes them again.
+	staleAge    = 15 * time.Minute
+	writeWindow = 5 * time.Minute
+	// sweepPage is the page size of a sweep's listings: a sweep that
+	// stops early reads little.
+	sweepPage = 100
+	// headCacheSize is how many heads a store remembers, with their
+	// ETags, to skip reads of heads that listings show unchanged.
+	headCacheSize = 1 << 14
 )
 
 // S3Options configure an S3 storage. A nil *S3Options, and every zero
@@ -70,8 +80,10 @@ type S3Options struct {
 	// AccessKey and SecretKey are static credentials.
 	AccessKey, SecretKey string
 	// AccessFlushInterval is how long access times (TTL refresh and the
-	// eviction order) and this process's counters are gathered in memory
-	// before they are written. Default 1s.
+	// eviction order) are gathered in memory before they are written: one
+	// PUT of its head per pair read in the interval. Other processes see a
+	// refresh that late; this one sees it at once. Default 10s: S3 bills
+	// requests, and a hot pair costs a PUT per interval.
 	AccessFlushInterval time.Duration
 	// Parallel is how many requests one call makes at once (GetPairs of a
 	// key with several variants, Pairs, Clear). Default DefaultParallel.
@@ -112,51 +124,57 @@ func (o *S3Options) SetSettings(s backend.Settings) {
 // on three rules instead:
 //
 //   - A pair's head object (p/<id>) is the truth about it: its record,
-//     state, times, sizes, and each body's completion marker (how many
-//     segments and chunks). Every change of a pair is a conditional PUT of
-//     its head over the ETag it read (If-Match; If-None-Match: * to create
-//     it, which is how a duplicate ID is refused), retried on a fresh read
-//     when another writer, in any process, won; heads carry a revision, so
-//     that an ETag never repeats.
-//   - Body bytes go to segment objects (b/<id>/<nonce>/<kind>/<n>, about a
+//     state, times, sizes, each body's completion marker (how many
+//     segments and chunks), and the names of its index entries. Every
+//     change of a pair is a conditional PUT of its head over the ETag of
+//     the head it changed (If-Match; If-None-Match: * to create it, which
+//     is how a duplicate ID is refused), done again from a fresh read when
+//     another writer, in any process, won. Every head write carries a
+//     random write ID, so that an ETag never repeats and a writer whose
+//     request was retried by the SDK recognises its own write.
+//   - Body bytes go to segment objects (b/<id>/<nonce>-<kind>-<n>, about a
 //     megabyte of chunks each, every chunk with its CRC-32C) before the
 //     head that counts them: a pair becomes visible, atomically, with the
 //     one PUT of the head that marks it complete. A reader reads segments
 //     by ranged GETs of 256 KiB, checks every chunk, and compares what it
 //     read with the marker: never a short or altered body.
-//   - Index objects (k/<key hash>/<id> for a key's pairs, t/<index>/<time>/<id>
-//     for expiry, deletion, creation and last access) are written before
-//     the head change they index and deleted after the change that ends
-//     them, so an index may hold stale entries but never misses one. Readers
-//     check every entry against its head: GetPairs lists k/<key hash>/ and
-//     reads the heads it names; a sweep lists each time index from its
-//     oldest entry up to the time it sweeps, so its cost follows what is
-//     due, and drops stale entries as it meets them.
+//   - Index entries (k/<key hash>/ for a key's pairs; t/i, t/a, t/x, t/d for
+//     creation, last access, expiry and deletion, in time order) are
+//     written before the head that lists them and deleted after the head
+//     that no longer does. Entry names are never reused, so an entry its
+//     head does not list is garbage (or a write in flight, for a while) and
+//     is deleted by whoever meets it; readers check every entry against
+//     its head. GetPairs lists k/<key hash>/ and reads the heads it names;
+//     a sweep lists each time index from its oldest entry up to the time
+//     it sweeps, so its cost follows what is due.
 //
-// Counters (Stats, MaxBytes, MaxPairs) are kept by each store instance for
-// the changes it makes, in memory and, every AccessFlushInterval, in an
-// object of its own (s/<instance>), which no other process writes; Stats
-// sums them. A store enforces its budgets with its own counts and the
-// others' as last read (at most 5 s old). A process killed between a
-// change and its next counters write leaves the counters off by what it
-// did in that interval; the pairs themselves are never affected.
+// Reading a pair writes nothing at once: its access is gathered for
+// AccessFlushInterval and then written into its head alone. The last-access
+// and expiry indexes hold lower bounds of those times, so an access moves
+// no entry; a sweep or an eviction that meets an entry whose pair was read
+// since moves it then.
 //
-// Access times are gathered for AccessFlushInterval before they are
-// written; another process sees a refresh once it is written.
+// Stats lists the heads and the time indexes: a complete or deleted pair
+// is counted from its entry's name (which holds its size), any other from
+// its head. It is exact whatever processes died, and costs a LIST request
+// per thousand pairs per index. MaxBytes and MaxPairs are enforced at each
+// completion against that count, taken at most 5 s before and kept up to
+// date with this store's own changes since: processes that share a store
+// see each other's changes within those 5 s, and may briefly pass a budget
+// together.
 //
 // An S3 is safe for concurrent use. It owns one goroutine, from OpenS3
-// until Close, that writes access times and counters and runs the
-// background sweep.
+// until Close, that writes access times and runs the background sweep.
 //
 //hishel:backend
 //hishel:scheme s3
 type S3 struct {
-	c        *s3.Client
-	bucket   string
-	n        names
-	opts     S3Options
-	pol      backend.Policy
-	instance string
+	c      *s3.Client
+	bucket string
+	n      names
+	opts   S3Options
+	pol    backend.Policy
+	cache  headCache
 
 	accessMu sync.Mutex
 	access   map[model.PairID]int64 // pending last-access times, unix ns
@@ -164,13 +182,10 @@ type S3 struct {
 	badMu sync.Mutex
 	bad   map[model.PairID]struct{} // found corrupt: the next sweep purges them
 
-	statsMu      sync.Mutex
-	own          model.Stats
-	epoch        uint64
-	dirty        bool
-	others       model.Stats
-	othersRead   time.Time
-	counterWrite sync.Mutex // one counters write at a time
+	statsMu sync.Mutex
+	base    model.Stats // the last count
+	baseAt  time.Time   // when it was taken; zero: never
+	delta   model.Stats // this store's changes since
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -216,10 +231,9 @@ func OpenS3(ctx context.Context, opts *S3Options) (*S3, error) {
 			return nil, err
 		}
 	}
-	var inst [8]byte
-	_, _ = rand.Read(inst[:])
 	s := &S3{
-		c: c, bucket: o.Bucket, n: names{o.Prefix}, opts: o, pol: pol, instance: hex.EncodeToString(inst[:]),
+		c: c, bucket: o.Bucket, n: names{o.Prefix}, opts: o, pol: pol,
+		cache:     headCache{m: make(map[model.PairID]cachedHead)},
 		access:    make(map[model.PairID]int64),
 		bad:       make(map[model.PairID]struct{}),
 		stop:      make(chan struct{}),
@@ -316,21 +330,19 @@ func (s *S3) initFormat(ctx context.Context) error {
 	for {
 		b, _, err := s.get(ctx, s.n.format())
 		if err == nil {
-			epoch, err := parseFormat(b)
-			s.epoch = epoch
-			return err
+			return parseFormat(b)
 		}
 		if !errors.Is(err, errNoObject) {
 			return err
 		}
 		foreign := false
-		if err := s.list(ctx, s.n.p, func(string) (bool, error) { foreign = true; return false, nil }); err != nil {
+		if err := s.list(ctx, s.n.p, 1, func(object) (bool, error) { foreign = true; return false, nil }); err != nil {
 			return err
 		}
 		if foreign {
 			return fmt.Errorf("objects under the prefix without %s: not a hishel store: %w", formatObject, model.ErrCorrupt)
 		}
-		_, err = s.putBytes(ctx, s.n.format(), formatContent(0), "", true)
+		_, err = s.putBytes(ctx, s.n.format(), formatContent(), "", true)
 		if err == nil || !errors.Is(err, errPrecondition) {
 			return err // written, or failed; else another process wrote it first
 		}
@@ -365,235 +377,6 @@ func (s *S3) noteBad(id model.PairID) {
 	s.badMu.Unlock()
 }
 
-// size is what a pair counts against MaxBytes and in Stats.Bytes: its
-// stored bodies.
-func size(rec *bolt.Record) int64 { return rec.ReqSize + rec.RespSize }
-
-// count adds rec's contribution to the counters, times sign.
-func (s *S3) count(rec *bolt.Record, sign int) {
-	if rec == nil {
-		return
-	}
-	s.statsMu.Lock()
-	defer s.statsMu.Unlock()
-	switch rec.State() {
-	case model.StateComplete:
-		s.own.Pairs += sign
-	case model.StateIncomplete:
-		s.own.Incomplete += sign
-	case model.StateDeleted:
-		s.own.Deleted += sign
-	}
-	s.own.Bytes += int64(sign) * size(rec)
-	s.dirty = true
-}
-
-// readHead reads pair id's head and its ETag; errNoObject if there is
-// none. A damaged head is model.ErrCorrupt, and the pair is noted for the
-// sweep.
-func (s *S3) readHead(ctx context.Context, id model.PairID) (*head, string, error) {
-	b, etag, err := s.get(ctx, s.n.head(id))
-	if err != nil {
-		return nil, "", err
-	}
-	h, err := decodeHead(b)
-	if err == nil && h.rec.ID != id {
-		err = fmt.Errorf("head holds pair %s: %w", h.rec.ID, model.ErrCorrupt)
-	}
-	if err != nil {
-		s.noteBad(id)
-		return nil, "", fmt.Errorf("hishel: pair %s: %w", id, err)
-	}
-	return h, etag, nil
-}
-
-// errStop ends change without writing, with no error.
-var errStop = errors.New("nothing to change")
-
-// change is a pair's read-modify-write: it reads the head, lets fn change
-// a copy (fn returns errStop to write nothing, or another error to fail),
-// writes the index entries the new head needs (before it, see S3's doc),
-// and writes the head over the ETag it read; when another writer changed
-// the head meanwhile, it starts again from a fresh read. It returns the
-// head as it was and as written (nil, nil when the pair does not exist and
-// fn accepts that: fn gets a nil head then). After the write it deletes the
-// index entries that the old head needed and the new one does not, and
-// counts the change.
-func (s *S3) change(ctx context.Context, id model.PairID, fn func(h *head) error) (old, next *head, err error) {
-	for range maxUpdateTry {
-		if err := ctx.Err(); err != nil {
-			return nil, nil, err
-		}
-		cur, etag, err := s.readHead(ctx, id)
-		if errors.Is(err, errNoObject) {
-			if err := fn(nil); err != nil {
-				return nil, nil, err
-			}
-			return nil, nil, nil
-		}
-		if err != nil {
-			return nil, nil, err
-		}
-		next := cur.clone()
-		if err := fn(next); err != nil {
-			return cur, nil, err
-		}
-		next.rev = cur.rev + 1
-		added := s.indexDiff(next.rec, cur.rec)
-		if err := s.putEntries(ctx, added); err != nil {
-			return cur, nil, err
-		}
-		_, err = s.putBytes(ctx, s.n.head(id), next.encode(), etag, false)
-		if errors.Is(err, errPrecondition) || errors.Is(err, errNoObject) {
-			// Lost to another writer (or removed): the entries written for
-			// this attempt may be stale now; readers check them.
-			continue
-		}
-		if err != nil {
-			return cur, nil, err
-		}
-		s.delEntries(ctx, s.indexDiff(cur.rec, next.rec))
-		s.count(cur.rec, -1)
-		s.count(next.rec, 1)
-		return cur, next, nil
-	}
-	return nil, nil, fmt.Errorf("hishel: pair %s changed each of %d times it was written", id, maxUpdateTry)
-}
-
-// indexEntries are the index objects a pair's record needs.
-func (s *S3) indexEntries(r *bolt.Record) []string {
-	var out []string
-	switch r.State() {
-	case model.StateIncomplete:
-		out = append(out, s.n.timeEntry(idxIncomplete, r.Created, r.ID))
-	case model.StateComplete:
-		out = append(out, s.n.keyEntry(r.Key, r.ID), s.n.timeEntry(idxAccess, r.LastAccess, r.ID))
-		if r.Expires != 0 {
-			out = append(out, s.n.timeEntry(idxExpiry, r.Expires, r.ID))
-		}
-	case model.StateDeleted:
-		out = append(out, s.n.timeEntry(idxDeleted, r.Deleted, r.ID))
-	}
-	return out
-}
-
-// indexDiff returns the entries a needs that b does not (b may be nil).
-func (s *S3) indexDiff(a, b *bolt.Record) []string {
-	need := s.indexEntries(a)
-	if b == nil {
-		return need
-	}
-	have := s.indexEntries(b)
-	var out []string
-	for _, e := range need {
-		if !slices.Contains(have, e) {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
-// putEntries writes empty index objects, in parallel.
-func (s *S3) putEntries(ctx context.Context, keys []string) error {
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(s.opts.Parallel)
-	for _, k := range keys {
-		g.Go(func() error { _, err := s.putBytes(gctx, k, nil, "", false); return err })
-	}
-	return g.Wait()
-}
-
-// delEntries deletes objects, in parallel; what fails to go stays as a
-// stale entry, which readers skip and sweeps remove.
-func (s *S3) delEntries(ctx context.Context, keys []string) {
-	g, gctx := errgroup.WithContext(context.WithoutCancel(ctx))
-	g.SetLimit(s.opts.Parallel)
-	for _, k := range keys {
-		g.Go(func() error { return s.del(gctx, k) })
-	}
-	_ = g.Wait()
-}
-
-// purge removes pair id for good: its index entries, its segments, then
-// its head, and takes it off the counters. The head goes last: until it
-// does, a sweep finds the pair and finishes the purge. With h (read with
-// ETag etag) the head is deleted only if it is still that one (If-Match),
-// and only then counted off: of two processes purging one pair, one
-// counts it. It reports whether it deleted the head.
-func (s *S3) purge(ctx context.Context, id model.PairID, h *head, etag string) (bool, error) {
-	ctx = context.WithoutCancel(ctx)
-	if h != nil {
-		s.delEntries(ctx, s.indexEntries(h.rec))
-	}
-	var segs []string
-	if err := s.list(ctx, s.n.bodies(id), func(k string) (bool, error) { segs = append(segs, k); return true, nil }); err != nil {
-		return false, err
-	}
-	s.delEntries(ctx, segs)
-	in := &s3.DeleteObjectInput{Bucket: &s.bucket, Key: aws.String(s.n.head(id))}
-	if etag != "" {
-		in.IfMatch = &etag
-	}
-	_, err := s.c.DeleteObject(ctx, in)
-	if err = classify(err); errors.Is(err, errPrecondition) || errors.Is(err, errNoObject) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	if h != nil {
-		s.count(h.rec, -1)
-	}
-	s.accessMu.Lock()
-	delete(s.access, id)
-	s.accessMu.Unlock()
-	return true, nil
-}
-
-// purgeIf purges pair id if its head (read afresh) satisfies ok. It first
-// turns the head into a tombstone (soft-deleted at time 1, due for any
-// sweep) with a conditional write over the ETag it read, so that a pair
-// changed meanwhile is left alone (ok is asked again) and a process killed
-// half-way leaves a pair the next sweep purges; then it purges. It reports
-// whether it purged.
-func (s *S3) purgeIf(ctx context.Context, id model.PairID, ok func(h *head) bool) (bool, error) {
-	for range maxUpdateTry {
-		h, etag, err := s.readHead(ctx, id)
-		if errors.Is(err, errNoObject) {
-			return false, nil
-		}
-		if errors.Is(err, model.ErrCorrupt) || errors.Is(err, model.ErrFormatVersion) {
-			return s.purge(ctx, id, nil, "")
-		}
-		if err != nil || !ok(h) {
-			return false, err
-		}
-		tomb := h.clone()
-		tomb.rev++
-		tomb.rec.Flags |= bolt.FlagDeleted
-		tomb.rec.Deleted = tombstoneTime
-		if err := s.putEntries(ctx, s.indexDiff(tomb.rec, h.rec)); err != nil {
-			return false, err
-		}
-		etag, err = s.putBytes(ctx, s.n.head(id), tomb.encode(), etag, false)
-		if errors.Is(err, errPrecondition) || errors.Is(err, errNoObject) {
-			continue
-		}
-		if err != nil {
-			return false, err
-		}
-		s.delEntries(ctx, s.indexDiff(h.rec, tomb.rec))
-		s.count(h.rec, -1)
-		s.count(tomb.rec, 1)
-		return s.purge(ctx, id, tomb, etag)
-	}
-	return false, fmt.Errorf("hishel: pair %s changed each of %d times it was purged", id, maxUpdateTry)
-}
-
-// tombstoneTime is the deletion time of a pair being purged: due for
-// every sweep.
-const tombstoneTime = 1
-
 // CreatePair stores a new incomplete pair for req and returns it. Its
 // request body is stored as the caller reads the returned pair's
 // Request.Body to the end (a nil body is stored at once as empty). ctx
@@ -608,11 +391,8 @@ func (s *S3) CreatePair(ctx context.Context, req model.Request, opts ...model.Cr
 	if err := s.check(ctx); err != nil {
 		return model.IncompletePair{}, err
 	}
-	if req.Method == "" {
-		return model.IncompletePair{}, fmt.Errorf("hishel: create pair: empty method: %w", model.ErrInvalid)
-	}
-	if req.Body.Consumed() {
-		return model.IncompletePair{}, fmt.Errorf("hishel: create pair: request body: %w", model.ErrBodyConsumed)
+	if err := backend.CheckRequest(req); err != nil {
+		return model.IncompletePair{}, err
 	}
 	ttl, refresh, err := s.pol.TTLFor(req.Options)
 	if err != nil {
@@ -631,40 +411,20 @@ func (s *S3) CreatePair(ctx context.Context, req model.Request, opts ...model.Cr
 	if req.Body == nil {
 		rec.Flags |= bolt.FlagRequestDone
 	}
-	h := &head{rec: rec, rev: 1}
-	entries := s.indexEntries(rec)
-	if err := s.putEntries(ctx, entries); err != nil {
-		return model.IncompletePair{}, s.opErr(err)
-	}
-	if _, err := s.putBytes(ctx, s.n.head(id), h.encode(), "", true); err != nil {
+	h := &head{rec: rec, rev: 1, wid: newWID()}
+	_, h.ents = plan(nil, rec, h.wid, true)
+	if _, err := s.writeHead(ctx, id, h, h.ents, ""); err != nil {
 		if errors.Is(err, errPrecondition) {
-			// The ID is taken; the entry written is stale unless it is the
-			// other pair's own (same ID, same creation time): leave it then.
 			return model.IncompletePair{}, fmt.Errorf("hishel: create pair %s: %w", id, model.ErrDuplicateID)
 		}
-		s.delEntries(ctx, entries)
 		return model.IncompletePair{}, s.opErr(err)
 	}
-	s.count(rec, 1)
+	s.countChange(rec, 1)
 	out := model.IncompletePair{ID: id, Request: req, Meta: rec.Meta()}
 	if req.Body != nil {
 		out.Request.Body = model.NewBody(s.newSaver(ctx, rec, bolt.KindRequest, req.Body))
 	}
 	return out, nil
-}
-
-// settle completes rec if both of its bodies are stored: it gets its
-// completion time and expiry.
-func (s *S3) settle(rec *bolt.Record) {
-	if rec.Has(bolt.FlagComplete) || !rec.Has(bolt.FlagRequestDone|bolt.FlagResponseDone|bolt.FlagHasResponse) {
-		return
-	}
-	now := s.now()
-	rec.Flags |= bolt.FlagComplete
-	rec.Completed, rec.LastAccess = now, now
-	if rec.TTL > 0 {
-		rec.Expires = now + rec.TTL
-	}
 }
 
 // AddResponse attaches resp to the incomplete pair id under the cache key
@@ -682,13 +442,10 @@ func (s *S3) AddResponse(ctx context.Context, id model.PairID, resp model.Respon
 	if err := s.check(ctx); err != nil {
 		return model.CompletePair{}, err
 	}
-	if resp.Status < 100 || resp.Status > 999 {
-		return model.CompletePair{}, fmt.Errorf("hishel: add response: status %d: %w", resp.Status, model.ErrInvalid)
+	if err := backend.CheckResponse(resp); err != nil {
+		return model.CompletePair{}, err
 	}
-	if resp.Body.Consumed() {
-		return model.CompletePair{}, fmt.Errorf("hishel: add response: response body: %w", model.ErrBodyConsumed)
-	}
-	_, next, err := s.change(ctx, id, func(h *head) error {
+	_, next, _, err := s.change(ctx, id, false, func(h *head) error {
 		if h == nil || h.rec.Has(bolt.FlagDeleted) {
 			return fmt.Errorf("hishel: add response to pair %s: %w", id, model.ErrNotFound)
 		}
@@ -701,7 +458,7 @@ func (s *S3) AddResponse(ctx context.Context, id model.PairID, resp model.Respon
 		if resp.Body == nil {
 			r.Flags |= bolt.FlagResponseDone
 		}
-		s.settle(r)
+		backend.Settle(r, s.now())
 		return nil
 	})
 	if err == nil && next.rec.Has(bolt.FlagComplete) {
@@ -719,77 +476,26 @@ func (s *S3) AddResponse(ctx context.Context, id model.PairID, resp model.Respon
 	return out, nil
 }
 
-// completed enforces the budgets once rec has completed: the variants
-// beyond MaxVariants under its key, then MaxBytes and MaxPairs.
-func (s *S3) completed(ctx context.Context, rec *bolt.Record) error {
-	if s.pol.MaxVariants > 0 && s.keyEntries(ctx, rec.Key) > s.pol.MaxVariants {
-		if err := s.flushAccess(ctx); err != nil {
-			return err
-		}
-		heads, err := s.keyHeads(ctx, rec.Key)
-		if err != nil {
-			return err
-		}
-		if len(heads) > s.pol.MaxVariants {
-			slices.SortFunc(heads, func(a, b *head) int { return evictOrder(b.rec, a.rec) }) // most recent first
-			for _, h := range heads[s.pol.MaxVariants:] {
-				if h.rec.ID == rec.ID {
-					continue
-				}
-				at := h.rec.LastAccess
-				if _, err := s.purgeIf(ctx, h.rec.ID, func(now *head) bool {
-					return now.rec.State() == model.StateComplete && now.rec.LastAccess == at
-				}); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	return s.enforceBudget(ctx, nil)
-}
-
-// keyEntries counts the entries of key's index (stale ones included: at
-// least as many as its live pairs), with one listing; on an error, more
-// than any cap, so that the caller looks closer.
-func (s *S3) keyEntries(ctx context.Context, key string) int {
-	n := 0
-	if err := s.list(ctx, s.n.keyIndex(key), func(string) (bool, error) { n++; return true, nil }); err != nil {
-		return int(^uint(0) >> 1)
-	}
-	return n
-}
-
-// evictOrder orders pairs for eviction, first to go first: by last
-// access, then completion, then ID.
-func evictOrder(a, b *bolt.Record) int {
-	switch {
-	case a.LastAccess != b.LastAccess:
-		return cmpInt(a.LastAccess, b.LastAccess)
-	case a.Completed != b.Completed:
-		return cmpInt(a.Completed, b.Completed)
-	}
-	return bytes.Compare(a.ID[:], b.ID[:])
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
 // keyHeads reads the heads of the live complete pairs under key: the key
 // index lists them, and every entry is checked against its head. Entries
-// whose pair is gone, removed or moved are deleted.
+// no head lists are dropped (see dropStale).
 func (s *S3) keyHeads(ctx context.Context, key string) ([]*head, error) {
 	prefix := s.n.keyIndex(key)
+	type found struct {
+		ents []entry
+		objs []object
+	}
+	byID := make(map[model.PairID]*found)
 	var ids []model.PairID
-	err := s.list(ctx, prefix, func(k string) (bool, error) {
-		if id, ok := parseID(strings.TrimPrefix(k, prefix)); ok {
-			ids = append(ids, id)
+	err := s.list(ctx, prefix, 0, func(o object) (bool, error) {
+		if e, ok := parseEntry(strings.TrimPrefix(o.key, s.n.p)); ok {
+			f := byID[e.id]
+			if f == nil {
+				f = &found{}
+				byID[e.id] = f
+				ids = append(ids, e.id)
+			}
+			f.ents, f.objs = append(f.ents, e), append(f.objs, o)
 		}
 		return true, nil
 	})
@@ -801,18 +507,25 @@ func (s *S3) keyHeads(ctx context.Context, key string) ([]*head, error) {
 	g.SetLimit(s.opts.Parallel)
 	for i, id := range ids {
 		g.Go(func() error {
+			f := byID[id]
 			h, _, err := s.readHead(gctx, id)
 			switch {
 			case errors.Is(err, errNoObject):
-				return s.del(gctx, s.n.keyEntry(key, id))
+				h = nil
 			case err != nil:
 				return err
-			case h.rec.State() == model.StateIncomplete:
-				return nil // completing: its key entry came first
-			case h.rec.State() == model.StateDeleted || h.rec.Key != key:
-				return s.del(gctx, s.n.keyEntry(key, id))
 			}
-			heads[i] = h
+			listed := false
+			for j, e := range f.ents {
+				if h != nil && h.lists(e) {
+					listed = true
+				} else {
+					s.dropStale(gctx, f.objs[j], h, e)
+				}
+			}
+			if listed && h.rec.State() == model.StateComplete && h.rec.Key == key {
+				heads[i] = h
+			}
 			return nil
 		})
 	}
@@ -820,171 +533,6 @@ func (s *S3) keyHeads(ctx context.Context, key string) ([]*head, error) {
 		return nil, err
 	}
 	return slices.DeleteFunc(heads, func(h *head) bool { return h == nil }), nil
-}
-
-// othersStats returns the counters of the other store instances, as last
-// read, reading them again if that was more than 5 s ago (or fresh is
-// set).
-func (s *S3) othersStats(ctx context.Context, fresh bool) (model.Stats, error) {
-	s.statsMu.Lock()
-	if !fresh && time.Since(s.othersRead) < othersMaxAge {
-		defer s.statsMu.Unlock()
-		return s.others, nil
-	}
-	s.statsMu.Unlock()
-	b, _, err := s.get(ctx, s.n.format())
-	if err != nil {
-		return model.Stats{}, err
-	}
-	epoch, err := parseFormat(b)
-	if err != nil {
-		return model.Stats{}, err
-	}
-	s.adoptEpoch(epoch)
-	var names []string
-	mine := s.n.counters() + s.instance
-	if err := s.list(ctx, s.n.counters(), func(k string) (bool, error) {
-		if k != mine {
-			names = append(names, k)
-		}
-		return true, nil
-	}); err != nil {
-		return model.Stats{}, err
-	}
-	var mu sync.Mutex
-	var sum model.Stats
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(s.opts.Parallel)
-	for _, k := range names {
-		g.Go(func() error {
-			b, _, err := s.get(gctx, k)
-			if errors.Is(err, errNoObject) {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			c, err := decodeCounters(b)
-			if err != nil || c.epoch != epoch {
-				return nil // damaged, or counting for an epoch before a Clear
-			}
-			mu.Lock()
-			sum.Pairs += c.st.Pairs
-			sum.Incomplete += c.st.Incomplete
-			sum.Deleted += c.st.Deleted
-			sum.Bytes += c.st.Bytes
-			mu.Unlock()
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return model.Stats{}, err
-	}
-	s.statsMu.Lock()
-	s.others, s.othersRead = sum, time.Now()
-	s.statsMu.Unlock()
-	return sum, nil
-}
-
-// adoptEpoch starts this instance's counters again when the store was
-// cleared (by any process) since they began.
-func (s *S3) adoptEpoch(epoch uint64) {
-	s.statsMu.Lock()
-	defer s.statsMu.Unlock()
-	if epoch != s.epoch {
-		s.epoch, s.own, s.dirty = epoch, model.Stats{}, true
-	}
-}
-
-// totals returns every instance's counters added up.
-func (s *S3) totals(ctx context.Context, fresh bool) (model.Stats, error) {
-	others, err := s.othersStats(ctx, fresh)
-	if err != nil {
-		return model.Stats{}, err
-	}
-	s.statsMu.Lock()
-	defer s.statsMu.Unlock()
-	return model.Stats{Pairs: s.own.Pairs + others.Pairs, Incomplete: s.own.Incomplete + others.Incomplete,
-		Deleted: s.own.Deleted + others.Deleted, Bytes: s.own.Bytes + others.Bytes}, nil
-}
-
-// enforceBudget evicts pairs until the stored bytes fit MaxBytes and the
-// complete pairs MaxPairs: soft-deleted pairs first (oldest deletion
-// first; for MaxBytes only), then complete pairs, least recently used
-// first (by the access index, each entry checked against its head).
-// Incomplete pairs are never evicted. res, if not nil, counts the
-// evictions.
-func (s *S3) enforceBudget(ctx context.Context, res *model.SweepResult) error {
-	if s.pol.MaxBytes <= 0 && s.pol.MaxPairs <= 0 {
-		return nil
-	}
-	st, err := s.totals(ctx, false)
-	if err != nil {
-		return err
-	}
-	overBytes := func() bool { return s.pol.MaxBytes > 0 && st.Bytes > s.pol.MaxBytes }
-	overPairs := func() bool { return s.pol.MaxPairs > 0 && st.Pairs > s.pol.MaxPairs }
-	if !overBytes() && !overPairs() {
-		return nil
-	}
-	if err := s.flushAccess(ctx); err != nil {
-		return err
-	}
-	evict := func(idx string, pairs bool) error {
-		prefix := s.n.timeIndex(idx)
-		return s.list(ctx, prefix, func(k string) (bool, error) {
-			if !overBytes() && !(pairs && overPairs()) {
-				return false, nil
-			}
-			t, id, ok := parseTimeEntry(strings.TrimPrefix(k, prefix))
-			if !ok {
-				return true, s.del(ctx, k)
-			}
-			var gone *head
-			purged, err := s.purgeIf(ctx, id, func(h *head) bool {
-				gone = h
-				if idx == idxDeleted {
-					return h.rec.State() == model.StateDeleted && h.rec.Deleted == t
-				}
-				return h.rec.State() == model.StateComplete && h.rec.LastAccess == t
-			})
-			if err != nil {
-				return false, err
-			}
-			if !purged {
-				return true, s.del(ctx, k) // a stale entry
-			}
-			if gone != nil {
-				if gone.rec.State() == model.StateComplete {
-					st.Pairs--
-				}
-				st.Bytes -= size(gone.rec)
-			}
-			if res != nil {
-				res.Evicted++
-			}
-			return true, nil
-		})
-	}
-	if overBytes() {
-		if err := evict(idxDeleted, false); err != nil {
-			return err
-		}
-	}
-	if overBytes() || overPairs() {
-		return evict(idxAccess, true)
-	}
-	return nil
-}
-
-// expiry returns rec's expiry once an access at pending (if later than
-// its last) has refreshed it.
-func expiry(rec *bolt.Record, pending int64) int64 {
-	exp := rec.Expires
-	if pending > rec.LastAccess && rec.Refresh && rec.TTL > 0 && exp != 0 {
-		exp = max(exp, pending+rec.TTL)
-	}
-	return exp
 }
 
 // GetPairs returns every live, complete, unexpired pair stored under key,
@@ -1010,20 +558,15 @@ func (s *S3) GetPairs(ctx context.Context, key string) ([]model.CompletePair, er
 		if exp != 0 && now >= exp {
 			continue
 		}
-		s.access[rec.ID] = now
-		rec.LastAccess, rec.Expires = now, exp
-		if rec.Refresh && rec.TTL > 0 && exp != 0 {
-			rec.Expires = max(exp, now+rec.TTL)
+		if now > rec.LastAccess && now > s.access[rec.ID] {
+			s.access[rec.ID] = now
 		}
+		rec.Expires = expiry(rec, max(now, s.access[rec.ID]))
+		rec.LastAccess = max(rec.LastAccess, now)
 		out = append(out, s.pair(h))
 	}
 	s.accessMu.Unlock()
-	slices.SortStableFunc(out, func(a, b model.CompletePair) int {
-		if c := b.Meta.Completed.Compare(a.Meta.Completed); c != 0 {
-			return c
-		}
-		return slices.Compare(a.ID[:], b.ID[:])
-	})
+	backend.SortNewest(out)
 	return out, nil
 }
 
@@ -1052,9 +595,7 @@ func (s *S3) GetPair(ctx context.Context, id model.PairID) (model.CompletePair, 
 	if h == nil || h.rec.State() != model.StateComplete {
 		return model.CompletePair{}, fmt.Errorf("hishel: get pair %s: %w", id, model.ErrNotFound)
 	}
-	s.accessMu.Lock()
-	exp := expiry(h.rec, s.access[id])
-	s.accessMu.Unlock()
+	exp := expiry(h.rec, s.pending(id))
 	if exp != 0 && s.now() >= exp {
 		return model.CompletePair{}, fmt.Errorf("hishel: get pair %s: %w", id, model.ErrNotFound)
 	}
@@ -1087,32 +628,23 @@ func (s *S3) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(model.
 	if err := s.check(ctx); err != nil {
 		return model.CompletePair{}, err
 	}
-	_, next, err := s.change(ctx, id, func(h *head) error {
+	_, next, _, err := s.change(ctx, id, false, func(h *head) error {
 		if h == nil || h.rec.State() != model.StateComplete {
 			return fmt.Errorf("hishel: update pair %s: %w", id, model.ErrNotFound)
 		}
 		cur := s.pair(h.clone())
 		cur.Request.Body, cur.Response.Body = nil, nil
-		cur.Request.Header, cur.Response.Header = cur.Request.Header.Clone(), cur.Response.Header.Clone()
 		nv, err := backend.CallUpdate(fn, cur)
 		if err != nil {
 			return err
 		}
-		if nv.ID != id {
-			return fmt.Errorf("hishel: update pair %s: new id %s: %w", id, nv.ID, model.ErrIDChanged)
-		}
-		if nv.Request.Method == "" || nv.Response.Status < 100 || nv.Response.Status > 999 || nv.Meta.TTL < 0 {
-			return fmt.Errorf("hishel: update pair %s: empty method, bad status or negative TTL: %w", id, model.ErrInvalid)
+		if err := backend.CheckUpdate(id, nv); err != nil {
+			return err
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		rec := h.rec
-		rec.Key = nv.Key
-		rec.Expires = bolt.UnixNano(nv.Meta.Expires)
-		rec.Created, rec.TTL, rec.Refresh = bolt.UnixNano(nv.Meta.Created), int64(nv.Meta.TTL), nv.Meta.Refresh
-		rec.Method, rec.URL, rec.ReqHeader, rec.ReqOptions = nv.Request.Method, nv.Request.URL, nv.Request.Header.Clone(), nv.Request.Options
-		rec.Status, rec.RespHeader = nv.Response.Status, nv.Response.Header.Clone()
+		h.rec = backend.Updated(h.rec, nv)
 		return nil
 	})
 	if err != nil {
@@ -1134,7 +666,7 @@ func (s *S3) Remove(ctx context.Context, id model.PairID) error {
 		return err
 	}
 	now := s.now()
-	_, _, err := s.change(ctx, id, func(h *head) error {
+	_, _, _, err := s.change(ctx, id, false, func(h *head) error {
 		if h == nil || h.rec.Has(bolt.FlagDeleted) {
 			return errStop
 		}
@@ -1142,182 +674,17 @@ func (s *S3) Remove(ctx context.Context, id model.PairID) error {
 		h.rec.Deleted = now
 		return nil
 	})
-	if errors.Is(err, model.ErrCorrupt) {
+	switch {
+	case errors.Is(err, model.ErrCorrupt):
 		_, err = s.purge(ctx, id, nil, "")
-		return s.opErr(err)
-	}
-	if errors.Is(err, errStop) {
-		return nil
+	case errors.Is(err, errStop):
+		err = nil
 	}
 	return s.opErr(err)
 }
 
-// flushAccess writes the gathered access times: each live complete pair
-// moves in the eviction order and, if it refreshes on access, gets a new
-// expiry (a conditional write of its head each, with its index entries).
-func (s *S3) flushAccess(ctx context.Context) error {
-	s.accessMu.Lock()
-	pending := s.access
-	if len(pending) == 0 {
-		s.accessMu.Unlock()
-		return nil
-	}
-	s.access = make(map[model.PairID]int64, len(pending))
-	s.accessMu.Unlock()
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(s.opts.Parallel)
-	for id, at := range pending {
-		g.Go(func() error {
-			_, _, err := s.change(gctx, id, func(h *head) error {
-				if h == nil || h.rec.State() != model.StateComplete || at <= h.rec.LastAccess {
-					return errStop
-				}
-				h.rec.Expires = expiry(h.rec, at)
-				h.rec.LastAccess = at
-				return nil
-			})
-			if errors.Is(err, errStop) || errors.Is(err, model.ErrCorrupt) {
-				return nil
-			}
-			return err
-		})
-	}
-	err := g.Wait()
-	if err != nil {
-		// Keep them for the next flush, unless newer ones came meanwhile.
-		s.accessMu.Lock()
-		for id, at := range pending {
-			if s.access[id] < at {
-				s.access[id] = at
-			}
-		}
-		s.accessMu.Unlock()
-	}
-	return err
-}
-
-// writeCounters writes this instance's counters object if they changed.
-func (s *S3) writeCounters(ctx context.Context) error {
-	s.counterWrite.Lock()
-	defer s.counterWrite.Unlock()
-	s.statsMu.Lock()
-	if !s.dirty {
-		s.statsMu.Unlock()
-		return nil
-	}
-	c := counters{epoch: s.epoch, st: s.own}
-	s.dirty = false
-	s.statsMu.Unlock()
-	ctx, cancel := context.WithTimeout(ctx, counterBudget)
-	defer cancel()
-	if _, err := s.putBytes(ctx, s.n.counters()+s.instance, c.encode(), "", false); err != nil {
-		s.statsMu.Lock()
-		s.dirty = true
-		s.statsMu.Unlock()
-		return err
-	}
-	return nil
-}
-
-// tick is the maintenance goroutine's periodic work.
-func (s *S3) tick() {
-	ctx := context.Background()
-	_ = s.flushAccess(ctx)
-	_ = s.writeCounters(ctx)
-}
-
-// sweepIndex lists time index idx from its oldest entry up to limit and
-// calls act for each entry's pair with the entry's time; the entry is
-// deleted once act returns without error (it served its purpose, or it
-// was stale).
-func (s *S3) sweepIndex(ctx context.Context, idx string, limit int64, act func(id model.PairID, t int64) error) error {
-	prefix := s.n.timeIndex(idx)
-	return s.list(ctx, prefix, func(k string) (bool, error) {
-		t, id, ok := parseTimeEntry(strings.TrimPrefix(k, prefix))
-		if ok && t > limit {
-			return false, nil
-		}
-		if ok {
-			if err := act(id, t); err != nil {
-				return false, err
-			}
-		}
-		return true, s.del(ctx, k)
-	})
-}
-
-// Cleanup runs a sweep now and reports what it did: expired pairs are
-// soft-deleted, soft-deleted pairs past DeletedRetention and incomplete pairs
-// older than IncompleteAge are removed (and pairs found corrupt), and pairs
-// beyond MaxBytes or MaxPairs are evicted. Each rule lists its time index
-// from the oldest entry up to the time it sweeps, so its cost follows what
-// is due (removed pairs and stale entries), not the size of the store.
-func (s *S3) Cleanup(ctx context.Context) (model.SweepResult, error) {
-	var res model.SweepResult
-	if err := s.check(ctx); err != nil {
-		return res, err
-	}
-	if err := s.flushAccess(ctx); err != nil {
-		return res, s.opErr(err)
-	}
-	s.badMu.Lock()
-	bad := s.bad
-	s.bad = make(map[model.PairID]struct{})
-	s.badMu.Unlock()
-	for id := range bad {
-		purged, err := s.purge(ctx, id, nil, "")
-		if err != nil {
-			return res, s.opErr(err)
-		}
-		if purged {
-			res.Purged++
-		}
-	}
-	now := s.now()
-	err := s.sweepIndex(ctx, idxExpiry, now, func(id model.PairID, t int64) error {
-		_, next, err := s.change(ctx, id, func(h *head) error {
-			if h == nil || h.rec.State() != model.StateComplete || h.rec.Expires != t {
-				return errStop
-			}
-			h.rec.Flags |= bolt.FlagDeleted
-			h.rec.Deleted = now
-			return nil
-		})
-		if next != nil {
-			res.Expired++
-		}
-		if errors.Is(err, errStop) || errors.Is(err, model.ErrCorrupt) {
-			return nil
-		}
-		return err
-	})
-	if err == nil {
-		err = s.sweepIndex(ctx, idxDeleted, now-int64(s.pol.Retention), func(id model.PairID, t int64) error {
-			purged, err := s.purgeIf(ctx, id, func(h *head) bool { return h.rec.State() == model.StateDeleted && h.rec.Deleted == t })
-			if purged {
-				res.Purged++
-			}
-			return err
-		})
-	}
-	if err == nil {
-		err = s.sweepIndex(ctx, idxIncomplete, now-int64(s.pol.IncompleteAge), func(id model.PairID, t int64) error {
-			purged, err := s.purgeIf(ctx, id, func(h *head) bool { return h.rec.State() == model.StateIncomplete && h.rec.Created == t })
-			if purged {
-				res.Abandoned++
-			}
-			return err
-		})
-	}
-	if err == nil {
-		err = s.enforceBudget(ctx, &res)
-	}
-	return res, s.opErr(err)
-}
-
 // Clear removes every pair at once (for every process sharing the store):
-// it starts a new counters epoch (a conditional write of the format
-// object), then deletes every object under the prefix but that one. Bodies
+// it deletes every object under the prefix but the format object. Bodies
 // being read fail with model.ErrRemoved; bodies being stored fail and are
 // not stored.
 func (s *S3) Clear(ctx context.Context) error {
@@ -1327,30 +694,12 @@ func (s *S3) Clear(ctx context.Context) error {
 	s.accessMu.Lock()
 	clear(s.access)
 	s.accessMu.Unlock()
-	var epoch uint64
-	for {
-		b, etag, err := s.get(ctx, s.n.format())
-		if err != nil {
-			return s.opErr(err)
-		}
-		if epoch, err = parseFormat(b); err != nil {
-			return err
-		}
-		epoch++
-		_, err = s.putBytes(ctx, s.n.format(), formatContent(epoch), etag, false)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, errPrecondition) {
-			return s.opErr(err)
-		}
-	}
-	s.adoptEpoch(epoch)
+	s.cache.reset()
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(s.opts.Parallel)
-	err := s.list(ctx, s.n.p, func(k string) (bool, error) {
-		if k != s.n.format() {
-			g.Go(func() error { return s.del(gctx, k) })
+	err := s.list(ctx, s.n.p, 0, func(o object) (bool, error) {
+		if o.key != s.n.format() {
+			g.Go(func() error { return s.del(gctx, o.key) })
 		}
 		return true, nil
 	})
@@ -1358,29 +707,34 @@ func (s *S3) Clear(ctx context.Context) error {
 		err = werr
 	}
 	s.statsMu.Lock()
-	s.own, s.dirty = model.Stats{}, true
+	s.baseAt = time.Time{}
 	s.statsMu.Unlock()
 	return s.opErr(err)
 }
 
 // Pairs calls fn for every stored pair, in ID order, whatever its state:
 // incomplete, complete (expired or not) and soft-deleted. The PairInfo has
-// heads and metadata only. It lists the heads and reads them in pages,
-// calling fn between pages, so fn may call the storage. An error from fn
-// stops the iteration and is returned.
+// heads and metadata only. It lists the heads and reads those it does not
+// remember as listed (by ETag), in pages of 256, calling fn between pages,
+// so fn may call the storage. An error from fn stops the iteration and is
+// returned.
 func (s *S3) Pairs(ctx context.Context, fn func(model.PairInfo) error) error {
 	if err := s.check(ctx); err != nil {
 		return err
 	}
 	prefix := s.n.heads()
-	var page []model.PairID
+	type listed struct {
+		id   model.PairID
+		etag string
+	}
+	var page []listed
 	flush := func() error {
 		heads := make([]*head, len(page))
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(s.opts.Parallel)
-		for i, id := range page {
+		for i, l := range page {
 			g.Go(func() error {
-				h, _, err := s.readHead(gctx, id)
+				h, err := s.headAt(gctx, l.id, l.etag)
 				if errors.Is(err, errNoObject) {
 					return nil
 				}
@@ -1402,9 +756,9 @@ func (s *S3) Pairs(ctx context.Context, fn func(model.PairInfo) error) error {
 		}
 		return nil
 	}
-	err := s.list(ctx, prefix, func(k string) (bool, error) {
-		if id, ok := parseID(strings.TrimPrefix(k, prefix)); ok {
-			page = append(page, id)
+	err := s.list(ctx, prefix, 0, func(o object) (bool, error) {
+		if id, ok := parseID(strings.TrimPrefix(o.key, prefix)); ok {
+			page = append(page, listed{id, o.etag})
 		}
 		if len(page) == 256 {
 			return true, flush()
@@ -1417,31 +771,27 @@ func (s *S3) Pairs(ctx context.Context, fn func(model.PairInfo) error) error {
 	return s.opErr(err)
 }
 
-// Sync writes the gathered access times and this process's counters.
+// Sync writes the gathered access times.
 func (s *S3) Sync(ctx context.Context) error {
 	if err := s.check(ctx); err != nil {
 		return err
 	}
-	if err := s.flushAccess(ctx); err != nil {
-		return s.opErr(err)
-	}
-	return s.opErr(s.writeCounters(ctx))
+	return s.opErr(s.flushAccess(ctx))
 }
 
-// Stats returns the counters of every store instance that shares the
-// store, added up: this one's as they are, the others' as they last wrote
-// them (within their AccessFlushInterval).
+// Stats counts the pairs of the store, whatever process stored them (see
+// S3's doc comment: it lists the heads and the time indexes).
 func (s *S3) Stats(ctx context.Context) (model.Stats, error) {
 	if err := s.check(ctx); err != nil {
 		return model.Stats{}, err
 	}
-	st, err := s.totals(ctx, true)
+	st, err := s.count(ctx)
 	return st, s.opErr(err)
 }
 
-// Close writes gathered access times and this process's counters, and
-// stops the maintenance goroutine. Bodies still being read or stored fail
-// with model.ErrClosed. Close is idempotent.
+// Close writes gathered access times and stops the maintenance goroutine.
+// Bodies still being read or stored fail with model.ErrClosed. Close is
+// idempotent.
 func (s *S3) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.stop)

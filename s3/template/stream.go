@@ -67,7 +67,7 @@ func (k *s3Sink) Store(ctx context.Context, chunks [][]byte, size int64, final b
 	if !final {
 		return nil
 	}
-	_, next, err := s.change(ctx, k.id, func(h *head) error {
+	_, next, _, err := s.change(ctx, k.id, false, func(h *head) error {
 		if h == nil || h.rec.Nonce != k.nonce || h.rec.Has(bolt.FlagDeleted) {
 			return k.removed()
 		}
@@ -80,7 +80,7 @@ func (k *s3Sink) Store(ctx context.Context, chunks [][]byte, size int64, final b
 			r.RespSize = size
 		}
 		h.segs[k.kind], h.chunks[k.kind] = uint64(k.segs), uint64(k.chunks)
-		s.settle(r)
+		backend.Settle(r, s.now())
 		return nil
 	})
 	if err != nil {
@@ -102,10 +102,9 @@ func (k *s3Sink) Abort() {
 	}
 	ctx := context.Background()
 	_, _ = s.purgeIf(ctx, k.id, func(h *head) bool { return h.rec.Nonce == k.nonce })
-	prefix := fmt.Sprintf("%s%016x/", s.n.bodies(k.id), k.nonce)
 	var segs []string
-	_ = s.list(ctx, prefix, func(key string) (bool, error) { segs = append(segs, key); return true, nil })
-	s.delEntries(ctx, segs)
+	_ = s.list(ctx, s.n.segments(k.id, k.nonce), 0, func(o object) (bool, error) { segs = append(segs, o.key); return true, nil })
+	s.delObjects(ctx, segs)
 }
 
 // body returns the reader of one of h's bodies. An empty body needs no
