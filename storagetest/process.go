@@ -46,18 +46,32 @@ var processOpen PathOpener
 //
 //	func TestMain(m *testing.M) { storagetest.ProcessMain(m, openAt) }
 func ProcessMain(m *testing.M, open PathOpener) {
+	HelperMain(open)
+	os.Exit(m.Run())
+}
+
+// HelperMain is the part of [ProcessMain] for a TestMain that runs its
+// tests some other way (through a test server's harness, say): it records
+// open, and in a helper process runs the helper and exits; in the test
+// process it returns.
+//
+//	func TestMain(m *testing.M) {
+//		storagetest.HelperMain(openAt)
+//		os.Exit(testserver.Main(m))
+//	}
+func HelperMain(open PathOpener) {
 	processOpen = open
 	switch os.Getenv(helperEnv) {
 	case "":
-		os.Exit(m.Run())
+		return
 	case "crash":
 		crashHelper()
 	case "share":
 		shareHelper()
 	default:
 		fmt.Fprintf(os.Stderr, "unknown helper %q\n", os.Getenv(helperEnv))
-		os.Exit(2)
 	}
+	os.Exit(2)
 }
 
 func openAt(path string, o Options) (Store, error) {
