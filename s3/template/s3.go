@@ -296,8 +296,17 @@ func newClient(ctx context.Context, o *S3Options) (*s3.Client, error) {
 // or from the URL's user information (s3://KEY:SECRET@bucket/prefix),
 // which is best kept for tests. A bad URL fails with model.ErrInvalid.
 func OpenS3URL(ctx context.Context, u *url.URL) (*S3, error) {
+	o, err := urlOptions(u)
+	if err != nil {
+		return nil, err
+	}
+	return OpenS3(ctx, &o)
+}
+
+// urlOptions reads a store URL into options (see OpenS3URL).
+func urlOptions(u *url.URL) (S3Options, error) {
 	if u.Opaque != "" || u.Host == "" {
-		return nil, fmt.Errorf("hishel: store URL %s: want s3://bucket/prefix: %w", backend.Redacted(u), model.ErrInvalid)
+		return S3Options{}, fmt.Errorf("hishel: store URL %s: want s3://bucket/prefix: %w", backend.Redacted(u), model.ErrInvalid)
 	}
 	o := S3Options{Bucket: u.Host, Prefix: strings.TrimPrefix(u.Path, "/")}
 	if u.User != nil {
@@ -314,15 +323,15 @@ func OpenS3URL(ctx context.Context, u *url.URL) (*S3, error) {
 	q.Duration("access-flush", &o.AccessFlushInterval)
 	q.Int("parallel", &o.Parallel)
 	if err := q.Done(); err != nil {
-		return nil, err
+		return S3Options{}, err
 	}
 	if o.Endpoint != "" {
 		if e, err := url.Parse(o.Endpoint); err != nil || (e.Scheme != "http" && e.Scheme != "https") || e.Host == "" {
-			return nil, fmt.Errorf("hishel: store URL %s: endpoint %q: want http(s)://host[:port]: %w", backend.Redacted(u), o.Endpoint, model.ErrInvalid)
+			return S3Options{}, fmt.Errorf("hishel: store URL %s: endpoint %q: want http(s)://host[:port]: %w", backend.Redacted(u), o.Endpoint, model.ErrInvalid)
 		}
 	}
 	o.SetSettings(s)
-	return OpenS3(ctx, &o)
+	return o, nil
 }
 
 // initFormat reads the format object, or writes it under an empty prefix.

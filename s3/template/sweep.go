@@ -232,18 +232,16 @@ func (s *S3) enforceBudget(ctx context.Context, res *model.SweepResult) error {
 					return true, s.reindex(ctx, e)
 				}
 			}
-			var gone *head
-			purged, err := s.purgeIf(ctx, e.id, func(now *head) bool {
-				gone = now
-				return now.lists(e)
-			})
+			purged, err := s.purgeIf(ctx, e.id, func(now *head) bool { return now.lists(e) })
 			if err != nil || !purged {
 				return err == nil, err
 			}
-			if gone.rec.State() == model.StateComplete {
+			// The head listed e: the pair was complete (an access entry)
+			// or soft-deleted, of e.bytes bytes.
+			if kind == entAccess {
 				st.Pairs--
 			}
-			st.Bytes -= size(gone.rec)
+			st.Bytes -= e.bytes
 			if res != nil {
 				res.Evicted++
 			}
