@@ -4,10 +4,10 @@ GO ?= go
 # and one module per backend whose driver its users alone should compile.
 # Each is built and tested on its own, as its users build it (GOWORK=off:
 # its go.mod's replace directives point at the others).
-MODULES := . cmd/hishel sqlite postgres
+MODULES := . cmd/hishel sqlite postgres s3
 # Modules whose go:generate renders a template (gen's out-of-module mode
 # for all but the root), and the gen -check that proves each up to date.
-GEN_MODULES := . sqlite postgres
+GEN_MODULES := . sqlite postgres s3
 export GOWORK := off
 
 .PHONY: all generate check-generate vet test test-servers bench fuzz lint
@@ -23,6 +23,7 @@ check-generate:
 	$(GO) run ./gen -check
 	cd sqlite && $(GO) tool gen -check -template ./template -cache . -async ./sqliteasync
 	cd postgres && $(GO) tool gen -check -template ./template -cache . -async ./postgresasync
+	cd s3 && $(GO) tool gen -check -template ./template -cache . -async ./s3async
 
 ## vet: go vet in every module
 vet:

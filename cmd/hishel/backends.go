@@ -8,5 +8,6 @@ package main
 
 import (
 	_ "github.com/hishel-go/hishel/postgres" // postgres://
+	_ "github.com/hishel-go/hishel/s3"       // s3://
 	_ "github.com/hishel-go/hishel/sqlite"   // sqlite://
 )

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hishel-go/hishel/internal/testserver"
 )
 
 // hishelBin is the hishel binary built by TestMain; tests run it as a
@@ -54,7 +56,7 @@ func testMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "building hishel: %v\n%s", err, out)
 		return 1
 	}
-	return m.Run()
+	return testserver.Main(m) // stops the S3 server TestStoreS3 starts
 }
 
 // childEnv is the environment of the hishel processes: a race-enabled

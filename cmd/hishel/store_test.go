@@ -2,9 +2,12 @@ package main
 
 import (
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hishel-go/hishel/internal/testserver"
 )
 
 // TestStoreURL runs the proxy on a store named by URL, and the inspection
@@ -73,6 +76,38 @@ func TestStoreSQLite(t *testing.T) {
 	}
 	if stats := runHishel(t, "stats", "-store", store); stats.code != 0 || !strings.Contains(stats.stdout, "pairs: 1\n") {
 		t.Errorf("hishel stats -store sqlite = %v; want 1 pair", stats)
+	}
+	if code := p.stop(t); code != 0 {
+		t.Fatalf("proxy exit = %d; want 0\n%s", code, p.Stderr())
+	}
+}
+
+// TestStoreS3 runs the proxy on an S3 store (versitygw, started by the
+// test), the credentials in the store URL; the inspection commands read
+// it while the proxy runs, as any process sharing the bucket would.
+func TestStoreS3(t *testing.T) {
+	skipWithoutSignals(t)
+	srv := testserver.S3(t)
+	o := newOrigin(t)
+	u := url.URL{Scheme: "s3", User: url.UserPassword(srv.AccessKey, srv.SecretKey), Host: srv.Bucket, Path: "/proxy",
+		RawQuery: url.Values{"endpoint": {srv.Endpoint}, "region": {srv.Region}}.Encode()}
+	store := u.String()
+	p := startProxy(t, "-upstream", o.URL, "-store", store)
+	c := &http.Client{Transport: &http.Transport{}}
+	for range 2 {
+		if resp, body := do(t, c, "GET", "http://"+p.addr+"/cached", "", nil); resp.StatusCode != 200 || body != "cached body" {
+			t.Fatalf("GET /cached = %d %q; want 200 %q", resp.StatusCode, body, "cached body")
+		}
+	}
+	if n := o.count("/cached"); n != 1 {
+		t.Errorf("origin requests for /cached = %d; want 1 (the second from the cache)", n)
+	}
+	c.CloseIdleConnections()
+	if ls := runHishel(t, "ls", "-store", store); ls.code != 0 || !strings.Contains(ls.stdout, "/cached") {
+		t.Errorf("hishel ls -store s3 while the proxy runs = %v; want the cached pair listed", ls)
+	}
+	if stats := runHishel(t, "stats", "-store", store); stats.code != 0 || !strings.Contains(stats.stdout, "pairs: 1\n") {
+		t.Errorf("hishel stats -store s3 = %v; want 1 pair", stats)
 	}
 	if code := p.stop(t); code != 0 {
 		t.Fatalf("proxy exit = %d; want 0\n%s", code, p.Stderr())
