@@ -2,9 +2,7 @@ package hishel
 
 import (
 	"net/http"
-	"net/url"
 
-	"github.com/hishel-go/hishel/model"
 	"github.com/hishel-go/hishel/statemachine"
 )
 
@@ -19,27 +17,13 @@ func keyMethod(method string) string {
 	return method
 }
 
-// requestKey derives req's cache key: with the KeyFunc, or DefaultKey's
-// rule on the parsed URL.
-func (t *Transport) requestKey(req *http.Request) (string, error) {
-	return t.keyFor(keyMethod(req.Method), req.URL)
-}
-
-// keyFor is the key of method and u.
-func (t *Transport) keyFor(method string, u *url.URL) (string, error) {
-	if t.opts.Key == nil {
-		return urlKey(method, u)
-	}
-	return t.key(method, u.String())
-}
-
-// targetKeys are the distinct keys of invalidation targets; HEAD and GET
-// share theirs.
-func (t *Transport) targetKeys(targets []statemachine.Target) []string {
+// targetKeys are the distinct keys of invalidation targets, after req, the
+// unsafe request (see targetKey); HEAD and GET share theirs.
+func (t *Transport) targetKeys(req *http.Request, targets []statemachine.Target) []string {
 	var keys []string
 	seen := map[string]bool{}
 	for _, tg := range targets {
-		k, err := t.key(keyMethod(tg.Method), tg.URL)
+		k, err := t.targetKey(req, tg.Method, tg.URL)
 		if err != nil || seen[k] {
 			continue
 		}
@@ -47,13 +31,4 @@ func (t *Transport) targetKeys(targets []statemachine.Target) []string {
 		keys = append(keys, k)
 	}
 	return keys
-}
-
-// removeAll removes the pairs of ids (a HEAD response's invalidations).
-func (t *Transport) removeAll(req *http.Request, ids []model.PairID) {
-	for _, id := range ids {
-		if err := t.store.Remove(req.Context(), id); err != nil {
-			t.logError(req, "remove pair", err)
-		}
-	}
 }
