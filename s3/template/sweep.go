@@ -80,7 +80,9 @@ func (s *S3) count(ctx context.Context) (model.Stats, error) {
 	if err := g.Wait(); err != nil {
 		return model.Stats{}, err
 	}
-	var st model.Stats
+	// st counts from entry names in this loop; read counts from the heads
+	// the goroutines read, under mu; they add up once all are done.
+	var st, read model.Stats
 	g, gctx = errgroup.WithContext(ctx)
 	g.SetLimit(s.opts.Parallel)
 	for id, etag := range heads {
@@ -102,7 +104,7 @@ func (s *S3) count(ctx context.Context) (model.Stats, error) {
 				return err
 			}
 			mu.Lock()
-			addStats(&st, h.rec, 1)
+			addStats(&read, h.rec, 1)
 			mu.Unlock()
 			return nil
 		})
@@ -110,6 +112,10 @@ func (s *S3) count(ctx context.Context) (model.Stats, error) {
 	if err := g.Wait(); err != nil {
 		return model.Stats{}, err
 	}
+	st.Pairs += read.Pairs
+	st.Incomplete += read.Incomplete
+	st.Deleted += read.Deleted
+	st.Bytes += read.Bytes
 	s.statsMu.Lock()
 	s.base, s.baseAt, s.delta = st, started, model.Stats{}
 	s.statsMu.Unlock()
