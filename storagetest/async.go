@@ -16,11 +16,8 @@ type AsyncOpener func(tb testing.TB, o Options) cacheasync.Store
 
 // RunAsync runs the whole suite through an async API: every call is made
 // as a caller would, store.Op(ctx, ...).Await(ctx).
-func RunAsync(t *testing.T, open AsyncOpener) { Suite{}.RunAsync(t, open) }
-
-// RunAsync runs the whole suite, sized by c, through the async API.
-func (c Suite) RunAsync(t *testing.T, open AsyncOpener) {
-	c.Run(t, func(tb testing.TB, o Options) Store { return Blocking(open(tb, o)) })
+func RunAsync(t *testing.T, open AsyncOpener) {
+	Run(t, func(tb testing.TB, o Options) Store { return Blocking(open(tb, o)) })
 }
 
 // Blocking adapts an async store to [Store] by awaiting every future with

@@ -14,29 +14,12 @@ import (
 	"github.com/hishel-go/hishel/model"
 )
 
-// defaultConcurrentRounds is how many operations each goroutine of the
-// Concurrent rule runs by default (see Suite).
-const defaultConcurrentRounds = 25
-
 // 64 goroutines of mixed operations (run with -race); afterwards the
 // counters agree with a full scan and every pair reads back whole.
-func testConcurrent(t *testing.T, open Opener) { concurrent(defaultConcurrentRounds)(t, open) }
-
-// concurrent is the Concurrent rule with rounds operations per goroutine.
-// The cap on variants shrinks with the rounds (32 at the default 25), so
-// that the stores under each of the 8 keys outgrow it as much: variants
-// are evicted while the goroutines race, whatever the size.
-func concurrent(rounds int) func(t *testing.T, open Opener) {
-	return func(t *testing.T, open Opener) {
-		testConcurrentRounds(t, open, rounds)
-	}
-}
-
-func testConcurrentRounds(t *testing.T, open Opener, rounds int) {
+func testConcurrent(t *testing.T, open Opener) {
 	ctx := context.Background()
-	maxVariants := max(2, 32*rounds/defaultConcurrentRounds)
-	s := open(t, Options{NoSync: true, ChunkSize: 512, DefaultTTL: time.Hour, MaxVariants: maxVariants})
-	const workers = 64
+	s := open(t, Options{NoSync: true, ChunkSize: 512, DefaultTTL: time.Hour})
+	const workers, rounds = 64, 25
 	var wg sync.WaitGroup
 	errs := make(chan error, workers)
 	for w := range workers {

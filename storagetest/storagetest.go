@@ -212,27 +212,8 @@ var suite = []struct {
 
 // Run runs the whole suite against the stores open makes, one sub-test per
 // rule. Every sub-test opens its own stores.
-func Run(t *testing.T, open Opener) { Suite{}.Run(t, open) }
-
-// Suite is the suite with its size, for the backends whose every
-// operation is several network round trips (S3): Run and RunAsync are
-// Suite{}.Run and Suite{}.RunAsync. A smaller size checks the same rules
-// with fewer operations.
-type Suite struct {
-	// ConcurrentRounds is how many operations each of the 64 goroutines of
-	// the Concurrent rule runs; zero means 25. The cap on variants in that
-	// rule shrinks with it (32 at 25), so that variants are still evicted
-	// while the goroutines race.
-	ConcurrentRounds int
-}
-
-// Run runs the whole suite, sized by c, against the stores open makes.
-func (c Suite) Run(t *testing.T, open Opener) {
+func Run(t *testing.T, open Opener) {
 	for _, tc := range suite {
-		test := tc.test
-		if tc.name == "Concurrent" && c.ConcurrentRounds > 0 {
-			test = concurrent(c.ConcurrentRounds)
-		}
-		t.Run(tc.name, func(t *testing.T) { test(t, open) })
+		t.Run(tc.name, func(t *testing.T) { tc.test(t, open) })
 	}
 }
