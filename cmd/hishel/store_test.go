@@ -56,42 +56,25 @@ func TestStoreURL(t *testing.T) {
 // TestStoreSQLite runs the proxy on a SQLite file, which the inspection
 // commands read while the proxy runs: unlike a bbolt file, it is shared.
 func TestStoreSQLite(t *testing.T) {
-	skipWithoutSignals(t)
-	o := newOrigin(t)
-	store := "sqlite://" + filepath.ToSlash(filepath.Join(t.TempDir(), "shared.db"))
-	p := startProxy(t, "-upstream", o.URL, "-store", store)
-	c := &http.Client{Transport: &http.Transport{}}
-	for range 2 {
-		if resp, body := do(t, c, "GET", "http://"+p.addr+"/cached", "", nil); resp.StatusCode != 200 || body != "cached body" {
-			t.Fatalf("GET /cached = %d %q; want 200 %q", resp.StatusCode, body, "cached body")
-		}
-	}
-	if n := o.count("/cached"); n != 1 {
-		t.Errorf("origin requests for /cached = %d; want 1 (the second from the cache)", n)
-	}
-	c.CloseIdleConnections()
-	ls := runHishel(t, "ls", "-store", store)
-	if ls.code != 0 || !strings.Contains(ls.stdout, "/cached") {
-		t.Errorf("hishel ls -store sqlite while the proxy runs = %v; want the cached pair listed", ls)
-	}
-	if stats := runHishel(t, "stats", "-store", store); stats.code != 0 || !strings.Contains(stats.stdout, "pairs: 1\n") {
-		t.Errorf("hishel stats -store sqlite = %v; want 1 pair", stats)
-	}
-	if code := p.stop(t); code != 0 {
-		t.Fatalf("proxy exit = %d; want 0\n%s", code, p.Stderr())
-	}
+	proxySharedStore(t, "sqlite://"+filepath.ToSlash(filepath.Join(t.TempDir(), "shared.db")))
 }
 
 // TestStoreS3 runs the proxy on an S3 store (versitygw, started by the
 // test), the credentials in the store URL; the inspection commands read
 // it while the proxy runs, as any process sharing the bucket would.
 func TestStoreS3(t *testing.T) {
-	skipWithoutSignals(t)
 	srv := testserver.S3(t)
-	o := newOrigin(t)
 	u := url.URL{Scheme: "s3", User: url.UserPassword(srv.AccessKey, srv.SecretKey), Host: srv.Bucket, Path: "/proxy",
 		RawQuery: url.Values{"endpoint": {srv.Endpoint}, "region": {srv.Region}}.Encode()}
-	store := u.String()
+	proxySharedStore(t, u.String())
+}
+
+// proxySharedStore runs the proxy on a store other processes may open
+// while it runs: a second GET is a hit, and hishel ls and stats, run
+// meanwhile, see the cached pair.
+func proxySharedStore(t *testing.T, store string) {
+	skipWithoutSignals(t)
+	o := newOrigin(t)
 	p := startProxy(t, "-upstream", o.URL, "-store", store)
 	c := &http.Client{Transport: &http.Transport{}}
 	for range 2 {
@@ -104,10 +87,10 @@ func TestStoreS3(t *testing.T) {
 	}
 	c.CloseIdleConnections()
 	if ls := runHishel(t, "ls", "-store", store); ls.code != 0 || !strings.Contains(ls.stdout, "/cached") {
-		t.Errorf("hishel ls -store s3 while the proxy runs = %v; want the cached pair listed", ls)
+		t.Errorf("hishel ls -store while the proxy runs = %v; want the cached pair listed", ls)
 	}
 	if stats := runHishel(t, "stats", "-store", store); stats.code != 0 || !strings.Contains(stats.stdout, "pairs: 1\n") {
-		t.Errorf("hishel stats -store s3 = %v; want 1 pair", stats)
+		t.Errorf("hishel stats -store = %v; want 1 pair", stats)
 	}
 	if code := p.stop(t); code != 0 {
 		t.Fatalf("proxy exit = %d; want 0\n%s", code, p.Stderr())
