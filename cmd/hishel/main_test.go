@@ -56,7 +56,7 @@ func testMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "building hishel: %v\n%s", err, out)
 		return 1
 	}
-	return testserver.Main(m) // the Redis of the fleet tests
+	return testserver.Main(m) // the servers of the fleet and S3 tests
 }
 
 // childEnv is the environment of the hishel processes: a race-enabled
