@@ -103,7 +103,10 @@ func TestSoak(t *testing.T) {
 	// The counters agree with a full scan. Bodies here are under 1 MiB, so
 	// an incomplete pair holds no stored bytes.
 	var want model.Stats
-	err = blocking.Pairs(ctx, func(p model.PairInfo) error {
+	for p, err := range blocking.Pairs(ctx, model.Filter{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
 		switch p.State {
 		case model.StateComplete:
 			want.Pairs++
@@ -114,10 +117,6 @@ func TestSoak(t *testing.T) {
 		case model.StateIncomplete:
 			want.Incomplete++
 		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 	got, err := blocking.Stats(ctx)
 	if err != nil {

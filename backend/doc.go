@@ -20,6 +20,9 @@
 //     backend runs in a goroutine it owns from open to Close.
 //   - [CallUpdate]: UpdatePairFunc's function called so that its panic is
 //     an error.
+//   - [Scan] and [Delete]: Pairs (a listing filtered by a model.Filter) and
+//     Delete built from a backend's full listing and its Remove, for a
+//     backend without indexes to serve a filter from.
 //   - [Checksum]: CRC-32C for stored chunks and records.
 //   - [Query] and [FilePath]: a store URL (cache.Open) read into options.
 //
@@ -31,6 +34,25 @@
 // are stored, aborted bodies reclaimed at once, several variants per key,
 // TTL (default, per request, refreshed on access, surviving a reopen), soft
 // delete, sweeps whose cost follows what they remove, MaxBytes counting
-// every stored byte, MaxPairs, checksums, and the sentinel errors of
-// package model, wrapped with %w.
+// every stored byte, MaxPairs, checksums, Pairs and Delete by
+// model.Filter, and the sentinel errors of package model, wrapped with %w.
+//
+// # Finding and deleting pairs
+//
+// Pairs(ctx, model.Filter) iter.Seq2[model.PairInfo, error] lists the pairs
+// a filter matches, in ID order, with heads only; Delete(ctx, model.Filter)
+// (int, error) soft-deletes them. A backend gets both from a listing of
+// every pair and its Remove:
+//
+//	func (s *Mine) Pairs(ctx context.Context, f model.Filter) iter.Seq2[model.PairInfo, error] {
+//		return backend.Scan(ctx, f, s.pol.Now(), s.listAll) // listAll(ctx, fn) calls fn per pair, in ID order
+//	}
+//
+//	func (s *Mine) Delete(ctx context.Context, f model.Filter) (int, error) {
+//		return backend.Delete(ctx, f, s.Pairs, s.Remove)
+//	}
+//
+// and may serve the criteria its indexes answer (Keys, Expired, State)
+// itself, matching what it finds with [model.Filter.Matcher], as Bolt
+// finds a key's pairs through its keys index.
 package backend

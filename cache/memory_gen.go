@@ -7,6 +7,7 @@ import (
 	"context"
 	"github.com/hishel-go/hishel/model"
 	"github.com/hishel-go/hishel/template"
+	"iter"
 	"net/url"
 )
 
@@ -163,12 +164,25 @@ func (m *Memory) Clear(ctx context.Context) error {
 	return m.s.Clear(ctx)
 }
 
-// Pairs calls fn for every stored pair, in ID order, whatever its state:
-// incomplete, complete (expired or not) and soft-deleted. The PairInfo has
-// heads and metadata only. fn is called without the storage locked, so it
-// may call the storage. An error from fn stops the iteration and is returned.
-func (m *Memory) Pairs(ctx context.Context, fn func(model.PairInfo) error) error {
-	return m.s.Pairs(ctx, fn)
+// Pairs lists the stored pairs that f matches (the zero Filter: every
+// pair, whatever its state: incomplete, complete, expired or not, and
+// soft-deleted), in ID order, with heads and metadata only. Nothing is read
+// until the listing is consumed; it then takes a snapshot of the matching
+// pairs and hands them out without the lock, so the consumer may call the
+// storage between pairs. A bad filter (model.ErrInvalid), a closed storage
+// or ctx's error ends the listing, as its last item. A filter on Keys is
+// served from the keys index.
+func (m *Memory) Pairs(ctx context.Context, f model.Filter) iter.Seq2[model.PairInfo, error] {
+	return m.s.Pairs(ctx, f)
+}
+
+// Delete soft-deletes every pair f matches that is not deleted already,
+// as Remove does, and returns how many. A filter on Keys is served from
+// the keys index. A pair that changes while Delete runs is deleted only if
+// it still matches (f.Func is not asked again); pairs stored while it runs
+// may or may not be deleted.
+func (m *Memory) Delete(ctx context.Context, f model.Filter) (int, error) {
+	return m.s.Delete(ctx, f)
 }
 
 // Sync returns at once: a Memory has nothing to commit. It exists so that

@@ -256,23 +256,6 @@ func (b *Bolt) Clear(ctx context.Context) Future[struct{}] {
 	})
 }
 
-// Pairs calls fn for every committed pair (see Sync; pairs completed under
-// NoSync are committed first), in ID order, whatever its state:
-// incomplete, complete (expired or not) and soft-deleted. The PairInfo has
-// heads and metadata only. It reads in pages and calls fn outside any
-// transaction, so fn may call the storage. An error from fn stops the
-// iteration and is returned.
-//
-// Pairs returns at once. The call runs in a goroutine of its own, outside the
-// MaxInFlight bound, so that the function it is given may call the store and
-// its error arrives on the returned [Future], as the Err of exactly one
-// [Result] whose Value is struct{}{}.
-func (b *Bolt) Pairs(ctx context.Context, fn func(model.PairInfo) error) Future[struct{}] {
-	return GoErrUnbounded(b.r, ctx, func(ctx context.Context) error {
-		return b.s.Pairs(ctx, fn)
-	})
-}
-
 // Sync commits everything handed to the storage so far. Changes that
 // nothing can observe yet (a new incomplete pair, chunks of a body still
 // streaming, access times) are committed a few milliseconds after they are
@@ -299,6 +282,49 @@ func (b *Bolt) Sync(ctx context.Context) Future[struct{}] {
 func (b *Bolt) Stats(ctx context.Context) Future[model.Stats] {
 	return Go(b.r, ctx, func(ctx context.Context) (model.Stats, error) {
 		return b.s.Stats(ctx)
+	})
+}
+
+// Pairs lists the committed pairs that f matches (the zero Filter: every
+// pair, whatever its state: incomplete, complete, expired or not, and
+// soft-deleted), in ID order, with heads and metadata only; pairs completed
+// under NoSync are committed first (see Sync). Nothing is read until the
+// listing is consumed; it then reads the pairs in pages, each in a read
+// transaction, and hands them out outside any transaction, so the consumer
+// may call the storage between pairs. A bad filter (model.ErrInvalid), a
+// record that does not decode (model.ErrCorrupt), a closed storage or ctx's
+// error ends the listing, as its last item.
+//
+// A filter on Keys is served from the keys index and one with Expired
+// from the expiry index, at a cost that follows what they find; other
+// filters read every record.
+//
+// Pairs returns at once with a [Stream]. The iteration runs in a goroutine of
+// its own, outside the MaxInFlight bound (the consumer may call the store
+// between values), at most one value ahead of the consumer; the stream is
+// closed after the last value, and an error arrives in-band as the last
+// [Result]. A consumer that stops early cancels ctx to end the goroutine
+// (Close ends it too).
+func (b *Bolt) Pairs(ctx context.Context, f model.Filter) Stream[model.PairInfo] {
+	return GoSeq(b.r, ctx, b.s.Pairs(ctx, f))
+}
+
+// Delete soft-deletes every pair f matches that is not deleted already,
+// as Remove does, and returns how many; it commits first when pairs
+// created here may not be committed yet, so it finds every pair created
+// before it was called. It finds them as Pairs does (from
+// the keys or expiry index when f allows) and deletes them 256 to a
+// transaction, each only if its record still matches then (f.Func is not
+// asked again). It is not atomic: pairs stored while it runs may or may
+// not be deleted, and when it fails part way the pairs deleted so far
+// stay deleted (the count says how many).
+//
+// Delete returns at once. The call runs in a goroutine of its own and its
+// result arrives on the returned [Future], which delivers exactly one
+// [Result].
+func (b *Bolt) Delete(ctx context.Context, f model.Filter) Future[int] {
+	return Go(b.r, ctx, func(ctx context.Context) (int, error) {
+		return b.s.Delete(ctx, f)
 	})
 }
 

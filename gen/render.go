@@ -280,7 +280,10 @@ func renderBlocking(w io.Writer, t *tmpl, out output, b *backend) error {
 
 	for _, op := range b.ops {
 		results := []jen.Code{jen.Error()}
-		if op.result != nil {
+		switch {
+		case op.seq:
+			results = []jen.Code{jen.Qual("iter", "Seq2").Types(ty.typ(op.result), jen.Error())}
+		case op.result != nil:
 			results = []jen.Code{ty.typ(op.result), jen.Error()}
 		}
 		f.Add(comment(orDefault(op.doc, "%s calls [%s.%s.%s].", op.name, t.name, b.name, op.name)))
@@ -330,6 +333,11 @@ const (
 	asyncErrOpDoc = "%s returns at once. The call runs in a goroutine of its own and its " +
 		"error arrives on the returned [Future], as the Err of exactly one [Result] " +
 		"whose Value is struct{}{}."
+	asyncSeqDoc = "%s returns at once with a [Stream]. The iteration runs in a goroutine of " +
+		"its own, outside the MaxInFlight bound (the consumer may call the store between " +
+		"values), at most one value ahead of the consumer; the stream is closed after the " +
+		"last value, and an error arrives in-band as the last [Result]. A consumer that " +
+		"stops early cancels ctx to end the goroutine (Close ends it too)."
 	asyncCloseDoc = "Close blocks: it first stops the store from starting calls (later calls " +
 		"fail with an error wrapping [ErrClosed]) and waits for every call already " +
 		"started, including calls still waiting for a slot; then it closes the store " +
@@ -431,6 +439,16 @@ func renderAsync(w io.Writer, t *tmpl, out output, b *backend) error {
 				jen.Return(rt(ready).Call(call.Clone())),
 			)
 		}
+		if op.seq {
+			// An iteration runs in a goroutine of its own, one value
+			// ahead of the consumer, whatever the backend.
+			f.Add(comment(doc, para(asyncSeqDoc, op.name)))
+			f.Func().Params(recv()).Id(op.name).Params(ty.params(op)...).Id("Stream").Types(ty.typ(op.result)).Block(
+				jen.Return(rt("GoSeq").Call(runner.Clone(), jen.Id("ctx"), call)),
+			)
+			f.Line()
+			continue
+		}
 		if op.result == nil {
 			f.Add(comment(doc, para(opDoc(asyncErrOpDoc, b, op), op.name)))
 			f.Func().Params(recv()).Id(op.name).Params(ty.params(op)...).Id("Future").Types(jen.Struct()).Block(
@@ -524,6 +542,9 @@ func renderRuntime(w io.Writer, out output) error {
 	f.Line()
 	f.Add(comment("Result is the outcome of one asynchronous call: see [cacheasync.Result]."))
 	f.Type().Id("Result").Types(jen.Id("T").Any()).Op("=").Add(rt("Result")).Types(jen.Id("T"))
+	f.Line()
+	f.Add(comment("Stream is the values of one asynchronous iteration: see [cacheasync.Stream]."))
+	f.Type().Id("Stream").Types(jen.Id("T").Any()).Op("=").Add(rt("Stream")).Types(jen.Id("T"))
 	f.Line()
 	f.Add(comment("Options configures the calls of an async store: see [cacheasync.Options]."))
 	f.Type().Id("Options").Op("=").Add(rt("Options"))

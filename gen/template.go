@@ -34,7 +34,7 @@ const (
 
 // runtimeNames are the exported names of the async runtime (package
 // cacheasync), which generated async packages define or import.
-var runtimeNames = []string{"DefaultMaxInFlight", "Future", "Go", "GoErr", "GoErrNow", "GoErrUnbounded", "GoNow", "GoUnbounded", "NewRunner", "Options", "Ready", "ReadyErr", "Result", "Runner"}
+var runtimeNames = []string{"DefaultMaxInFlight", "Future", "Go", "GoErr", "GoErrNow", "GoErrUnbounded", "GoNow", "GoSeq", "GoUnbounded", "NewRunner", "Options", "Ready", "ReadyErr", "Result", "Runner", "Stream"}
 
 // openNames are the names that packages cache and cacheasync declare by
 // hand for opening stores by URL (open.go), which backends rendered there
@@ -91,7 +91,8 @@ type fn struct {
 	doc      string
 	params   []param    // an operation's first parameter is its context
 	variadic bool       // the last parameter is variadic
-	result   types.Type // T of (T, error); nil for (error) and for constructors
+	result   types.Type // T of (T, error) or of iter.Seq2[T, error]; nil for (error) and for constructors
+	seq      bool       // the operation returns iter.Seq2[T, error]
 }
 
 type param struct {
@@ -315,8 +316,10 @@ func analyze(src, mdl *source) (*tmpl, error) {
 			case res.Len() == 1 && isError(res.At(0).Type()):
 			case res.Len() == 2 && isError(res.At(1).Type()) && !isError(res.At(0).Type()):
 				op.result = res.At(0).Type()
+			case res.Len() == 1 && seqOf(res.At(0).Type()) != nil:
+				op.result, op.seq = seqOf(res.At(0).Type()), true
 			default:
-				return nil, fmt.Errorf("gen: %s: results must be (error) or (T, error)", where)
+				return nil, fmt.Errorf("gen: %s: results must be (error), (T, error) or iter.Seq2[T, error]", where)
 			}
 			b.ops = append(b.ops, op)
 		}
@@ -435,6 +438,20 @@ func constructed(sig *types.Signature) *types.TypeName {
 		return nil
 	}
 	return named.Obj()
+}
+
+// seqOf returns T when t is iter.Seq2[T, error] (T not error), and nil
+// otherwise.
+func seqOf(t types.Type) types.Type {
+	named, ok := types.Unalias(t).(*types.Named)
+	if !ok || named.Obj().Pkg() == nil || named.Obj().Pkg().Path() != "iter" || named.Obj().Name() != "Seq2" {
+		return nil
+	}
+	args := named.TypeArgs()
+	if args.Len() != 2 || !isError(args.At(1)) || isError(args.At(0)) {
+		return nil
+	}
+	return args.At(0)
 }
 
 func isError(t types.Type) bool {

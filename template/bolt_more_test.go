@@ -150,7 +150,10 @@ func TestBoltUnknownRecordVersion(t *testing.T) {
 func checkStats(tb testing.TB, s *Bolt) {
 	tb.Helper()
 	var want model.Stats
-	err := s.Pairs(context.Background(), func(p model.PairInfo) error {
+	for p, err := range s.Pairs(context.Background(), model.Filter{}) {
+		if err != nil {
+			tb.Fatal(err)
+		}
 		switch p.State {
 		case model.StateComplete:
 			want.Pairs++
@@ -159,12 +162,8 @@ func checkStats(tb testing.TB, s *Bolt) {
 		case model.StateDeleted:
 			want.Deleted++
 		}
-		return nil
-	})
-	if err != nil {
-		tb.Fatal(err)
 	}
-	err = s.db.View(func(tx *bbolt.Tx) error {
+	err := s.db.View(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bolt.BucketChunks).ForEach(func(k, v []byte) error {
 			if _, _, seq, _ := bolt.ParseChunkKey(k); seq != bolt.MarkerSeq {
 				want.Bytes += int64(len(v))

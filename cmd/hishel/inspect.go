@@ -53,24 +53,61 @@ func parseID(name string, pos []string) (model.PairID, error) {
 
 // findPair returns the PairInfo of id, in any state, or ok false.
 func findPair(ctx context.Context, s cache.Store, id model.PairID) (info model.PairInfo, ok bool, err error) {
-	errFound := errors.New("found")
-	err = s.Pairs(ctx, func(pi model.PairInfo) error {
-		if pi.ID == id {
-			info, ok = pi, true
-			return errFound
+	for pi, err := range s.Pairs(ctx, model.Filter{Func: func(pi model.PairInfo) bool { return pi.ID == id }}) {
+		if err != nil {
+			return model.PairInfo{}, false, err
 		}
-		return nil
-	})
-	if errors.Is(err, errFound) {
-		err = nil
+		return pi, true, nil
 	}
-	return info, ok, err
+	return model.PairInfo{}, false, nil
+}
+
+// filterFlags are the flags of ls and rm that select pairs by a
+// model.Filter.
+type filterFlags struct {
+	url, urlPrefix, key, keyPrefix *string
+	expired                        *bool
+	olderThan                      *time.Duration
+}
+
+func addFilterFlags(fs *flag.FlagSet) filterFlags {
+	return filterFlags{
+		url:       fs.String("url", "", "only the pairs of request `URL`, every method and variant (scheme and host in any case, default port or not)"),
+		urlPrefix: fs.String("url-prefix", "", "only the pairs whose request URL starts with `URL`"),
+		key:       fs.String("key", "", "only the complete pairs stored under cache `KEY`"),
+		keyPrefix: fs.String("key-prefix", "", "only the pairs whose cache key starts with `PREFIX`"),
+		expired:   fs.Bool("expired", false, "only the complete pairs whose TTL has run out"),
+		olderThan: fs.Duration("older-than", 0, "only the pairs created more than `D` ago (such as 24h)"),
+	}
+}
+
+// filter returns the filter the flags set, and whether any is set. A bad
+// value is a usage error of command name.
+func (f filterFlags) filter(name string) (model.Filter, bool, error) {
+	mf := model.Filter{URL: *f.url, URLPrefix: *f.urlPrefix, KeyPrefix: *f.keyPrefix, Expired: *f.expired, OlderThan: *f.olderThan}
+	if *f.key != "" {
+		mf.Keys = []string{*f.key}
+	}
+	if *f.olderThan < 0 {
+		return mf, false, &usageError{cmd: name, msg: "-older-than must not be negative"}
+	}
+	for flagName, u := range map[string]string{"-url": *f.url, "-url-prefix": *f.urlPrefix} {
+		if pu, err := url.Parse(u); u != "" && (err != nil || pu.Scheme == "" || pu.Host == "") {
+			return mf, false, &usageError{cmd: name, msg: fmt.Sprintf("bad %s %q: want an absolute URL such as https://example.com/path", flagName, u)}
+		}
+	}
+	return mf, !mf.IsZero(), nil
 }
 
 func cmdLs(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	fs := newFlagSet("ls")
 	sf := addInspectFlags(fs)
+	ff := addFilterFlags(fs)
 	if _, err := parseFlags(fs, "ls", args, 0, stdout); err != nil {
+		return err
+	}
+	filter, _, err := ff.filter("ls")
+	if err != nil {
 		return err
 	}
 	s, _, err := sf.openStore(ctx, "ls", inspectParams(nil))
@@ -80,7 +117,7 @@ func cmdLs(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	defer s.Close()
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATE\tSTATUS\tMETHOD\tURL\tSIZE\tEXPIRES")
-	err = s.Pairs(ctx, func(pi model.PairInfo) error {
+	err = listPairs(ctx, s, filter, func(pi model.PairInfo) error {
 		status := "-"
 		if pi.Response.Status != 0 {
 			status = strconv.Itoa(pi.Response.Status)
@@ -96,6 +133,19 @@ func cmdLs(ctx context.Context, args []string, stdout, _ io.Writer) error {
 		return fmt.Errorf("%s ls: %w", programName, err)
 	}
 	return s.Close()
+}
+
+// listPairs calls fn for each pair f matches, and stops at the first error.
+func listPairs(ctx context.Context, s cache.Store, f model.Filter, fn func(model.PairInfo) error) error {
+	for pi, err := range s.Pairs(ctx, f) {
+		if err == nil {
+			err = fn(pi)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func formatExpiry(t time.Time) string {
@@ -233,6 +283,61 @@ func writeHeader(w io.Writer, prefix string, h http.Header) {
 func cmdRm(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	fs := newFlagSet("rm")
 	sf := addInspectFlags(fs)
+	ff := addFilterFlags(fs)
+	dryRun := fs.Bool("dry-run", false, "list the pairs the filter flags select, and remove nothing")
+	pos, err := parseFlags(fs, "rm", args, 1, stdout)
+	if err != nil {
+		return err
+	}
+	filter, filtered, err := ff.filter("rm")
+	switch {
+	case err != nil:
+		return err
+	case filtered && len(pos) > 0:
+		return &usageError{cmd: "rm", msg: "give a pair ID or filter flags (-url, -expired, ...), not both"}
+	case !filtered && *dryRun:
+		return &usageError{cmd: "rm", msg: "-dry-run lists what filter flags (-url, -expired, ...) select; give some"}
+	case !filtered:
+		return rmOne(ctx, fs, sf, args, stdout)
+	}
+	s, _, err := sf.openStore(ctx, "rm", inspectParams(nil))
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if *dryRun {
+		n := 0
+		err := listPairs(ctx, s, filter, func(pi model.PairInfo) error {
+			if pi.State == model.StateDeleted {
+				return nil
+			}
+			n++
+			_, err := fmt.Fprintf(stdout, "%s\t%s\t%s %s\n", pi.ID, pi.State, pi.Request.Method, pi.Request.URL)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("%s rm: %w", programName, err)
+		}
+		fmt.Fprintf(stdout, "would remove %d %s\n", n, plural(n, "pair", "pairs"))
+		return s.Close()
+	}
+	n, err := s.Delete(ctx, filter)
+	if err != nil {
+		return fmt.Errorf("%s rm: removed %d %s, then: %w", programName, n, plural(n, "pair", "pairs"), err)
+	}
+	fmt.Fprintf(stdout, "removed %d %s (soft delete: gc reclaims their data after the retention period)\n", n, plural(n, "pair", "pairs"))
+	return s.Close()
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// rmOne removes the pair whose ID args name.
+func rmOne(ctx context.Context, fs *flag.FlagSet, sf storeFlags, args []string, stdout io.Writer) error {
 	s, info, err := openPair(ctx, "rm", fs, sf, args, stdout)
 	if err != nil {
 		return err

@@ -123,6 +123,58 @@ func TestInspect(t *testing.T) {
 	}
 }
 
+// rm and ls select pairs by URL, key, expiry and age; rm -dry-run lists
+// them and removes nothing.
+func TestRmFilters(t *testing.T) {
+	db, live, incomplete, expired := fixture(t)
+	steps := []struct {
+		args     []string
+		code     int
+		want     []string // in stdout, or in stderr for a failure
+		dontWant []string
+	}{
+		{[]string{"ls", "-url", "HTTP://Example.test:80/live"}, 0, []string{live.String()}, []string{expired.String(), incomplete.String()}},
+		{[]string{"ls", "-url-prefix", "http://example.test/", "-key-prefix", "GET "}, 0, []string{live.String(), expired.String()}, []string{incomplete.String()}},
+		{[]string{"rm", "-url", "http://example.test/live", "-dry-run"}, 0, []string{live.String() + "\tcomplete\tGET http://example.test/live\n", "would remove 1 pair\n"}, nil},
+		{[]string{"ls", "-key", "GET http://example.test/live"}, 0, []string{live.String() + "  complete"}, nil},
+		{[]string{"rm", "-expired"}, 0, []string{"removed 1 pair (soft delete"}, nil},
+		{[]string{"ls", "-expired"}, 0, nil, []string{expired.String()}},
+		{[]string{"rm", "-older-than", "24h"}, 0, []string{"removed 0 pairs"}, nil},
+		{[]string{"rm", "-older-than", "1ns", "-dry-run"}, 0, []string{live.String(), incomplete.String(), "would remove 2 pairs\n"}, []string{expired.String()}},
+		{[]string{"rm", "-url", "http://example.test/incomplete"}, 0, []string{"removed 1 pair"}, nil},
+		{[]string{"rm", "-older-than", "1ns"}, 0, []string{"removed 1 pair"}, nil},
+		{[]string{"rm", live.String(), "-url", "http://example.test/live"}, exitUsage, []string{"give a pair ID or filter flags"}, nil},
+		{[]string{"rm", "-dry-run"}, exitUsage, []string{"-dry-run lists what filter flags"}, nil},
+		{[]string{"rm", "-older-than", "-1h"}, exitUsage, []string{"-older-than must not be negative"}, nil},
+		{[]string{"rm", "-url", "example.test/live"}, exitUsage, []string{"want an absolute URL"}, nil},
+	}
+	for _, st := range steps {
+		r := runHishel(t, append(st.args, "-db", db)...)
+		out := r.stdout
+		if st.code != 0 {
+			out = r.stderr
+		}
+		if r.code != st.code {
+			t.Errorf("hishel %v = %v; want exit %d", st.args, r, st.code)
+			continue
+		}
+		for _, w := range st.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("hishel %v = %v\nwant %q", st.args, r, w)
+			}
+		}
+		for _, w := range st.dontWant {
+			if strings.Contains(out, w) {
+				t.Errorf("hishel %v = %v\nwant no %q", st.args, r, w)
+			}
+		}
+	}
+	stats := runHishel(t, "stats", "-db", db)
+	if want := "pairs: 0\nincomplete: 0\ndeleted: 3\n"; !strings.HasPrefix(stats.stdout, want) {
+		t.Errorf("hishel stats after the removals = %v; want %q", stats, want)
+	}
+}
+
 func TestInspectForeignFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "notes.txt")
 	if err := os.WriteFile(path, []byte(strings.Repeat("not a database\n", 1000)), 0o600); err != nil {

@@ -5,12 +5,17 @@
 //	hishel demo                                   an offline tour: a local origin, a bbolt cache in a temp dir
 //	hishel proxy -upstream URL [-listen ADDR] [-store URL | -db PATH] [-shared] [-max-body N] [-v]
 //	                                              a caching reverse proxy
-//	hishel ls -store URL | -db PATH               list the pairs of a cache
+//	hishel ls -store URL | -db PATH [FILTER]      list the pairs of a cache
 //	hishel show -store URL | -db PATH [-n N] ID   print a pair: heads, metadata, response body
-//	hishel rm -store URL | -db PATH ID            soft-delete a pair
+//	hishel rm -store URL | -db PATH ID | FILTER   soft-delete a pair, or the pairs FILTER selects
 //	hishel gc -store URL | -db PATH [-retention D] sweep now (expired, deleted, abandoned, over budget)
 //	hishel stats -store URL | -db PATH            counters of a cache
 //	hishel help [COMMAND]                         usage of hishel or of a command
+//
+// FILTER is any of -url URL, -url-prefix URL, -key KEY, -key-prefix PREFIX,
+// -expired and -older-than D; together they select the pairs that meet
+// them all (hishel rm -db cache.db -url https://example.com/a, rm -expired,
+// rm -older-than 24h). rm -dry-run lists what it would remove.
 //
 // # Stores
 //
@@ -84,9 +89,9 @@ func init() {
 	commands = []command{
 		{"demo", "[-keep]", "an offline tour: miss, hit, 304 revalidation, Vary, async storage", cmdDemo},
 		{"proxy", "-upstream URL [-listen ADDR] [-store URL | -db PATH] [-shared] [-max-body N] [-v]", "a caching reverse proxy", cmdProxy},
-		{"ls", "-store URL | -db PATH", "list the pairs of a cache, one line each", cmdLs},
+		{"ls", "-store URL | -db PATH [-url URL] [-url-prefix URL] [-key KEY] [-key-prefix PREFIX] [-expired] [-older-than D]", "list the pairs of a cache, one line each", cmdLs},
 		{"show", "-store URL | -db PATH [-n N] ID", "print a pair: request and response heads, metadata, response body", cmdShow},
-		{"rm", "-store URL | -db PATH ID", "soft-delete a pair (gc reclaims it after the retention period)", cmdRm},
+		{"rm", "-store URL | -db PATH (ID | [-url URL] [-url-prefix URL] [-key KEY] [-key-prefix PREFIX] [-expired] [-older-than D] [-dry-run])", "soft-delete a pair, or the pairs the filter flags select (gc reclaims them after the retention period)", cmdRm},
 		{"gc", "-store URL | -db PATH [-retention D] [-incomplete-age D] [-max-bytes N]", "sweep a cache now and print what was removed", cmdGc},
 		{"stats", "-store URL | -db PATH", "print the counters of a cache", cmdStats},
 		{"help", "[COMMAND]", "print usage", cmdHelp},
@@ -319,13 +324,18 @@ commands report it as in use (exit status 3).
 `,
 	"ls": `Prints one line per pair, whatever its state: ID, state (complete,
 incomplete, deleted), status, method, URL, response body size and expiry.
+The filter flags list only the pairs that meet them all.
 `,
 	"show": `ID is a pair ID as printed by ls. Prints the pair's metadata, request
 and response heads, then its response body (all of it, or the first -n
 bytes). The body of a deleted or incomplete pair is not available.
 `,
-	"rm": `Soft-deletes the pair: it is hidden at once, and its data is reclaimed by
-a later gc once the retention period (7 days by default) has passed.
+	"rm": `Soft-deletes the pair ID, or every pair the filter flags select (those
+that meet them all): -url removes every method and variant stored for a
+URL, -expired the pairs whose TTL has run out, -older-than 24h those created
+more than a day ago. They are hidden at once, and their data is reclaimed
+by a later gc once the retention period (7 days by default) has passed.
+-dry-run lists the pairs instead and removes nothing.
 `,
 	"gc": `Runs a sweep now: expired pairs are soft-deleted, soft-deleted pairs past
 the retention period and incomplete pairs older than -incomplete-age are

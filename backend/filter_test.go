@@ -1,0 +1,149 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/hishel-go/hishel/model"
+)
+
+// listing is a backend without indexes: pairs in ID order, a full listing
+// and Remove.
+type listing struct {
+	pairs   []model.PairInfo
+	scans   int // listings started
+	listed  int // pairs handed to fn
+	failAt  int // the listing fails at this pair (when > 0)
+	removes int
+	failRm  error
+}
+
+func newListing(n int) *listing {
+	l := &listing{}
+	for i := range n {
+		var id model.PairID
+		id[14], id[15] = byte(i>>8), byte(i)
+		l.pairs = append(l.pairs, model.PairInfo{ID: id, State: model.StateComplete, Key: fmt.Sprint("k", i%3),
+			Request: model.Request{Method: "GET", URL: fmt.Sprintf("https://example.com/%d", i)}, Response: model.Response{Status: 200}})
+	}
+	return l
+}
+
+var errListing = errors.New("listing failed")
+
+func (l *listing) listAll(ctx context.Context, fn func(model.PairInfo) error) error {
+	l.scans++
+	for i, p := range l.pairs {
+		if l.failAt > 0 && i == l.failAt {
+			return errListing
+		}
+		l.listed++
+		if err := fn(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (l *listing) Pairs(ctx context.Context, f model.Filter) iter.Seq2[model.PairInfo, error] {
+	return Scan(ctx, f, time.Now(), l.listAll)
+}
+
+func (l *listing) Remove(ctx context.Context, id model.PairID) error {
+	if l.failRm != nil && l.removes == 300 {
+		return l.failRm
+	}
+	l.removes++
+	for i := range l.pairs {
+		if l.pairs[i].ID == id {
+			l.pairs[i].State = model.StateDeleted
+		}
+	}
+	return nil
+}
+
+func collect(seq iter.Seq2[model.PairInfo, error]) ([]model.PairInfo, error) {
+	var out []model.PairInfo
+	for p, err := range seq {
+		if err != nil {
+			return out, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func TestScan(t *testing.T) {
+	ctx := context.Background()
+	l := newListing(10)
+	seq := l.Pairs(ctx, model.Filter{Keys: []string{"k1"}})
+	if l.scans != 0 {
+		t.Errorf("creating the iterator listed %d times; want 0", l.scans)
+	}
+	got, err := collect(seq)
+	if err != nil || len(got) != 3 || got[0].Key != "k1" {
+		t.Errorf("Pairs(Keys k1) = %d pairs, %v; want 3, nil", len(got), err)
+	}
+	for range seq { // a second range lists again
+		break
+	}
+	if l.scans != 2 || l.listed != 12 {
+		t.Errorf("after two ranges, one stopped at once: %d listings of %d pairs; want 2 of 12", l.scans, l.listed)
+	}
+
+	l.failAt = 5
+	got, err = collect(l.Pairs(ctx, model.Filter{}))
+	if len(got) != 5 || !errors.Is(err, errListing) {
+		t.Errorf("Pairs over a listing failing at 5 = %d pairs, %v; want 5, errListing", len(got), err)
+	}
+	if _, err := collect(l.Pairs(ctx, model.Filter{OlderThan: -1})); !errors.Is(err, model.ErrInvalid) {
+		t.Errorf("Pairs(bad filter) error = %v; want ErrInvalid", err)
+	}
+	//nolint:staticcheck // a nil context, on purpose
+	if _, err := collect(l.Pairs(nil, model.Filter{})); !errors.Is(err, model.ErrInvalid) {
+		t.Errorf("Pairs(nil context) error = %v; want ErrInvalid", err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := collect(l.Pairs(cctx, model.Filter{})); !errors.Is(err, context.Canceled) {
+		t.Errorf("Pairs(cancelled context) error = %v; want context.Canceled", err)
+	}
+}
+
+func TestDelete(t *testing.T) {
+	ctx := context.Background()
+	l := newListing(700)
+	n, err := Delete(ctx, model.Filter{Keys: []string{"k0", "k2"}}, l.Pairs, l.Remove)
+	if want := 467; n != want || err != nil || l.removes != want {
+		t.Errorf("Delete(Keys k0, k2) = %d, %v after %d removes; want %d, nil", n, err, l.removes, want)
+	}
+	n, err = Delete(ctx, model.Filter{Keys: []string{"k0", "k2"}}, l.Pairs, l.Remove)
+	if n != 0 || err != nil {
+		t.Errorf("Delete again = %d, %v; want 0, nil: deleted pairs are not counted", n, err)
+	}
+	left := slices.DeleteFunc(slices.Clone(l.pairs), func(p model.PairInfo) bool { return p.State == model.StateDeleted })
+	if len(left) != 233 || left[0].Key != "k1" {
+		t.Errorf("after Delete, %d pairs left; want the 233 of k1", len(left))
+	}
+
+	l = newListing(700)
+	l.failRm = errors.New("remove failed")
+	n, err = Delete(ctx, model.Filter{}, l.Pairs, l.Remove)
+	if n != 300 || !errors.Is(err, l.failRm) {
+		t.Errorf("Delete with a failing Remove = %d, %v; want 300, the Remove error", n, err)
+	}
+	l = newListing(10)
+	l.failAt = 4
+	if n, err := Delete(ctx, model.Filter{}, l.Pairs, l.Remove); n != 0 || !errors.Is(err, errListing) {
+		t.Errorf("Delete over a failing listing = %d, %v; want 0, errListing", n, err)
+	}
+	//nolint:staticcheck // a nil context, on purpose
+	if _, err := Delete(nil, model.Filter{}, l.Pairs, l.Remove); !errors.Is(err, model.ErrInvalid) {
+		t.Errorf("Delete(nil context) error = %v; want ErrInvalid", err)
+	}
+}
