@@ -20,26 +20,36 @@ func keyMethod(method string) string {
 }
 
 // requestKey derives req's cache key: with the KeyFunc, or DefaultKey's
-// rule on the parsed URL.
+// rule on the parsed URL, then what MatchHeaders adds.
 func (t *Transport) requestKey(req *http.Request) (string, error) {
-	return t.keyFor(keyMethod(req.Method), req.URL)
+	key, err := t.keyFor(keyMethod(req.Method), req.URL)
+	if err != nil {
+		return "", err
+	}
+	return key + t.shape.suffix(req.Header), nil
 }
 
-// keyFor is the key of method and u.
+// keyFor is the key of method and u, without the query parameters
+// IgnoreParams names, and before MatchHeaders.
 func (t *Transport) keyFor(method string, u *url.URL) (string, error) {
+	u = t.shape.strip(u)
 	if t.opts.Key == nil {
 		return urlKey(method, u)
 	}
 	return t.key(method, u.String())
 }
 
-// targetKeys are the distinct keys of invalidation targets; HEAD and GET
-// share theirs.
+// targetKeys are the distinct keys of invalidation targets, before
+// MatchHeaders; HEAD and GET share theirs.
 func (t *Transport) targetKeys(targets []statemachine.Target) []string {
 	var keys []string
 	seen := map[string]bool{}
 	for _, tg := range targets {
-		k, err := t.key(keyMethod(tg.Method), tg.URL)
+		u, err := url.Parse(tg.URL)
+		if err != nil {
+			continue
+		}
+		k, err := t.keyFor(keyMethod(tg.Method), u)
 		if err != nil || seen[k] {
 			continue
 		}

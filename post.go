@@ -14,7 +14,7 @@ func (t *Transport) storePost(req *http.Request, inv *statemachine.InvalidateURI
 	getReq := req.Clone(req.Context())
 	getReq.Method = http.MethodGet
 	getReq.Body, getReq.ContentLength, getReq.GetBody = nil, 0, nil
-	key, err := t.keyFor(http.MethodGet, getReq.URL)
+	key, err := t.requestKey(getReq)
 	if err != nil {
 		setCacheStatus(resp.Header, "fwd=request; fwd-status="+strconv.Itoa(resp.StatusCode))
 		return resp

@@ -56,6 +56,30 @@ type Options struct {
 	// larger one (by Content-Length, or once that many bytes have been
 	// read) passes through to the caller uncached.
 	MaxBodySize int64
+	// IgnoreParams are query parameters kept out of cache keys and out of
+	// the URLs stored with pairs, such as tracking parameters ("utm_*") or
+	// API keys: patterns matched against each parameter's name, in which *
+	// stands for any run of characters and ? for one. Requests to the
+	// origin keep them.
+	IgnoreParams []string
+	// MatchHeaders are request header fields whose values join the cache
+	// key: requests that differ in them are stored and answered apart
+	// (requests-cache's match_headers). The key holds a SHA-256 of the
+	// values, never the values. Invalidation then finds a URL's pairs
+	// under every value, which with a Bolt store reads every record on
+	// each unsafe request, and needs a Storage with Delete.
+	MatchHeaders []string
+	// URLRules set, by URL pattern, how long pairs are stored or that
+	// requests bypass the cache; the first rule whose pattern matches a
+	// request applies (see URLRule).
+	URLRules []URLRule
+	// StoreFilter, if not nil, is asked before a response that may be
+	// stored is stored, with the request and the origin's response
+	// (whose body it must not read or close): false keeps the response
+	// out of the cache, and the caller gets it all the same
+	// (Cache-Status detail=filtered). OnDecision observes; StoreFilter
+	// decides.
+	StoreFilter func(req *http.Request, resp *http.Response) bool
 	// Logger, if not nil, gets a Debug record for every decision.
 	Logger *slog.Logger
 	// OnDecision, if not nil, is called with every decision, from the
@@ -102,6 +126,9 @@ type Transport struct {
 	opts     Options
 	key      KeyFunc
 
+	shape keyShape // IgnoreParams, MatchHeaders
+	rules urlRules
+
 	mu       sync.Mutex
 	inflight map[string]chan struct{} // collapsed misses, by key
 	revals   map[string]bool          // background revalidations, by key
@@ -128,6 +155,16 @@ func NewTransport(opts *Options) (*Transport, error) {
 	cacheOpts := o.Cache
 	cacheOpts.ReuseHeaders = !o.CopyHeaders // GetPairs's header maps are ours (see Storage)
 	t.machine = statemachine.IdleClient{Options: &cacheOpts}
+	var err error
+	if t.shape, err = newKeyShape(&o); err != nil {
+		return nil, err
+	}
+	if t.rules, err = newURLRules(o.URLRules); err != nil {
+		return nil, err
+	}
+	if _, ok := t.store.(deleter); t.store != nil && !ok && len(t.shape.headers) > 0 {
+		return nil, fmt.Errorf("hishel: Options.MatchHeaders needs a Storage with a Delete method, to invalidate every variant (the stores of package cache have one): %w", model.ErrInvalid)
+	}
 	if t.store == nil {
 		s, err := cache.OpenBolt(context.Background(), nil)
 		if err != nil {
@@ -202,6 +239,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, errors.New("hishel: request has no URL")
 	}
 	key, err := t.requestKey(req)
+	if resp, err, done := t.control(req, key, err); done {
+		return resp, err
+	}
 	if err != nil {
 		// Not keyable: not cacheable; pass it through.
 		resp, err := t.next.RoundTrip(req)
@@ -215,7 +255,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 func (t *Transport) roundTrip(req *http.Request, key string, collapse bool) (*http.Response, error) {
 	ctx := req.Context()
-	mreq := modelRequest(req)
+	mreq := t.lookupRequest(req)
 	var pairs []model.CompletePair
 	if t.supports(req.Method) { // other methods are written through; nothing to look up
 		ps, err := t.store.GetPairs(ctx, key)
@@ -385,8 +425,12 @@ func (t *Transport) storeAndUse(req *http.Request, key string, st *statemachine.
 		setCacheStatus(resp.Header, status+"; detail=too-large")
 		return resp
 	}
+	if t.filtered(req, resp) {
+		setCacheStatus(resp.Header, status+"; detail=filtered")
+		return resp
+	}
 	ctx := req.Context()
-	mreq := modelRequest(req)
+	mreq := t.storedRequest(req)
 	if st.TTL != 0 {
 		mreq.Options.TTL = st.TTL
 	}
@@ -744,19 +788,7 @@ func (t *Transport) writeThrough(req *http.Request, st *statemachine.WriteThroug
 	wn := st.Next(modelResponse(resp))
 	t.decide(req, "", wn)
 	if inv, ok := wn.(*statemachine.InvalidateURIs); ok {
-		for _, key := range t.targetKeys(inv.Targets) {
-			pairs, err := t.store.GetPairs(req.Context(), key)
-			if err != nil {
-				t.logError(req, "get pairs to invalidate", err)
-				continue
-			}
-			for _, p := range pairs {
-				_ = p.Close()
-				if err := t.store.Remove(req.Context(), p.ID); err != nil {
-					t.logError(req, "invalidate", err)
-				}
-			}
-		}
+		t.invalidateTargets(req, inv.Targets)
 		if inv.Store != nil {
 			return t.storePost(req, inv, resp), nil
 		}
