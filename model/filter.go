@@ -114,7 +114,10 @@ func (m *Matcher) MatchHeads(pi PairInfo) bool {
 		return false
 	}
 	if m.url != "" || m.urlPrefix != "" {
-		u := normalURL(pi.Request.URL)
+		u := pi.Request.URL
+		if !looksNormal(u) {
+			u = normalURL(u)
+		}
 		if m.url != "" && u != m.url || m.urlPrefix != "" && !strings.HasPrefix(u, m.urlPrefix) {
 			return false
 		}
@@ -127,6 +130,47 @@ func (m *Matcher) MatchFunc(pi PairInfo) bool { return m.f.Func == nil || m.f.Fu
 
 // Filter returns the filter m was made from.
 func (m *Matcher) Filter() Filter { return m.f }
+
+// looksNormal reports, cheaply, whether normalURL(s) is s: s is an http or
+// https URL with a lower-case host without userinfo or its scheme's
+// default port, a path, no fragment, and no byte that parsing might
+// rewrite. It may report false for a URL that is normal (normalURL then
+// says so).
+func looksNormal(s string) bool {
+	var rest string
+	var port string
+	switch {
+	case strings.HasPrefix(s, "https://"):
+		rest, port = s[len("https://"):], ":443"
+	case strings.HasPrefix(s, "http://"):
+		rest, port = s[len("http://"):], ":80"
+	default:
+		return false
+	}
+	end := strings.IndexAny(rest, "/?#")
+	if end <= 0 || rest[end] != '/' {
+		return false // no host, or no path
+	}
+	host := rest[:end]
+	if strings.HasSuffix(host, port) {
+		return false
+	}
+	for i := 0; i < len(host); i++ {
+		if c := host[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == ':') {
+			return false // upper case, userinfo, IPv6, escapes...
+		}
+	}
+	for i := end; i < len(rest); i++ {
+		c := rest[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("-._~/?=&+,;:@!$'()*", c) >= 0:
+		default:
+			return false // '#', '%', spaces and the rest: leave them to url.Parse
+		}
+	}
+	return true
+}
 
 // normalURL returns raw as a Filter compares request URLs: the scheme and
 // host lower-cased, an http or https URL's default port dropped, an empty

@@ -109,3 +109,38 @@ func TestNormalURL(t *testing.T) {
 		}
 	}
 }
+
+func TestLooksNormal(t *testing.T) {
+	for in, want := range map[string]bool{
+		"https://example.com/a?b=c&d": true,
+		"http://example.com:8080/":    true,
+		"http://example.com:80/":      false,
+		"https://example.com":         false,
+		"https://Example.com/":        false,
+		"https://example.com/a#f":     false,
+		"https://example.com/%7E":     false,
+		"https://u@example.com/":      false,
+		"ftp://example.com/":          false,
+		"u":                           false,
+	} {
+		if got := looksNormal(in); got != want {
+			t.Errorf("looksNormal(%q) = %v; want %v", in, got, want)
+		}
+		if looksNormal(in) && normalURL(in) != in {
+			t.Errorf("looksNormal(%q), but normalURL gives %q", in, normalURL(in))
+		}
+	}
+}
+
+// FuzzLooksNormal checks that a URL looksNormal accepts is one normalURL
+// leaves as it is: the fast path of URL filters never changes a match.
+func FuzzLooksNormal(f *testing.F) {
+	for _, s := range []string{"https://example.com/a?b=c", "http://a:80/", "https://A/", "http://a/b;c=d/../e", "https://a/?q=%zz"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if looksNormal(s) && normalURL(s) != s {
+			t.Fatalf("looksNormal(%q), but normalURL gives %q", s, normalURL(s))
+		}
+	})
+}
