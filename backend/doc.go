@@ -45,7 +45,7 @@
 // every pair and its Remove:
 //
 //	func (s *Mine) Pairs(ctx context.Context, f model.Filter) iter.Seq2[model.PairInfo, error] {
-//		return backend.Scan(ctx, f, s.pol.Now(), s.listAll) // listAll(ctx, fn) calls fn per pair, in ID order
+//		return backend.Scan(ctx, f, s.pol.Now, s.listAll) // listAll(ctx, fn) calls fn per pair, in ID order
 //	}
 //
 //	func (s *Mine) Delete(ctx context.Context, f model.Filter) (int, error) {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hishel-go/hishel/bolt"
 	"github.com/hishel-go/hishel/model"
 )
 
@@ -51,7 +52,7 @@ func (l *listing) listAll(ctx context.Context, fn func(model.PairInfo) error) er
 }
 
 func (l *listing) Pairs(ctx context.Context, f model.Filter) iter.Seq2[model.PairInfo, error] {
-	return Scan(ctx, f, time.Now(), l.listAll)
+	return Scan(ctx, f, time.Now, l.listAll)
 }
 
 func (l *listing) Remove(ctx context.Context, id model.PairID) error {
@@ -145,5 +146,37 @@ func TestDelete(t *testing.T) {
 	//nolint:staticcheck // a nil context, on purpose
 	if _, err := Delete(nil, model.Filter{}, l.Pairs, l.Remove); !errors.Is(err, model.ErrInvalid) {
 		t.Errorf("Delete(nil context) error = %v; want ErrInvalid", err)
+	}
+}
+
+func TestInfo(t *testing.T) {
+	rec := &bolt.Record{Flags: bolt.FlagComplete | bolt.FlagRequestDone | bolt.FlagResponseDone | bolt.FlagHasResponse,
+		Completed: 100, Expires: 1000, TTL: 900, Refresh: true}
+	if got := Info(rec, 0).Meta.Expires; !got.Equal(bolt.Time(1000)) {
+		t.Errorf("Info(no access).Meta.Expires = %v; want the stored expiry", got)
+	}
+	if got := Info(rec, 500).Meta.Expires; !got.Equal(bolt.Time(1400)) {
+		t.Errorf("Info(access at 500).Meta.Expires = %v; want 500+TTL", got)
+	}
+	rec.Refresh = false
+	if got := Info(rec, 500).Meta.Expires; !got.Equal(bolt.Time(1000)) {
+		t.Errorf("Info(access, no refresh).Meta.Expires = %v; want the stored expiry", got)
+	}
+}
+
+func TestEach(t *testing.T) {
+	l := newListing(5)
+	infos := []model.PairInfo{l.pairs[3], l.pairs[1], l.pairs[3], l.pairs[0]}
+	var got []string
+	err := Each(infos, func(p model.PairInfo) error {
+		got = append(got, p.Request.URL)
+		if len(got) == 3 {
+			return errListing
+		}
+		return nil
+	})
+	want := "[https://example.com/0 https://example.com/1 https://example.com/3]"
+	if fmt.Sprint(got) != want || !errors.Is(err, errListing) {
+		t.Errorf("Each = %v, %v; want %s, then fn's error", got, err, want)
 	}
 }

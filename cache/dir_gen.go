@@ -7,6 +7,7 @@ import (
 	"context"
 	"github.com/hishel-go/hishel/model"
 	"github.com/hishel-go/hishel/template"
+	"iter"
 	"net/url"
 )
 
@@ -191,12 +192,25 @@ func (d *Dir) Clear(ctx context.Context) error {
 	return d.s.Clear(ctx)
 }
 
-// Pairs calls fn for every stored pair, in ID order, whatever its state:
-// incomplete, complete (expired or not) and soft-deleted. The PairInfo has
-// heads and metadata only. fn is called with nothing locked, so it may call
-// the storage. An error from fn stops the iteration and is returned.
-func (d *Dir) Pairs(ctx context.Context, fn func(model.PairInfo) error) error {
-	return d.s.Pairs(ctx, fn)
+// Pairs lists the stored pairs that f matches (the zero Filter: every
+// pair, whatever its state: incomplete, complete, expired or not, and
+// soft-deleted), in ID order, with heads and metadata only. Nothing is read
+// until the listing is consumed; it then reads one record at a time, with
+// nothing locked, so the consumer may call the storage between pairs. A bad
+// filter (model.ErrInvalid), a record that does not decode
+// (model.ErrCorrupt), a closed storage or ctx's error ends the listing, as
+// its last item. A filter on Keys reads the key index (keys/), others every
+// record.
+func (d *Dir) Pairs(ctx context.Context, f model.Filter) iter.Seq2[model.PairInfo, error] {
+	return d.s.Pairs(ctx, f)
+}
+
+// Delete soft-deletes every pair f matches that is not deleted already,
+// as Remove does, and returns how many: it finds them as Pairs does and
+// removes each under the lock (backend.Delete). Pairs stored while it runs
+// may or may not be deleted.
+func (d *Dir) Delete(ctx context.Context, f model.Filter) (int, error) {
+	return d.s.Delete(ctx, f)
 }
 
 // Sync writes the gathered access times. Every other change is written

@@ -8,6 +8,7 @@ import (
 	cache "github.com/hishel-go/hishel/cache"
 	"github.com/hishel-go/hishel/model"
 	"github.com/hishel-go/hishel/postgres/template"
+	"iter"
 	"net/url"
 )
 
@@ -197,13 +198,25 @@ func (p *Postgres) Clear(ctx context.Context) error {
 	return p.s.Clear(ctx)
 }
 
-// Pairs calls fn for every stored pair, in ID order, whatever its state:
-// incomplete, complete (expired or not) and soft-deleted. The PairInfo has
-// heads and metadata only. It reads in pages of 256 and calls fn outside
-// any transaction, so fn may call the storage. An error from fn stops the
-// iteration and is returned.
-func (p *Postgres) Pairs(ctx context.Context, fn func(model.PairInfo) error) error {
-	return p.s.Pairs(ctx, fn)
+// Pairs lists the stored pairs that f matches (the zero Filter: every
+// pair, whatever its state: incomplete, complete, expired or not, and
+// soft-deleted), in ID order, with heads and metadata only. Nothing is read
+// until the listing is consumed; it then reads in pages of 256 and hands
+// them out outside any transaction, so the consumer may call the storage
+// between pairs. A bad filter (model.ErrInvalid), a record that does not
+// decode (model.ErrCorrupt), a closed storage or ctx's error ends the
+// listing, as its last item. A filter on Keys is served by the key index
+// and one with Expired by the expiry index; others read every record.
+func (p *Postgres) Pairs(ctx context.Context, f model.Filter) iter.Seq2[model.PairInfo, error] {
+	return p.s.Pairs(ctx, f)
+}
+
+// Delete soft-deletes every pair f matches that is not deleted already,
+// as Remove does, and returns how many: it finds them as Pairs does and
+// removes each in a transaction of its own (backend.Delete). Pairs stored
+// while it runs may or may not be deleted.
+func (p *Postgres) Delete(ctx context.Context, f model.Filter) (int, error) {
+	return p.s.Delete(ctx, f)
 }
 
 // Sync writes the gathered access times. Every other change is committed

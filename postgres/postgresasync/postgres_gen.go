@@ -268,19 +268,37 @@ func (p *Postgres) Clear(ctx context.Context) Future[struct{}] {
 	})
 }
 
-// Pairs calls fn for every stored pair, in ID order, whatever its state:
-// incomplete, complete (expired or not) and soft-deleted. The PairInfo has
-// heads and metadata only. It reads in pages of 256 and calls fn outside
-// any transaction, so fn may call the storage. An error from fn stops the
-// iteration and is returned.
+// Pairs lists the stored pairs that f matches (the zero Filter: every
+// pair, whatever its state: incomplete, complete, expired or not, and
+// soft-deleted), in ID order, with heads and metadata only. Nothing is read
+// until the listing is consumed; it then reads in pages of 256 and hands
+// them out outside any transaction, so the consumer may call the storage
+// between pairs. A bad filter (model.ErrInvalid), a record that does not
+// decode (model.ErrCorrupt), a closed storage or ctx's error ends the
+// listing, as its last item. A filter on Keys is served by the key index
+// and one with Expired by the expiry index; others read every record.
 //
-// Pairs returns at once. The call runs in a goroutine of its own, outside the
-// MaxInFlight bound, so that the function it is given may call the store and
-// its error arrives on the returned [Future], as the Err of exactly one
-// [Result] whose Value is struct{}{}.
-func (p *Postgres) Pairs(ctx context.Context, fn func(model.PairInfo) error) Future[struct{}] {
-	return cacheasync.GoErrUnbounded(p.r, ctx, func(ctx context.Context) error {
-		return p.s.Pairs(ctx, fn)
+// Pairs returns at once with a [Stream]. The iteration runs in a goroutine of
+// its own, outside the MaxInFlight bound (the consumer may call the store
+// between values), at most one value ahead of the consumer; the stream is
+// closed after the last value, and an error arrives in-band as the last
+// [Result]. A consumer that stops early cancels ctx to end the goroutine
+// (Close ends it too).
+func (p *Postgres) Pairs(ctx context.Context, f model.Filter) Stream[model.PairInfo] {
+	return cacheasync.GoSeq(p.r, ctx, p.s.Pairs(ctx, f))
+}
+
+// Delete soft-deletes every pair f matches that is not deleted already,
+// as Remove does, and returns how many: it finds them as Pairs does and
+// removes each in a transaction of its own (backend.Delete). Pairs stored
+// while it runs may or may not be deleted.
+//
+// Delete returns at once. The call runs in a goroutine of its own and its
+// result arrives on the returned [Future], which delivers exactly one
+// [Result].
+func (p *Postgres) Delete(ctx context.Context, f model.Filter) Future[int] {
+	return cacheasync.Go(p.r, ctx, func(ctx context.Context) (int, error) {
+		return p.s.Delete(ctx, f)
 	})
 }
 
