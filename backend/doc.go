@@ -20,9 +20,9 @@
 //     backend runs in a goroutine it owns from open to Close.
 //   - [CallUpdate]: UpdatePairFunc's function called so that its panic is
 //     an error.
-//   - [Scan] and [Delete]: Pairs (a listing filtered by a model.Filter) and
-//     Delete built from a backend's full listing and its Remove, for a
-//     backend without indexes to serve a filter from.
+//   - [Finder] and [Delete]: Pairs (a listing filtered by a model.Filter)
+//     built from a backend's listing of every pair and the indexes it has,
+//     and Delete built from Pairs and Remove.
 //   - [Checksum]: CRC-32C for stored chunks and records.
 //   - [Query] and [FilePath]: a store URL (cache.Open) read into options.
 //
@@ -42,17 +42,20 @@
 // Pairs(ctx, model.Filter) iter.Seq2[model.PairInfo, error] lists the pairs
 // a filter matches, in ID order, with heads only; Delete(ctx, model.Filter)
 // (int, error) soft-deletes them. A backend gets both from a listing of
-// every pair and its Remove:
+// every pair, its indexes if it has some, and its Remove:
 //
 //	func (s *Mine) Pairs(ctx context.Context, f model.Filter) iter.Seq2[model.PairInfo, error] {
-//		return backend.Scan(ctx, f, s.pol.Now, s.listAll) // listAll(ctx, fn) calls fn per pair, in ID order
+//		return backend.Finder{
+//			All: s.listAll,   // every pair, in ID order (backend.Paged builds it from a query of pages)
+//			Key: s.byKey,     // optional: the pairs of one key, from a key index
+//		}.Pairs(ctx, f, s.pol.Now)
 //	}
 //
 //	func (s *Mine) Delete(ctx context.Context, f model.Filter) (int, error) {
 //		return backend.Delete(ctx, f, s.Pairs, s.Remove)
 //	}
 //
-// and may serve the criteria its indexes answer (Keys, Expired, State)
-// itself, matching what it finds with [model.Filter.Matcher], as Bolt
-// finds a key's pairs through its keys index.
+// Bolt and Memory, which hold their indexes in the same transaction or
+// lock as their records, find and match with [model.Filter.Matcher]
+// themselves.
 package backend

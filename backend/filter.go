@@ -16,33 +16,80 @@ import (
 // deleteBatch is how many pairs Delete finds before it removes them.
 const deleteBatch = 256
 
-// Scan returns the iterator a backend's Pairs returns, over the pairs f
-// matches at now() (the backend's clock, read as the range begins), built
-// from scan: a listing of stored pairs, in ID order, that calls fn for each
-// pair and stops with fn's error. With a listing of every pair it is the
-// generic implementation of Pairs; a backend whose indexes find some pairs
-// faster (by key, say) gives it a listing of those, a superset of what f
-// matches (Scan matches each pair with [model.Filter.Matcher]). A listing
-// should give each pair's expiry as reads not yet written make it
-// ([Info]), so that Expired sees what GetPairs serves.
+// Finder is how a backend finds pairs, from which [Finder.Pairs] builds
+// its Pairs: a listing of every pair, and the indexes it may have. A
+// backend without indexes sets All alone:
 //
-// Creating the iterator does nothing; each range over it calls scan once.
-// A bad filter, scan's error and ctx's error are yielded once, last,
-// with a zero PairInfo. scan must call fn outside any lock or transaction,
-// so that the loop body may call the store.
-func Scan(ctx context.Context, f model.Filter, now func() time.Time, scan func(ctx context.Context, fn func(model.PairInfo) error) error) iter.Seq2[model.PairInfo, error] {
+//	func (s *Mine) Pairs(ctx context.Context, f model.Filter) iter.Seq2[model.PairInfo, error] {
+//		return backend.Finder{All: s.listAll}.Pairs(ctx, f, s.pol.Now)
+//	}
+//
+// Every function must return each pair's expiry as reads not yet written
+// make it ([Info]), so that a filter on Expired sees what GetPairs serves,
+// and must hold no lock nor transaction when it calls fn or returns, so
+// that the consumer of Pairs may call the store.
+type Finder struct {
+	// All calls fn for every stored pair, in ID order, and stops with
+	// fn's error. [Paged] builds it from a query of pages.
+	All func(ctx context.Context, fn func(model.PairInfo) error) error
+	// Key, if not nil, returns the complete pairs stored under key (more
+	// does no harm), in any order: for a filter on Keys.
+	Key func(ctx context.Context, key string) ([]model.PairInfo, error)
+	// Expired, if not nil, returns the complete pairs whose stored expiry
+	// is at or before now (Unix nanoseconds; more does no harm), in any
+	// order: for a filter on Expired.
+	Expired func(ctx context.Context, now int64) ([]model.PairInfo, error)
+}
+
+// Pairs returns the iterator a backend's Pairs returns: the pairs f
+// matches at now() (the backend's clock, read as the range begins), in ID
+// order, found with Key when f sets Keys and Key is set, with Expired when
+// f sets Expired and Expired is set, and with All otherwise; each is
+// matched with [model.Filter.Matcher].
+//
+// Creating the iterator does nothing; each range over it lists once. A bad
+// filter, a listing's error and ctx's error are yielded once, last, with a
+// zero PairInfo.
+func (fd Finder) Pairs(ctx context.Context, f model.Filter, now func() time.Time) iter.Seq2[model.PairInfo, error] {
 	return func(yield func(model.PairInfo, error) bool) {
 		if ctx == nil {
 			yield(model.PairInfo{}, fmt.Errorf("hishel: pairs: nil context: %w", model.ErrInvalid))
 			return
 		}
-		m, err := f.Matcher(now())
+		at := now()
+		m, err := f.Matcher(at)
 		if err != nil {
 			yield(model.PairInfo{}, err)
 			return
 		}
+		list := fd.All
+		switch {
+		case len(f.Keys) > 0 && fd.Key != nil:
+			list = func(ctx context.Context, fn func(model.PairInfo) error) error {
+				var infos []model.PairInfo
+				for i, k := range f.Keys {
+					if slices.Contains(f.Keys[:i], k) {
+						continue
+					}
+					got, err := fd.Key(ctx, k)
+					if err != nil {
+						return err
+					}
+					infos = append(infos, got...)
+				}
+				return inIDOrder(infos, fn)
+			}
+		case f.Expired && fd.Expired != nil:
+			list = func(ctx context.Context, fn func(model.PairInfo) error) error {
+				infos, err := fd.Expired(ctx, bolt.UnixNano(at))
+				if err != nil {
+					return err
+				}
+				return inIDOrder(infos, fn)
+			}
+		}
 		errStop := errors.New("stop")
-		err = scan(ctx, func(pi model.PairInfo) error {
+		err = list(ctx, func(pi model.PairInfo) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
@@ -57,10 +104,34 @@ func Scan(ctx context.Context, f model.Filter, now func() time.Time, scan func(c
 	}
 }
 
-// Each is the end of a listing for [Scan] from what a backend read: it
-// sorts infos by ID, drops repeats (a pair found twice) and calls fn for
-// each, stopping at fn's error.
-func Each(infos []model.PairInfo, fn func(model.PairInfo) error) error {
+// Paged returns a Finder.All that lists every pair with page: a query of
+// up to limit pairs whose IDs are above after (nil: the first page), in ID
+// order. A page shorter than limit is the last.
+func Paged(limit int, page func(ctx context.Context, after []byte, limit int) ([]model.PairInfo, error)) func(ctx context.Context, fn func(model.PairInfo) error) error {
+	return func(ctx context.Context, fn func(model.PairInfo) error) error {
+		var after []byte
+		for {
+			infos, err := page(ctx, after, limit)
+			if err != nil {
+				return err
+			}
+			for _, info := range infos {
+				if err := fn(info); err != nil {
+					return err
+				}
+			}
+			if len(infos) < limit {
+				return nil
+			}
+			last := infos[len(infos)-1].ID
+			after = last[:]
+		}
+	}
+}
+
+// inIDOrder sorts infos by ID, drops repeats (a pair found twice) and
+// calls fn for each, stopping at fn's error.
+func inIDOrder(infos []model.PairInfo, fn func(model.PairInfo) error) error {
 	slices.SortFunc(infos, func(a, b model.PairInfo) int { return bytes.Compare(a.ID[:], b.ID[:]) })
 	infos = slices.CompactFunc(infos, func(a, b model.PairInfo) bool { return a.ID == b.ID })
 	for _, info := range infos {

@@ -1,11 +1,13 @@
 package backend
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"iter"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,7 +54,7 @@ func (l *listing) listAll(ctx context.Context, fn func(model.PairInfo) error) er
 }
 
 func (l *listing) Pairs(ctx context.Context, f model.Filter) iter.Seq2[model.PairInfo, error] {
-	return Scan(ctx, f, time.Now, l.listAll)
+	return Finder{All: l.listAll}.Pairs(ctx, f, time.Now)
 }
 
 func (l *listing) Remove(ctx context.Context, id model.PairID) error {
@@ -164,19 +166,75 @@ func TestInfo(t *testing.T) {
 	}
 }
 
-func TestEach(t *testing.T) {
-	l := newListing(5)
-	infos := []model.PairInfo{l.pairs[3], l.pairs[1], l.pairs[3], l.pairs[0]}
-	var got []string
-	err := Each(infos, func(p model.PairInfo) error {
-		got = append(got, p.Request.URL)
-		if len(got) == 3 {
-			return errListing
+// Finder lists through Key and Expired when the filter asks for what
+// they find, in ID order and each pair once, and through All otherwise;
+// Paged lists every pair a page at a time.
+func TestFinder(t *testing.T) {
+	ctx := context.Background()
+	l := newListing(10)
+	var used []string
+	now := time.Unix(0, 5000)
+	l.pairs[7].Meta.Expires = time.Unix(0, 4000)
+	l.pairs[2].Meta.Expires = time.Unix(0, 4000)
+	l.pairs[4].Meta.Expires = time.Unix(0, 6000)
+	pages := 0
+	fd := Finder{
+		All: Paged(3, func(ctx context.Context, after []byte, limit int) ([]model.PairInfo, error) {
+			pages++
+			i := 0
+			if after != nil {
+				for i < len(l.pairs) && bytes.Compare(l.pairs[i].ID[:], after) <= 0 {
+					i++
+				}
+			}
+			return l.pairs[i:min(i+limit, len(l.pairs))], nil
+		}),
+		Key: func(ctx context.Context, key string) ([]model.PairInfo, error) {
+			used = append(used, "key "+key)
+			var out []model.PairInfo
+			for i := len(l.pairs) - 1; i >= 0; i-- { // out of order, on purpose
+				if l.pairs[i].Key == key {
+					out = append(out, l.pairs[i], l.pairs[i])
+				}
+			}
+			return out, nil
+		},
+		Expired: func(ctx context.Context, at int64) ([]model.PairInfo, error) {
+			used = append(used, fmt.Sprint("expired ", at))
+			return []model.PairInfo{l.pairs[7], l.pairs[4], l.pairs[2]}, nil // more than expired: Pairs matches
+		},
+	}
+	clock := func() time.Time { return now }
+	urls := func(f model.Filter) string {
+		ps, err := collect(fd.Pairs(ctx, f, clock))
+		if err != nil {
+			t.Fatalf("Pairs(%+v) error = %v", f, err)
 		}
-		return nil
-	})
-	want := "[https://example.com/0 https://example.com/1 https://example.com/3]"
-	if fmt.Sprint(got) != want || !errors.Is(err, errListing) {
-		t.Errorf("Each = %v, %v; want %s, then fn's error", got, err, want)
+		var out []string
+		for _, p := range ps {
+			out = append(out, strings.TrimPrefix(p.Request.URL, "https://example.com/"))
+		}
+		return fmt.Sprint(out)
+	}
+	for _, tt := range []struct {
+		f          model.Filter
+		want, used string
+		pages      int
+	}{
+		{model.Filter{Keys: []string{"k2", "k0", "k2"}}, "[0 2 3 5 6 8 9]", "[key k2 key k0]", 0},
+		{model.Filter{Expired: true}, "[2 7]", "[expired 5000]", 0},
+		{model.Filter{Expired: true, Keys: []string{"k1"}}, "[7]", "[key k1]", 0},
+		{model.Filter{URLPrefix: "https://example.com/"}, "[0 1 2 3 4 5 6 7 8 9]", "[]", 4},
+		{model.Filter{}, "[0 1 2 3 4 5 6 7 8 9]", "[]", 4},
+	} {
+		used, pages = nil, 0
+		if got := urls(tt.f); got != tt.want || fmt.Sprint(used) != tt.used || pages != tt.pages {
+			t.Errorf("Pairs(%+v) = %s through %v and %d pages; want %s through %s and %d pages", tt.f, got, used, pages, tt.want, tt.used, tt.pages)
+		}
+	}
+	// Without indexes, All serves every filter.
+	l.failAt = 0
+	if ps, err := collect(Finder{All: l.listAll}.Pairs(ctx, model.Filter{Keys: []string{"k1"}}, clock)); len(ps) != 3 || err != nil {
+		t.Errorf("Pairs(Keys) without Key = %d pairs, %v; want 3, nil", len(ps), err)
 	}
 }

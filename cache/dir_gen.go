@@ -200,7 +200,7 @@ func (d *Dir) Clear(ctx context.Context) error {
 // filter (model.ErrInvalid), a record that does not decode
 // (model.ErrCorrupt), a closed storage or ctx's error ends the listing, as
 // its last item. A filter on Keys reads the key index (keys/), others every
-// record.
+// record (backend.Finder).
 func (d *Dir) Pairs(ctx context.Context, f model.Filter) iter.Seq2[model.PairInfo, error] {
 	return d.s.Pairs(ctx, f)
 }

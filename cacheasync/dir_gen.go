@@ -269,7 +269,7 @@ func (d *Dir) Clear(ctx context.Context) Future[struct{}] {
 // filter (model.ErrInvalid), a record that does not decode
 // (model.ErrCorrupt), a closed storage or ctx's error ends the listing, as
 // its last item. A filter on Keys reads the key index (keys/), others every
-// record.
+// record (backend.Finder).
 //
 // Pairs returns at once with a [Stream]. The iteration runs in a goroutine of
 // its own, outside the MaxInFlight bound (the consumer may call the store

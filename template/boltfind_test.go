@@ -9,9 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"go.etcd.io/bbolt"
-
-	"github.com/hishel-go/hishel/bolt"
 	"github.com/hishel-go/hishel/model"
 )
 
@@ -41,20 +38,7 @@ func TestBoltFilterUsesIndexes(t *testing.T) {
 	e := store(t, s, req, okResp("e"), "e")
 	bad := store(t, s, getReq("https://example.com/bad"), okResp("bad"), "bad")
 	s.Close()
-	db, err := bbolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.Update(func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bolt.BucketPairs)
-		v := bytes.Clone(b.Get(bad.ID[:]))
-		v[0] = 99 // a format version nobody reads
-		return b.Put(bad.ID[:], v)
-	})
-	db.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	setRecordVersion(t, path, bad.ID, 99) // a format version nobody reads
 	s = openBolt(t, &BoltOptions{Path: path, Now: c.Now})
 	c.Advance(2 * time.Minute)
 

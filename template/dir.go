@@ -1232,13 +1232,9 @@ func (d *Dir) Clear(ctx context.Context) error {
 // filter (model.ErrInvalid), a record that does not decode
 // (model.ErrCorrupt), a closed storage or ctx's error ends the listing, as
 // its last item. A filter on Keys reads the key index (keys/), others every
-// record.
+// record (backend.Finder).
 func (d *Dir) Pairs(ctx context.Context, f model.Filter) iter.Seq2[model.PairInfo, error] {
-	list := d.listAll
-	if len(f.Keys) > 0 {
-		list = func(ctx context.Context, fn func(model.PairInfo) error) error { return d.listKeys(ctx, f.Keys, fn) }
-	}
-	return backend.Scan(ctx, f, d.pol.Now, list)
+	return backend.Finder{All: d.listAll, Key: d.listKey}.Pairs(ctx, f, d.pol.Now)
 }
 
 // Delete soft-deletes every pair f matches that is not deleted already,
@@ -1267,26 +1263,27 @@ func (d *Dir) listAll(ctx context.Context, fn func(model.PairInfo) error) error 
 	return d.list(ctx, ids, fn)
 }
 
-// listKeys calls fn for every pair the key index lists under keys, in ID
-// order.
-func (d *Dir) listKeys(ctx context.Context, keys []string, fn func(model.PairInfo) error) error {
+// listKey returns the pairs the key index lists under key.
+func (d *Dir) listKey(ctx context.Context, key string) ([]model.PairInfo, error) {
 	if err := d.check(ctx); err != nil {
-		return err
+		return nil, err
+	}
+	entries, err := os.ReadDir(d.path("keys", keyDir(key)))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
 	}
 	var ids []model.PairID
-	for _, k := range keys {
-		entries, err := os.ReadDir(d.path("keys", keyDir(k)))
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-		for _, e := range entries {
-			if id, ok := parseIDName(e.Name()); ok {
-				ids = append(ids, id)
-			}
+	for _, e := range entries {
+		if id, ok := parseIDName(e.Name()); ok {
+			ids = append(ids, id)
 		}
 	}
-	slices.SortFunc(ids, func(a, b model.PairID) int { return bytes.Compare(a[:], b[:]) })
-	return d.list(ctx, slices.Compact(ids), fn)
+	var infos []model.PairInfo
+	err = d.list(ctx, ids, func(info model.PairInfo) error {
+		infos = append(infos, info)
+		return nil
+	})
+	return infos, err
 }
 
 // list calls fn for the pairs ids that are still stored, in order.

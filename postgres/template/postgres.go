@@ -1135,30 +1135,17 @@ func (s *Postgres) Clear(ctx context.Context) error {
 // listing, as its last item. A filter on Keys is served by the key index
 // and one with Expired by the expiry index; others read every record.
 func (s *Postgres) Pairs(ctx context.Context, f model.Filter) iter.Seq2[model.PairInfo, error] {
-	list := s.listAll
-	switch {
-	case len(f.Keys) > 0:
-		list = func(ctx context.Context, fn func(model.PairInfo) error) error {
-			var infos []model.PairInfo
-			for _, k := range f.Keys {
-				got, err := s.listQuery(ctx, s.q.byKey, keyHash(k), []byte(k))
-				if err != nil {
-					return err
-				}
-				infos = append(infos, got...)
-			}
-			return backend.Each(infos, fn)
-		}
-	case f.Expired:
-		list = func(ctx context.Context, fn func(model.PairInfo) error) error {
-			infos, err := s.listQuery(ctx, s.q.expired, s.now())
-			if err != nil {
-				return err
-			}
-			return backend.Each(infos, fn)
-		}
-	}
-	return backend.Scan(ctx, f, s.pol.Now, list)
+	return backend.Finder{
+		All: backend.Paged(listPage, func(ctx context.Context, after []byte, limit int) ([]model.PairInfo, error) {
+			return s.listQuery(ctx, s.q.page, append([]byte{}, after...), limit)
+		}),
+		Key: func(ctx context.Context, key string) ([]model.PairInfo, error) {
+			return s.listQuery(ctx, s.q.byKey, keyHash(key), []byte(key))
+		},
+		Expired: func(ctx context.Context, now int64) ([]model.PairInfo, error) {
+			return s.listQuery(ctx, s.q.expired, now)
+		},
+	}.Pairs(ctx, f, s.pol.Now)
 }
 
 // Delete soft-deletes every pair f matches that is not deleted already,
@@ -1167,25 +1154,6 @@ func (s *Postgres) Pairs(ctx context.Context, f model.Filter) iter.Seq2[model.Pa
 // while it runs may or may not be deleted.
 func (s *Postgres) Delete(ctx context.Context, f model.Filter) (int, error) {
 	return backend.Delete(ctx, f, s.Pairs, s.Remove)
-}
-
-// listAll calls fn for every stored pair, in ID order, a page at a time.
-func (s *Postgres) listAll(ctx context.Context, fn func(model.PairInfo) error) error {
-	after := []byte{}
-	for {
-		page, err := s.listQuery(ctx, s.q.page, after, listPage)
-		if err != nil {
-			return err
-		}
-		if err := backend.Each(page, fn); err != nil {
-			return err
-		}
-		if len(page) < listPage {
-			return nil
-		}
-		last := page[len(page)-1].ID
-		after = last[:]
-	}
 }
 
 // listQuery returns the PairInfos of the rows q selects (cols), with the

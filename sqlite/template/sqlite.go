@@ -1074,31 +1074,18 @@ func (s *SQLite) Clear(ctx context.Context) error {
 // its last item. A filter on Keys is served by the cache_key index and one
 // with Expired by the expiry index; others read every record.
 func (s *SQLite) Pairs(ctx context.Context, f model.Filter) iter.Seq2[model.PairInfo, error] {
-	list := s.listAll
-	switch {
-	case len(f.Keys) > 0:
-		list = func(ctx context.Context, fn func(model.PairInfo) error) error {
-			var infos []model.PairInfo
-			for _, k := range f.Keys {
-				got, err := s.listQuery(ctx, `SELECT id, data, data_crc FROM entries WHERE cache_key = ? AND state = 2`, []byte(k))
-				if err != nil {
-					return err
-				}
-				infos = append(infos, got...)
-			}
-			return backend.Each(infos, fn)
-		}
-	case f.Expired:
-		list = func(ctx context.Context, fn func(model.PairInfo) error) error {
-			infos, err := s.listQuery(ctx, `SELECT id, data, data_crc FROM entries
-				WHERE state = 2 AND expires_at IS NOT NULL AND expires_at <= ?`, s.now())
-			if err != nil {
-				return err
-			}
-			return backend.Each(infos, fn)
-		}
-	}
-	return backend.Scan(ctx, f, s.pol.Now, list)
+	return backend.Finder{
+		All: backend.Paged(listPage, func(ctx context.Context, after []byte, limit int) ([]model.PairInfo, error) {
+			return s.listQuery(ctx, `SELECT id, data, data_crc FROM entries WHERE id > ? ORDER BY id LIMIT ?`, append([]byte{}, after...), limit)
+		}),
+		Key: func(ctx context.Context, key string) ([]model.PairInfo, error) {
+			return s.listQuery(ctx, `SELECT id, data, data_crc FROM entries WHERE cache_key = ? AND state = 2`, []byte(key))
+		},
+		Expired: func(ctx context.Context, now int64) ([]model.PairInfo, error) {
+			return s.listQuery(ctx, `SELECT id, data, data_crc FROM entries
+				WHERE state = 2 AND expires_at IS NOT NULL AND expires_at <= ?`, now)
+		},
+	}.Pairs(ctx, f, s.pol.Now)
 }
 
 // Delete soft-deletes every pair f matches that is not deleted already,
@@ -1107,25 +1094,6 @@ func (s *SQLite) Pairs(ctx context.Context, f model.Filter) iter.Seq2[model.Pair
 // while it runs may or may not be deleted.
 func (s *SQLite) Delete(ctx context.Context, f model.Filter) (int, error) {
 	return backend.Delete(ctx, f, s.Pairs, s.Remove)
-}
-
-// listAll calls fn for every stored pair, in ID order, a page at a time.
-func (s *SQLite) listAll(ctx context.Context, fn func(model.PairInfo) error) error {
-	after := []byte{}
-	for {
-		page, err := s.listQuery(ctx, `SELECT id, data, data_crc FROM entries WHERE id > ? ORDER BY id LIMIT ?`, after, listPage)
-		if err != nil {
-			return err
-		}
-		if err := backend.Each(page, fn); err != nil {
-			return err
-		}
-		if len(page) < listPage {
-			return nil
-		}
-		last := page[len(page)-1].ID
-		after = last[:]
-	}
 }
 
 // listQuery returns the PairInfos of the entries q selects (id, data,
