@@ -4,13 +4,18 @@ GO ?= go
 # and one module per backend whose driver its users alone should compile.
 # Each is built and tested on its own, as its users build it (GOWORK=off:
 # its go.mod's replace directives point at the others).
-MODULES := . cmd/hishel sqlite postgres
+MODULES := . cmd/hishel sqlite postgres redis
+# Backend modules whose suites run on servers too slow for make test's 15
+# minutes (FerretDB on SQLite scans a collection for every filtered query;
+# dynalite is JavaScript on LevelDB): make test-backends runs them, and CI
+# runs both.
+BACKEND_MODULES := mongodb dynamodb
 # Modules whose go:generate renders a template (gen's out-of-module mode
 # for all but the root), and the gen -check that proves each up to date.
-GEN_MODULES := . sqlite postgres
+GEN_MODULES := . sqlite postgres redis mongodb dynamodb
 export GOWORK := off
 
-.PHONY: all generate check-generate vet test test-servers bench fuzz lint
+.PHONY: all generate check-generate vet test test-backends test-servers bench fuzz lint
 
 all: check-generate test
 
@@ -23,10 +28,13 @@ check-generate:
 	$(GO) run ./gen -check
 	cd sqlite && $(GO) tool gen -check -template ./template -cache . -async ./sqliteasync
 	cd postgres && $(GO) tool gen -check -template ./template -cache . -async ./postgresasync
+	cd redis && $(GO) tool gen -check -template ./template -cache . -async ./redisasync
+	cd mongodb && $(GO) tool gen -check -template ./template -cache . -async ./mongodbasync
+	cd dynamodb && $(GO) tool gen -check -template ./template -cache . -async ./dynamodbasync
 
 ## vet: go vet in every module
 vet:
-	@for m in $(MODULES); do echo "== vet $$m"; (cd $$m && $(GO) vet ./...) || exit 1; done
+	@for m in $(MODULES) $(BACKEND_MODULES); do echo "== vet $$m"; (cd $$m && $(GO) vet ./...) || exit 1; done
 
 ## test: vet and the race-enabled test suite of every module (what CI runs),
 ## the backends' on real servers (test-servers)
@@ -34,6 +42,12 @@ test: test-servers vet
 	@for m in $(MODULES); do echo "== test $$m"; (cd $$m && $(GO) test -race -count=1 -timeout 20m ./...) || exit 1; done
 	# counts work, races nothing, and is too slow under -race: run it plainly
 	$(GO) test -count=1 -run '^TestBoltSweepWorkScales$$' ./template
+
+## test-backends: the race-enabled suites of the backend modules, each on
+## its real server (MongoDB: FerretDB; DynamoDB: dynalite), with the crash
+## and two-process tests
+test-backends: test-servers
+	@for m in $(BACKEND_MODULES); do echo "== test $$m"; (cd $$m && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 60m ./...) || exit 1; done
 
 ## test-servers: install what the backend tests need, or reuse it: redis-server and
 ## PostgreSQL (Debian), versitygw, FerretDB and dynalite (built once into
@@ -44,8 +58,11 @@ test-servers:
 ## bench: the project's benchmarks, then the comparison with other Go caches
 ## (bench/ is its own module, so the peers never become our dependencies)
 bench:
-	@for m in $(MODULES); do (cd $$m && $(GO) test -run '^$$' -bench . -benchmem -count 1 ./...) || exit 1; done
+	@for m in $(MODULES) $(BACKEND_MODULES); do (cd $$m && $(GO) test -run '^$$' -bench . -benchmem -count 1 ./...) || exit 1; done
 	cd bench && $(GO) run .
+	# the Redis backend against bbolt and gregjones/httpcache's Redis cache, interleaved
+	GO=$(GO) scripts/test-servers redis
+	cd bench && $(GO) test -run '^$$' -bench Redis -count 3 .
 
 ## fuzz: run every fuzz target for a short time
 FUZZTIME ?= 20s

@@ -3,9 +3,8 @@ package hishel
 import (
 	"context"
 	"errors"
-	"io"
 	"net/http"
-	"sync"
+	"strconv"
 
 	"github.com/hishel-go/hishel/model"
 	"github.com/hishel-go/hishel/statemachine"
@@ -51,20 +50,22 @@ func modeOf(req *http.Request) mode {
 
 // control carries out what a request's mode and the URL rules ask for
 // before the usual round trip: it reports done with the response (or
-// error) when they answer req themselves.
-func (t *Transport) control(req *http.Request, key string, keyErr error) (resp *http.Response, err error, done bool) {
+// error) when they answer req themselves. keyed says whether req has its
+// key (it may not: no key, or a body too large to key on).
+func (t *Transport) control(req *http.Request, key string, keyed bool) (resp *http.Response, err error, done bool) {
 	switch m := modeOf(req); {
-	case m == modeOnlyIfCached && (keyErr != nil || !t.supports(req.Method)):
+	case m == modeOnlyIfCached && (!keyed || !t.supports(req.Method)):
 		closeBody(req)
-		return synthetic(req, http.StatusGatewayTimeout, "hishel; fwd=miss; detail=only-if-cached"), nil, true
-	case keyErr != nil:
+		return synthetic(req, http.StatusGatewayTimeout, "hishel; detail=only-if-cached"), nil, true
+	case !keyed:
 		return nil, nil, false
 	case t.bypassed(req):
 		resp, err := t.send(req)
-		if resp != nil {
-			setCacheStatus(resp.Header, "fwd=bypass")
+		if err != nil {
+			return nil, &ForwardError{Fwd: "bypass", Err: err}, true
 		}
-		return resp, err, true
+		setCacheStatus(resp.Header, "fwd=bypass; fwd-status="+strconv.Itoa(resp.StatusCode)+"; detail=url-rule")
+		return resp, nil, true
 	case m == modeRefresh && t.supports(req.Method):
 		resp, err := t.forceRefresh(req, key)
 		return resp, err, true
@@ -81,7 +82,7 @@ func (t *Transport) forceRefresh(req *http.Request, key string) (*http.Response,
 	var replaced []model.PairID
 	pairs, err := t.store.GetPairs(ctx, key)
 	if err != nil && !errors.Is(err, context.Canceled) {
-		t.logError(req, "get pairs", err)
+		t.storeFailed(req, key, "get pairs", err)
 	}
 	if len(pairs) > 0 {
 		// What the request would have been answered from: the state
@@ -99,40 +100,23 @@ func (t *Transport) forceRefresh(req *http.Request, key string) (*http.Response,
 	next := t.machine.Next(mreq, nil)
 	t.decide(req, key, next)
 	miss, ok := next.(*statemachine.CacheMiss)
-	if !ok { // not a method the state machine looks up after all
+	if !ok || miss.Partial != nil { // not a plain miss after all
 		return t.roundTrip(req, key, false)
 	}
-	resp, err := t.miss(req, key, miss, "request")
-	if err != nil || len(replaced) == 0 {
-		return resp, err
+	f, r, err := t.startFlight(key, req)
+	if err != nil {
+		closeBody(req)
+		return nil, err
 	}
-	if tb, ok := resp.Body.(*teeBody); ok {
-		resp.Body = &replacing{teeBody: tb, done: func() {
-			// The caller's context may end as it reads the last byte.
-			rctx := context.WithoutCancel(ctx)
+	if len(replaced) > 0 {
+		f.onStored = func() {
 			for _, id := range replaced {
-				if err := t.store.Remove(rctx, id); err != nil {
-					t.logError(req, "remove a replaced pair", err)
+				if err := t.store.Remove(f.ctx, id); err != nil {
+					t.storeFailed(req, key, "remove a replaced pair", err)
 				}
 			}
-		}}
+		}
 	}
-	return resp, nil
-}
-
-// replacing is the body of a refreshed response being stored: once the
-// new pair is stored (the stored stream ends at io.EOF), it calls done,
-// which removes the pairs the new one replaces.
-type replacing struct {
-	*teeBody
-	once sync.Once
-	done func()
-}
-
-func (r *replacing) Read(p []byte) (int, error) {
-	n, err := r.teeBody.Read(p)
-	if err == io.EOF && !r.teeBody.bypass {
-		r.once.Do(r.done)
-	}
-	return n, err
+	go f.fetch(req, mreq, miss, "request")
+	return f.leaderResponse(req, r)
 }

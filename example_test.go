@@ -168,8 +168,8 @@ func ExampleURLRule() {
 	fmt.Println(get(origin.URL + "/data.json")[:3])
 	fmt.Println("origin calls:", *calls)
 	// Output:
-	// fwd=bypass
-	// fwd=bypass
+	// fwd=bypass; fwd-status=200; detail=url-rule
+	// fwd=bypass; fwd-status=200; detail=url-rule
 	// hit
 	// origin calls: 3
 }
@@ -218,7 +218,7 @@ func ExampleWithRefresh() {
 	fmt.Println(get(hishel.WithOnlyIfCached(ctx))[:7])
 	fmt.Println("origin calls:", *calls)
 	// Output:
-	// 504 fwd=miss; detail=only-if-cached
+	// 504 detail=only-if-cached
 	// 200 fwd=request; fwd-status=200; stored
 	// 200 hit
 	// origin calls: 2

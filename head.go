@@ -2,9 +2,7 @@ package hishel
 
 import (
 	"net/http"
-	"net/url"
 
-	"github.com/hishel-go/hishel/model"
 	"github.com/hishel-go/hishel/statemachine"
 )
 
@@ -19,37 +17,24 @@ func keyMethod(method string) string {
 	return method
 }
 
-// requestKey derives req's cache key: with the KeyFunc, or DefaultKey's
-// rule on the parsed URL, then what MatchHeaders adds.
-func (t *Transport) requestKey(req *http.Request) (string, error) {
-	key, err := t.keyFor(keyMethod(req.Method), req.URL)
+// requestKey derives the cache key of kr: key's (Options.Key, or
+// DefaultKey's rule, on the request without the query parameters
+// IgnoreParams names), then what MatchHeaders adds.
+func (t *Transport) requestKey(kr keyRequest) (string, error) {
+	key, err := t.key(kr)
 	if err != nil {
 		return "", err
 	}
-	return key + t.shape.suffix(req.Header), nil
+	return key + t.shape.suffix(kr.req.Header), nil
 }
 
-// keyFor is the key of method and u, without the query parameters
-// IgnoreParams names, and before MatchHeaders.
-func (t *Transport) keyFor(method string, u *url.URL) (string, error) {
-	u = t.shape.strip(u)
-	if t.opts.Key == nil {
-		return urlKey(method, u)
-	}
-	return t.key(method, u.String())
-}
-
-// targetKeys are the distinct keys of invalidation targets, before
-// MatchHeaders; HEAD and GET share theirs.
-func (t *Transport) targetKeys(targets []statemachine.Target) []string {
+// targetKeys are the distinct keys of invalidation targets, after req, the
+// unsafe request (see targetKey); HEAD and GET share theirs.
+func (t *Transport) targetKeys(req *http.Request, targets []statemachine.Target) []string {
 	var keys []string
 	seen := map[string]bool{}
 	for _, tg := range targets {
-		u, err := url.Parse(tg.URL)
-		if err != nil {
-			continue
-		}
-		k, err := t.keyFor(keyMethod(tg.Method), u)
+		k, err := t.targetKey(req, tg.Method, tg.URL)
 		if err != nil || seen[k] {
 			continue
 		}
@@ -57,13 +42,4 @@ func (t *Transport) targetKeys(targets []statemachine.Target) []string {
 		keys = append(keys, k)
 	}
 	return keys
-}
-
-// removeAll removes the pairs of ids (a HEAD response's invalidations).
-func (t *Transport) removeAll(req *http.Request, ids []model.PairID) {
-	for _, id := range ids {
-		if err := t.store.Remove(req.Context(), id); err != nil {
-			t.logError(req, "remove pair", err)
-		}
-	}
 }

@@ -39,6 +39,9 @@ type deleter interface {
 // A URL that is not an absolute http or https URL fails with an error
 // wrapping ErrUncacheable.
 func (t *Transport) Invalidate(ctx context.Context, rawURL string) (int, error) {
+	if err := model.CheckContext(ctx); err != nil {
+		return 0, fmt.Errorf("hishel: invalidate: %w", err)
+	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return 0, fmt.Errorf("hishel: invalidate: %w: %v", ErrUncacheable, err)
@@ -49,7 +52,8 @@ func (t *Transport) Invalidate(ctx context.Context, rawURL string) (int, error) 
 	u = t.shape.strip(u)
 	var keys []string
 	for _, m := range append([]string{http.MethodGet}, t.methods()...) {
-		k, err := t.keyFor(keyMethod(m), u)
+		r := (&http.Request{Method: m, URL: u, Header: http.Header{}, Body: http.NoBody}).WithContext(ctx)
+		k, err := t.key(keyRequest{req: r})
 		if err != nil {
 			return 0, fmt.Errorf("hishel: invalidate: %w", err)
 		}
@@ -125,7 +129,7 @@ func (t *Transport) removeByKeys(ctx context.Context, keys []string) (int, error
 // §4.4): every pair stored under the keys of its targets and, with
 // MatchHeaders, under those keys with any header values added.
 func (t *Transport) invalidateTargets(req *http.Request, targets []statemachine.Target) {
-	keys := t.targetKeys(targets)
+	keys := t.targetKeys(req, targets)
 	if len(keys) == 0 {
 		return
 	}
@@ -140,11 +144,11 @@ func (t *Transport) invalidateTargets(req *http.Request, targets []statemachine.
 			return false
 		}})
 		if err != nil {
-			t.logError(req, "invalidate", err)
+			t.storeFailed(req, "", "invalidate", err)
 		}
 		return
 	}
 	if _, err := t.removeByKeys(ctx, keys); err != nil {
-		t.logError(req, "invalidate", err)
+		t.storeFailed(req, "", "invalidate", err)
 	}
 }

@@ -1,9 +1,11 @@
 package hishel
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -57,7 +59,7 @@ func (h *CacheHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	out.URL = &u
 	resp, err := h.t.RoundTrip(out)
 	if err != nil {
-		http.Error(w, "hishel: "+err.Error(), http.StatusBadGateway)
+		ServeError(w, r, err)
 		return
 	}
 	defer resp.Body.Close()
@@ -90,6 +92,31 @@ func (h *CacheHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			panic(http.ErrAbortHandler)
 		}
 	}
+}
+
+// ServeError answers a request the cache could not answer: 504 Gateway
+// Timeout when the origin did not answer in time (a dial, TLS or response
+// head timeout), 503 after Close, 502 Bad Gateway otherwise, with a
+// Cache-Status (RFC 9211) that says why the request went forward (see
+// ForwardError) and, as its detail, what went wrong. The body is the status
+// text alone: the error, which may name the origin, is not sent. It fits
+// httputil.ReverseProxy's ErrorHandler.
+func ServeError(w http.ResponseWriter, r *http.Request, err error) {
+	fwd := "miss"
+	var fe *ForwardError
+	if errors.As(err, &fe) {
+		fwd = fe.Fwd
+	}
+	code, detail := http.StatusBadGateway, "origin-error"
+	var ne net.Error
+	switch {
+	case errors.Is(err, ErrClosed):
+		code, detail = http.StatusServiceUnavailable, "closed"
+	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
+		code, detail = http.StatusGatewayTimeout, "origin-timeout"
+	}
+	w.Header().Set("Cache-Status", "hishel; fwd="+fwd+"; detail="+detail)
+	http.Error(w, http.StatusText(code), code)
 }
 
 // handlerTransport is an http.RoundTripper that runs a handler in-process,

@@ -55,17 +55,17 @@ func (t *Transport) combine(req *http.Request, key string, pu *statemachine.Part
 	ctx := req.Context()
 	id, err := t.storeCombined(ctx, key, pu)
 	if err != nil {
-		t.logError(req, "combine partial responses", err)
+		t.storeFailed(req, key, "combine partial responses", err)
 		return pu.Skip(), pairs
 	}
 	for _, rid := range pu.Replaces {
 		if err := t.store.Remove(ctx, rid); err != nil {
-			t.logError(req, "remove a combined part", err)
+			t.storeFailed(req, key, "remove a combined part", err)
 		}
 	}
 	after, err := t.store.GetPairs(ctx, key)
 	if err != nil {
-		t.logError(req, "get pairs", err)
+		t.storeFailed(req, key, "get pairs", err)
 	}
 	var combined *model.CompletePair
 	for i := range after {
@@ -171,7 +171,7 @@ func (t *Transport) partialMiss(req *http.Request, key string, st *statemachine.
 			}
 		}
 	}
-	resp, err := t.send(outgoing(req, st.Request))
+	resp, err := t.send(outgoing(req.Context(), req, st.Request))
 	if err != nil {
 		release()
 		return nil, err
@@ -184,17 +184,17 @@ func (t *Transport) partialMiss(req *http.Request, key string, st *statemachine.
 			drain(resp)
 			fb := st.Fallback()
 			t.decide(req, key, fb)
-			return t.miss(req, key, fb, "partial")
+			return t.miss(req, key, t.modelRequest(req), fb, "partial")
 		}
-		return t.store1(req, key, st.Next(mresp), resp, "partial")
+		return t.store1(req, key, t.modelRequest(req), st.Next(mresp), resp, "partial")
 	}
-	out, err := t.store1(req, key, st.Next(mresp), resp, "partial")
+	out, err := t.store1(req, key, t.modelRequest(req), st.Next(mresp), resp, "partial")
 	if err != nil {
 		release()
 		return nil, err
 	}
 	status := "fwd=partial; fwd-status=206"
-	if cs := out.Header["Cache-Status"]; len(cs) > 0 && strings.HasSuffix(cs[len(cs)-1], "; stored") {
+	if cs := out.Header["Cache-Status"]; len(cs) > 0 && strings.Contains(cs[len(cs)-1], "; stored") {
 		status += "; stored"
 	}
 	h := j.Header

@@ -109,7 +109,7 @@ func ruleTarget(u *url.URL) string {
 // the TTL of the URL rule that matches it when the request sets none, and
 // only-if-cached added when WithOnlyIfCached asks for it.
 func (t *Transport) lookupRequest(req *http.Request) model.Request {
-	mr := modelRequest(req)
+	mr := t.modelRequest(req)
 	if mr.Options.TTL == 0 {
 		if r := t.rules.match(req.URL); r != nil {
 			mr.Options.TTL = r.TTL
@@ -123,14 +123,13 @@ func (t *Transport) lookupRequest(req *http.Request) model.Request {
 	return mr
 }
 
-// storedRequest is req as it is stored with a pair: modelRequest's, with
-// the URL that IgnoreParams leaves.
-func (t *Transport) storedRequest(req *http.Request) model.Request {
-	mr := modelRequest(req)
+// storedURL is the URL stored with the pair of req: req's, without the
+// query parameters IgnoreParams names.
+func (t *Transport) storedURL(req *http.Request, mreq model.Request) string {
 	if u := t.shape.strip(req.URL); u != req.URL {
-		mr.URL = u.String()
+		return u.String()
 	}
-	return mr
+	return mreq.URL
 }
 
 // bypassed reports whether req bypasses the cache: a URL rule says

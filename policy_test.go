@@ -218,7 +218,7 @@ func TestTransportURLRules(t *testing.T) {
 	}
 	f := newFixture(t, statemachine.Options{}, &hishel.Options{URLRules: rules})
 	for range 2 {
-		if _, _, cs := f.get(t, o.URL+"/live/feed"); cs != "hishel; fwd=bypass" {
+		if _, _, cs := f.get(t, o.URL+"/live/feed"); cs != "hishel; fwd=bypass; fwd-status=200; detail=url-rule" {
 			t.Errorf("GET /live/feed: Cache-Status %q; want fwd=bypass", cs)
 		}
 	}
@@ -343,7 +343,7 @@ func TestTransportRefresh(t *testing.T) {
 	}
 	// A method the cache does not store is written through as usual.
 	post, _ := http.NewRequestWithContext(hishel.WithRefresh(context.Background()), "POST", o.URL, strings.NewReader("x"))
-	if _, _, cs := f.send(t, post); !strings.Contains(cs, "fwd=request") {
+	if _, _, cs := f.send(t, post); !strings.Contains(cs, "fwd=method") {
 		t.Errorf("refreshed POST: Cache-Status %q; want written through", cs)
 	}
 }
@@ -408,7 +408,7 @@ func TestTransportInvalidate(t *testing.T) {
 		{name: "memory"},
 		{name: "bolt", bolt: true},
 		{name: "memory, POST stored", opts: hishel.Options{Cache: statemachine.Options{SupportedMethods: []string{"GET", "HEAD", "POST"}}}},
-		{name: "bolt, key function", bolt: true, opts: hishel.Options{Key: func(method, rawURL string) (string, error) { return "k " + method + " " + rawURL, nil }}},
+		{name: "bolt, key function", bolt: true, opts: hishel.Options{Key: func(r *http.Request) (string, error) { return "k " + r.Method + " " + r.URL.String(), nil }}},
 		{name: "no Delete"},
 	} {
 		t.Run(s.name, func(t *testing.T) {
@@ -450,7 +450,7 @@ func TestTransportInvalidate(t *testing.T) {
 				t.Errorf("Invalidate(/a) = %d, %v; want %d, nil", n, err, want)
 			}
 			for _, tt := range []struct{ path, lang, status string }{
-				{"/a", "en", "fwd=uri-miss"}, {"/a", "fr", "fwd=uri-miss"}, {"/a?x=1", "", "hit"}, {"/b", "", "hit"},
+				{"/a", "en", "fwd=uri-miss"}, {"/a", "fr", "fwd=miss"}, {"/a?x=1", "", "hit"}, {"/b", "", "hit"},
 			} {
 				var hdr []string
 				if tt.lang != "" {

@@ -7,10 +7,10 @@ import "github.com/hishel-go/hishel/statemachine"
 // response or request allows, or, when neither does, because stale
 // responses are allowed for a disconnected cache (Options.Cache.AllowStale,
 // RFC 9111 §4.2.4). The request went forward and came back with no
-// response, hence fwd=stale and no fwd-status.
+// response, hence fwd=stale and no fwd-status (RFC 9211), never hit.
 func staleOnErrorStatus(s *statemachine.ServeStale) string {
 	if s.Disconnected {
 		return "fwd=stale; detail=stale-if-disconnected"
 	}
-	return "hit; detail=stale-if-error"
+	return "fwd=stale; detail=stale-if-error"
 }

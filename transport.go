@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hishel-go/hishel/cache"
@@ -52,6 +53,12 @@ type Options struct {
 	CopyHeaders bool
 	// Key derives cache keys. Default DefaultKey.
 	Key KeyFunc
+	// MaxKeyBodySize is the largest request body read into memory to key
+	// a request on its body (see KeyFunc); a request to a cached method
+	// with a larger body is sent to the origin whole and not cached.
+	// Zero means DefaultMaxKeyBodySize (64 KiB); negative: requests with
+	// a body are never cached.
+	MaxKeyBodySize int64
 	// MaxBodySize, if positive, is the largest response body stored; a
 	// larger one (by Content-Length, or once that many bytes have been
 	// read) passes through to the caller uncached.
@@ -80,10 +87,37 @@ type Options struct {
 	// (Cache-Status detail=filtered). OnDecision observes; StoreFilter
 	// decides.
 	StoreFilter func(req *http.Request, resp *http.Response) bool
-	// Logger, if not nil, gets a Debug record for every decision.
+	// SetCookie says what happens to a storable response with Set-Cookie:
+	// stored as it is (the default), stored without it, or not stored.
+	SetCookie SetCookiePolicy
+	// CredentialKey is the key of the HMAC-SHA256 under which stored
+	// request heads keep Authorization, Proxy-Authorization and Cookie:
+	// never in clear, only as a keyed hash, which is enough to match a
+	// later request's fields for Vary. nil means a random key made by
+	// NewTransport: then only this Transport can match what it stored on
+	// those fields, and after a restart, or in another process sharing the
+	// store, a response that varies on them is a miss (never a wrong hit).
+	// Processes that share one store should share one key (16 bytes or
+	// more, kept secret like a password).
+	CredentialKey []byte
+	// CollapseWindow is how many of the latest bytes of a response being
+	// fetched are kept in memory for its clients (a collapsed miss serves
+	// one fetch to many clients, each at its own pace); a client that
+	// falls further behind reads from a temporary file in SpillDir. Zero
+	// means DefaultCollapseWindow (1 MiB).
+	CollapseWindow int
+	// SpillDir is where those temporary files go; empty means
+	// os.TempDir(). A file lasts as long as its fetch has clients and is
+	// unlinked at once where the system allows.
+	SpillDir string
+	// Logger gets a Debug record for every decision, when set, and a Warn
+	// record for every storage failure (a pair that could not be stored,
+	// updated or read), with the key and the error. nil: decisions are not
+	// logged, and warnings go to slog.Default().
 	Logger *slog.Logger
 	// OnDecision, if not nil, is called with every decision, from the
-	// goroutine making it.
+	// goroutine making it (the fetch's goroutine, for the decision to
+	// store a response).
 	OnDecision func(Decision)
 }
 
@@ -105,11 +139,15 @@ type Decision struct {
 //
 // Response bodies stream to the caller while they are stored: the caller
 // sees the first byte when the origin sends it, and memory stays bounded
-// whatever the body's size. A pair is stored only when its body was read to
-// the end; a body that fails, is cut short or is closed early by the caller
-// is not stored. Concurrent misses for one key are collapsed: one request
-// goes to the origin and the others wait for its pair (or, if it cannot be
-// stored, go to the origin themselves).
+// whatever the body's size. The response body is read from the origin and
+// stored by a goroutine of the Transport's, not by the caller's reads, and
+// concurrent misses for one key are collapsed: one request goes to the
+// origin, and every caller (the first, and those that came while it was
+// under way) reads the one response at its own pace, none waiting for
+// another (see Options.CollapseWindow). The pair is stored when the body
+// arrives whole, whatever the callers do, unless every one of them has
+// closed its body (or gone) before that; a body that fails or is cut short
+// is never stored.
 //
 // Partial content is stored as ordinary pairs (status 206 with its
 // Content-Range) through Storage; parts of one representation are combined
@@ -117,23 +155,29 @@ type Decision struct {
 // statemachine.PartialUpdate). A HEAD request is keyed like a GET.
 //
 // Every response carries a Cache-Status field (RFC 9211) naming the cache
-// "hishel".
+// "hishel". A response says "stored" only when its pair was stored before
+// the response was handed over: a body of up to 64 KiB (by Content-Length)
+// is stored first; a larger one streams, and whether it was stored goes to
+// the log.
 type Transport struct {
 	next     http.RoundTripper
 	store    Storage
 	ownStore bool
 	machine  statemachine.IdleClient
 	opts     Options
-	key      KeyFunc
+	credKey  []byte
 
 	shape keyShape // IgnoreParams, MatchHeaders
 	rules urlRules
 
 	mu       sync.Mutex
-	inflight map[string]chan struct{} // collapsed misses, by key
-	revals   map[string]bool          // background revalidations, by key
-	bg       sync.WaitGroup           // background revalidations running
-	closed   bool
+	inflight map[string]*flight   // collapsed misses, by key
+	flights  map[*flight]struct{} // every fetch under way, for Close
+	fetches  sync.WaitGroup       // their goroutines
+	revals   map[string]bool      // background revalidations, by key
+	bg       sync.WaitGroup       // background revalidations running
+	closed   atomic.Bool          // Close has begun: RoundTrip fails
+	stopping bool                 // Close is cancelling fetches: none may start
 
 	combining combiner // partial-content combinations under way (partial.go)
 }
@@ -144,13 +188,13 @@ func NewTransport(opts *Options) (*Transport, error) {
 	if opts != nil {
 		o = *opts
 	}
-	t := &Transport{opts: o, next: o.Transport, store: o.Storage, key: o.Key,
-		inflight: map[string]chan struct{}{}, revals: map[string]bool{}}
+	t := &Transport{opts: o, next: o.Transport, store: o.Storage, credKey: o.CredentialKey,
+		inflight: map[string]*flight{}, flights: map[*flight]struct{}{}, revals: map[string]bool{}}
 	if t.next == nil {
 		t.next = http.DefaultTransport
 	}
-	if t.key == nil {
-		t.key = DefaultKey
+	if t.credKey == nil {
+		t.credKey = newCredentialKey()
 	}
 	cacheOpts := o.Cache
 	cacheOpts.ReuseHeaders = !o.CopyHeaders // GetPairs's header maps are ours (see Storage)
@@ -175,13 +219,25 @@ func NewTransport(opts *Options) (*Transport, error) {
 	return t, nil
 }
 
-// Close waits for background revalidations and closes the storage if the
-// Transport opened it.
+// Close waits for background revalidations, then cuts short the fetches
+// still under way (their readers get an error wrapping ErrClosed, nothing
+// incomplete is stored) and waits for their goroutines, and closes the
+// storage if the Transport opened it. RoundTrip fails with ErrClosed once
+// Close has begun.
 func (t *Transport) Close() error {
-	t.mu.Lock()
-	t.closed = true
-	t.mu.Unlock()
+	t.closed.Store(true)
 	t.bg.Wait()
+	t.mu.Lock()
+	t.stopping = true
+	fs := make([]*flight, 0, len(t.flights))
+	for f := range t.flights {
+		fs = append(fs, f)
+	}
+	t.mu.Unlock()
+	for _, f := range fs {
+		f.stop(ErrClosed)
+	}
+	t.fetches.Wait()
 	if t.ownStore {
 		return t.store.Close()
 	}
@@ -197,7 +253,8 @@ func (t *Transport) now() time.Time {
 
 // decide reports a decision to the hook and the logger.
 func (t *Transport) decide(req *http.Request, key string, st statemachine.State) {
-	if t.opts.OnDecision == nil && t.opts.Logger == nil {
+	logging := t.opts.Logger != nil && t.opts.Logger.Enabled(req.Context(), slog.LevelDebug)
+	if t.opts.OnDecision == nil && !logging {
 		return
 	}
 	name := strings.TrimPrefix(fmt.Sprintf("%T", st), "*statemachine.")
@@ -205,7 +262,7 @@ func (t *Transport) decide(req *http.Request, key string, st statemachine.State)
 	if t.opts.OnDecision != nil {
 		t.opts.OnDecision(d)
 	}
-	if t.opts.Logger != nil {
+	if logging {
 		t.opts.Logger.LogAttrs(req.Context(), slog.LevelDebug, "hishel decision",
 			slog.String("method", req.Method), slog.String("url", req.URL.String()),
 			slog.String("state", name), slog.String("reason", d.Reason.Text), slog.String("section", d.Reason.Section))
@@ -216,16 +273,20 @@ func (t *Transport) decide(req *http.Request, key string, st statemachine.State)
 type requestOptionsKey struct{}
 
 // WithRequestOptions returns a context that makes the Transport store the
-// pair of a request made with it under opts (its TTL and refresh).
+// pair of a request made with it under opts (its TTL and refresh). A nil
+// ctx stands for context.Background().
 func WithRequestOptions(ctx context.Context, opts model.RequestOptions) context.Context {
+	if ctx == nil {
+		ctx = context.Background()
+	}
 	return context.WithValue(ctx, requestOptionsKey{}, opts)
 }
 
-func modelRequest(req *http.Request) model.Request {
-	mr := model.Request{Method: req.Method, URL: req.URL.String(), Header: req.Header}
-	if mr.Header == nil {
-		mr.Header = http.Header{}
-	}
+// modelRequest is req as the cache stores and matches it: its header with
+// credentials hashed and client addresses dropped (see
+// Options.CredentialKey), which is a copy when anything changed.
+func (t *Transport) modelRequest(req *http.Request) model.Request {
+	mr := model.Request{Method: req.Method, URL: req.URL.String(), Header: t.storedHeader(req.Header)}
 	if o, ok := req.Context().Value(requestOptionsKey{}).(model.RequestOptions); ok {
 		mr.Options = o
 	}
@@ -238,34 +299,64 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, errors.New("hishel: request has no URL")
 	}
-	key, err := t.requestKey(req)
-	if resp, err, done := t.control(req, key, err); done {
-		return resp, err
+	if t.closed.Load() {
+		closeBody(req)
+		return nil, ErrClosed
 	}
-	if err != nil {
-		// Not keyable: not cacheable; pass it through.
-		resp, err := t.next.RoundTrip(req)
-		if resp != nil {
-			setCacheStatus(resp.Header, "fwd=uri-miss; detail=no-key")
+	kr, ok := keyRequest{req: req}, true
+	if t.supports(req.Method) { // others are written through: their bodies are not read here
+		limit := t.opts.MaxKeyBodySize
+		if limit == 0 {
+			limit = DefaultMaxKeyBodySize
 		}
+		var err error
+		if kr, ok, err = readBody(req, limit); err != nil {
+			return nil, err
+		}
+	}
+	key, err := "", error(nil)
+	if ok {
+		key, err = t.requestKey(kr)
+	}
+	if resp, err, done := t.control(kr.req, key, ok && err == nil); done {
 		return resp, err
 	}
-	return t.roundTrip(req, key, true)
+	if !ok || err != nil {
+		// Not keyable (or its body too large to key on): not cacheable;
+		// pass it through.
+		detail := "no-key"
+		if !ok {
+			detail = "body-too-large"
+		}
+		resp, err := t.next.RoundTrip(kr.req)
+		if err != nil {
+			return nil, &ForwardError{Fwd: "bypass", Err: err}
+		}
+		setCacheStatus(resp.Header, "fwd=bypass; fwd-status="+strconv.Itoa(resp.StatusCode)+"; detail="+detail)
+		return resp, nil
+	}
+	return t.roundTrip(kr.req, key, true)
 }
 
 func (t *Transport) roundTrip(req *http.Request, key string, collapse bool) (*http.Response, error) {
 	ctx := req.Context()
 	mreq := t.lookupRequest(req)
 	var pairs []model.CompletePair
-	if t.supports(req.Method) { // other methods are written through; nothing to look up
+	var storeErr error
+	cached := t.supports(req.Method)
+	if cached { // other methods are written through; nothing to look up
 		ps, err := t.store.GetPairs(ctx, key)
 		if err != nil && !errors.Is(err, context.Canceled) {
-			t.logError(req, "get pairs", err)
+			t.storeFailed(req, key, "get pairs", err)
+			storeErr = err
 		}
 		pairs = ps
 	}
 	next := t.machine.Next(mreq, pairs)
 	t.decide(req, key, next)
+	if m, ok := next.(*statemachine.CacheMiss); ok && storeErr != nil {
+		return t.storageDown(req, m, storeErr)
+	}
 	if pu, ok := next.(*statemachine.PartialUpdate); ok {
 		next, pairs = t.combine(req, key, pu, pairs)
 		t.decide(req, key, next)
@@ -285,36 +376,48 @@ func (t *Transport) roundTrip(req *http.Request, key string, collapse bool) (*ht
 	case *statemachine.GatewayTimeout:
 		closeBody(req)
 		closeOthers(pairs, model.PairID{})
-		return synthetic(req, http.StatusGatewayTimeout, "hishel; fwd=miss; detail=only-if-cached"), nil
+		// Neither a hit nor forwarded (RFC 9211): the cache answered.
+		return synthetic(req, http.StatusGatewayTimeout, "hishel; detail=only-if-cached"), nil
 	case *statemachine.WriteThrough:
 		closeOthers(pairs, model.PairID{})
 		return t.writeThrough(req, st)
 	case *statemachine.NeedRevalidation:
-		return t.revalidate(req, key, st, pairs)
+		return t.revalidate(req, key, mreq, st, pairs)
 	case *statemachine.CacheMiss:
 		if st.Partial != nil {
 			return t.partialMiss(req, key, st, pairs)
 		}
 		closeOthers(pairs, model.PairID{})
-		if collapse {
-			if wait := t.joinFlight(key); wait != nil {
-				select {
-				case <-wait:
-					return t.roundTrip(req, key, false)
-				case <-ctx.Done():
-					closeBody(req)
-					return nil, ctx.Err()
-				}
-			}
-			resp, err := t.miss(req, key, st, "uri-miss")
-			if tb, ok := bodyOf(resp).(*teeBody); ok {
-				tb.onEnd = func() { t.leaveFlight(key) } // waiters find the stored pair
-			} else {
-				t.leaveFlight(key)
-			}
-			return resp, err
+		fwd := "uri-miss" // RFC 9211: nothing stored for the URI
+		switch {
+		case !cached:
+			fwd = "method"
+		case len(pairs) > 0:
+			fwd = "miss" // stored, but none usable (Vary, say)
 		}
-		return t.miss(req, key, st, "uri-miss")
+		if !cached {
+			// Nothing to store: no fetch of the Transport's.
+			resp, err := t.send(outgoing(ctx, req, st.Request))
+			if err != nil {
+				return nil, &ForwardError{Fwd: fwd, Err: err}
+			}
+			t.decide(req, key, st.Next(modelResponse(resp)))
+			setCacheStatus(resp.Header, cacheStatus(fwd, resp.StatusCode, false, false, ""))
+			return resp, nil
+		}
+		if !collapse {
+			return t.miss(req, key, mreq, st, fwd)
+		}
+		f, r, lead, err := t.joinFlight(key, req)
+		if err != nil {
+			closeBody(req)
+			return nil, err
+		}
+		if !lead {
+			return f.followerResponse(req, key, mreq, fwd, r)
+		}
+		go f.fetch(req, mreq, st, fwd)
+		return f.leaderResponse(req, r)
 	}
 	closeBody(req)
 	return nil, fmt.Errorf("hishel: unexpected state %T", next)
@@ -333,51 +436,24 @@ func (t *Transport) supports(method string) bool {
 	return false
 }
 
-// joinFlight returns nil if the caller leads the miss for key (it must call
-// leaveFlight), or a channel closed when the leader is done.
-func (t *Transport) joinFlight(key string) <-chan struct{} {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if ch, ok := t.inflight[key]; ok {
-		return ch
-	}
-	t.inflight[key] = make(chan struct{})
-	return nil
-}
-
-// leaveFlight ends the leader's flight for key, releasing its waiters.
-func (t *Transport) leaveFlight(key string) {
-	t.mu.Lock()
-	ch, ok := t.inflight[key]
-	delete(t.inflight, key)
-	t.mu.Unlock()
-	if ok {
-		close(ch)
-	}
-}
-
-func bodyOf(resp *http.Response) io.ReadCloser {
-	if resp == nil {
-		return nil
-	}
-	return resp.Body
-}
-
 // send sends r to the origin.
 func (t *Transport) send(r *http.Request) (*http.Response, error) {
 	return t.next.RoundTrip(r)
 }
 
-// outgoing returns the request for the origin: a copy of req with mreq's
-// header (on a miss, the caller's own; for a conditional request, the state
-// machine's new one). A RoundTripper must not change the request it is
+// outgoing returns the request for the origin, made with ctx: a copy of req
+// with mreq's header (on a miss, the caller's own; for a conditional
+// request, the state machine's new one), with the credentials and client
+// fields the caller sent (mreq's are hashed or dropped, see
+// Options.CredentialKey). A RoundTripper must not change the request it is
 // given, but some do (adding credentials, say): the copy keeps that from
 // the caller's request and from the request header the Transport stores.
 // The copy shares req's body, which the origin transport closes.
-func outgoing(req *http.Request, mreq model.Request) *http.Request {
-	out := req.Clone(req.Context()) // copies req.Header too
+func outgoing(ctx context.Context, req *http.Request, mreq model.Request) *http.Request {
+	out := req.Clone(ctx) // copies req.Header too
 	if !sameHeader(mreq.Header, req.Header) {
-		out.Header = mreq.Header // a new map of the state machine's
+		out.Header = mreq.Header.Clone()
+		restorePrivateFields(out.Header, req.Header)
 	}
 	out.Body = req.Body
 	return out
@@ -388,13 +464,16 @@ func sameHeader(a, b http.Header) bool {
 	return a != nil && b != nil && reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 
-// miss sends the request to the origin and stores the answer if it may.
-func (t *Transport) miss(req *http.Request, key string, st *statemachine.CacheMiss, fwd string) (*http.Response, error) {
-	resp, err := t.send(outgoing(req, st.Request))
+// miss sends the request to the origin and stores the answer if it may,
+// in a fetch of its own (not collapsed with others).
+func (t *Transport) miss(req *http.Request, key string, mreq model.Request, st *statemachine.CacheMiss, fwd string) (*http.Response, error) {
+	f, r, err := t.startFlight(key, req)
 	if err != nil {
+		closeBody(req)
 		return nil, err
 	}
-	return t.store1(req, key, st.Next(modelResponse(resp)), resp, fwd)
+	go f.fetch(req, mreq, st, fwd)
+	return f.leaderResponse(req, r)
 }
 
 func modelResponse(resp *http.Response) model.Response {
@@ -405,65 +484,31 @@ func modelResponse(resp *http.Response) model.Response {
 	return model.Response{Status: resp.StatusCode, Header: h}
 }
 
-// store1 acts on a StoreNext for the origin's response resp.
-func (t *Transport) store1(req *http.Request, key string, sn statemachine.StoreNext, resp *http.Response, fwd string) (*http.Response, error) {
+// store1 acts on a StoreNext for the origin's response resp: a response
+// that may be stored is, by a fetch of its own that reads resp's body.
+func (t *Transport) store1(req *http.Request, key string, mreq model.Request, sn statemachine.StoreNext, resp *http.Response, fwd string) (*http.Response, error) {
 	t.decide(req, key, sn)
-	switch st := sn.(type) {
-	case *statemachine.StoreAndUse:
-		return t.storeAndUse(req, key, st, resp, fwd), nil
-	case *statemachine.CouldNotBeStored:
-		setCacheStatus(resp.Header, "fwd="+fwd+"; fwd-status="+strconv.Itoa(resp.StatusCode))
-		return resp, nil
+	if _, ok := sn.(*statemachine.StoreAndUse); ok {
+		f, r, err := t.startFlight(key, req)
+		if err == nil {
+			go func() {
+				defer t.fetches.Done()
+				f.begin(req, mreq, sn, resp, fwd)
+			}()
+			return f.leaderResponse(req, r)
+		}
 	}
+	setCacheStatus(resp.Header, cacheStatus(fwd, resp.StatusCode, false, false, ""))
 	return resp, nil
-}
-
-// storeAndUse stores resp while the caller reads it.
-func (t *Transport) storeAndUse(req *http.Request, key string, st *statemachine.StoreAndUse, resp *http.Response, fwd string) *http.Response {
-	status := "fwd=" + fwd + "; fwd-status=" + strconv.Itoa(resp.StatusCode)
-	if t.opts.MaxBodySize > 0 && resp.ContentLength > t.opts.MaxBodySize {
-		setCacheStatus(resp.Header, status+"; detail=too-large")
-		return resp
-	}
-	if t.filtered(req, resp) {
-		setCacheStatus(resp.Header, status+"; detail=filtered")
-		return resp
-	}
-	ctx := req.Context()
-	mreq := t.storedRequest(req)
-	if st.TTL != 0 {
-		mreq.Options.TTL = st.TTL
-	}
-	mreq.Body = nil // request bodies of cached requests are not kept
-	inc, err := t.store.CreatePair(ctx, mreq)
-	if err != nil {
-		t.logError(req, "create pair", err)
-		setCacheStatus(resp.Header, status)
-		return resp
-	}
-	expectPartLength(resp)
-	origin := &originBody{r: resp.Body, limit: t.opts.MaxBodySize}
-	// The storage keeps a copy of the header (see Storage); out.Header below
-	// is the caller's.
-	cp, err := t.store.AddResponse(ctx, inc.ID, model.Response{Status: resp.StatusCode, Header: st.Response.Header, Body: model.NewBody(origin)}, key)
-	if err != nil {
-		t.logError(req, "add response", err)
-		setCacheStatus(resp.Header, status)
-		return resp
-	}
-	out := *resp
-	out.Header = st.Response.Header // the state machine's new map; storage kept a copy
-	missHeader(out.Header, st)
-	setCacheStatus(out.Header, status+"; stored")
-	out.Body = &teeBody{saver: cp.Response.Body, origin: origin}
-	return &out
 }
 
 // originBody is the origin's response body as storage reads it. It
 // remembers its own errors (to tell them from storage's), and stops storage
-// once more than limit bytes have passed (limit > 0).
+// once more than limit bytes have passed (limit > 0); the fetch then reads
+// on from r.
 type originBody struct {
 	r      io.ReadCloser
+	size   int64 // the body's length, or -1 when unknown
 	limit  int64
 	n      int64
 	err    error // the origin's own read error, other than io.EOF
@@ -491,63 +536,9 @@ func (o *originBody) Read(p []byte) (int, error) {
 }
 
 // Close does nothing: storage closes its source when it stops storing, but
-// the caller may read on from the origin (teeBody.bypass). The teeBody
-// closes the origin's body itself.
+// the fetch may read on from the origin (see flight.pump), and closes the
+// origin's body itself.
 func (o *originBody) Close() error { return nil }
-
-// teeBody is what the caller reads after a miss: the stored stream, which
-// reads the origin and stores what it reads. If storing fails (not the
-// origin), the caller goes on reading the origin directly: a storage
-// failure never breaks the caller's response.
-type teeBody struct {
-	saver  *model.Body
-	origin *originBody
-	bypass bool
-	ended  bool
-	onEnd  func() // called once, when the stored stream ends either way
-}
-
-func (b *teeBody) Read(p []byte) (int, error) {
-	if b.bypass {
-		return b.origin.r.Read(p)
-	}
-	n, err := b.saver.Read(p)
-	switch {
-	case err == nil:
-		return n, nil
-	case err == io.EOF:
-		b.end()
-		return n, io.EOF
-	case b.origin.err != nil:
-		b.end()
-		return n, b.origin.err // the origin failed: the caller sees its error
-	}
-	// Storage failed or the body outgrew MaxBodySize: the pair is not
-	// stored; the caller reads on from the origin.
-	b.bypass = true
-	b.end()
-	if n > 0 {
-		return n, nil
-	}
-	return b.origin.r.Read(p)
-}
-
-func (b *teeBody) end() {
-	if !b.ended {
-		b.ended = true
-		if b.onEnd != nil {
-			b.onEnd()
-		}
-	}
-}
-
-// Close closes the body; before its end, the pair is not stored.
-func (b *teeBody) Close() error {
-	err := b.origin.r.Close() // first: it ends a Read blocked on the origin
-	_ = b.saver.Close()
-	b.end()
-	return err
-}
 
 // served builds the response for a stored pair.
 func (t *Transport) served(req *http.Request, s statemachine.Served, detail string) *http.Response {
@@ -627,7 +618,7 @@ func (r *rangeBody) Read(p []byte) (int, error) {
 func (r *rangeBody) Close() error { return r.body.Close() }
 
 // revalidate sends the conditional request and acts on the answer.
-func (t *Transport) revalidate(req *http.Request, key string, st *statemachine.NeedRevalidation, pairs []model.CompletePair) (*http.Response, error) {
+func (t *Transport) revalidate(req *http.Request, key string, mreq model.Request, st *statemachine.NeedRevalidation, pairs []model.CompletePair) (*http.Response, error) {
 	nominated := map[model.PairID]bool{}
 	for _, p := range st.Pairs {
 		nominated[p.ID] = true
@@ -637,7 +628,7 @@ func (t *Transport) revalidate(req *http.Request, key string, st *statemachine.N
 			_ = p.Close()
 		}
 	}
-	resp, err := t.send(outgoing(req, st.Request))
+	resp, err := t.send(outgoing(req.Context(), req, st.Request))
 	if err != nil {
 		en := st.OnError(err)
 		t.decide(req, key, en)
@@ -647,7 +638,7 @@ func (t *Transport) revalidate(req *http.Request, key string, st *statemachine.N
 			return t.served(req, e.Served, staleOnErrorStatus(e)), nil
 		default:
 			closeOthers(st.Pairs, model.PairID{})
-			return nil, err
+			return nil, &ForwardError{Fwd: "stale", Err: err}
 		}
 	}
 	rn := st.Next(modelResponse(resp))
@@ -655,34 +646,26 @@ func (t *Transport) revalidate(req *http.Request, key string, st *statemachine.N
 	switch n := rn.(type) {
 	case *statemachine.NeedToBeUpdated:
 		drain(resp)
-		for _, p := range n.Updates {
-			if _, err := t.store.UpdatePair(req.Context(), p.ID, p); err != nil {
-				t.logError(req, "update pair", err)
-			}
-		}
-		t.removeAll(req, n.Invalidate)
+		t.update(req, key, n.Updates)
+		t.remove(req, key, n.Invalidate)
 		fc := n.Next()
 		closeOthers(st.Pairs, fc.Pair.ID)
-		return t.served(req, fc.Served, "hit; fwd=stale; fwd-status="+strconv.Itoa(resp.StatusCode)), nil
+		return t.served(req, fc.Served, "fwd=stale; fwd-status="+strconv.Itoa(resp.StatusCode)), nil
 	case *statemachine.ServeStale:
 		drain(resp)
 		closeOthers(st.Pairs, n.Pair.ID)
-		return t.served(req, n.Served, "hit; detail=stale-if-error; fwd-status="+strconv.Itoa(resp.StatusCode)), nil
+		return t.served(req, n.Served, "fwd=stale; fwd-status="+strconv.Itoa(resp.StatusCode)+"; detail=stale-if-error"), nil
 	case *statemachine.InvalidatePairs:
 		closeOthers(st.Pairs, model.PairID{})
-		for _, id := range n.PairIDs {
-			if err := t.store.Remove(req.Context(), id); err != nil {
-				t.logError(req, "remove pair", err)
-			}
-		}
-		return t.store1(req, key, n.Next(), resp, "stale")
+		t.remove(req, key, n.PairIDs)
+		return t.store1(req, key, mreq, n.Next(), resp, "stale")
 	case *statemachine.CacheMiss:
 		closeOthers(st.Pairs, model.PairID{})
 		drain(resp)
-		return t.miss(req, key, n, "stale")
+		return t.miss(req, key, mreq, n, "stale")
 	case statemachine.StoreNext:
 		closeOthers(st.Pairs, model.PairID{})
-		return t.store1(req, key, n, resp, "stale")
+		return t.store1(req, key, mreq, n, resp, "stale")
 	}
 	closeOthers(st.Pairs, model.PairID{})
 	return resp, nil
@@ -693,7 +676,7 @@ func (t *Transport) revalidate(req *http.Request, key string, st *statemachine.N
 // Close waits for.
 func (t *Transport) revalidateInBackground(req *http.Request, key string, st *statemachine.NeedRevalidation) {
 	t.mu.Lock()
-	if t.closed || t.revals[key] {
+	if t.closed.Load() || t.revals[key] {
 		t.mu.Unlock()
 		return
 	}
@@ -733,7 +716,7 @@ func (t *Transport) stillStale(req *http.Request, key string) bool {
 		return true
 	}
 	defer closeOthers(pairs, model.PairID{})
-	fc, ok := t.machine.Next(modelRequest(req), pairs).(*statemachine.FromCache)
+	fc, ok := t.machine.Next(t.modelRequest(req), pairs).(*statemachine.FromCache)
 	return !ok || fc.Stale
 }
 
@@ -741,66 +724,105 @@ func (t *Transport) stillStale(req *http.Request, key string) bool {
 // keeps the stored pairs, and serves nothing. It never touches the bodies of
 // st.Pairs, which belong to the request that was answered.
 func (t *Transport) refresh(req *http.Request, key string, st *statemachine.NeedRevalidation) {
-	resp, err := t.send(outgoing(req, st.Request))
+	resp, err := t.send(outgoing(req.Context(), req, st.Request))
 	if err != nil {
 		t.decide(req, key, st.OnError(err))
 		return
 	}
+	mreq := t.modelRequest(req)
 	var out *http.Response
 	rn := st.Next(modelResponse(resp))
 	t.decide(req, key, rn)
 	switch n := rn.(type) {
 	case *statemachine.NeedToBeUpdated:
-		for _, p := range n.Updates {
-			if _, err := t.store.UpdatePair(req.Context(), p.ID, p); err != nil {
-				t.logError(req, "update pair", err)
-			}
-		}
-		t.removeAll(req, n.Invalidate)
+		t.update(req, key, n.Updates)
+		t.remove(req, key, n.Invalidate)
 	case *statemachine.InvalidatePairs:
 		// Store the new response first and only then remove the pairs it
 		// replaces, so that requests meanwhile always find one of them.
-		out, _ = t.store1(req, key, n.Next(), resp, "stale")
-		_, _ = io.Copy(io.Discard, out.Body)
-		_ = out.Body.Close()
-		for _, id := range n.PairIDs {
-			if err := t.store.Remove(req.Context(), id); err != nil {
-				t.logError(req, "remove pair", err)
-			}
+		out, err = t.store1(req, key, mreq, n.Next(), resp, "stale")
+		if err == nil {
+			_, _ = io.Copy(io.Discard, out.Body)
+			_ = out.Body.Close()
 		}
+		t.remove(req, key, n.PairIDs)
 		return
 	case statemachine.StoreNext:
-		out, _ = t.store1(req, key, n, resp, "stale")
+		out, err = t.store1(req, key, mreq, n, resp, "stale")
+		if err != nil {
+			return
+		}
 	}
 	if out == nil {
 		out = resp
 	}
-	_, _ = io.Copy(io.Discard, out.Body) // reading stores a new full response
+	_, _ = io.Copy(io.Discard, out.Body) // the fetch stores the new response
 	_ = out.Body.Close()
+}
+
+// update writes the pairs a 304 freshened. Their stored headers follow
+// Options.SetCookie: a 304 may carry Set-Cookie for its own client.
+func (t *Transport) update(req *http.Request, key string, updates []model.CompletePair) {
+	for _, p := range updates {
+		if t.opts.SetCookie != SetCookieStore && len(p.Response.Header["Set-Cookie"]) > 0 {
+			p.Response.Header = p.Response.Header.Clone()
+			delete(p.Response.Header, "Set-Cookie")
+		}
+		if _, err := t.store.UpdatePair(req.Context(), p.ID, p); err != nil {
+			t.storeFailed(req, key, "update pair", err)
+		}
+	}
+}
+
+// remove removes pairs, logging failures.
+func (t *Transport) remove(req *http.Request, key string, ids []model.PairID) {
+	for _, id := range ids {
+		if err := t.store.Remove(req.Context(), id); err != nil {
+			t.storeFailed(req, key, "remove pair", err)
+		}
+	}
 }
 
 // writeThrough sends an unsafe request and invalidates what it affects.
 func (t *Transport) writeThrough(req *http.Request, st *statemachine.WriteThrough) (*http.Response, error) {
 	resp, err := t.send(req)
 	if err != nil {
-		return nil, err
+		return nil, &ForwardError{Fwd: "method", Err: err}
 	}
 	wn := st.Next(modelResponse(resp))
 	t.decide(req, "", wn)
 	if inv, ok := wn.(*statemachine.InvalidateURIs); ok {
 		t.invalidateTargets(req, inv.Targets)
 		if inv.Store != nil {
-			return t.storePost(req, inv, resp), nil
+			return t.storePost(req, inv, resp)
 		}
 	}
-	setCacheStatus(resp.Header, "fwd=request; fwd-status="+strconv.Itoa(resp.StatusCode))
+	// RFC 9211: the method's semantics require forwarding.
+	setCacheStatus(resp.Header, "fwd=method; fwd-status="+strconv.Itoa(resp.StatusCode))
 	return resp, nil
 }
 
-func (t *Transport) logError(req *http.Request, what string, err error) {
+// storeFailed logs a failed storage operation at Warn: the key, the
+// operation and the error.
+func (t *Transport) storeFailed(req *http.Request, key, op string, err error) {
+	t.warn(req.Context(), "hishel: storage failed", key, err,
+		slog.String("op", op), slog.String("method", req.Method), slog.String("url", req.URL.Redacted()))
+}
+
+// warn logs at Warn, to Options.Logger or else slog.Default().
+func (t *Transport) warn(ctx context.Context, msg, key string, err error, attrs ...slog.Attr) {
+	l := t.opts.Logger
+	if l == nil {
+		l = slog.Default()
+	}
+	l.LogAttrs(ctx, slog.LevelWarn, msg, append([]slog.Attr{slog.String("key", key), slog.Any("err", err)}, attrs...)...)
+}
+
+// debug logs at Debug to Options.Logger, if set.
+func (t *Transport) debug(req *http.Request, key, msg string, attrs ...slog.Attr) {
 	if t.opts.Logger != nil {
-		t.opts.Logger.LogAttrs(req.Context(), slog.LevelWarn, "hishel storage error",
-			slog.String("op", what), slog.String("url", req.URL.String()), slog.Any("err", err))
+		t.opts.Logger.LogAttrs(req.Context(), slog.LevelDebug, msg,
+			append([]slog.Attr{slog.String("key", key), slog.String("url", req.URL.Redacted())}, attrs...)...)
 	}
 }
 

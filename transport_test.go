@@ -199,7 +199,7 @@ func TestTransportVaryConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	key, _ := hishel.DefaultKey("GET", o.URL)
+	key, _ := hishel.URLKey("GET", o.URL)
 	pairs, err := f.store.GetPairs(context.Background(), key)
 	if err != nil {
 		t.Fatal(err)
@@ -374,7 +374,7 @@ func TestTransportStaleWhileRevalidateSnapshot(t *testing.T) {
 		return string(b)
 	}
 	get(context.Background())
-	key, err := hishel.DefaultKey("GET", o.URL)
+	key, err := hishel.URLKey("GET", o.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -427,7 +427,17 @@ func TestTransportBodyNotStoredWhenCut(t *testing.T) {
 		read func(r io.ReadCloser) error
 	}{
 		{"caller closes early", func(w http.ResponseWriter, r *http.Request) {
+			// The fetch reads on whatever its callers do; the caller's
+			// Close abandons it only before its end: the rest waits for
+			// that (or for a minute).
 			w.Header().Set("Cache-Control", "max-age=600")
+			w.Write(make([]byte, 64<<10))
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(time.Minute):
+			}
 			w.Write(make([]byte, 1<<20))
 		}, func(r io.ReadCloser) error {
 			_, err := io.ReadFull(r, make([]byte, 1000))
@@ -461,7 +471,7 @@ func TestTransportBodyNotStoredWhenCut(t *testing.T) {
 			if err := tt.read(resp.Body); err != nil {
 				t.Fatal(err)
 			}
-			key, _ := hishel.DefaultKey("GET", o.URL)
+			key, _ := hishel.URLKey("GET", o.URL)
 			if ps, _ := f.store.GetPairs(context.Background(), key); len(ps) != 0 {
 				t.Errorf("a cut body was stored")
 			}
@@ -783,7 +793,7 @@ func TestTransportHitsLeaveStoredHeaders(t *testing.T) {
 			}
 			stored := func() http.Header {
 				t.Helper()
-				key, err := hishel.DefaultKey("GET", o.URL)
+				key, err := hishel.URLKey("GET", o.URL)
 				if err != nil {
 					t.Fatal(err)
 				}

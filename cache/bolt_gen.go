@@ -19,9 +19,12 @@ type BoltOptions = template.BoltOptions
 //
 // bbolt holds an exclusive lock on the file: one process at a time may open
 // it, and OpenBolt in a second process waits up to OpenTimeout and then fails
-// with model.ErrLocked. Within the process a Bolt is safe for concurrent use
-// by any number of goroutines. Writes go through one writer goroutine that
-// commits many callers' changes together; reads never wait for writes.
+// with model.ErrLocked. A second OpenBolt of a file this process already
+// holds fails at once with model.ErrLocked and says so; share one open
+// store instead (cache.WrapBolt, cacheasync.WrapBolt). Within the process a
+// Bolt is safe for concurrent use by any number of goroutines. Writes go
+// through one writer goroutine that commits many callers' changes together;
+// reads never wait for writes.
 //
 // A Bolt owns two goroutines, from OpenBolt until Close: the writer, and a
 // maintenance goroutine that writes gathered access times and runs the

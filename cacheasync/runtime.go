@@ -58,12 +58,18 @@ type Future[T any] <-chan Result[T]
 // Await waits for the result of f and returns its value and error. If ctx
 // ends first, Await returns ctx's error and the result stays in the future;
 // the call itself is not stopped (cancel the context the call was started
-// with to stop it). Await on a nil Future waits until ctx ends.
+// with to stop it). Await on a nil Future waits until ctx ends. A nil ctx
+// is an error wrapping [model.ErrInvalid] unless the result is already
+// there; the result then stays in the future.
 func (f Future[T]) Await(ctx context.Context) (T, error) {
 	select {
 	case r := <-f: // already there (GoNow): no need to watch ctx
 		return r.Value, r.Err
 	default:
+	}
+	if ctx == nil {
+		var zero T
+		return zero, fmt.Errorf("cacheasync: Await: %w", model.CheckContext(ctx))
 	}
 	select {
 	case r := <-f:
@@ -105,8 +111,9 @@ func NewRunner(opts *Options) *Runner {
 // Go runs f asynchronously under r and returns at once with the future of
 // its result.
 //
-// If ctx is already done, or r is closed, Go does no work: the future holds
-// ctx's error, or an error wrapping [model.ErrClosed]. Otherwise Go starts
+// If ctx is nil or already done, or r is closed, Go does no work: the future
+// holds an error wrapping [model.ErrInvalid], ctx's error, or an error
+// wrapping [model.ErrClosed]. Otherwise Go starts
 // one goroutine, which acquires a slot of r's semaphore with ctx, calls
 // f(ctx), sends f's result on the future and releases the slot. If ctx ends
 // while the goroutine is waiting for a slot, f is not called and the future
@@ -123,7 +130,7 @@ func Go[T any](r *Runner, ctx context.Context, f func(context.Context) (T, error
 // fails with ctx's error, or ErrClosed after Close, and then the call must
 // not run. A registered call ends with r.done.
 func (r *Runner) register(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
+	if err := model.CheckContext(ctx); err != nil {
 		return err
 	}
 	if r.calls.Add(1)&closedBit != 0 {

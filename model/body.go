@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"iter"
 	"sync"
@@ -360,7 +361,17 @@ func (s *sliceSource) Buffered() ([][]byte, bool) {
 //
 // The goroutine ends when the body ends, fails, or ctx is done; a consumer
 // that stops reading early must cancel ctx (or Close the body) to release it.
+//
+// A nil ctx is an error, not a panic: the channel comes back holding one
+// Chunk whose Err wraps [ErrInvalid], and the body is closed.
 func (b *Body) Chunks(ctx context.Context) <-chan Chunk {
+	if ctx == nil {
+		ch := make(chan Chunk, 1)
+		ch <- Chunk{Err: fmt.Errorf("hishel: Body.Chunks: %w", CheckContext(ctx))}
+		close(ch)
+		_ = b.Close()
+		return ch
+	}
 	if ch, ok := b.buffered(ctx); ok {
 		return ch
 	}

@@ -261,6 +261,42 @@ func TestBodyChunksCancel(t *testing.T) {
 	}
 }
 
+// A nil context is an ErrInvalid error, never a panic: not from Chunks,
+// and not in the goroutine Chunks would have started.
+func TestNilContext(t *testing.T) {
+	if err := CheckContext(nil); !errors.Is(err, ErrInvalid) {
+		t.Errorf("CheckContext(nil) = %v; want ErrInvalid", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := CheckContext(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("CheckContext(cancelled) = %v; want context.Canceled", err)
+	}
+	for _, tt := range []struct {
+		name string
+		body *Body
+	}{
+		{"plain reader", NewBody(strings.NewReader("abc"))},
+		{"chunked source", StringBody("abc")},
+		{"nil body", nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []Chunk
+			for c := range tt.body.Chunks(nil) {
+				got = append(got, c)
+			}
+			if len(got) != 1 || !errors.Is(got[0].Err, ErrInvalid) {
+				t.Fatalf("Chunks(nil) = %v; want one chunk with ErrInvalid", got)
+			}
+			if tt.body != nil {
+				if _, err := tt.body.Read(make([]byte, 1)); !errors.Is(err, ErrBodyClosed) {
+					t.Errorf("Read after Chunks(nil) = %v; want ErrBodyClosed (the body is closed)", err)
+				}
+			}
+		})
+	}
+}
+
 type zeros struct{}
 
 func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }

@@ -5,7 +5,8 @@ import (
 	"time"
 )
 
-// NoExpiry, as a TTL, means that a pair never expires.
+// NoExpiry, as a TTL, means that a pair never expires. It is the only
+// negative TTL storage accepts: any other is ErrInvalid.
 const NoExpiry time.Duration = -1
 
 // Refresh says whether reading a pair restarts its TTL.
@@ -39,7 +40,8 @@ type RequestOptions struct {
 	// TTL overrides the storage's DefaultTTL for the pair: zero uses the
 	// default, NoExpiry keeps the pair until it is removed, and a positive
 	// duration expires it that long after it is stored (or last read, when
-	// its TTL is refreshed on access).
+	// its TTL is refreshed on access). Any other negative duration is
+	// refused with ErrInvalid by CreatePair.
 	TTL time.Duration
 	// Refresh overrides the storage's RefreshTTLOnAccess for the pair.
 	Refresh Refresh

@@ -52,8 +52,10 @@ var staleServable = []int{200, 203, 204, 206, 300, 301, 302, 303, 307, 308, 404,
 type Options struct {
 	// Shared makes the cache a shared cache (a proxy or a server-side
 	// cache, RFC 9111 §1): it honours s-maxage, proxy-revalidate and
-	// private, and applies the Authorization rule of §3.5. The default is
-	// a private cache, as a client's cache is.
+	// private, and applies the Authorization rule of §3.5. It stores a
+	// response with Set-Cookie only when the response has explicit
+	// freshness (Expires, max-age or s-maxage), never on heuristic
+	// freshness. The default is a private cache, as a client's cache is.
 	Shared bool
 
 	// TargetedFields are targeted cache-control fields (RFC 9213), such as

@@ -69,8 +69,14 @@ func (o *Options) store(req model.Request, resp model.Response, sentAt, now time
 	case varyStar(resp.Header):
 		return no(`Vary: "*" never matches a later request`, "RFC 9111 §4.1")
 	}
-	explicit := cc.Public || !shared && cc.Private || !targeted && len(resp.Header["Expires"]) > 0 ||
-		cc.MaxAge.Present || shared && cc.SMaxAge.Present
+	expires := !targeted && len(resp.Header["Expires"]) > 0 || cc.MaxAge.Present || shared && cc.SMaxAge.Present
+	explicit := cc.Public || !shared && cc.Private || expires
+	if shared && !expires && len(resp.Header["Set-Cookie"]) > 0 {
+		// Set-Cookie is one user's: a shared cache keeps it only when the
+		// origin said for how long the response is fresh, never on a
+		// lifetime of its own guessing (or for revalidation alone).
+		return no("Set-Cookie without explicit freshness in a shared cache", "RFC 9111 §4.2.2")
+	}
 	if !explicit && !slices.Contains(HeuristicallyCacheableStatusCodes, resp.Status) {
 		return no("no explicit freshness and the status code is not heuristically cacheable", "RFC 9111 §3")
 	}

@@ -198,7 +198,8 @@ func testBadInput(t *testing.T, open Opener) {
 }
 
 // An operation whose context is done returns the context's error and does
-// nothing.
+// nothing; one given a nil context returns an error wrapping
+// model.ErrInvalid, never a panic, and does nothing.
 func testCancelledContext(t *testing.T, open Opener) {
 	s := open(t, Options{})
 	cp := store(t, s, getReq("u"), okResp("x"), "k")
@@ -217,7 +218,7 @@ func testCancelledContext(t *testing.T, open Opener) {
 		name string
 		ctx  context.Context
 		want error
-	}{{"cancelled", cancelled, context.Canceled}, {"deadline", expired, context.DeadlineExceeded}} {
+	}{{"cancelled", cancelled, context.Canceled}, {"deadline", expired, context.DeadlineExceeded}, {"nil", nil, model.ErrInvalid}} {
 		ctx := c.ctx
 		ops := map[string]func() error{
 			"CreatePair": func() error {
@@ -256,6 +257,11 @@ func testCancelledContext(t *testing.T, open Opener) {
 		}
 		for name, op := range ops {
 			t.Run(c.name+"/"+name, func(t *testing.T) {
+				defer func() {
+					if p := recover(); p != nil {
+						t.Fatalf("%s(%s context) panicked: %v", name, c.name, p)
+					}
+				}()
 				if err := op(); !errors.Is(err, c.want) {
 					t.Errorf("%s(%s context) error = %v; want %v", name, c.name, err, c.want)
 				}

@@ -83,7 +83,8 @@ type BoltOptions struct {
 
 	// DefaultTTL is how long a pair lives after it is stored (or last read,
 	// see RefreshTTLOnAccess) unless its request says otherwise. Zero or
-	// model.NoExpiry: pairs never expire.
+	// model.NoExpiry: pairs never expire. Any other negative value is
+	// model.ErrInvalid.
 	DefaultTTL time.Duration
 	// RefreshTTLOnAccess says whether reading a pair restarts its TTL.
 	// model.RefreshDefault and model.RefreshOnAccess: yes (the default);
@@ -182,9 +183,12 @@ func defaultMmapSize(goos string, intBits int) int {
 //
 // bbolt holds an exclusive lock on the file: one process at a time may open
 // it, and OpenBolt in a second process waits up to OpenTimeout and then fails
-// with model.ErrLocked. Within the process a Bolt is safe for concurrent use
-// by any number of goroutines. Writes go through one writer goroutine that
-// commits many callers' changes together; reads never wait for writes.
+// with model.ErrLocked. A second OpenBolt of a file this process already
+// holds fails at once with model.ErrLocked and says so; share one open
+// store instead (cache.WrapBolt, cacheasync.WrapBolt). Within the process a
+// Bolt is safe for concurrent use by any number of goroutines. Writes go
+// through one writer goroutine that commits many callers' changes together;
+// reads never wait for writes.
 //
 // A Bolt owns two goroutines, from OpenBolt until Close: the writer, and a
 // maintenance goroutine that writes gathered access times and runs the
@@ -193,6 +197,7 @@ func defaultMmapSize(goos string, intBits int) int {
 //hishel:backend
 //hishel:scheme bolt
 type Bolt struct {
+	held *heldFile // this process's claim on the file
 	db   *bbolt.DB
 	opts BoltOptions
 	pol  backend.Policy
@@ -247,7 +252,11 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := ctx.Err(); err != nil {
+	if err := model.CheckContext(ctx); err != nil {
+		return nil, err
+	}
+	hf, err := holdFile(o.Path)
+	if err != nil {
 		return nil, err
 	}
 	timeout := o.OpenTimeout
@@ -263,14 +272,18 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 		InitialMmapSize: o.InitialMmapSize,
 	})
 	if err != nil {
+		hf.release()
 		return nil, err
 	}
 	nonce, err := initDB(db)
 	if err != nil {
 		_ = db.Close()
+		hf.release()
 		return nil, fmt.Errorf("hishel: open %s: %w", o.Path, err)
 	}
+	hf.opened()
 	s := &Bolt{
+		held:      hf,
 		db:        db,
 		opts:      o,
 		pol:       pol,
@@ -395,6 +408,9 @@ func initDB(db *bbolt.DB) (nonce uint64, err error) {
 func (s *Bolt) now() time.Time { return s.pol.Now() }
 
 func (s *Bolt) check(ctx context.Context) error {
+	if ctx == nil {
+		return model.CheckContext(ctx)
+	}
 	if s.closed.Load() {
 		return model.ErrClosed
 	}
@@ -1521,6 +1537,7 @@ func (s *Bolt) Close() error {
 		s.w.close()
 		s.rd.close()
 		s.closeErr = s.db.Close()
+		s.held.release()
 	})
 	return s.closeErr
 }

@@ -26,7 +26,8 @@ import (
 // the same names mean.
 type MemoryOptions struct {
 	// DefaultTTL is how long a pair lives after it is stored (or last read,
-	// see RefreshTTLOnAccess). Zero or model.NoExpiry: pairs never expire.
+	// see RefreshTTLOnAccess). Zero or model.NoExpiry: pairs never expire;
+	// any other negative value is model.ErrInvalid.
 	DefaultTTL time.Duration
 	// RefreshTTLOnAccess says whether reading a pair restarts its TTL
 	// (default yes; model.NoRefresh: no).
@@ -106,7 +107,7 @@ func OpenMemory(ctx context.Context, opts *MemoryOptions) (*Memory, error) {
 	if opts != nil {
 		o = *opts
 	}
-	if err := ctx.Err(); err != nil {
+	if err := model.CheckContext(ctx); err != nil {
 		return nil, err
 	}
 	pol, err := backend.NewPolicy(o.settings())
@@ -149,7 +150,7 @@ func OpenMemoryURL(ctx context.Context, u *url.URL) (*Memory, error) {
 
 // lock takes the write lock of an open storage.
 func (m *Memory) lock(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
+	if err := model.CheckContext(ctx); err != nil {
 		return err
 	}
 	m.mu.Lock()

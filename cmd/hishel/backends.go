@@ -7,6 +7,9 @@ package main
 // Bolt and Memory are in package cache itself.
 
 import (
+	_ "github.com/hishel-go/hishel/dynamodb" // dynamodb://
+	_ "github.com/hishel-go/hishel/mongodb"  // mongodb://
 	_ "github.com/hishel-go/hishel/postgres" // postgres://
+	_ "github.com/hishel-go/hishel/redis"    // redis://
 	_ "github.com/hishel-go/hishel/sqlite"   // sqlite://
 )

@@ -166,7 +166,7 @@ func (d *demo) run(ctx context.Context) error {
 			return err
 		}
 	}
-	key, err := hishel.DefaultKey(http.MethodGet, d.base+"/vary")
+	key, err := hishel.URLKey(http.MethodGet, d.base+"/vary")
 	if err != nil {
 		return err
 	}
@@ -243,7 +243,7 @@ func (d *demo) asyncPart(ctx context.Context) error {
 
 	// The pair the Transport stored for /fresh, read through the async API.
 	d.step++
-	key, err := hishel.DefaultKey(http.MethodGet, d.base+"/fresh")
+	key, err := hishel.URLKey(http.MethodGet, d.base+"/fresh")
 	if err != nil {
 		return err
 	}
@@ -271,7 +271,7 @@ func (d *demo) asyncPart(ctx context.Context) error {
 	for i := range keys {
 		u := fmt.Sprintf("%s/async/%d", d.base, i)
 		reqs[i] = model.Request{Method: http.MethodGet, URL: u, Header: http.Header{}}
-		if keys[i], err = hishel.DefaultKey(http.MethodGet, u); err != nil {
+		if keys[i], err = hishel.URLKey(http.MethodGet, u); err != nil {
 			return err
 		}
 	}
@@ -352,7 +352,7 @@ func (d *demo) asyncPart(ctx context.Context) error {
 	start = time.Now()
 	for i := range asyncPairs {
 		u := fmt.Sprintf("%s/blocking/%d", d.base, i)
-		key, err := hishel.DefaultKey(http.MethodGet, u)
+		key, err := hishel.URLKey(http.MethodGet, u)
 		if err != nil {
 			return err
 		}

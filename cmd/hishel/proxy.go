@@ -25,6 +25,44 @@ import (
 // when it is stopped.
 const shutdownTimeout = 10 * time.Second
 
+// proxyConfig is what the proxy's flags say, beyond the cache file.
+type proxyConfig struct {
+	target *url.URL
+	shared bool
+	// staleIfDisconnected and targeted are the state machine's
+	// AllowStale and TargetedFields.
+	staleIfDisconnected bool
+	targeted            []string
+	// Client side.
+	readHeaderTimeout time.Duration
+	idleTimeout       time.Duration
+	maxHeaderBytes    int
+	// Origin side; headerTimeout zero: none.
+	dialTimeout   time.Duration
+	tlsTimeout    time.Duration
+	headerTimeout time.Duration
+	idleConns     int
+	idleConnTime  time.Duration
+	// forwardHost sends the client's Host as X-Forwarded-Host, and keys
+	// on it too.
+	forwardHost bool
+	setCookie   hishel.SetCookiePolicy
+	credKey     []byte
+	maxBody     int64
+}
+
+// Defaults of the proxy's timeouts and limits.
+const (
+	defaultReadHeaderTimeout = 10 * time.Second
+	defaultIdleTimeout       = 2 * time.Minute
+	defaultMaxHeaderBytes    = 64 << 10
+	defaultDialTimeout       = 10 * time.Second
+	defaultTLSTimeout        = 10 * time.Second
+	defaultHeaderTimeout     = 30 * time.Second
+	defaultIdleConns         = 256
+	defaultIdleConnTime      = 90 * time.Second
+)
+
 func cmdProxy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("proxy")
 	listen := fs.String("listen", "127.0.0.1:8080", "listen on `ADDR` (host:port; port 0 picks a free port)")
@@ -32,8 +70,23 @@ func cmdProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	sf := addStoreFlags(fs, "bbolt cache file `PATH` (default: hishel/hishel_cache.db under the user cache directory); shorthand for -store bolt:///PATH")
 	shared := fs.Bool("shared", false, "act as a shared cache (RFC 9111): honour s-maxage and private, keep Authorization responses out")
 	maxBody := fs.Int64("max-body", 0, "store no response body larger than `N` bytes; larger ones pass through (0: no limit)")
-	staleIfDisconnected := fs.Bool("stale-if-disconnected", true, "when the origin cannot be reached (connection refused or reset, no answer within -origin-timeout), answer from a stale stored response unless its directives or the request's forbid it (RFC 9111 §4.2.4); Cache-Status says detail=stale-if-disconnected")
-	originTimeout := fs.Duration("origin-timeout", 30*time.Second, "give up on an origin whose response head takes longer than `D` (0: no limit)")
+	cfg := proxyConfig{}
+	fs.DurationVar(&cfg.readHeaderTimeout, "read-header-timeout", defaultReadHeaderTimeout, "close a client connection that has not sent a request head within `D`")
+	fs.DurationVar(&cfg.idleTimeout, "idle-timeout", defaultIdleTimeout, "close a client connection idle between requests for `D`")
+	fs.IntVar(&cfg.maxHeaderBytes, "max-header-bytes", defaultMaxHeaderBytes, "refuse a request head larger than `N` bytes (431)")
+	fs.DurationVar(&cfg.dialTimeout, "upstream-dial-timeout", defaultDialTimeout, "give up connecting to the origin after `D`")
+	fs.DurationVar(&cfg.tlsTimeout, "upstream-tls-timeout", defaultTLSTimeout, "give up the TLS handshake with the origin after `D`")
+	fs.DurationVar(&cfg.headerTimeout, "origin-timeout", defaultHeaderTimeout,
+		"give up on an origin whose response head takes longer than `D`: answer 504, or a stale response where allowed (0: no limit)")
+	fs.IntVar(&cfg.idleConns, "upstream-idle-conns", defaultIdleConns, "keep up to `N` idle connections to the origin for reuse")
+	fs.DurationVar(&cfg.idleConnTime, "upstream-idle-conn-timeout", defaultIdleConnTime, "close an idle connection to the origin after `D`")
+	fs.BoolVar(&cfg.forwardHost, "forward-host", false,
+		"send the client's Host to the origin as X-Forwarded-Host, and key the cache on it (off: the origin never sees a client-chosen host)")
+	setCookie := fs.String("set-cookie", "store",
+		"what to do with a storable response that sets a cookie: `store`, strip (store it without Set-Cookie) or bypass (do not store it)")
+	credFile := fs.String("credential-key-file", "",
+		"read the key that hashes stored credentials from `FILE` (16 bytes or more); proxies sharing a cache share it (default: a random key per run)")
+	fs.BoolVar(&cfg.staleIfDisconnected, "stale-if-disconnected", true, "when the origin cannot be reached (connection refused or reset, no answer within -origin-timeout), answer from a stale stored response unless its directives or the request's forbid it (RFC 9111 §4.2.4); Cache-Status says detail=stale-if-disconnected")
 	targeted := fs.String("targeted-fields", "", "with -shared, the targeted cache-control `FIELDS` (RFC 9213), comma-separated, obeyed before CDN-Cache-Control, such as Hishel-Cache-Control")
 	verbose := fs.Bool("v", false, "log every cache decision on standard error")
 	if _, err := parseFlags(fs, "proxy", args, 0, stdout); err != nil {
@@ -46,19 +99,43 @@ func cmdProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *maxBody < 0 {
 		return &usageError{cmd: "proxy", msg: "-max-body must not be negative"}
 	}
-	if *originTimeout < 0 {
+	if cfg.headerTimeout < 0 {
 		return &usageError{cmd: "proxy", msg: "-origin-timeout must not be negative"}
 	}
-	fields, err := targetedFields(*targeted)
-	if err != nil {
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"-read-header-timeout", cfg.readHeaderTimeout}, {"-idle-timeout", cfg.idleTimeout},
+		{"-upstream-dial-timeout", cfg.dialTimeout}, {"-upstream-tls-timeout", cfg.tlsTimeout},
+		{"-upstream-idle-conn-timeout", cfg.idleConnTime}} {
+		if d.v <= 0 {
+			return &usageError{cmd: "proxy", msg: d.name + " must be positive"}
+		}
+	}
+	if cfg.targeted, err = targetedFields(*targeted); err != nil {
 		return err
 	}
-	if len(fields) > 0 && !*shared {
+	if len(cfg.targeted) > 0 && !*shared {
 		return &usageError{cmd: "proxy", msg: "-targeted-fields needs -shared: a private cache obeys no targeted field (RFC 9213)"}
 	}
+	if cfg.maxHeaderBytes <= 0 || cfg.idleConns < 0 {
+		return &usageError{cmd: "proxy", msg: "-max-header-bytes must be positive and -upstream-idle-conns not negative"}
+	}
+	if cfg.setCookie, err = hishel.ParseSetCookiePolicy(*setCookie); err != nil {
+		return &usageError{cmd: "proxy", msg: "bad -set-cookie: want store, strip or bypass"}
+	}
+	if *credFile != "" {
+		if cfg.credKey, err = os.ReadFile(*credFile); err != nil {
+			return fmt.Errorf("%s proxy: -credential-key-file: %w", programName, err)
+		}
+		if len(cfg.credKey) < 16 {
+			return &usageError{cmd: "proxy", msg: fmt.Sprintf("-credential-key-file %s holds %d bytes; want 16 or more", *credFile, len(cfg.credKey))}
+		}
+	}
+	cfg.target, cfg.shared, cfg.maxBody = target, *shared, *maxBody
 
 	var store cache.Store
-	u, dbName, err := sf.storeURL("proxy", func(string) url.Values { return nil })
+	u, dbName, err := sf.storeURL("proxy", proxyParams)
 	switch {
 	case err != nil:
 		return err
@@ -73,36 +150,40 @@ func cmdProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer store.Close()
 
-	origin := http.DefaultTransport.(*http.Transport).Clone()
-	origin.ResponseHeaderTimeout = *originTimeout
-	defer origin.CloseIdleConnections()
-	opts := &hishel.Options{
-		Transport: origin,
-		Storage:   store,
-		Cache: statemachine.Options{Shared: *shared, AllowStale: *staleIfDisconnected,
-			TargetedFields: fields},
-		MaxBodySize: *maxBody,
-	}
-	if *verbose {
-		opts.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	tr, err := hishel.NewTransport(opts)
-	if err != nil {
-		return fmt.Errorf("%s proxy: %w", programName, err)
-	}
-	defer tr.Close()
-
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("%s proxy: %w; pick another -listen address", programName, err)
 	}
-	errLog := log.New(stderr, programName+" proxy: ", log.LstdFlags)
-	srv := &http.Server{
-		Handler:           newProxy(target, tr, errLog),
-		ErrorLog:          errLog,
-		ReadHeaderTimeout: 30 * time.Second,
-	}
 	fmt.Fprintf(stderr, "%s proxy: listening on http://%s, forwarding to %s, cache %s\n", programName, ln.Addr(), target, dbName)
+	if err := runProxy(ctx, &cfg, store, ln, stderr, *verbose); err != nil {
+		return err
+	}
+	if err := store.Close(); err != nil {
+		return fmt.Errorf("%s proxy: closing the cache: %w", programName, err)
+	}
+	fmt.Fprintf(stderr, "%s proxy: stopped\n", programName)
+	return nil
+}
+
+// runProxy serves the proxy on ln, caching in store, until ctx ends, and
+// then shuts it down. Failed stores are logged on stderr at Warn, and with
+// verbose every decision at Debug.
+func runProxy(ctx context.Context, cfg *proxyConfig, store hishel.Storage, ln net.Listener, stderr io.Writer, verbose bool) error {
+	level := slog.LevelWarn
+	if verbose {
+		level = slog.LevelDebug
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	origin := cfg.originTransport()
+	defer origin.CloseIdleConnections()
+	tr, err := hishel.NewTransport(cfg.options(origin, store, logger))
+	if err != nil {
+		_ = ln.Close()
+		return fmt.Errorf("%s proxy: %w", programName, err)
+	}
+	defer tr.Close()
+	errLog := log.New(stderr, programName+" proxy: ", log.LstdFlags)
+	srv := cfg.server(tr, errLog)
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -124,14 +205,60 @@ func cmdProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := tr.Close(); err != nil {
 		return fmt.Errorf("%s proxy: closing the transport: %w", programName, err)
 	}
-	if err := store.Close(); err != nil {
-		return fmt.Errorf("%s proxy: closing the cache: %w", programName, err)
-	}
 	if shutErr != nil {
 		return fmt.Errorf("%s proxy: requests still in flight after %v were cut off", programName, shutdownTimeout)
 	}
-	fmt.Fprintf(stderr, "%s proxy: stopped\n", programName)
 	return nil
+}
+
+// originTransport returns the transport to the origin: dial, TLS and
+// response head timeouts, and idle connections kept for a proxy's load
+// (http.DefaultTransport keeps 2 per host, so that a busy proxy opened a
+// new connection for most misses).
+func (c *proxyConfig) originTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DialContext = (&net.Dialer{Timeout: c.dialTimeout, KeepAlive: 30 * time.Second}).DialContext
+	t.TLSHandshakeTimeout = c.tlsTimeout
+	t.ResponseHeaderTimeout = c.headerTimeout
+	t.MaxIdleConns = max(c.idleConns, t.MaxIdleConns)
+	t.MaxIdleConnsPerHost = c.idleConns
+	t.IdleConnTimeout = c.idleConnTime
+	return t
+}
+
+// options returns the caching transport's options. The logger's level says whether decisions are logged (Debug) or only
+// storage failures (Warn).
+func (c *proxyConfig) options(origin http.RoundTripper, store hishel.Storage, logger *slog.Logger) *hishel.Options {
+	o := &hishel.Options{
+		Transport:     origin,
+		Storage:       store,
+		Cache:         statemachine.Options{Shared: c.shared, AllowStale: c.staleIfDisconnected, TargetedFields: c.targeted},
+		MaxBodySize:   c.maxBody,
+		SetCookie:     c.setCookie,
+		CredentialKey: c.credKey,
+		Logger:        logger,
+	}
+	if c.forwardHost {
+		// The origin sees the client's host: the key must too, or one
+		// client's host would be served to every other.
+		o.Key = func(req *http.Request) (string, error) {
+			k, err := hishel.DefaultKey(req)
+			return k + " forwarded-host=" + req.Header.Get("X-Forwarded-Host"), err
+		}
+	}
+	return o
+}
+
+// server returns the proxy's HTTP server through tr: client timeouts and
+// the head size limit from c.
+func (c *proxyConfig) server(tr http.RoundTripper, errLog *log.Logger) *http.Server {
+	return &http.Server{
+		Handler:           newProxy(c.target, tr, errLog, c.forwardHost),
+		ErrorLog:          errLog,
+		ReadHeaderTimeout: c.readHeaderTimeout,
+		IdleTimeout:       c.idleTimeout,
+		MaxHeaderBytes:    c.maxHeaderBytes,
+	}
 }
 
 // targetedFields checks the -targeted-fields flag: field names (tokens),
@@ -150,6 +277,17 @@ func targetedFields(list string) ([]string, error) {
 		out = append(out, f)
 	}
 	return out, nil
+}
+
+// proxyParams are the store URL parameters the proxy sets unless the URL
+// does: on Redis, a fleet of proxies shares the store, and each replaces
+// the older copies of a variant it stores (two proxies that miss the same
+// URL at once each fetch and store it).
+func proxyParams(scheme string) url.Values {
+	if scheme == "redis" {
+		return url.Values{"replace-variants": {"true"}}
+	}
+	return nil
 }
 
 // defaultDBPath names the file cache.OpenBolt opens when no path is given.
@@ -180,13 +318,21 @@ func parseUpstream(raw string) (*url.URL, error) {
 // transport tr. httputil.ReverseProxy forwards every method, removes the
 // hop-by-hop fields both ways and passes 1xx responses on (tr hands the
 // request's context, with its httptrace hooks, to the origin transport).
-func newProxy(target *url.URL, tr http.RoundTripper, errLog *log.Logger) *httputil.ReverseProxy {
+// The client's Host reaches the origin (as X-Forwarded-Host) only with
+// forwardHost, and then the key includes it: what the proxy forwards is
+// what it keys on. An origin that fails or does not answer in time gets
+// the client a 502 or 504 with a Cache-Status that says so.
+func newProxy(target *url.URL, tr http.RoundTripper, errLog *log.Logger, forwardHost bool) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(target)
 			r.SetXForwarded()
+			if !forwardHost {
+				r.Out.Header.Del("X-Forwarded-Host")
+			}
 		},
-		Transport: tr,
-		ErrorLog:  errLog,
+		Transport:    tr,
+		ErrorLog:     errLog,
+		ErrorHandler: hishel.ServeError,
 	}
 }

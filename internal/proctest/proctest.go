@@ -47,6 +47,7 @@ type Store interface {
 	AddResponse(ctx context.Context, id model.PairID, resp model.Response, key string) (model.CompletePair, error)
 	GetPairs(ctx context.Context, key string) ([]model.CompletePair, error)
 	GetPair(ctx context.Context, id model.PairID) (model.CompletePair, error)
+	UpdatePairFunc(ctx context.Context, id model.PairID, fn func(model.CompletePair) (model.CompletePair, error)) (model.CompletePair, error)
 	Remove(ctx context.Context, id model.PairID) error
 	Cleanup(ctx context.Context) (model.SweepResult, error)
 	Pairs(ctx context.Context, f model.Filter) iter.Seq2[model.PairInfo, error]
@@ -59,7 +60,8 @@ type Opener func(ctx context.Context, cfg string) (Store, error)
 
 // The helper's environment: which helper, its store and its seed.
 const (
-	envMode = "HISHEL_PROCTEST_HELPER" // "crash" or "share"
+	envMode = "HISHEL_PROCTEST_HELPER" // "crash", "share" or "update"
+	envPair = "HISHEL_PROCTEST_PAIR"   // the pair "update" helpers update
 	envCfg  = "HISHEL_PROCTEST_CFG"
 	envSeed = "HISHEL_PROCTEST_SEED"
 	// Keys is the number of cache keys pairs are stored under: k0..k15.
@@ -80,6 +82,8 @@ func Helper(open Opener) {
 		crashHelper(open, cfg, seed)
 	case "share":
 		shareHelper(open, cfg, seed)
+	case "update":
+		updateHelper(open, cfg)
 	}
 	fmt.Fprintf(os.Stderr, "helper: unknown mode %q\n", os.Getenv(envMode))
 	os.Exit(2)
@@ -536,4 +540,95 @@ func Share(t *testing.T, cfg string, open func() (Store, error)) {
 		t.Errorf("Stats() = %+v, %v; want %d pairs and nothing incomplete", st, err, len(done))
 	}
 	CheckScan(t, s)
+}
+
+// UpdateBumps is how many UpdatePairFunc calls each helper of Updates
+// makes.
+const UpdateBumps = 20
+
+// updateHelper adds one to the X-Count response header of the pair
+// envPair names, UpdateBumps times, with UpdatePairFunc.
+func updateHelper(open Opener, cfg string) {
+	ctx := context.Background()
+	id, err := model.ParsePairID(os.Getenv(envPair))
+	if err != nil {
+		fail("%s: %v", envPair, err)
+	}
+	s, err := open(ctx, cfg)
+	if err != nil {
+		fail("open: %v", err)
+	}
+	for range UpdateBumps {
+		if err := Bump(ctx, s, id); err != nil {
+			fail("UpdatePairFunc: %v", err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		fail("close: %v", err)
+	}
+	os.Exit(0)
+}
+
+// Bump adds one to the X-Count response header of pair id with
+// UpdatePairFunc.
+func Bump(ctx context.Context, s Store, id model.PairID) error {
+	_, err := s.UpdatePairFunc(ctx, id, func(p model.CompletePair) (model.CompletePair, error) {
+		n, _ := strconv.Atoi(p.Response.Header.Get("X-Count"))
+		p.Response.Header = p.Response.Header.Clone()
+		if p.Response.Header == nil {
+			p.Response.Header = http.Header{}
+		}
+		p.Response.Header.Set("X-Count", strconv.Itoa(n+1))
+		return p, nil
+	})
+	return err
+}
+
+// Updates runs the test of UpdatePairFunc across processes: the parent
+// stores one pair in the store open opens, two helper processes on the
+// store cfg names each add one to its X-Count header UpdateBumps times at
+// once, and Updates returns the count the pair ends with. Every update
+// counts where UpdatePairFunc is atomic across processes: the count is
+// then 2*UpdateBumps; the caller says what it expects.
+func Updates(t *testing.T, cfg string, open func() (Store, error)) int {
+	ctx := context.Background()
+	s, err := open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	inc, err := s.CreatePair(ctx, model.Request{Method: "GET", URL: "https://example.com/counter"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := s.AddResponse(ctx, inc.ID, model.Response{Status: 200, Body: model.StringBody("counter")}, "counter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(io.Discard, cp.Response.Body); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(envPair, inc.ID.String())
+	type proc struct {
+		cmd    *exec.Cmd
+		stderr *bytes.Buffer
+	}
+	var procs []proc
+	for i := range 2 {
+		cmd, stdout, stderr := start(t, "update", cfg, uint64(i+1))
+		go io.Copy(io.Discard, stdout)
+		procs = append(procs, proc{cmd, stderr})
+	}
+	for i, p := range procs {
+		if err := p.cmd.Wait(); err != nil {
+			t.Fatalf("process %d: %v\n%s", i, err, p.stderr)
+		}
+	}
+	p, err := s.GetPair(ctx, inc.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	n, _ := strconv.Atoi(p.Response.Header.Get("X-Count"))
+	return n
 }

@@ -54,11 +54,14 @@ func run() error {
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
+	// Immediate transactions: a write waits for another's (FerretDB's busy
+	// timeout, 10 s) instead of failing with SQLITE_BUSY when its read
+	// transaction cannot be upgraded, as concurrent clients' writes did.
 	f, err := ferretdb.New(&ferretdb.Config{
 		Listener:  ferretdb.ListenerConfig{TCP: *listen},
 		Logger:    logger,
 		Handler:   "sqlite",
-		SQLiteURL: "file:" + filepath.ToSlash(abs) + "/",
+		SQLiteURL: "file:" + filepath.ToSlash(abs) + "/?_txlock=immediate",
 	})
 	if err != nil {
 		return err

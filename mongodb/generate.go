@@ -1,0 +1,6 @@
+package mongodb
+
+// The MongoDB backend is the template in ./template, rendered by gen (a
+// tool of this module: see go.mod's tool line) into this package (the
+// blocking API) and ./mongodbasync (the async API).
+//go:generate go tool gen -template ./template -cache . -async ./mongodbasync
