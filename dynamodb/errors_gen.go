@@ -55,6 +55,14 @@ var (
 	// an unknown (newer) format version.
 	ErrFormatVersion = model.ErrFormatVersion
 
+	// ErrUnavailable is returned when a storage's server cannot be reached
+	// or does not answer in time (it is down, unreachable or overloaded).
+	// Nothing is wrong with the call: it may succeed later. A backend that
+	// meets it may fail the calls that follow at once, for a short while,
+	// rather than wait for the server again. hishel.Transport answers from
+	// the origin meanwhile.
+	ErrUnavailable = model.ErrUnavailable
+
 	// ErrInvalid is returned for arguments a backend cannot store, such as an
 	// empty method or a negative status code.
 	ErrInvalid = model.ErrInvalid

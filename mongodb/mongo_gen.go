@@ -8,6 +8,7 @@ import (
 	cache "github.com/hishel-go/hishel/cache"
 	"github.com/hishel-go/hishel/model"
 	"github.com/hishel-go/hishel/mongodb/template"
+	"iter"
 	"net/url"
 )
 
@@ -170,12 +171,18 @@ func (m *Mongo) Clear(ctx context.Context) error {
 	return m.s.Clear(ctx)
 }
 
-// Pairs calls fn for every stored pair, in ID order, whatever its state:
-// incomplete, complete (expired or not) and soft-deleted. The PairInfo has
-// heads and metadata only. fn may call the storage. An error from fn stops
-// the iteration and is returned.
-func (m *Mongo) Pairs(ctx context.Context, fn func(model.PairInfo) error) error {
-	return m.s.Pairs(ctx, fn)
+// Pairs returns the stored pairs f matches, in ID order, whatever their
+// state unless f says (see model.Filter), heads and metadata only; the
+// loop body may call the storage. Every filter reads every pair document's head.
+func (m *Mongo) Pairs(ctx context.Context, f model.Filter) iter.Seq2[model.PairInfo, error] {
+	return m.s.Pairs(ctx, f)
+}
+
+// Delete soft-deletes the pairs f matches, as Remove does, and returns how
+// many: it lists them with Pairs and removes each (backend.Delete). Pairs
+// stored while it runs may or may not be deleted.
+func (m *Mongo) Delete(ctx context.Context, f model.Filter) (int, error) {
+	return m.s.Delete(ctx, f)
 }
 
 // Sync returns at once: every change is acknowledged by the server before

@@ -8,6 +8,7 @@ import (
 	cache "github.com/hishel-go/hishel/cache"
 	"github.com/hishel-go/hishel/model"
 	"github.com/hishel-go/hishel/redis/template"
+	"iter"
 	"net/url"
 )
 
@@ -234,14 +235,18 @@ func (x *Redis) Clear(ctx context.Context) error {
 	return x.s.Clear(ctx)
 }
 
-// Pairs calls fn for every stored pair, in ID order, whatever its state:
-// incomplete, complete (expired or not) and soft-deleted. The PairInfo has
-// heads and metadata only. The records are found with SCAN (never KEYS):
-// the listing holds every ID in memory (16 bytes each), then reads the
-// records a page at a time. fn is called holding nothing, so it may call
-// the storage. An error from fn stops the iteration and is returned.
-func (x *Redis) Pairs(ctx context.Context, fn func(model.PairInfo) error) error {
-	return x.s.Pairs(ctx, fn)
+// Pairs returns the stored pairs f matches, in ID order, whatever their
+// state unless f says (see model.Filter), heads and metadata only; the
+// loop body may call the storage. Every filter reads every record (SCAN, then the records a page at a time).
+func (x *Redis) Pairs(ctx context.Context, f model.Filter) iter.Seq2[model.PairInfo, error] {
+	return x.s.Pairs(ctx, f)
+}
+
+// Delete soft-deletes the pairs f matches, as Remove does, and returns how
+// many: it lists them with Pairs and removes each (backend.Delete). Pairs
+// stored while it runs may or may not be deleted.
+func (x *Redis) Delete(ctx context.Context, f model.Filter) (int, error) {
+	return x.s.Delete(ctx, f)
 }
 
 // Sync returns once Redis answers: every change is applied when its call

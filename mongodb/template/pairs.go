@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"math/rand/v2"
 	"slices"
 
@@ -506,11 +507,25 @@ func (m *Mongo) Clear(ctx context.Context) error {
 	return nil
 }
 
-// Pairs calls fn for every stored pair, in ID order, whatever its state:
+// Pairs returns the stored pairs f matches, in ID order, whatever their
+// state unless f says (see model.Filter), heads and metadata only; the
+// loop body may call the storage. Every filter reads every pair document's head.
+func (m *Mongo) Pairs(ctx context.Context, f model.Filter) iter.Seq2[model.PairInfo, error] {
+	return backend.Finder{All: m.listAll}.Pairs(ctx, f, m.pol.Now)
+}
+
+// Delete soft-deletes the pairs f matches, as Remove does, and returns how
+// many: it lists them with Pairs and removes each (backend.Delete). Pairs
+// stored while it runs may or may not be deleted.
+func (m *Mongo) Delete(ctx context.Context, f model.Filter) (int, error) {
+	return backend.Delete(ctx, f, m.Pairs, m.Remove)
+}
+
+// listAll calls fn for every stored pair, in ID order, whatever its state:
 // incomplete, complete (expired or not) and soft-deleted. The PairInfo has
 // heads and metadata only. fn may call the storage. An error from fn stops
 // the iteration and is returned.
-func (m *Mongo) Pairs(ctx context.Context, fn func(model.PairInfo) error) error {
+func (m *Mongo) listAll(ctx context.Context, fn func(model.PairInfo) error) error {
 	if err := m.check(ctx); err != nil {
 		return err
 	}

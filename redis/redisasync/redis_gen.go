@@ -304,20 +304,30 @@ func (x *Redis) Clear(ctx context.Context) Future[struct{}] {
 	})
 }
 
-// Pairs calls fn for every stored pair, in ID order, whatever its state:
-// incomplete, complete (expired or not) and soft-deleted. The PairInfo has
-// heads and metadata only. The records are found with SCAN (never KEYS):
-// the listing holds every ID in memory (16 bytes each), then reads the
-// records a page at a time. fn is called holding nothing, so it may call
-// the storage. An error from fn stops the iteration and is returned.
+// Pairs returns the stored pairs f matches, in ID order, whatever their
+// state unless f says (see model.Filter), heads and metadata only; the
+// loop body may call the storage. Every filter reads every record (SCAN, then the records a page at a time).
 //
-// Pairs returns at once. The call runs in a goroutine of its own, outside the
-// MaxInFlight bound, so that the function it is given may call the store and
-// its error arrives on the returned [Future], as the Err of exactly one
-// [Result] whose Value is struct{}{}.
-func (x *Redis) Pairs(ctx context.Context, fn func(model.PairInfo) error) Future[struct{}] {
-	return cacheasync.GoErrUnbounded(x.r, ctx, func(ctx context.Context) error {
-		return x.s.Pairs(ctx, fn)
+// Pairs returns at once with a [Stream]. The iteration runs in a goroutine of
+// its own, outside the MaxInFlight bound (the consumer may call the store
+// between values), at most one value ahead of the consumer; the stream is
+// closed after the last value, and an error arrives in-band as the last
+// [Result]. A consumer that stops early cancels ctx to end the goroutine
+// (Close ends it too).
+func (x *Redis) Pairs(ctx context.Context, f model.Filter) Stream[model.PairInfo] {
+	return cacheasync.GoSeq(x.r, ctx, x.s.Pairs(ctx, f))
+}
+
+// Delete soft-deletes the pairs f matches, as Remove does, and returns how
+// many: it lists them with Pairs and removes each (backend.Delete). Pairs
+// stored while it runs may or may not be deleted.
+//
+// Delete returns at once. The call runs in a goroutine of its own and its
+// result arrives on the returned [Future], which delivers exactly one
+// [Result].
+func (x *Redis) Delete(ctx context.Context, f model.Filter) Future[int] {
+	return cacheasync.Go(x.r, ctx, func(ctx context.Context) (int, error) {
+		return x.s.Delete(ctx, f)
 	})
 }
 
