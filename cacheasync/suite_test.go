@@ -13,6 +13,7 @@ import (
 	"github.com/hishel-go/hishel/cacheasync"
 	"github.com/hishel-go/hishel/model"
 	"github.com/hishel-go/hishel/storagetest"
+	"github.com/hishel-go/hishel/template"
 )
 
 // asyncStore is what the tests use of a store of this package.
@@ -37,6 +38,16 @@ var backends = []struct {
 	}},
 	{"Dir", func(tb testing.TB, o storagetest.Options, a *cacheasync.Options) asyncStore {
 		return storagetest.Opened[asyncStore](tb)(cacheasync.OpenDir(context.Background(), o.DirOptions(tb), a))
+	}},
+	// A memory tier in front of Bolt; the lower tier is a blocking store
+	// (the Tiered's calls run in the async API's goroutines).
+	{"TieredBoltNoSync", func(tb testing.TB, o storagetest.Options, a *cacheasync.Options) asyncStore {
+		o.NoSync = true // durability is BoltOptions's, tested above
+		lower, err := template.OpenBolt(context.Background(), o.BoltOptions(tb))
+		if err != nil {
+			tb.Fatalf("open the lower tier: %v", err)
+		}
+		return storagetest.Opened[asyncStore](tb)(cacheasync.OpenTiered(context.Background(), lower, &cacheasync.TieredOptions{Now: o.Now}, a))
 	}},
 }
 
