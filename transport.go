@@ -61,6 +61,9 @@ type Options struct {
 	// OnDecision, if not nil, is called with every decision, from the
 	// goroutine making it.
 	OnDecision func(Decision)
+	// Trace, if not nil, is called with the lookups, stores and outcomes
+	// of the Transport's work (see Trace), for metrics.
+	Trace *Trace
 }
 
 // Decision is what the Transport decided for a request, and why.
@@ -135,6 +138,7 @@ func NewTransport(opts *Options) (*Transport, error) {
 		}
 		t.store, t.ownStore = s, true
 	}
+	t.store = traceStorage(t.store, o.Trace)
 	return t, nil
 }
 
@@ -196,7 +200,11 @@ func modelRequest(req *http.Request) model.Request {
 }
 
 // RoundTrip implements http.RoundTripper.
-func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error) {
+	if tr := t.opts.Trace; tr != nil && tr.Response != nil {
+		start := time.Now()
+		defer func() { t.traceResponse(req, start, resp, err) }()
+	}
 	if req.URL == nil {
 		closeBody(req)
 		return nil, errors.New("hishel: request has no URL")
