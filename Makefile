@@ -4,7 +4,7 @@ GO ?= go
 # and one module per backend whose driver its users alone should compile.
 # Each is built and tested on its own, as its users build it (GOWORK=off:
 # its go.mod's replace directives point at the others).
-MODULES := . cmd/hishel sqlite postgres
+MODULES := . cmd/hishel sqlite postgres metrics
 # Modules whose go:generate renders a template (gen's out-of-module mode
 # for all but the root), and the gen -check that proves each up to date.
 GEN_MODULES := . sqlite postgres

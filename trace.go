@@ -109,10 +109,10 @@ func (o Outcome) String() string {
 type ResponseInfo struct {
 	Request *http.Request
 	Outcome Outcome
-	// Revalidation reports whether a conditional request for a stored
-	// response went to the origin (Cache-Status fwd=stale): with
-	// OutcomeRevalidated, OutcomeMiss or, when the origin could not be
-	// reached, OutcomeStale.
+	// Revalidation reports whether a request for a stored response went
+	// to the origin (Cache-Status fwd=stale, or a hit with a fwd-status):
+	// with OutcomeRevalidated, OutcomeMiss or, when the origin failed or
+	// could not be reached, OutcomeStale.
 	Revalidation bool
 	// Stored reports whether the response is being stored as it is read
 	// (Cache-Status "stored"); Trace.Stored reports the end.
@@ -142,7 +142,7 @@ func outcomeOf(h http.Header) (o Outcome, revalidation, stored bool) {
 		return OutcomePass, false, false
 	}
 	entry := cs[len(cs)-1]
-	var hit bool
+	var hit, forwarded bool
 	var fwd, detail string
 	for i, param := range strings.Split(entry, ";") {
 		param = strings.TrimSpace(param)
@@ -157,11 +157,15 @@ func outcomeOf(h http.Header) (o Outcome, revalidation, stored bool) {
 			fwd = value
 		case "detail":
 			detail = value
+		case "fwd-status":
+			forwarded = true
 		case "stored":
 			stored = true
 		}
 	}
-	revalidation = fwd == "stale"
+	// A stored response was revalidated: fwd=stale, or a hit that went
+	// forward (stale-if-error on the origin's 5xx).
+	revalidation = fwd == "stale" || hit && forwarded
 	switch {
 	case hit && (strings.HasPrefix(detail, "stale") || fwd == "stale" && detail != ""):
 		return OutcomeStale, revalidation, stored

@@ -79,7 +79,7 @@ func TestTransportTrace(t *testing.T) {
 		{"miss", func() { f.get(t, o.URL+"/a") }, hishel.OutcomeMiss, false, true},
 		{"hit", func() { f.get(t, o.URL+"/a") }, hishel.OutcomeHit, false, false},
 		{"revalidated", func() { f.clock.Advance(61 * time.Second); f.get(t, o.URL+"/a") }, hishel.OutcomeRevalidated, true, false},
-		{"stale", func() { f.clock.Advance(61 * time.Second); fail = true; f.get(t, o.URL+"/a") }, hishel.OutcomeStale, false, false},
+		{"stale", func() { f.clock.Advance(61 * time.Second); fail = true; f.get(t, o.URL+"/a") }, hishel.OutcomeStale, true, false},
 		{"pass", func() {
 			resp, err := f.cl.Post(o.URL+"/b", "text/plain", strings.NewReader("x"))
 			if err != nil {

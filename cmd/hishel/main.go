@@ -3,7 +3,7 @@
 // Usage:
 //
 //	hishel demo                                   an offline tour: a local origin, a bbolt cache in a temp dir
-//	hishel proxy -upstream URL [-listen ADDR] [-store URL | -db PATH] [-shared] [-max-body N] [-v]
+//	hishel proxy -upstream URL [-listen ADDR] [-store URL | -db PATH] [-shared] [-max-body N] [-metrics ADDR] [-v]
 //	                                              a caching reverse proxy
 //	hishel ls -store URL | -db PATH               list the pairs of a cache
 //	hishel show -store URL | -db PATH [-n N] ID   print a pair: heads, metadata, response body
@@ -83,7 +83,7 @@ var commands []command
 func init() {
 	commands = []command{
 		{"demo", "[-keep]", "an offline tour: miss, hit, 304 revalidation, Vary, async storage", cmdDemo},
-		{"proxy", "-upstream URL [-listen ADDR] [-store URL | -db PATH] [-shared] [-max-body N] [-v]", "a caching reverse proxy", cmdProxy},
+		{"proxy", "-upstream URL [-listen ADDR] [-store URL | -db PATH] [-shared] [-max-body N] [-metrics ADDR] [-v]", "a caching reverse proxy", cmdProxy},
 		{"ls", "-store URL | -db PATH", "list the pairs of a cache, one line each", cmdLs},
 		{"show", "-store URL | -db PATH [-n N] ID", "print a pair: request and response heads, metadata, response body", cmdShow},
 		{"rm", "-store URL | -db PATH ID", "soft-delete a pair (gc reclaims it after the retention period)", cmdRm},
@@ -315,7 +315,9 @@ responses (such as 103 Early Hints) are passed on, hop-by-hop fields are
 removed, and every response carries a Cache-Status field. SIGINT or SIGTERM
 stops it gracefully: requests in flight finish (up to 10s), then the cache
 file is closed. While it runs, the cache file is locked: the inspection
-commands report it as in use (exit status 3).
+commands report it as in use (exit status 3). With -metrics ADDR it also
+serves Prometheus metrics at http://ADDR/metrics (package
+github.com/hishel-go/hishel/metrics).
 `,
 	"ls": `Prints one line per pair, whatever its state: ID, state (complete,
 incomplete, deleted), status, method, URL, response body size and expiry.

@@ -36,6 +36,7 @@ func cmdProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	originTimeout := fs.Duration("origin-timeout", 30*time.Second, "give up on an origin whose response head takes longer than `D` (0: no limit)")
 	targeted := fs.String("targeted-fields", "", "with -shared, the targeted cache-control `FIELDS` (RFC 9213), comma-separated, obeyed before CDN-Cache-Control, such as Hishel-Cache-Control")
 	verbose := fs.Bool("v", false, "log every cache decision on standard error")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics (host:port; port 0 picks a free port): responses by outcome, revalidations, stores, store failures, stored bytes, lookup and store latency, the store's counters")
 	if _, err := parseFlags(fs, "proxy", args, 0, stdout); err != nil {
 		return err
 	}
@@ -85,6 +86,13 @@ func cmdProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *verbose {
 		opts.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	var stopMetrics func()
+	if *metricsAddr != "" {
+		if stopMetrics, err = serveMetrics(*metricsAddr, store, opts, stderr); err != nil {
+			return err
+		}
+		defer stopMetrics()
 	}
 	tr, err := hishel.NewTransport(opts)
 	if err != nil {
