@@ -17,6 +17,37 @@ type Tier = template.Tier
 
 // TieredOptions configure a Tiered storage. A nil *TieredOptions, and
 // every zero field, means the default.
+//
+// Its fields, as [template.TieredOptions] declares them:
+//
+//	type TieredOptions struct {
+//		// MaxBytes bounds the bytes the memory tier holds; beyond it the least
+//		// recently used copies go (they stay in the lower tier). Default
+//		// DefaultTierBytes; negative: no bound.
+//		MaxBytes int64
+//		// MaxPairs caps the pairs the memory tier holds, least recently used
+//		// going first. Zero: no cap.
+//		MaxPairs int
+//		// MaxBodySize is the largest pair, in request and response body bytes,
+//		// copied into the memory tier; larger pairs are always read from the
+//		// lower tier. Default DefaultTierBodySize; negative: no limit.
+//		MaxBodySize int64
+//		// CheckInterval is how long the memory tier answers for a key before
+//		// GetPairs asks the lower tier again (which also counts as an access
+//		// there: its TTL refresh and least-recently-used order). Default
+//		// DefaultCheckInterval; negative: the memory tier answers until the
+//		// key is written or a copy is evicted, for a lower tier that no other
+//		// process writes.
+//		CheckInterval time.Duration
+//		// MaxKeys bounds how many keys the Tiered remembers the lower tier's
+//		// pairs of (about 100 bytes and a PairMeta per pair each). Default
+//		// DefaultTierKeys.
+//		MaxKeys int
+//		// ChunkSize is the memory tier's chunk size. Default 64 KiB.
+//		ChunkSize int
+//		// Now is the clock. Default time.Now. Give the lower tier's clock.
+//		Now func() time.Time
+//	}
 type TieredOptions = template.TieredOptions
 
 // Tiered is a two-tier storage: a memory tier in front of a lower tier,
@@ -69,10 +100,9 @@ func OpenTiered(ctx context.Context, lower Tier, opts *TieredOptions, async *Opt
 	return &Tiered{s: s, r: NewRunner(async)}, nil
 }
 
-// WrapTiered returns this package's API to the Tiered backend over an open
-// store s, so that one store (one bbolt file, which only one opener may hold)
-// can be used through both APIs and package template at once. Closing any of
-// them closes s.
+// WrapTiered returns this package's API to s, an open Tiered store, so that
+// one Tiered store can be used through both APIs and package template at once:
+// the calls of each reach the same pairs. Closing any of them closes s.
 //
 // async configures how the store's calls run; nil means the defaults.
 func WrapTiered(s *template.Tiered, async *Options) *Tiered {
