@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hishel-go/hishel/model"
+	"go.uber.org/goleak"
 )
 
 // countingTier is a lower tier that counts its GetPairs calls and the
@@ -55,6 +56,9 @@ func (s *countingSource) NextChunk() ([]byte, error) {
 func openTiered(tb testing.TB, c interface{ Now() time.Time }, opts TieredOptions) (*Tiered, *countingTier) {
 	tb.Helper()
 	ctx := context.Background()
+	// Cleanups run last first: this one after the Tiered's Close.
+	ignore := goleak.IgnoreCurrent()
+	tb.Cleanup(func() { goleak.VerifyNone(tb, ignore) })
 	mem, err := OpenMemory(ctx, &MemoryOptions{Now: c.Now, SweepInterval: -1, ChunkSize: 16 << 10})
 	if err != nil {
 		tb.Fatal(err)
