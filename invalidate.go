@@ -61,7 +61,7 @@ func (t *Transport) Invalidate(ctx context.Context, rawURL string) (int, error) 
 			keys = append(keys, k)
 		}
 	}
-	d, ok := t.store.(deleter)
+	d, ok := t.del, t.del != nil
 	switch {
 	case !ok:
 		return t.removeByKeys(ctx, keys)
@@ -134,7 +134,7 @@ func (t *Transport) invalidateTargets(req *http.Request, targets []statemachine.
 		return
 	}
 	ctx := req.Context()
-	if d, ok := t.store.(deleter); ok && len(t.shape.headers) > 0 {
+	if d := t.del; d != nil && len(t.shape.headers) > 0 {
 		_, err := d.Delete(ctx, model.Filter{Func: func(pi model.PairInfo) bool {
 			for _, k := range keys {
 				if pi.Key == k || strings.HasPrefix(pi.Key, k+matchSep) {

@@ -109,7 +109,7 @@ func TestTransportStorageDown(t *testing.T) {
 			logMu.Lock()
 			logged := logs.String()
 			logMu.Unlock()
-			if !strings.Contains(logged, "hishel storage error") || !strings.Contains(logged, tt.err.Error()) {
+			if !strings.Contains(logged, "hishel: storage failed") || !strings.Contains(logged, tt.err.Error()) {
 				t.Errorf("log = %q; want the storage error", logged)
 			}
 		})

@@ -119,6 +119,9 @@ type Options struct {
 	// goroutine making it (the fetch's goroutine, for the decision to
 	// store a response).
 	OnDecision func(Decision)
+	// Trace, if not nil, is called with the lookups, stores and outcomes
+	// of the Transport's work (see Trace), for metrics.
+	Trace *Trace
 }
 
 // Decision is what the Transport decided for a request, and why.
@@ -167,6 +170,7 @@ type Transport struct {
 	opts     Options
 	credKey  []byte
 
+	del   deleter  // the store's Delete, if it has one (Invalidate)
 	shape keyShape // IgnoreParams, MatchHeaders
 	rules urlRules
 
@@ -216,6 +220,8 @@ func NewTransport(opts *Options) (*Transport, error) {
 		}
 		t.store, t.ownStore = s, true
 	}
+	t.del, _ = t.store.(deleter)
+	t.store = traceStorage(t.store, o.Trace)
 	return t, nil
 }
 
@@ -294,7 +300,11 @@ func (t *Transport) modelRequest(req *http.Request) model.Request {
 }
 
 // RoundTrip implements http.RoundTripper.
-func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error) {
+	if tr := t.opts.Trace; tr != nil && tr.Response != nil {
+		start := time.Now()
+		defer func() { t.traceResponse(req, start, resp, err) }()
+	}
 	if req.URL == nil {
 		closeBody(req)
 		return nil, errors.New("hishel: request has no URL")

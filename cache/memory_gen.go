@@ -14,6 +14,37 @@ import (
 // MemoryOptions configure a Memory storage. A nil *MemoryOptions, and every
 // zero field, means the default; the fields mean what BoltOptions' fields of
 // the same names mean.
+//
+// Its fields, as [template.MemoryOptions] declares them:
+//
+//	type MemoryOptions struct {
+//		// DefaultTTL is how long a pair lives after it is stored (or last read,
+//		// see RefreshTTLOnAccess). Zero or model.NoExpiry: pairs never expire;
+//		// any other negative value is model.ErrInvalid.
+//		DefaultTTL time.Duration
+//		// RefreshTTLOnAccess says whether reading a pair restarts its TTL
+//		// (default yes; model.NoRefresh: no).
+//		RefreshTTLOnAccess model.Refresh
+//		// SweepInterval is how often the background sweep runs. Default 10
+//		// minutes; negative: never in the background.
+//		SweepInterval time.Duration
+//		// DeletedRetention is how long soft-deleted pairs are kept. Default 7 days.
+//		DeletedRetention time.Duration
+//		// IncompleteAge is how old an incomplete pair gets before a sweep
+//		// removes it. Default 1 hour.
+//		IncompleteAge time.Duration
+//		// MaxBytes is a budget for stored body bytes; beyond it the least
+//		// recently used pairs are evicted. Zero: no budget.
+//		MaxBytes int64
+//		// MaxPairs caps the live complete pairs, like the capacity of Hishel's
+//		// in-memory storage (128 there): storing one more evicts the least
+//		// recently used (stored or read) pair at once. Zero: no cap.
+//		MaxPairs int
+//		// ChunkSize is the size of stored body chunks. Default 64 KiB.
+//		ChunkSize int
+//		// Now is the clock. Default time.Now.
+//		Now func() time.Time
+//	}
 type MemoryOptions = template.MemoryOptions
 
 // Memory stores pairs in the process's memory: fast, and gone when the
@@ -62,10 +93,9 @@ func init() {
 	})
 }
 
-// WrapMemory returns this package's API to the Memory backend over an open
-// store s, so that one store (one bbolt file, which only one opener may hold)
-// can be used through both APIs and package template at once. Closing any of
-// them closes s.
+// WrapMemory returns this package's API to s, an open Memory store, so that
+// one Memory store can be used through both APIs and package template at once:
+// the calls of each reach the same pairs. Closing any of them closes s.
 func WrapMemory(s *template.Memory) *Memory {
 	return &Memory{s: s}
 }

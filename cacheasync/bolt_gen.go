@@ -12,6 +12,78 @@ import (
 
 // BoltOptions configure a Bolt storage. A nil *BoltOptions, and every zero
 // field, means the default.
+//
+// Its fields, as [template.BoltOptions] declares them:
+//
+//	type BoltOptions struct {
+//		// Path is the database file. Default: hishel/hishel_cache.db under
+//		// os.UserCacheDir(), created if missing.
+//		Path string
+//		// FileMode is used when the file is created. Default 0600.
+//		FileMode fs.FileMode
+//		// OpenTimeout bounds the wait for bbolt's exclusive file lock, which a
+//		// database open in another process holds; then OpenBolt fails with
+//		// model.ErrLocked. Default 1s; the context's deadline also bounds it.
+//		OpenTimeout time.Duration
+//		// NoSync skips fsync on commit: much faster writes, but a machine crash
+//		// may lose recent pairs or corrupt the file. For caches that can be
+//		// rebuilt.
+//		//
+//		// With NoSync the end of a body does not wait for a commit either, nor,
+//		// for a pair this Bolt created, for the writer, unless the writer is
+//		// already 256 changes behind: then it waits for room, as CreatePair and
+//		// AddResponse do, so that work queued for the writer stays bounded.
+//		// Completed pairs are committed together, within maxTxAge (100 ms) or sooner, so a process
+//		// crash may also lose the pairs of the last moment, and a failed commit
+//		// goes unreported. Reads see them at once all the same: GetPairs for a
+//		// key, or GetPair for an ID, that has a completed pair not yet
+//		// committed commits first. Sync commits everything.
+//		NoSync bool
+//
+//		// DefaultTTL is how long a pair lives after it is stored (or last read,
+//		// see RefreshTTLOnAccess) unless its request says otherwise. Zero or
+//		// model.NoExpiry: pairs never expire. Any other negative value is
+//		// model.ErrInvalid.
+//		DefaultTTL time.Duration
+//		// RefreshTTLOnAccess says whether reading a pair restarts its TTL.
+//		// model.RefreshDefault and model.RefreshOnAccess: yes (the default);
+//		// model.NoRefresh: no. A request's own Options.Refresh overrides it.
+//		RefreshTTLOnAccess model.Refresh
+//
+//		// SweepInterval is how often the background sweep runs. Default 10
+//		// minutes; negative: never in the background (Cleanup still works).
+//		SweepInterval time.Duration
+//		// DeletedRetention is how long soft-deleted pairs are kept. Default 7 days.
+//		DeletedRetention time.Duration
+//		// IncompleteAge is how old an incomplete pair gets before a sweep
+//		// removes it. Default 1 hour.
+//		IncompleteAge time.Duration
+//		// MaxBytes is a budget for stored body bytes; beyond it the least
+//		// recently used pairs are evicted. Zero: no budget.
+//		MaxBytes int64
+//		// MaxPairs caps the live complete pairs: beyond it the least recently
+//		// used pairs are evicted, as for MaxBytes. Zero: no cap.
+//		MaxPairs int
+//
+//		// ChunkSize is the size of stored body chunks. Default 64 KiB.
+//		ChunkSize int
+//		// AccessFlushInterval is how long access times (for TTL refresh and LRU
+//		// order) are gathered in memory before they are written, so that reads
+//		// stay reads. Default 1s.
+//		AccessFlushInterval time.Duration
+//		// InitialMmapSize is the address space bbolt maps for the file at
+//		// open. While the file fits in it, a commit that grows the file does
+//		// not remap it: remapping waits for every read transaction to end,
+//		// holds new ones back meanwhile, and copies what the writer's open
+//		// transaction points into. Only address space: the file grows as data
+//		// is written. Default DefaultInitialMmapSize on 64-bit platforms other
+//		// than Windows (where bbolt would grow the file to it at once), none
+//		// elsewhere; negative: none (bbolt maps the file as it grows, from 32
+//		// KiB up).
+//		InitialMmapSize int
+//		// Now is the clock. Default time.Now.
+//		Now func() time.Time
+//	}
 type BoltOptions = template.BoltOptions
 
 // Bolt stores pairs in a bbolt database file.
@@ -86,10 +158,9 @@ func init() {
 	})
 }
 
-// WrapBolt returns this package's API to the Bolt backend over an open store
-// s, so that one store (one bbolt file, which only one opener may hold) can be
-// used through both APIs and package template at once. Closing any of them
-// closes s.
+// WrapBolt returns this package's API to s, an open Bolt store, so that one
+// Bolt store can be used through both APIs and package template at once: the
+// calls of each reach the same pairs. Closing any of them closes s.
 //
 // async configures how the store's calls run; nil means the defaults.
 func WrapBolt(s *template.Bolt, async *Options) *Bolt {

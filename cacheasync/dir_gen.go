@@ -12,6 +12,37 @@ import (
 
 // DirOptions configure a Dir storage. A nil *DirOptions, and every zero
 // field, means the default.
+//
+// Its fields, as [template.DirOptions] declares them:
+//
+//	type DirOptions struct {
+//		// Path is the cache directory, created if missing. Default:
+//		// hishel/files under os.UserCacheDir().
+//		Path string
+//		// NoSync skips the fsyncs that make a completed pair durable (of its
+//		// files and of the directories they are renamed into): much faster, and
+//		// the directory stays consistent after a process crash, but a machine
+//		// crash may lose the last pairs. For caches that can be rebuilt.
+//		NoSync bool
+//
+//		// DefaultTTL, RefreshTTLOnAccess, SweepInterval, DeletedRetention,
+//		// IncompleteAge, MaxBytes, MaxPairs, MaxVariants and ChunkSize mean
+//		// what backend.Settings says.
+//		DefaultTTL         time.Duration
+//		RefreshTTLOnAccess model.Refresh
+//		SweepInterval      time.Duration
+//		DeletedRetention   time.Duration
+//		IncompleteAge      time.Duration
+//		MaxBytes           int64
+//		MaxPairs           int
+//		MaxVariants        int
+//		ChunkSize          int
+//		// AccessFlushInterval is how long access times are gathered in memory
+//		// before they are written. Default 1s.
+//		AccessFlushInterval time.Duration
+//		// Now is the clock. Default time.Now.
+//		Now func() time.Time
+//	}
 type DirOptions = template.DirOptions
 
 // Dir stores pairs as files in one directory, which a person can read and
@@ -95,10 +126,9 @@ func init() {
 	})
 }
 
-// WrapDir returns this package's API to the Dir backend over an open store s,
-// so that one store (one bbolt file, which only one opener may hold) can be
-// used through both APIs and package template at once. Closing any of them
-// closes s.
+// WrapDir returns this package's API to s, an open Dir store, so that one Dir
+// store can be used through both APIs and package template at once: the calls
+// of each reach the same pairs. Closing any of them closes s.
 //
 // async configures how the store's calls run; nil means the defaults.
 func WrapDir(s *template.Dir, async *Options) *Dir {

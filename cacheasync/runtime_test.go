@@ -5,37 +5,22 @@ import (
 	"errors"
 	"fmt"
 	"iter"
-	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hishel-go/hishel/cacheasync"
 	"github.com/hishel-go/hishel/model"
+	"go.uber.org/goleak"
 )
 
-// noLeaks fails t if, once t's other cleanups have run, more goroutines are
-// left than when it was called. Goroutines take a moment to exit, so it
-// retries for a while.
+// noLeaks fails t if, once t's other cleanups have run, a goroutine
+// started since it was called is still running (goleak retries while
+// goroutines exit, and prints the stacks of those left).
 func noLeaks(t *testing.T) {
 	t.Helper()
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			n := runtime.NumGoroutine()
-			if n <= before {
-				return
-			}
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				buf = buf[:runtime.Stack(buf, true)]
-				t.Errorf("goroutines: %d after the test; want at most %d\n%s", n, before, buf)
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	})
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
 }
 
 func TestAwait(t *testing.T) {

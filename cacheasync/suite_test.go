@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +12,8 @@ import (
 	"github.com/hishel-go/hishel/cacheasync"
 	"github.com/hishel-go/hishel/model"
 	"github.com/hishel-go/hishel/storagetest"
+	"github.com/hishel-go/hishel/template"
+	"go.uber.org/goleak"
 )
 
 // asyncStore is what the tests use of a store of this package.
@@ -37,6 +38,16 @@ var backends = []struct {
 	}},
 	{"Dir", func(tb testing.TB, o storagetest.Options, a *cacheasync.Options) asyncStore {
 		return storagetest.Opened[asyncStore](tb)(cacheasync.OpenDir(context.Background(), o.DirOptions(tb), a))
+	}},
+	// A memory tier in front of Bolt; the lower tier is a blocking store
+	// (the Tiered's calls run in the async API's goroutines).
+	{"TieredBoltNoSync", func(tb testing.TB, o storagetest.Options, a *cacheasync.Options) asyncStore {
+		o.NoSync = true // durability is BoltOptions's, tested above
+		lower, err := template.OpenBolt(context.Background(), o.BoltOptions(tb))
+		if err != nil {
+			tb.Fatalf("open the lower tier: %v", err)
+		}
+		return storagetest.Opened[asyncStore](tb)(cacheasync.OpenTiered(context.Background(), lower, &cacheasync.TieredOptions{Now: o.Now}, a))
 	}},
 }
 
@@ -211,7 +222,7 @@ func TestAbandonedBodyChannel(t *testing.T) {
 			s := b.open(t, storagetest.Options{ChunkSize: 16 << 10}, nil)
 			data := bodyPattern(2<<20, 1)
 			storePair(t, s, "k", data)
-			base := settledGoroutines()
+			base := goleak.IgnoreCurrent()
 
 			ctx, cancel := context.WithCancel(bg)
 			ps, err := s.GetPairs(ctx, "k").Await(ctx)
@@ -225,7 +236,7 @@ func TestAbandonedBodyChannel(t *testing.T) {
 				}
 			}
 			cancel() // and never read ch again
-			waitGoroutines(t, base)
+			goleak.VerifyNone(t, base)
 
 			ps, err = s.GetPairs(bg, "k").Await(bg)
 			if err != nil || len(ps) != 1 {
@@ -258,7 +269,7 @@ func TestAbandonedStoreChannel(t *testing.T) {
 			t.Run(b.name+"/"+p.name, func(t *testing.T) {
 				bg := context.Background()
 				s := b.open(t, storagetest.Options{ChunkSize: 16 << 10}, nil)
-				base := settledGoroutines()
+				base := goleak.IgnoreCurrent()
 
 				ctx, cancel := context.WithCancel(bg)
 				defer cancel()
@@ -300,7 +311,7 @@ func TestAbandonedStoreChannel(t *testing.T) {
 				}
 				<-half
 				cancel() // and never read ch again
-				waitGoroutines(t, base)
+				goleak.VerifyNone(t, base)
 
 				if got := countPairs(t, s, "k"); got != 0 {
 					t.Errorf("GetPairs() = %d pairs after the consumer gave up; want 0", got)
@@ -428,14 +439,14 @@ func TestAbandonedStream(t *testing.T) {
 			for i := range 10 {
 				storePair(t, s, fmt.Sprint("k", i), []byte("x"))
 			}
-			base := settledGoroutines()
+			base := goleak.IgnoreCurrent()
 			ctx, cancel := context.WithCancel(bg)
 			st := s.Pairs(ctx, model.Filter{})
 			if r := <-st; r.Err != nil {
 				t.Fatalf("Pairs() first result error = %v", r.Err)
 			}
 			cancel()
-			waitGoroutines(t, base)
+			goleak.VerifyNone(t, base)
 
 			unread := s.Pairs(bg, model.Filter{})
 			time.Sleep(10 * time.Millisecond) // the goroutine waits to send its second value
@@ -530,41 +541,6 @@ func bodyPattern(n int, seed byte) []byte {
 		b[i] = byte(i*7+i>>10) ^ seed
 	}
 	return b
-}
-
-// settledGoroutines returns the number of goroutines once it stops
-// changing, so that goroutines of earlier tests that are still ending do
-// not count.
-func settledGoroutines() int {
-	n, same := runtime.NumGoroutine(), 0
-	for deadline := time.Now().Add(time.Second); same < 5 && time.Now().Before(deadline); {
-		time.Sleep(5 * time.Millisecond)
-		if m := runtime.NumGoroutine(); m == n {
-			same++
-		} else {
-			n, same = m, 0
-		}
-	}
-	return n
-}
-
-// waitGoroutines fails tb unless the number of goroutines comes back to at
-// most want within a few seconds (goroutines take a moment to end).
-func waitGoroutines(tb testing.TB, want int) {
-	tb.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		n := runtime.NumGoroutine()
-		if n <= want {
-			return
-		}
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			buf = buf[:runtime.Stack(buf, true)]
-			tb.Fatalf("goroutines: %d; want at most %d, as before\n%s", n, want, buf)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // Every call returns at once with its future, also one whose function (of

@@ -76,7 +76,10 @@
 //   - A template type named in these signatures must be exported and not
 //     generic; it is re-exported by a type alias (type BoltOptions =
 //     template.BoltOptions) in the generated file of the first backend that
-//     names it. The backend types themselves stay qualified.
+//     names it, whose doc comment is the type's with, for a struct, its
+//     exported fields and their comments (go doc shows an alias's comment,
+//     not the fields of the type it names). The backend types themselves
+//     stay qualified.
 //   - Names the generated packages define must not collide: backends,
 //     constructors and re-exported types must not be named like the async
 //     runtime's exported names (Future, Result, Stream, Options, Runner, Go,

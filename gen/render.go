@@ -234,7 +234,12 @@ func args(f *fn) []jen.Code {
 func aliases(f *jen.File, t *tmpl, b *backend) {
 	for _, a := range b.aliases {
 		name := a.obj.Name()
-		f.Add(comment(orDefault(a.doc, "%s is [%s.%s].", name, t.name, name)))
+		var fields []string
+		if a.fields != "" {
+			block := "\t" + strings.ReplaceAll(a.fields, "\n", "\n\t")
+			fields = []string{para("Its fields, as [%s.%s] declares them:", t.name, name), block}
+		}
+		f.Add(comment(orDefault(a.doc, "%s is [%s.%s].", name, t.name, name), fields...))
 		f.Type().Id(name).Op("=").Qual(t.path, name)
 		f.Line()
 	}
@@ -268,7 +273,7 @@ func renderBlocking(w io.Writer, t *tmpl, out output, b *backend) error {
 		f.Line()
 	}
 
-	f.Add(comment(para(wrapDoc, "Wrap"+b.name, b.name, t.name)))
+	f.Add(comment(para(wrapDoc, "Wrap"+b.name, b.name, b.name, t.name)))
 	f.Func().Id("Wrap" + b.name).Params(jen.Id("s").Op("*").Qual(t.path, b.name)).Op("*").Id(b.name).Block(
 		jen.Return(jen.Op("&").Id(b.name).Values(jen.Dict{jen.Id("s"): jen.Id("s")})),
 	)
@@ -344,9 +349,9 @@ const (
 		"and returns its error."
 	asyncTemplateDoc = "Calls made through it run in the caller's goroutine: they are neither " +
 		"bounded by [Options] nor waited for by Close."
-	wrapDoc = "%s returns this package's API to the %s backend over an open store s, so that one store (one " +
-		"bbolt file, which only one opener may hold) can be used through both " +
-		"APIs and package %s at once. Closing any of them closes s."
+	wrapDoc = "%s returns this package's API to s, an open %s store, so that one %s store can be used " +
+		"through both APIs and package %s at once: the calls of each reach the same pairs. " +
+		"Closing any of them closes s."
 	asyncWrapDoc = "async configures how the store's calls run; nil means the defaults."
 	templateDoc  = "Template returns the [%s.%s] that %s wraps, for code written against " +
 		"package %s, such as the HTTP integration."
@@ -410,7 +415,7 @@ func renderAsync(w io.Writer, t *tmpl, out output, b *backend) error {
 		f.Line()
 	}
 
-	f.Add(comment(para(wrapDoc, "Wrap"+b.name, b.name, t.name), para(asyncWrapDoc)))
+	f.Add(comment(para(wrapDoc, "Wrap"+b.name, b.name, b.name, t.name), para(asyncWrapDoc)))
 	f.Func().Id("Wrap"+b.name).Params(jen.Id("s").Op("*").Qual(t.path, b.name), jen.Id("async").Op("*").Id("Options")).Op("*").Id(b.name).Block(
 		jen.Return(jen.Op("&").Id(b.name).Values(
 			jen.Id("s").Op(":").Id("s"),

@@ -371,3 +371,34 @@ func (s *Store) Get(ctx context.Context) (int, error) { return 1, nil }
 		}
 	}
 }
+
+// The generated docs name what they wrap: a Wrap function names its own
+// backend (not bbolt's lock for every backend), and an alias of a template
+// struct carries the struct's exported fields, which go doc shows for an
+// alias only through its comment.
+func TestGeneratedDocs(t *testing.T) {
+	read := func(path string) string {
+		b, err := os.ReadFile(filepath.Join("..", path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	for _, b := range []string{"bolt", "memory", "tiered"} {
+		name := strings.ToUpper(b[:1]) + b[1:]
+		for _, dir := range []string{"cache", "cacheasync"} {
+			src := read(dir + "/" + b + "_gen.go")
+			want := "// Wrap" + name + " returns this package's API to s, an open " + name + " store"
+			if !strings.Contains(src, want) || strings.Contains(src, "bbolt file, which only one opener") {
+				t.Errorf("%s/%s_gen.go: Wrap%s's doc does not name its backend alone; want %q", dir, b, name, want)
+			}
+		}
+	}
+	src := read("cache/bolt_gen.go")
+	for _, want := range []string{"// Its fields, as [template.BoltOptions] declares them:", "//\ttype BoltOptions struct {",
+		"//\t\tPath string", "//\t\tNoSync bool", "//\t\tMaxBytes int64", "//\t}\ntype BoltOptions = template.BoltOptions"} {
+		if !strings.Contains(src, want) {
+			t.Errorf("cache/bolt_gen.go lacks %q in BoltOptions' doc", want)
+		}
+	}
+}

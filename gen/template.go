@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"go/ast"
+	"go/printer"
 	"go/token"
 	"go/types"
 	"path/filepath"
@@ -104,6 +105,52 @@ type param struct {
 type alias struct {
 	obj *types.TypeName
 	doc string
+	// fields is the source of a struct type's declaration with its
+	// comments (unexported fields left out), for the alias's doc: go doc
+	// shows an alias's comment, not the fields of the type it names.
+	fields string
+}
+
+// structSource returns the declaration of obj, a struct type of src, as
+// source with its field comments, without its unexported fields; "" for
+// any other type.
+func structSource(src *source, obj *types.TypeName) string {
+	for _, f := range src.files {
+		for _, decl := range f.Decls {
+			gd, ok := decl.(*ast.GenDecl)
+			if !ok || gd.Tok != token.TYPE {
+				continue
+			}
+			for _, spec := range gd.Specs {
+				ts := spec.(*ast.TypeSpec)
+				st, ok := ts.Type.(*ast.StructType)
+				if src.info.Defs[ts.Name] != obj || !ok {
+					continue
+				}
+				exported := *st.Fields
+				exported.List = nil
+				for _, fld := range st.Fields.List {
+					if len(fld.Names) == 0 || fld.Names[0].IsExported() {
+						exported.List = append(exported.List, fld)
+					}
+				}
+				var comments []*ast.CommentGroup
+				for _, cg := range f.Comments {
+					if cg.Pos() >= st.Pos() && cg.End() <= st.End() {
+						comments = append(comments, cg)
+					}
+				}
+				var b strings.Builder
+				b.WriteString("type " + ts.Name.Name + " ")
+				node := &printer.CommentedNode{Node: &ast.StructType{Struct: st.Struct, Fields: &exported}, Comments: comments}
+				if err := (&printer.Config{Mode: printer.UseSpaces | printer.TabIndent, Tabwidth: 8}).Fprint(&b, src.fset, node); err != nil {
+					return ""
+				}
+				return b.String()
+			}
+		}
+	}
+	return ""
 }
 
 // errVar is a sentinel error of package model, re-exported by both APIs.
@@ -365,7 +412,7 @@ func analyze(src, mdl *source) (*tmpl, error) {
 						err = fmt.Errorf("gen: %s: uses generic type %s, which gen cannot re-export", where, qual(obj.Name()))
 					case !seen[obj]:
 						seen[obj] = true
-						b.aliases = append(b.aliases, &alias{obj: obj, doc: text(obj)})
+						b.aliases = append(b.aliases, &alias{obj: obj, doc: text(obj), fields: structSource(src, obj)})
 					}
 				})
 				if err != nil {

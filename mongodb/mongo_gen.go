@@ -14,6 +14,41 @@ import (
 
 // MongoOptions configure a Mongo storage. A nil *MongoOptions, and every
 // zero field, means the default.
+//
+// Its fields, as [template.MongoOptions] declares them:
+//
+//	type MongoOptions struct {
+//		// URI is the MongoDB connection string (mongodb:// or mongodb+srv://),
+//		// used when Client is nil. Default mongodb://127.0.0.1:27017/.
+//		URI string
+//		// Client is a connected client to use instead of URI; the storage
+//		// does not disconnect it.
+//		Client *mongo.Client
+//		// Database is the database. Default: the URI's path, else "hishel".
+//		Database string
+//		// Collection prefixes the collections' names. Default "hishel".
+//		Collection string
+//		// GridFS stores bodies as GridFS files in the bucket named
+//		// Collection (Collection.files, Collection.chunks), readable by any
+//		// GridFS tool, instead of in Collection_chunks. Either store reads
+//		// pairs written either way.
+//		GridFS bool
+//
+//		// DefaultTTL, RefreshTTLOnAccess, SweepInterval, DeletedRetention,
+//		// IncompleteAge, MaxBytes, MaxPairs, MaxVariants, ChunkSize and Now
+//		// mean what backend.Settings says. Chunks are ChunkSize, at least
+//		// MinMongoChunk and at most MaxMongoChunk.
+//		DefaultTTL         time.Duration
+//		RefreshTTLOnAccess model.Refresh
+//		SweepInterval      time.Duration
+//		DeletedRetention   time.Duration
+//		IncompleteAge      time.Duration
+//		MaxBytes           int64
+//		MaxPairs           int
+//		MaxVariants        int
+//		ChunkSize          int
+//		Now                func() time.Time
+//	}
 type MongoOptions = template.MongoOptions
 
 // Mongo stores pairs in MongoDB (or a server of its wire protocol, such as
@@ -77,10 +112,9 @@ func init() {
 	})
 }
 
-// WrapMongo returns this package's API to the Mongo backend over an open store
-// s, so that one store (one bbolt file, which only one opener may hold) can be
-// used through both APIs and package template at once. Closing any of them
-// closes s.
+// WrapMongo returns this package's API to s, an open Mongo store, so that one
+// Mongo store can be used through both APIs and package template at once: the
+// calls of each reach the same pairs. Closing any of them closes s.
 func WrapMongo(s *template.Mongo) *Mongo {
 	return &Mongo{s: s}
 }

@@ -14,6 +14,45 @@ import (
 
 // SQLiteOptions configure a SQLite storage. A nil *SQLiteOptions, and every
 // zero field, means the default.
+//
+// Its fields, as [template.SQLiteOptions] declares them:
+//
+//	type SQLiteOptions struct {
+//		// Path is the database file. Default: hishel/sqlite/hishel_cache.db
+//		// under os.UserCacheDir(), created if missing.
+//		Path string
+//		// BusyTimeout is how long a write waits for another connection or
+//		// process that holds the database's write lock, before it fails with
+//		// model.ErrLocked. Default 5s.
+//		BusyTimeout time.Duration
+//		// NoSync commits without waiting for the disk (synchronous=NORMAL
+//		// instead of FULL, in WAL mode): much faster writes, and the file stays
+//		// consistent, but a machine crash (not a process crash) may lose the
+//		// last pairs. For caches that can be rebuilt.
+//		NoSync bool
+//		// MaxReaders bounds the connections this storage reads with at once.
+//		// Default DefaultMaxReaders.
+//		MaxReaders int
+//
+//		// DefaultTTL, RefreshTTLOnAccess, SweepInterval, DeletedRetention,
+//		// IncompleteAge, MaxBytes, MaxPairs, MaxVariants and ChunkSize mean
+//		// what backend.Settings says.
+//		DefaultTTL         time.Duration
+//		RefreshTTLOnAccess model.Refresh
+//		SweepInterval      time.Duration
+//		DeletedRetention   time.Duration
+//		IncompleteAge      time.Duration
+//		MaxBytes           int64
+//		MaxPairs           int
+//		MaxVariants        int
+//		ChunkSize          int
+//		// AccessFlushInterval is how long access times (for TTL refresh and
+//		// the eviction order) are gathered in memory before they are written
+//		// in one transaction, so that reads stay reads. Default 1s.
+//		AccessFlushInterval time.Duration
+//		// Now is the clock. Default time.Now.
+//		Now func() time.Time
+//	}
 type SQLiteOptions = template.SQLiteOptions
 
 // SQLite stores pairs in a SQLite database file, in Hishel's schema
@@ -89,10 +128,9 @@ func init() {
 	})
 }
 
-// WrapSQLite returns this package's API to the SQLite backend over an open
-// store s, so that one store (one bbolt file, which only one opener may hold)
-// can be used through both APIs and package template at once. Closing any of
-// them closes s.
+// WrapSQLite returns this package's API to s, an open SQLite store, so that
+// one SQLite store can be used through both APIs and package template at once:
+// the calls of each reach the same pairs. Closing any of them closes s.
 func WrapSQLite(s *template.SQLite) *SQLite {
 	return &SQLite{s: s}
 }

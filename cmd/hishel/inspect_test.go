@@ -73,20 +73,23 @@ func TestInspect(t *testing.T) {
 		id     model.PairID
 		fields []string
 	}{
-		{live, []string{"complete", "200", "GET", "http://example.test/live", "9"}},
-		{expired, []string{"complete", "200", "GET", "http://example.test/expired", "12"}},
-		{incomplete, []string{"incomplete", "-", "POST", "http://example.test/incomplete", "0"}},
+		{live, []string{"complete", "200", "GET", "http://example.test/live", "9", "B", "in"}},
+		{expired, []string{"complete", "200", "GET", "http://example.test/expired", "12", "B"}},
+		{incomplete, []string{"incomplete", "-", "POST", "http://example.test/incomplete", "0", "B", "never"}},
 	} {
 		line := lineWith(ls.stdout, tt.id.String())
 		got := strings.Fields(line)
-		if len(got) != 7 || fmt.Sprint(got[1:6]) != fmt.Sprint(tt.fields) {
-			t.Errorf("hishel ls line of %s = %q; want fields %v and an expiry", tt.id, line, tt.fields)
+		if len(got) < len(tt.fields)+1 || fmt.Sprint(got[1:len(tt.fields)+1]) != fmt.Sprint(tt.fields) {
+			t.Errorf("hishel ls line of %s = %q; want fields %v", tt.id, line, tt.fields)
 		}
+	}
+	if line := lineWith(ls.stdout, expired.String()); !strings.HasSuffix(line, " ago") {
+		t.Errorf("hishel ls line of the expired pair = %q; want its expiry as a time ago", line)
 	}
 
 	show := runHishel(t, "show", "-db", db, live.String())
 	for _, want := range []string{"key:           GET http://example.test/live", "> Accept: text/plain",
-		"< 200 OK", "< Content-Type: text/plain", "ttl:           1h0m0s", "\nlive body"} {
+		"< 200 OK", "< Content-Type: text/plain", "ttl:           1h (refresh", "response size: 9 B\n", "\nlive body"} {
 		if !strings.Contains(show.stdout, want) {
 			t.Errorf("hishel show = %v\nwant %q in stdout", show, want)
 		}

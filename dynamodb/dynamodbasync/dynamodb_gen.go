@@ -13,6 +13,43 @@ import (
 
 // DynamoDBOptions configure a DynamoDB storage. A nil *DynamoDBOptions, and
 // every zero field, means the default.
+//
+// Its fields, as [template.DynamoDBOptions] declares them:
+//
+//	type DynamoDBOptions struct {
+//		// Table is the table's name (required).
+//		Table string
+//		// Client is the client to use; default: one made from the AWS
+//		// configuration of the environment (config.LoadDefaultConfig), with
+//		// Endpoint, Region and the static credentials below if they are set.
+//		Client *dynamodb.Client
+//		// Endpoint is the service's URL, for a local server such as dynalite
+//		// (http://127.0.0.1:4567). Default: AWS's endpoint for the region.
+//		Endpoint string
+//		// Region is the AWS region. Default: the environment's.
+//		Region string
+//		// AccessKey and SecretKey are static credentials. Default: the
+//		// environment's.
+//		AccessKey, SecretKey string
+//		// NoCreate leaves a missing table missing (OpenDynamoDB fails) instead
+//		// of creating it with its indexes, on demand billing.
+//		NoCreate bool
+//
+//		// DefaultTTL, RefreshTTLOnAccess, SweepInterval, DeletedRetention,
+//		// IncompleteAge, MaxBytes, MaxPairs, MaxVariants, ChunkSize and Now
+//		// mean what backend.Settings says. Chunks are ChunkSize, at least
+//		// MinDynamoDBChunk and at most MaxDynamoDBChunk.
+//		DefaultTTL         time.Duration
+//		RefreshTTLOnAccess model.Refresh
+//		SweepInterval      time.Duration
+//		DeletedRetention   time.Duration
+//		IncompleteAge      time.Duration
+//		MaxBytes           int64
+//		MaxPairs           int
+//		MaxVariants        int
+//		ChunkSize          int
+//		Now                func() time.Time
+//	}
 type DynamoDBOptions = template.DynamoDBOptions
 
 // DynamoDB stores pairs in a DynamoDB table (or dynalite), so that
@@ -86,10 +123,10 @@ func init() {
 	})
 }
 
-// WrapDynamoDB returns this package's API to the DynamoDB backend over an open
-// store s, so that one store (one bbolt file, which only one opener may hold)
-// can be used through both APIs and package template at once. Closing any of
-// them closes s.
+// WrapDynamoDB returns this package's API to s, an open DynamoDB store, so
+// that one DynamoDB store can be used through both APIs and package template
+// at once: the calls of each reach the same pairs. Closing any of them closes
+// s.
 //
 // async configures how the store's calls run; nil means the defaults.
 func WrapDynamoDB(s *template.DynamoDB, async *Options) *DynamoDB {

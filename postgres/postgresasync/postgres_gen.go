@@ -13,6 +13,46 @@ import (
 
 // PostgresOptions configure a PostgreSQL storage. A nil *PostgresOptions,
 // and every zero field, means the default.
+//
+// Its fields, as [template.PostgresOptions] declares them:
+//
+//	type PostgresOptions struct {
+//		// ConnString says where the database is, as pgx reads it: a URL
+//		// (postgres://user:password@host:5432/db?sslmode=verify-full) or
+//		// key=value pairs; empty means the PG* environment variables and
+//		// libpq's defaults. pgxpool's settings (pool_max_conns, ...) may be in
+//		// it.
+//		ConnString string
+//		// Table is the prefix of the store's tables (Table_entries,
+//		// Table_streams, Table_meta, Table_stats): several stores may share a
+//		// database under different prefixes. A lower-case SQL identifier of
+//		// at most 40 characters. Default "hishel".
+//		Table string
+//		// NoSync commits without waiting for the server's WAL flush
+//		// (synchronous_commit = off for the store's connections): faster
+//		// writes, and the database stays consistent, but a crash of the server
+//		// may lose the last pairs. For caches that can be rebuilt.
+//		NoSync bool
+//		// AccessFlushInterval is how long access times (for TTL refresh and
+//		// the eviction order) are gathered in memory before one statement
+//		// writes them, so that reads stay reads. Default 1s.
+//		AccessFlushInterval time.Duration
+//
+//		// DefaultTTL, RefreshTTLOnAccess, SweepInterval, DeletedRetention,
+//		// IncompleteAge, MaxBytes, MaxPairs, MaxVariants and ChunkSize mean
+//		// what backend.Settings says.
+//		DefaultTTL         time.Duration
+//		RefreshTTLOnAccess model.Refresh
+//		SweepInterval      time.Duration
+//		DeletedRetention   time.Duration
+//		IncompleteAge      time.Duration
+//		MaxBytes           int64
+//		MaxPairs           int
+//		MaxVariants        int
+//		ChunkSize          int
+//		// Now is the clock. Default time.Now.
+//		Now func() time.Time
+//	}
 type PostgresOptions = template.PostgresOptions
 
 // Postgres stores pairs in a PostgreSQL database, in tables in the spirit
@@ -98,10 +138,10 @@ func init() {
 	})
 }
 
-// WrapPostgres returns this package's API to the Postgres backend over an open
-// store s, so that one store (one bbolt file, which only one opener may hold)
-// can be used through both APIs and package template at once. Closing any of
-// them closes s.
+// WrapPostgres returns this package's API to s, an open Postgres store, so
+// that one Postgres store can be used through both APIs and package template
+// at once: the calls of each reach the same pairs. Closing any of them closes
+// s.
 //
 // async configures how the store's calls run; nil means the defaults.
 func WrapPostgres(s *template.Postgres, async *Options) *Postgres {
