@@ -213,8 +213,9 @@ func (m *Mongo) Pairs(ctx context.Context, f model.Filter) iter.Seq2[model.PairI
 }
 
 // Delete soft-deletes the pairs f matches, as Remove does, and returns how
-// many: it lists them with Pairs and removes each (backend.Delete). Pairs
-// stored while it runs may or may not be deleted.
+// many: it lists them with Pairs and soft-deletes them with one update
+// of up to deleteBatch pair documents at a time (each only if it is not
+// deleted already). Pairs stored while it runs may or may not be deleted.
 func (m *Mongo) Delete(ctx context.Context, f model.Filter) (int, error) {
 	return m.s.Delete(ctx, f)
 }

@@ -283,8 +283,9 @@ func (m *Mongo) Pairs(ctx context.Context, f model.Filter) Stream[model.PairInfo
 }
 
 // Delete soft-deletes the pairs f matches, as Remove does, and returns how
-// many: it lists them with Pairs and removes each (backend.Delete). Pairs
-// stored while it runs may or may not be deleted.
+// many: it lists them with Pairs and soft-deletes them with one update
+// of up to deleteBatch pair documents at a time (each only if it is not
+// deleted already). Pairs stored while it runs may or may not be deleted.
 //
 // Delete returns at once. The call runs in a goroutine of its own and its
 // result arrives on the returned [Future], which delivers exactly one
