@@ -347,3 +347,46 @@ func TestTieredOpenClose(t *testing.T) {
 		t.Errorf("GetPairs after Close: error = %v; want ErrClosed", err)
 	}
 }
+
+// Delete reaches both tiers: a hot key's pairs are gone from memory as
+// from the lower tier, and the next GetPairs asks the lower tier.
+func TestTieredDelete(t *testing.T) {
+	ctx := context.Background()
+	c := newClock()
+	s, lower := openTiered(t, c, TieredOptions{CheckInterval: time.Hour})
+	gone := storeTier(t, s, "k", []byte("one"), nil)
+	c.Advance(time.Second)
+	kept := storeTier(t, s, "other", []byte("two"), nil)
+	readPairs(t, s, "k")
+	readPairs(t, s, "k") // hot: in memory
+	readPairs(t, s, "other")
+	before := lower.gets.Load()
+	if n, err := s.Delete(ctx, model.Filter{Keys: []string{"k"}}); n != 1 || err != nil {
+		t.Fatalf("Delete(Keys k) = %d, %v; want 1, nil", n, err)
+	}
+	if got := readPairs(t, s, "k"); len(got) != 0 {
+		t.Errorf("after Delete: GetPairs(k) = %q; want nothing", got)
+	}
+	if lower.gets.Load() == before {
+		t.Error("after Delete: GetPairs(k) answered from memory; want the lower tier asked")
+	}
+	if _, err := s.upper.GetPair(ctx, gone.ID); !errors.Is(err, model.ErrNotFound) {
+		t.Errorf("memory tier GetPair(deleted) error = %v; want ErrNotFound", err)
+	}
+	if got := readPairs(t, s, "other"); len(got) != 1 || got[0] != "two" {
+		t.Errorf("after Delete(k): GetPairs(other) = %q; want [two]", got)
+	}
+	var ids []model.PairID
+	for pi, err := range s.Pairs(ctx, model.Filter{State: model.StateComplete}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, pi.ID)
+	}
+	if len(ids) != 1 || ids[0] != kept.ID {
+		t.Errorf("Pairs(complete) after Delete = %v; want [%v]", ids, kept.ID)
+	}
+	if _, err := s.Delete(nil, model.Filter{}); !errors.Is(err, model.ErrInvalid) {
+		t.Errorf("Delete(nil ctx) error = %v; want ErrInvalid", err)
+	}
+}
