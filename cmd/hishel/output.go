@@ -50,12 +50,17 @@ func humanSizeExact(n int64) string {
 
 // relTime says when t is from now: "in 59m0s", "3s ago", "now".
 func relTime(t, now time.Time) string {
-	d := t.Sub(now).Round(time.Second)
+	exact := t.Sub(now)
+	d := exact.Round(time.Second)
 	switch {
 	case d > 0:
 		return "in " + shortDuration(d)
 	case d < 0:
 		return shortDuration(-d) + " ago"
+	case exact > 0: // under half a second: still a future time
+		return "in <1s"
+	case exact < 0: // and a past one (an expiry that has passed)
+		return "<1s ago"
 	}
 	return "now"
 }

@@ -29,7 +29,7 @@ func TestHumanSize(t *testing.T) {
 
 func TestRelTime(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	for d, want := range map[time.Duration]string{0: "now", time.Hour: "in 1h", -3 * time.Second: "3s ago",
+	for d, want := range map[time.Duration]string{0: "now", 400 * time.Millisecond: "in <1s", -400 * time.Millisecond: "<1s ago", time.Hour: "in 1h", -3 * time.Second: "3s ago",
 		90 * time.Minute: "in 1h30m", 2 * time.Minute: "in 2m", 72 * time.Hour: "in 3d", -(50*time.Hour + time.Second): "2d2h0m1s ago"} {
 		if got := relTime(now.Add(d), now); got != want {
 			t.Errorf("relTime(now%+v) = %q; want %q", d, got, want)
