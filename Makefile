@@ -4,7 +4,7 @@ GO ?= go
 # and one module per backend whose driver its users alone should compile.
 # Each is built and tested on its own, as its users build it (GOWORK=off:
 # its go.mod's replace directives point at the others).
-MODULES := . cmd/hishel sqlite postgres redis
+MODULES := . cmd/hishel metrics postgres redis sqlite
 # Backend modules whose suites run on servers too slow for make test's 15
 # minutes (FerretDB on SQLite scans a collection for every filtered query;
 # dynalite is JavaScript on LevelDB; every S3 operation is several HTTP

@@ -8,11 +8,65 @@ import (
 	cache "github.com/hishel-go/hishel/cache"
 	"github.com/hishel-go/hishel/model"
 	"github.com/hishel-go/hishel/s3/template"
+	"iter"
 	"net/url"
 )
 
 // S3Options configure an S3 storage. A nil *S3Options, and every zero
 // field, means the default.
+//
+// Its fields, as [template.S3Options] declares them:
+//
+//	type S3Options struct {
+//		// Bucket is the bucket the store lives in; it must exist. Required.
+//		Bucket string
+//		// Prefix is the prefix of the store's object names (as in "cache/");
+//		// several stores may share a bucket under different prefixes. A
+//		// prefix that does not end in "/" gets one.
+//		Prefix string
+//		// Client is the S3 client to use. If nil, one is made from Endpoint,
+//		// Region, PathStyle and the credentials: AccessKey and SecretKey if
+//		// set, else the SDK's default chain (environment, shared files, the
+//		// instance's role).
+//		Client *s3.Client
+//		// Endpoint is the URL of an S3-compatible server (http://host:port);
+//		// empty means AWS.
+//		Endpoint string
+//		// Region is the bucket's region. Default: the SDK's configuration,
+//		// else DefaultRegion.
+//		Region string
+//		// PathStyle addresses the bucket in the path (host/bucket/key) rather
+//		// than the host name; servers other than AWS usually need it. With an
+//		// Endpoint it is on unless VirtualHost is set.
+//		PathStyle   bool
+//		VirtualHost bool
+//		// AccessKey and SecretKey are static credentials.
+//		AccessKey, SecretKey string
+//		// AccessFlushInterval is how long access times (TTL refresh and the
+//		// eviction order) are gathered in memory before they are written: one
+//		// PUT of its head per pair read in the interval. Other processes see a
+//		// refresh that late; this one sees it at once. Default 10s: S3 bills
+//		// requests, and a hot pair costs a PUT per interval.
+//		AccessFlushInterval time.Duration
+//		// Parallel is how many requests one call makes at once (GetPairs of a
+//		// key with several variants, Pairs, Clear). Default DefaultParallel.
+//		Parallel int
+//
+//		// DefaultTTL, RefreshTTLOnAccess, SweepInterval, DeletedRetention,
+//		// IncompleteAge, MaxBytes, MaxPairs, MaxVariants and ChunkSize mean
+//		// what backend.Settings says.
+//		DefaultTTL         time.Duration
+//		RefreshTTLOnAccess model.Refresh
+//		SweepInterval      time.Duration
+//		DeletedRetention   time.Duration
+//		IncompleteAge      time.Duration
+//		MaxBytes           int64
+//		MaxPairs           int
+//		MaxVariants        int
+//		ChunkSize          int
+//		// Now is the clock. Default time.Now.
+//		Now func() time.Time
+//	}
 type S3Options = template.S3Options
 
 // S3 stores pairs as objects in an S3 bucket (AWS, or any server that
@@ -115,10 +169,9 @@ func init() {
 	})
 }
 
-// WrapS3 returns this package's API to the S3 backend over an open store s, so
-// that one store (one bbolt file, which only one opener may hold) can be used
-// through both APIs and package template at once. Closing any of them closes
-// s.
+// WrapS3 returns this package's API to s, an open S3 store, so that one S3
+// store can be used through both APIs and package template at once: the calls
+// of each reach the same pairs. Closing any of them closes s.
 func WrapS3(s *template.S3) *S3 {
 	return &S3{s: s}
 }
@@ -216,14 +269,19 @@ func (x *S3) Clear(ctx context.Context) error {
 	return x.s.Clear(ctx)
 }
 
-// Pairs calls fn for every stored pair, in ID order, whatever its state:
-// incomplete, complete (expired or not) and soft-deleted. The PairInfo has
-// heads and metadata only. It lists the heads and reads those it does not
-// remember as listed (by ETag), in pages of 256, calling fn between pages,
-// so fn may call the storage. An error from fn stops the iteration and is
-// returned.
-func (x *S3) Pairs(ctx context.Context, fn func(model.PairInfo) error) error {
-	return x.s.Pairs(ctx, fn)
+// Pairs returns the stored pairs f matches, in ID order, whatever their
+// state unless f says (see model.Filter), heads and metadata only; the
+// loop body may call the storage. Every filter lists and reads every head
+// (S3 has no query; the key and time indexes are not used for filters yet).
+func (x *S3) Pairs(ctx context.Context, f model.Filter) iter.Seq2[model.PairInfo, error] {
+	return x.s.Pairs(ctx, f)
+}
+
+// Delete soft-deletes the pairs f matches, as Remove does, and returns how
+// many: it lists them with Pairs and removes each (backend.Delete). Pairs
+// stored while it runs may or may not be deleted.
+func (x *S3) Delete(ctx context.Context, f model.Filter) (int, error) {
+	return x.s.Delete(ctx, f)
 }
 
 // Sync writes the gathered access times.

@@ -175,7 +175,10 @@ func scanStats(t *testing.T, s Store) {
 	t.Helper()
 	ctx := context.Background()
 	var want model.Stats
-	err := s.Pairs(ctx, func(p model.PairInfo) error {
+	for p, err := range s.Pairs(ctx, model.Filter{}) {
+		if err != nil {
+			t.Fatalf("Pairs() error = %v", err)
+		}
 		switch p.State {
 		case model.StateComplete:
 			want.Pairs++
@@ -185,10 +188,6 @@ func scanStats(t *testing.T, s Store) {
 			want.Deleted++
 		}
 		want.Bytes += p.Meta.RequestSize + p.Meta.ResponseSize
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("Pairs() error = %v", err)
 	}
 	if got, err := s.Stats(ctx); err != nil || got != want {
 		t.Errorf("Stats() = %+v, %v; want %+v, as a full scan counts", got, err, want)

@@ -22,7 +22,8 @@
 // typed error for every bad input; UpdatePair, Remove, newest-first order;
 // bodies failing, never shortened, when their pair is removed while read;
 // TTLs, sweeps, the size budget and the pair cap with an injected clock;
-// iteration; use after Close; and a 64-goroutine mix after which the
+// iteration and filters (Pairs), Delete by every criterion of
+// model.Filter; use after Close; and a 64-goroutine mix after which the
 // counters agree with a full scan.
 //
 // A backend must honour every field of [Options]: each is one of the
@@ -205,6 +206,8 @@ var suite = []struct {
 	{"SizeBudget", testSizeBudget},
 	{"MaxPairs", testMaxPairs},
 	{"Pairs", testPairs},
+	{"Filter", testFilter},
+	{"Delete", testDelete},
 	{"PartialContent", testPartialContent},
 	{"UseAfterClose", testUseAfterClose},
 	{"Concurrent", testConcurrent},

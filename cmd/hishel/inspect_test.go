@@ -73,20 +73,23 @@ func TestInspect(t *testing.T) {
 		id     model.PairID
 		fields []string
 	}{
-		{live, []string{"complete", "200", "GET", "http://example.test/live", "9"}},
-		{expired, []string{"complete", "200", "GET", "http://example.test/expired", "12"}},
-		{incomplete, []string{"incomplete", "-", "POST", "http://example.test/incomplete", "0"}},
+		{live, []string{"complete", "200", "GET", "http://example.test/live", "9", "B", "in"}},
+		{expired, []string{"complete", "200", "GET", "http://example.test/expired", "12", "B"}},
+		{incomplete, []string{"incomplete", "-", "POST", "http://example.test/incomplete", "0", "B", "never"}},
 	} {
 		line := lineWith(ls.stdout, tt.id.String())
 		got := strings.Fields(line)
-		if len(got) != 7 || fmt.Sprint(got[1:6]) != fmt.Sprint(tt.fields) {
-			t.Errorf("hishel ls line of %s = %q; want fields %v and an expiry", tt.id, line, tt.fields)
+		if len(got) < len(tt.fields)+1 || fmt.Sprint(got[1:len(tt.fields)+1]) != fmt.Sprint(tt.fields) {
+			t.Errorf("hishel ls line of %s = %q; want fields %v", tt.id, line, tt.fields)
 		}
+	}
+	if line := lineWith(ls.stdout, expired.String()); !strings.HasSuffix(line, " ago") {
+		t.Errorf("hishel ls line of the expired pair = %q; want its expiry as a time ago", line)
 	}
 
 	show := runHishel(t, "show", "-db", db, live.String())
 	for _, want := range []string{"key:           GET http://example.test/live", "> Accept: text/plain",
-		"< 200 OK", "< Content-Type: text/plain", "ttl:           1h0m0s", "\nlive body"} {
+		"< 200 OK", "< Content-Type: text/plain", "ttl:           1h (refresh", "response size: 9 B\n", "\nlive body"} {
 		if !strings.Contains(show.stdout, want) {
 			t.Errorf("hishel show = %v\nwant %q in stdout", show, want)
 		}
@@ -120,6 +123,58 @@ func TestInspect(t *testing.T) {
 	want := "pairs: 1\nincomplete: 0\ndeleted: 1\nbody bytes: "
 	if stats.code != 0 || !strings.HasPrefix(stats.stdout, want) {
 		t.Errorf("hishel stats = %v; want stdout starting %q", stats, want)
+	}
+}
+
+// rm and ls select pairs by URL, key, expiry and age; rm -dry-run lists
+// them and removes nothing.
+func TestRmFilters(t *testing.T) {
+	db, live, incomplete, expired := fixture(t)
+	steps := []struct {
+		args     []string
+		code     int
+		want     []string // in stdout, or in stderr for a failure
+		dontWant []string
+	}{
+		{[]string{"ls", "-url", "HTTP://Example.test:80/live"}, 0, []string{live.String()}, []string{expired.String(), incomplete.String()}},
+		{[]string{"ls", "-url-prefix", "http://example.test/", "-key-prefix", "GET "}, 0, []string{live.String(), expired.String()}, []string{incomplete.String()}},
+		{[]string{"rm", "-url", "http://example.test/live", "-dry-run"}, 0, []string{live.String() + "\tcomplete\tGET http://example.test/live\n", "would remove 1 pair\n"}, nil},
+		{[]string{"ls", "-key", "GET http://example.test/live"}, 0, []string{live.String() + "  complete"}, nil},
+		{[]string{"rm", "-expired"}, 0, []string{"removed 1 pair (soft delete"}, nil},
+		{[]string{"ls", "-expired"}, 0, nil, []string{expired.String()}},
+		{[]string{"rm", "-older-than", "24h"}, 0, []string{"removed 0 pairs"}, nil},
+		{[]string{"rm", "-older-than", "1ns", "-dry-run"}, 0, []string{live.String(), incomplete.String(), "would remove 2 pairs\n"}, []string{expired.String()}},
+		{[]string{"rm", "-url", "http://example.test/incomplete"}, 0, []string{"removed 1 pair"}, nil},
+		{[]string{"rm", "-older-than", "1ns"}, 0, []string{"removed 1 pair"}, nil},
+		{[]string{"rm", live.String(), "-url", "http://example.test/live"}, exitUsage, []string{"give a pair ID or filter flags"}, nil},
+		{[]string{"rm", "-dry-run"}, exitUsage, []string{"-dry-run lists what filter flags"}, nil},
+		{[]string{"rm", "-older-than", "-1h"}, exitUsage, []string{"-older-than must not be negative"}, nil},
+		{[]string{"rm", "-url", "example.test/live"}, exitUsage, []string{"want an absolute URL"}, nil},
+	}
+	for _, st := range steps {
+		r := runHishel(t, append(st.args, "-db", db)...)
+		out := r.stdout
+		if st.code != 0 {
+			out = r.stderr
+		}
+		if r.code != st.code {
+			t.Errorf("hishel %v = %v; want exit %d", st.args, r, st.code)
+			continue
+		}
+		for _, w := range st.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("hishel %v = %v\nwant %q", st.args, r, w)
+			}
+		}
+		for _, w := range st.dontWant {
+			if strings.Contains(out, w) {
+				t.Errorf("hishel %v = %v\nwant no %q", st.args, r, w)
+			}
+		}
+	}
+	stats := runHishel(t, "stats", "-db", db)
+	if want := "pairs: 0\nincomplete: 0\ndeleted: 3\n"; !strings.HasPrefix(stats.stdout, want) {
+		t.Errorf("hishel stats after the removals = %v; want %q", stats, want)
 	}
 }
 

@@ -264,7 +264,7 @@ func TestUsage(t *testing.T) {
 		{args: []string{"demo", "-h"}, code: exitOK, stdout: "Usage: hishel demo"},
 		{args: []string{"ls", "-h"}, code: exitOK, stdout: "-db PATH"},
 		{args: []string{"show", "-help"}, code: exitOK, stdout: "-n N"},
-		{args: []string{"rm", "-h"}, code: exitOK, stdout: "Usage: hishel rm -store URL | -db PATH ID"},
+		{args: []string{"rm", "-h"}, code: exitOK, stdout: "Usage: hishel rm -store URL | -db PATH (ID"},
 		{args: []string{"ls", "-h"}, code: exitOK, stdout: "-store URL"},
 		{args: []string{"gc", "-h"}, code: exitOK, stdout: "-retention D"},
 		{args: []string{"stats", "-h"}, code: exitOK, stdout: "Usage: hishel stats"},

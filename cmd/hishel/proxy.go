@@ -49,6 +49,9 @@ type proxyConfig struct {
 	setCookie   hishel.SetCookiePolicy
 	credKey     []byte
 	maxBody     int64
+	// instrument, if not nil, adds hooks to the Transport's options
+	// (-metrics).
+	instrument func(*hishel.Options)
 }
 
 // Defaults of the proxy's timeouts and limits.
@@ -89,6 +92,7 @@ func cmdProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.BoolVar(&cfg.staleIfDisconnected, "stale-if-disconnected", true, "when the origin cannot be reached (connection refused or reset, no answer within -origin-timeout), answer from a stale stored response unless its directives or the request's forbid it (RFC 9111 §4.2.4); Cache-Status says detail=stale-if-disconnected")
 	targeted := fs.String("targeted-fields", "", "with -shared, the targeted cache-control `FIELDS` (RFC 9213), comma-separated, obeyed before CDN-Cache-Control, such as Hishel-Cache-Control")
 	verbose := fs.Bool("v", false, "log every cache decision on standard error")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics (host:port; port 0 picks a free port): responses by outcome, revalidations, stores, store failures, stored bytes, lookup and store latency, the store's counters")
 	if _, err := parseFlags(fs, "proxy", args, 0, stdout); err != nil {
 		return err
 	}
@@ -150,6 +154,15 @@ func cmdProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer store.Close()
 
+	if *metricsAddr != "" {
+		instrument, stop, err := serveMetrics(*metricsAddr, store, stderr)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		cfg.instrument = instrument
+	}
+
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("%s proxy: %w; pick another -listen address", programName, err)
@@ -176,7 +189,11 @@ func runProxy(ctx context.Context, cfg *proxyConfig, store hishel.Storage, ln ne
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	origin := cfg.originTransport()
 	defer origin.CloseIdleConnections()
-	tr, err := hishel.NewTransport(cfg.options(origin, store, logger))
+	opts := cfg.options(origin, store, logger)
+	if cfg.instrument != nil {
+		cfg.instrument(opts)
+	}
+	tr, err := hishel.NewTransport(opts)
 	if err != nil {
 		_ = ln.Close()
 		return fmt.Errorf("%s proxy: %w", programName, err)

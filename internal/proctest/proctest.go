@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -49,7 +50,7 @@ type Store interface {
 	UpdatePairFunc(ctx context.Context, id model.PairID, fn func(model.CompletePair) (model.CompletePair, error)) (model.CompletePair, error)
 	Remove(ctx context.Context, id model.PairID) error
 	Cleanup(ctx context.Context) (model.SweepResult, error)
-	Pairs(ctx context.Context, fn func(model.PairInfo) error) error
+	Pairs(ctx context.Context, f model.Filter) iter.Seq2[model.PairInfo, error]
 	Stats(ctx context.Context) (model.Stats, error)
 	Close() error
 }
@@ -185,7 +186,10 @@ func CheckScan(t testing.TB, s Store) {
 	t.Helper()
 	ctx := context.Background()
 	var want model.Stats
-	err := s.Pairs(ctx, func(p model.PairInfo) error {
+	for p, err := range s.Pairs(ctx, model.Filter{}) {
+		if err != nil {
+			t.Fatalf("Pairs() error = %v", err)
+		}
 		switch p.State {
 		case model.StateComplete:
 			want.Pairs++
@@ -195,10 +199,6 @@ func CheckScan(t testing.TB, s Store) {
 			want.Deleted++
 		}
 		want.Bytes += p.Meta.RequestSize + p.Meta.ResponseSize
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("Pairs() error = %v", err)
 	}
 	if got, err := s.Stats(ctx); err != nil || got != want {
 		t.Errorf("Stats() = %+v, %v; want %+v, as a full scan counts", got, err, want)

@@ -13,6 +13,59 @@ import (
 
 // S3Options configure an S3 storage. A nil *S3Options, and every zero
 // field, means the default.
+//
+// Its fields, as [template.S3Options] declares them:
+//
+//	type S3Options struct {
+//		// Bucket is the bucket the store lives in; it must exist. Required.
+//		Bucket string
+//		// Prefix is the prefix of the store's object names (as in "cache/");
+//		// several stores may share a bucket under different prefixes. A
+//		// prefix that does not end in "/" gets one.
+//		Prefix string
+//		// Client is the S3 client to use. If nil, one is made from Endpoint,
+//		// Region, PathStyle and the credentials: AccessKey and SecretKey if
+//		// set, else the SDK's default chain (environment, shared files, the
+//		// instance's role).
+//		Client *s3.Client
+//		// Endpoint is the URL of an S3-compatible server (http://host:port);
+//		// empty means AWS.
+//		Endpoint string
+//		// Region is the bucket's region. Default: the SDK's configuration,
+//		// else DefaultRegion.
+//		Region string
+//		// PathStyle addresses the bucket in the path (host/bucket/key) rather
+//		// than the host name; servers other than AWS usually need it. With an
+//		// Endpoint it is on unless VirtualHost is set.
+//		PathStyle   bool
+//		VirtualHost bool
+//		// AccessKey and SecretKey are static credentials.
+//		AccessKey, SecretKey string
+//		// AccessFlushInterval is how long access times (TTL refresh and the
+//		// eviction order) are gathered in memory before they are written: one
+//		// PUT of its head per pair read in the interval. Other processes see a
+//		// refresh that late; this one sees it at once. Default 10s: S3 bills
+//		// requests, and a hot pair costs a PUT per interval.
+//		AccessFlushInterval time.Duration
+//		// Parallel is how many requests one call makes at once (GetPairs of a
+//		// key with several variants, Pairs, Clear). Default DefaultParallel.
+//		Parallel int
+//
+//		// DefaultTTL, RefreshTTLOnAccess, SweepInterval, DeletedRetention,
+//		// IncompleteAge, MaxBytes, MaxPairs, MaxVariants and ChunkSize mean
+//		// what backend.Settings says.
+//		DefaultTTL         time.Duration
+//		RefreshTTLOnAccess model.Refresh
+//		SweepInterval      time.Duration
+//		DeletedRetention   time.Duration
+//		IncompleteAge      time.Duration
+//		MaxBytes           int64
+//		MaxPairs           int
+//		MaxVariants        int
+//		ChunkSize          int
+//		// Now is the clock. Default time.Now.
+//		Now func() time.Time
+//	}
 type S3Options = template.S3Options
 
 // S3 stores pairs as objects in an S3 bucket (AWS, or any server that
@@ -125,10 +178,9 @@ func init() {
 	})
 }
 
-// WrapS3 returns this package's API to the S3 backend over an open store s, so
-// that one store (one bbolt file, which only one opener may hold) can be used
-// through both APIs and package template at once. Closing any of them closes
-// s.
+// WrapS3 returns this package's API to s, an open S3 store, so that one S3
+// store can be used through both APIs and package template at once: the calls
+// of each reach the same pairs. Closing any of them closes s.
 //
 // async configures how the store's calls run; nil means the defaults.
 func WrapS3(s *template.S3, async *Options) *S3 {
@@ -280,20 +332,31 @@ func (x *S3) Clear(ctx context.Context) Future[struct{}] {
 	})
 }
 
-// Pairs calls fn for every stored pair, in ID order, whatever its state:
-// incomplete, complete (expired or not) and soft-deleted. The PairInfo has
-// heads and metadata only. It lists the heads and reads those it does not
-// remember as listed (by ETag), in pages of 256, calling fn between pages,
-// so fn may call the storage. An error from fn stops the iteration and is
-// returned.
+// Pairs returns the stored pairs f matches, in ID order, whatever their
+// state unless f says (see model.Filter), heads and metadata only; the
+// loop body may call the storage. Every filter lists and reads every head
+// (S3 has no query; the key and time indexes are not used for filters yet).
 //
-// Pairs returns at once. The call runs in a goroutine of its own, outside the
-// MaxInFlight bound, so that the function it is given may call the store and
-// its error arrives on the returned [Future], as the Err of exactly one
-// [Result] whose Value is struct{}{}.
-func (x *S3) Pairs(ctx context.Context, fn func(model.PairInfo) error) Future[struct{}] {
-	return cacheasync.GoErrUnbounded(x.r, ctx, func(ctx context.Context) error {
-		return x.s.Pairs(ctx, fn)
+// Pairs returns at once with a [Stream]. The iteration runs in a goroutine of
+// its own, outside the MaxInFlight bound (the consumer may call the store
+// between values), at most one value ahead of the consumer; the stream is
+// closed after the last value, and an error arrives in-band as the last
+// [Result]. A consumer that stops early cancels ctx to end the goroutine
+// (Close ends it too).
+func (x *S3) Pairs(ctx context.Context, f model.Filter) Stream[model.PairInfo] {
+	return cacheasync.GoSeq(x.r, ctx, x.s.Pairs(ctx, f))
+}
+
+// Delete soft-deletes the pairs f matches, as Remove does, and returns how
+// many: it lists them with Pairs and removes each (backend.Delete). Pairs
+// stored while it runs may or may not be deleted.
+//
+// Delete returns at once. The call runs in a goroutine of its own and its
+// result arrives on the returned [Future], which delivers exactly one
+// [Result].
+func (x *S3) Delete(ctx context.Context, f model.Filter) Future[int] {
+	return cacheasync.Go(x.r, ctx, func(ctx context.Context) (int, error) {
+		return x.s.Delete(ctx, f)
 	})
 }
 

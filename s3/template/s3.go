@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	mrand "math/rand/v2"
 	"net/url"
 	"slices"
@@ -721,13 +722,28 @@ func (s *S3) Clear(ctx context.Context) error {
 	return s.opErr(err)
 }
 
-// Pairs calls fn for every stored pair, in ID order, whatever its state:
+// Pairs returns the stored pairs f matches, in ID order, whatever their
+// state unless f says (see model.Filter), heads and metadata only; the
+// loop body may call the storage. Every filter lists and reads every head
+// (S3 has no query; the key and time indexes are not used for filters yet).
+func (s *S3) Pairs(ctx context.Context, f model.Filter) iter.Seq2[model.PairInfo, error] {
+	return backend.Finder{All: s.listAll}.Pairs(ctx, f, s.pol.Now)
+}
+
+// Delete soft-deletes the pairs f matches, as Remove does, and returns how
+// many: it lists them with Pairs and removes each (backend.Delete). Pairs
+// stored while it runs may or may not be deleted.
+func (s *S3) Delete(ctx context.Context, f model.Filter) (int, error) {
+	return backend.Delete(ctx, f, s.Pairs, s.Remove)
+}
+
+// listAll calls fn for every stored pair, in ID order, whatever its state:
 // incomplete, complete (expired or not) and soft-deleted. The PairInfo has
 // heads and metadata only. It lists the heads and reads those it does not
 // remember as listed (by ETag), in pages of 256, calling fn between pages,
 // so fn may call the storage. An error from fn stops the iteration and is
 // returned.
-func (s *S3) Pairs(ctx context.Context, fn func(model.PairInfo) error) error {
+func (s *S3) listAll(ctx context.Context, fn func(model.PairInfo) error) error {
 	if err := s.check(ctx); err != nil {
 		return err
 	}
