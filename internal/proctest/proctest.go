@@ -407,9 +407,11 @@ func crashCheck(t *testing.T, run, done int, open func(now func() time.Time) (St
 			t.Errorf("run %d: %v", run, err)
 		}
 	}
+	cutRemoved := 0         // of the maybe pairs, those the kill's Remove did remove
 	for id := range maybe { // removed or not, never anything between
 		p, err := s.GetPair(ctx, id)
 		if errors.Is(err, model.ErrNotFound) {
+			cutRemoved++
 			continue
 		}
 		if err != nil {
@@ -446,7 +448,8 @@ func crashCheck(t *testing.T, run, done int, open func(now func() time.Time) (St
 	if st, err := s.Stats(ctx); err != nil || st.Incomplete != 0 {
 		t.Errorf("run %d: after a sweep, Stats() = %+v, %v; want no incomplete pair", run, st, err)
 	}
-	t.Logf("run %d: %d pairs completed in this run; %d served, all whole; %d caught by a kill during Remove so far", run, done, served, len(maybe))
+	t.Logf("run %d: %d pairs completed in this run; %d served, all whole; %d caught by a kill during Remove so far, %d of them removed",
+		run, done, served, len(maybe), cutRemoved)
 }
 
 // shareHelper stores 2x20 pairs from two goroutines while a third reads
