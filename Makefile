@@ -4,15 +4,16 @@ GO ?= go
 # and one module per backend whose driver its users alone should compile.
 # Each is built and tested on its own, as its users build it (GOWORK=off:
 # its go.mod's replace directives point at the others).
-MODULES := . cmd/hishel sqlite postgres redis
+MODULES := . cmd/hishel metrics postgres redis sqlite
 # Backend modules whose suites run on servers too slow for make test's 15
 # minutes (FerretDB on SQLite scans a collection for every filtered query;
-# dynalite is JavaScript on LevelDB): make test-backends runs them, and CI
-# runs both.
-BACKEND_MODULES := mongodb dynamodb
+# dynalite is JavaScript on LevelDB; every S3 operation is several HTTP
+# requests to versitygw, 7.5 minutes under -race): make test-backends runs
+# them, and CI runs both.
+BACKEND_MODULES := mongodb dynamodb s3
 # Modules whose go:generate renders a template (gen's out-of-module mode
 # for all but the root), and the gen -check that proves each up to date.
-GEN_MODULES := . sqlite postgres redis mongodb dynamodb
+GEN_MODULES := . sqlite postgres redis mongodb dynamodb s3
 export GOWORK := off
 
 .PHONY: all generate check-generate vet test test-backends test-servers bench fuzz lint
@@ -31,6 +32,7 @@ check-generate:
 	cd redis && $(GO) tool gen -check -template ./template -cache . -async ./redisasync
 	cd mongodb && $(GO) tool gen -check -template ./template -cache . -async ./mongodbasync
 	cd dynamodb && $(GO) tool gen -check -template ./template -cache . -async ./dynamodbasync
+	cd s3 && $(GO) tool gen -check -template ./template -cache . -async ./s3async
 
 ## vet: go vet in every module
 vet:
@@ -44,7 +46,7 @@ test: test-servers vet
 	$(GO) test -count=1 -run '^TestBoltSweepWorkScales$$' ./template
 
 ## test-backends: the race-enabled suites of the backend modules, each on
-## its real server (MongoDB: FerretDB; DynamoDB: dynalite), with the crash
+## its real server (MongoDB: FerretDB; DynamoDB: dynalite; S3: versitygw), with the crash
 ## and two-process tests
 test-backends: test-servers
 	@for m in $(BACKEND_MODULES); do echo "== test $$m"; (cd $$m && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 60m ./...) || exit 1; done

@@ -75,6 +75,9 @@ type flight struct {
 	guard  *traceGuard
 	window int
 	sent   time.Time // when fetch sent the request (zero for begin alone)
+	// onStored, if not nil, is called by the flight's goroutine once the
+	// pair is stored whole (before the flight ends); set before it starts.
+	onStored func()
 
 	ready chan struct{} // closed once head is set
 	ended chan struct{} // closed once the fetch is over
@@ -282,8 +285,11 @@ func (f *flight) begin(req *http.Request, mreq model.Request, sn statemachine.St
 	t := f.t
 	st, ok := sn.(*statemachine.StoreAndUse)
 	var detail string
-	if ok && t.opts.SetCookie == SetCookieBypass && len(st.Response.Header["Set-Cookie"]) > 0 {
+	switch {
+	case ok && t.opts.SetCookie == SetCookieBypass && len(st.Response.Header["Set-Cookie"]) > 0:
 		ok, detail = false, "set-cookie"
+	case ok && t.filtered(req, resp):
+		ok, detail = false, "filtered"
 	}
 	if !ok {
 		f.setOrigin(resp.Body) // the leader's alone; stop closes it
@@ -321,6 +327,7 @@ func (f *flight) begin(req *http.Request, mreq model.Request, sn statemachine.St
 	} else {
 		sreq := mreq // the storage copies its header
 		sreq.Body = nil
+		sreq.URL = t.storedURL(req, mreq)
 		if st.TTL != 0 {
 			sreq.Options.TTL = st.TTL
 		}
@@ -408,6 +415,9 @@ func (f *flight) pump(req *http.Request, h *flightHead, origin *originBody, save
 		case err == io.EOF:
 			if storing {
 				t.debug(req, f.key, "hishel stored", slog.Int64("bytes", f.size()))
+				if f.onStored != nil {
+					f.onStored()
+				}
 			}
 			f.finish(nil, storing)
 			f.publish(h)

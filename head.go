@@ -17,6 +17,17 @@ func keyMethod(method string) string {
 	return method
 }
 
+// requestKey derives the cache key of kr: key's (Options.Key, or
+// DefaultKey's rule, on the request without the query parameters
+// IgnoreParams names), then what MatchHeaders adds.
+func (t *Transport) requestKey(kr keyRequest) (string, error) {
+	key, err := t.key(kr)
+	if err != nil {
+		return "", err
+	}
+	return key + t.shape.suffix(kr.req.Header), nil
+}
+
 // targetKeys are the distinct keys of invalidation targets, after req, the
 // unsafe request (see targetKey); HEAD and GET share theirs.
 func (t *Transport) targetKeys(req *http.Request, targets []statemachine.Target) []string {

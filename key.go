@@ -168,13 +168,16 @@ func readBody(req *http.Request, limit int64) (kr keyRequest, ok bool, err error
 	return keyRequest{req: &out, body: body}, true, nil
 }
 
-// key returns the cache key of kr: the default one, or Options.Key's. A
-// HEAD request is keyed as a GET (see keyMethod).
+// key returns the cache key of kr: the default one, or Options.Key's, of
+// the request without the query parameters Options.IgnoreParams names
+// (the KeyFunc sees the URL without them). A HEAD request is keyed as a
+// GET (see keyMethod). What MatchHeaders adds is not in it (requestKey).
 func (t *Transport) key(kr keyRequest) (string, error) {
 	req := kr.req
-	if m := keyMethod(req.Method); m != req.Method {
+	u := t.shape.strip(req.URL)
+	if m := keyMethod(req.Method); m != req.Method || u != req.URL {
 		r := *req
-		r.Method = m
+		r.Method, r.URL = m, u
 		req = &r
 	}
 	if t.opts.Key != nil {

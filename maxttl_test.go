@@ -29,12 +29,11 @@ func TestTransportReclaimsUselessPairs(t *testing.T) {
 		}
 	}
 	maxTTL := map[string]time.Duration{}
-	err := f.store.Pairs(ctx, func(p model.PairInfo) error {
+	for p, err := range f.store.Pairs(ctx, model.Filter{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
 		maxTTL[p.Request.URL] = p.Request.Options.MaxTTL
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 	// The Date field has whole seconds: the apparent age is under 1s.
 	if got := maxTTL[o.URL+"/plain"]; got <= 89*time.Second || got > 90*time.Second {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -151,6 +152,14 @@ func resultError(t *testing.T, out []reflect.Value) error {
 		}
 		if e := r.FieldByName("Err"); e.IsValid() && !e.IsNil() {
 			return e.Interface().(error)
+		}
+		return nil
+	}
+	if seq, ok := last.Interface().(iter.Seq2[model.PairInfo, error]); ok {
+		for _, err := range seq {
+			if err != nil {
+				return err
+			}
 		}
 		return nil
 	}

@@ -88,7 +88,7 @@ func (t *Transport) combine(req *http.Request, key string, pu *statemachine.Part
 		// again from what is left.
 		closeOthers(kept, model.PairID{})
 		fresh, _ := t.store.GetPairs(ctx, key)
-		next := t.machine.Next(t.modelRequest(req), fresh)
+		next := t.machine.Next(t.lookupRequest(req), fresh)
 		if again, ok := next.(*statemachine.PartialUpdate); ok {
 			next = again.Skip()
 		}

@@ -14,10 +14,10 @@ func (t *Transport) storePost(req *http.Request, inv *statemachine.InvalidateURI
 	getReq := req.Clone(req.Context())
 	getReq.Method = http.MethodGet
 	getReq.Body, getReq.ContentLength, getReq.GetBody = nil, 0, nil
-	key, err := t.key(keyRequest{req: getReq})
+	key, err := t.requestKey(keyRequest{req: getReq})
 	if err != nil {
 		setCacheStatus(resp.Header, "fwd=method; fwd-status="+strconv.Itoa(resp.StatusCode))
 		return resp, nil
 	}
-	return t.store1(getReq, key, t.modelRequest(getReq), inv.Store, resp, "method")
+	return t.store1(getReq, key, t.lookupRequest(getReq), inv.Store, resp, "method")
 }

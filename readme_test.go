@@ -1,102 +1,70 @@
 package hishel_test
 
 import (
-	"bytes"
-	"context"
-	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"os"
-	"os/exec"
-	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
-	"time"
-)
-
-// TestREADMETransport runs the README's Transport block as it is written,
-// twice in one process, against a local origin: it must compile, close
-// what it opens (a second OpenBolt of a file still open fails), and the
-// second call must be a hit from the file the first one stored into.
-func TestREADMETransport(t *testing.T) {
-	readme, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, rest, ok := strings.Cut(string(readme), "## The Transport in five lines\n\n```go\n")
-	block, _, ok2 := strings.Cut(rest, "```\n")
-	if !ok || !ok2 {
-		t.Fatal("README.md has no go block under \"## The Transport in five lines\"")
-	}
-	if !strings.Contains(block, `"https://example.com/"`) {
-		t.Fatalf("the README block fetches no https://example.com/ to replace:\n%s", block)
-	}
-	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "max-age=600")
-		fmt.Fprint(w, "hello from the origin")
-	}))
-	defer origin.Close()
-	src := `package main
-
-import (
-	"context"
-	"fmt"
-	"io"
-	"net/http"
-	"os"
 
 	"github.com/hishel-go/hishel"
 	"github.com/hishel-go/hishel/cache"
 )
 
-var _, _, _ = io.EOF, hishel.ErrClosed, cache.OpenBolt
-
-func fetch(ctx context.Context) error {
-` + strings.ReplaceAll(block, `"https://example.com/"`, "os.Args[1]") + `	return nil
-}
-
-func main() {
-	for range 2 {
-		if err := fetch(context.Background()); err != nil {
-			fmt.Println("error:", err)
-			os.Exit(1)
+// readmeTable returns the option names (the first column, in backquotes)
+// of the README table under the heading that starts with heading.
+func readmeTable(t *testing.T, heading string) []string {
+	t.Helper()
+	b, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "\n"+heading)
+	if !ok {
+		t.Fatalf("README.md has no heading %q", heading)
+	}
+	var names []string
+	inTable := false
+	for _, line := range strings.Split(rest, "\n")[1:] {
+		switch {
+		case strings.HasPrefix(line, "| `"):
+			inTable = true
+			name, _, _ := strings.Cut(strings.TrimPrefix(line, "| `"), "`")
+			names = append(names, name)
+		case inTable && !strings.HasPrefix(line, "|"):
+			return names
+		case strings.HasPrefix(line, "## "):
+			return names
 		}
 	}
+	return names
 }
-`
-	// A directory of the module, so that its imports resolve; the dot
-	// keeps it out of ./... patterns.
-	dir, err := os.MkdirTemp(".", ".readme-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "run", "./"+filepath.Base(dir), origin.URL)
-	// The default cache file goes under the user cache directory: a
-	// temporary one, which must not move Go's own caches.
-	goenv, err := exec.Command("go", "env", "GOCACHE", "GOMODCACHE").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	caches := strings.Fields(string(goenv))
-	if len(caches) != 2 {
-		t.Fatalf("go env GOCACHE GOMODCACHE = %q", goenv)
-	}
-	cmd.Env = append(os.Environ(), "XDG_CACHE_HOME="+t.TempDir(), "GOCACHE="+caches[0], "GOMODCACHE="+caches[1])
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("the README block, run twice: %v\n%s\n%s", err, out.String(), src)
-	}
-	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	n := len("hello from the origin")
-	if len(lines) != 2 || !strings.HasPrefix(lines[0], "hishel; fwd=uri-miss") || !strings.HasSuffix(lines[0], fmt.Sprintf(" %d <nil>", n)) ||
-		!strings.HasPrefix(lines[1], "hishel; hit") || !strings.HasSuffix(lines[1], fmt.Sprintf(" %d <nil>", n)) {
-		t.Errorf("the README block printed\n%s\nwant a stored miss, then a hit, each with the %d bytes", out.String(), n)
+
+// The README's options tables list every option, and nothing else.
+func TestReadmeOptionTables(t *testing.T) {
+	for _, tc := range []struct {
+		heading string
+		typ     reflect.Type
+	}{
+		{"## Options (BoltOptions", reflect.TypeFor[cache.BoltOptions]()},
+		{"## Transport options (hishel.Options", reflect.TypeFor[hishel.Options]()},
+	} {
+		listed := readmeTable(t, tc.heading)
+		var fields []string
+		for f := range tc.typ.Fields() {
+			if f.IsExported() {
+				fields = append(fields, f.Name)
+			}
+		}
+		for _, f := range fields {
+			if !slices.Contains(listed, f) {
+				t.Errorf("README %q table lacks %s.%s", tc.heading, tc.typ.Name(), f)
+			}
+		}
+		for _, n := range listed {
+			if !slices.Contains(fields, n) {
+				t.Errorf("README %q table lists %s, which %s does not have", tc.heading, n, tc.typ.Name())
+			}
+		}
 	}
 }

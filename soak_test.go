@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"github.com/hishel-go/hishel/cache"
 	"github.com/hishel-go/hishel/cacheasync"
 	"github.com/hishel-go/hishel/model"
+	"go.uber.org/goleak"
 )
 
 var soakDuration = flag.Duration("soak.duration", 3*time.Second, "how long TestSoak runs")
@@ -32,7 +32,7 @@ var soakDuration = flag.Duration("soak.duration", 3*time.Second, "how long TestS
 // for -soak.duration. Afterwards no goroutine is left behind, the counters
 // agree with a full scan, and bbolt's consistency check passes.
 func TestSoak(t *testing.T) {
-	before := runtime.NumGoroutine()
+	noLeaks := goleak.IgnoreCurrent()
 	path := filepath.Join(t.TempDir(), "soak.db")
 	ctx := context.Background()
 	blocking, err := cache.OpenBolt(ctx, &cache.BoltOptions{Path: path, DefaultTTL: 2 * time.Second, SweepInterval: 200 * time.Millisecond, MaxBytes: 32 << 20})
@@ -105,7 +105,10 @@ func TestSoak(t *testing.T) {
 	// an incomplete pair holds no stored body bytes; every pair's heads
 	// count (see model.Stats.Bytes).
 	var want model.Stats
-	err = blocking.Pairs(ctx, func(p model.PairInfo) error {
+	for p, err := range blocking.Pairs(ctx, model.Filter{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
 		want.Bytes += backend.HeadBytes(p.Key, p.Request.Method, p.Request.URL, p.Request.Header, p.Response.Header)
 		switch p.State {
 		case model.StateComplete:
@@ -117,10 +120,6 @@ func TestSoak(t *testing.T) {
 		case model.StateIncomplete:
 			want.Incomplete++
 		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 	got, err := blocking.Stats(ctx)
 	if err != nil {
@@ -151,15 +150,7 @@ func TestSoak(t *testing.T) {
 		t.Errorf("bbolt consistency check: %v", err)
 	}
 
-	leakDeadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before {
-		if time.Now().After(leakDeadline) {
-			buf := make([]byte, 1<<16)
-			n := runtime.Stack(buf, true)
-			t.Fatalf("goroutines: %d before, %d after\n%s", before, runtime.NumGoroutine(), buf[:n])
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	goleak.VerifyNone(t, noLeaks)
 }
 
 func soakKey(r *rand.Rand) string { return fmt.Sprint("soak-", r.IntN(32)) }

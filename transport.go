@@ -63,6 +63,30 @@ type Options struct {
 	// larger one (by Content-Length, or once that many bytes have been
 	// read) passes through to the caller uncached.
 	MaxBodySize int64
+	// IgnoreParams are query parameters kept out of cache keys and out of
+	// the URLs stored with pairs, such as tracking parameters ("utm_*") or
+	// API keys: patterns matched against each parameter's name, in which *
+	// stands for any run of characters and ? for one. Requests to the
+	// origin keep them.
+	IgnoreParams []string
+	// MatchHeaders are request header fields whose values join the cache
+	// key: requests that differ in them are stored and answered apart
+	// (requests-cache's match_headers). The key holds a SHA-256 of the
+	// values, never the values. Invalidation then finds a URL's pairs
+	// under every value, which with a Bolt store reads every record on
+	// each unsafe request, and needs a Storage with Delete.
+	MatchHeaders []string
+	// URLRules set, by URL pattern, how long pairs are stored or that
+	// requests bypass the cache; the first rule whose pattern matches a
+	// request applies (see URLRule).
+	URLRules []URLRule
+	// StoreFilter, if not nil, is asked before a response that may be
+	// stored is stored, with the request and the origin's response
+	// (whose body it must not read or close): false keeps the response
+	// out of the cache, and the caller gets it all the same
+	// (Cache-Status detail=filtered). OnDecision observes; StoreFilter
+	// decides.
+	StoreFilter func(req *http.Request, resp *http.Response) bool
 	// SetCookie says what happens to a storable response with Set-Cookie:
 	// stored as it is (the default), stored without it, or not stored.
 	SetCookie SetCookiePolicy
@@ -95,6 +119,9 @@ type Options struct {
 	// goroutine making it (the fetch's goroutine, for the decision to
 	// store a response).
 	OnDecision func(Decision)
+	// Trace, if not nil, is called with the lookups, stores and outcomes
+	// of the Transport's work (see Trace), for metrics.
+	Trace *Trace
 }
 
 // Decision is what the Transport decided for a request, and why.
@@ -143,6 +170,10 @@ type Transport struct {
 	opts     Options
 	credKey  []byte
 
+	del   deleter  // the store's Delete, if it has one (Invalidate)
+	shape keyShape // IgnoreParams, MatchHeaders
+	rules urlRules
+
 	mu       sync.Mutex
 	inflight map[string]*flight   // collapsed misses, by key
 	flights  map[*flight]struct{} // every fetch under way, for Close
@@ -172,6 +203,16 @@ func NewTransport(opts *Options) (*Transport, error) {
 	cacheOpts := o.Cache
 	cacheOpts.ReuseHeaders = !o.CopyHeaders // GetPairs's header maps are ours (see Storage)
 	t.machine = statemachine.IdleClient{Options: &cacheOpts}
+	var err error
+	if t.shape, err = newKeyShape(&o); err != nil {
+		return nil, err
+	}
+	if t.rules, err = newURLRules(o.URLRules); err != nil {
+		return nil, err
+	}
+	if _, ok := t.store.(deleter); t.store != nil && !ok && len(t.shape.headers) > 0 {
+		return nil, fmt.Errorf("hishel: Options.MatchHeaders needs a Storage with a Delete method, to invalidate every variant (the stores of package cache have one): %w", model.ErrInvalid)
+	}
 	if t.store == nil {
 		s, err := cache.OpenBolt(context.Background(), nil)
 		if err != nil {
@@ -179,6 +220,8 @@ func NewTransport(opts *Options) (*Transport, error) {
 		}
 		t.store, t.ownStore = s, true
 	}
+	t.del, _ = t.store.(deleter)
+	t.store = traceStorage(t.store, o.Trace)
 	return t, nil
 }
 
@@ -257,7 +300,11 @@ func (t *Transport) modelRequest(req *http.Request) model.Request {
 }
 
 // RoundTrip implements http.RoundTripper.
-func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+func (t *Transport) RoundTrip(req *http.Request) (resp *http.Response, err error) {
+	if tr := t.opts.Trace; tr != nil && tr.Response != nil {
+		start := time.Now()
+		defer func() { t.traceResponse(req, start, resp, err) }()
+	}
 	if req.URL == nil {
 		closeBody(req)
 		return nil, errors.New("hishel: request has no URL")
@@ -279,7 +326,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	key, err := "", error(nil)
 	if ok {
-		key, err = t.key(kr)
+		key, err = t.requestKey(kr)
+	}
+	if resp, err, done := t.control(kr.req, key, ok && err == nil); done {
+		return resp, err
 	}
 	if !ok || err != nil {
 		// Not keyable (or its body too large to key on): not cacheable;
@@ -300,7 +350,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 func (t *Transport) roundTrip(req *http.Request, key string, collapse bool) (*http.Response, error) {
 	ctx := req.Context()
-	mreq := t.modelRequest(req)
+	mreq := t.lookupRequest(req)
 	var pairs []model.CompletePair
 	var storeErr error
 	cached := t.supports(req.Method)
@@ -752,19 +802,7 @@ func (t *Transport) writeThrough(req *http.Request, st *statemachine.WriteThroug
 	wn := st.Next(modelResponse(resp))
 	t.decide(req, "", wn)
 	if inv, ok := wn.(*statemachine.InvalidateURIs); ok {
-		for _, key := range t.targetKeys(req, inv.Targets) {
-			pairs, err := t.store.GetPairs(req.Context(), key)
-			if err != nil {
-				t.storeFailed(req, key, "get pairs to invalidate", err)
-				continue
-			}
-			for _, p := range pairs {
-				_ = p.Close()
-				if err := t.store.Remove(req.Context(), p.ID); err != nil {
-					t.storeFailed(req, key, "invalidate", err)
-				}
-			}
-		}
+		t.invalidateTargets(req, inv.Targets)
 		if inv.Store != nil {
 			return t.storePost(req, inv, resp)
 		}

@@ -722,14 +722,13 @@ func TestTransportOriginChangesRequest(t *testing.T) {
 			t.Errorf("request %d: the caller's request header became %v", i, req.Header)
 		}
 	}
-	err = s.Pairs(context.Background(), func(p model.PairInfo) error {
+	for p, err := range s.Pairs(context.Background(), model.Filter{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
 		if v := p.Request.Header.Get("Authorization"); v != "" {
 			t.Errorf("stored request header has Authorization %q", v)
 		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 }
 

@@ -20,6 +20,9 @@
 //     backend runs in a goroutine it owns from open to Close.
 //   - [CallUpdate]: UpdatePairFunc's function called so that its panic is
 //     an error.
+//   - [Finder] and [Delete]: Pairs (a listing filtered by a model.Filter)
+//     built from a backend's listing of every pair and the indexes it has,
+//     and Delete built from Pairs and Remove.
 //   - [Checksum]: CRC-32C for stored chunks and records.
 //   - [Query] and [FilePath]: a store URL (cache.Open) read into options.
 //
@@ -31,6 +34,28 @@
 // are stored, aborted bodies reclaimed at once, several variants per key,
 // TTL (default, per request, refreshed on access, surviving a reopen), soft
 // delete, sweeps whose cost follows what they remove, MaxBytes counting
-// every stored byte, MaxPairs, checksums, and the sentinel errors of
-// package model, wrapped with %w.
+// every stored byte, MaxPairs, checksums, Pairs and Delete by
+// model.Filter, and the sentinel errors of package model, wrapped with %w.
+//
+// # Finding and deleting pairs
+//
+// Pairs(ctx, model.Filter) iter.Seq2[model.PairInfo, error] lists the pairs
+// a filter matches, in ID order, with heads only; Delete(ctx, model.Filter)
+// (int, error) soft-deletes them. A backend gets both from a listing of
+// every pair, its indexes if it has some, and its Remove:
+//
+//	func (s *Mine) Pairs(ctx context.Context, f model.Filter) iter.Seq2[model.PairInfo, error] {
+//		return backend.Finder{
+//			All: s.listAll,   // every pair, in ID order (backend.Paged builds it from a query of pages)
+//			Key: s.byKey,     // optional: the pairs of one key, from a key index
+//		}.Pairs(ctx, f, s.pol.Now)
+//	}
+//
+//	func (s *Mine) Delete(ctx context.Context, f model.Filter) (int, error) {
+//		return backend.Delete(ctx, f, s.Pairs, s.Remove)
+//	}
+//
+// Bolt and Memory, which hold their indexes in the same transaction or
+// lock as their records, find and match with [model.Filter.Matcher]
+// themselves.
 package backend

@@ -8,8 +8,11 @@
 // alternating rounds, and is reported as a ratio to it.
 //
 // Flags: -benchtime (default 1s per measurement; 100x for a quick smoke
-// run), -count (measurements per row, default 3) and -bigruns (fresh
-// processes per transport for the 64 MiB miss, default 11).
+// run), -count (measurements per row, default 3), -bigruns (fresh
+// processes per transport for the 64 MiB miss, default 11) and -only
+// (transports whose names contain one of its comma-separated parts).
+// Each workload ends with the Tiered store's time against each of its
+// tiers alone, when all three ran.
 package main
 
 import (
@@ -76,6 +79,19 @@ func subjects() []subject {
 			t, _ := hishel.NewTransport(&hishel.Options{Storage: s, Transport: up})
 			return t, func() { t.Close(); s.Close() }
 		}},
+		{tieredName, func(dir string, up http.RoundTripper) (http.RoundTripper, func()) {
+			ctx := context.Background()
+			lower, err := cache.OpenBolt(ctx, &cache.BoltOptions{Path: filepath.Join(dir, "h.db"), SweepInterval: -1})
+			if err != nil {
+				log.Fatal(err)
+			}
+			s, err := cache.OpenTiered(ctx, lower, nil)
+			if err != nil {
+				log.Fatal(err)
+			}
+			t, _ := hishel.NewTransport(&hishel.Options{Storage: s, Transport: up})
+			return t, func() { t.Close(); s.Close() }
+		}},
 		{"gregjones memory", func(_ string, up http.RoundTripper) (http.RoundTripper, func()) {
 			t := gjcache.NewMemoryCacheTransport()
 			t.Transport = up
@@ -102,6 +118,31 @@ func subjects() []subject {
 			return bvcache.NewTransport("fscache://"+filepath.Join(dir, "fs")+"?appname=bench", bvcache.WithUpstream(up)), func() {}
 		}},
 	}
+}
+
+// tieredName is the subject of a memory tier in front of a durable bbolt
+// file, compared in each workload with its tiers alone ("hishel bolt",
+// "hishel memory").
+const tieredName = "hishel tiered (memory over bolt)"
+
+// chosen returns the subjects whose names contain one of the
+// comma-separated parts of only (all when only is empty); the plain
+// transport always comes first.
+func chosen(only string) []subject {
+	all := subjects()
+	if only == "" {
+		return all
+	}
+	out := all[:1]
+	for _, s := range all[1:] {
+		for _, part := range strings.Split(only, ",") {
+			if part != "" && strings.Contains(s.name, part) {
+				out = append(out, s)
+				break
+			}
+		}
+	}
+	return out
 }
 
 // origin serves /size/<n>/<anything> with n bytes, cacheable for an hour.
@@ -230,6 +271,7 @@ func main() {
 	count := flag.Int("count", 3, "measurements per transport and workload; the table shows the median ratio and the range")
 	bigOnly := flag.Int("big", -1, "internal: measure the 64 MiB miss for subject N and exit")
 	bigRuns := flag.Int("bigruns", 11, "fresh processes per transport for the 64 MiB miss")
+	only := flag.String("only", "", "measure only the transports whose names contain one of these comma-separated `parts` (such as hishel)")
 	flag.Parse()
 	var d time.Duration
 	var fixed int
@@ -252,7 +294,7 @@ func main() {
 		log.Fatalf("-bigruns %d: want at least 1", *bigRuns)
 	}
 	if *bigOnly >= 0 {
-		bigChild(*bigOnly)
+		bigChild(*bigOnly, *only)
 		return
 	}
 	srv := origin()
@@ -291,7 +333,8 @@ func main() {
 		"alongside.\n\n", *count)
 	for _, w := range workloads {
 		fmt.Printf("## %s\n\n| transport | ns/op | plain ns/op | B/op | allocs/op | x plain | range |\n|---|---:|---:|---:|---:|---:|---:|\n", w.name)
-		for _, s := range subjects()[1:] {
+		medians := map[string]float64{}
+		for _, s := range chosen(*only)[1:] {
 			var rs []result
 			for range *count {
 				dir, err := os.MkdirTemp("", "hishel-bench")
@@ -321,8 +364,12 @@ func main() {
 			}
 			slices.SortFunc(rs, func(a, b result) int { return cmp.Compare(a.ratio(), b.ratio()) })
 			m := rs[len(rs)/2]
+			medians[s.name] = m.ratio()
 			fmt.Printf("| %s | %.0f | %.0f | %.0f | %.0f | %.2f | %.2f–%.2f |\n", s.name, m.subj.nsOp(), m.plain.nsOp(),
 				m.subj.bOp(), m.subj.allocsOp(), m.ratio(), rs[0].ratio(), rs[len(rs)-1].ratio())
+		}
+		if t, b, mem := medians[tieredName], medians["hishel bolt"], medians["hishel memory"]; t > 0 && b > 0 && mem > 0 {
+			fmt.Printf("\nTiered against its tiers alone (medians of x plain, this run): %.2f of hishel bolt's time, %.2f of hishel memory's.\n", t/b, t/mem)
 		}
 		fmt.Println()
 	}
@@ -346,13 +393,13 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	subs := subjects()
+	subs := chosen(*only)
 	type bigRun struct{ hdr, ttfb, after, total []time.Duration }
 	runs := make([]bigRun, len(subs))
 	peaks := make([]int64, len(subs))
 	for range *bigRuns {
 		for i, s := range subs {
-			out, err := exec.Command(self, "-big", strconv.Itoa(i)).Output()
+			out, err := exec.Command(self, "-big", strconv.Itoa(i), "-only", *only).Output()
 			if err != nil {
 				log.Fatalf("%s: %v", s.name, err)
 			}
@@ -384,13 +431,13 @@ func median(d []time.Duration) time.Duration {
 // the origin are warm, as for every subject) and one 1 KiB miss through the
 // subject (so that its code and storage are, too: a first request's page
 // faults and lazy initialisation are not what the row is about).
-func bigChild(i int) {
+func bigChild(i int, only string) {
 	srv := origin()
 	defer srv.Close()
 	upstream := &http.Transport{}
 	dir, _ := os.MkdirTemp("", "hishel-bench")
 	defer os.RemoveAll(dir)
-	rt, cleanup := subjects()[i].setup(dir, upstream)
+	rt, cleanup := chosen(only)[i].setup(dir, upstream)
 	defer cleanup()
 	_ = fetch(&http.Client{Transport: upstream}, fmt.Sprintf("%s/size/%d/warm", srv.URL, 64<<20))
 	_ = fetch(&http.Client{Transport: rt}, fmt.Sprintf("%s/size/%d/warm", srv.URL, 1<<10))

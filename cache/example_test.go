@@ -108,3 +108,59 @@ func ExampleOpen() {
 	// true
 	// *cache.Bolt *cache.Memory
 }
+
+// Find pairs with a filter and delete them: Pairs lists what a
+// model.Filter matches (here every pair of one URL, whatever its method or
+// variant), and Delete soft-deletes the same and says how many.
+func ExampleBolt_Delete() {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "hishel-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	store, err := cache.OpenBolt(ctx, &cache.BoltOptions{Path: filepath.Join(dir, "cache.db")})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer store.Close()
+	for _, r := range []struct{ method, url, lang string }{
+		{"GET", "https://example.com/users", "en"},
+		{"GET", "https://example.com/users", "fr"},
+		{"HEAD", "https://example.com/users", "en"},
+		{"GET", "https://example.com/orders", "en"},
+	} {
+		inc, err := store.CreatePair(ctx, model.Request{Method: r.method, URL: r.url, Header: http.Header{"Accept-Language": {r.lang}}})
+		if err != nil {
+			log.Fatal(err)
+		}
+		cp, err := store.AddResponse(ctx, inc.ID, model.Response{Status: 200, Body: model.StringBody("…")}, "GET "+r.url)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if _, err := io.Copy(io.Discard, cp.Response.Body); err != nil {
+			log.Fatal(err)
+		}
+	}
+
+	users := model.Filter{URL: "https://EXAMPLE.com:443/users"} // compared as keys compare URLs
+	for p, err := range store.Pairs(ctx, users) {
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(p.Request.Method, p.Request.URL, p.Request.Header.Get("Accept-Language"))
+	}
+	n, err := store.Delete(ctx, users)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("deleted", n)
+	n, _ = store.Delete(ctx, model.Filter{Expired: true}) // what the next sweep would expire
+	fmt.Println("expired", n)
+	// Unordered output:
+	// GET https://example.com/users en
+	// GET https://example.com/users fr
+	// HEAD https://example.com/users en
+	// deleted 3
+	// expired 0
+}

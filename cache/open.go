@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"fmt"
+	"iter"
 	"net/url"
 
 	"github.com/hishel-go/hishel/internal/registry"
@@ -24,7 +25,8 @@ type Store interface {
 	Remove(ctx context.Context, id model.PairID) error
 	Cleanup(ctx context.Context) (model.SweepResult, error)
 	Clear(ctx context.Context) error
-	Pairs(ctx context.Context, fn func(model.PairInfo) error) error
+	Pairs(ctx context.Context, f model.Filter) iter.Seq2[model.PairInfo, error]
+	Delete(ctx context.Context, f model.Filter) (int, error)
 	Sync(ctx context.Context) error
 	Stats(ctx context.Context) (model.Stats, error)
 	Close() error

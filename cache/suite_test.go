@@ -27,6 +27,16 @@ var backends = []struct {
 	{"Dir", func(tb testing.TB, o storagetest.Options) storagetest.Store {
 		return storagetest.Opened[storagetest.Store](tb)(cache.OpenDir(context.Background(), o.DirOptions(tb)))
 	}},
+	// A memory tier in front of Bolt: the Tiered takes the Bolt over and
+	// closes it.
+	{"TieredBoltNoSync", func(tb testing.TB, o storagetest.Options) storagetest.Store {
+		o.NoSync = true // durability is BoltOptions's, tested above
+		lower, err := cache.OpenBolt(context.Background(), o.BoltOptions(tb))
+		if err != nil {
+			tb.Fatalf("open the lower tier: %v", err)
+		}
+		return storagetest.Opened[storagetest.Store](tb)(cache.OpenTiered(context.Background(), lower, &cache.TieredOptions{Now: o.Now}))
+	}},
 }
 
 func TestStorage(t *testing.T) {

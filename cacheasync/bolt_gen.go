@@ -12,6 +12,93 @@ import (
 
 // BoltOptions configure a Bolt storage. A nil *BoltOptions, and every zero
 // field, means the default.
+//
+// Its fields, as [template.BoltOptions] declares them:
+//
+//	type BoltOptions struct {
+//		// Path is the database file. Default: hishel/hishel_cache.db under
+//		// os.UserCacheDir(), created if missing.
+//		Path string
+//		// FileMode is used when the file is created. Default 0600.
+//		FileMode fs.FileMode
+//		// OpenTimeout bounds the wait for bbolt's exclusive file lock, which a
+//		// database open in another process holds; then OpenBolt fails with
+//		// model.ErrLocked. Default 1s; the context's deadline also bounds it.
+//		OpenTimeout time.Duration
+//		// NoSync skips fsync on commit: much faster writes, but a machine crash
+//		// may lose recent pairs or corrupt the file. For caches that can be
+//		// rebuilt.
+//		//
+//		// With NoSync the end of a body does not wait for a commit either, nor,
+//		// for a pair this Bolt created, for the writer, unless the writer is
+//		// already 256 changes behind: then it waits for room, as CreatePair and
+//		// AddResponse do, so that work queued for the writer stays bounded.
+//		// Completed pairs are committed together, within maxTxAge (100 ms) or sooner, so a process
+//		// crash may also lose the pairs of the last moment, and a failed commit
+//		// goes unreported. Reads see them at once all the same: GetPairs for a
+//		// key, or GetPair for an ID, that has a completed pair not yet
+//		// committed commits first. Sync commits everything.
+//		NoSync bool
+//
+//		// DefaultTTL is how long a pair lives after it is stored (or last read,
+//		// see RefreshTTLOnAccess) unless its request says otherwise. Zero or
+//		// model.NoExpiry: pairs never expire. Any other negative value is
+//		// model.ErrInvalid.
+//		DefaultTTL time.Duration
+//		// RefreshTTLOnAccess says whether reading a pair restarts its TTL.
+//		// model.RefreshDefault and model.RefreshOnAccess: yes (the default);
+//		// model.NoRefresh: no. A request's own Options.Refresh overrides it.
+//		RefreshTTLOnAccess model.Refresh
+//
+//		// SweepInterval is how often the background sweep runs. Default 10
+//		// minutes; negative: never in the background (Cleanup still works).
+//		SweepInterval time.Duration
+//		// DeletedRetention is how long soft-deleted pairs are kept. Default 7 days.
+//		DeletedRetention time.Duration
+//		// IncompleteAge is how old an incomplete pair gets before a sweep
+//		// removes it. Default 1 hour.
+//		IncompleteAge time.Duration
+//		// MaxBytes is a budget for the bytes stored: every pair's cache key,
+//		// method, URL, header fields and bodies (see model.Stats.Bytes).
+//		// Beyond it the least recently used pairs are evicted. Zero: no budget.
+//		MaxBytes int64
+//		// MaxPairs caps the live complete pairs: beyond it the least recently
+//		// used pairs are evicted, as for MaxBytes. Zero: no cap.
+//		MaxPairs int
+//		// MaxVariants is the most complete pairs kept under one cache key
+//		// (Vary variants): storing one more evicts the least recently used
+//		// others beyond it. Default DefaultMaxVariants; negative: no cap.
+//		MaxVariants int
+//
+//		// ChunkSize is the size of stored body chunks. Default 64 KiB.
+//		ChunkSize int
+//		// AccessFlushInterval is how long access times (for TTL refresh and LRU
+//		// order) are gathered in memory before they are written, so that reads
+//		// stay reads. Default 1s.
+//		AccessFlushInterval time.Duration
+//		// InitialMmapSize is the address space bbolt maps for the file at
+//		// open. While the file fits in it, a commit that grows the file does
+//		// not remap it: remapping waits for every read transaction to end,
+//		// holds new ones back meanwhile, and copies what the writer's open
+//		// transaction points into. Only address space: the file grows as data
+//		// is written. Default DefaultInitialMmapSize on 64-bit platforms other
+//		// than Windows (where bbolt would grow the file to it at once), none
+//		// elsewhere; negative: none (bbolt maps the file as it grows, from 32
+//		// KiB up).
+//		InitialMmapSize int
+//		// Rebuild makes OpenBolt move a damaged database file aside and start
+//		// with an empty one, where it would fail with model.ErrCorrupt (or
+//		// with model.ErrFormatVersion for a file of an older format, which this
+//		// build cannot read). The file is renamed to Path plus
+//		// ".damaged-YYYYMMDDTHHMMSSZ" and the move is logged. For caches,
+//		// which can be rebuilt; off by default.
+//		Rebuild bool
+//		// Logger gets a record when Rebuild moves a file aside. Default
+//		// slog.Default().
+//		Logger *slog.Logger
+//		// Now is the clock. Default time.Now.
+//		Now func() time.Time
+//	}
 type BoltOptions = template.BoltOptions
 
 // Bolt stores pairs in a bbolt database file.
@@ -89,10 +176,9 @@ func init() {
 	})
 }
 
-// WrapBolt returns this package's API to the Bolt backend over an open store
-// s, so that one store (one bbolt file, which only one opener may hold) can be
-// used through both APIs and package template at once. Closing any of them
-// closes s.
+// WrapBolt returns this package's API to s, an open Bolt store, so that one
+// Bolt store can be used through both APIs and package template at once: the
+// calls of each reach the same pairs. Closing any of them closes s.
 //
 // async configures how the store's calls run; nil means the defaults.
 func WrapBolt(s *template.Bolt, async *Options) *Bolt {
@@ -276,23 +362,6 @@ func (b *Bolt) Clear(ctx context.Context) Future[struct{}] {
 	})
 }
 
-// Pairs calls fn for every committed pair (see Sync; pairs completed under
-// NoSync are committed first), in ID order, whatever its state:
-// incomplete, complete (expired or not) and soft-deleted. The PairInfo has
-// heads and metadata only. It reads in pages and calls fn outside any
-// transaction, so fn may call the storage. An error from fn stops the
-// iteration and is returned.
-//
-// Pairs returns at once. The call runs in a goroutine of its own, outside the
-// MaxInFlight bound, so that the function it is given may call the store and
-// its error arrives on the returned [Future], as the Err of exactly one
-// [Result] whose Value is struct{}{}.
-func (b *Bolt) Pairs(ctx context.Context, fn func(model.PairInfo) error) Future[struct{}] {
-	return GoErrUnbounded(b.r, ctx, func(ctx context.Context) error {
-		return b.s.Pairs(ctx, fn)
-	})
-}
-
 // Sync commits everything handed to the storage so far. Changes that
 // nothing can observe yet (a new incomplete pair, chunks of a body still
 // streaming, access times) are committed a few milliseconds after they are
@@ -319,6 +388,49 @@ func (b *Bolt) Sync(ctx context.Context) Future[struct{}] {
 func (b *Bolt) Stats(ctx context.Context) Future[model.Stats] {
 	return Go(b.r, ctx, func(ctx context.Context) (model.Stats, error) {
 		return b.s.Stats(ctx)
+	})
+}
+
+// Pairs lists the committed pairs that f matches (the zero Filter: every
+// pair, whatever its state: incomplete, complete, expired or not, and
+// soft-deleted), in ID order, with heads and metadata only; pairs completed
+// under NoSync are committed first (see Sync). Nothing is read until the
+// listing is consumed; it then reads the pairs in pages, each in a read
+// transaction, and hands them out outside any transaction, so the consumer
+// may call the storage between pairs. A bad filter (model.ErrInvalid), a
+// record that does not decode (model.ErrCorrupt), a closed storage or ctx's
+// error ends the listing, as its last item.
+//
+// A filter on Keys is served from the keys index and one with Expired
+// from the expiry index, at a cost that follows what they find; other
+// filters read every record.
+//
+// Pairs returns at once with a [Stream]. The iteration runs in a goroutine of
+// its own, outside the MaxInFlight bound (the consumer may call the store
+// between values), at most one value ahead of the consumer; the stream is
+// closed after the last value, and an error arrives in-band as the last
+// [Result]. A consumer that stops early cancels ctx to end the goroutine
+// (Close ends it too).
+func (b *Bolt) Pairs(ctx context.Context, f model.Filter) Stream[model.PairInfo] {
+	return GoSeq(b.r, ctx, b.s.Pairs(ctx, f))
+}
+
+// Delete soft-deletes every pair f matches that is not deleted already,
+// as Remove does, and returns how many; it commits first when pairs
+// created here may not be committed yet, so it finds every pair created
+// before it was called. It finds them as Pairs does (from
+// the keys or expiry index when f allows) and deletes them 256 to a
+// transaction, each only if its record still matches then (f.Func is not
+// asked again). It is not atomic: pairs stored while it runs may or may
+// not be deleted, and when it fails part way the pairs deleted so far
+// stay deleted (the count says how many).
+//
+// Delete returns at once. The call runs in a goroutine of its own and its
+// result arrives on the returned [Future], which delivers exactly one
+// [Result].
+func (b *Bolt) Delete(ctx context.Context, f model.Filter) Future[int] {
+	return Go(b.r, ctx, func(ctx context.Context) (int, error) {
+		return b.s.Delete(ctx, f)
 	})
 }
 

@@ -12,6 +12,37 @@ import (
 
 // DirOptions configure a Dir storage. A nil *DirOptions, and every zero
 // field, means the default.
+//
+// Its fields, as [template.DirOptions] declares them:
+//
+//	type DirOptions struct {
+//		// Path is the cache directory, created if missing. Default:
+//		// hishel/files under os.UserCacheDir().
+//		Path string
+//		// NoSync skips the fsyncs that make a completed pair durable (of its
+//		// files and of the directories they are renamed into): much faster, and
+//		// the directory stays consistent after a process crash, but a machine
+//		// crash may lose the last pairs. For caches that can be rebuilt.
+//		NoSync bool
+//
+//		// DefaultTTL, RefreshTTLOnAccess, SweepInterval, DeletedRetention,
+//		// IncompleteAge, MaxBytes, MaxPairs, MaxVariants and ChunkSize mean
+//		// what backend.Settings says.
+//		DefaultTTL         time.Duration
+//		RefreshTTLOnAccess model.Refresh
+//		SweepInterval      time.Duration
+//		DeletedRetention   time.Duration
+//		IncompleteAge      time.Duration
+//		MaxBytes           int64
+//		MaxPairs           int
+//		MaxVariants        int
+//		ChunkSize          int
+//		// AccessFlushInterval is how long access times are gathered in memory
+//		// before they are written. Default 1s.
+//		AccessFlushInterval time.Duration
+//		// Now is the clock. Default time.Now.
+//		Now func() time.Time
+//	}
 type DirOptions = template.DirOptions
 
 // Dir stores pairs as files in one directory, which a person can read and
@@ -95,10 +126,9 @@ func init() {
 	})
 }
 
-// WrapDir returns this package's API to the Dir backend over an open store s,
-// so that one store (one bbolt file, which only one opener may hold) can be
-// used through both APIs and package template at once. Closing any of them
-// closes s.
+// WrapDir returns this package's API to s, an open Dir store, so that one Dir
+// store can be used through both APIs and package template at once: the calls
+// of each reach the same pairs. Closing any of them closes s.
 //
 // async configures how the store's calls run; nil means the defaults.
 func WrapDir(s *template.Dir, async *Options) *Dir {
@@ -261,18 +291,37 @@ func (d *Dir) Clear(ctx context.Context) Future[struct{}] {
 	})
 }
 
-// Pairs calls fn for every stored pair, in ID order, whatever its state:
-// incomplete, complete (expired or not) and soft-deleted. The PairInfo has
-// heads and metadata only. fn is called with nothing locked, so it may call
-// the storage. An error from fn stops the iteration and is returned.
+// Pairs lists the stored pairs that f matches (the zero Filter: every
+// pair, whatever its state: incomplete, complete, expired or not, and
+// soft-deleted), in ID order, with heads and metadata only. Nothing is read
+// until the listing is consumed; it then reads one record at a time, with
+// nothing locked, so the consumer may call the storage between pairs. A bad
+// filter (model.ErrInvalid), a record that does not decode
+// (model.ErrCorrupt), a closed storage or ctx's error ends the listing, as
+// its last item. A filter on Keys reads the key index (keys/), others every
+// record (backend.Finder).
 //
-// Pairs returns at once. The call runs in a goroutine of its own, outside the
-// MaxInFlight bound, so that the function it is given may call the store and
-// its error arrives on the returned [Future], as the Err of exactly one
-// [Result] whose Value is struct{}{}.
-func (d *Dir) Pairs(ctx context.Context, fn func(model.PairInfo) error) Future[struct{}] {
-	return GoErrUnbounded(d.r, ctx, func(ctx context.Context) error {
-		return d.s.Pairs(ctx, fn)
+// Pairs returns at once with a [Stream]. The iteration runs in a goroutine of
+// its own, outside the MaxInFlight bound (the consumer may call the store
+// between values), at most one value ahead of the consumer; the stream is
+// closed after the last value, and an error arrives in-band as the last
+// [Result]. A consumer that stops early cancels ctx to end the goroutine
+// (Close ends it too).
+func (d *Dir) Pairs(ctx context.Context, f model.Filter) Stream[model.PairInfo] {
+	return GoSeq(d.r, ctx, d.s.Pairs(ctx, f))
+}
+
+// Delete soft-deletes every pair f matches that is not deleted already,
+// as Remove does, and returns how many: it finds them as Pairs does and
+// removes each under the lock (backend.Delete). Pairs stored while it runs
+// may or may not be deleted.
+//
+// Delete returns at once. The call runs in a goroutine of its own and its
+// result arrives on the returned [Future], which delivers exactly one
+// [Result].
+func (d *Dir) Delete(ctx context.Context, f model.Filter) Future[int] {
+	return Go(d.r, ctx, func(ctx context.Context) (int, error) {
+		return d.s.Delete(ctx, f)
 	})
 }
 

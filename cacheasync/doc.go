@@ -18,6 +18,22 @@
 // Operations that return only an error return a Future[struct{}], whose
 // Result carries just the error.
 //
+// # Streams
+//
+// A listing (Pairs) returns a [Stream]: a channel of [Result] values, one per
+// item, closed after the last; an error arrives in-band as the last Result.
+// A goroutine of the store fills it at most one item ahead of the consumer,
+// outside the MaxInFlight bound, so the consumer may call the store between
+// items. A consumer that stops early cancels the call's context to end that
+// goroutine; Close ends it too ([GoSeq]).
+//
+//	for r := range store.Pairs(ctx, model.Filter{URL: u}) {
+//		if r.Err != nil {
+//			return r.Err
+//		}
+//		fmt.Println(r.Value.ID, r.Value.Request.URL)
+//	}
+//
 // # Calls and their goroutines
 //
 // Each call normally starts one goroutine, owned by the store, which:
@@ -35,10 +51,10 @@
 //
 // Two kinds of call differ, as their doc comments say:
 //
-//   - Operations that take a function (Pairs, UpdatePairFunc) run in a
-//     goroutine of their own outside the bound ([GoUnbounded]): the function
-//     may call the store, which would otherwise wait forever for the slot
-//     its own call holds.
+//   - Operations that take a function (UpdatePairFunc) run in a goroutine
+//     of their own outside the bound ([GoUnbounded]): the function may call
+//     the store, which would otherwise wait forever for the slot its own
+//     call holds. Listings (Pairs) are outside the bound too (see Streams).
 //   - Stores of backends that never wait for I/O (marked
 //     //hishel:nonblocking in the template, such as [Memory]) run their other
 //     calls in the caller's goroutine when a slot is free ([GoNow]); the
@@ -72,8 +88,9 @@
 // Close blocks: it stops the store from starting calls (later calls deliver
 // an error wrapping [ErrClosed]), waits for every call already started,
 // including those still waiting for a slot, and then closes the underlying
-// store. Calls made through the template store returned by Template are not
-// tracked.
+// store; a stream still running ends with an error wrapping [ErrClosed] at
+// its next item. Calls made through the template store returned by Template
+// are not tracked.
 //
 // # Errors
 //

@@ -82,3 +82,36 @@ func ExampleBolt() {
 	}
 	// Output: 200 application/json {"users": ["alice", "bob"]}
 }
+
+// A listing is a Stream: a channel of results, filled one pair ahead of
+// the consumer, closed after the last; an error arrives in-band.
+func ExampleMemory_Pairs() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel() // a consumer that stops early ends the stream's goroutine
+	store, err := cacheasync.OpenMemory(ctx, nil, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer store.Close()
+	for _, url := range []string{"https://example.com/a", "https://example.com/b"} {
+		inc, err := store.CreatePair(ctx, model.Request{Method: "GET", URL: url}).Await(ctx)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if _, err := store.AddResponse(ctx, inc.ID, model.Response{Status: 200}, "GET "+url).Await(ctx); err != nil {
+			log.Fatal(err)
+		}
+	}
+	for r := range store.Pairs(ctx, model.Filter{KeyPrefix: "GET https://example.com/"}) {
+		if r.Err != nil {
+			log.Fatal(r.Err)
+		}
+		fmt.Println(r.Value.State, r.Value.Key)
+	}
+	n, err := store.Delete(ctx, model.Filter{URL: "https://example.com/a"}).Await(ctx)
+	fmt.Println("deleted", n, err)
+	// Unordered output:
+	// complete GET https://example.com/a
+	// complete GET https://example.com/b
+	// deleted 1 <nil>
+}

@@ -13,6 +13,42 @@ import (
 // MemoryOptions configure a Memory storage. A nil *MemoryOptions, and every
 // zero field, means the default; the fields mean what BoltOptions' fields of
 // the same names mean.
+//
+// Its fields, as [template.MemoryOptions] declares them:
+//
+//	type MemoryOptions struct {
+//		// DefaultTTL is how long a pair lives after it is stored (or last read,
+//		// see RefreshTTLOnAccess). Zero or model.NoExpiry: pairs never expire;
+//		// any other negative value is model.ErrInvalid.
+//		DefaultTTL time.Duration
+//		// RefreshTTLOnAccess says whether reading a pair restarts its TTL
+//		// (default yes; model.NoRefresh: no).
+//		RefreshTTLOnAccess model.Refresh
+//		// SweepInterval is how often the background sweep runs. Default 10
+//		// minutes; negative: never in the background.
+//		SweepInterval time.Duration
+//		// DeletedRetention is how long soft-deleted pairs are kept. Default 7 days.
+//		DeletedRetention time.Duration
+//		// IncompleteAge is how old an incomplete pair gets before a sweep
+//		// removes it. Default 1 hour.
+//		IncompleteAge time.Duration
+//		// MaxBytes is a budget for the bytes stored: every pair's cache key,
+//		// method, URL, header fields and bodies (see model.Stats.Bytes).
+//		// Beyond it the least recently used pairs are evicted. Zero: no budget.
+//		MaxBytes int64
+//		// MaxPairs caps the live complete pairs, like the capacity of Hishel's
+//		// in-memory storage (128 there): storing one more evicts the least
+//		// recently used (stored or read) pair at once. Zero: no cap.
+//		MaxPairs int
+//		// MaxVariants is the most complete pairs kept under one cache key
+//		// (Vary variants): storing one more evicts the least recently used
+//		// others beyond it. Default DefaultMaxVariants; negative: no cap.
+//		MaxVariants int
+//		// ChunkSize is the size of stored body chunks. Default 64 KiB.
+//		ChunkSize int
+//		// Now is the clock. Default time.Now.
+//		Now func() time.Time
+//	}
 type MemoryOptions = template.MemoryOptions
 
 // Memory stores pairs in the process's memory: fast, and gone when the
@@ -71,10 +107,9 @@ func init() {
 	})
 }
 
-// WrapMemory returns this package's API to the Memory backend over an open
-// store s, so that one store (one bbolt file, which only one opener may hold)
-// can be used through both APIs and package template at once. Closing any of
-// them closes s.
+// WrapMemory returns this package's API to s, an open Memory store, so that
+// one Memory store can be used through both APIs and package template at once:
+// the calls of each reach the same pairs. Closing any of them closes s.
 //
 // async configures how the store's calls run; nil means the defaults.
 func WrapMemory(s *template.Memory, async *Options) *Memory {
@@ -280,18 +315,42 @@ func (m *Memory) Clear(ctx context.Context) Future[struct{}] {
 	})
 }
 
-// Pairs calls fn for every stored pair, in ID order, whatever its state:
-// incomplete, complete (expired or not) and soft-deleted. The PairInfo has
-// heads and metadata only. fn is called without the storage locked, so it
-// may call the storage. An error from fn stops the iteration and is returned.
+// Pairs lists the stored pairs that f matches (the zero Filter: every
+// pair, whatever its state: incomplete, complete, expired or not, and
+// soft-deleted), in ID order, with heads and metadata only. Nothing is read
+// until the listing is consumed; it then takes a snapshot of the matching
+// pairs and hands them out without the lock, so the consumer may call the
+// storage between pairs. A bad filter (model.ErrInvalid), a closed storage
+// or ctx's error ends the listing, as its last item. A filter on Keys is
+// served from the keys index.
 //
-// Pairs returns at once. The call runs in a goroutine of its own, outside the
-// MaxInFlight bound, so that the function it is given may call the store and
-// its error arrives on the returned [Future], as the Err of exactly one
-// [Result] whose Value is struct{}{}.
-func (m *Memory) Pairs(ctx context.Context, fn func(model.PairInfo) error) Future[struct{}] {
-	return GoErrUnbounded(m.r, ctx, func(ctx context.Context) error {
-		return m.s.Pairs(ctx, fn)
+// Pairs returns at once with a [Stream]. The iteration runs in a goroutine of
+// its own, outside the MaxInFlight bound (the consumer may call the store
+// between values), at most one value ahead of the consumer; the stream is
+// closed after the last value, and an error arrives in-band as the last
+// [Result]. A consumer that stops early cancels ctx to end the goroutine
+// (Close ends it too).
+func (m *Memory) Pairs(ctx context.Context, f model.Filter) Stream[model.PairInfo] {
+	return GoSeq(m.r, ctx, m.s.Pairs(ctx, f))
+}
+
+// Delete soft-deletes every pair f matches that is not deleted already,
+// as Remove does, and returns how many. A filter on Keys is served from
+// the keys index. A pair that changes while Delete runs is deleted only if
+// it still matches (f.Func is not asked again); pairs stored while it runs
+// may or may not be deleted.
+//
+// Delete returns at once. The store never waits for I/O: the call runs in the
+// caller's goroutine when a slot is free (else in a goroutine of its own) and
+// its result arrives on the returned [Future], which delivers exactly one
+// [Result].
+func (m *Memory) Delete(ctx context.Context, f model.Filter) Future[int] {
+	if m.r.TryNow(ctx) {
+		defer m.r.EndNow()
+		return Ready(m.s.Delete(ctx, f))
+	}
+	return Go(m.r, ctx, func(ctx context.Context) (int, error) {
+		return m.s.Delete(ctx, f)
 	})
 }
 

@@ -24,7 +24,8 @@ type Store interface {
 	Remove(ctx context.Context, id model.PairID) Future[struct{}]
 	Cleanup(ctx context.Context) Future[model.SweepResult]
 	Clear(ctx context.Context) Future[struct{}]
-	Pairs(ctx context.Context, fn func(model.PairInfo) error) Future[struct{}]
+	Pairs(ctx context.Context, f model.Filter) Stream[model.PairInfo]
+	Delete(ctx context.Context, f model.Filter) Future[int]
 	Sync(ctx context.Context) Future[struct{}]
 	Stats(ctx context.Context) Future[model.Stats]
 	Close() error

@@ -3,6 +3,7 @@ package cacheasync
 import (
 	"context"
 	"fmt"
+	"iter"
 	"sync"
 	"sync/atomic"
 
@@ -95,6 +96,7 @@ type Runner struct {
 	closeOnce sync.Once
 	drainOnce sync.Once
 	drained   chan struct{} // closed once Close has begun and calls are none
+	closing   chan struct{} // closed when Close begins: streams stop
 }
 
 // closedBit marks a closed Runner in Runner.calls, far above any count of
@@ -103,7 +105,7 @@ const closedBit = 1 << 62
 
 // NewRunner returns a Runner configured by opts; nil opts means the defaults.
 func NewRunner(opts *Options) *Runner {
-	return &Runner{sem: semaphore.NewWeighted(opts.maxInFlight()), drained: make(chan struct{})}
+	return &Runner{sem: semaphore.NewWeighted(opts.maxInFlight()), drained: make(chan struct{}), closing: make(chan struct{})}
 }
 
 // Go runs f asynchronously under r and returns at once with the future of
@@ -230,8 +232,8 @@ func ReadyErr(err error) Future[struct{}] { return Ready(struct{}{}, err) }
 
 // GoUnbounded is [Go] without a slot of r's semaphore: the call starts at
 // once in a goroutine of its own, whatever else is in flight. Generated
-// stores use it for operations that take a function (Pairs,
-// UpdatePairFunc): such a function may call the store, which would wait
+// stores use it for operations that take a function (UpdatePairFunc):
+// such a function may call the store, which would wait
 // forever for a slot its own call holds, and may be slow, so it never runs
 // in the caller's goroutine. Close waits for these calls too.
 func GoUnbounded[T any](r *Runner, ctx context.Context, f func(context.Context) (T, error)) Future[T] {
@@ -255,15 +257,93 @@ func GoErr(r *Runner, ctx context.Context, f func(context.Context) error) Future
 
 // Close stops r from starting calls and waits until every call it has
 // started has finished, including calls still waiting for a slot. Calls
-// made after Close begins fail with an error wrapping [model.ErrClosed].
+// made after Close begins fail with an error wrapping [model.ErrClosed];
+// so do the streams of [GoSeq] still running, at their next value.
 // Close is idempotent and safe to call from several goroutines; every call
 // returns once the started calls have finished. Close must not be called from
 // inside a call run by r, which would wait for itself.
 func (r *Runner) Close() {
 	r.closeOnce.Do(func() {
+		close(r.closing)
 		if r.calls.Add(closedBit) == closedBit {
 			r.drainOnce.Do(func() { close(r.drained) })
 		}
 	})
 	<-r.drained
+}
+
+// Stream is the values of one asynchronous iteration, such as a store's
+// Pairs: a receive-only channel on which each value arrives in order as a
+// [Result], and which is closed after the last. An error ends the stream:
+// it arrives as the last Result, with Err set, before the channel is
+// closed; a stream that closes without one has delivered every value.
+//
+//	for r := range s.Pairs(ctx, model.Filter{}) {
+//		if r.Err != nil {
+//			return r.Err
+//		}
+//		use(r.Value)
+//	}
+//
+// The goroutine that fills it stays at most one value ahead of the
+// consumer, so the consumer's pace drives the iteration. A consumer that
+// stops receiving early must cancel the context the call was made with
+// (or close the store) to end that goroutine.
+type Stream[T any] <-chan Result[T]
+
+// GoSeq runs the iteration seq under r in a goroutine of its own and
+// returns at once the [Stream] of its values. Creating seq must do no work;
+// ranging over it does.
+//
+// The goroutine is not bounded by r's semaphore, so that the consumer may
+// call the store between values (as [GoUnbounded]), and Close waits for it.
+// It sends each value seq yields, at most one ahead of the consumer, and
+// ends when seq ends (the stream is closed), when seq yields an error
+// (sent last), when ctx ends (ctx's error is sent last, in the place of a
+// value the consumer has not received) or when r is closed (an error
+// wrapping [model.ErrClosed], likewise). If ctx is already done, or r is
+// closed, GoSeq starts nothing and the stream holds that error alone.
+func GoSeq[T any](r *Runner, ctx context.Context, seq iter.Seq2[T, error]) Stream[T] {
+	ch := make(chan Result[T], 1)
+	if ctx == nil {
+		ch <- Result[T]{Err: fmt.Errorf("cacheasync: nil context: %w", model.ErrInvalid)}
+		close(ch)
+		return ch
+	}
+	if err := r.register(ctx); err != nil {
+		ch <- Result[T]{Err: err}
+		close(ch)
+		return ch
+	}
+	go func() {
+		defer r.done()
+		defer close(ch)
+		for v, err := range seq {
+			select {
+			case ch <- Result[T]{Value: v, Err: err}:
+				if err != nil {
+					return
+				}
+				continue
+			case <-ctx.Done():
+				err = ctx.Err()
+			case <-r.closing:
+				err = fmt.Errorf("cacheasync: stream after Close: %w", model.ErrClosed)
+			}
+			failStream(ch, err)
+			return
+		}
+	}()
+	return ch
+}
+
+// failStream replaces the value waiting in ch (whose only sender is the
+// caller), if any, with err, so that a consumer still receiving sees err
+// before the end.
+func failStream[T any](ch chan Result[T], err error) {
+	select {
+	case <-ch:
+	default:
+	}
+	ch <- Result[T]{Err: err}
 }

@@ -4,37 +4,23 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
+	"iter"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hishel-go/hishel/cacheasync"
 	"github.com/hishel-go/hishel/model"
+	"go.uber.org/goleak"
 )
 
-// noLeaks fails t if, once t's other cleanups have run, more goroutines are
-// left than when it was called. Goroutines take a moment to exit, so it
-// retries for a while.
+// noLeaks fails t if, once t's other cleanups have run, a goroutine
+// started since it was called is still running (goleak retries while
+// goroutines exit, and prints the stacks of those left).
 func noLeaks(t *testing.T) {
 	t.Helper()
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			n := runtime.NumGoroutine()
-			if n <= before {
-				return
-			}
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				buf = buf[:runtime.Stack(buf, true)]
-				t.Errorf("goroutines: %d after the test; want at most %d\n%s", n, before, buf)
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	})
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
 }
 
 func TestAwait(t *testing.T) {
@@ -390,5 +376,107 @@ func TestTryNow(t *testing.T) {
 		}
 	default:
 		t.Error("ReadyErr's future is empty; want its result at once")
+	}
+}
+
+// count yields 0, 1, ... n-1, then err if not nil; it reports how far a
+// consumer went in *reached.
+func count(n int, err error, reached *atomic.Int64) iter.Seq2[int, error] {
+	return func(yield func(int, error) bool) {
+		for i := range n {
+			reached.Store(int64(i))
+			if !yield(i, nil) {
+				return
+			}
+		}
+		if err != nil {
+			yield(0, err)
+		}
+	}
+}
+
+// drainStream returns the values of st and the error it ends with.
+func drainStream[T any](st cacheasync.Stream[T]) ([]T, error) {
+	var vs []T
+	for r := range st {
+		if r.Err != nil {
+			return vs, r.Err
+		}
+		vs = append(vs, r.Value)
+	}
+	return vs, nil
+}
+
+func TestGoSeq(t *testing.T) {
+	errBoom := errors.New("boom")
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	var reached atomic.Int64
+	tests := []struct {
+		name    string
+		ctx     context.Context
+		seq     iter.Seq2[int, error]
+		want    []int
+		wantErr error
+	}{
+		{"values", context.Background(), count(3, nil, &reached), []int{0, 1, 2}, nil},
+		{"empty", context.Background(), count(0, nil, &reached), nil, nil},
+		{"error last", context.Background(), count(2, errBoom, &reached), []int{0, 1}, errBoom},
+		{"done context", done, count(3, nil, &reached), nil, context.Canceled},
+		{"nil context", nil, count(3, nil, &reached), nil, model.ErrInvalid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			noLeaks(t)
+			r := cacheasync.NewRunner(nil)
+			defer r.Close()
+			got, err := drainStream(cacheasync.GoSeq(r, tt.ctx, tt.seq))
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) || !errors.Is(err, tt.wantErr) {
+				t.Errorf("GoSeq(%s) = %v, %v; want %v, %v", tt.name, got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+}
+
+// The iteration stays one value ahead of its consumer, ends when the
+// context is cancelled (the consumer sees the error if it still reads),
+// and a stream nobody reads does not hold Close up for long: Close ends it.
+func TestGoSeqPace(t *testing.T) {
+	noLeaks(t)
+	r := cacheasync.NewRunner(&cacheasync.Options{MaxInFlight: 1})
+	var reached atomic.Int64
+	ctx, cancel := context.WithCancel(context.Background())
+	st := cacheasync.GoSeq(r, ctx, count(1000, nil, &reached))
+	if v := <-st; v.Value != 0 || v.Err != nil {
+		t.Fatalf("first value = %+v; want 0", v)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if n := reached.Load(); n > 2 {
+		t.Errorf("after one value received, the iteration reached %d; want at most 2", n)
+	}
+	// The stream holds no slot: another call runs meanwhile.
+	if v, err := cacheasync.Go(r, context.Background(), func(context.Context) (int, error) { return 7, nil }).Await(context.Background()); v != 7 || err != nil {
+		t.Errorf("a call while a stream is open = %d, %v; want 7, nil", v, err)
+	}
+	cancel()
+	_, err := drainStream(st)
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("stream after cancel ends with %v; want context.Canceled", err)
+	}
+
+	unread := cacheasync.GoSeq(r, context.Background(), count(1000, nil, &reached))
+	closed := make(chan struct{})
+	go func() { r.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not return while a stream was unread")
+	}
+	vs, err := drainStream(unread)
+	if !errors.Is(err, model.ErrClosed) || len(vs) > 1 {
+		t.Errorf("unread stream after Close = %d values, then %v; want at most 1, then ErrClosed", len(vs), err)
+	}
+	if _, err := drainStream(cacheasync.GoSeq(r, context.Background(), count(3, nil, &reached))); !errors.Is(err, model.ErrClosed) {
+		t.Errorf("GoSeq after Close ends with %v; want ErrClosed", err)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +12,8 @@ import (
 	"github.com/hishel-go/hishel/cacheasync"
 	"github.com/hishel-go/hishel/model"
 	"github.com/hishel-go/hishel/storagetest"
+	"github.com/hishel-go/hishel/template"
+	"go.uber.org/goleak"
 )
 
 // asyncStore is what the tests use of a store of this package.
@@ -37,6 +38,16 @@ var backends = []struct {
 	}},
 	{"Dir", func(tb testing.TB, o storagetest.Options, a *cacheasync.Options) asyncStore {
 		return storagetest.Opened[asyncStore](tb)(cacheasync.OpenDir(context.Background(), o.DirOptions(tb), a))
+	}},
+	// A memory tier in front of Bolt; the lower tier is a blocking store
+	// (the Tiered's calls run in the async API's goroutines).
+	{"TieredBoltNoSync", func(tb testing.TB, o storagetest.Options, a *cacheasync.Options) asyncStore {
+		o.NoSync = true // durability is BoltOptions's, tested above
+		lower, err := template.OpenBolt(context.Background(), o.BoltOptions(tb))
+		if err != nil {
+			tb.Fatalf("open the lower tier: %v", err)
+		}
+		return storagetest.Opened[asyncStore](tb)(cacheasync.OpenTiered(context.Background(), lower, &cacheasync.TieredOptions{Now: o.Now}, a))
 	}},
 }
 
@@ -79,6 +90,25 @@ func outcomeOf[T any](f cacheasync.Future[T]) outcome {
 	return outcome{false, err}
 }
 
+// streamOutcome is outcomeOf for a stream: whether its first result was
+// there when the call returned, and the error the stream ends with.
+func streamOutcome[T any](st cacheasync.Stream[T]) outcome {
+	var o outcome
+	select {
+	case r, ok := <-st:
+		o.ready = true
+		if !ok {
+			return o
+		}
+		o.err = r.Err
+	default:
+	}
+	for r := range st {
+		o.err = r.Err
+	}
+	return o
+}
+
 // calls makes every operation of s with ctx, on the pair id.
 func calls(ctx context.Context, s asyncStore, id model.PairID) map[string]outcome {
 	return map[string]outcome{
@@ -93,7 +123,8 @@ func calls(ctx context.Context, s asyncStore, id model.PairID) map[string]outcom
 		"Remove":  outcomeOf(s.Remove(ctx, id)),
 		"Cleanup": outcomeOf(s.Cleanup(ctx)),
 		"Clear":   outcomeOf(s.Clear(ctx)),
-		"Pairs":   outcomeOf(s.Pairs(ctx, func(model.PairInfo) error { return nil })),
+		"Pairs":   streamOutcome(s.Pairs(ctx, model.Filter{})),
+		"Delete":  outcomeOf(s.Delete(ctx, model.Filter{Keys: []string{"k"}})),
 		"Sync":    outcomeOf(s.Sync(ctx)),
 		"Stats":   outcomeOf(s.Stats(ctx)),
 	}
@@ -131,9 +162,9 @@ func TestCloseWaitsForCalls(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			ctx := context.Background()
 			s := b.open(t, storagetest.Options{}, nil)
-			storePair(t, s, "k", []byte("x"))
+			cp := storePair(t, s, "k", []byte("x"))
 			release := make(chan struct{})
-			started := blockedPairs(ctx, s, release)
+			started := blockedUpdate(ctx, s, cp.ID, release)
 			closed := make(chan error, 1)
 			go func() { closed <- s.Close() }()
 			select {
@@ -143,7 +174,7 @@ func TestCloseWaitsForCalls(t *testing.T) {
 			}
 			close(release)
 			if _, err := (<-started).Await(ctx); err != nil {
-				t.Errorf("Pairs() started before Close: error = %v; want nil", err)
+				t.Errorf("UpdatePairFunc() started before Close: error = %v; want nil", err)
 			}
 			if err := <-closed; err != nil {
 				t.Errorf("Close() = %v; want nil", err)
@@ -191,7 +222,7 @@ func TestAbandonedBodyChannel(t *testing.T) {
 			s := b.open(t, storagetest.Options{ChunkSize: 16 << 10}, nil)
 			data := bodyPattern(2<<20, 1)
 			storePair(t, s, "k", data)
-			base := settledGoroutines()
+			base := goleak.IgnoreCurrent()
 
 			ctx, cancel := context.WithCancel(bg)
 			ps, err := s.GetPairs(ctx, "k").Await(ctx)
@@ -205,7 +236,7 @@ func TestAbandonedBodyChannel(t *testing.T) {
 				}
 			}
 			cancel() // and never read ch again
-			waitGoroutines(t, base)
+			goleak.VerifyNone(t, base)
 
 			ps, err = s.GetPairs(bg, "k").Await(bg)
 			if err != nil || len(ps) != 1 {
@@ -238,7 +269,7 @@ func TestAbandonedStoreChannel(t *testing.T) {
 			t.Run(b.name+"/"+p.name, func(t *testing.T) {
 				bg := context.Background()
 				s := b.open(t, storagetest.Options{ChunkSize: 16 << 10}, nil)
-				base := settledGoroutines()
+				base := goleak.IgnoreCurrent()
 
 				ctx, cancel := context.WithCancel(bg)
 				defer cancel()
@@ -280,7 +311,7 @@ func TestAbandonedStoreChannel(t *testing.T) {
 				}
 				<-half
 				cancel() // and never read ch again
-				waitGoroutines(t, base)
+				goleak.VerifyNone(t, base)
 
 				if got := countPairs(t, s, "k"); got != 0 {
 					t.Errorf("GetPairs() = %d pairs after the consumer gave up; want 0", got)
@@ -368,40 +399,87 @@ func TestConcurrentWrites(t *testing.T) {
 	}
 }
 
-// Pairs' function may call the storage (so says the doc), also when every
-// slot of MaxInFlight is taken by the Pairs call itself.
-func TestPairsFnCallsStore(t *testing.T) {
+// The consumer of Pairs' stream may call the storage between values, also
+// when every slot of MaxInFlight is taken.
+func TestPairsConsumerCallsStore(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
 			ctx := context.Background()
 			s := b.open(t, storagetest.Options{}, &cacheasync.Options{MaxInFlight: 1})
 			storePair(t, s, "k", []byte("x"))
-			_, err := s.Pairs(ctx, func(model.PairInfo) error {
-				wait, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-				defer cancel()
+			storePair(t, s, "k2", []byte("y"))
+			n := 0
+			for r := range s.Pairs(ctx, model.Filter{}) {
+				if r.Err != nil {
+					t.Fatalf("Pairs() error = %v", r.Err)
+				}
+				n++
+				wait, cancel := context.WithTimeout(ctx, 5*time.Second)
 				_, err := s.Stats(wait).Await(wait)
-				return err
-			}).Await(ctx)
-			if err != nil {
-				t.Errorf("Pairs(fn calling Stats) with MaxInFlight 1: error = %v; want nil", err)
+				cancel()
+				if err != nil {
+					t.Fatalf("Stats() between Pairs' values with MaxInFlight 1: error = %v; want nil", err)
+				}
+			}
+			if n != 2 {
+				t.Errorf("Pairs() listed %d pairs; want 2", n)
 			}
 		})
 	}
 }
 
-// blockedPairs starts a Pairs call whose function blocks until release is
-// closed, from a goroutine of its own (a store that runs calls in the
-// caller's goroutine would otherwise block the test), and returns once the
-// function is running. The returned channel delivers the call's future.
-func blockedPairs(ctx context.Context, s asyncStore, release <-chan struct{}) <-chan cacheasync.Future[struct{}] {
+// A stream abandoned early releases its goroutine once its context is
+// cancelled, and Close ends a stream nobody reads: its last result is
+// ErrClosed.
+func TestAbandonedStream(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			bg := context.Background()
+			s := b.open(t, storagetest.Options{NoSync: true}, nil)
+			for i := range 10 {
+				storePair(t, s, fmt.Sprint("k", i), []byte("x"))
+			}
+			base := goleak.IgnoreCurrent()
+			ctx, cancel := context.WithCancel(bg)
+			st := s.Pairs(ctx, model.Filter{})
+			if r := <-st; r.Err != nil {
+				t.Fatalf("Pairs() first result error = %v", r.Err)
+			}
+			cancel()
+			goleak.VerifyNone(t, base)
+
+			unread := s.Pairs(bg, model.Filter{})
+			time.Sleep(10 * time.Millisecond) // the goroutine waits to send its second value
+			if err := s.Close(); err != nil {
+				t.Fatalf("Close() with a stream unread = %v; want nil", err)
+			}
+			var last error
+			n := 0
+			for r := range unread {
+				n++
+				last = r.Err
+			}
+			if !errors.Is(last, cacheasync.ErrClosed) || n > 2 {
+				t.Errorf("stream unread at Close: %d results, the last %v; want at most 2, the last ErrClosed", n, last)
+			}
+		})
+	}
+}
+
+// blockedUpdate starts an UpdatePairFunc call whose function blocks until
+// release is closed, from a goroutine of its own (a store that runs calls
+// in the caller's goroutine would otherwise block the test), and returns
+// once the function is running. The returned channel delivers the call's
+// future.
+func blockedUpdate(ctx context.Context, s asyncStore, id model.PairID, release <-chan struct{}) <-chan cacheasync.Future[model.CompletePair] {
 	entered := make(chan struct{})
 	var once sync.Once
-	f := make(chan cacheasync.Future[struct{}], 1)
+	f := make(chan cacheasync.Future[model.CompletePair], 1)
 	go func() {
-		f <- s.Pairs(ctx, func(model.PairInfo) error {
+		f <- s.UpdatePairFunc(ctx, id, func(p model.CompletePair) (model.CompletePair, error) {
 			once.Do(func() { close(entered) })
 			<-release
-			return nil
+			return p, nil
 		})
 	}()
 	<-entered
@@ -465,43 +543,8 @@ func bodyPattern(n int, seed byte) []byte {
 	return b
 }
 
-// settledGoroutines returns the number of goroutines once it stops
-// changing, so that goroutines of earlier tests that are still ending do
-// not count.
-func settledGoroutines() int {
-	n, same := runtime.NumGoroutine(), 0
-	for deadline := time.Now().Add(time.Second); same < 5 && time.Now().Before(deadline); {
-		time.Sleep(5 * time.Millisecond)
-		if m := runtime.NumGoroutine(); m == n {
-			same++
-		} else {
-			n, same = m, 0
-		}
-	}
-	return n
-}
-
-// waitGoroutines fails tb unless the number of goroutines comes back to at
-// most want within a few seconds (goroutines take a moment to end).
-func waitGoroutines(tb testing.TB, want int) {
-	tb.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		n := runtime.NumGoroutine()
-		if n <= want {
-			return
-		}
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			buf = buf[:runtime.Stack(buf, true)]
-			tb.Fatalf("goroutines: %d; want at most %d, as before\n%s", n, want, buf)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // Every call returns at once with its future, also one whose function (of
-// Pairs or UpdatePairFunc) takes its time.
+// UpdatePairFunc) takes its time, and Pairs while nobody reads its stream.
 func TestCallbackCallsReturnAtOnce(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
@@ -510,8 +553,16 @@ func TestCallbackCallsReturnAtOnce(t *testing.T) {
 			cp := storePair(t, s, "k", []byte("x"))
 			ops := map[string]func(release <-chan struct{}) func() error{
 				"Pairs": func(release <-chan struct{}) func() error {
-					f := s.Pairs(ctx, func(model.PairInfo) error { <-release; return nil })
-					return func() error { _, err := f.Await(ctx); return err }
+					st := s.Pairs(ctx, model.Filter{})
+					return func() error {
+						<-release
+						for r := range st {
+							if r.Err != nil {
+								return r.Err
+							}
+						}
+						return nil
+					}
 				},
 				"UpdatePairFunc": func(release <-chan struct{}) func() error {
 					f := s.UpdatePairFunc(ctx, cp.ID, func(p model.CompletePair) (model.CompletePair, error) { <-release; return p, nil })

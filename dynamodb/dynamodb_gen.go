@@ -8,11 +8,49 @@ import (
 	cache "github.com/hishel-go/hishel/cache"
 	"github.com/hishel-go/hishel/dynamodb/template"
 	"github.com/hishel-go/hishel/model"
+	"iter"
 	"net/url"
 )
 
 // DynamoDBOptions configure a DynamoDB storage. A nil *DynamoDBOptions, and
 // every zero field, means the default.
+//
+// Its fields, as [template.DynamoDBOptions] declares them:
+//
+//	type DynamoDBOptions struct {
+//		// Table is the table's name (required).
+//		Table string
+//		// Client is the client to use; default: one made from the AWS
+//		// configuration of the environment (config.LoadDefaultConfig), with
+//		// Endpoint, Region and the static credentials below if they are set.
+//		Client *dynamodb.Client
+//		// Endpoint is the service's URL, for a local server such as dynalite
+//		// (http://127.0.0.1:4567). Default: AWS's endpoint for the region.
+//		Endpoint string
+//		// Region is the AWS region. Default: the environment's.
+//		Region string
+//		// AccessKey and SecretKey are static credentials. Default: the
+//		// environment's.
+//		AccessKey, SecretKey string
+//		// NoCreate leaves a missing table missing (OpenDynamoDB fails) instead
+//		// of creating it with its indexes, on demand billing.
+//		NoCreate bool
+//
+//		// DefaultTTL, RefreshTTLOnAccess, SweepInterval, DeletedRetention,
+//		// IncompleteAge, MaxBytes, MaxPairs, MaxVariants, ChunkSize and Now
+//		// mean what backend.Settings says. Chunks are ChunkSize, at least
+//		// MinDynamoDBChunk and at most MaxDynamoDBChunk.
+//		DefaultTTL         time.Duration
+//		RefreshTTLOnAccess model.Refresh
+//		SweepInterval      time.Duration
+//		DeletedRetention   time.Duration
+//		IncompleteAge      time.Duration
+//		MaxBytes           int64
+//		MaxPairs           int
+//		MaxVariants        int
+//		ChunkSize          int
+//		Now                func() time.Time
+//	}
 type DynamoDBOptions = template.DynamoDBOptions
 
 // DynamoDB stores pairs in a DynamoDB table (or dynalite), so that
@@ -75,10 +113,10 @@ func init() {
 	})
 }
 
-// WrapDynamoDB returns this package's API to the DynamoDB backend over an open
-// store s, so that one store (one bbolt file, which only one opener may hold)
-// can be used through both APIs and package template at once. Closing any of
-// them closes s.
+// WrapDynamoDB returns this package's API to s, an open DynamoDB store, so
+// that one DynamoDB store can be used through both APIs and package template
+// at once: the calls of each reach the same pairs. Closing any of them closes
+// s.
 func WrapDynamoDB(s *template.DynamoDB) *DynamoDB {
 	return &DynamoDB{s: s}
 }
@@ -170,13 +208,18 @@ func (d *DynamoDB) Clear(ctx context.Context) error {
 	return d.s.Clear(ctx)
 }
 
-// Pairs calls fn for every stored pair, in ID order, whatever its state:
-// incomplete, complete (expired or not) and soft-deleted. The PairInfo has
-// heads and metadata only. fn may call the storage. An error from fn stops
-// the iteration and is returned. It scans the table for the pairs' IDs,
-// sorts them, and reads their heads 100 at a time.
-func (d *DynamoDB) Pairs(ctx context.Context, fn func(model.PairInfo) error) error {
-	return d.s.Pairs(ctx, fn)
+// Pairs returns the stored pairs f matches, in ID order, whatever their
+// state unless f says (see model.Filter), heads and metadata only; the
+// loop body may call the storage. Every filter scans the table's heads.
+func (d *DynamoDB) Pairs(ctx context.Context, f model.Filter) iter.Seq2[model.PairInfo, error] {
+	return d.s.Pairs(ctx, f)
+}
+
+// Delete soft-deletes the pairs f matches, as Remove does, and returns how
+// many: it lists them with Pairs and removes each (backend.Delete). Pairs
+// stored while it runs may or may not be deleted.
+func (d *DynamoDB) Delete(ctx context.Context, f model.Filter) (int, error) {
+	return d.s.Delete(ctx, f)
 }
 
 // Sync returns at once: every change is acknowledged before its call

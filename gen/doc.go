@@ -66,18 +66,25 @@
 //     nor generic.
 //   - Its operations are the exported methods declared on X or *X (not those
 //     promoted from embedded fields). Each takes a context.Context first and
-//     returns (error) or (T, error); the last parameter may be variadic.
+//     returns (error), (T, error) or iter.Seq2[T, error] (an iteration, such
+//     as Pairs: creating the iterator does no work, ranging over it does,
+//     and an error ends it as its last item); the last parameter may be
+//     variadic.
 //   - It has a method Close() error, the one exception to the rule above,
 //     rendered as a blocking Close in both APIs. No method may be named
 //     Template, the name of the generated accessor.
 //   - A template type named in these signatures must be exported and not
 //     generic; it is re-exported by a type alias (type BoltOptions =
 //     template.BoltOptions) in the generated file of the first backend that
-//     names it. The backend types themselves stay qualified.
+//     names it, whose doc comment is the type's with, for a struct, its
+//     exported fields and their comments (go doc shows an alias's comment,
+//     not the fields of the type it names). The backend types themselves
+//     stay qualified.
 //   - Names the generated packages define must not collide: backends,
 //     constructors and re-exported types must not be named like the async
-//     runtime's exported names (Future, Result, Options, Runner, Go, GoErr,
-//     NewRunner, DefaultMaxInFlight) or like an Err* variable of package model.
+//     runtime's exported names (Future, Result, Stream, Options, Runner, Go,
+//     GoErr, GoSeq, NewRunner, DefaultMaxInFlight, ...) or like an Err*
+//     variable of package model.
 //
 // Any other shape fails gen with an error that names the declaration and the
 // rule it breaks, such as
@@ -94,7 +101,9 @@
 //   - in the async package, type X with the same constructors taking one more
 //     parameter, async *Options, and every operation returning at once with a
 //     Future[T] (Future[struct{}] for error-only operations) that a goroutine
-//     fills through the runtime of package cacheasync (cacheasync.Go);
+//     fills through the runtime of package cacheasync (cacheasync.Go); an
+//     iteration returns a Stream[T] instead, a channel of Result[T] that a
+//     goroutine fills one value ahead of the consumer (cacheasync.GoSeq);
 //   - in both, Template() *template.X and Close() error, and, for a backend
 //     with a scheme, the init func that registers it.
 //
@@ -103,7 +112,7 @@
 // which re-exports every exported Err* variable of package model with its doc
 // comment, so callers write errors.Is(err, cache.ErrNotFound). An async
 // package other than cacheasync itself also gets runtime_gen.go, with aliases
-// of the runtime's Future, Result and Options.
+// of the runtime's Future, Result, Stream and Options.
 //
 // Every file starts with the line
 //

@@ -234,7 +234,12 @@ func args(f *fn) []jen.Code {
 func aliases(f *jen.File, t *tmpl, b *backend) {
 	for _, a := range b.aliases {
 		name := a.obj.Name()
-		f.Add(comment(orDefault(a.doc, "%s is [%s.%s].", name, t.name, name)))
+		var fields []string
+		if a.fields != "" {
+			block := "\t" + strings.ReplaceAll(a.fields, "\n", "\n\t")
+			fields = []string{para("Its fields, as [%s.%s] declares them:", t.name, name), block}
+		}
+		f.Add(comment(orDefault(a.doc, "%s is [%s.%s].", name, t.name, name), fields...))
 		f.Type().Id(name).Op("=").Qual(t.path, name)
 		f.Line()
 	}
@@ -268,7 +273,7 @@ func renderBlocking(w io.Writer, t *tmpl, out output, b *backend) error {
 		f.Line()
 	}
 
-	f.Add(comment(para(wrapDoc, "Wrap"+b.name, b.name, t.name)))
+	f.Add(comment(para(wrapDoc, "Wrap"+b.name, b.name, b.name, t.name)))
 	f.Func().Id("Wrap" + b.name).Params(jen.Id("s").Op("*").Qual(t.path, b.name)).Op("*").Id(b.name).Block(
 		jen.Return(jen.Op("&").Id(b.name).Values(jen.Dict{jen.Id("s"): jen.Id("s")})),
 	)
@@ -280,7 +285,10 @@ func renderBlocking(w io.Writer, t *tmpl, out output, b *backend) error {
 
 	for _, op := range b.ops {
 		results := []jen.Code{jen.Error()}
-		if op.result != nil {
+		switch {
+		case op.seq:
+			results = []jen.Code{jen.Qual("iter", "Seq2").Types(ty.typ(op.result), jen.Error())}
+		case op.result != nil:
 			results = []jen.Code{ty.typ(op.result), jen.Error()}
 		}
 		f.Add(comment(orDefault(op.doc, "%s calls [%s.%s.%s].", op.name, t.name, b.name, op.name)))
@@ -330,15 +338,20 @@ const (
 	asyncErrOpDoc = "%s returns at once. The call runs in a goroutine of its own and its " +
 		"error arrives on the returned [Future], as the Err of exactly one [Result] " +
 		"whose Value is struct{}{}."
+	asyncSeqDoc = "%s returns at once with a [Stream]. The iteration runs in a goroutine of " +
+		"its own, outside the MaxInFlight bound (the consumer may call the store between " +
+		"values), at most one value ahead of the consumer; the stream is closed after the " +
+		"last value, and an error arrives in-band as the last [Result]. A consumer that " +
+		"stops early cancels ctx to end the goroutine (Close ends it too)."
 	asyncCloseDoc = "Close blocks: it first stops the store from starting calls (later calls " +
 		"fail with an error wrapping [ErrClosed]) and waits for every call already " +
 		"started, including calls still waiting for a slot; then it closes the store " +
 		"and returns its error."
 	asyncTemplateDoc = "Calls made through it run in the caller's goroutine: they are neither " +
 		"bounded by [Options] nor waited for by Close."
-	wrapDoc = "%s returns this package's API to the %s backend over an open store s, so that one store (one " +
-		"bbolt file, which only one opener may hold) can be used through both " +
-		"APIs and package %s at once. Closing any of them closes s."
+	wrapDoc = "%s returns this package's API to s, an open %s store, so that one %s store can be used " +
+		"through both APIs and package %s at once: the calls of each reach the same pairs. " +
+		"Closing any of them closes s."
 	asyncWrapDoc = "async configures how the store's calls run; nil means the defaults."
 	templateDoc  = "Template returns the [%s.%s] that %s wraps, for code written against " +
 		"package %s, such as the HTTP integration."
@@ -402,7 +415,7 @@ func renderAsync(w io.Writer, t *tmpl, out output, b *backend) error {
 		f.Line()
 	}
 
-	f.Add(comment(para(wrapDoc, "Wrap"+b.name, b.name, t.name), para(asyncWrapDoc)))
+	f.Add(comment(para(wrapDoc, "Wrap"+b.name, b.name, b.name, t.name), para(asyncWrapDoc)))
 	f.Func().Id("Wrap"+b.name).Params(jen.Id("s").Op("*").Qual(t.path, b.name), jen.Id("async").Op("*").Id("Options")).Op("*").Id(b.name).Block(
 		jen.Return(jen.Op("&").Id(b.name).Values(
 			jen.Id("s").Op(":").Id("s"),
@@ -430,6 +443,16 @@ func renderAsync(w io.Writer, t *tmpl, out output, b *backend) error {
 				jen.Defer().Add(runner.Clone()).Dot("EndNow").Call(),
 				jen.Return(rt(ready).Call(call.Clone())),
 			)
+		}
+		if op.seq {
+			// An iteration runs in a goroutine of its own, one value
+			// ahead of the consumer, whatever the backend.
+			f.Add(comment(doc, para(asyncSeqDoc, op.name)))
+			f.Func().Params(recv()).Id(op.name).Params(ty.params(op)...).Id("Stream").Types(ty.typ(op.result)).Block(
+				jen.Return(rt("GoSeq").Call(runner.Clone(), jen.Id("ctx"), call)),
+			)
+			f.Line()
+			continue
 		}
 		if op.result == nil {
 			f.Add(comment(doc, para(opDoc(asyncErrOpDoc, b, op), op.name)))
@@ -524,6 +547,9 @@ func renderRuntime(w io.Writer, out output) error {
 	f.Line()
 	f.Add(comment("Result is the outcome of one asynchronous call: see [cacheasync.Result]."))
 	f.Type().Id("Result").Types(jen.Id("T").Any()).Op("=").Add(rt("Result")).Types(jen.Id("T"))
+	f.Line()
+	f.Add(comment("Stream is the values of one asynchronous iteration: see [cacheasync.Stream]."))
+	f.Type().Id("Stream").Types(jen.Id("T").Any()).Op("=").Add(rt("Stream")).Types(jen.Id("T"))
 	f.Line()
 	f.Add(comment("Options configures the calls of an async store: see [cacheasync.Options]."))
 	f.Type().Id("Options").Op("=").Add(rt("Options"))

@@ -20,7 +20,7 @@ var (
 // (example.com/tmpl), which may import context and package model.
 func checkSource(t *testing.T, src string) *source {
 	t.Helper()
-	exportsOnce.Do(func() { testExports, exportsErr = listExports("..", "context", "net/url", modelPath) })
+	exportsOnce.Do(func() { testExports, exportsErr = listExports("..", "context", "iter", "net/url", modelPath) })
 	if exportsErr != nil {
 		t.Fatal(exportsErr)
 	}
@@ -40,6 +40,7 @@ const prelude = `package tmpl
 
 import (
 	"context"
+	"iter"
 	"net/url"
 
 	"github.com/hishel-go/hishel/model"
@@ -47,6 +48,7 @@ import (
 
 var (
 	_ context.Context
+	_ iter.Seq[int]
 	_ model.PairID
 	_ *url.URL
 )
@@ -103,13 +105,21 @@ func TestRules(t *testing.T) {
 		{"pointer to context", store + "func (s *Store) Foo(ctx *context.Context) error { return nil }\n",
 			"gen: tmpl.Store.Foo: first parameter must be context.Context"},
 		{"no results", store + "func (s *Store) Foo(ctx context.Context) {}\n",
-			"gen: tmpl.Store.Foo: results must be (error) or (T, error)"},
+			"gen: tmpl.Store.Foo: results must be (error), (T, error) or iter.Seq2[T, error]"},
 		{"no error result", store + "func (s *Store) Foo(ctx context.Context) int { return 0 }\n",
-			"gen: tmpl.Store.Foo: results must be (error) or (T, error)"},
+			"gen: tmpl.Store.Foo: results must be (error), (T, error) or iter.Seq2[T, error]"},
 		{"error not last", store + "func (s *Store) Foo(ctx context.Context) (error, int) { return nil, 0 }\n",
-			"gen: tmpl.Store.Foo: results must be (error) or (T, error)"},
+			"gen: tmpl.Store.Foo: results must be (error), (T, error) or iter.Seq2[T, error]"},
 		{"two values", store + "func (s *Store) Foo(ctx context.Context) (int, int, error) { return 0, 0, nil }\n",
-			"gen: tmpl.Store.Foo: results must be (error) or (T, error)"},
+			"gen: tmpl.Store.Foo: results must be (error), (T, error) or iter.Seq2[T, error]"},
+		{"iter.Seq", store + "func (s *Store) Foo(ctx context.Context) iter.Seq[int] { return nil }\n",
+			"gen: tmpl.Store.Foo: results must be (error), (T, error) or iter.Seq2[T, error]"},
+		{"iter.Seq2 without error", store + "func (s *Store) Foo(ctx context.Context) iter.Seq2[int, int] { return nil }\n",
+			"gen: tmpl.Store.Foo: results must be (error), (T, error) or iter.Seq2[T, error]"},
+		{"iter.Seq2 of errors", store + "func (s *Store) Foo(ctx context.Context) iter.Seq2[error, error] { return nil }\n",
+			"gen: tmpl.Store.Foo: results must be (error), (T, error) or iter.Seq2[T, error]"},
+		{"unexported type in an iteration", store + "type row struct{}\n\nfunc (s *Store) Rows(ctx context.Context) iter.Seq2[row, error] { return nil }\n",
+			"gen: tmpl.Store.Rows: uses unexported type tmpl.row, which the generated packages cannot name"},
 		{"value receiver counts too", store + "func (s Store) Foo(key string) error { return nil }\n",
 			"gen: tmpl.Store.Foo: first parameter must be context.Context"},
 		{"method named Template", store + "func (s *Store) Template(ctx context.Context) error { return nil }\n",
@@ -261,6 +271,60 @@ func opEqual[T interface {
 	return x.name == y.name && slices.Equal(x.params, y.params)
 }
 
+// TestSeq checks how an operation returning iter.Seq2[T, error] renders:
+// as itself in the blocking API, and as a Stream[T] filled by GoSeq in the
+// async one, whatever the backend (never in the caller's goroutine).
+func TestSeq(t *testing.T) {
+	src := checkSource(t, store+`
+// Row is listed.
+type Row struct{ N int }
+
+// Fast never waits for I/O.
+//
+//hishel:backend
+//hishel:nonblocking
+type Fast struct{}
+
+func OpenFast(ctx context.Context) (*Fast, error) { return &Fast{}, nil }
+func (f *Fast) Close() error                     { return nil }
+
+// Rows lists the rows.
+func (f *Fast) Rows(ctx context.Context, from int) iter.Seq2[Row, error] { return nil }
+`)
+	tm, err := analyze(src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := tm.backends[1]
+	if len(b.ops) != 1 || !b.ops[0].seq || b.ops[0].result.String() != "example.com/tmpl.Row" {
+		t.Fatalf("analyze: Fast's ops = %v; want Rows, an iteration of Row", b.ops)
+	}
+	if len(b.aliases) != 1 || b.aliases[0].obj.Name() != "Row" {
+		t.Errorf("analyze: Fast re-exports %v; want Row", b.aliases)
+	}
+	var blocking, async strings.Builder
+	if err := renderBlocking(&blocking, tm, output{dir: t.TempDir(), name: "mycache", path: "example.com/mycache"}, b); err != nil {
+		t.Fatal(err)
+	}
+	if err := renderAsync(&async, tm, output{dir: t.TempDir(), name: "cacheasync", path: runtimePath}, b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"func (f *Fast) Rows(ctx context.Context, from int) iter.Seq2[Row, error] {\n\treturn f.s.Rows(ctx, from)\n}", "// Rows lists the rows."} {
+		if !strings.Contains(blocking.String(), want) {
+			t.Errorf("renderBlocking: want %q in\n%s", want, blocking.String())
+		}
+	}
+	for _, want := range []string{"func (f *Fast) Rows(ctx context.Context, from int) Stream[Row] {\n\treturn GoSeq(f.r, ctx, f.s.Rows(ctx, from))\n}",
+		"// Rows lists the rows.\n//\n// Rows returns at once with a [Stream]."} {
+		if !strings.Contains(async.String(), want) {
+			t.Errorf("renderAsync: want %q in\n%s", want, async.String())
+		}
+	}
+	if strings.Contains(async.String(), "TryNow") {
+		t.Errorf("renderAsync: an iteration of a nonblocking backend runs in the caller's goroutine\n%s", async.String())
+	}
+}
+
 // TestNonBlocking checks that //hishel:nonblocking makes a backend's async
 // calls try the caller's goroutine first (TryNow, then Ready or ReadyErr),
 // and only that backend's.
@@ -304,6 +368,37 @@ func (s *Store) Get(ctx context.Context) (int, error) { return 1, nil }
 		// goroutine, whatever the backend.
 		if b.name == "Fast" && !strings.Contains(out, "GoErrUnbounded(") {
 			t.Errorf("renderAsync(Fast): want GoErrUnbounded for Each\n%s", out)
+		}
+	}
+}
+
+// The generated docs name what they wrap: a Wrap function names its own
+// backend (not bbolt's lock for every backend), and an alias of a template
+// struct carries the struct's exported fields, which go doc shows for an
+// alias only through its comment.
+func TestGeneratedDocs(t *testing.T) {
+	read := func(path string) string {
+		b, err := os.ReadFile(filepath.Join("..", path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	for _, b := range []string{"bolt", "memory", "tiered"} {
+		name := strings.ToUpper(b[:1]) + b[1:]
+		for _, dir := range []string{"cache", "cacheasync"} {
+			src := read(dir + "/" + b + "_gen.go")
+			want := "// Wrap" + name + " returns this package's API to s, an open " + name + " store"
+			if !strings.Contains(src, want) || strings.Contains(src, "bbolt file, which only one opener") {
+				t.Errorf("%s/%s_gen.go: Wrap%s's doc does not name its backend alone; want %q", dir, b, name, want)
+			}
+		}
+	}
+	src := read("cache/bolt_gen.go")
+	for _, want := range []string{"// Its fields, as [template.BoltOptions] declares them:", "//\ttype BoltOptions struct {",
+		"//\t\tPath string", "//\t\tNoSync bool", "//\t\tMaxBytes int64", "//\t}\ntype BoltOptions = template.BoltOptions"} {
+		if !strings.Contains(src, want) {
+			t.Errorf("cache/bolt_gen.go lacks %q in BoltOptions' doc", want)
 		}
 	}
 }

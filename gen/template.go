@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"go/ast"
+	"go/printer"
 	"go/token"
 	"go/types"
 	"path/filepath"
@@ -34,7 +35,7 @@ const (
 
 // runtimeNames are the exported names of the async runtime (package
 // cacheasync), which generated async packages define or import.
-var runtimeNames = []string{"DefaultMaxInFlight", "Future", "Go", "GoErr", "GoErrNow", "GoErrUnbounded", "GoNow", "GoUnbounded", "NewRunner", "Options", "Ready", "ReadyErr", "Result", "Runner"}
+var runtimeNames = []string{"DefaultMaxInFlight", "Future", "Go", "GoErr", "GoErrNow", "GoErrUnbounded", "GoNow", "GoSeq", "GoUnbounded", "NewRunner", "Options", "Ready", "ReadyErr", "Result", "Runner", "Stream"}
 
 // openNames are the names that packages cache and cacheasync declare by
 // hand for opening stores by URL (open.go), which backends rendered there
@@ -91,7 +92,8 @@ type fn struct {
 	doc      string
 	params   []param    // an operation's first parameter is its context
 	variadic bool       // the last parameter is variadic
-	result   types.Type // T of (T, error); nil for (error) and for constructors
+	result   types.Type // T of (T, error) or of iter.Seq2[T, error]; nil for (error) and for constructors
+	seq      bool       // the operation returns iter.Seq2[T, error]
 }
 
 type param struct {
@@ -103,6 +105,52 @@ type param struct {
 type alias struct {
 	obj *types.TypeName
 	doc string
+	// fields is the source of a struct type's declaration with its
+	// comments (unexported fields left out), for the alias's doc: go doc
+	// shows an alias's comment, not the fields of the type it names.
+	fields string
+}
+
+// structSource returns the declaration of obj, a struct type of src, as
+// source with its field comments, without its unexported fields; "" for
+// any other type.
+func structSource(src *source, obj *types.TypeName) string {
+	for _, f := range src.files {
+		for _, decl := range f.Decls {
+			gd, ok := decl.(*ast.GenDecl)
+			if !ok || gd.Tok != token.TYPE {
+				continue
+			}
+			for _, spec := range gd.Specs {
+				ts := spec.(*ast.TypeSpec)
+				st, ok := ts.Type.(*ast.StructType)
+				if src.info.Defs[ts.Name] != obj || !ok {
+					continue
+				}
+				exported := *st.Fields
+				exported.List = nil
+				for _, fld := range st.Fields.List {
+					if len(fld.Names) == 0 || fld.Names[0].IsExported() {
+						exported.List = append(exported.List, fld)
+					}
+				}
+				var comments []*ast.CommentGroup
+				for _, cg := range f.Comments {
+					if cg.Pos() >= st.Pos() && cg.End() <= st.End() {
+						comments = append(comments, cg)
+					}
+				}
+				var b strings.Builder
+				b.WriteString("type " + ts.Name.Name + " ")
+				node := &printer.CommentedNode{Node: &ast.StructType{Struct: st.Struct, Fields: &exported}, Comments: comments}
+				if err := (&printer.Config{Mode: printer.UseSpaces | printer.TabIndent, Tabwidth: 8}).Fprint(&b, src.fset, node); err != nil {
+					return ""
+				}
+				return b.String()
+			}
+		}
+	}
+	return ""
 }
 
 // errVar is a sentinel error of package model, re-exported by both APIs.
@@ -315,8 +363,10 @@ func analyze(src, mdl *source) (*tmpl, error) {
 			case res.Len() == 1 && isError(res.At(0).Type()):
 			case res.Len() == 2 && isError(res.At(1).Type()) && !isError(res.At(0).Type()):
 				op.result = res.At(0).Type()
+			case res.Len() == 1 && seqOf(res.At(0).Type()) != nil:
+				op.result, op.seq = seqOf(res.At(0).Type()), true
 			default:
-				return nil, fmt.Errorf("gen: %s: results must be (error) or (T, error)", where)
+				return nil, fmt.Errorf("gen: %s: results must be (error), (T, error) or iter.Seq2[T, error]", where)
 			}
 			b.ops = append(b.ops, op)
 		}
@@ -362,7 +412,7 @@ func analyze(src, mdl *source) (*tmpl, error) {
 						err = fmt.Errorf("gen: %s: uses generic type %s, which gen cannot re-export", where, qual(obj.Name()))
 					case !seen[obj]:
 						seen[obj] = true
-						b.aliases = append(b.aliases, &alias{obj: obj, doc: text(obj)})
+						b.aliases = append(b.aliases, &alias{obj: obj, doc: text(obj), fields: structSource(src, obj)})
 					}
 				})
 				if err != nil {
@@ -435,6 +485,20 @@ func constructed(sig *types.Signature) *types.TypeName {
 		return nil
 	}
 	return named.Obj()
+}
+
+// seqOf returns T when t is iter.Seq2[T, error] (T not error), and nil
+// otherwise.
+func seqOf(t types.Type) types.Type {
+	named, ok := types.Unalias(t).(*types.Named)
+	if !ok || named.Obj().Pkg() == nil || named.Obj().Pkg().Path() != "iter" || named.Obj().Name() != "Seq2" {
+		return nil
+	}
+	args := named.TypeArgs()
+	if args.Len() != 2 || !isError(args.At(1)) || isError(args.At(0)) {
+		return nil
+	}
+	return args.At(0)
 }
 
 func isError(t types.Type) bool {

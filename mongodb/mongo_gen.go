@@ -8,11 +8,47 @@ import (
 	cache "github.com/hishel-go/hishel/cache"
 	"github.com/hishel-go/hishel/model"
 	"github.com/hishel-go/hishel/mongodb/template"
+	"iter"
 	"net/url"
 )
 
 // MongoOptions configure a Mongo storage. A nil *MongoOptions, and every
 // zero field, means the default.
+//
+// Its fields, as [template.MongoOptions] declares them:
+//
+//	type MongoOptions struct {
+//		// URI is the MongoDB connection string (mongodb:// or mongodb+srv://),
+//		// used when Client is nil. Default mongodb://127.0.0.1:27017/.
+//		URI string
+//		// Client is a connected client to use instead of URI; the storage
+//		// does not disconnect it.
+//		Client *mongo.Client
+//		// Database is the database. Default: the URI's path, else "hishel".
+//		Database string
+//		// Collection prefixes the collections' names. Default "hishel".
+//		Collection string
+//		// GridFS stores bodies as GridFS files in the bucket named
+//		// Collection (Collection.files, Collection.chunks), readable by any
+//		// GridFS tool, instead of in Collection_chunks. Either store reads
+//		// pairs written either way.
+//		GridFS bool
+//
+//		// DefaultTTL, RefreshTTLOnAccess, SweepInterval, DeletedRetention,
+//		// IncompleteAge, MaxBytes, MaxPairs, MaxVariants, ChunkSize and Now
+//		// mean what backend.Settings says. Chunks are ChunkSize, at least
+//		// MinMongoChunk and at most MaxMongoChunk.
+//		DefaultTTL         time.Duration
+//		RefreshTTLOnAccess model.Refresh
+//		SweepInterval      time.Duration
+//		DeletedRetention   time.Duration
+//		IncompleteAge      time.Duration
+//		MaxBytes           int64
+//		MaxPairs           int
+//		MaxVariants        int
+//		ChunkSize          int
+//		Now                func() time.Time
+//	}
 type MongoOptions = template.MongoOptions
 
 // Mongo stores pairs in MongoDB (or a server of its wire protocol, such as
@@ -76,10 +112,9 @@ func init() {
 	})
 }
 
-// WrapMongo returns this package's API to the Mongo backend over an open store
-// s, so that one store (one bbolt file, which only one opener may hold) can be
-// used through both APIs and package template at once. Closing any of them
-// closes s.
+// WrapMongo returns this package's API to s, an open Mongo store, so that one
+// Mongo store can be used through both APIs and package template at once: the
+// calls of each reach the same pairs. Closing any of them closes s.
 func WrapMongo(s *template.Mongo) *Mongo {
 	return &Mongo{s: s}
 }
@@ -170,12 +205,19 @@ func (m *Mongo) Clear(ctx context.Context) error {
 	return m.s.Clear(ctx)
 }
 
-// Pairs calls fn for every stored pair, in ID order, whatever its state:
-// incomplete, complete (expired or not) and soft-deleted. The PairInfo has
-// heads and metadata only. fn may call the storage. An error from fn stops
-// the iteration and is returned.
-func (m *Mongo) Pairs(ctx context.Context, fn func(model.PairInfo) error) error {
-	return m.s.Pairs(ctx, fn)
+// Pairs returns the stored pairs f matches, in ID order, whatever their
+// state unless f says (see model.Filter), heads and metadata only; the
+// loop body may call the storage. Every filter reads every pair document's head.
+func (m *Mongo) Pairs(ctx context.Context, f model.Filter) iter.Seq2[model.PairInfo, error] {
+	return m.s.Pairs(ctx, f)
+}
+
+// Delete soft-deletes the pairs f matches, as Remove does, and returns how
+// many: it lists them with Pairs and soft-deletes them with one update
+// of up to deleteBatch pair documents at a time (each only if it is not
+// deleted already). Pairs stored while it runs may or may not be deleted.
+func (m *Mongo) Delete(ctx context.Context, f model.Filter) (int, error) {
+	return m.s.Delete(ctx, f)
 }
 
 // Sync returns at once: every change is acknowledged by the server before

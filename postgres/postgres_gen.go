@@ -8,11 +8,52 @@ import (
 	cache "github.com/hishel-go/hishel/cache"
 	"github.com/hishel-go/hishel/model"
 	"github.com/hishel-go/hishel/postgres/template"
+	"iter"
 	"net/url"
 )
 
 // PostgresOptions configure a PostgreSQL storage. A nil *PostgresOptions,
 // and every zero field, means the default.
+//
+// Its fields, as [template.PostgresOptions] declares them:
+//
+//	type PostgresOptions struct {
+//		// ConnString says where the database is, as pgx reads it: a URL
+//		// (postgres://user:password@host:5432/db?sslmode=verify-full) or
+//		// key=value pairs; empty means the PG* environment variables and
+//		// libpq's defaults. pgxpool's settings (pool_max_conns, ...) may be in
+//		// it.
+//		ConnString string
+//		// Table is the prefix of the store's tables (Table_entries,
+//		// Table_streams, Table_meta, Table_stats): several stores may share a
+//		// database under different prefixes. A lower-case SQL identifier of
+//		// at most 40 characters. Default "hishel".
+//		Table string
+//		// NoSync commits without waiting for the server's WAL flush
+//		// (synchronous_commit = off for the store's connections): faster
+//		// writes, and the database stays consistent, but a crash of the server
+//		// may lose the last pairs. For caches that can be rebuilt.
+//		NoSync bool
+//		// AccessFlushInterval is how long access times (for TTL refresh and
+//		// the eviction order) are gathered in memory before one statement
+//		// writes them, so that reads stay reads. Default 1s.
+//		AccessFlushInterval time.Duration
+//
+//		// DefaultTTL, RefreshTTLOnAccess, SweepInterval, DeletedRetention,
+//		// IncompleteAge, MaxBytes, MaxPairs, MaxVariants and ChunkSize mean
+//		// what backend.Settings says.
+//		DefaultTTL         time.Duration
+//		RefreshTTLOnAccess model.Refresh
+//		SweepInterval      time.Duration
+//		DeletedRetention   time.Duration
+//		IncompleteAge      time.Duration
+//		MaxBytes           int64
+//		MaxPairs           int
+//		MaxVariants        int
+//		ChunkSize          int
+//		// Now is the clock. Default time.Now.
+//		Now func() time.Time
+//	}
 type PostgresOptions = template.PostgresOptions
 
 // Postgres stores pairs in a PostgreSQL database, in tables in the spirit
@@ -87,10 +128,10 @@ func init() {
 	})
 }
 
-// WrapPostgres returns this package's API to the Postgres backend over an open
-// store s, so that one store (one bbolt file, which only one opener may hold)
-// can be used through both APIs and package template at once. Closing any of
-// them closes s.
+// WrapPostgres returns this package's API to s, an open Postgres store, so
+// that one Postgres store can be used through both APIs and package template
+// at once: the calls of each reach the same pairs. Closing any of them closes
+// s.
 func WrapPostgres(s *template.Postgres) *Postgres {
 	return &Postgres{s: s}
 }
@@ -197,13 +238,25 @@ func (p *Postgres) Clear(ctx context.Context) error {
 	return p.s.Clear(ctx)
 }
 
-// Pairs calls fn for every stored pair, in ID order, whatever its state:
-// incomplete, complete (expired or not) and soft-deleted. The PairInfo has
-// heads and metadata only. It reads in pages of 256 and calls fn outside
-// any transaction, so fn may call the storage. An error from fn stops the
-// iteration and is returned.
-func (p *Postgres) Pairs(ctx context.Context, fn func(model.PairInfo) error) error {
-	return p.s.Pairs(ctx, fn)
+// Pairs lists the stored pairs that f matches (the zero Filter: every
+// pair, whatever its state: incomplete, complete, expired or not, and
+// soft-deleted), in ID order, with heads and metadata only. Nothing is read
+// until the listing is consumed; it then reads in pages of 256 and hands
+// them out outside any transaction, so the consumer may call the storage
+// between pairs. A bad filter (model.ErrInvalid), a record that does not
+// decode (model.ErrCorrupt), a closed storage or ctx's error ends the
+// listing, as its last item. A filter on Keys is served by the key index
+// and one with Expired by the expiry index; others read every record.
+func (p *Postgres) Pairs(ctx context.Context, f model.Filter) iter.Seq2[model.PairInfo, error] {
+	return p.s.Pairs(ctx, f)
+}
+
+// Delete soft-deletes every pair f matches that is not deleted already,
+// as Remove does, and returns how many: it finds them as Pairs does and
+// removes each in a transaction of its own (backend.Delete). Pairs stored
+// while it runs may or may not be deleted.
+func (p *Postgres) Delete(ctx context.Context, f model.Filter) (int, error) {
+	return p.s.Delete(ctx, f)
 }
 
 // Sync writes the gathered access times. Every other change is committed

@@ -8,11 +8,72 @@ import (
 	cache "github.com/hishel-go/hishel/cache"
 	"github.com/hishel-go/hishel/model"
 	"github.com/hishel-go/hishel/redis/template"
+	"iter"
 	"net/url"
 )
 
 // RedisOptions configure a Redis storage. A nil *RedisOptions, and every
 // zero field, means the default.
+//
+// Its fields, as [template.RedisOptions] declares them:
+//
+//	type RedisOptions struct {
+//		// Addr is the server's host:port. Default localhost:6379. Ignored
+//		// when Client is set.
+//		Addr string
+//		// Username and Password authenticate (Redis 6 ACL user, or the
+//		// requirepass password alone). Ignored when Client is set.
+//		Username, Password string
+//		// DB is the logical database. Ignored when Client is set.
+//		DB int
+//		// Client, if not nil, is the connection to use instead of one made
+//		// from Addr (for TLS, Sentinel or options of your own). The storage
+//		// does not close it. Redis Cluster is not supported: a pair's keys
+//		// live in several hash slots.
+//		Client *goredis.Client
+//		// Prefix starts every key the storage writes: processes that share a
+//		// cache use the same prefix, and caches that must not see each other
+//		// use different ones. Default DefaultPrefix.
+//		Prefix string
+//		// Timeout bounds every command: a server that does not answer in time
+//		// is unavailable. Default DefaultTimeout.
+//		Timeout time.Duration
+//		// RetryAfter is how long the storage fails calls at once with
+//		// model.ErrUnavailable after a command found Redis unreachable or too
+//		// slow; then one call goes through to try it again. Default
+//		// DefaultRetryAfter.
+//		RetryAfter time.Duration
+//		// ExpiryGrace is added to the Redis TTL of every key the storage
+//		// writes beyond the time its own sweep would reclaim the pair, so that
+//		// Redis reclaims what no sweep did (every process gone, a crash) and
+//		// the sweep does the rest. Default DefaultExpiryGrace.
+//		ExpiryGrace time.Duration
+//		// ReplaceVariants keeps one complete pair per variant of a key: when a
+//		// pair completes, of the pairs of its key that are its variant (the
+//		// same request header values for the fields its response's Vary names;
+//		// every pair of a key without Vary is; with Vary: * none is) only the
+//		// newest, by completion, stays. Off by default (the storage keeps every pair it is
+//		// given). A fleet of proxies on one Redis turns it on (hishel proxy
+//		// does, for redis:// stores): their Transports collapse concurrent
+//		// misses within a process, not across processes, and each would
+//		// otherwise keep its copy.
+//		ReplaceVariants bool
+//
+//		// DefaultTTL, RefreshTTLOnAccess, SweepInterval, DeletedRetention,
+//		// IncompleteAge, MaxBytes, MaxPairs, MaxVariants and ChunkSize mean
+//		// what backend.Settings says.
+//		DefaultTTL         time.Duration
+//		RefreshTTLOnAccess model.Refresh
+//		SweepInterval      time.Duration
+//		DeletedRetention   time.Duration
+//		IncompleteAge      time.Duration
+//		MaxBytes           int64
+//		MaxPairs           int
+//		MaxVariants        int
+//		ChunkSize          int
+//		// Now is the clock. Default time.Now.
+//		Now func() time.Time
+//	}
 type RedisOptions = template.RedisOptions
 
 // Redis stores pairs in a Redis server (7.0 or later), where every
@@ -118,10 +179,9 @@ func init() {
 	})
 }
 
-// WrapRedis returns this package's API to the Redis backend over an open store
-// s, so that one store (one bbolt file, which only one opener may hold) can be
-// used through both APIs and package template at once. Closing any of them
-// closes s.
+// WrapRedis returns this package's API to s, an open Redis store, so that one
+// Redis store can be used through both APIs and package template at once: the
+// calls of each reach the same pairs. Closing any of them closes s.
 func WrapRedis(s *template.Redis) *Redis {
 	return &Redis{s: s}
 }
@@ -235,14 +295,18 @@ func (x *Redis) Clear(ctx context.Context) error {
 	return x.s.Clear(ctx)
 }
 
-// Pairs calls fn for every stored pair, in ID order, whatever its state:
-// incomplete, complete (expired or not) and soft-deleted. The PairInfo has
-// heads and metadata only. The records are found with SCAN (never KEYS):
-// the listing holds every ID in memory (16 bytes each), then reads the
-// records a page at a time. fn is called holding nothing, so it may call
-// the storage. An error from fn stops the iteration and is returned.
-func (x *Redis) Pairs(ctx context.Context, fn func(model.PairInfo) error) error {
-	return x.s.Pairs(ctx, fn)
+// Pairs returns the stored pairs f matches, in ID order, whatever their
+// state unless f says (see model.Filter), heads and metadata only; the
+// loop body may call the storage. Every filter reads every record (SCAN, then the records a page at a time).
+func (x *Redis) Pairs(ctx context.Context, f model.Filter) iter.Seq2[model.PairInfo, error] {
+	return x.s.Pairs(ctx, f)
+}
+
+// Delete soft-deletes the pairs f matches, as Remove does, and returns how
+// many: it lists them with Pairs and removes each (backend.Delete). Pairs
+// stored while it runs may or may not be deleted.
+func (x *Redis) Delete(ctx context.Context, f model.Filter) (int, error) {
+	return x.s.Delete(ctx, f)
 }
 
 // Sync returns once Redis answers: every change is applied when its call

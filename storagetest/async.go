@@ -2,6 +2,7 @@ package storagetest
 
 import (
 	"context"
+	"iter"
 	"testing"
 
 	"github.com/hishel-go/hishel/cacheasync"
@@ -64,9 +65,28 @@ func (b blocking) Clear(ctx context.Context) error {
 	return err
 }
 
-func (b blocking) Pairs(ctx context.Context, fn func(model.PairInfo) error) error {
-	_, err := b.s.Pairs(ctx, fn).Await(ctx)
-	return err
+// Pairs ranges over the async store's stream; a loop that stops early
+// cancels the stream's context, which ends its goroutine.
+func (b blocking) Pairs(ctx context.Context, f model.Filter) iter.Seq2[model.PairInfo, error] {
+	return func(yield func(model.PairInfo, error) bool) {
+		if ctx == nil { // the stream says so, in-band
+			for r := range b.s.Pairs(ctx, f) {
+				yield(r.Value, r.Err)
+			}
+			return
+		}
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		for r := range b.s.Pairs(ctx, f) {
+			if !yield(r.Value, r.Err) {
+				return
+			}
+		}
+	}
+}
+
+func (b blocking) Delete(ctx context.Context, f model.Filter) (int, error) {
+	return b.s.Delete(ctx, f).Await(ctx)
 }
 
 func (b blocking) Sync(ctx context.Context) error {

@@ -120,7 +120,8 @@ func concurrentStep(ctx context.Context, s Store, r *rand.Rand, key string, w, i
 		_, err := s.Cleanup(ctx)
 		return err
 	case 5:
-		return s.Pairs(ctx, func(model.PairInfo) error { return nil })
+		_, err := list(ctx, s, model.Filter{})
+		return err
 	default:
 		_, err := s.Stats(ctx)
 		return err

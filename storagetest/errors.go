@@ -245,10 +245,15 @@ func testCancelledContext(t *testing.T, open Opener) {
 			"Cleanup": func() error { _, err := s.Cleanup(ctx); return err },
 			"Clear":   func() error { return s.Clear(ctx) },
 			"Pairs": func() error {
-				return s.Pairs(ctx, func(model.PairInfo) error { return errors.New("fn called") })
+				ps, err := list(ctx, s, model.Filter{})
+				if len(ps) > 0 {
+					return errors.New("a pair listed")
+				}
+				return err
 			},
-			"Sync":  func() error { return s.Sync(ctx) },
-			"Stats": func() error { _, err := s.Stats(ctx); return err },
+			"Delete": func() error { _, err := s.Delete(ctx, model.Filter{}); return err },
+			"Sync":   func() error { return s.Sync(ctx) },
+			"Stats":  func() error { _, err := s.Stats(ctx); return err },
 		}
 		for name, op := range ops {
 			t.Run(c.name+"/"+name, func(t *testing.T) {
@@ -298,7 +303,8 @@ func testUseAfterClose(t *testing.T, open Opener) {
 	checks["Remove"] = s.Remove(ctx, cp.ID)
 	_, checks["Cleanup"] = s.Cleanup(ctx)
 	checks["Clear"] = s.Clear(ctx)
-	checks["Pairs"] = s.Pairs(ctx, func(model.PairInfo) error { return nil })
+	_, checks["Pairs"] = list(ctx, s, model.Filter{})
+	_, checks["Delete"] = s.Delete(ctx, model.Filter{URL: "u"})
 	checks["Sync"] = s.Sync(ctx)
 	_, checks["Stats"] = s.Stats(ctx)
 	_, checks["request body stream"] = io.ReadAll(inc.Request.Body)

@@ -162,14 +162,23 @@ func mustSweep(tb testing.TB, s Store) model.SweepResult {
 // infos lists every pair with Pairs.
 func infos(tb testing.TB, s Store) []model.PairInfo {
 	tb.Helper()
-	var out []model.PairInfo
-	if err := s.Pairs(context.Background(), func(p model.PairInfo) error {
-		out = append(out, p)
-		return nil
-	}); err != nil {
+	out, err := list(context.Background(), s, model.Filter{})
+	if err != nil {
 		tb.Fatalf("Pairs() error = %v", err)
 	}
 	return out
+}
+
+// list collects what Pairs(f) lists, up to its error.
+func list(ctx context.Context, s Store, f model.Filter) ([]model.PairInfo, error) {
+	var out []model.PairInfo
+	for p, err := range s.Pairs(ctx, f) {
+		if err != nil {
+			return out, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 // pattern returns n bytes that differ with seed and position, so that a

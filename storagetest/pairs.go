@@ -500,7 +500,8 @@ func testNewestFirst(t *testing.T, open Opener) {
 }
 
 // Pairs lists every pair once, in ID order, whatever its state, with heads
-// and no bodies; fn may call the storage, and its error stops the listing.
+// and no bodies; the loop body may call the storage, and a loop that stops
+// early stops the listing.
 func testPairs(t *testing.T, open Opener) {
 	ctx := context.Background()
 	s := open(t, Options{NoSync: true})
@@ -533,30 +534,29 @@ func testPairs(t *testing.T, open Opener) {
 
 	got := map[model.PairID]model.PairState{}
 	var order []model.PairID
-	err = s.Pairs(ctx, func(p model.PairInfo) error {
+	for p, err := range s.Pairs(ctx, model.Filter{}) {
+		if err != nil {
+			t.Fatalf("Pairs() error = %v", err)
+		}
 		if _, dup := got[p.ID]; dup {
-			return fmt.Errorf("pair %v listed twice", p.ID)
+			t.Fatalf("pair %v listed twice", p.ID)
 		}
 		got[p.ID] = p.State
 		order = append(order, p.ID)
 		if p.Request.Body != nil || p.Response.Body != nil {
-			return fmt.Errorf("pair %v listed with bodies", p.ID)
+			t.Fatalf("pair %v listed with bodies", p.ID)
 		}
 		if p.Request.Method != "GET" || p.Key != keys[p.ID] {
-			return fmt.Errorf("pair %v listed as %s %q; want GET %q", p.ID, p.Request.Method, p.Key, keys[p.ID])
+			t.Fatalf("pair %v listed as %s %q; want GET %q", p.ID, p.Request.Method, p.Key, keys[p.ID])
 		}
 		if p.State == model.StateComplete && p.Response.Status != 200 {
-			return fmt.Errorf("complete pair %v listed with status %d", p.ID, p.Response.Status)
+			t.Fatalf("complete pair %v listed with status %d", p.ID, p.Response.Status)
 		}
-		if len(order) == 1 { // fn may call the storage
+		if len(order) == 1 { // the loop may call the storage
 			if _, err := s.Stats(ctx); err != nil {
-				return fmt.Errorf("Stats() inside Pairs' fn: %w", err)
+				t.Fatalf("Stats() inside the Pairs loop: %v", err)
 			}
 		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("Pairs() error = %v", err)
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Pairs() states mismatch (-want +got):\n%s", diff)
@@ -564,10 +564,38 @@ func testPairs(t *testing.T, open Opener) {
 	if !slices.IsSortedFunc(order, func(a, b model.PairID) int { return bytes.Compare(a[:], b[:]) }) {
 		t.Errorf("Pairs() did not list in ID order")
 	}
-	errStop := errors.New("stop")
 	calls := 0
-	if err := s.Pairs(ctx, func(model.PairInfo) error { calls++; return errStop }); !errors.Is(err, errStop) || calls != 1 {
-		t.Errorf("Pairs(failing fn) = %v after %d calls; want errStop after 1", err, calls)
+	for _, err := range s.Pairs(ctx, model.Filter{}) {
+		calls++
+		if err != nil {
+			t.Fatalf("Pairs() error = %v", err)
+		}
+		break
+	}
+	if calls != 1 {
+		t.Errorf("Pairs() loop that breaks at once ran %d times; want 1", calls)
+	}
+	// Stopping early releases what the listing holds: the store still
+	// works, and lists everything again.
+	if got := len(infos(t, s)); got != len(want) {
+		t.Errorf("Pairs() after an early stop lists %d pairs; want %d", got, len(want))
+	}
+	// A context cancelled during the listing ends it with its error.
+	cctx, cancel := context.WithCancel(ctx)
+	seen := 0
+	var last error
+	for _, err := range s.Pairs(cctx, model.Filter{}) {
+		if err != nil {
+			last = err
+			break
+		}
+		if seen++; seen == 10 {
+			cancel()
+		}
+	}
+	cancel()
+	if !errors.Is(last, context.Canceled) || seen >= len(want) {
+		t.Errorf("Pairs() with its context cancelled after 10 pairs: %d pairs, then %v; want fewer than %d, then context.Canceled", seen, last, len(want))
 	}
 }
 

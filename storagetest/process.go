@@ -46,18 +46,32 @@ var processOpen PathOpener
 //
 //	func TestMain(m *testing.M) { storagetest.ProcessMain(m, openAt) }
 func ProcessMain(m *testing.M, open PathOpener) {
+	HelperMain(open)
+	os.Exit(m.Run())
+}
+
+// HelperMain is the part of [ProcessMain] for a TestMain that runs its
+// tests some other way (through a test server's harness, say): it records
+// open, and in a helper process runs the helper and exits; in the test
+// process it returns.
+//
+//	func TestMain(m *testing.M) {
+//		storagetest.HelperMain(openAt)
+//		os.Exit(testserver.Main(m))
+//	}
+func HelperMain(open PathOpener) {
 	processOpen = open
 	switch os.Getenv(helperEnv) {
 	case "":
-		os.Exit(m.Run())
+		return
 	case "crash":
 		crashHelper()
 	case "share":
 		shareHelper()
 	default:
 		fmt.Fprintf(os.Stderr, "unknown helper %q\n", os.Getenv(helperEnv))
-		os.Exit(2)
 	}
+	os.Exit(2)
 }
 
 func openAt(path string, o Options) (Store, error) {
@@ -161,7 +175,10 @@ func scanStats(t *testing.T, s Store) {
 	t.Helper()
 	ctx := context.Background()
 	var want model.Stats
-	err := s.Pairs(ctx, func(p model.PairInfo) error {
+	for p, err := range s.Pairs(ctx, model.Filter{}) {
+		if err != nil {
+			t.Fatalf("Pairs() error = %v", err)
+		}
 		switch p.State {
 		case model.StateComplete:
 			want.Pairs++
@@ -171,10 +188,6 @@ func scanStats(t *testing.T, s Store) {
 			want.Deleted++
 		}
 		want.Bytes += p.Meta.RequestSize + p.Meta.ResponseSize + headBytes(p)
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("Pairs() error = %v", err)
 	}
 	if got, err := s.Stats(ctx); err != nil || got != want {
 		t.Errorf("Stats() = %+v, %v; want %+v, as a full scan counts", got, err, want)
@@ -272,7 +285,9 @@ func crashWriteOne(ctx context.Context, s Store, r *rand.Rand, o *out) error {
 	return nil
 }
 
-func readReport(r io.Reader, ready chan<- struct{}) (map[string]map[model.PairID]bool, error) {
+// readReport reads a helper's report; it closes ready at READY and, if
+// not nil, done at the first DONE.
+func readReport(r io.Reader, ready, done chan<- struct{}) (map[string]map[model.PairID]bool, error) {
 	rep := map[string]map[model.PairID]bool{"DONE": {}, "ABORTED": {}, "REMOVING": {}, "REMOVED": {}}
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
@@ -282,6 +297,10 @@ func readReport(r io.Reader, ready chan<- struct{}) (map[string]map[model.PairID
 			continue
 		}
 		verb, arg, ok := strings.Cut(line, " ")
+		if verb == "DONE" && done != nil {
+			close(done)
+			done = nil
+		}
 		if m := rep[verb]; ok && m != nil {
 			id, err := model.ParsePairID(arg)
 			if err != nil {
@@ -295,7 +314,8 @@ func readReport(r io.Reader, ready chan<- struct{}) (map[string]map[model.PairID
 
 // RunCrash is the crash test: rounds times, a helper process (see
 // ProcessMain) stores pairs from three goroutines into the store at path,
-// aborting and removing some, and is killed (SIGKILL) at a random moment.
+// aborting and removing some, and is killed (SIGKILL) at a random moment
+// (in every other round, a random moment after it completed a pair).
 // After each kill RunCrash opens the store and checks that every pair the
 // helper saw completed is served whole, that nothing aborted, removed or
 // incomplete is served, that every pair served is whole, that the counters
@@ -308,14 +328,14 @@ func RunCrash(t *testing.T, path string, rounds int) {
 	gone := map[model.PairID]bool{}      // aborted or removed
 	for run := range runs {
 		cmd, stdout, stderr := startHelper(t, "crash", path, r.Uint64())
-		ready := make(chan struct{})
+		ready, first := make(chan struct{}), make(chan struct{})
 		type result struct {
 			rep map[string]map[model.PairID]bool
 			err error
 		}
 		done := make(chan result, 1)
 		go func() {
-			rep, err := readReport(stdout, ready)
+			rep, err := readReport(stdout, ready, first)
 			done <- result{rep, err}
 		}()
 		select {
@@ -323,6 +343,15 @@ func RunCrash(t *testing.T, path string, rounds int) {
 		case <-time.After(30 * time.Second):
 			_ = cmd.Process.Kill()
 			t.Fatalf("run %d: helper not ready within 30s\n%s", run, stderr)
+		}
+		if run%2 == 1 {
+			// Every other run, the kill comes once the helper has
+			// completed a pair: a backend whose writes are network round
+			// trips would otherwise be killed before it stores anything.
+			select {
+			case <-first:
+			case <-time.After(30 * time.Second):
+			}
 		}
 		time.Sleep(time.Duration(10+r.IntN(400)) * time.Millisecond)
 		if err := cmd.Process.Kill(); err != nil {
@@ -497,7 +526,7 @@ func RunShared(t *testing.T, path string) {
 		cmd, stdout, stderr := startHelper(t, "share", path, uint64(i+1)*7919)
 		p := proc{cmd: cmd, stderr: stderr, rep: make(chan map[string]map[model.PairID]bool, 1)}
 		go func() {
-			rep, _ := readReport(stdout, make(chan struct{}))
+			rep, _ := readReport(stdout, make(chan struct{}), nil)
 			p.rep <- rep
 		}()
 		procs = append(procs, p)

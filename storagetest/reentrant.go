@@ -58,7 +58,7 @@ func testUpdatePairFuncReentrant(t *testing.T, open Opener) {
 						return err
 					}()},
 					{"Stats", func() error { _, err := s.Stats(ctx); return err }()},
-					{"Pairs", s.Pairs(ctx, func(model.PairInfo) error { return nil })},
+					{"Pairs", func() error { _, err := list(ctx, s, model.Filter{}); return err }()},
 					{"store another pair", storeErr(s, "k4", "new")},
 					{"UpdatePair of another pair", func() error {
 						o := other

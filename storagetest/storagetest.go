@@ -22,9 +22,10 @@
 // typed error for every bad input; UpdatePair, Remove, newest-first order;
 // bodies failing, never shortened, when their pair is removed while read;
 // TTLs, sweeps, the size budget and the pair cap with an injected clock;
-// iteration; use after Close; a 64-goroutine mix after which the counters
-// agree with a full scan; the variant cap (MaxVariants); a budget (MaxBytes,
-// Stats.Bytes) that counts every byte of a pair; MaxTTL; and an
+// iteration and filters (Pairs), Delete by every criterion of
+// model.Filter; use after Close; a 64-goroutine mix after which the
+// counters agree with a full scan; the variant cap (MaxVariants); a budget
+// (MaxBytes, Stats.Bytes) that counts every byte of a pair; MaxTTL; and an
 // UpdatePairFunc whose function may call the store and whose context is
 // honoured.
 //
@@ -210,6 +211,8 @@ var suite = []struct {
 	{"SizeBudget", testSizeBudget},
 	{"MaxPairs", testMaxPairs},
 	{"Pairs", testPairs},
+	{"Filter", testFilter},
+	{"Delete", testDelete},
 	{"PartialContent", testPartialContent},
 	{"UseAfterClose", testUseAfterClose},
 	{"Concurrent", testConcurrent},

@@ -1746,59 +1746,6 @@ func (s *Bolt) clear(t *wtx) error {
 	return nil
 }
 
-// Pairs calls fn for every committed pair (see Sync; pairs completed under
-// NoSync are committed first), in ID order, whatever its state:
-// incomplete, complete (expired or not) and soft-deleted. The PairInfo has
-// heads and metadata only. It reads in pages and calls fn outside any
-// transaction, so fn may call the storage. An error from fn stops the
-// iteration and is returned.
-func (s *Bolt) Pairs(ctx context.Context, fn func(model.PairInfo) error) error {
-	if err := s.syncFor(ctx, nil, model.PairID{}); err != nil {
-		return err
-	}
-	var after []byte
-	for {
-		if err := s.check(ctx); err != nil {
-			return err
-		}
-		var page []model.PairInfo
-		err := s.view(func(t *readTx) error {
-			c := t.pairs.Cursor()
-			k, v := c.First()
-			if after != nil {
-				k, v = c.Seek(after)
-				if k != nil && bytes.Equal(k, after) {
-					k, v = c.Next()
-				}
-			}
-			for ; k != nil && len(page) < listPage; k, v = c.Next() {
-				rec, err := bolt.DecodeRecord(v)
-				if err != nil {
-					if len(k) == bolt.IDLen {
-						s.suspect(model.PairID(k))
-					}
-					return fmt.Errorf("hishel: pairs: record %x: %w", k, err)
-				}
-				page = append(page, rec.Info())
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		for _, info := range page {
-			if err := fn(info); err != nil {
-				return err
-			}
-		}
-		if len(page) < listPage {
-			return nil
-		}
-		last := page[len(page)-1].ID
-		after = last[:]
-	}
-}
-
 // Sync commits everything handed to the storage so far. Changes that
 // nothing can observe yet (a new incomplete pair, chunks of a body still
 // streaming, access times) are committed a few milliseconds after they are

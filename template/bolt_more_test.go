@@ -127,24 +127,34 @@ func TestBoltUnknownRecordVersion(t *testing.T) {
 	s := openBolt(t, &BoltOptions{Path: path})
 	cp := store(t, s, getReq("u"), okResp("x"), "k")
 	s.Close()
-	db, err := bbolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.Update(func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bolt.BucketPairs)
-		v := bytes.Clone(b.Get(cp.ID[:]))
-		v[0] = 99 // and the checksum made good: a record of another layout
-		v = binary.LittleEndian.AppendUint32(v[:len(v)-bolt.CRCLen], crc32.Checksum(v[:len(v)-bolt.CRCLen], crc32.MakeTable(crc32.Castagnoli)))
-		return b.Put(cp.ID[:], v)
-	})
-	db.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
+	setRecordVersion(t, path, cp.ID, 99)
 	s = openBolt(t, &BoltOptions{Path: path})
 	if _, err := s.GetPairs(context.Background(), "k"); !errors.Is(err, model.ErrFormatVersion) {
 		t.Fatalf("GetPairs over a record of an unknown version: err = %v; want ErrFormatVersion", err)
+	}
+}
+
+// setRecordVersion gives the record of pair id in the closed file at path
+// the format version v, its checksum made good: a record of another layout.
+func setRecordVersion(tb testing.TB, path string, id model.PairID, v byte) {
+	tb.Helper()
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bolt.BucketPairs)
+		rec := bytes.Clone(b.Get(id[:]))
+		rec[0] = v
+		body := rec[:len(rec)-bolt.CRCLen]
+		rec = binary.LittleEndian.AppendUint32(body, crc32.Checksum(body, crc32.MakeTable(crc32.Castagnoli)))
+		return b.Put(id[:], rec)
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		tb.Fatal(err)
 	}
 }
 
@@ -152,7 +162,10 @@ func TestBoltUnknownRecordVersion(t *testing.T) {
 func checkStats(tb testing.TB, s *Bolt) {
 	tb.Helper()
 	var want model.Stats
-	err := s.Pairs(context.Background(), func(p model.PairInfo) error {
+	for p, err := range s.Pairs(context.Background(), model.Filter{}) {
+		if err != nil {
+			tb.Fatal(err)
+		}
 		switch p.State {
 		case model.StateComplete:
 			want.Pairs++
@@ -162,12 +175,8 @@ func checkStats(tb testing.TB, s *Bolt) {
 			want.Deleted++
 		}
 		want.Bytes += infoHeadBytes(p)
-		return nil
-	})
-	if err != nil {
-		tb.Fatal(err)
 	}
-	err = s.db.View(func(tx *bbolt.Tx) error {
+	err := s.db.View(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bolt.BucketChunks).ForEach(func(k, v []byte) error {
 			if _, _, seq, _ := bolt.ParseChunkKey(k); seq != bolt.MarkerSeq {
 				want.Bytes += int64(len(v))

@@ -88,10 +88,13 @@ func corruptRead(path string, out io.Writer) int {
 		return min(bad, 1)
 	}
 	var infos []model.PairInfo
-	clean("pairs", s.Pairs(ctx, func(p model.PairInfo) error {
+	for p, err := range s.Pairs(ctx, model.Filter{}) {
+		if err != nil {
+			clean("pairs", err)
+			break
+		}
 		infos = append(infos, p)
-		return nil
-	}))
+	}
 	ok := 0
 	for _, info := range infos {
 		if info.State != model.StateComplete {

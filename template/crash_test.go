@@ -525,12 +525,11 @@ func crashState(p model.PairInfo, ok bool) string {
 func crashInfos(t *testing.T, s *Bolt) map[model.PairID]model.PairInfo {
 	t.Helper()
 	infos := map[model.PairID]model.PairInfo{}
-	err := s.Pairs(context.Background(), func(p model.PairInfo) error {
+	for p, err := range s.Pairs(context.Background(), model.Filter{}) {
+		if err != nil {
+			t.Fatalf("Pairs: %v", err)
+		}
 		infos[p.ID] = p
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("Pairs: %v", err)
 	}
 	return infos
 }

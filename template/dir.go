@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"iter"
 	"math/rand/v2"
 	"net/url"
 	"os"
@@ -1221,11 +1222,29 @@ func (d *Dir) Clear(ctx context.Context) error {
 	return err
 }
 
-// Pairs calls fn for every stored pair, in ID order, whatever its state:
-// incomplete, complete (expired or not) and soft-deleted. The PairInfo has
-// heads and metadata only. fn is called with nothing locked, so it may call
-// the storage. An error from fn stops the iteration and is returned.
-func (d *Dir) Pairs(ctx context.Context, fn func(model.PairInfo) error) error {
+// Pairs lists the stored pairs that f matches (the zero Filter: every
+// pair, whatever its state: incomplete, complete, expired or not, and
+// soft-deleted), in ID order, with heads and metadata only. Nothing is read
+// until the listing is consumed; it then reads one record at a time, with
+// nothing locked, so the consumer may call the storage between pairs. A bad
+// filter (model.ErrInvalid), a record that does not decode
+// (model.ErrCorrupt), a closed storage or ctx's error ends the listing, as
+// its last item. A filter on Keys reads the key index (keys/), others every
+// record (backend.Finder).
+func (d *Dir) Pairs(ctx context.Context, f model.Filter) iter.Seq2[model.PairInfo, error] {
+	return backend.Finder{All: d.listAll, Key: d.listKey}.Pairs(ctx, f, d.pol.Now)
+}
+
+// Delete soft-deletes every pair f matches that is not deleted already,
+// as Remove does, and returns how many: it finds them as Pairs does and
+// removes each under the lock (backend.Delete). Pairs stored while it runs
+// may or may not be deleted.
+func (d *Dir) Delete(ctx context.Context, f model.Filter) (int, error) {
+	return backend.Delete(ctx, f, d.Pairs, d.Remove)
+}
+
+// listAll calls fn for every stored pair, in ID order.
+func (d *Dir) listAll(ctx context.Context, fn func(model.PairInfo) error) error {
 	if err := d.check(ctx); err != nil {
 		return err
 	}
@@ -1233,13 +1252,43 @@ func (d *Dir) Pairs(ctx context.Context, fn func(model.PairInfo) error) error {
 	if err != nil {
 		return err
 	}
+	ids := make([]model.PairID, 0, len(entries))
 	for _, e := range entries { // sorted by name: by ID
+		if id, ok := parseIDName(e.Name()); ok {
+			ids = append(ids, id)
+		}
+	}
+	return d.list(ctx, ids, fn)
+}
+
+// listKey returns the pairs the key index lists under key.
+func (d *Dir) listKey(ctx context.Context, key string) ([]model.PairInfo, error) {
+	if err := d.check(ctx); err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(d.path("keys", keyDir(key)))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	var ids []model.PairID
+	for _, e := range entries {
+		if id, ok := parseIDName(e.Name()); ok {
+			ids = append(ids, id)
+		}
+	}
+	var infos []model.PairInfo
+	err = d.list(ctx, ids, func(info model.PairInfo) error {
+		infos = append(infos, info)
+		return nil
+	})
+	return infos, err
+}
+
+// list calls fn for the pairs ids that are still stored, in order.
+func (d *Dir) list(ctx context.Context, ids []model.PairID, fn func(model.PairInfo) error) error {
+	for _, id := range ids {
 		if err := d.check(ctx); err != nil {
 			return err
-		}
-		id, ok := parseIDName(e.Name())
-		if !ok {
-			continue
 		}
 		rec, _, err := d.readRecord(id)
 		if err != nil {
@@ -1248,7 +1297,10 @@ func (d *Dir) Pairs(ctx context.Context, fn func(model.PairInfo) error) error {
 		if rec == nil {
 			continue // removed meanwhile
 		}
-		if err := fn(rec.Info()); err != nil {
+		d.accessMu.Lock()
+		pending := d.access[id]
+		d.accessMu.Unlock()
+		if err := fn(backend.Info(rec, pending)); err != nil {
 			return err
 		}
 	}

@@ -39,6 +39,12 @@
 //     changed meanwhile (backend.UpdatePairFunc).
 //   - Remove soft-deletes: the pair is hidden at once and reclaimed by a sweep
 //     after the retention period.
+//   - Pairs lists the pairs a model.Filter matches (every pair, in every
+//     state, for the zero Filter), in ID order, with heads and metadata only;
+//     the consumer may call the store between pairs. Delete soft-deletes the
+//     pairs a filter matches and says how many: by key (every variant), key
+//     prefix, URL (every method and variant), URL prefix, state, expiry and
+//     age.
 //   - A sweep soft-deletes expired pairs, removes soft-deleted pairs past
 //     their retention and incomplete pairs older than the incomplete age,
 //     evicts least recently used pairs beyond the size budget (MaxBytes

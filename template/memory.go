@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"iter"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -688,31 +689,104 @@ func (m *Memory) Clear(ctx context.Context) error {
 	return nil
 }
 
-// Pairs calls fn for every stored pair, in ID order, whatever its state:
-// incomplete, complete (expired or not) and soft-deleted. The PairInfo has
-// heads and metadata only. fn is called without the storage locked, so it
-// may call the storage. An error from fn stops the iteration and is returned.
-func (m *Memory) Pairs(ctx context.Context, fn func(model.PairInfo) error) error {
-	if err := m.lock(ctx); err != nil {
-		return err
+// Pairs lists the stored pairs that f matches (the zero Filter: every
+// pair, whatever its state: incomplete, complete, expired or not, and
+// soft-deleted), in ID order, with heads and metadata only. Nothing is read
+// until the listing is consumed; it then takes a snapshot of the matching
+// pairs and hands them out without the lock, so the consumer may call the
+// storage between pairs. A bad filter (model.ErrInvalid), a closed storage
+// or ctx's error ends the listing, as its last item. A filter on Keys is
+// served from the keys index.
+func (m *Memory) Pairs(ctx context.Context, f model.Filter) iter.Seq2[model.PairInfo, error] {
+	return func(yield func(model.PairInfo, error) bool) {
+		hits, _, err := m.find(ctx, f)
+		for _, h := range hits {
+			if err := ctx.Err(); err != nil {
+				yield(model.PairInfo{}, err)
+				return
+			}
+			if !yield(h.info, nil) {
+				return
+			}
+		}
+		if err != nil {
+			yield(model.PairInfo{}, err)
+		}
 	}
-	infos := make([]model.PairInfo, 0, len(m.pairs))
-	for _, p := range m.pairs {
+}
+
+// memHit is a pair find found, with its PairInfo as it was then.
+type memHit struct {
+	p    *memPair
+	info model.PairInfo
+}
+
+// find returns the pairs f matches, in ID order, and f's Matcher. f.Func
+// is called without the lock.
+func (m *Memory) find(ctx context.Context, f model.Filter) ([]memHit, *model.Matcher, error) {
+	if ctx == nil {
+		return nil, nil, fmt.Errorf("hishel: pairs: nil context: %w", model.ErrInvalid)
+	}
+	if err := m.lock(ctx); err != nil {
+		return nil, nil, err
+	}
+	mt, err := f.Matcher(m.pol.Now())
+	if err != nil {
+		m.mu.Unlock()
+		return nil, nil, err
+	}
+	var hits []memHit
+	add := func(p *memPair) {
 		info := p.rec.Info()
-		info.Request.Header, info.Response.Header = info.Request.Header.Clone(), info.Response.Header.Clone()
-		infos = append(infos, info)
+		if mt.MatchHeads(info) {
+			info.Request.Header, info.Response.Header = info.Request.Header.Clone(), info.Response.Header.Clone()
+			hits = append(hits, memHit{p, info})
+		}
+	}
+	if len(f.Keys) > 0 { // complete pairs only, all in the keys index
+		for _, k := range f.Keys {
+			for _, p := range m.keys[k] {
+				add(p)
+			}
+		}
+	} else {
+		hits = make([]memHit, 0, len(m.pairs))
+		for _, p := range m.pairs {
+			add(p)
+		}
 	}
 	m.mu.Unlock()
-	slices.SortFunc(infos, func(a, b model.PairInfo) int { return slices.Compare(a.ID[:], b.ID[:]) })
-	for _, info := range infos {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := fn(info); err != nil {
-			return err
+	slices.SortFunc(hits, func(a, b memHit) int { return slices.Compare(a.info.ID[:], b.info.ID[:]) })
+	hits = slices.CompactFunc(hits, func(a, b memHit) bool { return a.p == b.p }) // a key listed twice
+	if f.Func != nil {
+		hits = slices.DeleteFunc(hits, func(h memHit) bool { return !mt.MatchFunc(h.info) })
+	}
+	return hits, mt, nil
+}
+
+// Delete soft-deletes every pair f matches that is not deleted already,
+// as Remove does, and returns how many. A filter on Keys is served from
+// the keys index. A pair that changes while Delete runs is deleted only if
+// it still matches (f.Func is not asked again); pairs stored while it runs
+// may or may not be deleted.
+func (m *Memory) Delete(ctx context.Context, f model.Filter) (int, error) {
+	hits, mt, err := m.find(ctx, f)
+	if err != nil {
+		return 0, err
+	}
+	if err := m.lock(ctx); err != nil {
+		return 0, err
+	}
+	defer m.mu.Unlock()
+	now := bolt.UnixNano(m.pol.Now())
+	n := 0
+	for _, h := range hits {
+		if p := m.pairs[h.info.ID]; p == h.p && !p.rec.Has(bolt.FlagDeleted) && mt.MatchHeads(p.rec.Info()) {
+			m.softDelete(p, now)
+			n++
 		}
 	}
-	return nil
+	return n, nil
 }
 
 // Sync returns at once: a Memory has nothing to commit. It exists so that

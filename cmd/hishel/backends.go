@@ -11,5 +11,6 @@ import (
 	_ "github.com/hishel-go/hishel/mongodb"  // mongodb://
 	_ "github.com/hishel-go/hishel/postgres" // postgres://
 	_ "github.com/hishel-go/hishel/redis"    // redis://
+	_ "github.com/hishel-go/hishel/s3"       // s3://
 	_ "github.com/hishel-go/hishel/sqlite"   // sqlite://
 )

@@ -95,17 +95,16 @@ func TestFleetOnRedis(t *testing.T) {
 		for {
 			perLang = map[string]int{}
 			incomplete := 0
-			err := s.Pairs(context.Background(), func(p model.PairInfo) error {
+			for p, err := range s.Pairs(context.Background(), model.Filter{}) {
+				if err != nil {
+					t.Fatal(err)
+				}
 				switch {
 				case p.State == model.StateIncomplete:
 					incomplete++
 				case p.State == model.StateComplete && strings.HasSuffix(p.Request.URL, "/slow"):
 					perLang[p.Request.Header.Get("Accept-Language")]++
 				}
-				return nil
-			})
-			if err != nil {
-				t.Fatal(err)
 			}
 			if incomplete == 0 && perLang["en"] == 1 && perLang["fr"] == 1 || time.Now().After(deadline) {
 				break

@@ -64,25 +64,63 @@ func parseID(name string, pos []string) (model.PairID, error) {
 
 // findPair returns the PairInfo of id, in any state, or ok false.
 func findPair(ctx context.Context, s cache.Store, id model.PairID) (info model.PairInfo, ok bool, err error) {
-	errFound := errors.New("found")
-	err = s.Pairs(ctx, func(pi model.PairInfo) error {
-		if pi.ID == id {
-			info, ok = pi, true
-			return errFound
+	for pi, err := range s.Pairs(ctx, model.Filter{Func: func(pi model.PairInfo) bool { return pi.ID == id }}) {
+		if err != nil {
+			return model.PairInfo{}, false, err
 		}
-		return nil
-	})
-	if errors.Is(err, errFound) {
-		err = nil
+		return pi, true, nil
 	}
-	return info, ok, err
+	return model.PairInfo{}, false, nil
+}
+
+// filterFlags are the flags of ls and rm that select pairs by a
+// model.Filter.
+type filterFlags struct {
+	url, urlPrefix, key, keyPrefix *string
+	expired                        *bool
+	olderThan                      *time.Duration
+}
+
+func addFilterFlags(fs *flag.FlagSet) filterFlags {
+	return filterFlags{
+		url:       fs.String("url", "", "only the pairs of request `URL`, every method and variant (scheme and host in any case, default port or not)"),
+		urlPrefix: fs.String("url-prefix", "", "only the pairs whose request URL starts with `URL`"),
+		key:       fs.String("key", "", "only the complete pairs stored under cache `KEY`"),
+		keyPrefix: fs.String("key-prefix", "", "only the pairs whose cache key starts with `PREFIX`"),
+		expired:   fs.Bool("expired", false, "only the complete pairs whose TTL has run out"),
+		olderThan: fs.Duration("older-than", 0, "only the pairs created more than `D` ago (such as 24h)"),
+	}
+}
+
+// filter returns the filter the flags set, and whether any is set. A bad
+// value is a usage error of command name.
+func (f filterFlags) filter(name string) (model.Filter, bool, error) {
+	mf := model.Filter{URL: *f.url, URLPrefix: *f.urlPrefix, KeyPrefix: *f.keyPrefix, Expired: *f.expired, OlderThan: *f.olderThan}
+	if *f.key != "" {
+		mf.Keys = []string{*f.key}
+	}
+	if *f.olderThan < 0 {
+		return mf, false, &usageError{cmd: name, msg: "-older-than must not be negative"}
+	}
+	for flagName, u := range map[string]string{"-url": *f.url, "-url-prefix": *f.urlPrefix} {
+		if pu, err := url.Parse(u); u != "" && (err != nil || pu.Scheme == "" || pu.Host == "") {
+			return mf, false, &usageError{cmd: name, msg: fmt.Sprintf("bad %s %q: want an absolute URL such as https://example.com/path", flagName, u)}
+		}
+	}
+	return mf, !mf.IsZero(), nil
 }
 
 func cmdLs(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	fs := newFlagSet("ls")
 	sf := addInspectFlags(fs)
 	shared := fs.Bool("shared", false, "judge HTTP freshness as a shared cache does (s-maxage), as 'hishel proxy -shared'")
+	ff := addFilterFlags(fs)
+	asJSON := fs.Bool("json", false, "print one JSON object per pair and line (sizes in bytes, times in RFC 3339), for scripts")
 	if _, err := parseFlags(fs, "ls", args, 0, stdout); err != nil {
+		return err
+	}
+	filter, _, err := ff.filter("ls")
+	if err != nil {
 		return err
 	}
 	s, shown, err := sf.openStore(ctx, "ls", inspectParams(nil))
@@ -90,20 +128,26 @@ func cmdLs(ctx context.Context, args []string, stdout, _ io.Writer) error {
 		return err
 	}
 	defer s.Close()
-	machine := &statemachine.Options{Shared: *shared}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATE\tSTATUS\tMETHOD\tURL\tSIZE\tFRESHNESS\tEXPIRES")
-	err = s.Pairs(ctx, func(pi model.PairInfo) error {
-		status := "-"
-		if pi.Response.Status != 0 {
-			status = strconv.Itoa(pi.Response.Status)
+	if *asJSON {
+		err = listPairs(ctx, s, filter, func(pi model.PairInfo) error { return writeJSON(stdout, newPairJSON(pi, false)) })
+	} else {
+		now := time.Now()
+		machine := &statemachine.Options{Shared: *shared}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tSTATE\tSTATUS\tMETHOD\tURL\tSIZE\tFRESHNESS\tEXPIRES")
+		err = listPairs(ctx, s, filter, func(pi model.PairInfo) error {
+			status := "-"
+			if pi.Response.Status != 0 {
+				status = strconv.Itoa(pi.Response.Status)
+			}
+			_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", pi.ID, pi.State, status,
+				printable(pi.Request.Method), printable(pi.Request.URL), humanSize(pi.Meta.ResponseSize),
+				formatFreshness(machine, pi), humanExpiry(pi.Meta.Expires, now))
+			return err
+		})
+		if ferr := tw.Flush(); err == nil {
+			err = ferr
 		}
-		_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", pi.ID, pi.State, status,
-			pi.Request.Method, pi.Request.URL, pi.Meta.ResponseSize, formatFreshness(machine, pi), formatExpiry(pi.Meta.Expires))
-		return err
-	})
-	if ferr := tw.Flush(); err == nil {
-		err = ferr
 	}
 	if err != nil {
 		return runError("ls", shown, err)
@@ -127,24 +171,25 @@ func formatFreshness(o *statemachine.Options, pi model.PairInfo) string {
 	return "stale-since=" + at
 }
 
-func formatExpiry(t time.Time) string {
-	if t.IsZero() {
-		return "never"
+// listPairs calls fn for each pair f matches, and stops at the first error.
+func listPairs(ctx context.Context, s cache.Store, f model.Filter, fn func(model.PairInfo) error) error {
+	for pi, err := range s.Pairs(ctx, f) {
+		if err == nil {
+			err = fn(pi)
+		}
+		if err != nil {
+			return err
+		}
 	}
-	return t.UTC().Format(time.RFC3339)
-}
-
-func formatTime(t time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	return t.UTC().Format(time.RFC3339Nano)
+	return nil
 }
 
 func cmdShow(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	fs := newFlagSet("show")
 	sf := addInspectFlags(fs)
 	n := fs.Int64("n", -1, "print only the first `N` bytes of the response body (0: none, negative: all)")
+	raw := fs.Bool("raw", false, "write the body as stored even to a terminal (by default a terminal gets a hex dump of a body that is not text)")
+	asJSON := fs.Bool("json", false, "print the pair as one JSON object (heads, metadata, the body in base64), for scripts")
 	s, info, shown, err := openPair(ctx, "show", fs, sf, args, stdout)
 	if err != nil {
 		return err
@@ -152,7 +197,7 @@ func cmdShow(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	defer s.Close()
 	id := info.ID
 	var body *model.Body
-	if info.State == model.StateComplete {
+	if info.State == model.StateComplete && *n != 0 {
 		cp, err := s.GetPair(ctx, id)
 		switch {
 		case err == nil:
@@ -165,18 +210,34 @@ func cmdShow(ctx context.Context, args []string, stdout, _ io.Writer) error {
 			return runError("show", shown, err)
 		}
 	}
-	writePairHead(stdout, info)
+	var r io.Reader = body
+	if body != nil && *n > 0 {
+		r = io.LimitReader(body, *n)
+	}
+	if *asJSON {
+		p := newPairJSON(info, true)
+		if *n != 0 {
+			available := body != nil
+			p.BodyAvailable = &available
+		}
+		if body != nil {
+			if p.Body, err = io.ReadAll(r); err != nil {
+				return runError("show", shown, fmt.Errorf("reading the body: %w", err))
+			}
+		}
+		if err := writeJSON(stdout, p); err != nil {
+			return err
+		}
+		return s.Close()
+	}
+	writePairHead(stdout, info, time.Now())
 	switch {
 	case *n == 0:
 	case body == nil:
 		fmt.Fprintf(stdout, "\n(no response body available: the pair is %s)\n", bodyless(info))
 	default:
 		fmt.Fprintln(stdout)
-		var r io.Reader = body
-		if *n > 0 {
-			r = io.LimitReader(body, *n)
-		}
-		if _, err := io.Copy(stdout, r); err != nil {
+		if err := writeBody(stdout, r, *raw); err != nil {
 			return runError("show", shown, fmt.Errorf("reading the body: %w", err))
 		}
 	}
@@ -218,27 +279,32 @@ func bodyless(info model.PairInfo) string {
 	return info.State.String()
 }
 
-// writePairHead prints a pair's metadata and heads.
-func writePairHead(w io.Writer, pi model.PairInfo) {
+// writePairHead prints a pair's metadata and heads, for people: sizes and
+// times readable, and nothing a terminal would act on (see printable).
+func writePairHead(w io.Writer, pi model.PairInfo, now time.Time) {
 	m := pi.Meta
 	fmt.Fprintf(w, "id:            %s\n", pi.ID)
 	fmt.Fprintf(w, "state:         %s\n", pi.State)
-	fmt.Fprintf(w, "key:           %s\n", pi.Key)
-	fmt.Fprintf(w, "created:       %s\n", formatTime(m.Created))
-	fmt.Fprintf(w, "completed:     %s\n", formatTime(m.Completed))
-	fmt.Fprintf(w, "last access:   %s\n", formatTime(m.LastAccess))
-	fmt.Fprintf(w, "expires:       %s\n", formatExpiry(m.Expires))
+	fmt.Fprintf(w, "key:           %s\n", printable(pi.Key))
+	fmt.Fprintf(w, "created:       %s\n", humanTime(m.Created, now))
+	fmt.Fprintf(w, "completed:     %s\n", humanTime(m.Completed, now))
+	fmt.Fprintf(w, "last access:   %s\n", humanTime(m.LastAccess, now))
+	expires := "never"
+	if !m.Expires.IsZero() {
+		expires = humanTime(m.Expires, now)
+	}
+	fmt.Fprintf(w, "expires:       %s\n", expires)
 	if !m.Deleted.IsZero() {
-		fmt.Fprintf(w, "deleted:       %s\n", formatTime(m.Deleted))
+		fmt.Fprintf(w, "deleted:       %s\n", humanTime(m.Deleted, now))
 	}
 	ttl := "none"
 	if m.TTL > 0 {
-		ttl = m.TTL.String()
+		ttl = shortDuration(m.TTL)
 	}
 	fmt.Fprintf(w, "ttl:           %s (refresh on access: %t)\n", ttl, m.Refresh)
-	fmt.Fprintf(w, "request size:  %d\n", m.RequestSize)
-	fmt.Fprintf(w, "response size: %d\n", m.ResponseSize)
-	fmt.Fprintf(w, "\n> %s %s\n", pi.Request.Method, pi.Request.URL)
+	fmt.Fprintf(w, "request size:  %s\n", humanSizeExact(m.RequestSize))
+	fmt.Fprintf(w, "response size: %s\n", humanSizeExact(m.ResponseSize))
+	fmt.Fprintf(w, "\n> %s %s\n", printable(pi.Request.Method), printable(pi.Request.URL))
 	writeHeader(w, "> ", pi.Request.Header)
 	if pi.Response.Status != 0 {
 		fmt.Fprintf(w, "\n< %d %s\n", pi.Response.Status, http.StatusText(pi.Response.Status))
@@ -254,7 +320,7 @@ func writeHeader(w io.Writer, prefix string, h http.Header) {
 	slices.Sort(names)
 	for _, k := range names {
 		for _, v := range h[k] {
-			fmt.Fprintf(w, "%s%s: %s\n", prefix, k, v)
+			fmt.Fprintf(w, "%s%s: %s\n", prefix, printable(k), printable(v))
 		}
 	}
 }
@@ -262,6 +328,61 @@ func writeHeader(w io.Writer, prefix string, h http.Header) {
 func cmdRm(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	fs := newFlagSet("rm")
 	sf := addInspectFlags(fs)
+	ff := addFilterFlags(fs)
+	dryRun := fs.Bool("dry-run", false, "list the pairs the filter flags select, and remove nothing")
+	pos, err := parseFlags(fs, "rm", args, 1, stdout)
+	if err != nil {
+		return err
+	}
+	filter, filtered, err := ff.filter("rm")
+	switch {
+	case err != nil:
+		return err
+	case filtered && len(pos) > 0:
+		return &usageError{cmd: "rm", msg: "give a pair ID or filter flags (-url, -expired, ...), not both"}
+	case !filtered && *dryRun:
+		return &usageError{cmd: "rm", msg: "-dry-run lists what filter flags (-url, -expired, ...) select; give some"}
+	case !filtered:
+		return rmOne(ctx, fs, sf, args, stdout)
+	}
+	s, shown, err := sf.openStore(ctx, "rm", inspectParams(nil))
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if *dryRun {
+		n := 0
+		err := listPairs(ctx, s, filter, func(pi model.PairInfo) error {
+			if pi.State == model.StateDeleted {
+				return nil
+			}
+			n++
+			_, err := fmt.Fprintf(stdout, "%s\t%s\t%s %s\n", pi.ID, pi.State, printable(pi.Request.Method), printable(pi.Request.URL))
+			return err
+		})
+		if err != nil {
+			return runError("rm", shown, err)
+		}
+		fmt.Fprintf(stdout, "would remove %d %s\n", n, plural(n, "pair", "pairs"))
+		return s.Close()
+	}
+	n, err := s.Delete(ctx, filter)
+	if err != nil {
+		return runError("rm", shown, fmt.Errorf("removed %d %s, then: %w", n, plural(n, "pair", "pairs"), err))
+	}
+	fmt.Fprintf(stdout, "removed %d %s (soft delete: gc reclaims their data after the retention period)\n", n, plural(n, "pair", "pairs"))
+	return s.Close()
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// rmOne removes the pair whose ID args name.
+func rmOne(ctx context.Context, fs *flag.FlagSet, sf storeFlags, args []string, stdout io.Writer) error {
 	s, info, shown, err := openPair(ctx, "rm", fs, sf, args, stdout)
 	if err != nil {
 		return err
@@ -324,6 +445,7 @@ func cmdGc(ctx context.Context, args []string, stdout, _ io.Writer) error {
 func cmdStats(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	fs := newFlagSet("stats")
 	sf := addInspectFlags(fs)
+	asJSON := fs.Bool("json", false, "print the counters as one JSON object (sizes in bytes), for scripts")
 	if _, err := parseFlags(fs, "stats", args, 0, stdout); err != nil {
 		return err
 	}
@@ -336,10 +458,27 @@ func cmdStats(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	if err != nil {
 		return runError("stats", shown, err)
 	}
-	fmt.Fprintf(stdout, "pairs: %d\nincomplete: %d\ndeleted: %d\nstored bytes: %d\n",
-		st.Pairs, st.Incomplete, st.Deleted, st.Bytes)
-	if size, ok := sf.fileSize(); ok {
-		fmt.Fprintf(stdout, "file bytes: %d\n", size)
+	size, hasFile := sf.fileSize()
+	if *asJSON {
+		out := struct {
+			Pairs      int    `json:"pairs"`
+			Incomplete int    `json:"incomplete"`
+			Deleted    int    `json:"deleted"`
+			Bytes      int64  `json:"bytes"`
+			FileBytes  *int64 `json:"file_bytes,omitempty"`
+		}{Pairs: st.Pairs, Incomplete: st.Incomplete, Deleted: st.Deleted, Bytes: st.Bytes}
+		if hasFile {
+			out.FileBytes = &size
+		}
+		if err := writeJSON(stdout, out); err != nil {
+			return err
+		}
+		return s.Close()
+	}
+	fmt.Fprintf(stdout, "pairs: %d\nincomplete: %d\ndeleted: %d\nstored bytes: %s\n",
+		st.Pairs, st.Incomplete, st.Deleted, humanSizeExact(st.Bytes))
+	if hasFile {
+		fmt.Fprintf(stdout, "file bytes: %s\n", humanSizeExact(size))
 	}
 	return s.Close()
 }

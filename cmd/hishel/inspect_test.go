@@ -78,29 +78,34 @@ func TestInspect(t *testing.T) {
 		fields    []string
 		freshness string
 	}{
-		{live, []string{"complete", "200", "GET", "http://example.test/live", "9"}, "fresh-until="},
-		{expired, []string{"complete", "200", "GET", "http://example.test/expired", "12"}, "stale-since="},
-		{incomplete, []string{"incomplete", "-", "POST", "http://example.test/incomplete", "0"}, "-"},
+		{live, []string{"complete", "200", "GET", "http://example.test/live", "9", "B"}, "fresh-until="},
+		{expired, []string{"complete", "200", "GET", "http://example.test/expired", "12", "B"}, "stale-since="},
+		{incomplete, []string{"incomplete", "-", "POST", "http://example.test/incomplete", "0", "B"}, "-"},
 	} {
 		line := lineWith(ls.stdout, tt.id.String())
 		got := strings.Fields(line)
-		if len(got) != 8 || fmt.Sprint(got[1:6]) != fmt.Sprint(tt.fields) || !strings.HasPrefix(got[6], tt.freshness) {
+		if len(got) < 9 || fmt.Sprint(got[1:7]) != fmt.Sprint(tt.fields) || !strings.HasPrefix(got[7], tt.freshness) {
 			t.Errorf("hishel ls line of %s = %q; want fields %v, freshness %s… and an expiry", tt.id, line, tt.fields, tt.freshness)
 		}
 	}
+	if line := lineWith(ls.stdout, incomplete.String()); !strings.HasSuffix(line, " never") {
+		t.Errorf("hishel ls line of the incomplete pair = %q; want its expiry as never", line)
+	}
 	// The live pair is fresh for an hour from its storing, the HTTP way;
 	// its storage expiry is its TTL's.
-	if f := strings.Fields(lineWith(ls.stdout, live.String())); len(f) == 8 {
-		until, err1 := time.Parse(time.RFC3339, strings.TrimPrefix(f[6], "fresh-until="))
-		expires, err2 := time.Parse(time.RFC3339, f[7])
-		if err := errors.Join(err1, err2); err != nil || until.Sub(time.Now()) < 50*time.Minute || expires.Sub(time.Now()) < 50*time.Minute {
-			t.Errorf("hishel ls: live pair fresh until %s, expires %s (%v); want both about an hour from now", f[6], f[7], err)
+	if f := strings.Fields(lineWith(ls.stdout, live.String())); len(f) == 10 {
+		until, err := time.Parse(time.RFC3339, strings.TrimPrefix(f[7], "fresh-until="))
+		if err != nil || until.Sub(time.Now()) < 50*time.Minute || f[8] != "in" || !strings.HasPrefix(f[9], "59m") && f[9] != "1h" {
+			t.Errorf("hishel ls: live pair fresh until %s, expires %s %s (%v); want both about an hour from now", f[7], f[8], f[9], err)
 		}
+	}
+	if line := lineWith(ls.stdout, expired.String()); !strings.HasSuffix(line, " ago") {
+		t.Errorf("hishel ls line of the expired pair = %q; want its expiry as a time ago", line)
 	}
 
 	show := runHishel(t, "show", "-db", db, live.String())
 	for _, want := range []string{"key:           GET http://example.test/live", "> Accept: text/plain",
-		"< 200 OK", "< Content-Type: text/plain", "ttl:           1h0m0s", "\nlive body"} {
+		"< 200 OK", "< Content-Type: text/plain", "ttl:           1h (refresh", "response size: 9 B\n", "\nlive body"} {
 		if !strings.Contains(show.stdout, want) {
 			t.Errorf("hishel show = %v\nwant %q in stdout", show, want)
 		}
@@ -197,6 +202,58 @@ func TestInspectDamaged(t *testing.T) {
 				t.Errorf("hishel %s on a damaged file = %v; want exit 1 and a message that it is damaged, no body", strings.Join(tt.args, " "), r)
 			}
 		})
+	}
+}
+
+// rm and ls select pairs by URL, key, expiry and age; rm -dry-run lists
+// them and removes nothing.
+func TestRmFilters(t *testing.T) {
+	db, live, incomplete, expired := fixture(t)
+	steps := []struct {
+		args     []string
+		code     int
+		want     []string // in stdout, or in stderr for a failure
+		dontWant []string
+	}{
+		{[]string{"ls", "-url", "HTTP://Example.test:80/live"}, 0, []string{live.String()}, []string{expired.String(), incomplete.String()}},
+		{[]string{"ls", "-url-prefix", "http://example.test/", "-key-prefix", "GET "}, 0, []string{live.String(), expired.String()}, []string{incomplete.String()}},
+		{[]string{"rm", "-url", "http://example.test/live", "-dry-run"}, 0, []string{live.String() + "\tcomplete\tGET http://example.test/live\n", "would remove 1 pair\n"}, nil},
+		{[]string{"ls", "-key", "GET http://example.test/live"}, 0, []string{live.String() + "  complete"}, nil},
+		{[]string{"rm", "-expired"}, 0, []string{"removed 1 pair (soft delete"}, nil},
+		{[]string{"ls", "-expired"}, 0, nil, []string{expired.String()}},
+		{[]string{"rm", "-older-than", "24h"}, 0, []string{"removed 0 pairs"}, nil},
+		{[]string{"rm", "-older-than", "1ns", "-dry-run"}, 0, []string{live.String(), incomplete.String(), "would remove 2 pairs\n"}, []string{expired.String()}},
+		{[]string{"rm", "-url", "http://example.test/incomplete"}, 0, []string{"removed 1 pair"}, nil},
+		{[]string{"rm", "-older-than", "1ns"}, 0, []string{"removed 1 pair"}, nil},
+		{[]string{"rm", live.String(), "-url", "http://example.test/live"}, exitUsage, []string{"give a pair ID or filter flags"}, nil},
+		{[]string{"rm", "-dry-run"}, exitUsage, []string{"-dry-run lists what filter flags"}, nil},
+		{[]string{"rm", "-older-than", "-1h"}, exitUsage, []string{"-older-than must not be negative"}, nil},
+		{[]string{"rm", "-url", "example.test/live"}, exitUsage, []string{"want an absolute URL"}, nil},
+	}
+	for _, st := range steps {
+		r := runHishel(t, append(st.args, "-db", db)...)
+		out := r.stdout
+		if st.code != 0 {
+			out = r.stderr
+		}
+		if r.code != st.code {
+			t.Errorf("hishel %v = %v; want exit %d", st.args, r, st.code)
+			continue
+		}
+		for _, w := range st.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("hishel %v = %v\nwant %q", st.args, r, w)
+			}
+		}
+		for _, w := range st.dontWant {
+			if strings.Contains(out, w) {
+				t.Errorf("hishel %v = %v\nwant no %q", st.args, r, w)
+			}
+		}
+	}
+	stats := runHishel(t, "stats", "-db", db)
+	if want := "pairs: 0\nincomplete: 0\ndeleted: 3\n"; !strings.HasPrefix(stats.stdout, want) {
+		t.Errorf("hishel stats after the removals = %v; want %q", stats, want)
 	}
 }
 

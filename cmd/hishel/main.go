@@ -4,14 +4,21 @@
 //
 //	hishel demo                                   an offline tour: a local origin, a bbolt cache in a temp dir
 //	hishel proxy -upstream URL [-listen ADDR] [-store URL | -db PATH] [-shared] [-max-body N]
-//	             [-max-bytes N] [-ttl D] [-rebuild=false] [-v]
+//	             [-max-bytes N] [-ttl D] [-rebuild=false] [-metrics ADDR] [-v]
 //	                                              a caching reverse proxy
-//	hishel ls -store URL | -db PATH [-shared]     list the pairs of a cache
-//	hishel show -store URL | -db PATH [-n N] ID   print a pair: heads, metadata, response body
-//	hishel rm -store URL | -db PATH ID            soft-delete a pair
+//	hishel ls -store URL | -db PATH [FILTER] [-shared] [-json]
+//	                                              list the pairs of a cache
+//	hishel show -store URL | -db PATH [-n N] [-raw] [-json] ID
+//	                                              print a pair: heads, metadata, response body
+//	hishel rm -store URL | -db PATH ID | FILTER   soft-delete a pair, or the pairs FILTER selects
 //	hishel gc -store URL | -db PATH [-retention D] sweep now (expired, deleted, abandoned, over budget, damaged)
-//	hishel stats -store URL | -db PATH            counters of a cache
+//	hishel stats -store URL | -db PATH [-json]    counters of a cache
 //	hishel help [COMMAND]                         usage of hishel or of a command
+//
+// FILTER is any of -url URL, -url-prefix URL, -key KEY, -key-prefix PREFIX,
+// -expired and -older-than D; together they select the pairs that meet
+// them all (hishel rm -db cache.db -url https://example.com/a, rm -expired,
+// rm -older-than 24h). rm -dry-run lists what it would remove.
 //
 // # Stores
 //
@@ -20,6 +27,11 @@
 // that later backends add (README's backend table lists them and their
 // parameters). -db PATH is the shorthand for a bbolt file,
 // bolt:///PATH.
+//
+// ls, show and stats print tables for people (sizes such as 1.5 KiB, times
+// such as "in 59m", control characters escaped; show writes a body that is
+// not text to a terminal as a hex dump unless -raw) and, with -json, one
+// JSON object per line for scripts (sizes in bytes, times in RFC 3339).
 //
 // Flags may come before or after a command's arguments. "hishel -h",
 // "hishel help" and "hishel COMMAND -h" print usage on standard output.
@@ -85,12 +97,12 @@ var commands []command
 func init() {
 	commands = []command{
 		{"demo", "[-keep]", "an offline tour: miss, hit, 304 revalidation, Vary, async storage", cmdDemo},
-		{"proxy", "-upstream URL [-listen ADDR] [-store URL | -db PATH] [-shared] [-max-body N] [-max-bytes N] [-ttl D] [-rebuild=false] [-v]", "a caching reverse proxy", cmdProxy},
-		{"ls", "-store URL | -db PATH [-shared]", "list the pairs of a cache, one line each", cmdLs},
-		{"show", "-store URL | -db PATH [-n N] ID", "print a pair: request and response heads, metadata, response body", cmdShow},
-		{"rm", "-store URL | -db PATH ID", "soft-delete a pair (gc reclaims it after the retention period)", cmdRm},
+		{"proxy", "-upstream URL [-listen ADDR] [-store URL | -db PATH] [-shared] [-max-body N] [-max-bytes N] [-ttl D] [-rebuild=false] [-metrics ADDR] [-v]", "a caching reverse proxy", cmdProxy},
+		{"ls", "-store URL | -db PATH [-url URL] [-url-prefix URL] [-key KEY] [-key-prefix PREFIX] [-expired] [-older-than D] [-shared] [-json]", "list the pairs of a cache, one line each", cmdLs},
+		{"show", "-store URL | -db PATH [-n N] [-raw] [-json] ID", "print a pair: request and response heads, metadata, response body", cmdShow},
+		{"rm", "-store URL | -db PATH (ID | [-url URL] [-url-prefix URL] [-key KEY] [-key-prefix PREFIX] [-expired] [-older-than D] [-dry-run])", "soft-delete a pair, or the pairs the filter flags select (gc reclaims them after the retention period)", cmdRm},
 		{"gc", "-store URL | -db PATH [-retention D] [-incomplete-age D] [-max-bytes N]", "sweep a cache now and print what was removed", cmdGc},
-		{"stats", "-store URL | -db PATH", "print the counters of a cache", cmdStats},
+		{"stats", "-store URL | -db PATH [-json]", "print the counters of a cache", cmdStats},
 		{"help", "[COMMAND]", "print usage", cmdHelp},
 	}
 }
@@ -224,6 +236,11 @@ func cmdHelp(_ context.Context, args []string, stdout, _ io.Writer) error {
 		writeUsage(stdout)
 		return errHelp
 	case 1:
+		switch args[0] {
+		case "-h", "-help", "--help": // "hishel help -h": the usage of help is hishel's
+			writeUsage(stdout)
+			return errHelp
+		}
 		c, ok := lookup(args[0])
 		if !ok {
 			return &usageError{cmd: "help", msg: fmt.Sprintf("unknown command %q; the commands are %s", args[0], commandNames())}
@@ -317,7 +334,9 @@ responses (such as 103 Early Hints) are passed on, hop-by-hop fields are
 removed, and every response carries a Cache-Status field. SIGINT or SIGTERM
 stops it gracefully: requests in flight finish (up to 10s), then the cache
 file is closed. While it runs, the cache file is locked: the inspection
-commands report it as in use (exit status 3).
+commands report it as in use (exit status 3). With -metrics ADDR it also
+serves Prometheus metrics at http://ADDR/metrics (package
+github.com/hishel-go/hishel/metrics).
 
 The cache file is bounded: -max-bytes (1 GiB by default) counts every stored
 byte (keys, URLs, heads and bodies), and the least recently used pairs go
@@ -330,14 +349,27 @@ makes it exit with status 1 instead.
 incomplete, deleted), status, method, URL, response body size, HTTP
 freshness (fresh-until=TIME, or stale-since=TIME, as RFC 9111 judges it now;
 -shared judges as a shared cache) and storage expiry (when a sweep removes
-the pair).
+the pair: in 59m, 3s ago, never). The filter flags list only the pairs that
+meet them all. With -json, one JSON object per pair and line: id, state,
+key, method, url, status, request_size, response_size (bytes), created,
+completed, last_access, expires, deleted (RFC 3339, absent when unset),
+ttl_seconds, refresh_on_access.
 `,
 	"show": `ID is a pair ID as printed by ls. Prints the pair's metadata, request
 and response heads, then its response body (all of it, or the first -n
-bytes). The body of a deleted or incomplete pair is not available.
+bytes). The body of a deleted or incomplete pair is not available. To a
+terminal, a body that is not text is written as a hex dump (-raw writes
+it as stored), and control characters in heads are escaped; to a pipe or
+a file the body is written as stored. With -json, one JSON object: ls's
+fields, request_header, response_header, body (base64) and
+body_available.
 `,
-	"rm": `Soft-deletes the pair: it is hidden at once, and its data is reclaimed by
-a later gc once the retention period (7 days by default) has passed.
+	"rm": `Soft-deletes the pair ID, or every pair the filter flags select (those
+that meet them all): -url removes every method and variant stored for a
+URL, -expired the pairs whose TTL has run out, -older-than 24h those created
+more than a day ago. They are hidden at once, and their data is reclaimed
+by a later gc once the retention period (7 days by default) has passed.
+-dry-run lists the pairs instead and removes nothing.
 `,
 	"gc": `Runs a sweep now: expired pairs are soft-deleted, soft-deleted pairs past
 the retention period and incomplete pairs older than -incomplete-age are
@@ -347,6 +379,7 @@ every soft-deleted pair now.
 `,
 	"stats": `Prints the counters of the cache file: live complete pairs, incomplete
 pairs, soft-deleted pairs, stored bytes (keys, URLs, heads and bodies, as
--max-bytes counts them) and the file's size.
+-max-bytes counts them) and the file's size. With -json, one JSON object:
+pairs, incomplete, deleted, bytes and file_bytes.
 `,
 }

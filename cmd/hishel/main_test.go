@@ -56,7 +56,7 @@ func testMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "building hishel: %v\n%s", err, out)
 		return 1
 	}
-	return testserver.Main(m) // the Redis of the fleet tests
+	return testserver.Main(m) // the servers of the fleet and S3 tests
 }
 
 // childEnv is the environment of the hishel processes: a race-enabled
@@ -268,7 +268,7 @@ func TestUsage(t *testing.T) {
 		{args: []string{"demo", "-h"}, code: exitOK, stdout: "Usage: hishel demo"},
 		{args: []string{"ls", "-h"}, code: exitOK, stdout: "-db PATH"},
 		{args: []string{"show", "-help"}, code: exitOK, stdout: "-n N"},
-		{args: []string{"rm", "-h"}, code: exitOK, stdout: "Usage: hishel rm -store URL | -db PATH ID"},
+		{args: []string{"rm", "-h"}, code: exitOK, stdout: "Usage: hishel rm -store URL | -db PATH (ID"},
 		{args: []string{"ls", "-h"}, code: exitOK, stdout: "-store URL"},
 		{args: []string{"gc", "-h"}, code: exitOK, stdout: "-retention D"},
 		{args: []string{"stats", "-h"}, code: exitOK, stdout: "Usage: hishel stats"},

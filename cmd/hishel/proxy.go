@@ -50,6 +50,9 @@ type proxyConfig struct {
 	setCookie   hishel.SetCookiePolicy
 	credKey     []byte
 	maxBody     int64
+	// instrument, if not nil, adds hooks to the Transport's options
+	// (-metrics).
+	instrument func(*hishel.Options)
 }
 
 // Defaults of the proxy's timeouts and limits.
@@ -97,6 +100,7 @@ func cmdProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	ttl := fs.Duration("ttl", 0, "remove a pair `D` after it was stored or last read, however fresh (0: when HTTP no longer allows using it, or the budget needs room; a -store URL's ttl wins)")
 	rebuild := fs.Bool("rebuild", true, "move a damaged bbolt cache file aside and start with an empty one (false: exit with status 1; a -store URL's rebuild wins)")
 	verbose := fs.Bool("v", false, "log every cache decision on standard error")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics (host:port; port 0 picks a free port): responses by outcome, revalidations, stores, store failures, stored bytes, lookup and store latency, the store's counters")
 	if _, err := parseFlags(fs, "proxy", args, 0, stdout); err != nil {
 		return err
 	}
@@ -181,6 +185,15 @@ func cmdProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer store.Close()
 
+	if *metricsAddr != "" {
+		instrument, stop, err := serveMetrics(*metricsAddr, store, stderr)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		cfg.instrument = instrument
+	}
+
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("%s proxy: %w; pick another -listen address", programName, err)
@@ -207,7 +220,11 @@ func runProxy(ctx context.Context, cfg *proxyConfig, store hishel.Storage, ln ne
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	origin := cfg.originTransport()
 	defer origin.CloseIdleConnections()
-	tr, err := hishel.NewTransport(cfg.options(origin, store, logger))
+	opts := cfg.options(origin, store, logger)
+	if cfg.instrument != nil {
+		cfg.instrument(opts)
+	}
+	tr, err := hishel.NewTransport(opts)
 	if err != nil {
 		_ = ln.Close()
 		return fmt.Errorf("%s proxy: %w", programName, err)

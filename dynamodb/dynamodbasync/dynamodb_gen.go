@@ -13,6 +13,43 @@ import (
 
 // DynamoDBOptions configure a DynamoDB storage. A nil *DynamoDBOptions, and
 // every zero field, means the default.
+//
+// Its fields, as [template.DynamoDBOptions] declares them:
+//
+//	type DynamoDBOptions struct {
+//		// Table is the table's name (required).
+//		Table string
+//		// Client is the client to use; default: one made from the AWS
+//		// configuration of the environment (config.LoadDefaultConfig), with
+//		// Endpoint, Region and the static credentials below if they are set.
+//		Client *dynamodb.Client
+//		// Endpoint is the service's URL, for a local server such as dynalite
+//		// (http://127.0.0.1:4567). Default: AWS's endpoint for the region.
+//		Endpoint string
+//		// Region is the AWS region. Default: the environment's.
+//		Region string
+//		// AccessKey and SecretKey are static credentials. Default: the
+//		// environment's.
+//		AccessKey, SecretKey string
+//		// NoCreate leaves a missing table missing (OpenDynamoDB fails) instead
+//		// of creating it with its indexes, on demand billing.
+//		NoCreate bool
+//
+//		// DefaultTTL, RefreshTTLOnAccess, SweepInterval, DeletedRetention,
+//		// IncompleteAge, MaxBytes, MaxPairs, MaxVariants, ChunkSize and Now
+//		// mean what backend.Settings says. Chunks are ChunkSize, at least
+//		// MinDynamoDBChunk and at most MaxDynamoDBChunk.
+//		DefaultTTL         time.Duration
+//		RefreshTTLOnAccess model.Refresh
+//		SweepInterval      time.Duration
+//		DeletedRetention   time.Duration
+//		IncompleteAge      time.Duration
+//		MaxBytes           int64
+//		MaxPairs           int
+//		MaxVariants        int
+//		ChunkSize          int
+//		Now                func() time.Time
+//	}
 type DynamoDBOptions = template.DynamoDBOptions
 
 // DynamoDB stores pairs in a DynamoDB table (or dynalite), so that
@@ -86,10 +123,10 @@ func init() {
 	})
 }
 
-// WrapDynamoDB returns this package's API to the DynamoDB backend over an open
-// store s, so that one store (one bbolt file, which only one opener may hold)
-// can be used through both APIs and package template at once. Closing any of
-// them closes s.
+// WrapDynamoDB returns this package's API to s, an open DynamoDB store, so
+// that one DynamoDB store can be used through both APIs and package template
+// at once: the calls of each reach the same pairs. Closing any of them closes
+// s.
 //
 // async configures how the store's calls run; nil means the defaults.
 func WrapDynamoDB(s *template.DynamoDB, async *Options) *DynamoDB {
@@ -235,19 +272,30 @@ func (d *DynamoDB) Clear(ctx context.Context) Future[struct{}] {
 	})
 }
 
-// Pairs calls fn for every stored pair, in ID order, whatever its state:
-// incomplete, complete (expired or not) and soft-deleted. The PairInfo has
-// heads and metadata only. fn may call the storage. An error from fn stops
-// the iteration and is returned. It scans the table for the pairs' IDs,
-// sorts them, and reads their heads 100 at a time.
+// Pairs returns the stored pairs f matches, in ID order, whatever their
+// state unless f says (see model.Filter), heads and metadata only; the
+// loop body may call the storage. Every filter scans the table's heads.
 //
-// Pairs returns at once. The call runs in a goroutine of its own, outside the
-// MaxInFlight bound, so that the function it is given may call the store and
-// its error arrives on the returned [Future], as the Err of exactly one
-// [Result] whose Value is struct{}{}.
-func (d *DynamoDB) Pairs(ctx context.Context, fn func(model.PairInfo) error) Future[struct{}] {
-	return cacheasync.GoErrUnbounded(d.r, ctx, func(ctx context.Context) error {
-		return d.s.Pairs(ctx, fn)
+// Pairs returns at once with a [Stream]. The iteration runs in a goroutine of
+// its own, outside the MaxInFlight bound (the consumer may call the store
+// between values), at most one value ahead of the consumer; the stream is
+// closed after the last value, and an error arrives in-band as the last
+// [Result]. A consumer that stops early cancels ctx to end the goroutine
+// (Close ends it too).
+func (d *DynamoDB) Pairs(ctx context.Context, f model.Filter) Stream[model.PairInfo] {
+	return cacheasync.GoSeq(d.r, ctx, d.s.Pairs(ctx, f))
+}
+
+// Delete soft-deletes the pairs f matches, as Remove does, and returns how
+// many: it lists them with Pairs and removes each (backend.Delete). Pairs
+// stored while it runs may or may not be deleted.
+//
+// Delete returns at once. The call runs in a goroutine of its own and its
+// result arrives on the returned [Future], which delivers exactly one
+// [Result].
+func (d *DynamoDB) Delete(ctx context.Context, f model.Filter) Future[int] {
+	return cacheasync.Go(d.r, ctx, func(ctx context.Context) (int, error) {
+		return d.s.Delete(ctx, f)
 	})
 }
 

@@ -3,6 +3,7 @@ package template
 import (
 	"context"
 	"fmt"
+	"iter"
 	"math/rand/v2"
 	"slices"
 	"sort"
@@ -668,12 +669,26 @@ func (d *DynamoDB) Clear(ctx context.Context) error {
 	return d.deleteItems(ctx, keys)
 }
 
-// Pairs calls fn for every stored pair, in ID order, whatever its state:
+// Pairs returns the stored pairs f matches, in ID order, whatever their
+// state unless f says (see model.Filter), heads and metadata only; the
+// loop body may call the storage. Every filter scans the table's heads.
+func (d *DynamoDB) Pairs(ctx context.Context, f model.Filter) iter.Seq2[model.PairInfo, error] {
+	return backend.Finder{All: d.listAll}.Pairs(ctx, f, d.pol.Now)
+}
+
+// Delete soft-deletes the pairs f matches, as Remove does, and returns how
+// many: it lists them with Pairs and removes each (backend.Delete). Pairs
+// stored while it runs may or may not be deleted.
+func (d *DynamoDB) Delete(ctx context.Context, f model.Filter) (int, error) {
+	return backend.Delete(ctx, f, d.Pairs, d.Remove)
+}
+
+// listAll calls fn for every stored pair, in ID order, whatever its state:
 // incomplete, complete (expired or not) and soft-deleted. The PairInfo has
 // heads and metadata only. fn may call the storage. An error from fn stops
 // the iteration and is returned. It scans the table for the pairs' IDs,
 // sorts them, and reads their heads 100 at a time.
-func (d *DynamoDB) Pairs(ctx context.Context, fn func(model.PairInfo) error) error {
+func (d *DynamoDB) listAll(ctx context.Context, fn func(model.PairInfo) error) error {
 	if err := d.check(ctx); err != nil {
 		return err
 	}

@@ -74,14 +74,14 @@ func checkChunks(t *testing.T, s *DynamoDB) {
 	}
 	var want int64
 	deleted := false
-	if err := s.Pairs(ctx, func(p model.PairInfo) error {
+	for p, err := range s.Pairs(ctx, model.Filter{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
 		deleted = deleted || p.State == model.StateDeleted
 		if p.State != model.StateDeleted {
 			want += chunks(p.Meta.RequestSize) + chunks(p.Meta.ResponseSize)
 		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
 	}
 	var got int64
 	pages := awsdynamodb.NewScanPaginator(s.db, &awsdynamodb.ScanInput{TableName: s.table, Select: types.SelectCount, ConsistentRead: aws.Bool(true),

@@ -11,5 +11,8 @@ type Future[T any] = cacheasync.Future[T]
 // Result is the outcome of one asynchronous call: see [cacheasync.Result].
 type Result[T any] = cacheasync.Result[T]
 
+// Stream is the values of one asynchronous iteration: see [cacheasync.Stream].
+type Stream[T any] = cacheasync.Stream[T]
+
 // Options configures the calls of an async store: see [cacheasync.Options].
 type Options = cacheasync.Options

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"math/rand/v2"
 	"slices"
 
@@ -513,34 +514,98 @@ func (m *Mongo) Clear(ctx context.Context) error {
 	return nil
 }
 
-// Pairs calls fn for every stored pair, in ID order, whatever its state:
+// Pairs returns the stored pairs f matches, in ID order, whatever their
+// state unless f says (see model.Filter), heads and metadata only; the
+// loop body may call the storage. Every filter reads every pair document's head.
+func (m *Mongo) Pairs(ctx context.Context, f model.Filter) iter.Seq2[model.PairInfo, error] {
+	return backend.Finder{All: m.listAll}.Pairs(ctx, f, m.pol.Now)
+}
+
+// Delete soft-deletes the pairs f matches, as Remove does, and returns how
+// many: it lists them with Pairs and soft-deletes them with one update
+// of up to deleteBatch pair documents at a time (each only if it is not
+// deleted already). Pairs stored while it runs may or may not be deleted.
+func (m *Mongo) Delete(ctx context.Context, f model.Filter) (int, error) {
+	if ctx == nil {
+		return 0, fmt.Errorf("hishel: delete: nil context: %w", model.ErrInvalid)
+	}
+	removed := 0
+	var ids bson.A
+	flush := func() error {
+		if len(ids) == 0 {
+			return nil
+		}
+		res, err := m.pairs.UpdateMany(ctx, bson.D{{Key: fID, Value: bson.D{{Key: "$in", Value: ids}}},
+			{Key: fState, Value: bson.D{{Key: "$in", Value: bson.A{stIncomplete, stComplete}}}}},
+			bson.D{{Key: "$set", Value: bson.D{{Key: fState, Value: stDeleted}, {Key: fDeleted, Value: m.now()}}}})
+		if err != nil {
+			return m.wrap(ctx, "delete", err)
+		}
+		removed += int(res.ModifiedCount)
+		ids = ids[:0]
+		return nil
+	}
+	for pi, err := range m.Pairs(ctx, f) {
+		if err != nil {
+			return removed, err
+		}
+		if pi.State == model.StateDeleted {
+			continue
+		}
+		if ids = append(ids, idString(pi.ID)); len(ids) == deleteBatch {
+			if err := flush(); err != nil {
+				return removed, err
+			}
+		}
+	}
+	return removed, flush()
+}
+
+// deleteBatch is how many pairs one update of Delete soft-deletes.
+const deleteBatch = 256
+
+// listPage is how many pair heads listAll reads with one query.
+const listPage = 256
+
+// listAll calls fn for every stored pair, in ID order, whatever its state:
 // incomplete, complete (expired or not) and soft-deleted. The PairInfo has
-// heads and metadata only. fn may call the storage. An error from fn stops
-// the iteration and is returned.
-func (m *Mongo) Pairs(ctx context.Context, fn func(model.PairInfo) error) error {
+// heads and metadata only. It reads the heads a page at a time, each page
+// a query of its own whose cursor is closed before fn is called, so fn may
+// call the storage (Delete does). An error from fn stops the iteration and
+// is returned.
+func (m *Mongo) listAll(ctx context.Context, fn func(model.PairInfo) error) error {
 	if err := m.check(ctx); err != nil {
 		return err
 	}
-	cur, err := m.pairs.Find(ctx, bson.D{{Key: fState, Value: bson.D{{Key: "$lt", Value: stGone}}}},
-		options.Find().SetSort(bson.D{{Key: fID, Value: 1}}))
-	if err != nil {
-		return m.wrap(ctx, "list pairs", err)
-	}
-	defer cur.Close(context.WithoutCancel(ctx))
-	for cur.Next(ctx) {
-		var d pairDoc
-		if err := cur.Decode(&d); err != nil {
-			return m.wrap(ctx, "list pairs", err)
+	return backend.Paged(listPage, func(ctx context.Context, after []byte, limit int) ([]model.PairInfo, error) {
+		q := bson.D{{Key: fState, Value: bson.D{{Key: "$lt", Value: stGone}}}}
+		if after != nil {
+			var id model.PairID
+			copy(id[:], after)
+			q = append(q, bson.E{Key: fID, Value: bson.D{{Key: "$gt", Value: idString(id)}}})
 		}
-		r, err := m.record(&d)
+		cur, err := m.pairs.Find(ctx, q, options.Find().SetSort(bson.D{{Key: fID, Value: 1}}).SetLimit(int64(limit)))
 		if err != nil {
-			return err
+			return nil, m.wrap(ctx, "list pairs", err)
 		}
-		if err := fn(r.Info()); err != nil {
-			return err
+		defer cur.Close(context.WithoutCancel(ctx))
+		var infos []model.PairInfo
+		for cur.Next(ctx) {
+			var d pairDoc
+			if err := cur.Decode(&d); err != nil {
+				return nil, m.wrap(ctx, "list pairs", err)
+			}
+			r, err := m.record(&d)
+			if err != nil {
+				return nil, err
+			}
+			infos = append(infos, r.Info())
 		}
-	}
-	return m.wrap(ctx, "list pairs", cur.Err())
+		if err := cur.Err(); err != nil {
+			return nil, m.wrap(ctx, "list pairs", err)
+		}
+		return infos, nil
+	})(ctx, fn)
 }
 
 // Sync returns at once: every change is acknowledged by the server before

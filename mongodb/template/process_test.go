@@ -70,13 +70,13 @@ func checkChunks(t *testing.T, cfg string) {
 		t.Fatal(err)
 	}
 	var want int64
-	if err := s.Pairs(ctx, func(p model.PairInfo) error {
+	for p, err := range s.Pairs(ctx, model.Filter{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
 		if p.State != model.StateDeleted {
 			want += chunks(p.Meta.RequestSize) + chunks(p.Meta.ResponseSize)
 		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
 	}
 	deleted, err := s.pairs.CountDocuments(ctx, bson.D{{Key: fState, Value: stDeleted}})
 	if err != nil {

@@ -1,11 +1,11 @@
 package template
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"iter"
 	"math"
 	"math/rand/v2"
 	"net/url"
@@ -1126,44 +1126,64 @@ func (s *Postgres) Clear(ctx context.Context) error {
 	})
 }
 
-// Pairs calls fn for every stored pair, in ID order, whatever its state:
-// incomplete, complete (expired or not) and soft-deleted. The PairInfo has
-// heads and metadata only. It reads in pages of 256 and calls fn outside
-// any transaction, so fn may call the storage. An error from fn stops the
-// iteration and is returned.
-func (s *Postgres) Pairs(ctx context.Context, fn func(model.PairInfo) error) error {
-	after := []byte{}
-	for {
-		if err := s.check(ctx); err != nil {
-			return err
-		}
-		rows, err := s.pool.Query(ctx, s.q.page, after, listPage)
-		if err != nil {
-			return s.readErr(err)
-		}
-		var page []model.PairInfo
-		var r row
-		_, err = pgx.ForEachRow(rows, r.dest(), func() error {
-			after = bytes.Clone(r.id)
-			rec, err := s.decode(&r)
-			if err != nil {
-				return fmt.Errorf("hishel: pairs: %w", err)
-			}
-			page = append(page, rec.Info())
-			return nil
-		})
-		if err != nil {
-			return s.readErr(err)
-		}
-		for _, info := range page {
-			if err := fn(info); err != nil {
-				return err
-			}
-		}
-		if len(page) < listPage {
-			return nil
-		}
+// Pairs lists the stored pairs that f matches (the zero Filter: every
+// pair, whatever its state: incomplete, complete, expired or not, and
+// soft-deleted), in ID order, with heads and metadata only. Nothing is read
+// until the listing is consumed; it then reads in pages of 256 and hands
+// them out outside any transaction, so the consumer may call the storage
+// between pairs. A bad filter (model.ErrInvalid), a record that does not
+// decode (model.ErrCorrupt), a closed storage or ctx's error ends the
+// listing, as its last item. A filter on Keys is served by the key index
+// and one with Expired by the expiry index; others read every record.
+func (s *Postgres) Pairs(ctx context.Context, f model.Filter) iter.Seq2[model.PairInfo, error] {
+	return backend.Finder{
+		All: backend.Paged(listPage, func(ctx context.Context, after []byte, limit int) ([]model.PairInfo, error) {
+			return s.listQuery(ctx, s.q.page, append([]byte{}, after...), limit)
+		}),
+		Key: func(ctx context.Context, key string) ([]model.PairInfo, error) {
+			return s.listQuery(ctx, s.q.byKey, keyHash(key), []byte(key))
+		},
+		Expired: func(ctx context.Context, now int64) ([]model.PairInfo, error) {
+			return s.listQuery(ctx, s.q.expired, now)
+		},
+	}.Pairs(ctx, f, s.pol.Now)
+}
+
+// Delete soft-deletes every pair f matches that is not deleted already,
+// as Remove does, and returns how many: it finds them as Pairs does and
+// removes each in a transaction of its own (backend.Delete). Pairs stored
+// while it runs may or may not be deleted.
+func (s *Postgres) Delete(ctx context.Context, f model.Filter) (int, error) {
+	return backend.Delete(ctx, f, s.Pairs, s.Remove)
+}
+
+// listQuery returns the PairInfos of the rows q selects (cols), with the
+// expiry that reads not yet written give them.
+func (s *Postgres) listQuery(ctx context.Context, q string, args ...any) ([]model.PairInfo, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
 	}
+	rows, err := s.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, s.readErr(err)
+	}
+	var infos []model.PairInfo
+	var r row
+	_, err = pgx.ForEachRow(rows, r.dest(), func() error {
+		rec, err := s.decode(&r)
+		if err != nil {
+			return fmt.Errorf("hishel: pairs: %w", err)
+		}
+		s.accessMu.Lock()
+		pending := s.access[rec.ID]
+		s.accessMu.Unlock()
+		infos = append(infos, backend.Info(rec, pending))
+		return nil
+	})
+	if err != nil {
+		return nil, s.readErr(err)
+	}
+	return infos, nil
 }
 
 // Sync writes the gathered access times. Every other change is committed

@@ -12,20 +12,35 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/hishel-go/hishel/internal/proctest"
 	"github.com/hishel-go/hishel/internal/testserver"
+	"github.com/hishel-go/hishel/storagetest"
 )
 
+// parent is set in the test process, once storagetest.HelperMain has
+// returned (in a helper process it never does).
+var parent bool
+
 func TestMain(m *testing.M) {
-	if proctest.IsHelper() {
-		// The helper's store: the parent's database (cfg is its DSN),
-		// every variant kept, no background sweep.
-		proctest.Helper(func(ctx context.Context, dsn string) (proctest.Store, error) {
-			return OpenPostgres(ctx, &PostgresOptions{ConnString: dsn, ChunkSize: 16 << 10, SweepInterval: -1,
-				MaxVariants: -1, AccessFlushInterval: 10 * time.Millisecond})
-		})
-	}
+	storagetest.HelperMain(openAt)
+	parent = true
 	os.Exit(testserver.Main(m))
+}
+
+// openAt opens the store in the database dsn names, with o's settings, in
+// the test process and in the process tests' helpers. In the test process
+// it first waits until the server has ended the sessions of the helpers
+// (killed or exited): the server rolls back what a killed helper had not
+// committed as it notices the closed sockets, and until then the check
+// would see rows still locked, which its sweep skips.
+func openAt(dsn string, o storagetest.Options) (storagetest.Store, error) {
+	if parent {
+		if err := waitAlone(dsn); err != nil {
+			return nil, err
+		}
+	}
+	opts := &PostgresOptions{ConnString: dsn}
+	opts.SetSettings(o.Settings())
+	return OpenPostgres(context.Background(), opts)
 }
 
 var crashRuns = flag.Int("crash.runs", 8, "kill-and-check rounds of TestPostgresCrash (3 with -short)")
@@ -39,19 +54,10 @@ func TestPostgresCrash(t *testing.T) {
 	if testing.Short() {
 		runs = min(runs, 3)
 	}
-	db := testserver.Postgres(t)
-	proctest.Crash(t, runs, db.DSN(), func(now func() time.Time) (proctest.Store, error) {
-		if err := waitAlone(db.DSN()); err != nil {
-			return nil, err
-		}
-		return OpenPostgres(context.Background(), &PostgresOptions{ConnString: db.DSN(), SweepInterval: -1, MaxVariants: -1, Now: now})
-	})
+	storagetest.RunCrash(t, testserver.Postgres(t).DSN(), runs)
 }
 
-// waitAlone waits until the server has ended the sessions of the killed
-// helper (it rolls back their transactions as it notices the closed
-// sockets), so that the check sees what the helper committed, and its
-// sweep finds no row still locked by a session on its way out.
+// waitAlone waits until no other session is connected to dsn's database.
 func waitAlone(dsn string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -71,7 +77,7 @@ func waitAlone(dsn string) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("the killed helper's %d sessions are still there: %w", others, ctx.Err())
+			return fmt.Errorf("the helpers' %d sessions are still there: %w", others, ctx.Err())
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
@@ -80,14 +86,5 @@ func waitAlone(dsn string) error {
 // Two processes store and read one store at once; every pair either
 // completed is served whole.
 func TestPostgresTwoProcesses(t *testing.T) {
-	db := testserver.Postgres(t)
-	open := func() (proctest.Store, error) {
-		return OpenPostgres(context.Background(), &PostgresOptions{ConnString: db.DSN(), SweepInterval: -1, MaxVariants: -1})
-	}
-	s, err := open() // the tables exist before either process starts
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	proctest.Share(t, db.DSN(), open)
+	storagetest.RunShared(t, testserver.Postgres(t).DSN())
 }

@@ -10,7 +10,7 @@ import (
 // queries are the statements of a store, for its table prefix.
 type queries struct {
 	load, loadLocked, insert, update, addStats, stats, zeroStats, truncate string
-	byKey, page, variants, access, purge                                   string
+	byKey, page, variants, access, purge, expired                          string
 	expire, purgeDeleted, abandon, evictDeleted, evictLRU                  string
 	chunks, marker, readChunks, nonceOf, nonceOfLive, abortPurge           string
 }
@@ -41,6 +41,7 @@ func newQueries(p string) queries {
 		truncate:  q(`TRUNCATE {S}, {E}`),
 		byKey:     q(`SELECT ` + cols + ` FROM {E} WHERE key_hash = $1 AND cache_key = $2 AND state = 2`),
 		page:      q(`SELECT ` + cols + ` FROM {E} WHERE id > $1 ORDER BY id LIMIT $2`),
+		expired:   q(`SELECT ` + cols + ` FROM {E} WHERE state = 2 AND expires_at <= $1`),
 		// The variants under a key beyond the cap, least recently used
 		// (of those read together, the oldest) last kept.
 		variants: q(`SELECT id FROM {E} WHERE key_hash = $1 AND cache_key = $2 AND state = 2

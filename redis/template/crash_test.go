@@ -86,13 +86,13 @@ func TestCrashLeavesTTLs(t *testing.T) {
 	s := open(t, srv, RedisOptions{})
 	ctx := context.Background()
 	forever := map[string]bool{} // IDs of complete pairs without expiry
-	if err := s.Pairs(ctx, func(p model.PairInfo) error {
+	for p, err := range s.Pairs(ctx, model.Filter{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
 		if p.State == model.StateComplete && p.Meta.TTL == 0 {
 			forever[idHex(p.ID)] = true
 		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
 	}
 	for k, ttl := range ownKeys(t, c, srv.Prefix) {
 		if !persistent(ttl) || indexKey(k) || strings.HasPrefix(k, "k:") {

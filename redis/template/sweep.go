@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"net/http"
 	"slices"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/hishel-go/hishel/backend"
 	"github.com/hishel-go/hishel/bolt"
 	"github.com/hishel-go/hishel/model"
 )
@@ -552,13 +554,27 @@ func globEscape(s string) string {
 	return b.String()
 }
 
-// Pairs calls fn for every stored pair, in ID order, whatever its state:
+// Pairs returns the stored pairs f matches, in ID order, whatever their
+// state unless f says (see model.Filter), heads and metadata only; the
+// loop body may call the storage. Every filter reads every record (SCAN, then the records a page at a time).
+func (s *Redis) Pairs(ctx context.Context, f model.Filter) iter.Seq2[model.PairInfo, error] {
+	return backend.Finder{All: s.listAll}.Pairs(ctx, f, s.pol.Now)
+}
+
+// Delete soft-deletes the pairs f matches, as Remove does, and returns how
+// many: it lists them with Pairs and removes each (backend.Delete). Pairs
+// stored while it runs may or may not be deleted.
+func (s *Redis) Delete(ctx context.Context, f model.Filter) (int, error) {
+	return backend.Delete(ctx, f, s.Pairs, s.Remove)
+}
+
+// listAll calls fn for every stored pair, in ID order, whatever its state:
 // incomplete, complete (expired or not) and soft-deleted. The PairInfo has
 // heads and metadata only. The records are found with SCAN (never KEYS):
 // the listing holds every ID in memory (16 bytes each), then reads the
 // records a page at a time. fn is called holding nothing, so it may call
 // the storage. An error from fn stops the iteration and is returned.
-func (s *Redis) Pairs(ctx context.Context, fn func(model.PairInfo) error) error {
+func (s *Redis) listAll(ctx context.Context, fn func(model.PairInfo) error) error {
 	if err := checkCtx(ctx); err != nil {
 		return err
 	}

@@ -13,6 +13,45 @@ import (
 
 // SQLiteOptions configure a SQLite storage. A nil *SQLiteOptions, and every
 // zero field, means the default.
+//
+// Its fields, as [template.SQLiteOptions] declares them:
+//
+//	type SQLiteOptions struct {
+//		// Path is the database file. Default: hishel/sqlite/hishel_cache.db
+//		// under os.UserCacheDir(), created if missing.
+//		Path string
+//		// BusyTimeout is how long a write waits for another connection or
+//		// process that holds the database's write lock, before it fails with
+//		// model.ErrLocked. Default 5s.
+//		BusyTimeout time.Duration
+//		// NoSync commits without waiting for the disk (synchronous=NORMAL
+//		// instead of FULL, in WAL mode): much faster writes, and the file stays
+//		// consistent, but a machine crash (not a process crash) may lose the
+//		// last pairs. For caches that can be rebuilt.
+//		NoSync bool
+//		// MaxReaders bounds the connections this storage reads with at once.
+//		// Default DefaultMaxReaders.
+//		MaxReaders int
+//
+//		// DefaultTTL, RefreshTTLOnAccess, SweepInterval, DeletedRetention,
+//		// IncompleteAge, MaxBytes, MaxPairs, MaxVariants and ChunkSize mean
+//		// what backend.Settings says.
+//		DefaultTTL         time.Duration
+//		RefreshTTLOnAccess model.Refresh
+//		SweepInterval      time.Duration
+//		DeletedRetention   time.Duration
+//		IncompleteAge      time.Duration
+//		MaxBytes           int64
+//		MaxPairs           int
+//		MaxVariants        int
+//		ChunkSize          int
+//		// AccessFlushInterval is how long access times (for TTL refresh and
+//		// the eviction order) are gathered in memory before they are written
+//		// in one transaction, so that reads stay reads. Default 1s.
+//		AccessFlushInterval time.Duration
+//		// Now is the clock. Default time.Now.
+//		Now func() time.Time
+//	}
 type SQLiteOptions = template.SQLiteOptions
 
 // SQLite stores pairs in a SQLite database file, in Hishel's schema
@@ -98,10 +137,9 @@ func init() {
 	})
 }
 
-// WrapSQLite returns this package's API to the SQLite backend over an open
-// store s, so that one store (one bbolt file, which only one opener may hold)
-// can be used through both APIs and package template at once. Closing any of
-// them closes s.
+// WrapSQLite returns this package's API to s, an open SQLite store, so that
+// one SQLite store can be used through both APIs and package template at once:
+// the calls of each reach the same pairs. Closing any of them closes s.
 //
 // async configures how the store's calls run; nil means the defaults.
 func WrapSQLite(s *template.SQLite, async *Options) *SQLite {
@@ -266,19 +304,37 @@ func (x *SQLite) Clear(ctx context.Context) Future[struct{}] {
 	})
 }
 
-// Pairs calls fn for every stored pair, in ID order, whatever its state:
-// incomplete, complete (expired or not) and soft-deleted. The PairInfo has
-// heads and metadata only. It reads in pages and calls fn outside any
-// transaction, so fn may call the storage. An error from fn stops the
-// iteration and is returned.
+// Pairs lists the stored pairs that f matches (the zero Filter: every
+// pair, whatever its state: incomplete, complete, expired or not, and
+// soft-deleted), in ID order, with heads and metadata only. Nothing is read
+// until the listing is consumed; it then reads in pages and hands them out
+// outside any transaction, so the consumer may call the storage between
+// pairs. A bad filter (model.ErrInvalid), a record that does not decode
+// (model.ErrCorrupt), a closed storage or ctx's error ends the listing, as
+// its last item. A filter on Keys is served by the cache_key index and one
+// with Expired by the expiry index; others read every record.
 //
-// Pairs returns at once. The call runs in a goroutine of its own, outside the
-// MaxInFlight bound, so that the function it is given may call the store and
-// its error arrives on the returned [Future], as the Err of exactly one
-// [Result] whose Value is struct{}{}.
-func (x *SQLite) Pairs(ctx context.Context, fn func(model.PairInfo) error) Future[struct{}] {
-	return cacheasync.GoErrUnbounded(x.r, ctx, func(ctx context.Context) error {
-		return x.s.Pairs(ctx, fn)
+// Pairs returns at once with a [Stream]. The iteration runs in a goroutine of
+// its own, outside the MaxInFlight bound (the consumer may call the store
+// between values), at most one value ahead of the consumer; the stream is
+// closed after the last value, and an error arrives in-band as the last
+// [Result]. A consumer that stops early cancels ctx to end the goroutine
+// (Close ends it too).
+func (x *SQLite) Pairs(ctx context.Context, f model.Filter) Stream[model.PairInfo] {
+	return cacheasync.GoSeq(x.r, ctx, x.s.Pairs(ctx, f))
+}
+
+// Delete soft-deletes every pair f matches that is not deleted already,
+// as Remove does, and returns how many: it finds them as Pairs does and
+// removes each in a transaction of its own (backend.Delete). Pairs stored
+// while it runs may or may not be deleted.
+//
+// Delete returns at once. The call runs in a goroutine of its own and its
+// result arrives on the returned [Future], which delivers exactly one
+// [Result].
+func (x *SQLite) Delete(ctx context.Context, f model.Filter) Future[int] {
+	return cacheasync.Go(x.r, ctx, func(ctx context.Context) (int, error) {
+		return x.s.Delete(ctx, f)
 	})
 }
 

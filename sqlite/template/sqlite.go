@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"iter"
 	"math"
 	"math/rand/v2"
 	"net/url"
@@ -1061,54 +1062,75 @@ func (s *SQLite) Clear(ctx context.Context) error {
 	})
 }
 
-// Pairs calls fn for every stored pair, in ID order, whatever its state:
-// incomplete, complete (expired or not) and soft-deleted. The PairInfo has
-// heads and metadata only. It reads in pages and calls fn outside any
-// transaction, so fn may call the storage. An error from fn stops the
-// iteration and is returned.
-func (s *SQLite) Pairs(ctx context.Context, fn func(model.PairInfo) error) error {
-	after := []byte{}
-	for {
-		if err := s.check(ctx); err != nil {
+// Pairs lists the stored pairs that f matches (the zero Filter: every
+// pair, whatever its state: incomplete, complete, expired or not, and
+// soft-deleted), in ID order, with heads and metadata only. Nothing is read
+// until the listing is consumed; it then reads in pages and hands them out
+// outside any transaction, so the consumer may call the storage between
+// pairs. A bad filter (model.ErrInvalid), a record that does not decode
+// (model.ErrCorrupt), a closed storage or ctx's error ends the listing, as
+// its last item. A filter on Keys is served by the cache_key index and one
+// with Expired by the expiry index; others read every record.
+func (s *SQLite) Pairs(ctx context.Context, f model.Filter) iter.Seq2[model.PairInfo, error] {
+	return backend.Finder{
+		All: backend.Paged(listPage, func(ctx context.Context, after []byte, limit int) ([]model.PairInfo, error) {
+			return s.listQuery(ctx, `SELECT id, data, data_crc FROM entries WHERE id > ? ORDER BY id LIMIT ?`, append([]byte{}, after...), limit)
+		}),
+		Key: func(ctx context.Context, key string) ([]model.PairInfo, error) {
+			return s.listQuery(ctx, `SELECT id, data, data_crc FROM entries WHERE cache_key = ? AND state = 2`, []byte(key))
+		},
+		Expired: func(ctx context.Context, now int64) ([]model.PairInfo, error) {
+			return s.listQuery(ctx, `SELECT id, data, data_crc FROM entries
+				WHERE state = 2 AND expires_at IS NOT NULL AND expires_at <= ?`, now)
+		},
+	}.Pairs(ctx, f, s.pol.Now)
+}
+
+// Delete soft-deletes every pair f matches that is not deleted already,
+// as Remove does, and returns how many: it finds them as Pairs does and
+// removes each in a transaction of its own (backend.Delete). Pairs stored
+// while it runs may or may not be deleted.
+func (s *SQLite) Delete(ctx context.Context, f model.Filter) (int, error) {
+	return backend.Delete(ctx, f, s.Pairs, s.Remove)
+}
+
+// listQuery returns the PairInfos of the entries q selects (id, data,
+// data_crc), with the expiry that reads not yet written give them.
+func (s *SQLite) listQuery(ctx context.Context, q string, args ...any) ([]model.PairInfo, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	var infos []model.PairInfo
+	err := func() error {
+		rows, err := s.r.query(ctx, q, args...)
+		if err != nil {
 			return err
 		}
-		var page []model.PairInfo
-		err := func() error {
-			rows, err := s.r.query(ctx, `SELECT id, data, data_crc FROM entries WHERE id > ? ORDER BY id LIMIT ?`, after, listPage)
+		defer rows.Close()
+		for rows.Next() {
+			var idb, data []byte
+			var crc int64
+			if err := rows.Scan(&idb, &data, &crc); err != nil {
+				return err
+			}
+			if len(idb) != len(model.PairID{}) {
+				continue
+			}
+			rec, err := s.decode(model.PairID(idb), data, crc)
 			if err != nil {
-				return err
+				return fmt.Errorf("hishel: pairs: %w", err)
 			}
-			defer rows.Close()
-			for rows.Next() {
-				var idb, data []byte
-				var crc int64
-				if err := rows.Scan(&idb, &data, &crc); err != nil {
-					return err
-				}
-				after = idb
-				if len(idb) != len(model.PairID{}) {
-					continue
-				}
-				rec, err := s.decode(model.PairID(idb), data, crc)
-				if err != nil {
-					return fmt.Errorf("hishel: pairs: %w", err)
-				}
-				page = append(page, rec.Info())
-			}
-			return rows.Err()
-		}()
-		if err != nil {
-			return s.readErr(err)
+			s.accessMu.Lock()
+			pending := s.access[rec.ID]
+			s.accessMu.Unlock()
+			infos = append(infos, backend.Info(rec, pending))
 		}
-		for _, info := range page {
-			if err := fn(info); err != nil {
-				return err
-			}
-		}
-		if len(page) < listPage {
-			return nil
-		}
+		return rows.Err()
+	}()
+	if err != nil {
+		return nil, s.readErr(err)
 	}
+	return infos, nil
 }
 
 // Sync writes the gathered access times. Every other change is committed
