@@ -2,6 +2,7 @@ package template
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -39,16 +40,25 @@ func options(endpoint, table string) *DynamoDBOptions {
 // visible, and the sweep leaves only the stored pairs' chunks.
 //
 // dynalite itself dies when a client's request is cut off (it rethrows
-// the request's "aborted" error), so the writer runs against a dynalite of
-// this test's own, restarted on its data after a kill that took it down:
-// a server crash and a client crash at once.
+// the request's "aborted" error), and it dies some milliseconds after the
+// kill, when it reads the cut-off request: a check that asks whether it is
+// still alive right after the kill may see it alive, and then lose it
+// half-way through the checks. So the writer runs against a dynalite of
+// this test's own, and after every kill the test stops it (waiting until it
+// has exited, whether the kill took it down or not) and starts it again on
+// its data before it checks anything: a server crash and a client crash at
+// once, every time, and no request of the killed writer is still being
+// served while the checks run.
 func TestDynamoDBCrash(t *testing.T) {
 	srv, proc := testserver.OwnDynamoDB(t)
 	cfg := srv.Endpoint + " " + srv.Table
 	var last *DynamoDB
 	proctest.Crash(t, 3, cfg, func(now func() time.Time) (proctest.Store, error) {
-		if err := proc.Start(); err == nil {
-			t.Logf("dynalite died with the writer; restarted on its data")
+		if err := proc.Stop(); err != nil { // it died with the writer: the error says how
+			t.Logf("dynalite, stopped after the kill: %v", err)
+		}
+		if err := proc.Start(); err != nil {
+			return nil, fmt.Errorf("restarting dynalite on its data: %w", err)
 		}
 		o := options(srv.Endpoint, srv.Table)
 		o.Now = now
