@@ -46,10 +46,15 @@ test: test-servers vet
 	$(GO) test -count=1 -run '^TestBoltSweepWorkScales$$' ./template
 
 ## test-backends: the race-enabled suites of the backend modules, each on
-## its real server (MongoDB: FerretDB; DynamoDB: dynalite; S3: versitygw), with the crash
-## and two-process tests
+## its real server (MongoDB: FerretDB; DynamoDB: dynalite; S3: versitygw),
+## with the crash and two-process tests. The modules run at once: their
+## time is mostly the servers' round trips, not CPU. Each module's output
+## is printed whole when it ends.
 test-backends: test-servers
-	@for m in $(BACKEND_MODULES); do echo "== test $$m"; (cd $$m && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 60m ./...) || exit 1; done
+	@$(MAKE) --no-print-directory -j$(words $(BACKEND_MODULES)) --output-sync=target $(addprefix test-backend-,$(BACKEND_MODULES))
+
+test-backend-%:
+	@echo "== test $*"; cd $* && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 60m ./...
 
 ## test-servers: install what the backend tests need, or reuse it: redis-server and
 ## PostgreSQL (Debian), versitygw, FerretDB and dynalite (built once into

@@ -22,7 +22,7 @@ func options(tb testing.TB, o storagetest.Options, gridfs bool) *mongodb.MongoOp
 }
 
 // TestStorage runs the behavioural suite through the blocking API, with
-// bodies in chunk documents and in GridFS.
+// bodies in chunk documents and in GridFS, the two at once.
 func TestStorage(t *testing.T) {
 	for _, gridfs := range []bool{false, true} {
 		name := "documents"
@@ -30,6 +30,7 @@ func TestStorage(t *testing.T) {
 			name = "gridfs"
 		}
 		t.Run(name, func(t *testing.T) {
+			t.Parallel() // each layout in a database of its own; the time is the server's round trips
 			storagetest.Run(t, func(tb testing.TB, o storagetest.Options) storagetest.Store {
 				return storagetest.Opened[storagetest.Store](tb)(mongodb.OpenMongo(context.Background(), options(tb, o, gridfs)))
 			})
