@@ -1,10 +1,14 @@
 package template
 
 import (
+	"bytes"
 	"context"
-	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -39,27 +43,21 @@ func options(endpoint, table string) *DynamoDBOptions {
 // A client process killed at random moments leaves nothing partial
 // visible, and the sweep leaves only the stored pairs' chunks.
 //
-// dynalite itself dies when a client's request is cut off (it rethrows
-// the request's "aborted" error), and it dies some milliseconds after the
-// kill, when it reads the cut-off request: a check that asks whether it is
-// still alive right after the kill may see it alive, and then lose it
-// half-way through the checks. So the writer runs against a dynalite of
-// this test's own, and after every kill the test stops it (waiting until it
-// has exited, whether the kill took it down or not) and starts it again on
-// its data before it checks anything: a server crash and a client crash at
-// once, every time, and no request of the killed writer is still being
-// served while the checks run.
+// DynamoDB applies every request it has received whole, and none it has
+// not. dynalite does not: a client's request cut off by the kill makes it
+// die, some milliseconds later, between the writes of one request (it
+// writes an item's index entries and the item one after the other), which
+// real DynamoDB never does. So the writer talks to dynalite through a
+// proxy that forwards only whole requests, each to its end whatever the
+// client does, and after every kill the test waits until the proxy has
+// answered every request of the killed writer before it checks anything.
 func TestDynamoDBCrash(t *testing.T) {
-	srv, proc := testserver.OwnDynamoDB(t)
-	cfg := srv.Endpoint + " " + srv.Table
+	srv := testserver.DynamoDB(t)
+	proxy := newWholeProxy(t, srv.Endpoint)
+	cfg := proxy.url + " " + srv.Table
 	var last *DynamoDB
 	proctest.Crash(t, 3, cfg, func(now func() time.Time) (proctest.Store, error) {
-		if err := proc.Stop(); err != nil { // it died with the writer: the error says how
-			t.Logf("dynalite, stopped after the kill: %v", err)
-		}
-		if err := proc.Start(); err != nil {
-			return nil, fmt.Errorf("restarting dynalite on its data: %w", err)
-		}
+		proxy.drain()
 		o := options(srv.Endpoint, srv.Table)
 		o.Now = now
 		s, err := OpenDynamoDB(context.Background(), o)
@@ -67,6 +65,75 @@ func TestDynamoDBCrash(t *testing.T) {
 		return s, err
 	})
 	checkChunks(t, last)
+}
+
+// wholeProxy is an HTTP proxy that forwards a request only once it has
+// read it whole, and forwards it to its end on a context of its own, so
+// that a client killed in the middle of a request never cuts one off.
+type wholeProxy struct {
+	url    string
+	target string
+	srv    *httptest.Server
+
+	mu       sync.Mutex
+	draining bool
+	busy     sync.WaitGroup // the requests being forwarded
+}
+
+func newWholeProxy(t *testing.T, target string) *wholeProxy {
+	p := &wholeProxy{target: strings.TrimSuffix(target, "/")}
+	p.srv = httptest.NewServer(http.HandlerFunc(p.serve))
+	t.Cleanup(p.srv.Close)
+	p.url = p.srv.URL
+	return p
+}
+
+func (p *wholeProxy) serve(w http.ResponseWriter, r *http.Request) {
+	p.mu.Lock()
+	if p.draining {
+		p.mu.Unlock()
+		http.Error(w, "draining", http.StatusServiceUnavailable)
+		return
+	}
+	p.busy.Add(1)
+	p.mu.Unlock()
+	defer p.busy.Done()
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return // cut off: never forwarded
+	}
+	out, err := http.NewRequestWithContext(context.WithoutCancel(r.Context()), r.Method, p.target+r.URL.RequestURI(), bytes.NewReader(body))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	out.Header = r.Header.Clone()
+	out.Host = r.Host // the host the client signed
+	resp, err := http.DefaultTransport.RoundTrip(out)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	for k, v := range resp.Header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(resp.StatusCode)
+	_, _ = io.Copy(w, resp.Body) // the client may be gone: the request was applied
+}
+
+// drain closes every client connection (a request left unread in one is
+// never forwarded) and waits until every request being forwarded has been
+// answered: after it, no request of a killed client can still land.
+func (p *wholeProxy) drain() {
+	p.mu.Lock()
+	p.draining = true
+	p.mu.Unlock()
+	p.srv.CloseClientConnections()
+	p.busy.Wait()
+	p.mu.Lock()
+	p.draining = false
+	p.mu.Unlock()
 }
 
 // checkChunks opens s's table again and checks that the chunks left are
