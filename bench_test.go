@@ -45,7 +45,11 @@ func get(c *http.Client, url string) error {
 }
 
 // compare runs subject and plain b.N times each, in interleaved rounds.
-func compare(b *testing.B, subject, plain func(i int) error) {
+func compare(b *testing.B, subject, plain func(i int) error) { compareWith(b, subject, plain, "plain") }
+
+// compareWith is compare with the baseline named base in the metrics:
+// base-ns/op, x-base and added-ns/op.
+func compareWith(b *testing.B, subject, plain func(i int) error, base string) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	var ts, tp time.Duration
@@ -67,8 +71,8 @@ func compare(b *testing.B, subject, plain func(i int) error) {
 		ts += t1.Sub(t0)
 		tp += time.Since(t1)
 	}
-	b.ReportMetric(float64(tp.Nanoseconds())/float64(b.N), "plain-ns/op")
-	b.ReportMetric(float64(ts)/float64(tp), "x-plain")
+	b.ReportMetric(float64(tp.Nanoseconds())/float64(b.N), base+"-ns/op")
+	b.ReportMetric(float64(ts)/float64(tp), "x-"+base)
 	b.ReportMetric(float64((ts-tp).Nanoseconds())/float64(b.N), "added-ns/op")
 }
 

@@ -331,6 +331,9 @@ func (f *flight) begin(req *http.Request, mreq model.Request, sn statemachine.St
 		if st.TTL != 0 {
 			sreq.Options.TTL = st.TTL
 		}
+		if m := st.MaxTTL; m > 0 && (sreq.Options.MaxTTL <= 0 || m < sreq.Options.MaxTTL) {
+			sreq.Options.MaxTTL = m // a response of no use after m is reclaimed then
+		}
 		saver = f.startStoring(req, sreq, h, origin)
 	}
 	if saver != nil {

@@ -4,14 +4,16 @@
 //
 // # Buckets
 //
-//	meta        "format" → format version (1 byte); "stats" → counters;
-//	            "nonce" → the highest pair nonce handed out (8 bytes)
-//	pairs       pair id (16 bytes) → record (see EncodeRecord)
+//	meta        "format" → format version (1 byte); "stats" → counters ‖
+//	            CRC-32C; "nonce" → the highest pair nonce handed out
+//	            (8 bytes) ‖ CRC-32C
+//	pairs       pair id (16 bytes) → record ‖ CRC-32C (see EncodeRecord)
 //	keys        sha256(cache key) ‖ pair id → empty; complete, live pairs,
 //	            and pairs deleted since whose entry is in stale
-//	chunks      big-endian pair nonce ‖ kind ‖ big-endian seq → body bytes;
-//	            seq MarkerSeq is the completion marker and sorts last. A
-//	            body that ended empty has neither chunks nor marker: its
+//	chunks      big-endian pair nonce ‖ kind ‖ big-endian seq ‖ CRC-32C of
+//	            those and the value → body bytes (see ChunkKey); seq
+//	            MarkerSeq is the completion marker and sorts last. A body
+//	            that ended empty has neither chunks nor marker: its
 //	            record's done flag and size 0 say all there is
 //	expiry      big-endian expiry time ‖ pair id → empty (pairs with a TTL)
 //	deleted     big-endian deletion time ‖ pair id → empty (soft-deleted)
@@ -36,9 +38,27 @@
 //
 // # Records
 //
-// A record starts with its format version. [DecodeRecord] rejects unknown
-// versions with [model.ErrFormatVersion] and malformed bytes with
-// [model.ErrCorrupt]; it never panics and never allocates more than the
-// input's size suggests. Values read from bbolt are only valid inside their
-// transaction: every decoder here copies what it keeps.
+// A record starts with its format version and ends with the CRC-32C of
+// what precedes it. [DecodeRecord] rejects a record whose checksum fails,
+// or that is malformed, with [model.ErrCorrupt], and one of another
+// version with [model.ErrFormatVersion]; it never panics and never
+// allocates more than the input's size suggests. A cache key that holds
+// the URL is stored as what surrounds it, so the URL is stored once.
+// Values read from bbolt are only valid inside their transaction: every
+// decoder here copies what it keeps.
+//
+// # Checksums
+//
+// Every value hishel reads back carries a CRC-32C (backend.Checksum): a
+// record and the stats and nonce values at their end, a chunk and a
+// completion marker in their key, so that a chunk is stored as the very
+// bytes its body gave. [CheckChunk] verifies a chunk.
+//
+// # Damaged files
+//
+// bbolt trusts its file. [CheckFile] reads a file with plain reads and
+// checks the structure bbolt relies on (meta pages, free list, branch
+// pages, bucket headers, and every page when bbolt is about to walk the
+// whole tree), so that opening and reading a damaged file is an error,
+// never a crash or a hang.
 package bolt

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"math"
 	"time"
 
@@ -11,8 +12,38 @@ import (
 )
 
 // FormatVersion is the version of the database layout and record encoding
-// written by this package.
-const FormatVersion byte = 2
+// written by this package. Version 3 added checksums to records, chunks
+// and the meta values, and stores a record's URL once.
+const FormatVersion byte = 3
+
+// CRCLen is the length of a checksum: CRC-32C, little endian.
+const CRCLen = 4
+
+// castagnoli is the CRC-32C table, computed with CPU instructions where
+// the platform has them. It is the checksum of backend.Checksum, which this
+// package (a layer below backend) cannot import.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// checksum returns the CRC-32C of p.
+func checksum(p []byte) uint32 { return crc32.Checksum(p, castagnoli) }
+
+// appendCRC appends the CRC-32C of b to b.
+func appendCRC(b []byte) []byte {
+	return binary.LittleEndian.AppendUint32(b, checksum(b))
+}
+
+// checkCRC checks that b ends with the CRC-32C of what precedes it, and
+// returns what precedes it.
+func checkCRC(b []byte, what string) ([]byte, error) {
+	if len(b) < CRCLen {
+		return nil, fmt.Errorf("%s of %d bytes: %w", what, len(b), model.ErrCorrupt)
+	}
+	body := b[:len(b)-CRCLen]
+	if checksum(body) != binary.LittleEndian.Uint32(b[len(body):]) {
+		return nil, fmt.Errorf("%s: checksum mismatch: %w", what, model.ErrCorrupt)
+	}
+	return body, nil
+}
 
 // Bucket names.
 var (
@@ -33,10 +64,31 @@ var (
 	// MetaFormat and MetaStats are the keys of the meta bucket.
 	MetaFormat = []byte("format")
 	MetaStats  = []byte("stats")
-	// MetaNonce holds the highest pair nonce ever handed out (8 bytes, big
-	// endian), so that a reopened database never hands one out again.
+	// MetaNonce holds the highest pair nonce ever handed out (see
+	// EncodeNonce), so that a reopened database never hands one out again.
 	MetaNonce = []byte("nonce")
 )
+
+// EncodeNonce encodes the MetaNonce value: 8 bytes, big endian, and a
+// checksum.
+func EncodeNonce(n uint64) []byte {
+	return appendCRC(binary.BigEndian.AppendUint64(make([]byte, 0, 8+CRCLen), n))
+}
+
+// DecodeNonce decodes the MetaNonce value; nil is 0.
+func DecodeNonce(b []byte) (uint64, error) {
+	if b == nil {
+		return 0, nil
+	}
+	v, err := checkCRC(b, "nonce")
+	if err != nil {
+		return 0, err
+	}
+	if len(v) != 8 {
+		return 0, fmt.Errorf("nonce of %d bytes: %w", len(v), model.ErrCorrupt)
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
 
 // Index says which index a stale bucket entry is from.
 type Index byte
@@ -86,11 +138,14 @@ const MarkerSeq = math.MaxUint64
 
 // Sizes of the fixed-length keys.
 const (
-	IDLen       = 16
-	HashLen     = sha256.Size
-	KeysKeyLen  = HashLen + IDLen
-	ChunkKeyLen = 8 + 1 + 8
-	TimeKeyLen  = 8 + IDLen
+	IDLen      = 16
+	HashLen    = sha256.Size
+	KeysKeyLen = HashLen + IDLen
+	// ChunkSeekLen is the length of a chunk's position (ChunkSeek), and
+	// ChunkKeyLen of its key: the position and a checksum.
+	ChunkSeekLen = 8 + 1 + 8
+	ChunkKeyLen  = ChunkSeekLen + CRCLen
+	TimeKeyLen   = 8 + IDLen
 )
 
 // KeyHash is the hash under which a cache key is indexed.
@@ -104,29 +159,61 @@ func KeysKey(h [HashLen]byte, id model.PairID) []byte {
 	return k
 }
 
-// ChunkKey returns the chunks-bucket key of chunk seq of a body of the pair
-// whose record has the given nonce. Chunks are keyed by nonce, not by pair
-// ID: nonces are handed out in increasing order, so the chunks of pairs
-// written together are neighbours in the B-tree, a commit appends to a few
-// leaves instead of rewriting one random leaf per pair, and a sweep of pairs
-// written together frees whole leaves.
-func ChunkKey(nonce uint64, kind Kind, seq uint64) []byte {
-	k := make([]byte, ChunkKeyLen)
+// ChunkKey returns the chunks-bucket key of chunk seq, holding v, of a body
+// of the pair whose record has the given nonce: the chunk's position
+// (ChunkSeek) and the CRC-32C of the position and v. The checksum rides in
+// the key so that a chunk is stored as the very bytes the body gave, never
+// copied to make room for it; [CheckChunk] verifies it.
+//
+// Chunks are keyed by nonce, not by pair ID: nonces are handed out in
+// increasing order, so the chunks of pairs written together are neighbours
+// in the B-tree, a commit appends to a few leaves instead of rewriting one
+// random leaf per pair, and a sweep of pairs written together frees whole
+// leaves.
+func ChunkKey(nonce uint64, kind Kind, seq uint64, v []byte) []byte {
+	k := make([]byte, ChunkSeekLen, ChunkKeyLen)
+	putChunkSeek(k, nonce, kind, seq)
+	crc := crc32.Update(checksum(k), castagnoli, v)
+	return binary.LittleEndian.AppendUint32(k, crc)
+}
+
+// ChunkSeek returns the position of chunk seq in the chunks bucket: the
+// prefix of its key, to Seek to.
+func ChunkSeek(nonce uint64, kind Kind, seq uint64) []byte {
+	k := make([]byte, ChunkSeekLen)
+	putChunkSeek(k, nonce, kind, seq)
+	return k
+}
+
+func putChunkSeek(k []byte, nonce uint64, kind Kind, seq uint64) {
 	binary.BigEndian.PutUint64(k, nonce)
 	k[8] = byte(kind)
 	binary.BigEndian.PutUint64(k[9:], seq)
-	return k
 }
 
 // ChunkPrefix returns the prefix shared by every chunk key of a pair.
 func ChunkPrefix(nonce uint64) []byte { return binary.BigEndian.AppendUint64(nil, nonce) }
 
-// ParseChunkKey splits a chunks-bucket key.
+// ParseChunkKey splits a chunks-bucket key. It does not verify the
+// checksum (see CheckChunk).
 func ParseChunkKey(k []byte) (nonce uint64, kind Kind, seq uint64, err error) {
 	if len(k) != ChunkKeyLen {
 		return 0, 0, 0, fmt.Errorf("chunk key of %d bytes, want %d: %w", len(k), ChunkKeyLen, model.ErrCorrupt)
 	}
 	return binary.BigEndian.Uint64(k), Kind(k[8]), binary.BigEndian.Uint64(k[9:]), nil
+}
+
+// CheckChunk verifies that chunk key k carries the checksum of its
+// position and of v, the value stored under it.
+func CheckChunk(k, v []byte) error {
+	if len(k) != ChunkKeyLen {
+		return fmt.Errorf("chunk key of %d bytes, want %d: %w", len(k), ChunkKeyLen, model.ErrCorrupt)
+	}
+	crc := crc32.Update(checksum(k[:ChunkSeekLen]), castagnoli, v)
+	if crc != binary.LittleEndian.Uint32(k[ChunkSeekLen:]) {
+		return fmt.Errorf("chunk %x: checksum mismatch: %w", k[:ChunkSeekLen], model.ErrCorrupt)
+	}
+	return nil
 }
 
 // TimeKey returns an index key ordering t (at nanosecond precision, before
@@ -209,13 +296,13 @@ func DecodeMarker(b []byte) (Marker, error) {
 // Stats are the counters kept in the meta bucket.
 type Stats = model.Stats
 
-// EncodeStats encodes the counters.
+// EncodeStats encodes the counters, with a checksum.
 func EncodeStats(s Stats) []byte {
 	b := []byte{FormatVersion}
 	b = binary.AppendUvarint(b, uint64(s.Pairs))
 	b = binary.AppendUvarint(b, uint64(s.Incomplete))
 	b = binary.AppendUvarint(b, uint64(s.Deleted))
-	return binary.AppendUvarint(b, uint64(s.Bytes))
+	return appendCRC(binary.AppendUvarint(b, uint64(s.Bytes)))
 }
 
 // DecodeStats decodes the counters; a nil value is all zeros.
@@ -223,6 +310,10 @@ func DecodeStats(b []byte) (Stats, error) {
 	var s Stats
 	if b == nil {
 		return s, nil
+	}
+	b, err := checkCRC(b, "stats")
+	if err != nil {
+		return s, err
 	}
 	d := decoder{b: b}
 	if err := d.version(); err != nil {

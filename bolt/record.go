@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hishel-go/hishel/model"
@@ -36,6 +37,9 @@ type Record struct {
 	// and readers use it to notice a replaced pair.
 	Nonce uint64
 	Flags uint8
+	// Rev counts the changes UpdatePair made to the pair's heads: an
+	// UpdatePairFunc whose function ran on an older revision is tried again.
+	Rev uint64
 
 	Created, Completed, Deleted, Expires, LastAccess int64
 	// TTL is the effective TTL in nanoseconds, 0 for none; Refresh whether
@@ -101,8 +105,9 @@ func (r *Record) Info() model.PairInfo {
 // accounting and buffer sizing without encoding: every varint counted at
 // its largest.
 func RecordSizeHint(r *Record) int {
-	// The fixed fields and the three string lengths: 178 bytes at most.
-	n := 192 + len(r.Key) + len(r.Method) + len(r.URL)
+	// The fixed fields, the string lengths and the checksum: 214 bytes at
+	// most.
+	n := 224 + len(r.Key) + len(r.Method) + len(r.URL)
 	for _, h := range [...]http.Header{r.ReqHeader, r.RespHeader} {
 		for k, vs := range h {
 			n += len(k) + 2*binary.MaxVarintLen64
@@ -114,14 +119,18 @@ func RecordSizeHint(r *Record) int {
 	return n
 }
 
-// EncodeRecord encodes r. Header field names are written in sorted order and
-// every value of a field separately, so a decoded record has the same header.
+// EncodeRecord encodes r, with a checksum at its end. Header field names
+// are written in sorted order and every value of a field separately, so a
+// decoded record has the same header. A cache key that contains the URL
+// (as hishel's default keys do) is written as what surrounds the URL, so
+// that the URL is stored once.
 func EncodeRecord(r *Record) []byte {
 	b := make([]byte, 0, RecordSizeHint(r))
 	b = append(b, FormatVersion)
 	b = append(b, r.ID[:]...)
 	b = binary.BigEndian.AppendUint64(b, r.Nonce)
 	b = append(b, r.Flags)
+	b = binary.AppendUvarint(b, r.Rev)
 	for _, t := range [...]int64{r.Created, r.Completed, r.Deleted, r.Expires, r.LastAccess, r.TTL} {
 		b = binary.AppendVarint(b, t)
 	}
@@ -130,18 +139,32 @@ func EncodeRecord(r *Record) []byte {
 	} else {
 		b = append(b, 0)
 	}
-	b = appendString(b, r.Key)
 	b = appendString(b, r.Method)
 	b = appendString(b, r.URL)
+	if i := strings.Index(r.Key, r.URL); r.URL != "" && i >= 0 {
+		b = append(b, keyAroundURL)
+		b = appendString(b, r.Key[:i])
+		b = appendString(b, r.Key[i+len(r.URL):])
+	} else {
+		b = append(b, keyWhole)
+		b = appendString(b, r.Key)
+	}
 	b = appendHeader(b, r.ReqHeader)
 	b = binary.AppendVarint(b, int64(r.ReqOptions.TTL))
 	b = append(b, byte(r.ReqOptions.Refresh))
+	b = binary.AppendVarint(b, int64(r.ReqOptions.MaxTTL))
 	b = binary.AppendVarint(b, int64(r.Status))
 	b = appendHeader(b, r.RespHeader)
 	b = binary.AppendVarint(b, r.ReqSize)
 	b = binary.AppendVarint(b, r.RespSize)
-	return b
+	return appendCRC(b)
 }
+
+// How a record holds its cache key.
+const (
+	keyWhole     byte = 0 // the key
+	keyAroundURL byte = 1 // what precedes the URL in the key, and what follows it
+)
 
 func appendString(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
@@ -168,9 +191,19 @@ func appendHeader(b []byte, h http.Header) []byte {
 }
 
 // DecodeRecord decodes a record, copying everything it keeps out of b.
-// Malformed input yields an error wrapping [model.ErrCorrupt]; a record of
-// another format version, one wrapping [model.ErrFormatVersion].
+// A record whose checksum fails, or that is malformed, yields an error
+// wrapping [model.ErrCorrupt]; a record of another format version (with a
+// good checksum), one wrapping [model.ErrFormatVersion].
 func DecodeRecord(b []byte) (*Record, error) {
+	b, err := checkCRC(b, "record")
+	if err != nil {
+		return nil, err
+	}
+	return decodeRecord(b)
+}
+
+// decodeRecord decodes a record whose checksum has been checked and cut off.
+func decodeRecord(b []byte) (*Record, error) {
 	d := decoder{b: b, str: string(b)}
 	if err := d.version(); err != nil {
 		return nil, fmt.Errorf("record: %w", err)
@@ -182,6 +215,7 @@ func DecodeRecord(b []byte) (*Record, error) {
 	if d.err == nil && r.Flags&^flagsKnown != 0 {
 		d.fail("unknown flags")
 	}
+	r.Rev = d.uvarint()
 	for _, t := range [...]*int64{&r.Created, &r.Completed, &r.Deleted, &r.Expires, &r.LastAccess, &r.TTL} {
 		*t = d.varint()
 	}
@@ -192,15 +226,24 @@ func DecodeRecord(b []byte) (*Record, error) {
 	default:
 		d.fail("bad refresh flag")
 	}
-	r.Key = d.string()
 	r.Method = d.string()
 	r.URL = d.string()
+	switch d.byte() {
+	case keyWhole:
+		r.Key = d.string()
+	case keyAroundURL:
+		pre, suf := d.string(), d.string()
+		r.Key = pre + r.URL + suf
+	default:
+		d.fail("bad key encoding")
+	}
 	r.ReqHeader = d.header()
 	r.ReqOptions.TTL = time.Duration(d.varint())
 	r.ReqOptions.Refresh = model.Refresh(d.byte())
 	if d.err == nil && r.ReqOptions.Refresh > model.NoRefresh {
 		d.fail("bad refresh option")
 	}
+	r.ReqOptions.MaxTTL = time.Duration(d.varint())
 	status := d.varint()
 	if d.err == nil && (status < 0 || status > 999) {
 		d.fail("status out of range")
@@ -209,7 +252,7 @@ func DecodeRecord(b []byte) (*Record, error) {
 	r.RespHeader = d.header()
 	r.ReqSize = d.varint()
 	r.RespSize = d.varint()
-	if d.err == nil && (r.ReqSize < 0 || r.RespSize < 0 || r.TTL < 0) {
+	if d.err == nil && (r.ReqSize < 0 || r.RespSize < 0 || r.TTL < 0 || r.ReqOptions.MaxTTL < 0) {
 		d.fail("negative size or ttl")
 	}
 	if d.err == nil && len(d.b) != 0 {
@@ -225,19 +268,50 @@ func DecodeRecord(b []byte) (*Record, error) {
 // against its pair needs, without the headers.
 type RecordHead struct {
 	Flags      uint8
+	Completed  int64
 	LastAccess int64
-	Key        []byte // a part of the input, not a copy
+	// The cache key is pre ‖ url ‖ suf when around is set, pre otherwise:
+	// parts of the input, not copies.
+	pre, url, suf []byte
+	around        bool
+}
+
+// Head returns r's head, as DecodeRecordHead(EncodeRecord(r)) would.
+func (r *Record) Head() RecordHead {
+	return RecordHead{Flags: r.Flags, Completed: r.Completed, LastAccess: r.LastAccess, pre: []byte(r.Key)}
 }
 
 // State returns the pair's life state, as Record.State does.
 func (h RecordHead) State() model.PairState { return (&Record{Flags: h.Flags}).State() }
 
+// KeyIs reports whether the record's cache key is key.
+func (h RecordHead) KeyIs(key string) bool {
+	if !h.around {
+		return string(h.pre) == key
+	}
+	n := len(h.pre)
+	return len(key) == n+len(h.url)+len(h.suf) && key[:n] == string(h.pre) &&
+		key[n:n+len(h.url)] == string(h.url) && key[n+len(h.url):] == string(h.suf)
+}
+
+// Key returns the record's cache key.
+func (h RecordHead) Key() string {
+	if !h.around {
+		return string(h.pre)
+	}
+	return string(h.pre) + string(h.url) + string(h.suf)
+}
+
 // DecodeRecordHead decodes the head of record b, up to and including its
-// cache key, and nothing after it: a record DecodeRecord accepts gives the
-// same flags, last access and key; one it rejects may decode here if the
-// fault lies past the key. Errors wrap model.ErrCorrupt or
-// model.ErrFormatVersion, as DecodeRecord's do.
+// cache key, and nothing after it, once b's checksum is verified: a
+// record DecodeRecord accepts gives the same flags, last access and key;
+// one it rejects may decode here if the fault lies past the key. Errors
+// wrap model.ErrCorrupt or model.ErrFormatVersion, as DecodeRecord's do.
 func DecodeRecordHead(b []byte) (RecordHead, error) {
+	b, err := checkCRC(b, "record")
+	if err != nil {
+		return RecordHead{}, err
+	}
 	d := decoder{b: b}
 	if err := d.version(); err != nil {
 		return RecordHead{}, fmt.Errorf("record: %w", err)
@@ -248,8 +322,11 @@ func DecodeRecordHead(b []byte) (RecordHead, error) {
 	if d.err == nil && h.Flags&^flagsKnown != 0 {
 		d.fail("unknown flags")
 	}
+	d.uvarint()        // Rev
 	for i := range 6 { // Created, Completed, Deleted, Expires, LastAccess, TTL
 		switch v := d.varint(); {
+		case i == 1:
+			h.Completed = v
 		case i == 4:
 			h.LastAccess = v
 		case i == 5 && v < 0 && d.err == nil:
@@ -259,7 +336,18 @@ func DecodeRecordHead(b []byte) (RecordHead, error) {
 	if r := d.byte(); d.err == nil && r > 1 {
 		d.fail("bad refresh flag")
 	}
-	h.Key = d.bytes(d.length())
+	d.bytes(d.length()) // method
+	h.url = d.bytes(d.length())
+	switch d.byte() {
+	case keyWhole:
+		h.pre = d.bytes(d.length())
+	case keyAroundURL:
+		h.around = true
+		h.pre = d.bytes(d.length())
+		h.suf = d.bytes(d.length())
+	default:
+		d.fail("bad key encoding")
+	}
 	if d.err != nil {
 		return RecordHead{}, fmt.Errorf("record: %w", d.err)
 	}

@@ -59,12 +59,17 @@ import (
 //		// IncompleteAge is how old an incomplete pair gets before a sweep
 //		// removes it. Default 1 hour.
 //		IncompleteAge time.Duration
-//		// MaxBytes is a budget for stored body bytes; beyond it the least
-//		// recently used pairs are evicted. Zero: no budget.
+//		// MaxBytes is a budget for the bytes stored: every pair's cache key,
+//		// method, URL, header fields and bodies (see model.Stats.Bytes).
+//		// Beyond it the least recently used pairs are evicted. Zero: no budget.
 //		MaxBytes int64
 //		// MaxPairs caps the live complete pairs: beyond it the least recently
 //		// used pairs are evicted, as for MaxBytes. Zero: no cap.
 //		MaxPairs int
+//		// MaxVariants is the most complete pairs kept under one cache key
+//		// (Vary variants): storing one more evicts the least recently used
+//		// others beyond it. Default DefaultMaxVariants; negative: no cap.
+//		MaxVariants int
 //
 //		// ChunkSize is the size of stored body chunks. Default 64 KiB.
 //		ChunkSize int
@@ -82,6 +87,16 @@ import (
 //		// elsewhere; negative: none (bbolt maps the file as it grows, from 32
 //		// KiB up).
 //		InitialMmapSize int
+//		// Rebuild makes OpenBolt move a damaged database file aside and start
+//		// with an empty one, where it would fail with model.ErrCorrupt (or
+//		// with model.ErrFormatVersion for a file of an older format, which this
+//		// build cannot read). The file is renamed to Path plus
+//		// ".damaged-YYYYMMDDTHHMMSSZ" and the move is logged. For caches,
+//		// which can be rebuilt; off by default.
+//		Rebuild bool
+//		// Logger gets a record when Rebuild moves a file aside. Default
+//		// slog.Default().
+//		Logger *slog.Logger
 //		// Now is the clock. Default time.Now.
 //		Now func() time.Time
 //	}
@@ -107,8 +122,10 @@ type Bolt struct {
 
 // OpenBolt opens (creating if needed) the database at opts.Path and starts
 // its writer and maintenance goroutines. A file held by another process gives
-// model.ErrLocked; a file that is not a hishel database, model.ErrCorrupt; one
-// written by a newer format, model.ErrFormatVersion.
+// model.ErrLocked; a damaged file, or one that is not a hishel database,
+// model.ErrCorrupt (unless opts.Rebuild); one written by another format,
+// model.ErrFormatVersion. A damaged file never crashes the process: see
+// package bolt's CheckFile, and the checksums of records and chunks.
 func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 	s, err := template.OpenBolt(ctx, opts)
 	if err != nil {
@@ -120,13 +137,14 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 // OpenBoltURL opens the Bolt that a store URL names (see cache.Open):
 // bolt:///absolute/path/cache.db, bolt:relative/path.db, or bolt: alone for
 // the default file. Its query parameters set BoltOptions: the shared
-// ttl, refresh, sweep, retention, incomplete-age, max-bytes, max-pairs and
-// chunk-size (see package backend's Query.Settings), and
+// ttl, refresh, sweep, retention, incomplete-age, max-bytes, max-pairs,
+// max-variants and chunk-size (see package backend's Query.Settings), and
 //
 //	nosync=BOOL             NoSync
 //	open-timeout=DURATION   OpenTimeout
 //	access-flush=DURATION   AccessFlushInterval
 //	mmap-size=N             InitialMmapSize (KiB, MiB, GiB suffixes allowed)
+//	rebuild=BOOL            Rebuild
 //
 // as in bolt:///var/cache/hishel.db?ttl=1h&max-bytes=512MiB. A bad URL
 // fails with model.ErrInvalid.
@@ -202,6 +220,13 @@ func (b *Bolt) AddResponse(ctx context.Context, id model.PairID, resp model.Resp
 // restarts the pair's TTL if the pair refreshes on access, and moves it to
 // the back of the eviction order (access times are written in batches).
 // The pairs' header maps are the caller's own to change.
+//
+// GetPairs decodes the heads of the pairs under key and reads none of
+// their bodies, so that a key with many variants costs their heads, not
+// their bodies; but when there is one pair, which the caller is about to
+// read, it reads up to 64 KiB of its bodies in the same read transaction.
+// A pair whose record fails its checksum makes GetPairs fail with
+// model.ErrCorrupt; the next sweep removes it.
 func (b *Bolt) GetPairs(ctx context.Context, key string) ([]model.CompletePair, error) {
 	return b.s.GetPairs(ctx, key)
 }
@@ -227,11 +252,17 @@ func (b *Bolt) UpdatePair(ctx context.Context, id model.PairID, pair model.Compl
 }
 
 // UpdatePairFunc is UpdatePair with the new value computed by fn from the
-// stored pair, in the same transaction (a read-modify-write no other write
-// can interleave with). fn receives the pair with nil bodies; it runs on the
-// storage's writer goroutine, so it must be quick and must not call the
-// storage. If fn returns an error, nothing changes and UpdatePairFunc returns
-// that error.
+// stored pair, as one atomic read-modify-write: fn gets the pair as
+// stored, and its result is stored only if no other UpdatePair changed the
+// pair meanwhile; otherwise fn is called again with the new value (up to
+// 64 times, then model.ErrConflict). fn receives the pair with nil bodies
+// and header maps of its own. It runs in the caller's goroutine, holding
+// nothing: it may call the storage, even UpdatePair on the same pair
+// (which makes it run again). If fn leaves Meta.Expires as it was given,
+// the stored expiry is kept (a read may have refreshed it meanwhile). If
+// fn returns an error, nothing changes and UpdatePairFunc returns that
+// error; a panic in fn is an error too. ctx is checked before each call
+// of fn and governs the write.
 func (b *Bolt) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(model.CompletePair) (model.CompletePair, error)) (model.CompletePair, error) {
 	return b.s.UpdatePairFunc(ctx, id, fn)
 }
@@ -246,9 +277,10 @@ func (b *Bolt) Remove(ctx context.Context, id model.PairID) error {
 
 // Cleanup runs a sweep now and reports what it did: expired pairs are
 // soft-deleted, soft-deleted pairs past DeletedRetention and incomplete pairs
-// older than IncompleteAge are removed, and pairs beyond MaxBytes are
-// evicted. It works in small transactions, so readers and writers are never
-// held up for long, and its cost is proportional to what it removes. The
+// older than IncompleteAge are removed, pairs beyond MaxBytes or MaxPairs
+// are evicted, and pairs that reads found damaged (ErrCorrupt) are removed.
+// It works in small transactions, so readers and writers are never held up
+// for long, and its cost is proportional to what it removes. The
 // keys and access index entries of pairs gone are deleted in batches, once
 // there are as many as an eighth of the pairs (and at least 4096).
 func (b *Bolt) Cleanup(ctx context.Context) (model.SweepResult, error) {
@@ -309,8 +341,12 @@ func (b *Bolt) Delete(ctx context.Context, f model.Filter) (int, error) {
 }
 
 // Close writes gathered access times, stops the background goroutines,
-// waits for pending writes to commit and closes the file. Bodies still being
-// read or stored fail with model.ErrClosed. Close is idempotent.
+// waits for pending writes to commit, writes the free list to the file (so
+// that the next open need not rebuild it) and closes the file. Bodies
+// still being read or stored fail with model.ErrClosed. Close is
+// idempotent. If the file was found damaged as a write failed, Close
+// closes the file under bbolt, which cannot close with the failed
+// transaction open, and reports the damage.
 func (b *Bolt) Close() error {
 	return b.s.Close()
 }

@@ -32,13 +32,18 @@ import (
 //		// IncompleteAge is how old an incomplete pair gets before a sweep
 //		// removes it. Default 1 hour.
 //		IncompleteAge time.Duration
-//		// MaxBytes is a budget for stored body bytes; beyond it the least
-//		// recently used pairs are evicted. Zero: no budget.
+//		// MaxBytes is a budget for the bytes stored: every pair's cache key,
+//		// method, URL, header fields and bodies (see model.Stats.Bytes).
+//		// Beyond it the least recently used pairs are evicted. Zero: no budget.
 //		MaxBytes int64
 //		// MaxPairs caps the live complete pairs, like the capacity of Hishel's
 //		// in-memory storage (128 there): storing one more evicts the least
 //		// recently used (stored or read) pair at once. Zero: no cap.
 //		MaxPairs int
+//		// MaxVariants is the most complete pairs kept under one cache key
+//		// (Vary variants): storing one more evicts the least recently used
+//		// others beyond it. Default DefaultMaxVariants; negative: no cap.
+//		MaxVariants int
 //		// ChunkSize is the size of stored body chunks. Default 64 KiB.
 //		ChunkSize int
 //		// Now is the clock. Default time.Now.
@@ -233,10 +238,17 @@ func (m *Memory) UpdatePair(ctx context.Context, id model.PairID, pair model.Com
 }
 
 // UpdatePairFunc is UpdatePair with the new value computed by fn from the
-// stored pair, atomically (no other write can interleave). fn receives the
-// pair with nil bodies; it runs with the storage locked, so it must be quick
-// and must not call the storage. If fn returns an error, nothing changes and
-// UpdatePairFunc returns that error.
+// stored pair, as one atomic read-modify-write: fn gets the pair as
+// stored, and its result is stored only if no other UpdatePair changed the
+// pair meanwhile; otherwise fn is called again with the new value (up to
+// 64 times, then model.ErrConflict). fn receives the pair with nil bodies
+// and header maps of its own. It runs in the caller's goroutine, holding
+// nothing: it may call the storage, even UpdatePair on the same pair
+// (which makes it run again). If fn leaves Meta.Expires as it was given,
+// the stored expiry is kept (a read may have refreshed it meanwhile). If
+// fn returns an error, nothing changes and UpdatePairFunc returns that
+// error; a panic in fn is an error too. ctx is checked before each call
+// of fn and before the write.
 //
 // UpdatePairFunc returns at once. The call runs in a goroutine of its own,
 // outside the MaxInFlight bound, so that the function it is given may call the

@@ -228,7 +228,7 @@ func (d *DynamoDB) Sync(ctx context.Context) error {
 	return d.s.Sync(ctx)
 }
 
-// Stats counts the stored pairs by state and their body bytes, from a
+// Stats counts the stored pairs by state and their bytes (heads and bodies, backend.Size), from a
 // strongly consistent scan of the table.
 func (d *DynamoDB) Stats(ctx context.Context) (model.Stats, error) {
 	return d.s.Stats(ctx)

@@ -47,13 +47,19 @@ var (
 	// and could not be opened before the open timeout.
 	ErrLocked = model.ErrLocked
 
-	// ErrCorrupt is returned when a file is not a hishel database, or a stored
-	// record cannot be decoded.
+	// ErrCorrupt is returned when a file is damaged or not a hishel
+	// database: a stored record or body chunk fails its checksum or cannot
+	// be decoded, a chunk is missing, or the file's structure is broken. A
+	// body's Read returns it rather than altered bytes.
 	ErrCorrupt = model.ErrCorrupt
 
 	// ErrFormatVersion is returned when a database or record was written by
-	// an unknown (newer) format version.
+	// another format version than the one this build reads.
 	ErrFormatVersion = model.ErrFormatVersion
+
+	// ErrConflict is returned by UpdatePairFunc when the pair kept changing
+	// (other UpdatePair calls) each time its function ran, and gave up.
+	ErrConflict = model.ErrConflict
 
 	// ErrUnavailable is returned when a storage's server cannot be reached
 	// or does not answer in time (it is down, unreachable or overloaded).

@@ -45,6 +45,13 @@ type RequestOptions struct {
 	TTL time.Duration
 	// Refresh overrides the storage's RefreshTTLOnAccess for the pair.
 	Refresh Refresh
+	// MaxTTL, if positive, bounds the pair's life whatever its TTL: it
+	// expires at most MaxTTL after it is stored, however often it is read.
+	// hishel.Transport sets it for a response that can be neither served
+	// nor revalidated once it is that old (no validator, and stale beyond
+	// its stale-while-revalidate and stale-if-error windows), so that a
+	// sweep reclaims it then. Zero: no bound.
+	MaxTTL time.Duration
 }
 
 // Request is an HTTP request as storage and the state machine see it.
@@ -165,7 +172,9 @@ type Stats struct {
 	Incomplete int
 	// Deleted is the number of soft-deleted pairs awaiting reclamation.
 	Deleted int
-	// Bytes is the number of body bytes stored, over all pairs.
+	// Bytes is the number of bytes stored, over all pairs: for each pair
+	// its cache key, method, URL, request and response header fields
+	// (names and values) and both bodies (see the storages' MaxBytes).
 	Bytes int64
 }
 
@@ -180,6 +189,10 @@ type SweepResult struct {
 	// Evicted pairs were removed, least recently used first, to keep the
 	// storage within its size budget.
 	Evicted int
+	// Corrupt pairs were removed because their record or one of their
+	// chunks failed its checksum, or a chunk was missing: reads had
+	// reported them with ErrCorrupt.
+	Corrupt int
 }
 
 // CreateOption configures CreatePair.

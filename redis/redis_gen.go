@@ -116,8 +116,9 @@ type RedisOptions = template.RedisOptions
 //
 // # Budgets
 //
-// MaxBytes is the storage's own accounting (every body byte, counted in P
-// n), not Redis's maxmemory: beyond it the soft-deleted pairs, then the
+// MaxBytes is the storage's own accounting (every byte of a pair: its key,
+// method, URL, header fields and bodies, counted in P n), not Redis's
+// maxmemory: beyond it the soft-deleted pairs, then the
 // least recently used ones, are removed. If Redis's own maxmemory policy
 // evicts keys too (use volatile-lru or volatile-ttl: they evict only keys
 // with a TTL, never the indexes), a pair that lost its record is gone,

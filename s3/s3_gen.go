@@ -242,13 +242,15 @@ func (x *S3) UpdatePair(ctx context.Context, id model.PairID, pair model.Complet
 }
 
 // UpdatePairFunc is UpdatePair with the new value computed by fn from the
-// stored pair, atomically: the head is written with If-Match over the ETag
-// of the head fn saw, so the write happens only if no writer (in any
-// process) changed the pair meanwhile; otherwise fn is called again with
-// the pair as it is now, up to 64 times. fn receives the pair with nil
-// bodies and runs holding nothing, so it may call the storage. If fn
-// returns an error (or panics), nothing changes and UpdatePairFunc returns
-// that error.
+// stored pair (backend.UpdatePairFunc): fn receives the pair with nil
+// bodies and runs holding nothing, so it may call the storage. Its result
+// is written, with If-Match over the ETag of the head it is written over,
+// only if no UpdatePair or Remove (in any process) changed the pair since
+// fn saw it (backend.Changed: an access time written meanwhile is no
+// change); otherwise fn is called again with the pair as it is now, up to
+// backend.MaxUpdateAttempts times (then model.ErrConflict). If fn returns
+// an error (or panics), nothing changes and UpdatePairFunc returns that
+// error. ctx is checked before each read and before the write.
 func (x *S3) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(model.CompletePair) (model.CompletePair, error)) (model.CompletePair, error) {
 	return x.s.UpdatePairFunc(ctx, id, fn)
 }

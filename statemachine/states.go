@@ -100,7 +100,15 @@ type StoreAndUse struct {
 	// from it). When the origin took a second or more, Response's header
 	// also records the request and response times (see the package
 	// documentation on times) so that later hits count the delay.
-	Age    time.Duration
+	Age time.Duration
+	// MaxTTL, if positive, is how long the stored pair can be of any use
+	// (model.RequestOptions.MaxTTL): a response without a validator can be
+	// neither revalidated nor freshened, so once stale beyond its
+	// stale-while-revalidate and stale-if-error windows (its freshness
+	// lifetime less its age, plus the longer window) it is never served
+	// again. Zero when it has a validator, or when AllowStale (or
+	// ForceCache) may serve it however stale.
+	MaxTTL time.Duration
 	Reason Reason
 }
 

@@ -92,7 +92,16 @@ func (o *Options) store(req model.Request, resp model.Response, sentAt, now time
 	if !validator && (noCache || lifetime == 0 && !staleUse) {
 		return no("never reusable: no validator, and no freshness or no-cache", "RFC 9111 §3")
 	}
-	return yes("storable", "RFC 9111 §3")
+	sn := yes("storable", "RFC 9111 §3")
+	if !validator && !o.allowStale() {
+		// Without a validator the response cannot be revalidated (nor
+		// freshened by a 304): once stale beyond its stale-* windows it
+		// is of no use, and storage may reclaim it then.
+		st := sn.(*StoreAndUse)
+		window := max(deltaLifetime(cc.StaleWhileRevalidate), deltaLifetime(cc.StaleIfError))
+		st.MaxTTL = max(lifetime-st.Age+window, time.Nanosecond)
+	}
+	return sn
 }
 
 // InvalidationTargets lists the stored pairs to invalidate after resp

@@ -187,7 +187,7 @@ func scanStats(t *testing.T, s Store) {
 		case model.StateDeleted:
 			want.Deleted++
 		}
-		want.Bytes += p.Meta.RequestSize + p.Meta.ResponseSize
+		want.Bytes += p.Meta.RequestSize + p.Meta.ResponseSize + headBytes(p)
 	}
 	if got, err := s.Stats(ctx); err != nil || got != want {
 		t.Errorf("Stats() = %+v, %v; want %+v, as a full scan counts", got, err, want)

@@ -23,8 +23,11 @@
 // bodies failing, never shortened, when their pair is removed while read;
 // TTLs, sweeps, the size budget and the pair cap with an injected clock;
 // iteration and filters (Pairs), Delete by every criterion of
-// model.Filter; use after Close; and a 64-goroutine mix after which the
-// counters agree with a full scan.
+// model.Filter; use after Close; a 64-goroutine mix after which the
+// counters agree with a full scan; the variant cap (MaxVariants); a budget
+// (MaxBytes, Stats.Bytes) that counts every byte of a pair; MaxTTL; and an
+// UpdatePairFunc whose function may call the store and whose context is
+// honoured.
 //
 // A backend must honour every field of [Options]: each is one of the
 // options every backend has (see backend.Settings).
@@ -144,6 +147,7 @@ func (o Options) BoltOptions(tb testing.TB) *template.BoltOptions {
 		IncompleteAge:      o.IncompleteAge,
 		MaxBytes:           o.MaxBytes,
 		MaxPairs:           o.MaxPairs,
+		MaxVariants:        o.MaxVariants,
 		ChunkSize:          o.ChunkSize,
 		Now:                o.Now,
 	}
@@ -167,6 +171,7 @@ func (o Options) MemoryOptions() *template.MemoryOptions {
 		IncompleteAge:      o.IncompleteAge,
 		MaxBytes:           o.MaxBytes,
 		MaxPairs:           o.MaxPairs,
+		MaxVariants:        o.MaxVariants,
 		ChunkSize:          o.ChunkSize,
 		Now:                o.Now,
 	}
@@ -211,6 +216,11 @@ var suite = []struct {
 	{"PartialContent", testPartialContent},
 	{"UseAfterClose", testUseAfterClose},
 	{"Concurrent", testConcurrent},
+	{"VariantCap", testVariantCap},
+	{"BudgetCountsHeads", testBudgetCountsHeads},
+	{"MaxTTL", testMaxTTL},
+	{"UpdatePairFuncReentrant", testUpdatePairFuncReentrant},
+	{"UpdatePairFuncContext", testUpdatePairFuncContext},
 }
 
 // Run runs the whole suite against the stores open makes, one sub-test per

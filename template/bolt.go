@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -32,6 +33,7 @@ const (
 	DefaultIncompleteAge       = backend.DefaultIncompleteAge
 	DefaultOpenTimeout         = time.Second
 	DefaultChunkSize           = backend.DefaultChunkSize
+	DefaultMaxVariants         = backend.DefaultMaxVariants
 	DefaultAccessFlushInterval = time.Second
 	// DefaultFileName is the database file created under the user cache
 	// directory when BoltOptions.Path is empty.
@@ -99,12 +101,17 @@ type BoltOptions struct {
 	// IncompleteAge is how old an incomplete pair gets before a sweep
 	// removes it. Default 1 hour.
 	IncompleteAge time.Duration
-	// MaxBytes is a budget for stored body bytes; beyond it the least
-	// recently used pairs are evicted. Zero: no budget.
+	// MaxBytes is a budget for the bytes stored: every pair's cache key,
+	// method, URL, header fields and bodies (see model.Stats.Bytes).
+	// Beyond it the least recently used pairs are evicted. Zero: no budget.
 	MaxBytes int64
 	// MaxPairs caps the live complete pairs: beyond it the least recently
 	// used pairs are evicted, as for MaxBytes. Zero: no cap.
 	MaxPairs int
+	// MaxVariants is the most complete pairs kept under one cache key
+	// (Vary variants): storing one more evicts the least recently used
+	// others beyond it. Default DefaultMaxVariants; negative: no cap.
+	MaxVariants int
 
 	// ChunkSize is the size of stored body chunks. Default 64 KiB.
 	ChunkSize int
@@ -122,6 +129,16 @@ type BoltOptions struct {
 	// elsewhere; negative: none (bbolt maps the file as it grows, from 32
 	// KiB up).
 	InitialMmapSize int
+	// Rebuild makes OpenBolt move a damaged database file aside and start
+	// with an empty one, where it would fail with model.ErrCorrupt (or
+	// with model.ErrFormatVersion for a file of an older format, which this
+	// build cannot read). The file is renamed to Path plus
+	// ".damaged-YYYYMMDDTHHMMSSZ" and the move is logged. For caches,
+	// which can be rebuilt; off by default.
+	Rebuild bool
+	// Logger gets a record when Rebuild moves a file aside. Default
+	// slog.Default().
+	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -129,12 +146,13 @@ type BoltOptions struct {
 func (o *BoltOptions) settings() backend.Settings {
 	return backend.Settings{DefaultTTL: o.DefaultTTL, RefreshTTLOnAccess: o.RefreshTTLOnAccess,
 		SweepInterval: o.SweepInterval, DeletedRetention: o.DeletedRetention, IncompleteAge: o.IncompleteAge,
-		MaxBytes: o.MaxBytes, MaxPairs: o.MaxPairs, ChunkSize: o.ChunkSize, Now: o.Now}
+		MaxBytes: o.MaxBytes, MaxPairs: o.MaxPairs, MaxVariants: o.MaxVariants, ChunkSize: o.ChunkSize, Now: o.Now}
 }
 
 func (o *BoltOptions) setSettings(s backend.Settings) {
 	o.DefaultTTL, o.RefreshTTLOnAccess, o.SweepInterval = s.DefaultTTL, s.RefreshTTLOnAccess, s.SweepInterval
 	o.DeletedRetention, o.IncompleteAge, o.MaxBytes, o.MaxPairs, o.ChunkSize = s.DeletedRetention, s.IncompleteAge, s.MaxBytes, s.MaxPairs, s.ChunkSize
+	o.MaxVariants = s.MaxVariants
 }
 
 func (o *BoltOptions) resolved() (BoltOptions, error) {
@@ -161,6 +179,9 @@ func (o *BoltOptions) resolved() (BoltOptions, error) {
 	}
 	if r.AccessFlushInterval <= 0 {
 		r.AccessFlushInterval = DefaultAccessFlushInterval
+	}
+	if r.Logger == nil {
+		r.Logger = slog.Default()
 	}
 	switch {
 	case r.InitialMmapSize < 0:
@@ -199,13 +220,27 @@ func defaultMmapSize(goos string, intBits int) int {
 type Bolt struct {
 	held *heldFile // this process's claim on the file
 	db   *bbolt.DB
+	file *os.File // bbolt's open file (see checkFile)
 	opts BoltOptions
 	pol  backend.Policy
 	w    *writer
 	rd   *readers
 
+	// Access times (unix ns) of reads, gathered and written in batches:
+	// access holds those not yet taken by a write transaction, flushing
+	// those taken by the transaction under way, and applied those of
+	// transactions committed that a read still in flight may not see (see
+	// afterAccessCommit). A read counts all three. Guarded by accessMu.
 	accessMu sync.Mutex
-	access   map[model.PairID]int64 // pending last-access times, unix ns
+	access   map[model.PairID]int64
+	flushing map[model.PairID]int64
+	applied  []appliedAccess
+
+	// suspects are pairs a read found damaged (a record or chunk failing
+	// its checksum, a chunk missing): the next sweep checks them again and
+	// removes those that are. Guarded by suspectMu.
+	suspectMu sync.Mutex
+	suspects  map[model.PairID]struct{}
 
 	// unsynced counts, per key hash, the pairs completed in a transaction
 	// not yet committed, or whose end was posted to the writer (NoSync
@@ -231,6 +266,13 @@ type Bolt struct {
 	maintDone chan struct{}
 }
 
+// appliedAccess is a batch of access times written by the commit that
+// moved readers to generation gen.
+type appliedAccess struct {
+	times map[model.PairID]int64
+	gen   uint64
+}
+
 // pendEntry is what CreatePair knows of a new pair.
 type pendEntry struct {
 	rec         *bolt.Record // as created; not changed afterwards
@@ -241,8 +283,10 @@ type pendEntry struct {
 
 // OpenBolt opens (creating if needed) the database at opts.Path and starts
 // its writer and maintenance goroutines. A file held by another process gives
-// model.ErrLocked; a file that is not a hishel database, model.ErrCorrupt; one
-// written by a newer format, model.ErrFormatVersion.
+// model.ErrLocked; a damaged file, or one that is not a hishel database,
+// model.ErrCorrupt (unless opts.Rebuild); one written by another format,
+// model.ErrFormatVersion. A damaged file never crashes the process: see
+// package bolt's CheckFile, and the checksums of records and chunks.
 func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 	o, err := opts.resolved()
 	if err != nil {
@@ -263,28 +307,42 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
 		timeout = max(time.Until(dl), time.Millisecond)
 	}
-	db, err := openDB(o.Path, o.FileMode, &bbolt.Options{
-		Timeout:         timeout,
-		NoSync:          o.NoSync,
-		NoGrowSync:      o.NoSync, // a file that may lose commits may lose its growth too
+	bo := &bbolt.Options{
+		Timeout:    timeout,
+		NoSync:     o.NoSync,
+		NoGrowSync: o.NoSync, // a file that may lose commits may lose its growth too
+		// The free list is written by Close only (see boltopen.go).
 		FreelistType:    bbolt.FreelistMapType,
 		NoFreelistSync:  true,
 		InitialMmapSize: o.InitialMmapSize,
-	})
+	}
+	db, file, nonce, release, err := openDB(o.Path, o.FileMode, timeout, bo)
+	if err != nil && o.Rebuild && rebuildable(err) {
+		aside := o.Path + ".damaged-" + time.Now().UTC().Format("20060102T150405Z")
+		rerr := os.Rename(o.Path, aside) // while the file is still locked, if it is open
+		if release != nil {
+			release()
+		}
+		if rerr != nil {
+			hf.release()
+			return nil, fmt.Errorf("%w; moving it aside failed: %w", err, rerr)
+		}
+		o.Logger.LogAttrs(ctx, slog.LevelWarn, "hishel: damaged cache file moved aside; starting with an empty one",
+			slog.String("path", o.Path), slog.String("moved_to", aside), slog.Any("err", err))
+		db, file, nonce, release, err = openDB(o.Path, o.FileMode, timeout, bo)
+	}
 	if err != nil {
+		if release != nil {
+			release()
+		}
 		hf.release()
 		return nil, err
-	}
-	nonce, err := initDB(db)
-	if err != nil {
-		_ = db.Close()
-		hf.release()
-		return nil, fmt.Errorf("hishel: open %s: %w", o.Path, err)
 	}
 	hf.opened()
 	s := &Bolt{
 		held:      hf,
 		db:        db,
+		file:      file,
 		opts:      o,
 		pol:       pol,
 		w:         newWriter(db, maxTxBytes),
@@ -292,6 +350,7 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 		access:    make(map[model.PairID]int64),
 		pend:      make(map[model.PairID]*pendEntry),
 		unsynced:  make(map[[bolt.HashLen]byte]int),
+		suspects:  make(map[model.PairID]struct{}),
 		stop:      make(chan struct{}),
 		maintDone: make(chan struct{}),
 	}
@@ -300,6 +359,7 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 	s.w.afterCommit = s.afterCommit
 	s.w.reads = s.rd
 	s.w.open = s.openPairs
+	s.w.rollbackCheck = func() error { return checkFile(s.file) }
 	go backend.Maintain(s.stop, s.maintDone, o.AccessFlushInterval, func() { s.flushAccess(context.Background()) },
 		pol.SweepInterval, func() { _, _ = s.Cleanup(context.Background()) })
 	return s, nil
@@ -308,13 +368,14 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 // OpenBoltURL opens the Bolt that a store URL names (see cache.Open):
 // bolt:///absolute/path/cache.db, bolt:relative/path.db, or bolt: alone for
 // the default file. Its query parameters set BoltOptions: the shared
-// ttl, refresh, sweep, retention, incomplete-age, max-bytes, max-pairs and
-// chunk-size (see package backend's Query.Settings), and
+// ttl, refresh, sweep, retention, incomplete-age, max-bytes, max-pairs,
+// max-variants and chunk-size (see package backend's Query.Settings), and
 //
 //	nosync=BOOL             NoSync
 //	open-timeout=DURATION   OpenTimeout
 //	access-flush=DURATION   AccessFlushInterval
 //	mmap-size=N             InitialMmapSize (KiB, MiB, GiB suffixes allowed)
+//	rebuild=BOOL            Rebuild
 //
 // as in bolt:///var/cache/hishel.db?ttl=1h&max-bytes=512MiB. A bad URL
 // fails with model.ErrInvalid.
@@ -332,77 +393,12 @@ func OpenBoltURL(ctx context.Context, u *url.URL) (*Bolt, error) {
 	q.Duration("open-timeout", &o.OpenTimeout)
 	q.Duration("access-flush", &o.AccessFlushInterval)
 	q.Int("mmap-size", &o.InitialMmapSize)
+	q.Bool("rebuild", &o.Rebuild)
 	if err := q.Done(); err != nil {
 		return nil, err
 	}
 	o.setSettings(s)
 	return OpenBolt(ctx, &o)
-}
-
-func openDB(path string, mode fs.FileMode, bo *bbolt.Options) (db *bbolt.DB, err error) {
-	defer func() {
-		// bbolt may panic on some malformed files; report them as corrupt.
-		if r := recover(); r != nil {
-			db, err = nil, fmt.Errorf("hishel: open %s: %v: %w", path, r, model.ErrCorrupt)
-		}
-	}()
-	db, err = bbolt.Open(path, mode, bo)
-	switch {
-	case err == nil:
-		return db, nil
-	case errors.Is(err, berrors.ErrTimeout):
-		return nil, fmt.Errorf("hishel: open %s: lock not acquired within %v: %w", path, bo.Timeout, model.ErrLocked)
-	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch),
-		errors.Is(err, berrors.ErrChecksum):
-		return nil, fmt.Errorf("hishel: open %s: not a bbolt database (%v): %w", path, err, model.ErrCorrupt)
-	}
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return nil, fmt.Errorf("hishel: open database: %w", err)
-	}
-	// bbolt reports other structural problems (a file too small, a bad
-	// page) with unexported errors.
-	return nil, fmt.Errorf("hishel: open %s: %v: %w", path, err, model.ErrCorrupt)
-}
-
-// initDB checks the format of an existing database or lays out a new one,
-// and returns the highest pair nonce handed out so far.
-func initDB(db *bbolt.DB) (nonce uint64, err error) {
-	err = db.Update(func(tx *bbolt.Tx) error {
-		if meta := tx.Bucket(bolt.BucketMeta); meta != nil {
-			v := meta.Get(bolt.MetaFormat)
-			if len(v) != 1 {
-				return fmt.Errorf("meta bucket without a format version: %w", model.ErrCorrupt)
-			}
-			if v[0] != bolt.FormatVersion {
-				return fmt.Errorf("format version %d, this build reads %d: %w", v[0], bolt.FormatVersion, model.ErrFormatVersion)
-			}
-		} else {
-			empty := true
-			_ = tx.ForEach(func([]byte, *bbolt.Bucket) error { empty = false; return nil })
-			if !empty {
-				return fmt.Errorf("bbolt file without hishel's buckets: %w", model.ErrCorrupt)
-			}
-		}
-		for _, name := range bolt.Buckets {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return err
-			}
-		}
-		meta := tx.Bucket(bolt.BucketMeta)
-		if meta.Get(bolt.MetaFormat) == nil {
-			return meta.Put(bolt.MetaFormat, []byte{bolt.FormatVersion})
-		}
-		switch v := meta.Get(bolt.MetaNonce); len(v) {
-		case 0:
-		case 8:
-			nonce = binary.BigEndian.Uint64(v)
-		default:
-			return fmt.Errorf("nonce of %d bytes: %w", len(v), model.ErrCorrupt)
-		}
-		return nil
-	})
-	return nonce, err
 }
 
 func (s *Bolt) now() time.Time { return s.pol.Now() }
@@ -418,20 +414,51 @@ func (s *Bolt) check(ctx context.Context) error {
 }
 
 // view runs fn in a read transaction that sees the last commit (see
-// readers). A failure after Close is model.ErrClosed.
+// readers). A failure after Close is model.ErrClosed. A panic or memory
+// fault while fn reads (a damaged file) is an error wrapping
+// model.ErrCorrupt, and the transaction is not kept.
 func (s *Bolt) view(fn func(*readTx) error) error {
 	if s.closed.Load() {
 		return model.ErrClosed
 	}
-	t, err := s.rd.get()
+	var t *readTx
+	err := guard("begin read", func() (err error) { t, err = s.rd.get(); return err })
 	if err != nil {
 		if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 			return model.ErrClosed
 		}
+		if errors.Is(err, model.ErrCorrupt) {
+			return err
+		}
 		return fmt.Errorf("hishel: begin read: %w", err)
 	}
-	defer s.rd.put(t)
-	return fn(t)
+	panicked := true
+	err = guard("read", func() error {
+		err := fn(t)
+		panicked = false
+		return err
+	})
+	if panicked {
+		s.rd.discard(t)
+	} else {
+		s.rd.put(t)
+	}
+	return err
+}
+
+// suspect notes that a read found pair id damaged (see Bolt.suspects).
+func (s *Bolt) suspect(id model.PairID) {
+	s.suspectMu.Lock()
+	s.suspects[id] = struct{}{}
+	s.suspectMu.Unlock()
+}
+
+// corrupt marks pair id a suspect if err says it is damaged, and returns err.
+func (s *Bolt) corrupt(id model.PairID, err error) error {
+	if errors.Is(err, model.ErrCorrupt) {
+		s.suspect(id)
+	}
+	return err
 }
 
 // CreatePair stores a new incomplete pair for req and returns it. Its
@@ -456,6 +483,9 @@ func (s *Bolt) CreatePair(ctx context.Context, req model.Request, opts ...model.
 	}
 	if req.Body.Consumed() {
 		return model.IncompletePair{}, fmt.Errorf("hishel: create pair: request body: %w", model.ErrBodyConsumed)
+	}
+	if err := backend.CheckRequestOptions(req.Options); err != nil {
+		return model.IncompletePair{}, err
 	}
 	co := model.ApplyCreateOptions(opts)
 	id, chosen := co.ID, !co.ID.IsZero()
@@ -524,7 +554,7 @@ func (s *Bolt) CreatePair(ctx context.Context, req model.Request, opts ...model.
 		t.nonce = max(t.nonce, r.Nonce)
 		t.putRecord(&r) // a nil body is stored as empty: no chunks, no marker (see package bolt)
 		t.addIncomplete(r.Created, id)
-		t.addStats(0, 1, 0, 0)
+		t.addStats(0, 1, 0, headBytes(&r))
 		return nil
 	}, func() { s.unpend(id) })
 	if err != nil {
@@ -577,10 +607,12 @@ func (s *Bolt) AddResponse(ctx context.Context, id model.PairID, resp model.Resp
 			if r.Has(bolt.FlagHasResponse) {
 				return fmt.Errorf("hishel: add response to pair %s: pair already has a response: %w", id, model.ErrInvalid)
 			}
+			before := headBytes(r)
 			r.Flags |= bolt.FlagHasResponse
 			r.Key = key
 			r.Status = resp.Status
 			r.RespHeader = resp.Header
+			t.addStats(0, 0, 0, headBytes(r)-before)
 			if resp.Body == nil { // stored as empty: no chunks, no marker
 				r.Flags |= bolt.FlagResponseDone
 			}
@@ -654,12 +686,15 @@ func (s *Bolt) settle(t *wtx, rec *bolt.Record, now int64) {
 	rec.LastAccess = now
 	if rec.TTL > 0 {
 		rec.Expires = now + rec.TTL
+	}
+	if rec.Expires = capExpiry(rec, rec.Expires); rec.Expires != 0 {
 		t.put(t.expiry, bolt.TimeKey(rec.Expires, rec.ID), nil)
 	}
 	t.putRecord(rec)
 	t.delIncomplete(rec.Created, rec.ID)
 	h := bolt.KeyHash(rec.Key)
 	t.addKey(h, rec.ID)
+	s.capVariants(t, h, rec)
 	t.put(t.acc, bolt.TimeKey(rec.LastAccess, rec.ID), nil)
 	t.addStats(1, -1, 0, 0)
 	t.settled = append(t.settled, rec.ID)
@@ -676,6 +711,9 @@ func (s *Bolt) settle(t *wtx, rec *bolt.Record, now int64) {
 // (completed, deleted or removed): once it is committed, a View sees them.
 // After a rollback their records are gone, so the entries end too.
 func (s *Bolt) afterCommit(t *wtx, err error) {
+	if t.accessed || len(s.applied) > 0 {
+		s.afterAccessCommit(t, err)
+	}
 	if len(t.settled) == 0 && len(t.completedKeys) == 0 && len(t.cleared) == 0 && (err == nil || len(t.created) == 0) {
 		return
 	}
@@ -777,6 +815,13 @@ func (s *Bolt) unpend(id model.PairID) {
 // restarts the pair's TTL if the pair refreshes on access, and moves it to
 // the back of the eviction order (access times are written in batches).
 // The pairs' header maps are the caller's own to change.
+//
+// GetPairs decodes the heads of the pairs under key and reads none of
+// their bodies, so that a key with many variants costs their heads, not
+// their bodies; but when there is one pair, which the caller is about to
+// read, it reads up to 64 KiB of its bodies in the same read transaction.
+// A pair whose record fails its checksum makes GetPairs fail with
+// model.ErrCorrupt; the next sweep removes it.
 func (s *Bolt) GetPairs(ctx context.Context, key string) ([]model.CompletePair, error) {
 	if err := s.check(ctx); err != nil {
 		return nil, err
@@ -788,27 +833,34 @@ func (s *Bolt) GetPairs(ctx context.Context, key string) ([]model.CompletePair, 
 	now := s.now()
 	var out []model.CompletePair
 	err := s.view(func(t *readTx) error {
+		var one [1]*bolt.Record // the common case: one pair per key
+		recs := one[:0]
 		c := t.keysC
 		for k, _ := c.Seek(h[:]); k != nil && bytes.HasPrefix(k, h[:]); k, _ = c.Next() {
-			var id model.PairID
-			copy(id[:], k[bolt.HashLen:])
+			id := model.PairID(k[bolt.HashLen:])
 			v := t.pair(id)
 			if v == nil {
 				continue
 			}
 			// Entries of pairs gone wait for a sweep (see bolt's doc):
 			// skip them without decoding their headers.
-			if h, err := bolt.DecodeRecordHead(v); err == nil && (h.State() != model.StateComplete || string(h.Key) != key) {
-				continue
-			}
-			rec, err := bolt.DecodeRecord(v)
+			head, err := bolt.DecodeRecordHead(v)
 			if err != nil {
-				return fmt.Errorf("hishel: get pairs: pair %s: %w", id, err)
+				return s.corrupt(id, fmt.Errorf("hishel: get pairs: pair %s: %w", id, err))
 			}
-			if rec.Key != key || !s.live(rec, now) {
+			if head.State() != model.StateComplete || !head.KeyIs(key) {
 				continue
 			}
-			p, err := s.pairFromRecord(rec, t)
+			rec, err := decodeRecord(id, v)
+			if err != nil {
+				return s.corrupt(id, fmt.Errorf("hishel: get pairs: %w", err))
+			}
+			if s.live(rec, now) {
+				recs = append(recs, rec)
+			}
+		}
+		for _, rec := range recs {
+			p, err := s.pairFromRecord(rec, t, len(recs) == 1)
 			if err != nil {
 				return err
 			}
@@ -828,14 +880,29 @@ func (s *Bolt) GetPairs(ctx context.Context, key string) ([]model.CompletePair, 
 		s.accessMu.Lock()
 		for i := range out {
 			s.access[out[i].ID] = at
-			if out[i].Meta.Refresh && out[i].Meta.TTL > 0 {
-				out[i].Meta.Expires = now.Add(out[i].Meta.TTL)
+			if m := &out[i].Meta; m.Refresh && m.TTL > 0 && !m.Expires.IsZero() {
+				exp := backend.CapExpiry(bolt.UnixNano(m.Completed), out[i].Request.Options, at+int64(m.TTL))
+				if t := bolt.Time(exp); t.After(m.Expires) {
+					m.Expires = t
+				}
 			}
 			out[i].Meta.LastAccess = now
 		}
 		s.accessMu.Unlock()
 	}
 	return out, nil
+}
+
+// decodeRecord decodes the record v stored under pair id.
+func decodeRecord(id model.PairID, v []byte) (*bolt.Record, error) {
+	rec, err := bolt.DecodeRecord(v)
+	if err != nil {
+		return nil, fmt.Errorf("pair %s: %w", id, err)
+	}
+	if rec.ID != id {
+		return nil, fmt.Errorf("pair %s: record of pair %s: %w", id, rec.ID, model.ErrCorrupt)
+	}
+	return rec, nil
 }
 
 // GetPair returns the live, complete, unexpired pair id, with bodies
@@ -855,14 +922,14 @@ func (s *Bolt) GetPair(ctx context.Context, id model.PairID) (model.CompletePair
 		if v == nil {
 			return fmt.Errorf("hishel: get pair %s: %w", id, model.ErrNotFound)
 		}
-		rec, err := bolt.DecodeRecord(v)
+		rec, err := decodeRecord(id, v)
 		if err != nil {
-			return fmt.Errorf("hishel: get pair %s: %w", id, err)
+			return s.corrupt(id, fmt.Errorf("hishel: get pair: %w", err))
 		}
 		if !s.live(rec, now) {
 			return fmt.Errorf("hishel: get pair %s: %w", id, model.ErrNotFound)
 		}
-		out, err = s.pairFromRecord(rec, t)
+		out, err = s.pairFromRecord(rec, t, true)
 		return err
 	})
 	return out, err
@@ -878,36 +945,60 @@ func (s *Bolt) live(rec *bolt.Record, now time.Time) bool {
 	return exp == 0 || bolt.UnixNano(now) < exp
 }
 
+// expires returns rec's expiry, counting the access times a read may not
+// see in rec yet: gathered, being written, or written by a commit the
+// read's transaction began before.
 func (s *Bolt) expires(rec *bolt.Record) int64 {
 	exp := rec.Expires
 	if exp != 0 && rec.Refresh && rec.TTL > 0 {
-		s.accessMu.Lock()
-		at, ok := s.access[rec.ID]
-		s.accessMu.Unlock()
-		if ok && at+rec.TTL > exp {
-			exp = at + rec.TTL
+		if at := s.accessTime(rec.ID); at != 0 {
+			if e := capExpiry(rec, at+rec.TTL); e > exp {
+				exp = e
+			}
 		}
 	}
 	return exp
 }
 
-// pairFromRecord builds the pair rec holds, with up to prefetchBytes of its
-// bodies read ahead; rec must have been read in the transaction of chunks.
-func (s *Bolt) pairFromRecord(rec *bolt.Record, t *readTx) (model.CompletePair, error) {
+// accessTime returns pair id's latest access time not yet seen by every
+// read (0: none).
+func (s *Bolt) accessTime(id model.PairID) int64 {
+	s.accessMu.Lock()
+	defer s.accessMu.Unlock()
+	at := s.access[id]
+	if f, ok := s.flushing[id]; ok && f > at {
+		at = f
+	}
+	for _, b := range s.applied {
+		if a, ok := b.times[id]; ok && a > at {
+			at = a
+		}
+	}
+	return at
+}
+
+// pairFromRecord builds the pair rec holds; rec must have been read in t.
+// With prefetch, up to prefetchBytes of its bodies are read ahead in t.
+func (s *Bolt) pairFromRecord(rec *bolt.Record, t *readTx, prefetch bool) (model.CompletePair, error) {
 	info := rec.Info()
 	p := model.CompletePair{ID: rec.ID, Request: info.Request, Response: info.Response, Key: rec.Key, Meta: info.Meta}
+	var reqAhead, respAhead int
+	if prefetch {
+		reqAhead, respAhead = prefetchBytes/4, prefetchBytes
+	}
 	var err error
-	if p.Request.Body, err = s.storedBody(rec, bolt.KindRequest, t, prefetchBytes/4); err != nil {
+	if p.Request.Body, err = s.storedBody(rec, bolt.KindRequest, t, reqAhead); err != nil {
 		return p, fmt.Errorf("hishel: pair %s request body: %w", rec.ID, err)
 	}
-	if p.Response.Body, err = s.storedBody(rec, bolt.KindResponse, t, prefetchBytes); err != nil {
+	if p.Response.Body, err = s.storedBody(rec, bolt.KindResponse, t, respAhead); err != nil {
 		return p, fmt.Errorf("hishel: pair %s response body: %w", rec.ID, err)
 	}
 	return p, nil
 }
 
 // storedBody returns a reader of one of rec's bodies, with up to prefetch
-// bytes read ahead; rec must have been read in t.
+// bytes read ahead in t, where rec was read (none if 0: then t may be nil,
+// and storedBody does not fail).
 // A body that ended empty needs no reader of its own (most requests' bodies).
 func (s *Bolt) storedBody(rec *bolt.Record, kind bolt.Kind, t *readTx, prefetch int) (*model.Body, error) {
 	done, size := rec.Has(bolt.FlagRequestDone), rec.ReqSize
@@ -918,8 +1009,10 @@ func (s *Bolt) storedBody(rec *bolt.Record, kind bolt.Kind, t *readTx, prefetch 
 		return model.NewBody(nil), nil
 	}
 	b := &storedBody{s: s, id: rec.ID, nonce: rec.Nonce, kind: kind}
-	if err := b.load(t, false, prefetch); err != nil {
-		return nil, err
+	if prefetch > 0 {
+		if err := b.load(t, false, prefetch); err != nil {
+			return nil, err
+		}
 	}
 	return model.NewChunkBody(b, b), nil
 }
@@ -934,21 +1027,80 @@ func (s *Bolt) storedBody(rec *bolt.Record, kind bolt.Kind, t *readTx, prefetch 
 // model.ErrNotFound; a pair.ID other than id (or zero), with
 // model.ErrIDChanged.
 func (s *Bolt) UpdatePair(ctx context.Context, id model.PairID, pair model.CompletePair) (model.CompletePair, error) {
-	return s.UpdatePairFunc(ctx, id, func(model.CompletePair) (model.CompletePair, error) { return pair, nil })
-}
-
-// UpdatePairFunc is UpdatePair with the new value computed by fn from the
-// stored pair, in the same transaction (a read-modify-write no other write
-// can interleave with). fn receives the pair with nil bodies; it runs on the
-// storage's writer goroutine, so it must be quick and must not call the
-// storage. If fn returns an error, nothing changes and UpdatePairFunc returns
-// that error.
-func (s *Bolt) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(model.CompletePair) (model.CompletePair, error)) (model.CompletePair, error) {
 	if err := s.check(ctx); err != nil {
 		return model.CompletePair{}, err
 	}
-	var rec *bolt.Record
-	err := s.w.do(ctx, true, func(t *wtx) error {
+	rec, _, err := s.update(ctx, id, pair, nil)
+	if err != nil {
+		return model.CompletePair{}, err
+	}
+	return s.updated(rec), nil
+}
+
+// UpdatePairFunc is UpdatePair with the new value computed by fn from the
+// stored pair, as one atomic read-modify-write: fn gets the pair as
+// stored, and its result is stored only if no other UpdatePair changed the
+// pair meanwhile; otherwise fn is called again with the new value (up to
+// 64 times, then model.ErrConflict). fn receives the pair with nil bodies
+// and header maps of its own. It runs in the caller's goroutine, holding
+// nothing: it may call the storage, even UpdatePair on the same pair
+// (which makes it run again). If fn leaves Meta.Expires as it was given,
+// the stored expiry is kept (a read may have refreshed it meanwhile). If
+// fn returns an error, nothing changes and UpdatePairFunc returns that
+// error; a panic in fn is an error too. ctx is checked before each call
+// of fn and governs the write.
+func (s *Bolt) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(model.CompletePair) (model.CompletePair, error)) (model.CompletePair, error) {
+	read := func(ctx context.Context) (cur model.CompletePair, base updateBase, err error) {
+		if err := s.check(ctx); err != nil {
+			return cur, base, err
+		}
+		if err := s.syncFor(ctx, nil, id); err != nil {
+			return cur, base, err
+		}
+		err = s.view(func(t *readTx) error {
+			v := t.pair(id)
+			if v == nil {
+				return fmt.Errorf("hishel: update pair %s: %w", id, model.ErrNotFound)
+			}
+			rec, err := decodeRecord(id, v)
+			if err != nil {
+				return s.corrupt(id, fmt.Errorf("hishel: update pair: %w", err))
+			}
+			if !rec.Has(bolt.FlagComplete) || rec.Has(bolt.FlagDeleted) {
+				return fmt.Errorf("hishel: update pair %s: %w", id, model.ErrNotFound)
+			}
+			info := rec.Info() // decoded: the header maps are fn's own
+			cur = model.CompletePair{ID: id, Request: info.Request, Response: info.Response, Key: rec.Key, Meta: info.Meta}
+			base = updateBase{rev: rec.Rev, expires: info.Meta.Expires}
+			return nil
+		})
+		return cur, base, err
+	}
+	write := func(ctx context.Context, next model.CompletePair, base updateBase) (model.CompletePair, bool, error) {
+		if err := s.check(ctx); err != nil {
+			return model.CompletePair{}, false, err
+		}
+		rec, stale, err := s.update(ctx, id, next, &base)
+		if err != nil || stale {
+			return model.CompletePair{}, stale, err
+		}
+		return s.updated(rec), false, nil
+	}
+	return backend.UpdatePairFunc(ctx, id, fn, read, write)
+}
+
+// updateBase is what UpdatePairFunc's function was given: the pair's
+// revision, and its expiry.
+type updateBase struct {
+	rev     uint64
+	expires time.Time
+}
+
+// update writes next over pair id, durably. With base, it writes only if
+// the pair is still at base's revision (stale reports that it is not),
+// and keeps the stored expiry if next's is base's.
+func (s *Bolt) update(ctx context.Context, id model.PairID, next model.CompletePair, base *updateBase) (rec *bolt.Record, stale bool, err error) {
+	err = s.w.do(ctx, true, func(t *wtx) error {
 		r, err := t.record(id)
 		if err != nil {
 			return err
@@ -956,27 +1108,20 @@ func (s *Bolt) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(mode
 		if r == nil || !r.Has(bolt.FlagComplete) || r.Has(bolt.FlagDeleted) {
 			return fmt.Errorf("hishel: update pair %s: %w", id, model.ErrNotFound)
 		}
-		info := r.Info()
-		// fn gets header maps of its own, and the record keeps maps of its
-		// own: it is encoded when the transaction ends (wtx.putRecord).
-		info.Request.Header, info.Response.Header = info.Request.Header.Clone(), info.Response.Header.Clone()
-		cur := model.CompletePair{ID: id, Request: info.Request, Response: info.Response, Key: r.Key, Meta: info.Meta}
-		next, err := backend.CallUpdate(fn, cur) // a panic in fn is an error, before any change
-		if err != nil {
+		if base != nil && r.Rev != base.rev {
+			stale = true
+			return nil
+		}
+		if err := backend.CheckUpdate(id, next); err != nil {
 			return err
 		}
-		if next.ID != id {
-			return fmt.Errorf("hishel: update pair %s: new id %s: %w", id, next.ID, model.ErrIDChanged)
-		}
-		if next.Request.Method == "" || next.Response.Status < 100 || next.Response.Status > 999 || next.Meta.TTL < 0 {
-			return fmt.Errorf("hishel: update pair %s: empty method, bad status or negative TTL: %w", id, model.ErrInvalid)
-		}
+		before := headBytes(r)
 		if next.Key != r.Key {
 			t.delKey(bolt.KeyHash(r.Key), id)
 			t.addKey(bolt.KeyHash(next.Key), id)
 			r.Key = next.Key
 		}
-		if exp := bolt.UnixNano(next.Meta.Expires); exp != r.Expires {
+		if exp := bolt.UnixNano(next.Meta.Expires); exp != r.Expires && (base == nil || !next.Meta.Expires.Equal(base.expires)) {
 			if r.Expires != 0 {
 				t.del(t.expiry, bolt.TimeKey(r.Expires, id))
 			}
@@ -990,18 +1135,24 @@ func (s *Bolt) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(mode
 		r.Refresh = next.Meta.Refresh
 		r.Method, r.URL, r.ReqHeader, r.ReqOptions = next.Request.Method, next.Request.URL, next.Request.Header.Clone(), next.Request.Options
 		r.Status, r.RespHeader = next.Response.Status, next.Response.Header.Clone()
+		r.Rev++
+		t.addStats(0, 0, 0, headBytes(r)-before)
 		t.putRecord(r)
 		rec = r
 		return nil
 	})
-	if err != nil {
-		return model.CompletePair{}, err
-	}
+	return rec, stale, err
+}
+
+// updated returns the pair UpdatePair stored as rec, with lazy bodies.
+func (s *Bolt) updated(rec *bolt.Record) model.CompletePair {
 	info := rec.Info()
-	p := model.CompletePair{ID: id, Request: info.Request, Response: info.Response, Key: rec.Key, Meta: info.Meta}
-	p.Request.Body = model.NewChunkBody(&storedBody{s: s, id: id, nonce: rec.Nonce, kind: bolt.KindRequest}, nil)
-	p.Response.Body = model.NewChunkBody(&storedBody{s: s, id: id, nonce: rec.Nonce, kind: bolt.KindResponse}, nil)
-	return p, nil
+	// The record was encoded by the commit update waited for: its header
+	// maps are the caller's now.
+	p := model.CompletePair{ID: rec.ID, Request: info.Request, Response: info.Response, Key: rec.Key, Meta: info.Meta}
+	p.Request.Body, _ = s.storedBody(rec, bolt.KindRequest, nil, 0)
+	p.Response.Body, _ = s.storedBody(rec, bolt.KindResponse, nil, 0)
+	return p
 }
 
 // Remove soft-deletes the pair id: it is hidden at once and its data is
@@ -1058,6 +1209,7 @@ func purge(t *wtx, rec *bolt.Record) {
 	t.settled = append(t.settled, rec.ID)
 	unindex(t, rec)
 	t.delRecord(rec.ID)
+	t.addStats(0, 0, 0, -headBytes(rec))
 	purgeChunks(t, rec.Nonce)
 }
 
@@ -1065,16 +1217,38 @@ func purgeChunks(t *wtx, nonce uint64) {
 	prefix := bolt.ChunkPrefix(nonce)
 	c := t.chunks.Cursor()
 	var freed int64
+	var p progress
 	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Seek(prefix) {
+		if p.stuck(t, k) {
+			return
+		}
 		if _, _, seq, _ := bolt.ParseChunkKey(k); seq != bolt.MarkerSeq {
 			freed += int64(len(v))
 		}
 		if err := c.Delete(); err != nil {
-			t.fatal = fmt.Errorf("hishel: delete chunk: %w", err)
+			t.fatal = writeErr("delete chunk", err)
 			return
 		}
 	}
 	t.addStats(0, 0, 0, -freed)
+}
+
+// progress guards a loop that deletes the first of some keys and reads
+// the first again: on a damaged page a delete may miss its key, and the
+// loop would find it for ever.
+type progress struct{ last []byte }
+
+// stuck reports whether k is the key the loop met last, and then poisons t
+// with an error wrapping model.ErrCorrupt.
+func (p *progress) stuck(t *wtx, k []byte) bool {
+	if p.last != nil && bytes.Equal(p.last, k) {
+		if t.fatal == nil {
+			t.fatal = fmt.Errorf("hishel: key %x still there after its delete: %w", k, model.ErrCorrupt)
+		}
+		return true
+	}
+	p.last = append(p.last[:0], k...)
+	return false
 }
 
 // purgeID removes whatever is stored under id, used to reclaim an aborted
@@ -1105,9 +1279,10 @@ func (s *Bolt) enforceBudget(t *wtx, res *model.SweepResult) {
 	}
 	s.applyAccess(t) // so that recent reads count in the LRU order
 	for _, idx := range []*bbolt.Bucket{t.deleted, t.acc} {
+		var p progress
 		for (overBytes() || idx == t.acc && overPairs()) && t.fatal == nil {
 			k, _ := idx.Cursor().First()
-			if k == nil {
+			if k == nil || p.stuck(t, k) {
 				break
 			}
 			at, id, err := bolt.ParseTimeKey(k)
@@ -1121,6 +1296,7 @@ func (s *Bolt) enforceBudget(t *wtx, res *model.SweepResult) {
 				continue
 			}
 			purge(t, rec)
+			t.del(idx, k) // at the index's start: no random leaf to rewrite (see retireAccess)
 			if res != nil {
 				res.Evicted++
 			}
@@ -1130,9 +1306,10 @@ func (s *Bolt) enforceBudget(t *wtx, res *model.SweepResult) {
 
 // Cleanup runs a sweep now and reports what it did: expired pairs are
 // soft-deleted, soft-deleted pairs past DeletedRetention and incomplete pairs
-// older than IncompleteAge are removed, and pairs beyond MaxBytes are
-// evicted. It works in small transactions, so readers and writers are never
-// held up for long, and its cost is proportional to what it removes. The
+// older than IncompleteAge are removed, pairs beyond MaxBytes or MaxPairs
+// are evicted, and pairs that reads found damaged (ErrCorrupt) are removed.
+// It works in small transactions, so readers and writers are never held up
+// for long, and its cost is proportional to what it removes. The
 // keys and access index entries of pairs gone are deleted in batches, once
 // there are as many as an eighth of the pairs (and at least 4096).
 func (s *Bolt) Cleanup(ctx context.Context) (model.SweepResult, error) {
@@ -1159,6 +1336,9 @@ func (s *Bolt) Cleanup(ctx context.Context) (model.SweepResult, error) {
 		if !more {
 			break
 		}
+	}
+	if err := s.reclaimSuspects(ctx, &total); err != nil {
+		return total, err
 	}
 	return total, s.cleanStale(ctx, staleMin)
 }
@@ -1249,7 +1429,8 @@ func (s *Bolt) cleanStale(ctx context.Context, atLeast uint64) error {
 			err := s.w.do(ctx, true, func(t *wtx) error {
 				c := t.stale.Cursor()
 				for _, end := range []func() ([]byte, []byte){c.First, c.Last} {
-					for k, _ := end(); k != nil && len(k) != 8 && t.fatal == nil; k, _ = end() {
+					var p progress
+					for k, _ := end(); k != nil && len(k) != 8 && t.fatal == nil && !p.stuck(t, k); k, _ = end() {
 						t.dropStale(bytes.Clone(k))
 					}
 				}
@@ -1300,7 +1481,7 @@ func (t *wtx) dropStaleKeys(ks []keysKey) {
 		if _, ok := t.newKeys[k]; ok {
 			continue // added again in this transaction
 		}
-		if h, ok := t.liveHead(model.PairID(k[bolt.HashLen:])); ok && bolt.KeyHash(string(h.Key)) == [bolt.HashLen]byte(k[:bolt.HashLen]) {
+		if h, ok := t.liveHead(model.PairID(k[bolt.HashLen:])); ok && bolt.KeyHash(h.Key()) == [bolt.HashLen]byte(k[:bolt.HashLen]) {
 			continue
 		}
 		t.del(t.keys, k[:])
@@ -1327,7 +1508,7 @@ func (t *wtx) liveHead(id model.PairID) (bolt.RecordHead, bool) {
 		if r.gone || r.rec.State() != model.StateComplete {
 			return bolt.RecordHead{}, false
 		}
-		return bolt.RecordHead{Flags: r.rec.Flags, LastAccess: r.rec.LastAccess, Key: []byte(r.rec.Key)}, true
+		return r.rec.Head(), true
 	}
 	v := t.pairs.Get(id[:])
 	if v == nil {
@@ -1344,7 +1525,8 @@ func (t *wtx) liveHead(id model.PairID) (bolt.RecordHead, bool) {
 // sequence number upTo; it reports whether more are due.
 func (t *wtx) trimStale(upTo uint64, n int) (more bool) {
 	c := t.stale.Cursor()
-	for k, _ := c.First(); k != nil && t.fatal == nil; k, _ = c.First() {
+	var p progress
+	for k, _ := c.First(); k != nil && t.fatal == nil && !p.stuck(t, k); k, _ = c.First() {
 		if len(k) == 8 && binary.BigEndian.Uint64(k) > upTo {
 			return false
 		}
@@ -1373,27 +1555,53 @@ func (t *wtx) dropStale(k []byte) {
 }
 
 // sweepStep does up to sweepBatch items of each rule; it reports whether
-// any rule may have more to do.
+// any rule may have more to do. An index entry whose pair's record is
+// gone, or fails its checksum (the pair is then a suspect, see
+// reclaimSuspects), is deleted: an entry the sweep cannot act on would
+// otherwise be due for ever.
 func (s *Bolt) sweepStep(t *wtx, res *model.SweepResult) (more bool) {
 	now := bolt.UnixNano(s.now())
-	due := func(idx *bbolt.Bucket, upTo int64) []model.PairID {
-		var ids []model.PairID
+	type entry struct {
+		k  []byte
+		id model.PairID
+	}
+	due := func(idx *bbolt.Bucket, upTo int64) []entry {
+		var es []entry
 		bound := bolt.TimeBound(upTo)
 		c := idx.Cursor()
-		for k, _ := c.First(); k != nil && bytes.Compare(k[:8], bound) <= 0; k, _ = c.Next() {
-			if len(ids) == sweepBatch {
+		for k, _ := c.First(); k != nil && bytes.Compare(k[:min(len(k), 8)], bound) <= 0; k, _ = c.Next() {
+			if len(es) == sweepBatch {
 				more = true
 				break
 			}
-			if _, id, err := bolt.ParseTimeKey(k); err == nil {
-				ids = append(ids, id)
+			_, id, err := bolt.ParseTimeKey(k)
+			if err != nil {
+				es = append(es, entry{k: bytes.Clone(k)}) // malformed: deleted below
+				continue
 			}
+			es = append(es, entry{bytes.Clone(k), id})
 		}
-		return ids
+		return es
 	}
-	for _, id := range due(t.expiry, now) {
-		rec, err := t.record(id)
+	// record returns the record of e's pair, or nil after deleting e.
+	record := func(idx *bbolt.Bucket, e entry) *bolt.Record {
+		if e.id.IsZero() {
+			t.del(idx, e.k)
+			return nil
+		}
+		rec, err := t.record(e.id)
 		if err != nil || rec == nil {
+			if err != nil {
+				s.suspect(e.id)
+			}
+			t.del(idx, e.k)
+			return nil
+		}
+		return rec
+	}
+	for _, e := range due(t.expiry, now) {
+		rec := record(t.expiry, e)
+		if rec == nil {
 			continue
 		}
 		if rec.Has(bolt.FlagComplete) && !rec.Has(bolt.FlagDeleted) && rec.Expires != 0 && rec.Expires <= now {
@@ -1401,15 +1609,15 @@ func (s *Bolt) sweepStep(t *wtx, res *model.SweepResult) (more bool) {
 			res.Expired++
 		}
 	}
-	for _, id := range due(t.deleted, now-int64(s.pol.Retention)) {
-		if rec, err := t.record(id); err == nil && rec != nil && rec.Has(bolt.FlagDeleted) {
+	for _, e := range due(t.deleted, now-int64(s.pol.Retention)) {
+		if rec := record(t.deleted, e); rec != nil && rec.Has(bolt.FlagDeleted) {
 			purge(t, rec)
 			res.Purged++
 		}
 	}
 	t.flushIncomplete()
-	for _, id := range due(t.incomplete, now-int64(s.pol.IncompleteAge)) {
-		if rec, err := t.record(id); err == nil && rec != nil && rec.State() == model.StateIncomplete {
+	for _, e := range due(t.incomplete, now-int64(s.pol.IncompleteAge)) {
+		if rec := record(t.incomplete, e); rec != nil && rec.State() == model.StateIncomplete {
 			purge(t, rec)
 			res.Abandoned++
 		}
@@ -1420,6 +1628,11 @@ func (s *Bolt) sweepStep(t *wtx, res *model.SweepResult) (more bool) {
 
 // applyAccess writes the gathered access times: each live complete pair
 // moves in the LRU index and, if it refreshes on access, gets a new expiry.
+//
+// The times taken stay visible to reads (Bolt.flushing) until the
+// transaction commits, and then (Bolt.applied) until every read in flight
+// began after the commit: a read must never see a pair it read a moment
+// ago, and refreshed, as expired. See afterAccessCommit.
 func (s *Bolt) applyAccess(t *wtx) {
 	s.accessMu.Lock()
 	pending := s.access
@@ -1428,7 +1641,15 @@ func (s *Bolt) applyAccess(t *wtx) {
 		return
 	}
 	s.access = make(map[model.PairID]int64, len(pending))
+	if s.flushing == nil {
+		s.flushing = pending
+	} else { // a second batch in one transaction
+		for id, at := range pending {
+			s.flushing[id] = max(s.flushing[id], at)
+		}
+	}
 	s.accessMu.Unlock()
+	t.accessed = true
 	for id, at := range pending {
 		rec, err := t.record(id)
 		if err != nil || rec == nil || rec.State() != model.StateComplete || at <= rec.LastAccess {
@@ -1437,12 +1658,42 @@ func (s *Bolt) applyAccess(t *wtx) {
 		t.del(t.acc, bolt.TimeKey(rec.LastAccess, id))
 		rec.LastAccess = at
 		t.put(t.acc, bolt.TimeKey(at, id), nil)
-		if rec.Refresh && rec.TTL > 0 && rec.Expires != 0 && at+rec.TTL > rec.Expires {
-			t.del(t.expiry, bolt.TimeKey(rec.Expires, id))
-			rec.Expires = at + rec.TTL
-			t.put(t.expiry, bolt.TimeKey(rec.Expires, id), nil)
+		if rec.Refresh && rec.TTL > 0 && rec.Expires != 0 {
+			if exp := capExpiry(rec, at+rec.TTL); exp > rec.Expires {
+				t.del(t.expiry, bolt.TimeKey(rec.Expires, id))
+				rec.Expires = exp
+				t.put(t.expiry, bolt.TimeKey(rec.Expires, id), nil)
+			}
 		}
 		t.putRecord(rec)
+	}
+}
+
+// afterAccessCommit runs after a transaction that took access times (see
+// applyAccess) committed or rolled back. Committed, the times move to
+// applied, with the readers' generation after the commit; rolled back,
+// they are gathered again. Batches every read in flight began after are
+// dropped: those reads, and every later one, find the times in records.
+func (s *Bolt) afterAccessCommit(t *wtx, err error) {
+	s.accessMu.Lock()
+	defer s.accessMu.Unlock()
+	if t.accessed && s.flushing != nil {
+		if err == nil {
+			_, gen := s.rd.seenBy(0)
+			s.applied = append(s.applied, appliedAccess{times: s.flushing, gen: gen})
+		} else {
+			for id, at := range s.flushing {
+				s.access[id] = max(s.access[id], at)
+			}
+		}
+		s.flushing = nil
+	}
+	for len(s.applied) > 0 {
+		if ok, _ := s.rd.seenBy(s.applied[0].gen); !ok {
+			break
+		}
+		s.applied[0] = appliedAccess{}
+		s.applied = s.applied[1:]
 	}
 }
 
@@ -1459,6 +1710,7 @@ func (s *Bolt) Clear(ctx context.Context) error {
 func (s *Bolt) clear(t *wtx) error {
 	s.accessMu.Lock()
 	clear(s.access)
+	clear(s.flushing)
 	s.accessMu.Unlock()
 	for _, name := range bolt.Buckets {
 		if bytes.Equal(name, bolt.BucketMeta) {
@@ -1527,8 +1779,12 @@ func (s *Bolt) Stats(ctx context.Context) (model.Stats, error) {
 }
 
 // Close writes gathered access times, stops the background goroutines,
-// waits for pending writes to commit and closes the file. Bodies still being
-// read or stored fail with model.ErrClosed. Close is idempotent.
+// waits for pending writes to commit, writes the free list to the file (so
+// that the next open need not rebuild it) and closes the file. Bodies
+// still being read or stored fail with model.ErrClosed. Close is
+// idempotent. If the file was found damaged as a write failed, Close
+// closes the file under bbolt, which cannot close with the failed
+// transaction open, and reports the damage.
 func (s *Bolt) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.stop)
@@ -1536,7 +1792,12 @@ func (s *Bolt) Close() error {
 		s.closed.Store(true)
 		s.w.close()
 		s.rd.close()
-		s.closeErr = s.db.Close()
+		if s.w.broken != nil {
+			// The memory map stays: bbolt alone could unmap it.
+			s.closeErr = errors.Join(s.w.broken, unlockFile(s.file), s.file.Close())
+		} else {
+			s.closeErr = errors.Join(syncFreelist(s.db), s.db.Close())
+		}
 		s.held.release()
 	})
 	return s.closeErr

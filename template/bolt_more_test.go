@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -134,7 +135,7 @@ func TestBoltUnknownRecordVersion(t *testing.T) {
 }
 
 // setRecordVersion gives the record of pair id in the closed file at path
-// the format version v.
+// the format version v, its checksum made good: a record of another layout.
 func setRecordVersion(tb testing.TB, path string, id model.PairID, v byte) {
 	tb.Helper()
 	db, err := bbolt.Open(path, 0o600, nil)
@@ -145,6 +146,8 @@ func setRecordVersion(tb testing.TB, path string, id model.PairID, v byte) {
 		b := tx.Bucket(bolt.BucketPairs)
 		rec := bytes.Clone(b.Get(id[:]))
 		rec[0] = v
+		body := rec[:len(rec)-bolt.CRCLen]
+		rec = binary.LittleEndian.AppendUint32(body, crc32.Checksum(body, crc32.MakeTable(crc32.Castagnoli)))
 		return b.Put(id[:], rec)
 	})
 	if cerr := db.Close(); err == nil {
@@ -171,6 +174,7 @@ func checkStats(tb testing.TB, s *Bolt) {
 		case model.StateDeleted:
 			want.Deleted++
 		}
+		want.Bytes += infoHeadBytes(p)
 	}
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bolt.BucketChunks).ForEach(func(k, v []byte) error {
@@ -186,6 +190,12 @@ func checkStats(tb testing.TB, s *Bolt) {
 	if got := mustStats(tb, s); got != want {
 		tb.Errorf("Stats = %+v; a full scan finds %+v", got, want)
 	}
+}
+
+// infoHeadBytes is what p's heads count in Stats.Bytes.
+func infoHeadBytes(p model.PairInfo) int64 {
+	return headBytes(&bolt.Record{Key: p.Key, Method: p.Request.Method, URL: p.Request.URL,
+		ReqHeader: p.Request.Header, RespHeader: p.Response.Header})
 }
 
 // patternReader yields n pseudo-random bytes without holding them.
@@ -716,7 +726,8 @@ func TestBoltEmptyBodiesStoreNoChunks(t *testing.T) {
 			return fmt.Errorf("record: %v, %v", rec, err)
 		}
 		nonce = rec.Nonce
-		tx.put(tx.chunks, bolt.ChunkKey(nonce, bolt.KindResponse, bolt.MarkerSeq), bolt.EncodeMarker(bolt.Marker{}))
+		m := bolt.EncodeMarker(bolt.Marker{})
+		tx.put(tx.chunks, bolt.ChunkKey(nonce, bolt.KindResponse, bolt.MarkerSeq, m), m)
 		return nil
 	}); err != nil {
 		t.Fatal(err)

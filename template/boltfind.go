@@ -105,6 +105,9 @@ func (s *Bolt) scan(m *model.Matcher) iter.Seq2[[]model.PairInfo, error] {
 					after = append(after[:0], k...)
 					rec, err := bolt.DecodeRecord(v)
 					if err != nil {
+						if len(k) == bolt.IDLen {
+							err = s.corrupt(model.PairID(k), err)
+						}
 						return fmt.Errorf("hishel: pairs: record %x: %w", k, err)
 					}
 					if info := s.info(rec); m.MatchHeads(info) {
@@ -133,13 +136,14 @@ func (s *Bolt) byKeys(keys []string, m *model.Matcher) iter.Seq2[[]model.PairInf
 				h := bolt.KeyHash(key)
 				c := t.keysC
 				for k, _ := c.Seek(h[:]); k != nil && bytes.HasPrefix(k, h[:]); k, _ = c.Next() {
-					v := t.pair(model.PairID(k[bolt.HashLen:]))
+					id := model.PairID(k[bolt.HashLen:])
+					v := t.pair(id)
 					if v == nil {
 						continue // an entry of a pair gone, waiting for a sweep
 					}
 					rec, err := bolt.DecodeRecord(v)
 					if err != nil {
-						return fmt.Errorf("hishel: pairs: pair %x: %w", k[bolt.HashLen:], err)
+						return fmt.Errorf("hishel: pairs: pair %s: %w", id, s.corrupt(id, err))
 					}
 					if info := s.info(rec); rec.Key == key && m.MatchHeads(info) {
 						out = append(out, info)
@@ -188,7 +192,7 @@ func (s *Bolt) byIndex(index []byte, m *model.Matcher) iter.Seq2[[]model.PairInf
 					}
 					rec, err := bolt.DecodeRecord(v)
 					if err != nil {
-						return fmt.Errorf("hishel: pairs: pair %s: %w", id, err)
+						return fmt.Errorf("hishel: pairs: pair %s: %w", id, s.corrupt(id, err))
 					}
 					if info := s.info(rec); m.MatchHeads(info) {
 						out = append(out, info)

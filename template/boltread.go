@@ -61,6 +61,9 @@ type readers struct {
 	gen  uint64 // odd while a commit is under way
 	idle []*readTx
 	shut bool
+	// inflight counts the transactions handed out by get and not yet
+	// ended, by the generation they began in (see Bolt.applied).
+	inflight map[uint64]int
 }
 
 // get returns a transaction that sees the last commit: an idle one, or a
@@ -71,30 +74,82 @@ func (r *readers) get() (*readTx, error) {
 		t := r.idle[n-1]
 		r.idle[n-1] = nil
 		r.idle = r.idle[:n-1]
+		r.begun(t.gen)
 		r.mu.Unlock()
 		return t, nil
 	}
 	gen := r.gen
+	r.begun(gen)
 	r.mu.Unlock()
 	tx, err := r.db.Begin(false)
 	if err != nil {
+		r.ended(gen)
 		return nil, err
 	}
-	t := &readTx{tx: tx, gen: gen,
-		pairs: tx.Bucket(bolt.BucketPairs), chunks: tx.Bucket(bolt.BucketChunks),
-		keys: tx.Bucket(bolt.BucketKeys), meta: tx.Bucket(bolt.BucketMeta)}
+	ok := false
+	defer func() {
+		if !ok { // failed, or panicked on a damaged file
+			_ = tx.Rollback()
+			r.ended(gen)
+		}
+	}()
+	t := &readTx{tx: tx, gen: gen}
+	t.pairs, t.chunks = tx.Bucket(bolt.BucketPairs), tx.Bucket(bolt.BucketChunks)
+	t.keys, t.meta = tx.Bucket(bolt.BucketKeys), tx.Bucket(bolt.BucketMeta)
 	if t.pairs == nil || t.chunks == nil || t.keys == nil || t.meta == nil {
-		_ = tx.Rollback()
 		return nil, fmt.Errorf("hishel: read: a bucket is missing: %w", model.ErrCorrupt)
 	}
 	t.pairsC, t.chunksC, t.keysC = t.pairs.Cursor(), t.chunks.Cursor(), t.keys.Cursor()
+	ok = true
 	return t, nil
+}
+
+// begun and ended count a transaction of generation gen in or out of
+// inflight. The caller of begun holds r.mu.
+func (r *readers) begun(gen uint64) {
+	if r.inflight == nil {
+		r.inflight = make(map[uint64]int)
+	}
+	r.inflight[gen]++
+}
+
+func (r *readers) ended(gen uint64) {
+	r.mu.Lock()
+	r.endedLocked(gen)
+	r.mu.Unlock()
+}
+
+func (r *readers) endedLocked(gen uint64) {
+	if r.inflight[gen]--; r.inflight[gen] <= 0 {
+		delete(r.inflight, gen)
+	}
+}
+
+// seenBy reports whether every transaction in flight sees the commit that
+// made generation gen (began at gen or later), and r.gen now.
+func (r *readers) seenBy(gen uint64) (ok bool, now uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for g := range r.inflight {
+		if g < gen {
+			return false, r.gen
+		}
+	}
+	return true, r.gen
+}
+
+// discard ends the caller's use of t, which is not kept: a read panicked in
+// it (a damaged file).
+func (r *readers) discard(t *readTx) {
+	r.ended(t.gen)
+	_ = guard("end read", t.tx.Rollback)
 }
 
 // put ends the caller's use of t: it is kept if nothing was committed since
 // it began, and rolled back otherwise.
 func (r *readers) put(t *readTx) {
 	r.mu.Lock()
+	r.endedLocked(t.gen)
 	if !r.shut && t.gen == r.gen && t.gen%2 == 0 && len(r.idle) < maxIdleReads {
 		r.idle = append(r.idle, t)
 		r.mu.Unlock()

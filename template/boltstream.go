@@ -43,6 +43,12 @@ func (k *boltSink) Store(ctx context.Context, chunks [][]byte, size int64, final
 	k.seq += uint64(len(chunks))
 	seqs := k.seq
 	ended := bolt.UnixNano(k.s.now()) // the pair's completion time, if this completes it
+	// The chunks' keys carry their checksums: computed here, in the
+	// stream's goroutine, not on the writer's, which all streams share.
+	keys := make([][]byte, len(chunks))
+	for i, c := range chunks {
+		keys[i] = bolt.ChunkKey(k.nonce, k.kind, first+uint64(i), c)
+	}
 	op := func(t *wtx) error {
 		rec, err := t.record(k.id)
 		if err != nil {
@@ -53,7 +59,7 @@ func (k *boltSink) Store(ctx context.Context, chunks [][]byte, size int64, final
 		}
 		var n int64
 		for i, c := range chunks {
-			t.put(t.chunks, bolt.ChunkKey(k.nonce, k.kind, first+uint64(i)), c)
+			t.put(t.chunks, keys[i], c)
 			n += int64(len(c))
 		}
 		t.addStats(0, 0, 0, n)
@@ -61,7 +67,8 @@ func (k *boltSink) Store(ctx context.Context, chunks [][]byte, size int64, final
 			return nil
 		}
 		if seqs > 0 { // a body that ended empty has no marker (see package bolt)
-			t.put(t.chunks, bolt.ChunkKey(k.nonce, k.kind, bolt.MarkerSeq), bolt.EncodeMarker(bolt.Marker{Size: size, Chunks: seqs}))
+			m := bolt.EncodeMarker(bolt.Marker{Size: size, Chunks: seqs})
+			t.put(t.chunks, bolt.ChunkKey(k.nonce, k.kind, bolt.MarkerSeq, m), m)
 		}
 		if k.kind == bolt.KindRequest {
 			rec.Flags |= bolt.FlagRequestDone
@@ -98,8 +105,10 @@ func (k *boltSink) Abort() {
 // storedBody streams a stored body back, one read transaction per group of
 // chunks; it is a model.ChunkSource. Each transaction checks that the pair
 // still exists with the same nonce and that chunks follow each other up to
-// the completion marker, whose size and count must match: a removed pair or
-// a missing chunk is an error (model.ErrRemoved), never a short body.
+// the completion marker, whose size and count must match, each with its
+// checksum: a removed pair is an error (model.ErrRemoved), a chunk that
+// fails its checksum or is missing another (model.ErrCorrupt, and the next
+// sweep removes the pair), never a short or altered body.
 type storedBody struct {
 	s     *Bolt
 	id    model.PairID
@@ -195,27 +204,36 @@ func (r *storedBody) load(t *readTx, check bool, limit int) error {
 			return fmt.Errorf("hishel: body of pair %s: %w", r.id, model.ErrRemoved)
 		}
 	}
+	corrupt := func(format string, args ...any) error {
+		r.s.suspect(r.id)
+		return fmt.Errorf("hishel: body of pair %s: %s: %w", r.id, fmt.Sprintf(format, args...), model.ErrCorrupt)
+	}
 	c := t.chunksC
 	n := 0
-	for k, val := c.Seek(bolt.ChunkKey(r.nonce, r.kind, r.next)); k != nil; k, val = c.Next() {
+	for k, val := c.Seek(bolt.ChunkSeek(r.nonce, r.kind, r.next)); k != nil; k, val = c.Next() {
 		nonce, kind, seq, err := bolt.ParseChunkKey(k)
-		if err != nil || nonce != r.nonce || kind != r.kind {
+		if err != nil {
+			return corrupt("%v", err)
+		}
+		if nonce != r.nonce || kind != r.kind {
 			break
+		}
+		if err := bolt.CheckChunk(k, val); err != nil {
+			return corrupt("%v", err)
 		}
 		if seq == bolt.MarkerSeq {
 			m, err := bolt.DecodeMarker(val)
 			if err != nil {
-				return fmt.Errorf("hishel: body of pair %s: %w", r.id, err)
+				return corrupt("%v", err)
 			}
 			if m.Chunks != r.next || m.Size != r.loaded {
-				return fmt.Errorf("hishel: body of pair %s: %d bytes in %d chunks, marker says %d in %d: %w",
-					r.id, r.loaded, r.next, m.Size, m.Chunks, model.ErrRemoved)
+				return corrupt("%d bytes in %d chunks, marker says %d in %d", r.loaded, r.next, m.Size, m.Chunks)
 			}
 			r.ended = true
 			return nil
 		}
 		if seq != r.next {
-			return fmt.Errorf("hishel: body of pair %s: chunk %d missing: %w", r.id, r.next, model.ErrRemoved)
+			return corrupt("chunk %d missing", r.next)
 		}
 		if r.queue == nil {
 			r.queue = r.first[:0]
@@ -227,7 +245,7 @@ func (r *storedBody) load(t *readTx, check bool, limit int) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("hishel: body of pair %s: chunk %d missing: %w", r.id, r.next, model.ErrRemoved)
+	return corrupt("chunk %d missing", r.next)
 }
 
 // Close drops what the body holds; later reads fail with model.ErrBodyClosed.

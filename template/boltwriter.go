@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/hishel-go/hishel/bolt"
 	"github.com/hishel-go/hishel/model"
@@ -59,7 +62,18 @@ type writer struct {
 	// reads, if set, is told of every commit (see readers).
 	reads *readers
 
-	open        func() int    // pairs created and not completed
+	open func() int // pairs created and not completed
+
+	// rollbackCheck, if set, says whether a write transaction may be
+	// rolled back: the free list is not kept in the file while it is open
+	// (see boltopen.go), so bbolt rebuilds it after a rollback by walking
+	// the whole tree in a goroutine of its own, where a damaged page
+	// crashes the process. It returns an error if the file is damaged.
+	rollbackCheck func() error
+	// broken is set when a transaction could not be rolled back (the file
+	// is damaged): it stays open, and every later op fails with broken.
+	// Owned by the writer goroutine until done is closed.
+	broken      error
 	lastCommit  time.Duration // how long the last commit took
 	lastDurable int           // how many durable ops it answered
 
@@ -115,15 +129,17 @@ type wtx struct {
 	statsDirty                                                  bool
 	written                                                     int
 	fatal                                                       error
-	settled                                                     []model.PairID             // pairs whose pending entry ends with this transaction
-	cleared                                                     []model.PairID             // pairs a Clear in this transaction removed: their pending entries end
-	created                                                     []model.PairID             // pairs created in this transaction
-	nonce                                                       uint64                     // the highest pair nonce written so far
-	staleSeq                                                    uint64                     // the highest stale log sequence number written so far
-	completedKeys                                               [][bolt.HashLen]byte       // key hashes of the pairs completed (Bolt.unsynced)
-	recs                                                        map[model.PairID]*txRecord // records written, not yet flushed
-	newIncomplete                                               map[model.PairID]int64     // incomplete index entries added, not yet put: their Created
-	newKeys                                                     map[keysKey]struct{}       // keys index entries added, not yet put
+	settled                                                     []model.PairID                        // pairs whose pending entry ends with this transaction
+	cleared                                                     []model.PairID                        // pairs a Clear in this transaction removed: their pending entries end
+	created                                                     []model.PairID                        // pairs created in this transaction
+	nonce                                                       uint64                                // the highest pair nonce written so far
+	staleSeq                                                    uint64                                // the highest stale log sequence number written so far
+	completedKeys                                               [][bolt.HashLen]byte                  // key hashes of the pairs completed (Bolt.unsynced)
+	recs                                                        map[model.PairID]*txRecord            // records written, not yet flushed
+	newIncomplete                                               map[model.PairID]int64                // incomplete index entries added, not yet put: their Created
+	newKeys                                                     map[keysKey]struct{}                  // keys index entries added, not yet put
+	accessed                                                    bool                                  // applyAccess took access times (Bolt.flushing)
+	newByHash                                                   map[[bolt.HashLen]byte][]model.PairID // the pairs addKey indexed, by key hash; some may have gone since
 }
 
 func newWriter(db *bbolt.DB, maxTxBytes int) *writer {
@@ -240,6 +256,10 @@ func (w *writer) close() {
 
 func (w *writer) run() {
 	defer close(w.done)
+	// The writer reads the memory-mapped file: a damaged page may point
+	// past its end. Faults are panics here, which safeApply and commit
+	// turn into errors wrapping model.ErrCorrupt.
+	debug.SetPanicOnFault(true)
 	for {
 		select {
 		case o := <-w.ops:
@@ -263,6 +283,9 @@ func (w *writer) takePostedPeek() []*wop {
 }
 
 func (w *writer) begin() (*wtx, error) {
+	if w.broken != nil {
+		return nil, w.broken
+	}
 	if w.reads != nil {
 		w.reads.drop() // so that the last commit's freed pages can be reused
 	}
@@ -270,6 +293,32 @@ func (w *writer) begin() (*wtx, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hishel: begin write: %w", err)
 	}
+	var t *wtx
+	err = guard("begin write", func() error {
+		t, err = w.openTx(tx)
+		return err
+	})
+	if err != nil {
+		w.rollBack(tx)
+		return nil, err
+	}
+	return t, nil
+}
+
+// rollBack rolls tx back, unless rollbackCheck finds the file damaged:
+// then the writer is broken for good (see writer.broken).
+func (w *writer) rollBack(tx *bbolt.Tx) {
+	if w.rollbackCheck != nil {
+		if err := w.rollbackCheck(); err != nil {
+			w.broken = fmt.Errorf("hishel: the database file is damaged; writes fail until it is reopened: %w", err)
+			return
+		}
+	}
+	_ = guard("roll back", tx.Rollback)
+}
+
+// openTx opens the buckets of write transaction tx.
+func (w *writer) openTx(tx *bbolt.Tx) (*wtx, error) {
 	t := &wtx{
 		tx:         tx,
 		meta:       tx.Bucket(bolt.BucketMeta),
@@ -281,6 +330,11 @@ func (w *writer) begin() (*wtx, error) {
 		incomplete: tx.Bucket(bolt.BucketIncomplete),
 		acc:        tx.Bucket(bolt.BucketAccess),
 		stale:      tx.Bucket(bolt.BucketStale),
+	}
+	for _, b := range []*bbolt.Bucket{t.meta, t.pairs, t.keys, t.chunks, t.expiry, t.deleted, t.incomplete, t.acc, t.stale} {
+		if b == nil {
+			return nil, fmt.Errorf("hishel: begin write: a bucket is missing: %w", model.ErrCorrupt)
+		}
 	}
 	t.fill()
 	if !w.staleLoaded {
@@ -297,7 +351,6 @@ func (w *writer) begin() (*wtx, error) {
 	if !w.statsLoaded {
 		s, err := bolt.DecodeStats(t.meta.Get(bolt.MetaStats))
 		if err != nil {
-			_ = tx.Rollback()
 			return nil, err
 		}
 		w.stats, w.statsLoaded = s, true
@@ -425,23 +478,26 @@ collect:
 	if timer != nil {
 		timer.Stop()
 	}
-	t.flushRecords()
-	t.flushIncomplete()
-	t.flushKeys()
-	if t.fatal == nil && t.statsDirty {
-		t.put(t.meta, bolt.MetaStats, bolt.EncodeStats(t.stats))
-	}
-	if t.fatal == nil && t.nonce > w.nonce {
-		t.put(t.meta, bolt.MetaNonce, binary.BigEndian.AppendUint64(nil, t.nonce))
-	}
+	_ = safeApply(func(t *wtx) error {
+		t.flushRecords()
+		t.flushIncomplete()
+		t.flushKeys()
+		if t.fatal == nil && t.statsDirty {
+			t.put(t.meta, bolt.MetaStats, bolt.EncodeStats(t.stats))
+		}
+		if t.fatal == nil && t.nonce > w.nonce {
+			t.put(t.meta, bolt.MetaNonce, bolt.EncodeNonce(t.nonce))
+		}
+		return nil
+	}, t)
 	commitStart := time.Now()
 	if w.reads != nil {
 		w.reads.committing()
 	}
 	if t.fatal != nil {
-		_ = t.tx.Rollback()
+		w.rollBack(t.tx)
 		err = t.fatal
-	} else if cerr := t.tx.Commit(); cerr != nil {
+	} else if cerr := w.commit(t.tx); cerr != nil {
 		err = fmt.Errorf("hishel: commit: %w", cerr)
 	} else {
 		w.commits.Add(1)
@@ -466,16 +522,43 @@ collect:
 	}
 }
 
-// safeApply runs fn, turning a panic (in a caller's UpdatePairFunc function,
-// say) into a fatal error so that the writer goroutine survives it.
+// commit commits tx; a panic (bbolt meeting a damaged page as it writes
+// the nodes it changed) rolls it back and is an error wrapping
+// model.ErrCorrupt.
+func (w *writer) commit(tx *bbolt.Tx) error {
+	done := false
+	err := guard("commit", func() error {
+		err := tx.Commit()
+		done = true
+		return err
+	})
+	if !done {
+		w.rollBack(tx)
+	}
+	return err
+}
+
+// safeApply runs fn, turning a panic (bbolt meeting a damaged page, or a
+// bug) into a fatal error wrapping model.ErrCorrupt, so that the writer
+// goroutine survives it and the transaction is rolled back.
 func safeApply(fn func(*wtx) error, t *wtx) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			t.fatal = fmt.Errorf("hishel: panic in storage operation: %v", r)
+			t.fatal = fmt.Errorf("hishel: panic in storage operation: %v: %w", r, model.ErrCorrupt)
 			err = t.fatal
 		}
 	}()
 	return fn(t)
+}
+
+// writeErr wraps the error of a bbolt write: a key that names a bucket
+// (hishel's buckets hold none) is a damaged leaf, and wraps
+// model.ErrCorrupt too.
+func writeErr(what string, err error) error {
+	if errors.Is(err, berrors.ErrIncompatibleValue) {
+		return fmt.Errorf("hishel: %s: %w: %w", what, err, model.ErrCorrupt)
+	}
+	return fmt.Errorf("hishel: %s: %w", what, err)
 }
 
 func (t *wtx) put(b *bbolt.Bucket, k, v []byte) {
@@ -483,7 +566,7 @@ func (t *wtx) put(b *bbolt.Bucket, k, v []byte) {
 		return
 	}
 	if err := b.Put(k, v); err != nil {
-		t.fatal = fmt.Errorf("hishel: put: %w", err)
+		t.fatal = writeErr("put", err)
 		return
 	}
 	t.written += len(k) + len(v)
@@ -494,7 +577,7 @@ func (t *wtx) del(b *bbolt.Bucket, k []byte) {
 		return
 	}
 	if err := b.Delete(k); err != nil {
-		t.fatal = fmt.Errorf("hishel: delete: %w", err)
+		t.fatal = writeErr("delete", err)
 	}
 }
 
@@ -650,8 +733,10 @@ func (t *wtx) addKey(h [bolt.HashLen]byte, id model.PairID) {
 	}
 	if t.newKeys == nil {
 		t.newKeys = make(map[keysKey]struct{})
+		t.newByHash = make(map[[bolt.HashLen]byte][]model.PairID)
 	}
 	t.newKeys[newKeysKey(h, id)] = struct{}{}
+	t.newByHash[h] = append(t.newByHash[h], id)
 	t.written += bolt.KeysKeyLen
 }
 
@@ -708,12 +793,12 @@ func (t *wtx) flushKeys() {
 	for i := range keys {
 		t.put(t.keys, keys[i][:], nil)
 	}
-	t.newKeys = nil
+	t.newKeys, t.newByHash = nil, nil
 }
 
 // dropRecords forgets the records putRecord stored and the keys index
 // entries addKey holds: the buckets they were for are gone (Clear).
-func (t *wtx) dropRecords() { t.recs, t.newKeys = nil, nil }
+func (t *wtx) dropRecords() { t.recs, t.newKeys, t.newByHash = nil, nil, nil }
 
 // coming reports whether open pairs other than those t completes may soon
 // send their durable end.

@@ -544,16 +544,29 @@ func checkCrashPair(t *testing.T, s *Bolt, id model.PairID) {
 		return
 	}
 	defer p.Close()
+	switch diff, err := seededPairDiff(p); {
+	case err != nil:
+		t.Errorf("pair %s: reading a body back: %v", id, err)
+	case diff != "":
+		t.Errorf("pair %s: %s", id, diff)
+	}
+}
+
+// seededPairDiff reads both bodies of p, a pair whose request header
+// carries the seed and sizes of its bodies (X-Seed, X-Req-Size,
+// X-Resp-Size), and compares them and its metadata with what the seed
+// gives: it returns a description of the first difference ("" for none),
+// or the read's error.
+func seededPairDiff(p model.CompletePair) (string, error) {
 	h := p.Request.Header
 	seed, err1 := strconv.ParseUint(h.Get("X-Seed"), 10, 64)
 	reqSize, err2 := strconv.ParseInt(h.Get("X-Req-Size"), 10, 64)
 	respSize, err3 := strconv.ParseInt(h.Get("X-Resp-Size"), 10, 64)
 	if err := errors.Join(err1, err2, err3); err != nil {
-		t.Errorf("pair %s: request header %v: %v", id, h, err)
-		return
+		return fmt.Sprintf("request header %v: %v", h, err), nil
 	}
 	if p.Meta.RequestSize != reqSize || p.Meta.ResponseSize != respSize {
-		t.Errorf("pair %s: Meta sizes %d, %d; written %d, %d", id, p.Meta.RequestSize, p.Meta.ResponseSize, reqSize, respSize)
+		return fmt.Sprintf("Meta sizes %d, %d; written %d, %d", p.Meta.RequestSize, p.Meta.ResponseSize, reqSize, respSize), nil
 	}
 	for _, b := range []struct {
 		kind bolt.Kind
@@ -563,13 +576,13 @@ func checkCrashPair(t *testing.T, s *Bolt, id model.PairID) {
 		cw := newCompareWriter(crashBody(seed, b.kind, b.size))
 		n, err := b.body.WriteTo(cw)
 		if err != nil {
-			t.Errorf("pair %s: reading body %d back: %v", id, b.kind, err)
-			continue
+			return "", err
 		}
 		if cw.diff >= 0 || n != b.size {
-			t.Errorf("pair %s: body %d read back: %d bytes, first difference at %d; written %d bytes", id, b.kind, n, cw.diff, b.size)
+			return fmt.Sprintf("body %d read back: %d bytes, first difference at %d; written %d bytes", b.kind, n, cw.diff, b.size), nil
 		}
 	}
+	return "", nil
 }
 
 // compareWriter compares what is written to it with what want reads, and

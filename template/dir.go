@@ -451,7 +451,7 @@ func (t *dtx) remove(path string) error {
 	return nil
 }
 
-func dirSize(r *bolt.Record) int64 { return r.ReqSize + r.RespSize }
+func dirSize(r *bolt.Record) int64 { return backend.Size(r) }
 
 func (t *dtx) count(r *bolt.Record, sign int64) {
 	switch r.State() {
@@ -903,54 +903,52 @@ func (d *Dir) UpdatePair(ctx context.Context, id model.PairID, pair model.Comple
 // locked, so it may call the storage. If fn returns an error (or panics),
 // nothing changes and UpdatePairFunc returns that error.
 func (d *Dir) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(model.CompletePair) (model.CompletePair, error)) (model.CompletePair, error) {
-	for {
-		if err := d.check(ctx); err != nil {
-			return model.CompletePair{}, err
-		}
-		old, seen, err := d.readRecord(id)
+	if err := d.check(ctx); err != nil {
+		return model.CompletePair{}, err
+	}
+	read := func(context.Context) (model.CompletePair, *bolt.Record, error) {
+		old, _, err := d.readRecord(id)
 		if err != nil {
-			return model.CompletePair{}, err
+			return model.CompletePair{}, nil, err
 		}
 		if old == nil || old.State() != model.StateComplete {
-			return model.CompletePair{}, fmt.Errorf("hishel: update pair %s: %w", id, model.ErrNotFound)
+			return model.CompletePair{}, nil, fmt.Errorf("hishel: update pair %s: %w", id, model.ErrNotFound)
 		}
 		cur := d.pair(old)
 		cur.Request.Body, cur.Response.Body = nil, nil
 		cur.Request.Header, cur.Response.Header = cur.Request.Header.Clone(), cur.Response.Header.Clone()
-		next, err := backend.CallUpdate(fn, cur)
-		if err != nil {
-			return model.CompletePair{}, err
-		}
+		return cur, old, nil
+	}
+	write := func(ctx context.Context, next model.CompletePair, base *bolt.Record) (model.CompletePair, bool, error) {
 		if err := backend.CheckUpdate(id, next); err != nil {
-			return model.CompletePair{}, err
+			return model.CompletePair{}, false, err
 		}
-		rec := backend.Updated(old, next)
-		changed := false
-		err = d.update(ctx, true, func(t *dtx) error {
-			now, b, err := d.readRecord(id)
+		var rec *bolt.Record
+		stale := false
+		err := d.update(ctx, true, func(t *dtx) error {
+			now, _, err := d.readRecord(id)
 			if err != nil {
 				return err
 			}
-			if now == nil {
+			if now == nil || now.State() != model.StateComplete {
 				return fmt.Errorf("hishel: update pair %s: %w", id, model.ErrNotFound)
 			}
-			if !bytes.Equal(b, seen) {
-				changed = true
+			if backend.Changed(base, now) {
+				stale = true
 				return nil
 			}
-			return t.put(old, rec)
+			rec = backend.Updated(now, next)
+			return t.put(now, rec)
 		})
-		if err != nil {
-			return model.CompletePair{}, err
-		}
-		if changed {
-			continue
+		if err != nil || stale {
+			return model.CompletePair{}, stale, err
 		}
 		d.accessMu.Lock()
 		delete(d.access, id)
 		d.accessMu.Unlock()
-		return d.pair(rec), nil
+		return d.pair(rec), false, nil
 	}
+	return backend.UpdatePairFunc(ctx, id, fn, read, write)
 }
 
 // Remove soft-deletes the pair id: it is hidden at once (from every

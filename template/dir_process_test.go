@@ -3,6 +3,7 @@ package template_test
 import (
 	"context"
 	"flag"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -18,7 +19,15 @@ func dirAt(path string, o storagetest.Options) (storagetest.Store, error) {
 	return template.OpenDir(context.Background(), opts)
 }
 
-func TestMain(m *testing.M) { storagetest.ProcessMain(m, dirAt) }
+// TestMain runs the child processes of the process tests: Dir's
+// (storagetest.ProcessMain) and TestBoltCorruptFiles's
+// (template.CorruptChild).
+func TestMain(m *testing.M) {
+	if code, ok := template.CorruptChild(); ok {
+		os.Exit(code)
+	}
+	storagetest.ProcessMain(m, dirAt)
+}
 
 var dirCrashRuns = flag.Int("dircrash.runs", 20, "kill-and-check rounds of TestDirCrash")
 

@@ -29,8 +29,14 @@
 //     read, Read fails with model.ErrRemoved rather than end early. The
 //     pairs' header maps are the caller's own: changing them changes
 //     nothing stored (hishel.Transport serves hits from them).
+//   - GetPairs decodes heads only: no body of a variant is read until it
+//     is (Bolt reads ahead up to 64 KiB of a key's only pair). MaxVariants
+//     caps the pairs kept per key; completing one more evicts the least
+//     recently used others.
 //   - UpdatePair and UpdatePairFunc replace a pair's heads, key and TTL in one
-//     atomic step; bodies never change.
+//     atomic step; bodies never change. UpdatePairFunc's function runs
+//     holding nothing (it may call the store) and runs again if the pair
+//     changed meanwhile (backend.UpdatePairFunc).
 //   - Remove soft-deletes: the pair is hidden at once and reclaimed by a sweep
 //     after the retention period.
 //   - Pairs lists the pairs a model.Filter matches (every pair, in every
@@ -40,9 +46,15 @@
 //     prefix, URL (every method and variant), URL prefix, state, expiry and
 //     age.
 //   - A sweep soft-deletes expired pairs, removes soft-deleted pairs past
-//     their retention and incomplete pairs older than the incomplete age, and
-//     evicts least recently used pairs beyond the size budget. It runs in
-//     the background and on demand (Cleanup).
+//     their retention and incomplete pairs older than the incomplete age,
+//     evicts least recently used pairs beyond the size budget (MaxBytes
+//     counts every stored byte: key, URL, heads and bodies), and removes
+//     pairs that reads found damaged. It runs in the background and on
+//     demand (Cleanup). A request's MaxTTL caps its pair's life.
+//   - A persistent backend checksums every record and chunk: a mismatch, or
+//     a missing chunk, is model.ErrCorrupt, never altered bytes. A damaged
+//     file is an error, never a crash (Bolt: see OpenBolt and package
+//     bolt's CheckFile).
 //
 // # Contexts
 //

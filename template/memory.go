@@ -2,6 +2,7 @@ package template
 
 import (
 	"bytes"
+	"cmp"
 	"container/heap"
 	"container/list"
 	"context"
@@ -40,13 +41,18 @@ type MemoryOptions struct {
 	// IncompleteAge is how old an incomplete pair gets before a sweep
 	// removes it. Default 1 hour.
 	IncompleteAge time.Duration
-	// MaxBytes is a budget for stored body bytes; beyond it the least
-	// recently used pairs are evicted. Zero: no budget.
+	// MaxBytes is a budget for the bytes stored: every pair's cache key,
+	// method, URL, header fields and bodies (see model.Stats.Bytes).
+	// Beyond it the least recently used pairs are evicted. Zero: no budget.
 	MaxBytes int64
 	// MaxPairs caps the live complete pairs, like the capacity of Hishel's
 	// in-memory storage (128 there): storing one more evicts the least
 	// recently used (stored or read) pair at once. Zero: no cap.
 	MaxPairs int
+	// MaxVariants is the most complete pairs kept under one cache key
+	// (Vary variants): storing one more evicts the least recently used
+	// others beyond it. Default DefaultMaxVariants; negative: no cap.
+	MaxVariants int
 	// ChunkSize is the size of stored body chunks. Default 64 KiB.
 	ChunkSize int
 	// Now is the clock. Default time.Now.
@@ -56,7 +62,7 @@ type MemoryOptions struct {
 func (o *MemoryOptions) settings() backend.Settings {
 	return backend.Settings{DefaultTTL: o.DefaultTTL, RefreshTTLOnAccess: o.RefreshTTLOnAccess,
 		SweepInterval: o.SweepInterval, DeletedRetention: o.DeletedRetention, IncompleteAge: o.IncompleteAge,
-		MaxBytes: o.MaxBytes, MaxPairs: o.MaxPairs, ChunkSize: o.ChunkSize, Now: o.Now}
+		MaxBytes: o.MaxBytes, MaxPairs: o.MaxPairs, MaxVariants: o.MaxVariants, ChunkSize: o.ChunkSize, Now: o.Now}
 }
 
 // Memory stores pairs in the process's memory: fast, and gone when the
@@ -144,7 +150,7 @@ func OpenMemoryURL(ctx context.Context, u *url.URL) (*Memory, error) {
 	}
 	o = MemoryOptions{DefaultTTL: s.DefaultTTL, RefreshTTLOnAccess: s.RefreshTTLOnAccess, SweepInterval: s.SweepInterval,
 		DeletedRetention: s.DeletedRetention, IncompleteAge: s.IncompleteAge, MaxBytes: s.MaxBytes, MaxPairs: s.MaxPairs,
-		ChunkSize: s.ChunkSize}
+		MaxVariants: s.MaxVariants, ChunkSize: s.ChunkSize}
 	return OpenMemory(ctx, &o)
 }
 
@@ -176,6 +182,9 @@ func (m *Memory) CreatePair(ctx context.Context, req model.Request, opts ...mode
 	if req.Body.Consumed() {
 		return model.IncompletePair{}, fmt.Errorf("hishel: create pair: request body: %w", model.ErrBodyConsumed)
 	}
+	if err := backend.CheckRequestOptions(req.Options); err != nil {
+		return model.IncompletePair{}, err
+	}
 	id := model.ApplyCreateOptions(opts).ID
 	if id.IsZero() {
 		id = model.NewPairID()
@@ -203,6 +212,7 @@ func (m *Memory) CreatePair(ctx context.Context, req model.Request, opts ...mode
 	m.pairs[id] = p
 	heap.Push(&m.incs, timeEntry{p.rec.Created, id})
 	m.stats.Incomplete++
+	m.stats.Bytes += headBytes(&p.rec)
 	out := model.IncompletePair{ID: id, Request: req, Meta: p.rec.Meta()}
 	if req.Body != nil {
 		out.Request.Body = model.NewBody(m.newSaver(ctx, p, bolt.KindRequest, req.Body))
@@ -239,8 +249,10 @@ func (m *Memory) AddResponse(ctx context.Context, id model.PairID, resp model.Re
 	if p.rec.Has(bolt.FlagHasResponse) {
 		return model.CompletePair{}, fmt.Errorf("hishel: add response to pair %s: pair already has a response: %w", id, model.ErrInvalid)
 	}
+	before := headBytes(&p.rec)
 	p.rec.Flags |= bolt.FlagHasResponse
 	p.rec.Key, p.rec.Status, p.rec.RespHeader = key, resp.Status, resp.Header.Clone()
+	m.stats.Bytes += headBytes(&p.rec) - before
 	if resp.Body == nil {
 		p.rec.Flags |= bolt.FlagResponseDone
 	}
@@ -265,6 +277,8 @@ func (m *Memory) settle(p *memPair) {
 	r.Completed, r.LastAccess = now, now
 	if r.TTL > 0 {
 		r.Expires = now + r.TTL
+	}
+	if r.Expires = capExpiry(r, r.Expires); r.Expires != 0 {
 		heap.Push(&m.expiry, timeEntry{r.Expires, r.ID})
 	}
 	if m.keys[r.Key] == nil {
@@ -274,7 +288,27 @@ func (m *Memory) settle(p *memPair) {
 	p.lru = m.lru.PushBack(p)
 	m.stats.Incomplete--
 	m.stats.Pairs++
+	m.capVariants(p)
 	m.enforceBudget(nil)
+}
+
+// capVariants evicts, beyond MaxVariants, the least recently used complete
+// pairs under p's key (of pairs read together, the oldest), p (just
+// completed) aside. m.mu is held.
+func (m *Memory) capVariants(p *memPair) {
+	limit := m.pol.MaxVariants
+	if limit <= 0 { // no cap
+		return
+	}
+	for vs := m.keys[p.rec.Key]; len(vs) > limit; {
+		var old *memPair
+		for _, q := range vs {
+			if q != p && (old == nil || variantOrder(&q.rec, &old.rec) < 0) {
+				old = q
+			}
+		}
+		m.purge(old)
+	}
 }
 
 func (m *Memory) live(p *memPair, now int64) bool {
@@ -302,9 +336,11 @@ func (m *Memory) GetPairs(ctx context.Context, key string) ([]model.CompletePair
 		r := &p.rec
 		r.LastAccess = now
 		m.lru.MoveToBack(p.lru)
-		if r.Refresh && r.TTL > 0 && r.Expires != 0 && now+r.TTL > r.Expires {
-			r.Expires = now + r.TTL
-			heap.Push(&m.expiry, timeEntry{r.Expires, r.ID})
+		if r.Refresh && r.TTL > 0 && r.Expires != 0 {
+			if exp := capExpiry(r, now+r.TTL); exp > r.Expires {
+				r.Expires = exp
+				heap.Push(&m.expiry, timeEntry{r.Expires, r.ID})
+			}
 		}
 		snaps = append(snaps, m.snap(p))
 	}
@@ -417,36 +453,73 @@ func (m *Memory) GetPair(ctx context.Context, id model.PairID) (model.CompletePa
 // model.ErrNotFound; a pair.ID other than id (or zero), with
 // model.ErrIDChanged.
 func (m *Memory) UpdatePair(ctx context.Context, id model.PairID, pair model.CompletePair) (model.CompletePair, error) {
-	return m.UpdatePairFunc(ctx, id, func(model.CompletePair) (model.CompletePair, error) { return pair, nil })
+	out, _, err := m.update(ctx, id, pair, nil)
+	return out, err
 }
 
 // UpdatePairFunc is UpdatePair with the new value computed by fn from the
-// stored pair, atomically (no other write can interleave). fn receives the
-// pair with nil bodies; it runs with the storage locked, so it must be quick
-// and must not call the storage. If fn returns an error, nothing changes and
-// UpdatePairFunc returns that error.
+// stored pair, as one atomic read-modify-write: fn gets the pair as
+// stored, and its result is stored only if no other UpdatePair changed the
+// pair meanwhile; otherwise fn is called again with the new value (up to
+// 64 times, then model.ErrConflict). fn receives the pair with nil bodies
+// and header maps of its own. It runs in the caller's goroutine, holding
+// nothing: it may call the storage, even UpdatePair on the same pair
+// (which makes it run again). If fn leaves Meta.Expires as it was given,
+// the stored expiry is kept (a read may have refreshed it meanwhile). If
+// fn returns an error, nothing changes and UpdatePairFunc returns that
+// error; a panic in fn is an error too. ctx is checked before each call
+// of fn and before the write.
 func (m *Memory) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(model.CompletePair) (model.CompletePair, error)) (model.CompletePair, error) {
+	read := func(ctx context.Context) (cur model.CompletePair, base memBase, err error) {
+		if err := m.lock(ctx); err != nil {
+			return cur, base, err
+		}
+		p := m.pairs[id]
+		if p == nil || !p.rec.Has(bolt.FlagComplete) || p.rec.Has(bolt.FlagDeleted) {
+			m.mu.Unlock()
+			return cur, base, fmt.Errorf("hishel: update pair %s: %w", id, model.ErrNotFound)
+		}
+		sn := m.snap(p)
+		m.mu.Unlock()
+		info := sn.rec.Info()
+		cur = model.CompletePair{ID: id, Request: info.Request, Response: info.Response, Key: sn.rec.Key, Meta: info.Meta}
+		cur.Request.Header, cur.Response.Header = cloneHeaders(cur.Request.Header, cur.Response.Header)
+		return cur, memBase{p: p, rev: sn.rec.Rev, expires: info.Meta.Expires}, nil
+	}
+	write := func(ctx context.Context, next model.CompletePair, base memBase) (model.CompletePair, bool, error) {
+		return m.update(ctx, id, next, &base)
+	}
+	return backend.UpdatePairFunc(ctx, id, fn, read, write)
+}
+
+// memBase is what UpdatePairFunc's function was given: the pair, its
+// revision and its expiry.
+type memBase struct {
+	p       *memPair
+	rev     uint64
+	expires time.Time
+}
+
+// update writes next over pair id. With base, it writes only if the pair is
+// still base's, at base's revision (stale reports that it is not), and
+// keeps the stored expiry if next's is base's.
+func (m *Memory) update(ctx context.Context, id model.PairID, next model.CompletePair, base *memBase) (out model.CompletePair, stale bool, err error) {
 	if err := m.lock(ctx); err != nil {
-		return model.CompletePair{}, err
+		return out, false, err
 	}
 	defer m.mu.Unlock()
 	p := m.pairs[id]
-	if p == nil || !p.rec.Has(bolt.FlagComplete) || p.rec.Has(bolt.FlagDeleted) {
-		return model.CompletePair{}, fmt.Errorf("hishel: update pair %s: %w", id, model.ErrNotFound)
+	if p == nil || !p.rec.Has(bolt.FlagComplete) || p.rec.Has(bolt.FlagDeleted) || base != nil && base.p != p {
+		return out, false, fmt.Errorf("hishel: update pair %s: %w", id, model.ErrNotFound)
 	}
-	cur := m.pair(p)
-	cur.Request.Body, cur.Response.Body = nil, nil
-	next, err := backend.CallUpdate(fn, cur)
-	if err != nil {
-		return model.CompletePair{}, err
+	if base != nil && p.rec.Rev != base.rev {
+		return out, true, nil
 	}
-	if next.ID != id {
-		return model.CompletePair{}, fmt.Errorf("hishel: update pair %s: new id %s: %w", id, next.ID, model.ErrIDChanged)
-	}
-	if next.Request.Method == "" || next.Response.Status < 100 || next.Response.Status > 999 || next.Meta.TTL < 0 {
-		return model.CompletePair{}, fmt.Errorf("hishel: update pair %s: empty method, bad status or negative TTL: %w", id, model.ErrInvalid)
+	if err := backend.CheckUpdate(id, next); err != nil {
+		return out, false, err
 	}
 	r := &p.rec
+	before := headBytes(r)
 	if next.Key != r.Key {
 		delete(m.keys[r.Key], id)
 		if len(m.keys[r.Key]) == 0 {
@@ -458,7 +531,7 @@ func (m *Memory) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(mo
 		m.keys[next.Key][id] = p
 		r.Key = next.Key
 	}
-	if exp := bolt.UnixNano(next.Meta.Expires); exp != r.Expires {
+	if exp := bolt.UnixNano(next.Meta.Expires); exp != r.Expires && (base == nil || !next.Meta.Expires.Equal(base.expires)) {
 		r.Expires = exp
 		if exp != 0 {
 			heap.Push(&m.expiry, timeEntry{exp, id})
@@ -467,7 +540,15 @@ func (m *Memory) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(mo
 	r.Created, r.TTL, r.Refresh = bolt.UnixNano(next.Meta.Created), int64(next.Meta.TTL), next.Meta.Refresh
 	r.Method, r.URL, r.ReqHeader, r.ReqOptions = next.Request.Method, next.Request.URL, next.Request.Header.Clone(), next.Request.Options
 	r.Status, r.RespHeader = next.Response.Status, next.Response.Header.Clone()
-	return m.pair(p), nil
+	r.Rev++
+	m.stats.Bytes += headBytes(r) - before
+	return m.pair(p), false, nil
+}
+
+// variantOrder orders variants for eviction, first to go first: by last
+// access, then completion, then ID.
+func variantOrder(a, b *bolt.Record) int {
+	return cmp.Or(cmp.Compare(a.LastAccess, b.LastAccess), cmp.Compare(a.Completed, b.Completed), bytes.Compare(a.ID[:], b.ID[:]))
 }
 
 // Remove soft-deletes the pair id: it is hidden at once and reclaimed by a
@@ -515,6 +596,7 @@ func (m *Memory) purge(p *memPair) {
 	m.unindex(p)
 	delete(m.pairs, p.rec.ID)
 	p.gone.Store(true)
+	m.stats.Bytes -= headBytes(&p.rec)
 	for _, b := range p.bodies {
 		for _, c := range b {
 			m.stats.Bytes -= int64(len(c))

@@ -219,7 +219,7 @@ func buildSweepDB(tb testing.TB, dir string, n, due, gone int, at dueAt) sweepDB
 		}
 	}
 	add(bolt.BucketMeta, bolt.MetaStats, bolt.EncodeStats(model.Stats{Pairs: n - len(out.gone), Deleted: len(out.gone)}))
-	add(bolt.BucketMeta, bolt.MetaNonce, binary.BigEndian.AppendUint64(nil, uint64(n)))
+	add(bolt.BucketMeta, bolt.MetaNonce, bolt.EncodeNonce(uint64(n)))
 	commit()
 	if err := db.Close(); err != nil {
 		tb.Fatal(err)

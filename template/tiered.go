@@ -175,8 +175,10 @@ func OpenTiered(ctx context.Context, lower Tier, opts *TieredOptions) (*Tiered, 
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	upper, err := OpenMemory(ctx, &MemoryOptions{MaxBytes: o.MaxBytes, MaxPairs: o.MaxPairs, ChunkSize: o.ChunkSize,
-		RefreshTTLOnAccess: model.NoRefresh, Now: o.Now})
+	// The lower tier caps the variants of a key (MaxVariants); the memory
+	// tier copies what it keeps, all of them, so it caps none itself.
+	upper, err := OpenMemory(ctx, &MemoryOptions{MaxBytes: o.MaxBytes, MaxPairs: o.MaxPairs, MaxVariants: -1,
+		ChunkSize: o.ChunkSize, RefreshTTLOnAccess: model.NoRefresh, Now: o.Now})
 	if err != nil {
 		return nil, fmt.Errorf("hishel: open tiered: memory tier: %w", err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/hishel-go/hishel/cache"
 	"github.com/hishel-go/hishel/model"
+	"github.com/hishel-go/hishel/statemachine"
 )
 
 // inspectOpenTimeout is how long the inspection commands wait for the
@@ -32,11 +33,21 @@ func dbError(path string, err error) error {
 	case errors.Is(err, model.ErrLocked):
 		return &inUseError{path: path, err: err}
 	case errors.Is(err, model.ErrCorrupt):
-		return fmt.Errorf("%s: %s is not a hishel cache file (or is damaged): %w", programName, path, err)
+		return fmt.Errorf("%s: %s is not a hishel cache file (or is damaged): %w; move it aside or delete it (hishel proxy does this itself unless -rebuild=false)", programName, path, err)
 	case errors.Is(err, model.ErrFormatVersion):
 		return fmt.Errorf("%s: %s was written by a newer hishel; use that version: %w", programName, path, err)
 	}
 	return err
+}
+
+// runError is the error command name reports when the store named shown
+// failed: a damaged one says so, and what to do.
+func runError(name, path string, err error) error {
+	if errors.Is(err, model.ErrCorrupt) {
+		return fmt.Errorf("%s %s: the cache %s is damaged (%w); move it aside or delete it: a cache is rebuilt as it is used, and 'hishel proxy -rebuild' (the default) does this itself",
+			programName, name, path, err)
+	}
+	return fmt.Errorf("%s %s: %w", programName, name, err)
 }
 
 // parseID parses a pair ID argument of command name.
@@ -102,6 +113,7 @@ func (f filterFlags) filter(name string) (model.Filter, bool, error) {
 func cmdLs(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	fs := newFlagSet("ls")
 	sf := addInspectFlags(fs)
+	shared := fs.Bool("shared", false, "judge HTTP freshness as a shared cache does (s-maxage), as 'hishel proxy -shared'")
 	ff := addFilterFlags(fs)
 	asJSON := fs.Bool("json", false, "print one JSON object per pair and line (sizes in bytes, times in RFC 3339), for scripts")
 	if _, err := parseFlags(fs, "ls", args, 0, stdout); err != nil {
@@ -111,7 +123,7 @@ func cmdLs(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	if err != nil {
 		return err
 	}
-	s, _, err := sf.openStore(ctx, "ls", inspectParams(nil))
+	s, shown, err := sf.openStore(ctx, "ls", inspectParams(nil))
 	if err != nil {
 		return err
 	}
@@ -120,16 +132,17 @@ func cmdLs(ctx context.Context, args []string, stdout, _ io.Writer) error {
 		err = listPairs(ctx, s, filter, func(pi model.PairInfo) error { return writeJSON(stdout, newPairJSON(pi, false)) })
 	} else {
 		now := time.Now()
+		machine := &statemachine.Options{Shared: *shared}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tSTATE\tSTATUS\tMETHOD\tURL\tSIZE\tEXPIRES")
+		fmt.Fprintln(tw, "ID\tSTATE\tSTATUS\tMETHOD\tURL\tSIZE\tFRESHNESS\tEXPIRES")
 		err = listPairs(ctx, s, filter, func(pi model.PairInfo) error {
 			status := "-"
 			if pi.Response.Status != 0 {
 				status = strconv.Itoa(pi.Response.Status)
 			}
-			_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", pi.ID, pi.State, status,
+			_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", pi.ID, pi.State, status,
 				printable(pi.Request.Method), printable(pi.Request.URL), humanSize(pi.Meta.ResponseSize),
-				humanExpiry(pi.Meta.Expires, now))
+				formatFreshness(machine, pi), humanExpiry(pi.Meta.Expires, now))
 			return err
 		})
 		if ferr := tw.Flush(); err == nil {
@@ -137,9 +150,25 @@ func cmdLs(ctx context.Context, args []string, stdout, _ io.Writer) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("%s ls: %w", programName, err)
+		return runError("ls", shown, err)
 	}
 	return s.Close()
+}
+
+// formatFreshness says how fresh a pair's response is by HTTP's rules
+// (RFC 9111 §4.2), as the cache judges it now: fresh until a time, or
+// stale since one; "-" for a pair without a response.
+func formatFreshness(o *statemachine.Options, pi model.PairInfo) string {
+	if pi.State == model.StateIncomplete || pi.Response.Status == 0 {
+		return "-"
+	}
+	p := model.CompletePair{ID: pi.ID, Request: pi.Request, Response: pi.Response, Key: pi.Key, Meta: pi.Meta}
+	f := o.Freshness(&p)
+	at := f.FreshUntil.UTC().Truncate(time.Second).Format(time.RFC3339)
+	if f.Fresh() {
+		return "fresh-until=" + at
+	}
+	return "stale-since=" + at
 }
 
 // listPairs calls fn for each pair f matches, and stops at the first error.
@@ -161,7 +190,7 @@ func cmdShow(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	n := fs.Int64("n", -1, "print only the first `N` bytes of the response body (0: none, negative: all)")
 	raw := fs.Bool("raw", false, "write the body as stored even to a terminal (by default a terminal gets a hex dump of a body that is not text)")
 	asJSON := fs.Bool("json", false, "print the pair as one JSON object (heads, metadata, the body in base64), for scripts")
-	s, info, err := openPair(ctx, "show", fs, sf, args, stdout)
+	s, info, shown, err := openPair(ctx, "show", fs, sf, args, stdout)
 	if err != nil {
 		return err
 	}
@@ -178,7 +207,7 @@ func cmdShow(ctx context.Context, args []string, stdout, _ io.Writer) error {
 		case errors.Is(err, model.ErrNotFound):
 			// Expired: heads and metadata only.
 		default:
-			return fmt.Errorf("%s show: %w", programName, err)
+			return runError("show", shown, err)
 		}
 	}
 	var r io.Reader = body
@@ -193,7 +222,7 @@ func cmdShow(ctx context.Context, args []string, stdout, _ io.Writer) error {
 		}
 		if body != nil {
 			if p.Body, err = io.ReadAll(r); err != nil {
-				return fmt.Errorf("%s show: reading the body: %w", programName, err)
+				return runError("show", shown, fmt.Errorf("reading the body: %w", err))
 			}
 		}
 		if err := writeJSON(stdout, p); err != nil {
@@ -209,7 +238,7 @@ func cmdShow(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	default:
 		fmt.Fprintln(stdout)
 		if err := writeBody(stdout, r, *raw); err != nil {
-			return fmt.Errorf("%s show: reading the body: %w", programName, err)
+			return runError("show", shown, fmt.Errorf("reading the body: %w", err))
 		}
 	}
 	return s.Close()
@@ -218,29 +247,29 @@ func cmdShow(ctx context.Context, args []string, stdout, _ io.Writer) error {
 // openPair does what show and rm share: it parses the flags (fs has sf)
 // and the pair ID, opens the store and finds the pair. The caller closes
 // the store.
-func openPair(ctx context.Context, name string, fs *flag.FlagSet, sf storeFlags, args []string, stdout io.Writer) (cache.Store, model.PairInfo, error) {
+func openPair(ctx context.Context, name string, fs *flag.FlagSet, sf storeFlags, args []string, stdout io.Writer) (s cache.Store, info model.PairInfo, shown string, err error) {
 	pos, err := parseFlags(fs, name, args, 1, stdout)
 	if err != nil {
-		return nil, model.PairInfo{}, err
+		return nil, info, "", err
 	}
 	id, err := parseID(name, pos)
 	if err != nil {
-		return nil, model.PairInfo{}, err
+		return nil, info, "", err
 	}
-	s, shown, err := sf.openStore(ctx, name, inspectParams(nil))
+	s, shown, err = sf.openStore(ctx, name, inspectParams(nil))
 	if err != nil {
-		return nil, model.PairInfo{}, err
+		return nil, info, "", err
 	}
 	info, ok, err := findPair(ctx, s, id)
 	switch {
 	case err != nil:
 		s.Close()
-		return nil, model.PairInfo{}, fmt.Errorf("%s %s: %w", programName, name, err)
+		return nil, info, "", runError(name, shown, err)
 	case !ok:
 		s.Close()
-		return nil, model.PairInfo{}, fmt.Errorf("%s %s: no pair %s in %s; 'hishel ls %s' lists the pairs", programName, name, id, shown, sf.flagText())
+		return nil, info, "", fmt.Errorf("%s %s: no pair %s in %s; 'hishel ls %s' lists the pairs", programName, name, id, shown, sf.flagText())
 	}
-	return s, info, nil
+	return s, info, shown, nil
 }
 
 func bodyless(info model.PairInfo) string {
@@ -316,7 +345,7 @@ func cmdRm(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	case !filtered:
 		return rmOne(ctx, fs, sf, args, stdout)
 	}
-	s, _, err := sf.openStore(ctx, "rm", inspectParams(nil))
+	s, shown, err := sf.openStore(ctx, "rm", inspectParams(nil))
 	if err != nil {
 		return err
 	}
@@ -332,14 +361,14 @@ func cmdRm(ctx context.Context, args []string, stdout, _ io.Writer) error {
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("%s rm: %w", programName, err)
+			return runError("rm", shown, err)
 		}
 		fmt.Fprintf(stdout, "would remove %d %s\n", n, plural(n, "pair", "pairs"))
 		return s.Close()
 	}
 	n, err := s.Delete(ctx, filter)
 	if err != nil {
-		return fmt.Errorf("%s rm: removed %d %s, then: %w", programName, n, plural(n, "pair", "pairs"), err)
+		return runError("rm", shown, fmt.Errorf("removed %d %s, then: %w", n, plural(n, "pair", "pairs"), err))
 	}
 	fmt.Fprintf(stdout, "removed %d %s (soft delete: gc reclaims their data after the retention period)\n", n, plural(n, "pair", "pairs"))
 	return s.Close()
@@ -354,7 +383,7 @@ func plural(n int, one, many string) string {
 
 // rmOne removes the pair whose ID args name.
 func rmOne(ctx context.Context, fs *flag.FlagSet, sf storeFlags, args []string, stdout io.Writer) error {
-	s, info, err := openPair(ctx, "rm", fs, sf, args, stdout)
+	s, info, shown, err := openPair(ctx, "rm", fs, sf, args, stdout)
 	if err != nil {
 		return err
 	}
@@ -365,7 +394,7 @@ func rmOne(ctx context.Context, fs *flag.FlagSet, sf storeFlags, args []string, 
 		return s.Close()
 	}
 	if err := s.Remove(ctx, id); err != nil {
-		return fmt.Errorf("%s rm: %w", programName, err)
+		return runError("rm", shown, err)
 	}
 	fmt.Fprintf(stdout, "removed %s (soft delete: gc reclaims its data after the retention period)\n", id)
 	return s.Close()
@@ -376,7 +405,7 @@ func cmdGc(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	sf := addInspectFlags(fs)
 	retention := fs.Duration("retention", 0, "reclaim soft-deleted pairs older than `D` (0: the store's default, 7 days)")
 	incomplete := fs.Duration("incomplete-age", 0, "remove incomplete pairs older than `D` (0: the store's default, 1 hour)")
-	maxBytes := fs.Int64("max-bytes", 0, "evict least recently used pairs beyond `N` body bytes (0: no budget)")
+	maxBytes := fs.Int64("max-bytes", 0, "evict least recently used pairs beyond `N` stored bytes: keys, URLs, heads and bodies (0: no budget)")
 	if _, err := parseFlags(fs, "gc", args, 0, stdout); err != nil {
 		return err
 	}
@@ -398,7 +427,7 @@ func cmdGc(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	if *maxBytes > 0 {
 		params.Set("max-bytes", strconv.FormatInt(*maxBytes, 10))
 	}
-	s, _, err := sf.openStore(ctx, "gc", inspectParams(params))
+	s, shown, err := sf.openStore(ctx, "gc", inspectParams(params))
 	if err != nil {
 		return err
 	}
@@ -406,10 +435,10 @@ func cmdGc(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	start := time.Now()
 	r, err := s.Cleanup(ctx)
 	if err != nil {
-		return fmt.Errorf("%s gc: %w", programName, err)
+		return runError("gc", shown, err)
 	}
-	fmt.Fprintf(stdout, "expired: %d\npurged: %d\nabandoned: %d\nevicted: %d\ntook: %v\n",
-		r.Expired, r.Purged, r.Abandoned, r.Evicted, time.Since(start).Round(time.Microsecond))
+	fmt.Fprintf(stdout, "expired: %d\npurged: %d\nabandoned: %d\nevicted: %d\ncorrupt: %d\ntook: %v\n",
+		r.Expired, r.Purged, r.Abandoned, r.Evicted, r.Corrupt, time.Since(start).Round(time.Microsecond))
 	return s.Close()
 }
 
@@ -420,14 +449,14 @@ func cmdStats(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	if _, err := parseFlags(fs, "stats", args, 0, stdout); err != nil {
 		return err
 	}
-	s, _, err := sf.openStore(ctx, "stats", inspectParams(nil))
+	s, shown, err := sf.openStore(ctx, "stats", inspectParams(nil))
 	if err != nil {
 		return err
 	}
 	defer s.Close()
 	st, err := s.Stats(ctx)
 	if err != nil {
-		return fmt.Errorf("%s stats: %w", programName, err)
+		return runError("stats", shown, err)
 	}
 	size, hasFile := sf.fileSize()
 	if *asJSON {
@@ -446,7 +475,7 @@ func cmdStats(ctx context.Context, args []string, stdout, _ io.Writer) error {
 		}
 		return s.Close()
 	}
-	fmt.Fprintf(stdout, "pairs: %d\nincomplete: %d\ndeleted: %d\nbody bytes: %s\n",
+	fmt.Fprintf(stdout, "pairs: %d\nincomplete: %d\ndeleted: %d\nstored bytes: %s\n",
 		st.Pairs, st.Incomplete, st.Deleted, humanSizeExact(st.Bytes))
 	if hasFile {
 		fmt.Fprintf(stdout, "file bytes: %s\n", humanSizeExact(size))

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/bbolt"
+
+	"github.com/hishel-go/hishel/bolt"
 	"github.com/hishel-go/hishel/cache"
 	"github.com/hishel-go/hishel/model"
 )
@@ -26,14 +30,14 @@ func fixture(t *testing.T) (path string, live, incomplete, expired model.PairID)
 		t.Fatal(err)
 	}
 	defer s.Close()
-	add := func(url string, ttl time.Duration, body string) model.PairID {
+	add := func(url string, ttl time.Duration, body string, cacheControl string) model.PairID {
 		inc, err := s.CreatePair(ctx, model.Request{Method: "GET", URL: url,
 			Header: http.Header{"Accept": {"text/plain"}}, Options: model.RequestOptions{TTL: ttl}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		cp, err := s.AddResponse(ctx, inc.ID, model.Response{Status: 200,
-			Header: http.Header{"Content-Type": {"text/plain"}}, Body: model.StringBody(body)}, "GET "+url)
+			Header: http.Header{"Content-Type": {"text/plain"}, "Cache-Control": {cacheControl}}, Body: model.StringBody(body)}, "GET "+url)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -42,8 +46,8 @@ func fixture(t *testing.T) (path string, live, incomplete, expired model.PairID)
 		}
 		return inc.ID
 	}
-	live = add("http://example.test/live", time.Hour, "live body")
-	expired = add("http://example.test/expired", time.Millisecond, "expired body")
+	live = add("http://example.test/live", time.Hour, "live body", "max-age=3600")
+	expired = add("http://example.test/expired", time.Millisecond, "expired body", "max-age=0")
 	inc, err := s.CreatePair(ctx, model.Request{Method: "POST", URL: "http://example.test/incomplete"})
 	if err != nil {
 		t.Fatal(err)
@@ -70,17 +74,29 @@ func TestInspect(t *testing.T) {
 		t.Errorf("hishel ls printed %d lines; want a header and 3 pairs:\n%s", n, ls.stdout)
 	}
 	for _, tt := range []struct {
-		id     model.PairID
-		fields []string
+		id        model.PairID
+		fields    []string
+		freshness string
 	}{
-		{live, []string{"complete", "200", "GET", "http://example.test/live", "9", "B", "in"}},
-		{expired, []string{"complete", "200", "GET", "http://example.test/expired", "12", "B"}},
-		{incomplete, []string{"incomplete", "-", "POST", "http://example.test/incomplete", "0", "B", "never"}},
+		{live, []string{"complete", "200", "GET", "http://example.test/live", "9", "B"}, "fresh-until="},
+		{expired, []string{"complete", "200", "GET", "http://example.test/expired", "12", "B"}, "stale-since="},
+		{incomplete, []string{"incomplete", "-", "POST", "http://example.test/incomplete", "0", "B"}, "-"},
 	} {
 		line := lineWith(ls.stdout, tt.id.String())
 		got := strings.Fields(line)
-		if len(got) < len(tt.fields)+1 || fmt.Sprint(got[1:len(tt.fields)+1]) != fmt.Sprint(tt.fields) {
-			t.Errorf("hishel ls line of %s = %q; want fields %v", tt.id, line, tt.fields)
+		if len(got) < 9 || fmt.Sprint(got[1:7]) != fmt.Sprint(tt.fields) || !strings.HasPrefix(got[7], tt.freshness) {
+			t.Errorf("hishel ls line of %s = %q; want fields %v, freshness %s… and an expiry", tt.id, line, tt.fields, tt.freshness)
+		}
+	}
+	if line := lineWith(ls.stdout, incomplete.String()); !strings.HasSuffix(line, " never") {
+		t.Errorf("hishel ls line of the incomplete pair = %q; want its expiry as never", line)
+	}
+	// The live pair is fresh for an hour from its storing, the HTTP way;
+	// its storage expiry is its TTL's.
+	if f := strings.Fields(lineWith(ls.stdout, live.String())); len(f) == 10 {
+		until, err := time.Parse(time.RFC3339, strings.TrimPrefix(f[7], "fresh-until="))
+		if err != nil || until.Sub(time.Now()) < 50*time.Minute || f[8] != "in" || !strings.HasPrefix(f[9], "59m") && f[9] != "1h" {
+			t.Errorf("hishel ls: live pair fresh until %s, expires %s %s (%v); want both about an hour from now", f[7], f[8], f[9], err)
 		}
 	}
 	if line := lineWith(ls.stdout, expired.String()); !strings.HasSuffix(line, " ago") {
@@ -120,9 +136,72 @@ func TestInspect(t *testing.T) {
 		t.Errorf("hishel gc -incomplete-age 1ns = %v; want expired: 1, abandoned: 1", gc)
 	}
 	stats := runHishel(t, "stats", "-db", db)
-	want := "pairs: 1\nincomplete: 0\ndeleted: 1\nbody bytes: "
+	want := "pairs: 1\nincomplete: 0\ndeleted: 1\nstored bytes: "
 	if stats.code != 0 || !strings.HasPrefix(stats.stdout, want) {
 		t.Errorf("hishel stats = %v; want stdout starting %q", stats, want)
+	}
+}
+
+// Every command fails with exit status 1 and says so when the cache file
+// is damaged: its structure (at open), or a record or chunk (as read).
+func TestInspectDamaged(t *testing.T) {
+	db, live, _, _ := fixture(t)
+	damaged := func(t *testing.T, fn func(tx *bbolt.Tx) error) string {
+		data, err := os.ReadFile(db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), "damaged.db")
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		raw, err := bbolt.Open(path, 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer raw.Close()
+		if err := raw.Update(fn); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	flip := func(bucket []byte, seek []byte) func(tx *bbolt.Tx) error {
+		return func(tx *bbolt.Tx) error {
+			b := tx.Bucket(bucket)
+			k, v := b.Cursor().Seek(seek)
+			v = bytes.Clone(v)
+			v[len(v)/2] ^= 1
+			return b.Put(bytes.Clone(k), v)
+		}
+	}
+	record := damaged(t, flip(bolt.BucketPairs, live[:]))
+	chunk := damaged(t, func(tx *bbolt.Tx) error {
+		v := tx.Bucket(bolt.BucketPairs).Get(live[:])
+		rec, err := bolt.DecodeRecord(v)
+		if err != nil {
+			return err
+		}
+		return flip(bolt.BucketChunks, bolt.ChunkSeek(rec.Nonce, bolt.KindResponse, 0))(tx)
+	})
+	stats := damaged(t, flip(bolt.BucketMeta, bolt.MetaStats))
+	for _, tt := range []struct {
+		name string
+		args []string
+	}{
+		{"ls, a record", []string{"ls", "-db", record}},
+		{"show, a record", []string{"show", "-db", record, live.String()}},
+		{"rm, a record", []string{"rm", "-db", record, live.String()}},
+		{"show, a chunk", []string{"show", "-db", chunk, live.String()}},
+		{"stats, the counters", []string{"stats", "-db", stats}},
+		{"gc, the counters", []string{"gc", "-db", stats}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runHishel(t, tt.args...)
+			if r.code != exitError || !(strings.Contains(r.stderr, "is damaged") || strings.Contains(r.stderr, "or is damaged")) ||
+				strings.Contains(r.stderr, "panic") || strings.Contains(r.stdout, "live body") {
+				t.Errorf("hishel %s on a damaged file = %v; want exit 1 and a message that it is damaged, no body", strings.Join(tt.args, " "), r)
+			}
+		})
 	}
 }
 

@@ -3,14 +3,15 @@
 // Usage:
 //
 //	hishel demo                                   an offline tour: a local origin, a bbolt cache in a temp dir
-//	hishel proxy -upstream URL [-listen ADDR] [-store URL | -db PATH] [-shared] [-max-body N] [-metrics ADDR] [-v]
+//	hishel proxy -upstream URL [-listen ADDR] [-store URL | -db PATH] [-shared] [-max-body N]
+//	             [-max-bytes N] [-ttl D] [-rebuild=false] [-metrics ADDR] [-v]
 //	                                              a caching reverse proxy
-//	hishel ls -store URL | -db PATH [FILTER] [-json]
+//	hishel ls -store URL | -db PATH [FILTER] [-shared] [-json]
 //	                                              list the pairs of a cache
 //	hishel show -store URL | -db PATH [-n N] [-raw] [-json] ID
 //	                                              print a pair: heads, metadata, response body
 //	hishel rm -store URL | -db PATH ID | FILTER   soft-delete a pair, or the pairs FILTER selects
-//	hishel gc -store URL | -db PATH [-retention D] sweep now (expired, deleted, abandoned, over budget)
+//	hishel gc -store URL | -db PATH [-retention D] sweep now (expired, deleted, abandoned, over budget, damaged)
 //	hishel stats -store URL | -db PATH [-json]    counters of a cache
 //	hishel help [COMMAND]                         usage of hishel or of a command
 //
@@ -46,7 +47,8 @@
 // # Exit status
 //
 //	0  success (also for -h and help)
-//	1  runtime error: the origin, the file system or the database failed
+//	1  runtime error: the origin, the file system or the database failed, or
+//	   the cache file is damaged
 //	2  usage error: unknown command, a missing or bad flag or argument
 //	3  the cache file is in use by another process (a running proxy?)
 package main
@@ -95,8 +97,8 @@ var commands []command
 func init() {
 	commands = []command{
 		{"demo", "[-keep]", "an offline tour: miss, hit, 304 revalidation, Vary, async storage", cmdDemo},
-		{"proxy", "-upstream URL [-listen ADDR] [-store URL | -db PATH] [-shared] [-max-body N] [-metrics ADDR] [-v]", "a caching reverse proxy", cmdProxy},
-		{"ls", "-store URL | -db PATH [-url URL] [-url-prefix URL] [-key KEY] [-key-prefix PREFIX] [-expired] [-older-than D] [-json]", "list the pairs of a cache, one line each", cmdLs},
+		{"proxy", "-upstream URL [-listen ADDR] [-store URL | -db PATH] [-shared] [-max-body N] [-max-bytes N] [-ttl D] [-rebuild=false] [-metrics ADDR] [-v]", "a caching reverse proxy", cmdProxy},
+		{"ls", "-store URL | -db PATH [-url URL] [-url-prefix URL] [-key KEY] [-key-prefix PREFIX] [-expired] [-older-than D] [-shared] [-json]", "list the pairs of a cache, one line each", cmdLs},
 		{"show", "-store URL | -db PATH [-n N] [-raw] [-json] ID", "print a pair: request and response heads, metadata, response body", cmdShow},
 		{"rm", "-store URL | -db PATH (ID | [-url URL] [-url-prefix URL] [-key KEY] [-key-prefix PREFIX] [-expired] [-older-than D] [-dry-run])", "soft-delete a pair, or the pairs the filter flags select (gc reclaims them after the retention period)", cmdRm},
 		{"gc", "-store URL | -db PATH [-retention D] [-incomplete-age D] [-max-bytes N]", "sweep a cache now and print what was removed", cmdGc},
@@ -335,12 +337,21 @@ file is closed. While it runs, the cache file is locked: the inspection
 commands report it as in use (exit status 3). With -metrics ADDR it also
 serves Prometheus metrics at http://ADDR/metrics (package
 github.com/hishel-go/hishel/metrics).
+
+The cache file is bounded: -max-bytes (1 GiB by default) counts every stored
+byte (keys, URLs, heads and bodies), and the least recently used pairs go
+beyond it; -ttl bounds how long a pair is kept after it was last read. A
+damaged cache file is moved aside (renamed PATH.damaged-TIME) and the proxy
+starts with an empty one, saying so on standard error; -rebuild=false
+makes it exit with status 1 instead.
 `,
 	"ls": `Prints one line per pair, whatever its state: ID, state (complete,
-incomplete, deleted), status, method, URL, response body size and expiry
-(in 59m, 3s ago, never). The filter flags list only the pairs that meet
-them all. With -json, one JSON object per pair and line: id, state, key,
-method, url, status, request_size, response_size (bytes), created,
+incomplete, deleted), status, method, URL, response body size, HTTP
+freshness (fresh-until=TIME, or stale-since=TIME, as RFC 9111 judges it now;
+-shared judges as a shared cache) and storage expiry (when a sweep removes
+the pair: in 59m, 3s ago, never). The filter flags list only the pairs that
+meet them all. With -json, one JSON object per pair and line: id, state,
+key, method, url, status, request_size, response_size (bytes), created,
 completed, last_access, expires, deleted (RFC 3339, absent when unset),
 ttl_seconds, refresh_on_access.
 `,
@@ -362,11 +373,13 @@ by a later gc once the retention period (7 days by default) has passed.
 `,
 	"gc": `Runs a sweep now: expired pairs are soft-deleted, soft-deleted pairs past
 the retention period and incomplete pairs older than -incomplete-age are
-removed, and the least recently used pairs beyond -max-bytes are evicted.
-Use -retention 1ns to reclaim every soft-deleted pair now.
+removed, the least recently used pairs beyond -max-bytes are evicted, and
+pairs found damaged (corrupt) are removed. Use -retention 1ns to reclaim
+every soft-deleted pair now.
 `,
 	"stats": `Prints the counters of the cache file: live complete pairs, incomplete
-pairs, soft-deleted pairs and stored body bytes. With -json, one JSON
-object: pairs, incomplete, deleted, bytes and file_bytes.
+pairs, soft-deleted pairs, stored bytes (keys, URLs, heads and bodies, as
+-max-bytes counts them) and the file's size. With -json, one JSON object:
+pairs, incomplete, deleted, bytes and file_bytes.
 `,
 }

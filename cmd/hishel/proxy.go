@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -66,6 +67,10 @@ const (
 	defaultIdleConnTime      = 90 * time.Second
 )
 
+// defaultProxyMaxBytes is the proxy's default -max-bytes: a proxy left
+// running does not fill the disk.
+const defaultProxyMaxBytes = 1 << 30
+
 func cmdProxy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("proxy")
 	listen := fs.String("listen", "127.0.0.1:8080", "listen on `ADDR` (host:port; port 0 picks a free port)")
@@ -91,6 +96,9 @@ func cmdProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		"read the key that hashes stored credentials from `FILE` (16 bytes or more); proxies sharing a cache share it (default: a random key per run)")
 	fs.BoolVar(&cfg.staleIfDisconnected, "stale-if-disconnected", true, "when the origin cannot be reached (connection refused or reset, no answer within -origin-timeout), answer from a stale stored response unless its directives or the request's forbid it (RFC 9111 §4.2.4); Cache-Status says detail=stale-if-disconnected")
 	targeted := fs.String("targeted-fields", "", "with -shared, the targeted cache-control `FIELDS` (RFC 9213), comma-separated, obeyed before CDN-Cache-Control, such as Hishel-Cache-Control")
+	maxBytes := fs.Int64("max-bytes", defaultProxyMaxBytes, "keep at most `N` bytes in the cache (keys, URLs, heads and bodies); the least recently used pairs go beyond it (0: no budget; a -store URL's max-bytes wins)")
+	ttl := fs.Duration("ttl", 0, "remove a pair `D` after it was stored or last read, however fresh (0: when HTTP no longer allows using it, or the budget needs room; a -store URL's ttl wins)")
+	rebuild := fs.Bool("rebuild", true, "move a damaged bbolt cache file aside and start with an empty one (false: exit with status 1; a -store URL's rebuild wins)")
 	verbose := fs.Bool("v", false, "log every cache decision on standard error")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics (host:port; port 0 picks a free port): responses by outcome, revalidations, stores, store failures, stored bytes, lookup and store latency, the store's counters")
 	if _, err := parseFlags(fs, "proxy", args, 0, stdout); err != nil {
@@ -100,8 +108,13 @@ func cmdProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	if *maxBody < 0 {
+	switch {
+	case *maxBody < 0:
 		return &usageError{cmd: "proxy", msg: "-max-body must not be negative"}
+	case *maxBytes < 0:
+		return &usageError{cmd: "proxy", msg: "-max-bytes must not be negative"}
+	case *ttl < 0:
+		return &usageError{cmd: "proxy", msg: "-ttl must not be negative"}
 	}
 	if cfg.headerTimeout < 0 {
 		return &usageError{cmd: "proxy", msg: "-origin-timeout must not be negative"}
@@ -138,14 +151,32 @@ func cmdProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	cfg.target, cfg.shared, cfg.maxBody = target, *shared, *maxBody
 
+	// The store's budget, TTL and, for a bbolt file, Rebuild come from the
+	// flags, unless a -store URL sets them itself. A file moved aside is
+	// logged on standard error (slog's default logger for a -store URL).
+	params := func(scheme string) url.Values {
+		v := proxyParams(scheme)
+		if v == nil {
+			v = url.Values{}
+		}
+		v.Set("max-bytes", strconv.FormatInt(*maxBytes, 10))
+		if *ttl > 0 {
+			v.Set("ttl", ttl.String())
+		}
+		if scheme == "bolt" {
+			v.Set("rebuild", strconv.FormatBool(*rebuild))
+		}
+		return v
+	}
 	var store cache.Store
-	u, dbName, err := sf.storeURL("proxy", proxyParams)
+	u, dbName, err := sf.storeURL("proxy", params)
 	switch {
 	case err != nil:
 		return err
 	case u == nil: // the default file
 		dbName = defaultDBPath()
-		store, err = cache.OpenBolt(ctx, nil)
+		store, err = cache.OpenBolt(ctx, &cache.BoltOptions{MaxBytes: *maxBytes, DefaultTTL: *ttl, Rebuild: *rebuild,
+			Logger: slog.New(slog.NewTextHandler(stderr, nil))})
 	default:
 		store, err = cache.Open(ctx, u.String())
 	}

@@ -311,7 +311,7 @@ func (d *DynamoDB) Sync(ctx context.Context) Future[struct{}] {
 	})
 }
 
-// Stats counts the stored pairs by state and their body bytes, from a
+// Stats counts the stored pairs by state and their bytes (heads and bodies, backend.Size), from a
 // strongly consistent scan of the table.
 //
 // Stats returns at once. The call runs in a goroutine of its own and its

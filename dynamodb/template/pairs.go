@@ -238,7 +238,7 @@ func (d *DynamoDB) CreatePair(ctx context.Context, req model.Request, opts ...mo
 	item := map[string]types.AttributeValue{aPK: str(pairPK(id)), aSK: str(headSK), aNonce: num(int64(r.Nonce)),
 		aState: num(stIncomplete), aTime: num(now), aHasResp: num(0), aReqDone: num(reqDone), aRespDone: num(0),
 		aReqSize: num(0), aRespSize: num(0), aReqN: num(0), aRespN: num(0), aCreated: num(now), aDone: num(0),
-		aExpires: num(0), aDeleted: num(0), aAccess: num(now), aSize: num(0), aVersion: num(0), aRec: rec, aRecCRC: crc}
+		aExpires: num(0), aDeleted: num(0), aAccess: num(now), aSize: num(backend.Size(r)), aVersion: num(0), aRec: rec, aRecCRC: crc}
 	for try := 0; ; try++ {
 		_, err = d.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: d.table, Item: item, ConditionExpression: aws.String("attribute_not_exists(pk)")})
 		if err == nil {
@@ -307,6 +307,7 @@ func (d *DynamoDB) AddResponse(ctx context.Context, id model.PairID, resp model.
 	if err != nil {
 		return model.CompletePair{}, err
 	}
+	before := backend.Size(r)
 	r.Key, r.Status, r.RespHeader = key, resp.Status, resp.Header.Clone()
 	rec, crc, err := encode(r)
 	if err != nil {
@@ -320,9 +321,9 @@ func (d *DynamoDB) AddResponse(ctx context.Context, id model.PairID, resp model.
 	if resp.Body == nil {
 		respDone = 1
 	}
-	ok, err := d.update(ctx, id, "SET h = :one, k = :k, pd = :pd, r = :r, rc = :rc", "s = :inc AND n = :n AND h = :zero",
+	ok, err := d.update(ctx, id, "SET h = :one, k = :k, pd = :pd, r = :r, rc = :rc ADD sz :heads", "s = :inc AND n = :n AND h = :zero",
 		map[string]types.AttributeValue{":one": num(1), ":k": str(keyPK(key)), ":pd": num(respDone), ":r": rec, ":rc": crc,
-			":inc": num(stIncomplete), ":n": num(h.nonce), ":zero": num(0)})
+			":heads": num(backend.Size(r) - before), ":inc": num(stIncomplete), ":n": num(h.nonce), ":zero": num(0)})
 	if err != nil {
 		return model.CompletePair{}, err
 	}
@@ -368,6 +369,8 @@ func (d *DynamoDB) complete(ctx context.Context, r *bolt.Record) (bool, error) {
 	t := never
 	if r.TTL > 0 {
 		exp = now + r.TTL
+	}
+	if exp = backend.CapExpiry(now, r.ReqOptions, exp); exp != 0 {
 		t = exp
 	}
 	ok, err := d.update(ctx, r.ID, "SET s = :done, d = :now, a = :now, x = :x, t = :t",
@@ -560,65 +563,69 @@ func (d *DynamoDB) UpdatePair(ctx context.Context, id model.PairID, pair model.C
 // bodies and holds nothing while it runs, so it may call the storage. If fn
 // returns an error, nothing changes and UpdatePairFunc returns that error.
 func (d *DynamoDB) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(model.CompletePair) (model.CompletePair, error)) (model.CompletePair, error) {
-	for {
-		if err := d.check(ctx); err != nil {
-			return model.CompletePair{}, err
-		}
+	if err := d.check(ctx); err != nil {
+		return model.CompletePair{}, err
+	}
+	type base struct {
+		h *head
+		r *bolt.Record
+	}
+	read := func(ctx context.Context) (model.CompletePair, base, error) {
 		h, err := d.load(ctx, id)
 		if err != nil {
-			return model.CompletePair{}, err
+			return model.CompletePair{}, base{}, err
 		}
 		if h == nil || h.state != stComplete {
-			return model.CompletePair{}, fmt.Errorf("hishel: update pair %s: %w", id, model.ErrNotFound)
+			return model.CompletePair{}, base{}, fmt.Errorf("hishel: update pair %s: %w", id, model.ErrNotFound)
 		}
 		r, err := d.record(h)
 		if err != nil {
-			return model.CompletePair{}, err
+			return model.CompletePair{}, base{}, err
 		}
 		info := r.Info()
 		cur := model.CompletePair{ID: id, Request: info.Request, Response: info.Response, Key: r.Key, Meta: info.Meta}
 		cur.Request.Header, cur.Response.Header = cur.Request.Header.Clone(), cur.Response.Header.Clone()
-		next, err := backend.CallUpdate(fn, cur)
-		if err != nil {
-			return model.CompletePair{}, err
-		}
+		return cur, base{h, r}, nil
+	}
+	write := func(ctx context.Context, next model.CompletePair, b base) (model.CompletePair, bool, error) {
 		if err := backend.CheckUpdate(id, next); err != nil {
-			return model.CompletePair{}, err
+			return model.CompletePair{}, false, err
 		}
-		r = backend.Updated(r, next)
+		h := b.h
+		r := backend.Updated(b.r, next)
 		rec, crc, err := encode(r)
 		if err != nil {
-			return model.CompletePair{}, err
+			return model.CompletePair{}, false, err
 		}
 		kpk := keyPK(r.Key)
 		if kpk != h.key {
 			if err := d.putKeyEntry(ctx, kpk, id); err != nil {
-				return model.CompletePair{}, err
+				return model.CompletePair{}, false, err
 			}
 		}
 		t := r.Expires
 		if t == 0 {
 			t = never
 		}
-		ok, err := d.update(ctx, id, "SET k = :k, c = :c, x = :x, t = :t, v = :v1, r = :r, rc = :rc", "s = :done AND n = :n AND v = :v",
+		ok, err := d.update(ctx, id, "SET k = :k, c = :c, x = :x, t = :t, v = :v1, r = :r, rc = :rc ADD sz :heads", "s = :done AND n = :n AND v = :v",
 			map[string]types.AttributeValue{":k": str(kpk), ":c": num(r.Created), ":x": num(r.Expires), ":t": num(t),
-				":v1": num(h.version + 1), ":r": rec, ":rc": crc, ":done": num(stComplete), ":n": num(h.nonce), ":v": num(h.version)})
-		if err != nil {
-			return model.CompletePair{}, err
+				":v1": num(h.version + 1), ":r": rec, ":rc": crc, ":heads": num(backend.Size(r) - backend.Size(b.r)),
+				":done": num(stComplete), ":n": num(h.nonce), ":v": num(h.version)})
+		if err != nil || !ok {
+			return model.CompletePair{}, !ok, err // not ok: changed (or gone) since it was read
 		}
-		if ok {
-			if kpk != h.key {
-				if err := d.deleteKeyEntry(ctx, h.key, id); err != nil {
-					return model.CompletePair{}, err
-				}
-				if err := d.capVariants(ctx, kpk); err != nil {
-					return model.CompletePair{}, err
-				}
+		if kpk != h.key {
+			if err := d.deleteKeyEntry(ctx, h.key, id); err != nil {
+				return model.CompletePair{}, false, err
 			}
-			h.key, h.created, h.expires, h.version = kpk, r.Created, r.Expires, h.version+1
-			return d.pair(h, r), nil
+			if err := d.capVariants(ctx, kpk); err != nil {
+				return model.CompletePair{}, false, err
+			}
 		}
+		h.key, h.created, h.expires, h.version = kpk, r.Created, r.Expires, h.version+1
+		return d.pair(h, r), false, nil
 	}
+	return backend.UpdatePairFunc(ctx, id, fn, read, write)
 }
 
 // Remove soft-deletes the pair id: it is hidden at once and reclaimed by a
@@ -745,7 +752,7 @@ func (d *DynamoDB) scanHeads(ctx context.Context, fn func(*head)) error {
 // returns.
 func (d *DynamoDB) Sync(ctx context.Context) error { return d.check(ctx) }
 
-// Stats counts the stored pairs by state and their body bytes, from a
+// Stats counts the stored pairs by state and their bytes (heads and bodies, backend.Size), from a
 // strongly consistent scan of the table.
 func (d *DynamoDB) Stats(ctx context.Context) (model.Stats, error) {
 	var st model.Stats

@@ -38,6 +38,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hishel-go/hishel/backend"
 	"github.com/hishel-go/hishel/model"
 )
 
@@ -204,7 +205,8 @@ func CheckScan(t testing.TB, s Store) {
 		case model.StateDeleted:
 			want.Deleted++
 		}
-		want.Bytes += p.Meta.RequestSize + p.Meta.ResponseSize
+		want.Bytes += p.Meta.RequestSize + p.Meta.ResponseSize + // and the heads (model.Stats.Bytes)
+			backend.HeadBytes(p.Key, p.Request.Method, p.Request.URL, p.Request.Header, p.Response.Header)
 	}
 	if got, err := s.Stats(ctx); err != nil || got != want {
 		t.Errorf("Stats() = %+v, %v; want %+v, as a full scan counts", got, err, want)

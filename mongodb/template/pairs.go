@@ -35,7 +35,7 @@ const (
 	fDeleted  = "del" // int64 Unix ns: soft-deleted, or made a tombstone
 	fAccess   = "a"   // int64 Unix ns: last access (LRU)
 	fKey      = "k"   // string: keyHash, set with the response
-	fSize     = "sz"  // int64: stored body bytes
+	fSize     = "sz"  // int64: stored bytes, heads (backend.Size) and bodies
 	fVersion  = "v"   // int64: bumped by every head update
 	fRec      = "r"   // binary: bolt.EncodeRecord of the heads
 	fRecCRC   = "rc"  // int64: CRC-32C of fRec
@@ -164,7 +164,7 @@ func (m *Mongo) CreatePair(ctx context.Context, req model.Request, opts ...model
 		{Key: fHasResp, Value: false}, {Key: fReqDone, Value: req.Body == nil}, {Key: fRespDone, Value: false},
 		{Key: fReqN, Value: int64(0)}, {Key: fRespN, Value: int64(0)}, {Key: fReqSize, Value: int64(0)}, {Key: fRespSize, Value: int64(0)},
 		{Key: fCreated, Value: now}, {Key: fDone, Value: int64(0)}, {Key: fExpires, Value: int64(0)}, {Key: fDeleted, Value: int64(0)},
-		{Key: fAccess, Value: now}, {Key: fSize, Value: int64(0)}, {Key: fVersion, Value: int64(0)},
+		{Key: fAccess, Value: now}, {Key: fSize, Value: backend.Size(r)}, {Key: fVersion, Value: int64(0)},
 		{Key: fLayout, Value: int32(m.layout())},
 	}, heads(r)...)
 	for try := 0; ; try++ {
@@ -236,10 +236,11 @@ func (m *Mongo) AddResponse(ctx context.Context, id model.PairID, resp model.Res
 	if err != nil {
 		return model.CompletePair{}, err
 	}
+	before := backend.Size(r)
 	r.Key, r.Status, r.RespHeader = key, resp.Status, resp.Header.Clone()
 	set := append(bson.D{{Key: fHasResp, Value: true}, {Key: fKey, Value: keyHash(key)}, {Key: fRespDone, Value: resp.Body == nil}}, heads(r)...)
 	res, err := m.pairs.UpdateOne(ctx, bson.D{{Key: fID, Value: d.ID}, {Key: fNonce, Value: d.Nonce}, {Key: fState, Value: stIncomplete}, {Key: fHasResp, Value: false}},
-		bson.D{{Key: "$set", Value: set}})
+		bson.D{{Key: "$set", Value: set}, {Key: "$inc", Value: bson.D{{Key: fSize, Value: backend.Size(r) - before}}}})
 	if err != nil {
 		return model.CompletePair{}, m.wrap(ctx, "add response", err)
 	}
@@ -272,6 +273,7 @@ func (m *Mongo) complete(ctx context.Context, r *bolt.Record) (bool, error) {
 	if r.TTL > 0 {
 		exp = now + r.TTL
 	}
+	exp = backend.CapExpiry(now, r.ReqOptions, exp)
 	res, err := m.pairs.UpdateOne(ctx, bson.D{{Key: fID, Value: idString(r.ID)}, {Key: fNonce, Value: int64(r.Nonce)},
 		{Key: fState, Value: stIncomplete}, {Key: fHasResp, Value: true}, {Key: fReqDone, Value: true}, {Key: fRespDone, Value: true}},
 		bson.D{{Key: "$set", Value: bson.D{{Key: fState, Value: stComplete}, {Key: fDone, Value: now}, {Key: fAccess, Value: now}, {Key: fExpires, Value: exp}}}})
@@ -426,50 +428,55 @@ func (m *Mongo) UpdatePair(ctx context.Context, id model.PairID, pair model.Comp
 // bodies and holds nothing while it runs, so it may call the storage. If fn
 // returns an error, nothing changes and UpdatePairFunc returns that error.
 func (m *Mongo) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(model.CompletePair) (model.CompletePair, error)) (model.CompletePair, error) {
-	for {
-		if err := m.check(ctx); err != nil {
-			return model.CompletePair{}, err
-		}
+	if err := m.check(ctx); err != nil {
+		return model.CompletePair{}, err
+	}
+	type base struct {
+		d *pairDoc
+		r *bolt.Record
+	}
+	read := func(ctx context.Context) (model.CompletePair, base, error) {
 		d, err := m.load(ctx, id)
 		if err != nil {
-			return model.CompletePair{}, err
+			return model.CompletePair{}, base{}, err
 		}
 		if d == nil || d.State != stComplete {
-			return model.CompletePair{}, fmt.Errorf("hishel: update pair %s: %w", id, model.ErrNotFound)
+			return model.CompletePair{}, base{}, fmt.Errorf("hishel: update pair %s: %w", id, model.ErrNotFound)
 		}
 		r, err := m.record(d)
 		if err != nil {
-			return model.CompletePair{}, err
+			return model.CompletePair{}, base{}, err
 		}
 		info := r.Info()
 		cur := model.CompletePair{ID: id, Request: info.Request, Response: info.Response, Key: r.Key, Meta: info.Meta}
 		cur.Request.Header, cur.Response.Header = cur.Request.Header.Clone(), cur.Response.Header.Clone()
-		next, err := backend.CallUpdate(fn, cur)
-		if err != nil {
-			return model.CompletePair{}, err
-		}
+		return cur, base{d, r}, nil
+	}
+	write := func(ctx context.Context, next model.CompletePair, b base) (model.CompletePair, bool, error) {
 		if err := backend.CheckUpdate(id, next); err != nil {
-			return model.CompletePair{}, err
+			return model.CompletePair{}, false, err
 		}
-		r = backend.Updated(r, next)
+		d := b.d
+		r := backend.Updated(b.r, next)
 		set := append(bson.D{{Key: fKey, Value: keyHash(r.Key)}, {Key: fCreated, Value: r.Created}, {Key: fExpires, Value: r.Expires},
 			{Key: fVersion, Value: d.Version + 1}}, heads(r)...)
 		res, err := m.pairs.UpdateOne(ctx, bson.D{{Key: fID, Value: d.ID}, {Key: fNonce, Value: d.Nonce}, {Key: fState, Value: stComplete},
-			{Key: fVersion, Value: d.Version}}, bson.D{{Key: "$set", Value: set}})
+			{Key: fVersion, Value: d.Version}}, bson.D{{Key: "$set", Value: set}, {Key: "$inc", Value: bson.D{{Key: fSize, Value: backend.Size(r) - backend.Size(b.r)}}}})
 		if err != nil {
-			return model.CompletePair{}, m.wrap(ctx, "update pair", err)
+			return model.CompletePair{}, false, m.wrap(ctx, "update pair", err)
 		}
-		if res.MatchedCount == 1 {
-			d.Key, d.Created, d.Expires, d.Version = keyHash(r.Key), r.Created, r.Expires, d.Version+1
-			if next.Key != cur.Key {
-				if err := m.capVariants(ctx, d.Key); err != nil {
-					return model.CompletePair{}, err
-				}
+		if res.MatchedCount != 1 {
+			return model.CompletePair{}, true, nil // changed (or gone) since it was read
+		}
+		d.Key, d.Created, d.Expires, d.Version = keyHash(r.Key), r.Created, r.Expires, d.Version+1
+		if r.Key != b.r.Key {
+			if err := m.capVariants(ctx, d.Key); err != nil {
+				return model.CompletePair{}, false, err
 			}
-			return m.pair(d, r), nil
 		}
-		// The pair changed (or went) since it was read: read it again.
+		return m.pair(d, r), false, nil
 	}
+	return backend.UpdatePairFunc(ctx, id, fn, read, write)
 }
 
 // Remove soft-deletes the pair id: it is hidden at once and reclaimed by a
@@ -606,7 +613,7 @@ func (m *Mongo) listAll(ctx context.Context, fn func(model.PairInfo) error) erro
 // call it.
 func (m *Mongo) Sync(ctx context.Context) error { return m.check(ctx) }
 
-// Stats counts the stored pairs by state and their body bytes. It reads
+// Stats counts the stored pairs by state and their bytes (heads and bodies, backend.Size). It reads
 // two fields of every pair document (its cost grows with their number; an
 // $group aggregation would do the same work on the server, and FerretDB
 // v1 sums no fields in $group).

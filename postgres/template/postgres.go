@@ -30,11 +30,10 @@ const (
 )
 
 const (
-	flushBytes   = 1 << 20   // a streaming body is written every flushBytes
-	readAhead    = 256 << 10 // a stored body is read this much per query
-	sweepBatch   = 256       // pairs handled per sweep statement, per rule
-	listPage     = 256       // records read per query by Pairs
-	maxUpdateTry = 64        // UpdatePairFunc's attempts before it gives up
+	flushBytes = 1 << 20   // a streaming body is written every flushBytes
+	readAhead  = 256 << 10 // a stored body is read this much per query
+	sweepBatch = 256       // pairs handled per sweep statement, per rule
+	listPage   = 256       // records read per query by Pairs
 )
 
 // PostgresOptions configure a PostgreSQL storage. A nil *PostgresOptions,
@@ -123,6 +122,9 @@ type Postgres struct {
 
 	accessMu sync.Mutex
 	access   map[model.PairID]int64 // pending last-access times, unix ns
+	// limits holds, for the pending accesses of pairs with a MaxTTL, the
+	// time past which a refresh may not move their expiry.
+	limits map[model.PairID]int64
 
 	badMu sync.Mutex
 	bad   map[model.PairID]struct{} // found corrupt: the next sweep purges them
@@ -181,6 +183,7 @@ func OpenPostgres(ctx context.Context, opts *PostgresOptions) (*Postgres, error)
 	s := &Postgres{
 		pool: pool, opts: o, pol: pol, q: newQueries(o.Table),
 		access:    make(map[model.PairID]int64),
+		limits:    make(map[model.PairID]int64),
 		bad:       make(map[model.PairID]struct{}),
 		stop:      make(chan struct{}),
 		maintDone: make(chan struct{}),
@@ -290,8 +293,8 @@ func (s *Postgres) readErr(err error) error {
 }
 
 // size is what a pair counts against MaxBytes and in Stats.Bytes: its
-// stored bodies.
-func size(rec *bolt.Record) int64 { return rec.ReqSize + rec.RespSize }
+// heads and stored bodies (backend.Size).
+func size(rec *bolt.Record) int64 { return backend.Size(rec) }
 
 func stateOf(rec *bolt.Record) int {
 	switch rec.State() {
@@ -533,11 +536,8 @@ func (s *Postgres) CreatePair(ctx context.Context, req model.Request, opts ...mo
 	if err := s.check(ctx); err != nil {
 		return model.IncompletePair{}, err
 	}
-	if req.Method == "" {
-		return model.IncompletePair{}, fmt.Errorf("hishel: create pair: empty method: %w", model.ErrInvalid)
-	}
-	if req.Body.Consumed() {
-		return model.IncompletePair{}, fmt.Errorf("hishel: create pair: request body: %w", model.ErrBodyConsumed)
+	if err := backend.CheckRequest(req); err != nil {
+		return model.IncompletePair{}, err
 	}
 	ttl, refresh, err := s.pol.TTLFor(req.Options)
 	if err != nil {
@@ -637,6 +637,7 @@ func (s *Postgres) settle(rec *bolt.Record) {
 	if rec.TTL > 0 {
 		rec.Expires = now + rec.TTL
 	}
+	rec.Expires = backend.CapExpiry(now, rec.ReqOptions, rec.Expires)
 }
 
 // store saves rec, which was old, and when that completes the pair, evicts
@@ -758,7 +759,7 @@ func (s *Postgres) expiry(rec *bolt.Record, pending int64) int64 {
 	if pending > rec.LastAccess && rec.Refresh && rec.TTL > 0 && exp != 0 {
 		exp = max(exp, pending+rec.TTL)
 	}
-	return exp
+	return backend.CapExpiry(rec.Completed, rec.ReqOptions, exp)
 }
 
 // GetPairs returns every live, complete, unexpired pair stored under key,
@@ -797,10 +798,11 @@ func (s *Postgres) GetPairs(ctx context.Context, key string) ([]model.CompletePa
 			continue
 		}
 		s.access[rec.ID] = now
-		rec.LastAccess, rec.Expires = now, exp
-		if rec.Refresh && rec.TTL > 0 && exp != 0 {
-			rec.Expires = max(exp, now+rec.TTL)
+		if lim := backend.CapExpiry(rec.Completed, rec.ReqOptions, 0); lim != 0 {
+			s.limits[rec.ID] = lim
 		}
+		rec.LastAccess, rec.Expires = now, exp
+		rec.Expires = backend.Expiry(rec, now)
 		out = append(out, s.pair(rec))
 	}
 	s.accessMu.Unlock()
@@ -872,62 +874,54 @@ var errChanged = errors.New("pair changed meanwhile")
 // may call the storage. If fn returns an error (or panics), nothing
 // changes and UpdatePairFunc returns that error.
 func (s *Postgres) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(model.CompletePair) (model.CompletePair, error)) (model.CompletePair, error) {
-	for range maxUpdateTry {
-		if err := s.check(ctx); err != nil {
-			return model.CompletePair{}, err
-		}
-		old, seen, err := s.load(ctx, nil, id, false)
+	if err := s.check(ctx); err != nil {
+		return model.CompletePair{}, err
+	}
+	read := func(ctx context.Context) (model.CompletePair, *bolt.Record, error) {
+		old, _, err := s.load(ctx, nil, id, false)
 		if err != nil {
-			return model.CompletePair{}, s.readErr(err)
+			return model.CompletePair{}, nil, s.readErr(err)
 		}
 		if old == nil || old.State() != model.StateComplete {
-			return model.CompletePair{}, fmt.Errorf("hishel: update pair %s: %w", id, model.ErrNotFound)
+			return model.CompletePair{}, nil, fmt.Errorf("hishel: update pair %s: %w", id, model.ErrNotFound)
 		}
 		cur := s.pair(old)
 		cur.Request.Body, cur.Response.Body = nil, nil
 		cur.Request.Header, cur.Response.Header = cur.Request.Header.Clone(), cur.Response.Header.Clone()
-		next, err := backend.CallUpdate(fn, cur)
-		if err != nil {
-			return model.CompletePair{}, err
+		return cur, old, nil
+	}
+	write := func(ctx context.Context, next model.CompletePair, base *bolt.Record) (model.CompletePair, bool, error) {
+		if err := backend.CheckUpdate(id, next); err != nil {
+			return model.CompletePair{}, false, err
 		}
-		if next.ID != id {
-			return model.CompletePair{}, fmt.Errorf("hishel: update pair %s: new id %s: %w", id, next.ID, model.ErrIDChanged)
-		}
-		if next.Request.Method == "" || next.Response.Status < 100 || next.Response.Status > 999 || next.Meta.TTL < 0 {
-			return model.CompletePair{}, fmt.Errorf("hishel: update pair %s: empty method, bad status or negative TTL: %w", id, model.ErrInvalid)
-		}
-		var rec bolt.Record
-		err = s.inTx(ctx, func(tx pgx.Tx) error {
-			now, rev, err := s.load(ctx, tx, id, true)
+		var rec *bolt.Record
+		err := s.inTx(ctx, func(tx pgx.Tx) error {
+			now, _, err := s.load(ctx, tx, id, true)
 			switch {
 			case err != nil:
 				return err
 			case now == nil || now.State() != model.StateComplete:
 				return fmt.Errorf("hishel: update pair %s: %w", id, model.ErrNotFound)
-			case rev != seen:
+			case backend.Changed(base, now):
 				return errChanged
 			}
-			rec = *now
-			rec.Key = next.Key
-			rec.Expires = bolt.UnixNano(next.Meta.Expires)
-			rec.Created, rec.TTL, rec.Refresh = bolt.UnixNano(next.Meta.Created), int64(next.Meta.TTL), next.Meta.Refresh
-			rec.Method, rec.URL, rec.ReqHeader, rec.ReqOptions = next.Request.Method, next.Request.URL, next.Request.Header.Clone(), next.Request.Options
-			rec.Status, rec.RespHeader = next.Response.Status, next.Response.Header.Clone()
-			return s.save(ctx, tx, now, &rec, true)
+			rec = backend.Updated(now, next)
+			return s.save(ctx, tx, now, rec, true)
 		})
 		if errors.Is(err, errChanged) {
-			continue
+			return model.CompletePair{}, true, nil
 		}
 		if err != nil {
-			return model.CompletePair{}, err
+			return model.CompletePair{}, false, err
 		}
 		// A refresh gathered before the update is the update's to decide.
 		s.accessMu.Lock()
 		delete(s.access, id)
+		delete(s.limits, id)
 		s.accessMu.Unlock()
-		return s.pair(&rec), nil
+		return s.pair(rec), false, nil
 	}
-	return model.CompletePair{}, fmt.Errorf("hishel: update pair %s: it changed each of %d times its function ran", id, maxUpdateTry)
+	return backend.UpdatePairFunc(ctx, id, fn, read, write)
 }
 
 // Remove soft-deletes the pair id: it is hidden at once (from every
@@ -961,21 +955,28 @@ func (s *Postgres) applyAccess(ctx context.Context, tx pgx.Tx) error {
 		s.accessMu.Unlock()
 		return nil
 	}
+	limits := s.limits
 	s.access = make(map[model.PairID]int64, len(pending))
+	s.limits = make(map[model.PairID]int64)
 	s.accessMu.Unlock()
 	ids := make([][]byte, 0, len(pending))
 	ats := make([]int64, 0, len(pending))
+	lims := make([]int64, 0, len(pending))
 	for id, at := range pending {
 		ids = append(ids, id[:])
 		ats = append(ats, at)
+		lims = append(lims, limits[id])
 	}
-	_, err := tx.Exec(ctx, s.q.access, ids, ats)
+	_, err := tx.Exec(ctx, s.q.access, ids, ats, lims)
 	if err != nil {
 		// Keep them for the next flush, unless newer ones came meanwhile.
 		s.accessMu.Lock()
 		for id, at := range pending {
 			if s.access[id] < at {
 				s.access[id] = at
+			}
+			if lim := limits[id]; lim != 0 {
+				s.limits[id] = lim
 			}
 		}
 		s.accessMu.Unlock()

@@ -46,10 +46,14 @@ func newQueries(p string) queries {
 		// (of those read together, the oldest) last kept.
 		variants: q(`SELECT id FROM {E} WHERE key_hash = $1 AND cache_key = $2 AND state = 2
 			ORDER BY accessed_at DESC, completed_at DESC, id DESC OFFSET $3 FOR UPDATE SKIP LOCKED`),
+		// A refresh moves no expiry past the pair's MaxTTL limit (lim,
+		// 0 for none).
 		access: q(`UPDATE {E} e SET accessed_at = v.at,
 			expires_at = CASE WHEN e.refresh AND e.ttl > 0 AND e.expires_at IS NOT NULL
-				THEN greatest(e.expires_at, v.at + e.ttl) ELSE e.expires_at END
-			FROM unnest($1::bytea[], $2::bigint[]) AS v(id, at)
+				THEN CASE WHEN v.lim > 0 THEN least(greatest(e.expires_at, v.at + e.ttl), v.lim)
+					ELSE greatest(e.expires_at, v.at + e.ttl) END
+				ELSE e.expires_at END
+			FROM unnest($1::bytea[], $2::bigint[], $3::bigint[]) AS v(id, at, lim)
 			WHERE e.id = v.id AND e.state = 2 AND v.at > e.accessed_at`),
 		purge: q(`DELETE FROM {E} WHERE id = ANY($1::bytea[]) RETURNING id, state, size`),
 		expire: q(`UPDATE {E} e SET state = 3, flags = e.flags | ` + deleted + `, deleted_at = $3

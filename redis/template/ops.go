@@ -161,6 +161,15 @@ func (s *Redis) completeOps(c *change, st *stored, now int64) {
 	s.expireChunks(c, st, chunkLife)
 }
 
+// countHeads makes c count n more bytes of pair id's heads in its size and
+// the storage's total (Stats.Bytes, MaxBytes); the bodies' chunks count as
+// they are stored.
+func (s *Redis) countHeads(c *change, id model.PairID, n int64) {
+	if n != 0 {
+		c.hincr(s.k.sizes(), idHex(id), n).incr(s.k.total(), n)
+	}
+}
+
 // softDeleteOps makes c soft-delete the pair st at now; st is updated.
 func (s *Redis) softDeleteOps(c *change, st *stored, now int64) {
 	r := st.rec
@@ -228,6 +237,7 @@ func (s *Redis) CreatePair(ctx context.Context, req model.Request, opts ...model
 	c.hset(rk, fNonce, st.nonce).hset(rk, fState, stateIncomplete).hset(rk, fReqN, 0).hset(rk, fRespN, 0)
 	c.expire(rk, s.incompleteLife(r, now))
 	c.zadd(s.k.incomplete(), ceilMS(now), idHex(id))
+	s.countHeads(c, id, backend.Size(r))
 	ok, err := s.apply(ctx, c)
 	if err != nil {
 		return model.IncompletePair{}, fmt.Errorf("hishel: create pair %s: %w", id, err)
@@ -301,6 +311,7 @@ func (s *Redis) AddResponse(ctx context.Context, id model.PairID, resp model.Res
 		rk := s.k.rec(id)
 		c := newChange(rk).when(fRev, cur.rev).when(fNonce, cur.nonce)
 		c.hset(rk, fRev, next.rev)
+		s.countHeads(c, id, backend.Size(&rec)-backend.Size(cur.rec))
 		now := bolt.UnixNano(s.pol.Now())
 		complete := rec.Has(bolt.FlagRequestDone | bolt.FlagResponseDone)
 		if complete {
@@ -438,10 +449,11 @@ func (s *Redis) touch(st *stored, now int64) *change {
 	r := st.rec
 	rk, id := s.k.rec(r.ID), idHex(r.ID)
 	c := newChange(rk).when(fRev, st.rev).when(fNonce, st.nonce).when(fState, stateComplete)
+	exp := backend.Expiry(r, now) // at most MaxTTL from its completion
 	r.LastAccess = now
-	refreshed := r.Refresh && r.TTL > 0 && r.Expires != 0 && now+r.TTL > r.Expires
+	refreshed := exp > r.Expires
 	if refreshed {
-		r.Expires = now + r.TTL
+		r.Expires = exp
 	}
 	c.hset(rk, fAccess, encodeAccess(r.ID, r.LastAccess, r.Expires)).zadd(s.k.lru(), ms(now), id)
 	if refreshed {
@@ -571,6 +583,7 @@ func (s *Redis) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(mod
 		c := newChange(rk).when(fRev, st.rev).when(fNonce, st.nonce).when(fState, stateComplete)
 		st.rev = nextRev(st.rev)
 		c.hset(rk, fRecord, encodeRecord(r)).hset(rk, fAccess, encodeAccess(id, r.LastAccess, r.Expires)).hset(rk, fRev, st.rev)
+		s.countHeads(c, id, backend.Size(r)-backend.Size(&old))
 		life := s.completeLife(r.Expires, now)
 		if r.Key != old.Key {
 			c.srem(s.k.keySet(old.Key), idh).sadd(s.k.keySet(r.Key), idh, life)
@@ -598,7 +611,7 @@ func (s *Redis) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(mod
 			return s.pairOf(st, nil, nil), nil
 		}
 	}
-	return model.CompletePair{}, fmt.Errorf("hishel: update pair %s: the pair changed each of %d times its function ran", id, maxAttempts)
+	return model.CompletePair{}, fmt.Errorf("hishel: update pair %s: the pair changed each of %d times its function ran: %w", id, maxAttempts, model.ErrConflict)
 }
 
 // Remove soft-deletes the pair id: it is hidden at once, in every process,

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/hishel-go/hishel/backend"
 	"github.com/hishel-go/hishel/bolt"
 	"github.com/hishel-go/hishel/model"
 )
@@ -410,13 +411,13 @@ func (s *S3) flushAccess(ctx context.Context) error {
 }
 
 // expiry returns rec's expiry once an access at pending (if later than
-// its last) has refreshed it.
+// its last) has refreshed it, capped by its MaxTTL (backend.CapExpiry).
 func expiry(rec *bolt.Record, pending int64) int64 {
 	exp := rec.Expires
 	if pending > rec.LastAccess && rec.Refresh && rec.TTL > 0 && exp != 0 {
 		exp = max(exp, pending+rec.TTL)
 	}
-	return exp
+	return backend.CapExpiry(rec.Completed, rec.ReqOptions, exp)
 }
 
 // tick is the maintenance goroutine's periodic work (and its last, at

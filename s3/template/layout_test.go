@@ -50,8 +50,12 @@ func TestPlan(t *testing.T) {
 	id := testID(2)
 	rec := &bolt.Record{ID: id, Key: "k", Flags: bolt.FlagComplete | bolt.FlagRequestDone | bolt.FlagResponseDone | bolt.FlagHasResponse,
 		Created: 10, LastAccess: 20, Expires: 80, RespSize: 9}
+	sz := size(rec) // the 9 body bytes and the heads (the key, here)
+	if sz != 9+int64(len("k")) {
+		t.Errorf("size = %d; want %d: the body and the key", sz, 9+len("k"))
+	}
 	_, first := plan(nil, rec, 1, true)
-	want := []entry{{kind: entKey, key: keyHash("k"), id: id, wid: 1}, {kind: entAccess, t: 20, id: id, bytes: 9, wid: 1},
+	want := []entry{{kind: entKey, key: keyHash("k"), id: id, wid: 1}, {kind: entAccess, t: 20, id: id, bytes: sz, wid: 1},
 		{kind: entExpiry, t: 80, id: id, wid: 1}}
 	if diff := cmp.Diff(want, first, cmp.AllowUnexported(entry{})); diff != "" {
 		t.Fatalf("plan of a complete pair (-want +got):\n%s", diff)
@@ -75,8 +79,8 @@ func TestPlan(t *testing.T) {
 	gone.Flags |= bolt.FlagDeleted
 	gone.Deleted = 90
 	keep, add = plan(first, &gone, 4, false)
-	if len(keep) != 0 || len(add) != 1 || add[0].kind != entDeleted || add[0].bytes != 9 {
-		t.Errorf("plan of a removed pair keeps %v, adds %v; want one deletion entry of 9 bytes", keep, add)
+	if len(keep) != 0 || len(add) != 1 || add[0].kind != entDeleted || add[0].bytes != sz {
+		t.Errorf("plan of a removed pair keeps %v, adds %v; want one deletion entry of %d bytes", keep, add, sz)
 	}
 }
 

@@ -627,45 +627,63 @@ func (s *S3) UpdatePair(ctx context.Context, id model.PairID, pair model.Complet
 }
 
 // UpdatePairFunc is UpdatePair with the new value computed by fn from the
-// stored pair, atomically: the head is written with If-Match over the ETag
-// of the head fn saw, so the write happens only if no writer (in any
-// process) changed the pair meanwhile; otherwise fn is called again with
-// the pair as it is now, up to 64 times. fn receives the pair with nil
-// bodies and runs holding nothing, so it may call the storage. If fn
-// returns an error (or panics), nothing changes and UpdatePairFunc returns
-// that error.
+// stored pair (backend.UpdatePairFunc): fn receives the pair with nil
+// bodies and runs holding nothing, so it may call the storage. Its result
+// is written, with If-Match over the ETag of the head it is written over,
+// only if no UpdatePair or Remove (in any process) changed the pair since
+// fn saw it (backend.Changed: an access time written meanwhile is no
+// change); otherwise fn is called again with the pair as it is now, up to
+// backend.MaxUpdateAttempts times (then model.ErrConflict). If fn returns
+// an error (or panics), nothing changes and UpdatePairFunc returns that
+// error. ctx is checked before each read and before the write.
 func (s *S3) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(model.CompletePair) (model.CompletePair, error)) (model.CompletePair, error) {
 	if err := s.check(ctx); err != nil {
 		return model.CompletePair{}, err
 	}
-	_, next, _, err := s.change(ctx, id, false, func(h *head) error {
+	read := func(ctx context.Context) (model.CompletePair, *bolt.Record, error) {
+		h, _ := s.cache.get(id) // a remembered head that is stale fails the write, which reads afresh
+		if h == nil {
+			var err error
+			if h, _, err = s.readHead(ctx, id); err != nil && !errors.Is(err, errNoObject) {
+				return model.CompletePair{}, nil, s.opErr(err)
+			}
+		}
 		if h == nil || h.rec.State() != model.StateComplete {
-			return fmt.Errorf("hishel: update pair %s: %w", id, model.ErrNotFound)
+			return model.CompletePair{}, nil, fmt.Errorf("hishel: update pair %s: %w", id, model.ErrNotFound)
 		}
 		cur := s.pair(h.clone())
 		cur.Request.Body, cur.Response.Body = nil, nil
-		nv, err := backend.CallUpdate(fn, cur)
-		if err != nil {
-			return err
-		}
-		if err := backend.CheckUpdate(id, nv); err != nil {
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		h.rec = backend.Updated(h.rec, nv)
-		return nil
-	})
-	if err != nil {
-		return model.CompletePair{}, s.opErr(err)
+		return cur, h.rec, nil
 	}
-	// A refresh gathered before the update is the update's to decide.
-	s.accessMu.Lock()
-	delete(s.access, id)
-	s.accessMu.Unlock()
-	return s.pair(next), nil
+	write := func(ctx context.Context, nv model.CompletePair, base *bolt.Record) (model.CompletePair, bool, error) {
+		if err := backend.CheckUpdate(id, nv); err != nil {
+			return model.CompletePair{}, false, err
+		}
+		_, next, _, err := s.change(ctx, id, false, func(h *head) error {
+			if h == nil || backend.Changed(base, h.rec) {
+				return errStale
+			}
+			h.rec = backend.Updated(h.rec, nv)
+			return nil
+		})
+		switch {
+		case errors.Is(err, errStale):
+			return model.CompletePair{}, true, nil
+		case err != nil:
+			return model.CompletePair{}, false, s.opErr(err)
+		}
+		// A refresh gathered before the update is the update's to decide.
+		s.accessMu.Lock()
+		delete(s.access, id)
+		s.accessMu.Unlock()
+		return s.pair(next), false, nil
+	}
+	return backend.UpdatePairFunc(ctx, id, fn, read, write)
 }
+
+// errStale ends UpdatePairFunc's write without writing: the pair changed
+// since its function saw it.
+var errStale = errors.New("the pair changed")
 
 // Remove soft-deletes the pair id: it is hidden at once (from every
 // process) and reclaimed by a sweep after DeletedRetention. Removing an

@@ -11,13 +11,14 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/hishel-go/hishel/backend"
 	"github.com/hishel-go/hishel/bolt"
 	"github.com/hishel-go/hishel/model"
 )
 
 // size is what a pair counts against MaxBytes and in Stats.Bytes: its
-// stored bodies.
-func size(rec *bolt.Record) int64 { return rec.ReqSize + rec.RespSize }
+// heads and its bodies as stored so far (backend.Size).
+func size(rec *bolt.Record) int64 { return backend.Size(rec) }
 
 // addStats adds rec's contribution to st, times sign.
 func addStats(st *model.Stats, rec *bolt.Record, sign int) {

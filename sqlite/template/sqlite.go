@@ -323,8 +323,8 @@ func (s *SQLite) load(ctx context.Context, q querier, id model.PairID) (*bolt.Re
 }
 
 // size is what a pair counts against MaxBytes and in Stats.Bytes: its
-// stored bodies.
-func size(rec *bolt.Record) int64 { return rec.ReqSize + rec.RespSize }
+// heads and stored bodies (backend.Size).
+func size(rec *bolt.Record) int64 { return backend.Size(rec) }
 
 func stateOf(rec *bolt.Record) int {
 	switch rec.State() {
@@ -731,9 +731,7 @@ func (s *SQLite) GetPairs(ctx context.Context, key string) ([]model.CompletePair
 		}
 		s.access[rec.ID] = now
 		rec.LastAccess, rec.Expires = now, exp
-		if rec.Refresh && rec.TTL > 0 && exp != 0 {
-			rec.Expires = max(exp, now+rec.TTL)
-		}
+		rec.Expires = backend.Expiry(rec, now)
 		out = append(out, s.pair(rec))
 	}
 	s.accessMu.Unlock()
@@ -807,53 +805,53 @@ var errChanged = errors.New("pair changed meanwhile")
 // locked, so it may call the storage. If fn returns an error (or panics),
 // nothing changes and UpdatePairFunc returns that error.
 func (s *SQLite) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(model.CompletePair) (model.CompletePair, error)) (model.CompletePair, error) {
-	for {
-		if err := s.check(ctx); err != nil {
-			return model.CompletePair{}, err
-		}
-		old, seen, err := s.load(ctx, s.r, id)
+	if err := s.check(ctx); err != nil {
+		return model.CompletePair{}, err
+	}
+	read := func(ctx context.Context) (model.CompletePair, *bolt.Record, error) {
+		old, _, err := s.load(ctx, s.r, id)
 		if err != nil {
-			return model.CompletePair{}, s.readErr(err)
+			return model.CompletePair{}, nil, s.readErr(err)
 		}
 		if old == nil || old.State() != model.StateComplete {
-			return model.CompletePair{}, fmt.Errorf("hishel: update pair %s: %w", id, model.ErrNotFound)
+			return model.CompletePair{}, nil, fmt.Errorf("hishel: update pair %s: %w", id, model.ErrNotFound)
 		}
 		cur := s.pair(old)
 		cur.Request.Body, cur.Response.Body = nil, nil
 		cur.Request.Header, cur.Response.Header = cur.Request.Header.Clone(), cur.Response.Header.Clone()
-		next, err := backend.CallUpdate(fn, cur)
-		if err != nil {
-			return model.CompletePair{}, err
-		}
+		return cur, old, nil
+	}
+	write := func(ctx context.Context, next model.CompletePair, base *bolt.Record) (model.CompletePair, bool, error) {
 		if err := backend.CheckUpdate(id, next); err != nil {
-			return model.CompletePair{}, err
+			return model.CompletePair{}, false, err
 		}
-		rec := backend.Updated(old, next)
-		err = s.update(ctx, true, func(tx *wtx) error {
-			var now []byte
-			switch err := tx.queryRow(ctx, `SELECT data FROM entries WHERE id = ?`, id[:]).Scan(&now); {
-			case errors.Is(err, sql.ErrNoRows):
-				return fmt.Errorf("hishel: update pair %s: %w", id, model.ErrNotFound)
+		var rec *bolt.Record
+		err := s.update(ctx, true, func(tx *wtx) error {
+			now, _, err := s.load(ctx, tx, id)
+			switch {
 			case err != nil:
 				return err
-			}
-			if !bytes.Equal(now, seen) {
+			case now == nil || now.State() != model.StateComplete:
+				return fmt.Errorf("hishel: update pair %s: %w", id, model.ErrNotFound)
+			case backend.Changed(base, now):
 				return errChanged
 			}
-			return s.save(ctx, tx, old, rec)
+			rec = backend.Updated(now, next)
+			return s.save(ctx, tx, now, rec)
 		})
 		if errors.Is(err, errChanged) {
-			continue
+			return model.CompletePair{}, true, nil
 		}
 		if err != nil {
-			return model.CompletePair{}, err
+			return model.CompletePair{}, false, err
 		}
 		// A refresh gathered before the update is the update's to decide.
 		s.accessMu.Lock()
 		delete(s.access, id)
 		s.accessMu.Unlock()
-		return s.pair(rec), nil
+		return s.pair(rec), false, nil
 	}
+	return backend.UpdatePairFunc(ctx, id, fn, read, write)
 }
 
 // Remove soft-deletes the pair id: it is hidden at once (from every
