@@ -71,7 +71,13 @@
 //
 // # What the servers do not do
 //
-// FerretDB has no multi-document transactions. dynalite has no
+// FerretDB has no multi-document transactions, and applies a filtered
+// update in two steps (it reads the matching documents, then writes them
+// whole), so a concurrent write between the two is lost; on its PostgreSQL
+// handler that happened often enough to fail the suite, and a bulk write
+// held one pooled connection per statement until the bulk ended, so the
+// tests run it on SQLite. dynalite writes a request's index entries and item one after the other and dies
+// when a request is cut off (see the DynamoDB crash test). dynalite has no
 // TransactWriteItems, TransactGetItems or UpdateTimeToLive, and limits items
 // to 400 KB. versitygw answers a conditional PUT with If-None-Match: * on an
 // existing key with 412 Precondition Failed, as S3 does.

@@ -54,14 +54,16 @@ func run() error {
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
-	// Immediate transactions: a write waits for another's (FerretDB's busy
-	// timeout, 10 s) instead of failing with SQLITE_BUSY when its read
-	// transaction cannot be upgraded, as concurrent clients' writes did.
+	// Immediate transactions: a write waits for another's instead of
+	// failing with SQLITE_BUSY when its read transaction cannot be
+	// upgraded, as concurrent clients' writes did; and it waits up to two
+	// minutes (FerretDB's default busy timeout, 10 s, ran out on a loaded
+	// machine while 64 clients wrote at once).
 	f, err := ferretdb.New(&ferretdb.Config{
 		Listener:  ferretdb.ListenerConfig{TCP: *listen},
 		Logger:    logger,
 		Handler:   "sqlite",
-		SQLiteURL: "file:" + filepath.ToSlash(abs) + "/?_txlock=immediate",
+		SQLiteURL: "file:" + filepath.ToSlash(abs) + "/?_txlock=immediate&_pragma=busy_timeout(120000)",
 	})
 	if err != nil {
 		return err
