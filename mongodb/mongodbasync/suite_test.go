@@ -14,7 +14,7 @@ import (
 func TestMain(m *testing.M) { os.Exit(testserver.Main(m)) }
 
 // TestStorage runs the behavioural suite through the async API, with
-// bodies in GridFS (the blocking API's tests run both layouts).
+// bodies in GridFS (the blocking API's tests run it with chunk documents).
 func TestStorage(t *testing.T) {
 	storagetest.RunAsync(t, func(tb testing.TB, o storagetest.Options) cacheasync.Store {
 		srv := testserver.Mongo(tb)
