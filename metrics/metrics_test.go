@@ -213,17 +213,25 @@ func (f filtered) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-func TestOpenTelemetry(t *testing.T) {
-	ctx := context.Background()
-	f := newFixture(t)
+// registerOTel registers m's instruments with a meter provider read by
+// the reader it returns; both end with t.
+func registerOTel(t *testing.T, m *metrics.Metrics) *sdkmetric.ManualReader {
+	t.Helper()
 	reader := sdkmetric.NewManualReader()
 	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	defer provider.Shutdown(ctx)
-	reg, err := f.m.RegisterOTel(provider.Meter("hishel"))
+	t.Cleanup(func() { provider.Shutdown(context.Background()) })
+	reg, err := m.RegisterOTel(provider.Meter("hishel"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer reg.Unregister()
+	t.Cleanup(func() { reg.Unregister() })
+	return reader
+}
+
+func TestOpenTelemetry(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	reader := registerOTel(t, f.m)
 	f.traffic(t)
 
 	var rm metricdata.ResourceMetrics
@@ -292,14 +300,7 @@ func TestChain(t *testing.T) {
 func TestEvictions(t *testing.T) {
 	ctx := context.Background()
 	f := newFixtureWith(t, &cache.MemoryOptions{MaxPairs: 1})
-	reader := sdkmetric.NewManualReader()
-	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	defer provider.Shutdown(ctx)
-	reg, err := f.m.RegisterOTel(provider.Meter("hishel"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reg.Unregister()
+	reader := registerOTel(t, f.m)
 	otelEvictions := func() int64 {
 		t.Helper()
 		var rm metricdata.ResourceMetrics
