@@ -714,7 +714,7 @@ func (s *Postgres) enforceBudget(ctx context.Context, res *model.SweepResult) er
 			if !overBytes && !overPairs {
 				return nil
 			}
-			var ids, live [][]byte // soft-deleted pairs, then live ones
+			var dead, live [][]byte // soft-deleted pairs; complete ones
 			excess, extra := st.Bytes-s.pol.MaxBytes, st.Pairs-s.pol.MaxPairs
 			pick := func(sql string, pairs bool) error {
 				rows, err := tx.Query(ctx, sql, 64)
@@ -733,7 +733,7 @@ func (s *Postgres) enforceBudget(ctx context.Context, res *model.SweepResult) er
 						live = append(live, id)
 						extra--
 					} else {
-						ids = append(ids, id)
+						dead = append(dead, id)
 					}
 				}
 				return rows.Err()
@@ -748,12 +748,12 @@ func (s *Postgres) enforceBudget(ctx context.Context, res *model.SweepResult) er
 					return err
 				}
 			}
-			dead, err := s.purgeIDs(ctx, tx, ids)
+			reclaimed, err := s.purgeIDs(ctx, tx, dead)
 			if err != nil {
 				return err
 			}
 			liveEvicted, err = s.purgeIDs(ctx, tx, live)
-			evicted = dead + liveEvicted
+			evicted = reclaimed + liveEvicted
 			return err
 		})
 		if err != nil {
