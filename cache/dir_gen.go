@@ -250,7 +250,8 @@ func (d *Dir) Sync(ctx context.Context) error {
 }
 
 // Stats returns the storage's counters, which every process sharing the
-// directory keeps up to date under the lock.
+// directory keeps up to date under the lock, and the evictions this Dir
+// made (Evicted: other processes count their own).
 func (d *Dir) Stats(ctx context.Context) (model.Stats, error) {
 	return d.s.Stats(ctx)
 }

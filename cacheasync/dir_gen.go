@@ -338,7 +338,8 @@ func (d *Dir) Sync(ctx context.Context) Future[struct{}] {
 }
 
 // Stats returns the storage's counters, which every process sharing the
-// directory keeps up to date under the lock.
+// directory keeps up to date under the lock, and the evictions this Dir
+// made (Evicted: other processes count their own).
 //
 // Stats returns at once. The call runs in a goroutine of its own and its
 // result arrives on the returned [Future], which delivers exactly one

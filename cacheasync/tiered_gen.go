@@ -272,7 +272,9 @@ func (t *Tiered) Sync(ctx context.Context) Future[struct{}] {
 	})
 }
 
-// Stats returns the lower tier's counters: what the storage holds.
+// Stats returns the lower tier's counters: what the storage holds, and
+// the pairs the lower tier evicted (Evicted; the memory tier's evictions
+// are not removals from the storage and do not count).
 //
 // Stats returns at once. The call runs in a goroutine of its own and its
 // result arrives on the returned [Future], which delivers exactly one

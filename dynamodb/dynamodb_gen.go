@@ -228,8 +228,10 @@ func (d *DynamoDB) Sync(ctx context.Context) error {
 	return d.s.Sync(ctx)
 }
 
-// Stats counts the stored pairs by state and their bytes (heads and bodies, backend.Size), from a
-// strongly consistent scan of the table.
+// Stats counts the stored pairs by state and their bytes (heads and
+// bodies, backend.Size), from a strongly consistent scan of the table, and
+// reports the evictions this DynamoDB made (Evicted: other processes
+// count their own).
 func (d *DynamoDB) Stats(ctx context.Context) (model.Stats, error) {
 	return d.s.Stats(ctx)
 }

@@ -28,12 +28,23 @@
 //	hishel_storage_incomplete_pairs        pairs still being stored
 //	hishel_storage_deleted_pairs           soft-deleted pairs awaiting reclamation
 //	hishel_storage_bytes                   bytes stored
+//	hishel_storage_evictions_total         live pairs the store evicted to keep within MaxBytes, MaxPairs, MaxVariants
+//
+// Evictions are model.Stats.Evicted: a counter the store keeps from the
+// moment it is opened (per process: on a storage several processes share,
+// each counts the pairs it evicted). It counts complete pairs removed for
+// a bound, least recently used first: beyond MaxBytes or MaxPairs, and
+// the variants beyond MaxVariants under one key. Pairs the sweep removes
+// because they expired, were deleted long enough ago, were abandoned
+// incomplete or were found damaged, and soft-deleted pairs reclaimed
+// early to fit MaxBytes, are not evictions.
 //
 // OpenTelemetry gets the same, named hishel.responses, hishel.revalidations,
 // hishel.stores, hishel.store.failures, hishel.stored.bytes,
 // hishel.lookup.duration, hishel.store.duration, hishel.storage.pairs,
-// hishel.storage.incomplete_pairs, hishel.storage.deleted_pairs and
-// hishel.storage.bytes, with the outcome as the attribute "outcome".
+// hishel.storage.incomplete_pairs, hishel.storage.deleted_pairs,
+// hishel.storage.bytes and hishel.storage.evictions, with the outcome as
+// the attribute "outcome".
 //
 // # Concurrency
 //
@@ -56,8 +67,9 @@ import (
 // seconds: from 50µs (a hit from memory) to 10s (a slow origin).
 var DefaultBuckets = []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 
-// StatsReader is what Metrics reads the storage gauges from: the Stats
-// method of every store of package cache (cache.Store).
+// StatsReader is what Metrics reads the storage gauges and the evictions
+// counter from: the Stats method of every store of package cache
+// (cache.Store).
 type StatsReader interface {
 	Stats(ctx context.Context) (model.Stats, error)
 }
@@ -65,7 +77,7 @@ type StatsReader interface {
 // Options configure a Metrics. A nil *Options means the defaults.
 type Options struct {
 	// Store, if not nil, is read with Stats at each collection for the
-	// storage gauges.
+	// storage gauges and the evictions counter.
 	Store StatsReader
 	// Buckets are the latency histograms' bucket upper bounds, in
 	// seconds, increasing. Default DefaultBuckets.

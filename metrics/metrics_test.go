@@ -2,6 +2,7 @@ package metrics_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -31,8 +32,14 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
+	return newFixtureWith(t, nil)
+}
+
+// newFixtureWith is newFixture over a Memory store opened with opts.
+func newFixtureWith(t *testing.T, storeOpts *cache.MemoryOptions) *fixture {
+	t.Helper()
 	ctx := context.Background()
-	store, err := cache.OpenMemory(ctx, nil)
+	store, err := cache.OpenMemory(ctx, storeOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +176,8 @@ hishel_storage_pairs 2
 	for _, name := range []string{"hishel_responses_total", "hishel_revalidations_total", "hishel_stores_total",
 		"hishel_store_failures_total", "hishel_stored_bytes_total", "hishel_lookup_duration_seconds",
 		"hishel_store_duration_seconds", "hishel_storage_pairs", "hishel_storage_incomplete_pairs",
-		"hishel_storage_deleted_pairs", "hishel_storage_bytes", "hishel_storage_stats_errors_total"} {
+		"hishel_storage_deleted_pairs", "hishel_storage_bytes", "hishel_storage_evictions_total",
+		"hishel_storage_stats_errors_total"} {
 		if !got[name] {
 			t.Errorf("Gather() has no %s", name)
 		}
@@ -205,17 +213,25 @@ func (f filtered) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-func TestOpenTelemetry(t *testing.T) {
-	ctx := context.Background()
-	f := newFixture(t)
+// registerOTel registers m's instruments with a meter provider read by
+// the reader it returns; both end with t.
+func registerOTel(t *testing.T, m *metrics.Metrics) *sdkmetric.ManualReader {
+	t.Helper()
 	reader := sdkmetric.NewManualReader()
 	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	defer provider.Shutdown(ctx)
-	reg, err := f.m.RegisterOTel(provider.Meter("hishel"))
+	t.Cleanup(func() { provider.Shutdown(context.Background()) })
+	reg, err := m.RegisterOTel(provider.Meter("hishel"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer reg.Unregister()
+	t.Cleanup(func() { reg.Unregister() })
+	return reader
+}
+
+func TestOpenTelemetry(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	reader := registerOTel(t, f.m)
 	f.traffic(t)
 
 	var rm metricdata.ResourceMetrics
@@ -245,7 +261,8 @@ func TestOpenTelemetry(t *testing.T) {
 	want := map[string]int64{"hishel.responses/hit": 2, "hishel.responses/miss": 3, "hishel.responses/revalidated": 1,
 		"hishel.responses/stale": 1, "hishel.responses/pass": 1, "hishel.responses/error": 0,
 		"hishel.revalidations": 2, "hishel.stores": 3, "hishel.store.failures": 0, "hishel.stored.bytes": 30,
-		"hishel.storage.pairs": 2, "hishel.storage.incomplete_pairs": 0, "hishel.storage.deleted_pairs": 1}
+		"hishel.storage.pairs": 2, "hishel.storage.incomplete_pairs": 0, "hishel.storage.deleted_pairs": 1,
+		"hishel.storage.evictions": 0}
 	for name, v := range want {
 		if got, ok := sums[name]; !ok || got != v {
 			t.Errorf("%s = %d (reported: %v); want %d", name, got, ok, v)
@@ -274,5 +291,52 @@ func TestChain(t *testing.T) {
 	}
 	if metrics.Chain(nil, tb) != tb || metrics.Chain(ta, nil) != ta {
 		t.Error("Chain with a nil Trace is not the other")
+	}
+}
+
+// TestEvictions checks that the store's evictions (model.Stats.Evicted)
+// are exported, as a Prometheus counter and an OpenTelemetry one: a store
+// capped at one pair evicts the older pair for each new response stored.
+func TestEvictions(t *testing.T) {
+	ctx := context.Background()
+	f := newFixtureWith(t, &cache.MemoryOptions{MaxPairs: 1})
+	reader := registerOTel(t, f.m)
+	otelEvictions := func() int64 {
+		t.Helper()
+		var rm metricdata.ResourceMetrics
+		if err := reader.Collect(ctx, &rm); err != nil {
+			t.Fatal(err)
+		}
+		for _, sm := range rm.ScopeMetrics {
+			for _, mt := range sm.Metrics {
+				if mt.Name != "hishel.storage.evictions" {
+					continue
+				}
+				sum, ok := mt.Data.(metricdata.Sum[int64])
+				if !ok || !sum.IsMonotonic || len(sum.DataPoints) != 1 {
+					t.Fatalf("hishel.storage.evictions = %#v; want one monotonic sum", mt.Data)
+				}
+				return sum.DataPoints[0].Value
+			}
+		}
+		t.Fatal("no hishel.storage.evictions reported")
+		return 0
+	}
+	const help = `
+# HELP hishel_storage_evictions_total Live pairs the store evicted since it was opened to keep within MaxBytes, MaxPairs and MaxVariants (least recently used first).
+# TYPE hishel_storage_evictions_total counter
+`
+	for i, path := range []string{"/fresh", "/check", "/fail", "/fresh"} {
+		f.get(t, path) // a miss, stored: the pair stored before it goes
+		want := help + fmt.Sprintf("hishel_storage_evictions_total %d\n", i)
+		if err := testutil.CollectAndCompare(f.m, strings.NewReader(want), "hishel_storage_evictions_total"); err != nil {
+			t.Errorf("after %d responses stored: %v", i+1, err)
+		}
+		if got := otelEvictions(); got != int64(i) {
+			t.Errorf("after %d responses stored: hishel.storage.evictions = %d; want %d", i+1, got, i)
+		}
+	}
+	if st, err := f.store.Stats(ctx); err != nil || st.Pairs != 1 || st.Evicted != 3 {
+		t.Errorf("Stats() = %+v, %v; want 1 pair, 3 evicted", st, err)
 	}
 }

@@ -53,12 +53,15 @@ func (m *Metrics) RegisterOTel(meter metric.Meter) (metric.Registration, error) 
 	}
 	observables := []metric.Observable{responses, revalidations, stores, failures, bytes}
 	var pairs, incomplete, deleted, stored metric.Int64ObservableGauge
+	var evictions metric.Int64ObservableCounter
 	if m.opts.Store != nil {
 		pairs = gauge("hishel.storage.pairs", "{pair}", "Live complete pairs in the storage.")
 		incomplete = gauge("hishel.storage.incomplete_pairs", "{pair}", "Pairs still being stored.")
 		deleted = gauge("hishel.storage.deleted_pairs", "{pair}", "Soft-deleted pairs awaiting reclamation.")
 		stored = gauge("hishel.storage.bytes", "By", "Bytes stored.")
-		observables = append(observables, pairs, incomplete, deleted, stored)
+		evictions = counter("hishel.storage.evictions", "{pair}",
+			"Live pairs the store evicted since it was opened to keep within MaxBytes, MaxPairs and MaxVariants.")
+		observables = append(observables, pairs, incomplete, deleted, stored, evictions)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("hishel metrics: RegisterOTel: %w", err)
@@ -86,6 +89,7 @@ func (m *Metrics) RegisterOTel(meter metric.Meter) (metric.Registration, error) 
 		obs.ObserveInt64(incomplete, int64(st.Incomplete))
 		obs.ObserveInt64(deleted, int64(st.Deleted))
 		obs.ObserveInt64(stored, st.Bytes)
+		obs.ObserveInt64(evictions, st.Evicted)
 		return nil
 	}, observables...)
 	if err != nil {

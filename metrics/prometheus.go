@@ -30,6 +30,8 @@ var (
 		"Soft-deleted pairs awaiting reclamation.", nil, nil)
 	descBytes = prometheus.NewDesc("hishel_storage_bytes",
 		"Bytes stored.", nil, nil)
+	descEvictions = prometheus.NewDesc("hishel_storage_evictions_total",
+		"Live pairs the store evicted since it was opened to keep within MaxBytes, MaxPairs and MaxVariants (least recently used first).", nil, nil)
 	descStatsErrors = prometheus.NewDesc("hishel_storage_stats_errors_total",
 		"Collections whose Stats call failed; the storage gauges were left out of them.", nil, nil)
 )
@@ -41,7 +43,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	if m.opts.Store != nil {
-		for _, d := range []*prometheus.Desc{descPairs, descIncomplete, descDeleted, descBytes, descStatsErrors} {
+		for _, d := range []*prometheus.Desc{descPairs, descIncomplete, descDeleted, descBytes, descEvictions, descStatsErrors} {
 			ch <- d
 		}
 	}
@@ -80,6 +82,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		gauge(descIncomplete, float64(st.Incomplete))
 		gauge(descDeleted, float64(st.Deleted))
 		gauge(descBytes, float64(st.Bytes))
+		counter(descEvictions, uint64(max(st.Evicted, 0)))
 	}
 	counter(descStatsErrors, m.statsErrors.Load())
 }

@@ -176,6 +176,20 @@ type Stats struct {
 	// its cache key, method, URL, request and response header fields
 	// (names and values) and both bodies (see the storages' MaxBytes).
 	Bytes int64
+	// Evicted counts the complete, live pairs this store has removed to
+	// keep within its bounds since it was opened: the least recently used
+	// pairs beyond MaxBytes or MaxPairs, and the variants beyond
+	// MaxVariants under one key (a pair larger than MaxBytes on its own
+	// counts once, as it is removed as soon as it completes). It is a
+	// cumulative counter of this store value (this process's handle), not
+	// of the storage: it starts at zero when the store is opened, only
+	// grows (Clear does not reset it), and does not count evictions made
+	// by other processes sharing the storage. Pairs that were no longer
+	// live do not count: soft-deleted pairs reclaimed early to fit
+	// MaxBytes, and pairs the sweep removes for their TTL, retention, age
+	// or damage (SweepResult reports those per sweep), nor removals by
+	// Remove, Delete or Clear.
+	Evicted int64
 }
 
 // SweepResult says what one sweep did.
@@ -187,7 +201,8 @@ type SweepResult struct {
 	// Abandoned incomplete pairs were removed for being too old.
 	Abandoned int
 	// Evicted pairs were removed, least recently used first, to keep the
-	// storage within its size budget.
+	// storage within its size budget (MaxBytes, MaxPairs): soft-deleted
+	// pairs reclaimed early for MaxBytes included, unlike Stats.Evicted.
 	Evicted int
 	// Corrupt pairs were removed because their record or one of their
 	// chunks failed its checksum, or a chunk was missing: reads had

@@ -227,7 +227,9 @@ func (m *Mongo) Sync(ctx context.Context) error {
 	return m.s.Sync(ctx)
 }
 
-// Stats counts the stored pairs by state and their bytes (heads and bodies, backend.Size). It reads
+// Stats counts the stored pairs by state and their bytes (heads and
+// bodies, backend.Size), and reports the evictions this Mongo made
+// (Evicted: other processes count their own). It reads
 // two fields of every pair document (its cost grows with their number; an
 // $group aggregation would do the same work on the server, and FerretDB
 // v1 sums no fields in $group).

@@ -266,7 +266,9 @@ func (p *Postgres) Sync(ctx context.Context) error {
 }
 
 // Stats returns the storage's counters, which every process sharing the
-// store keeps up to date in the transactions that change them.
+// store keeps up to date in the transactions that change them, and the
+// evictions this Postgres committed (Evicted: other processes count
+// their own).
 func (p *Postgres) Stats(ctx context.Context) (model.Stats, error) {
 	return p.s.Stats(ctx)
 }

@@ -317,7 +317,8 @@ func (x *Redis) Sync(ctx context.Context) error {
 }
 
 // Stats returns the storage's counters: the indexes' sizes and the byte
-// count, as every process sees them.
+// count, as every process sees them, and the evictions this Redis made
+// (Evicted: other processes count their own).
 func (x *Redis) Stats(ctx context.Context) (model.Stats, error) {
 	return x.s.Stats(ctx)
 }

@@ -292,7 +292,8 @@ func (x *S3) Sync(ctx context.Context) error {
 }
 
 // Stats counts the pairs of the store, whatever process stored them (see
-// S3's doc comment: it lists the heads and the time indexes).
+// S3's doc comment: it lists the heads and the time indexes), and reports
+// the evictions this S3 made (Evicted: other processes count their own).
 func (x *S3) Stats(ctx context.Context) (model.Stats, error) {
 	return x.s.Stats(ctx)
 }

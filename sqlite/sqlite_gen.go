@@ -263,7 +263,9 @@ func (x *SQLite) Sync(ctx context.Context) error {
 }
 
 // Stats returns the storage's counters, which every process sharing the
-// file keeps up to date in the transactions that change them.
+// file keeps up to date in the transactions that change them, and the
+// evictions this SQLite committed (Evicted: other processes count their
+// own).
 func (x *SQLite) Stats(ctx context.Context) (model.Stats, error) {
 	return x.s.Stats(ctx)
 }

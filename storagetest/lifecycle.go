@@ -213,7 +213,8 @@ func testBackgroundSweep(t *testing.T, open Opener) {
 }
 
 // Beyond MaxBytes, soft-deleted pairs go first, then the least recently
-// used (stored or read) complete pairs.
+// used (stored or read) complete pairs; Stats.Evicted counts the complete
+// ones.
 func testSizeBudget(t *testing.T, open Opener) {
 	ctx := context.Background()
 	kb := strings.Repeat("x", 1000)
@@ -236,14 +237,14 @@ func testSizeBudget(t *testing.T, open Opener) {
 			getBodies(t, s, "a") // a is now the most recently used
 			c.Advance(time.Second)
 			store(t, s, getReq("u"), okResp(kb), "d")
-		}, map[string]int{"a": 1, "b": 0, "c": 1, "d": 1}, model.Stats{Pairs: 3, Bytes: 3000}},
+		}, map[string]int{"a": 1, "b": 0, "c": 1, "d": 1}, model.Stats{Pairs: 3, Bytes: 3000, Evicted: 1}},
 		{"several go for a large pair", 3 * get, func(t *testing.T, s Store, c *Clock) {
 			for _, k := range []string{"a", "b", "c"} {
 				store(t, s, getReq("u"), okResp(kb), k)
 				c.Advance(time.Second)
 			}
 			store(t, s, getReq("u"), okResp(kb+kb), "d")
-		}, map[string]int{"a": 0, "b": 0, "c": 1, "d": 1}, model.Stats{Pairs: 2, Bytes: 3000}},
+		}, map[string]int{"a": 0, "b": 0, "c": 1, "d": 1}, model.Stats{Pairs: 2, Bytes: 3000, Evicted: 2}},
 		{"request bodies count", 2 * post, func(t *testing.T, s Store, c *Clock) {
 			for _, k := range []string{"a", "b"} {
 				req := getReq("u")
@@ -252,7 +253,7 @@ func testSizeBudget(t *testing.T, open Opener) {
 				c.Advance(time.Second)
 			}
 			store(t, s, getReq("u"), okResp(kb), "c")
-		}, map[string]int{"a": 0, "b": 1, "c": 1}, model.Stats{Pairs: 2, Bytes: 2500}},
+		}, map[string]int{"a": 0, "b": 1, "c": 1}, model.Stats{Pairs: 2, Bytes: 2500, Evicted: 1}},
 		{"soft-deleted go first", 3 * get, func(t *testing.T, s Store, c *Clock) {
 			var last model.CompletePair
 			for _, k := range []string{"a", "b", "c"} {
@@ -266,7 +267,7 @@ func testSizeBudget(t *testing.T, open Opener) {
 		}, map[string]int{"a": 1, "b": 1, "c": 0, "d": 1}, model.Stats{Pairs: 3, Bytes: 3000}},
 		{"a pair over the budget is not kept", 500, func(t *testing.T, s Store, c *Clock) {
 			store(t, s, getReq("u"), okResp(kb), "a")
-		}, map[string]int{"a": 0}, model.Stats{}},
+		}, map[string]int{"a": 0}, model.Stats{Evicted: 1}},
 		{"no budget", 0, func(t *testing.T, s Store, c *Clock) {
 			for i := range 10 {
 				store(t, s, getReq("u"), okResp(kb), fmt.Sprint(i))
@@ -300,7 +301,8 @@ func testSizeBudget(t *testing.T, open Opener) {
 
 // Beyond MaxPairs, the least recently used (stored or read) complete pairs
 // go, at once: variants of one key count one each; incomplete and
-// soft-deleted pairs do not count.
+// soft-deleted pairs do not count. Stats.Evicted counts the pairs that
+// went.
 func testMaxPairs(t *testing.T, open Opener) {
 	ctx := context.Background()
 	tests := []struct {
@@ -317,13 +319,13 @@ func testMaxPairs(t *testing.T, open Opener) {
 			getBodies(t, s, "a") // a is now the most recently used
 			c.Advance(time.Second)
 			store(t, s, getReq("u"), okResp("x"), "d")
-		}, map[string]int{"a": 1, "b": 0, "c": 1, "d": 1}, model.Stats{Pairs: 3, Bytes: 3}},
+		}, map[string]int{"a": 1, "b": 0, "c": 1, "d": 1}, model.Stats{Pairs: 3, Bytes: 3, Evicted: 1}},
 		{"variants count one each", func(t *testing.T, s Store, c *Clock) {
 			for _, b := range []string{"1", "2", "3", "4"} {
 				store(t, s, getReq("u"), okResp(b), "k")
 				c.Advance(time.Second)
 			}
-		}, map[string]int{"k": 3}, model.Stats{Pairs: 3, Bytes: 3}},
+		}, map[string]int{"k": 3}, model.Stats{Pairs: 3, Bytes: 3, Evicted: 1}},
 		{"incomplete and removed pairs do not count", func(t *testing.T, s Store, c *Clock) {
 			if _, err := s.CreatePair(ctx, getReq("u")); err != nil {
 				t.Fatal(err)

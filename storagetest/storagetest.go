@@ -25,7 +25,9 @@
 // iteration and filters (Pairs), Delete by every criterion of
 // model.Filter; use after Close; a 64-goroutine mix after which the
 // counters agree with a full scan; the variant cap (MaxVariants); a budget
-// (MaxBytes, Stats.Bytes) that counts every byte of a pair; MaxTTL; and an
+// (MaxBytes, Stats.Bytes) that counts every byte of a pair; the eviction
+// counter (Stats.Evicted) after MaxPairs, MaxBytes and MaxVariants
+// evictions, and not after sweeps or removals; MaxTTL; and an
 // UpdatePairFunc whose function may call the store and whose context is
 // honoured.
 //
@@ -217,6 +219,7 @@ var suite = []struct {
 	{"UseAfterClose", testUseAfterClose},
 	{"Concurrent", testConcurrent},
 	{"VariantCap", testVariantCap},
+	{"Evictions", testEvictions},
 	{"BudgetCountsHeads", testBudgetCountsHeads},
 	{"MaxTTL", testMaxTTL},
 	{"UpdatePairFuncReentrant", testUpdatePairFuncReentrant},

@@ -1297,6 +1297,10 @@ func (s *Bolt) enforceBudget(t *wtx, res *model.SweepResult) {
 			}
 			purge(t, rec)
 			t.del(idx, k) // at the index's start: no random leaf to rewrite (see retireAccess)
+			// A live pair counts; a soft-deleted one reclaimed early does not.
+			if idx == t.acc {
+				t.evicted++
+			}
 			if res != nil {
 				res.Evicted++
 			}
@@ -1775,6 +1779,7 @@ func (s *Bolt) Stats(ctx context.Context) (model.Stats, error) {
 		st, err = bolt.DecodeStats(t.meta.Get(bolt.MetaStats))
 		return err
 	})
+	st.Evicted = s.w.evicted.Load()
 	return st, err
 }
 

@@ -56,6 +56,7 @@ func (s *Bolt) capVariants(t *wtx, h [bolt.HashLen]byte, rec *bolt.Record) {
 	for _, v := range others[:over] {
 		if r, err := t.record(v.id); err == nil && r != nil {
 			purge(t, r)
+			t.evicted++
 		}
 	}
 }

@@ -54,6 +54,7 @@ type writer struct {
 	staleLoaded bool
 
 	commits atomic.Int64 // committed transactions, for tests and benchmarks
+	evicted atomic.Int64 // live pairs evicted by committed transactions (model.Stats.Evicted)
 
 	// afterCommit, if set, runs on the writer goroutine after every commit
 	// or rollback, with its error.
@@ -140,6 +141,7 @@ type wtx struct {
 	newKeys                                                     map[keysKey]struct{}                  // keys index entries added, not yet put
 	accessed                                                    bool                                  // applyAccess took access times (Bolt.flushing)
 	newByHash                                                   map[[bolt.HashLen]byte][]model.PairID // the pairs addKey indexed, by key hash; some may have gone since
+	evicted                                                     int64                                 // live pairs evicted in this transaction (writer.evicted once committed)
 }
 
 func newWriter(db *bbolt.DB, maxTxBytes int) *writer {
@@ -511,6 +513,7 @@ collect:
 		w.statsLoaded = false
 	} else {
 		w.stats = t.stats
+		w.evicted.Add(t.evicted)
 		w.nonce = t.nonce
 		w.staleSeq = t.staleSeq
 	}

@@ -113,6 +113,10 @@ type Dir struct {
 	badMu sync.Mutex
 	bad   map[model.PairID]struct{}
 
+	// evicted counts the live pairs this Dir evicted since it was opened
+	// (model.Stats.Evicted; other processes keep their own).
+	evicted atomic.Int64
+
 	closed    atomic.Bool
 	closeOnce sync.Once
 	stop      chan struct{}
@@ -616,6 +620,7 @@ func (t *dtx) afterComplete(rec *bolt.Record) error {
 				if err := t.purge(r); err != nil {
 					return err
 				}
+				d.evicted.Add(1)
 			}
 		}
 	}
@@ -1183,6 +1188,9 @@ func (d *Dir) enforceBudget(t *dtx, res *model.SweepResult) error {
 			if err := t.purge(rec); err != nil {
 				return err
 			}
+			if ix == "access" { // a live pair, not a soft-deleted one reclaimed early
+				d.evicted.Add(1)
+			}
 			if res != nil {
 				res.Evicted++
 			}
@@ -1317,12 +1325,18 @@ func (d *Dir) Sync(ctx context.Context) error {
 }
 
 // Stats returns the storage's counters, which every process sharing the
-// directory keeps up to date under the lock.
+// directory keeps up to date under the lock, and the evictions this Dir
+// made (Evicted: other processes count their own).
 func (d *Dir) Stats(ctx context.Context) (model.Stats, error) {
 	if err := d.check(ctx); err != nil {
 		return model.Stats{}, err
 	}
-	return d.stats()
+	st, err := d.stats()
+	if err != nil {
+		return model.Stats{}, err
+	}
+	st.Evicted = d.evicted.Load()
+	return st, nil
 }
 
 // Close writes gathered access times, stops the maintenance goroutine and

@@ -51,6 +51,11 @@
 //     counts every stored byte: key, URL, heads and bodies), and removes
 //     pairs that reads found damaged. It runs in the background and on
 //     demand (Cleanup). A request's MaxTTL caps its pair's life.
+//   - Stats.Evicted counts the live pairs a store evicted since it was
+//     opened, for MaxBytes, MaxPairs and MaxVariants, and nothing else (not
+//     the sweep's expired, purged, abandoned or damaged pairs, nor
+//     soft-deleted pairs reclaimed early for MaxBytes): the evictions
+//     counter of package metrics.
 //   - A persistent backend checksums every record and chunk: a mismatch, or
 //     a missing chunk, is model.ErrCorrupt, never altered bytes. A damaged
 //     file is an error, never a crash (Bolt: see OpenBolt and package

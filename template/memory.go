@@ -91,6 +91,9 @@ type Memory struct {
 	expiry timeHeap   // complete pairs with an expiry; entries may be stale
 	dels   timeHeap   // soft-deleted pairs; entries may be stale
 	incs   timeHeap   // incomplete pairs by creation time; entries may be stale
+	// evicted counts the live pairs evicted since the store was opened
+	// (model.Stats.Evicted); Clear does not reset it.
+	evicted int64
 
 	stop      chan struct{}
 	maintDone chan struct{}
@@ -308,6 +311,7 @@ func (m *Memory) capVariants(p *memPair) {
 			}
 		}
 		m.purge(old)
+		m.evicted++
 	}
 }
 
@@ -611,6 +615,7 @@ func (m *Memory) enforceBudget(res *model.SweepResult) {
 	// as Hishel's in-memory capacity does.
 	for m.pol.MaxPairs > 0 && m.stats.Pairs > m.pol.MaxPairs && m.lru.Len() > 0 {
 		m.purge(m.lru.Front().Value.(*memPair))
+		m.evicted++
 		if res != nil {
 			res.Evicted++
 		}
@@ -629,6 +634,7 @@ func (m *Memory) enforceBudget(res *model.SweepResult) {
 	}
 	for m.stats.Bytes > m.pol.MaxBytes && m.lru.Len() > 0 {
 		m.purge(m.lru.Front().Value.(*memPair))
+		m.evicted++
 		if res != nil {
 			res.Evicted++
 		}
@@ -805,7 +811,9 @@ func (m *Memory) Stats(ctx context.Context) (model.Stats, error) {
 		return model.Stats{}, err
 	}
 	defer m.mu.Unlock()
-	return m.stats, nil
+	st := m.stats
+	st.Evicted = m.evicted
+	return st, nil
 }
 
 // Close stops the sweep goroutine and drops every pair. Bodies still being

@@ -698,7 +698,9 @@ func (t *Tiered) Sync(ctx context.Context) error {
 	return t.lower.Sync(ctx)
 }
 
-// Stats returns the lower tier's counters: what the storage holds.
+// Stats returns the lower tier's counters: what the storage holds, and
+// the pairs the lower tier evicted (Evicted; the memory tier's evictions
+// are not removals from the storage and do not count).
 func (t *Tiered) Stats(ctx context.Context) (model.Stats, error) {
 	return t.lower.Stats(ctx)
 }

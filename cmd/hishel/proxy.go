@@ -100,7 +100,7 @@ func cmdProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	ttl := fs.Duration("ttl", 0, "remove a pair `D` after it was stored or last read, however fresh (0: when HTTP no longer allows using it, or the budget needs room; a -store URL's ttl wins)")
 	rebuild := fs.Bool("rebuild", true, "move a damaged bbolt cache file aside and start with an empty one (false: exit with status 1; a -store URL's rebuild wins)")
 	verbose := fs.Bool("v", false, "log every cache decision on standard error")
-	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics (host:port; port 0 picks a free port): responses by outcome, revalidations, stores, store failures, stored bytes, lookup and store latency, the store's counters")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics (host:port; port 0 picks a free port): responses by outcome, revalidations, stores, store failures, stored bytes, lookup and store latency, the store's counters and evictions")
 	if _, err := parseFlags(fs, "proxy", args, 0, stdout); err != nil {
 		return err
 	}

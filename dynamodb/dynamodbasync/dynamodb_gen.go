@@ -311,8 +311,10 @@ func (d *DynamoDB) Sync(ctx context.Context) Future[struct{}] {
 	})
 }
 
-// Stats counts the stored pairs by state and their bytes (heads and bodies, backend.Size), from a
-// strongly consistent scan of the table.
+// Stats counts the stored pairs by state and their bytes (heads and
+// bodies, backend.Size), from a strongly consistent scan of the table, and
+// reports the evictions this DynamoDB made (Evicted: other processes
+// count their own).
 //
 // Stats returns at once. The call runs in a goroutine of its own and its
 // result arrives on the returned [Future], which delivers exactly one

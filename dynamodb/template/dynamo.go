@@ -156,6 +156,9 @@ type DynamoDB struct {
 	closed atomic.Bool
 	badMu  sync.Mutex
 	bad    map[model.PairID]struct{}
+	// evicted counts the live pairs this DynamoDB evicted since it was
+	// opened (model.Stats.Evicted).
+	evicted atomic.Int64
 
 	stop      chan struct{}
 	maintDone chan struct{}

@@ -458,7 +458,11 @@ func (d *DynamoDB) capVariants(ctx context.Context, kpk string) error {
 		return hs[i].done > hs[j].done
 	})
 	for _, h := range hs[d.pol.MaxVariants:] {
-		if _, err := d.bury(ctx, h, stComplete); err != nil {
+		ok, err := d.bury(ctx, h, stComplete)
+		if ok {
+			d.evicted.Add(1)
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -752,8 +756,10 @@ func (d *DynamoDB) scanHeads(ctx context.Context, fn func(*head)) error {
 // returns.
 func (d *DynamoDB) Sync(ctx context.Context) error { return d.check(ctx) }
 
-// Stats counts the stored pairs by state and their bytes (heads and bodies, backend.Size), from a
-// strongly consistent scan of the table.
+// Stats counts the stored pairs by state and their bytes (heads and
+// bodies, backend.Size), from a strongly consistent scan of the table, and
+// reports the evictions this DynamoDB made (Evicted: other processes
+// count their own).
 func (d *DynamoDB) Stats(ctx context.Context) (model.Stats, error) {
 	var st model.Stats
 	if err := d.check(ctx); err != nil {
@@ -772,5 +778,9 @@ func (d *DynamoDB) Stats(ctx context.Context) (model.Stats, error) {
 		}
 		st.Bytes += h.size
 	})
-	return st, err
+	if err != nil {
+		return model.Stats{}, err
+	}
+	st.Evicted = d.evicted.Load()
+	return st, nil
 }

@@ -137,6 +137,7 @@ func (d *DynamoDB) enforceBudget(ctx context.Context) (int, error) {
 			ok, err := d.bury(ctx, h, stComplete)
 			if ok {
 				evicted++
+				d.evicted.Add(1)
 				over--
 				st.Bytes -= h.size
 			}
@@ -160,6 +161,9 @@ func (d *DynamoDB) enforceBudget(ctx context.Context) (int, error) {
 			ok, err := d.bury(ctx, h, step.state)
 			if ok {
 				evicted++
+				if step.state == stComplete { // a live pair, not a soft-deleted one reclaimed early
+					d.evicted.Add(1)
+				}
 				st.Bytes -= h.size
 			}
 			return st.Bytes > d.pol.MaxBytes, err

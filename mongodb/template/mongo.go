@@ -153,6 +153,9 @@ type Mongo struct {
 	closed atomic.Bool
 	badMu  sync.Mutex
 	bad    map[model.PairID]struct{} // pairs reads found corrupt
+	// evicted counts the live pairs this Mongo evicted since it was
+	// opened (model.Stats.Evicted).
+	evicted atomic.Int64
 
 	stop      chan struct{}
 	maintDone chan struct{}

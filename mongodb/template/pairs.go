@@ -312,7 +312,11 @@ func (m *Mongo) capVariants(ctx context.Context, kh string) error {
 	}
 	slices.SortFunc(ds, byAccess)
 	for i := range ds[m.pol.MaxVariants:] {
-		if _, err := m.bury(ctx, &ds[m.pol.MaxVariants+i], stComplete); err != nil {
+		ok, err := m.bury(ctx, &ds[m.pol.MaxVariants+i], stComplete)
+		if ok {
+			m.evicted.Add(1)
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -613,7 +617,9 @@ func (m *Mongo) listAll(ctx context.Context, fn func(model.PairInfo) error) erro
 // call it.
 func (m *Mongo) Sync(ctx context.Context) error { return m.check(ctx) }
 
-// Stats counts the stored pairs by state and their bytes (heads and bodies, backend.Size). It reads
+// Stats counts the stored pairs by state and their bytes (heads and
+// bodies, backend.Size), and reports the evictions this Mongo made
+// (Evicted: other processes count their own). It reads
 // two fields of every pair document (its cost grows with their number; an
 // $group aggregation would do the same work on the server, and FerretDB
 // v1 sums no fields in $group).
@@ -646,5 +652,9 @@ func (m *Mongo) Stats(ctx context.Context) (model.Stats, error) {
 		}
 		st.Bytes += d.Size
 	}
-	return st, m.wrap(ctx, "stats", cur.Err())
+	if err := cur.Err(); err != nil {
+		return st, m.wrap(ctx, "stats", err)
+	}
+	st.Evicted = m.evicted.Load()
+	return st, nil
 }

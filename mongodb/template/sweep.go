@@ -147,6 +147,9 @@ func (m *Mongo) enforceBudget(ctx context.Context) (int, error) {
 			}
 			for i := range ds {
 				ok, err := m.bury(ctx, &ds[i], stComplete)
+				if ok {
+					m.evicted.Add(1)
+				}
 				if err != nil {
 					return evicted, err
 				}
@@ -184,6 +187,9 @@ func (m *Mongo) enforceBudget(ctx context.Context) (int, error) {
 					return err
 				}
 				ok, err := m.bury(ctx, &d, step.state)
+				if ok && step.state == stComplete { // a live pair, not a soft-deleted one reclaimed early
+					m.evicted.Add(1)
+				}
 				if err != nil {
 					return err
 				}

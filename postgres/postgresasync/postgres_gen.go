@@ -355,7 +355,9 @@ func (p *Postgres) Sync(ctx context.Context) Future[struct{}] {
 }
 
 // Stats returns the storage's counters, which every process sharing the
-// store keeps up to date in the transactions that change them.
+// store keeps up to date in the transactions that change them, and the
+// evictions this Postgres committed (Evicted: other processes count
+// their own).
 //
 // Stats returns at once. The call runs in a goroutine of its own and its
 // result arrives on the returned [Future], which delivers exactly one

@@ -129,6 +129,10 @@ type Postgres struct {
 	badMu sync.Mutex
 	bad   map[model.PairID]struct{} // found corrupt: the next sweep purges them
 
+	// evicted counts the live pairs this Postgres evicted, in committed
+	// transactions, since it was opened (model.Stats.Evicted).
+	evicted atomic.Int64
+
 	closed    atomic.Bool
 	closeOnce sync.Once
 	stop      chan struct{}
@@ -588,7 +592,7 @@ func (s *Postgres) AddResponse(ctx context.Context, id model.PairID, resp model.
 		return model.CompletePair{}, fmt.Errorf("hishel: add response: response body: %w", model.ErrBodyConsumed)
 	}
 	var rec *bolt.Record
-	completed := false
+	completed, variants := false, 0
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		old, _, err := s.load(ctx, tx, id, true)
 		if err != nil {
@@ -608,8 +612,12 @@ func (s *Postgres) AddResponse(ctx context.Context, id model.PairID, resp model.
 		}
 		s.settle(&r)
 		rec, completed = &r, r.Has(bolt.FlagComplete)
-		return s.store(ctx, tx, old, &r)
+		variants, err = s.store(ctx, tx, old, &r)
+		return err
 	})
+	if err == nil {
+		s.evicted.Add(int64(variants))
+	}
 	if err == nil && completed {
 		err = s.enforceBudget(ctx, nil)
 	}
@@ -641,28 +649,29 @@ func (s *Postgres) settle(rec *bolt.Record) {
 }
 
 // store saves rec, which was old, and when that completes the pair, evicts
-// the variants beyond MaxVariants under its key in the same transaction.
-// The caller enforces MaxBytes and MaxPairs once it has committed.
-func (s *Postgres) store(ctx context.Context, tx pgx.Tx, old, rec *bolt.Record) error {
+// the variants beyond MaxVariants under its key in the same transaction,
+// and returns how many it evicted: the caller adds them to s.evicted once
+// the transaction has committed. The caller enforces MaxBytes and
+// MaxPairs once it has committed.
+func (s *Postgres) store(ctx context.Context, tx pgx.Tx, old, rec *bolt.Record) (int, error) {
 	if err := s.save(ctx, tx, old, rec, true); err != nil {
-		return err
+		return 0, err
 	}
 	if old.State() == model.StateComplete || rec.State() != model.StateComplete || s.pol.MaxVariants <= 0 {
-		return nil
+		return 0, nil
 	}
 	if err := s.applyAccess(ctx, tx); err != nil {
-		return err
+		return 0, err
 	}
 	rows, err := tx.Query(ctx, s.q.variants, keyHash(rec.Key), []byte(rec.Key), s.pol.MaxVariants)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	ids, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
 	if err != nil {
-		return err
+		return 0, err
 	}
-	_, err = s.purgeIDs(ctx, tx, ids)
-	return err
+	return s.purgeIDs(ctx, tx, ids)
 }
 
 // readStats sums the counters' shards.
@@ -693,9 +702,9 @@ func (s *Postgres) enforceBudget(ctx context.Context, res *model.SweepResult) er
 		return err
 	}
 	for {
-		evicted := 0
+		evicted, liveEvicted := 0, 0 // every pair removed; the live ones
 		err := s.inTx(ctx, func(tx pgx.Tx) error {
-			evicted = 0
+			evicted, liveEvicted = 0, 0
 			st, err := s.readStats(ctx, tx)
 			if err != nil {
 				return err
@@ -705,7 +714,7 @@ func (s *Postgres) enforceBudget(ctx context.Context, res *model.SweepResult) er
 			if !overBytes && !overPairs {
 				return nil
 			}
-			var ids [][]byte
+			var dead, live [][]byte // soft-deleted pairs; complete ones
 			excess, extra := st.Bytes-s.pol.MaxBytes, st.Pairs-s.pol.MaxPairs
 			pick := func(sql string, pairs bool) error {
 				rows, err := tx.Query(ctx, sql, 64)
@@ -719,10 +728,12 @@ func (s *Postgres) enforceBudget(ctx context.Context, res *model.SweepResult) er
 					if err := rows.Scan(&id, &sz); err != nil {
 						return err
 					}
-					ids = append(ids, id)
 					excess -= sz
 					if pairs {
+						live = append(live, id)
 						extra--
+					} else {
+						dead = append(dead, id)
 					}
 				}
 				return rows.Err()
@@ -737,12 +748,18 @@ func (s *Postgres) enforceBudget(ctx context.Context, res *model.SweepResult) er
 					return err
 				}
 			}
-			evicted, err = s.purgeIDs(ctx, tx, ids)
+			reclaimed, err := s.purgeIDs(ctx, tx, dead)
+			if err != nil {
+				return err
+			}
+			liveEvicted, err = s.purgeIDs(ctx, tx, live)
+			evicted = reclaimed + liveEvicted
 			return err
 		})
 		if err != nil {
 			return err
 		}
+		s.evicted.Add(int64(liveEvicted))
 		if res != nil {
 			res.Evicted += evicted
 		}
@@ -1196,7 +1213,9 @@ func (s *Postgres) Sync(ctx context.Context) error {
 }
 
 // Stats returns the storage's counters, which every process sharing the
-// store keeps up to date in the transactions that change them.
+// store keeps up to date in the transactions that change them, and the
+// evictions this Postgres committed (Evicted: other processes count
+// their own).
 func (s *Postgres) Stats(ctx context.Context) (model.Stats, error) {
 	if err := s.check(ctx); err != nil {
 		return model.Stats{}, err
@@ -1205,6 +1224,7 @@ func (s *Postgres) Stats(ctx context.Context) (model.Stats, error) {
 	if err != nil {
 		return model.Stats{}, s.readErr(err)
 	}
+	st.Evicted = s.evicted.Load()
 	return st, nil
 }
 

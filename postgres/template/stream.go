@@ -74,7 +74,7 @@ func (k *pgSink) Store(ctx context.Context, chunks [][]byte, size int64, final b
 		}
 		return err
 	}
-	completed := false
+	completed, variants := false, 0
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		old, _, err := s.load(ctx, tx, k.id, true)
 		if err != nil {
@@ -100,11 +100,13 @@ func (k *pgSink) Store(ctx context.Context, chunks [][]byte, size int64, final b
 		}
 		s.settle(&rec)
 		completed = rec.Has(bolt.FlagComplete)
-		return s.store(ctx, tx, old, &rec)
+		variants, err = s.store(ctx, tx, old, &rec)
+		return err
 	})
 	if err != nil {
 		return err
 	}
+	s.evicted.Add(int64(variants))
 	k.seq += int32(len(chunks))
 	if completed {
 		return s.enforceBudget(ctx, nil)

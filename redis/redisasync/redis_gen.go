@@ -405,7 +405,8 @@ func (x *Redis) Sync(ctx context.Context) Future[struct{}] {
 }
 
 // Stats returns the storage's counters: the indexes' sizes and the byte
-// count, as every process sees them.
+// count, as every process sees them, and the evictions this Redis made
+// (Evicted: other processes count their own).
 //
 // Stats returns at once. The call runs in a goroutine of its own and its
 // result arrives on the returned [Future], which delivers exactly one

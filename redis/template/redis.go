@@ -195,6 +195,10 @@ type Redis struct {
 	// evictMu keeps this process's evictions from racing each other (and
 	// so from evicting more than the budgets ask); processes may still.
 	evictMu sync.Mutex
+	// evicted counts the live pairs this Redis evicted since it was
+	// opened (model.Stats.Evicted); the pairs ReplaceVariants replaces
+	// are not evictions.
+	evicted atomic.Int64
 
 	stop      chan struct{}
 	maintDone chan struct{}

@@ -349,8 +349,12 @@ func (s *Redis) capVariants(ctx context.Context, key string) error {
 	}
 	slices.SortFunc(sts, lruOrder)
 	for _, st := range sts[:len(sts)-s.pol.MaxVariants] {
-		if _, err := s.purge(ctx, st.rec.ID, st.rec.Nonce, nil); err != nil {
+		gone, err := s.purge(ctx, st.rec.ID, st.rec.Nonce, nil)
+		if err != nil {
 			return err
+		}
+		if gone {
+			s.evicted.Add(1)
 		}
 	}
 	return nil
@@ -425,6 +429,7 @@ func (s *Redis) evict(ctx context.Context) (int, error) {
 			return evicted, err
 		}
 		var victim *stored
+		live := false // an LRU victim, not a soft-deleted pair reclaimed early
 		switch {
 		case s.pol.MaxPairs > 0 && pairs > int64(s.pol.MaxPairs),
 			s.pol.MaxBytes > 0 && total > s.pol.MaxBytes && len(oldestDeleted) == 0:
@@ -432,6 +437,7 @@ func (s *Redis) evict(ctx context.Context) (int, error) {
 			if err != nil || victim == nil {
 				return evicted, err
 			}
+			live = true
 		case s.pol.MaxBytes > 0 && total > s.pol.MaxBytes:
 			id, err := parseID(oldestDeleted[0])
 			if err != nil {
@@ -450,6 +456,9 @@ func (s *Redis) evict(ctx context.Context) (int, error) {
 		}
 		if gone {
 			evicted++
+			if live {
+				s.evicted.Add(1)
+			}
 		}
 	}
 	return evicted, nil
@@ -641,7 +650,8 @@ func (s *Redis) Sync(ctx context.Context) error {
 }
 
 // Stats returns the storage's counters: the indexes' sizes and the byte
-// count, as every process sees them.
+// count, as every process sees them, and the evictions this Redis made
+// (Evicted: other processes count their own).
 func (s *Redis) Stats(ctx context.Context) (model.Stats, error) {
 	if err := checkCtx(ctx); err != nil {
 		return model.Stats{}, err
@@ -655,7 +665,8 @@ func (s *Redis) Stats(ctx context.Context) (model.Stats, error) {
 			return err
 		}
 		bytes, _ := n.Int64()
-		st = model.Stats{Pairs: int(a.Val()), Incomplete: int(i.Val()), Deleted: int(d.Val()), Bytes: bytes}
+		st = model.Stats{Pairs: int(a.Val()), Incomplete: int(i.Val()), Deleted: int(d.Val()), Bytes: bytes,
+			Evicted: s.evicted.Load()}
 		return nil
 	})
 	if err != nil {

@@ -374,7 +374,8 @@ func (x *S3) Sync(ctx context.Context) Future[struct{}] {
 }
 
 // Stats counts the pairs of the store, whatever process stored them (see
-// S3's doc comment: it lists the heads and the time indexes).
+// S3's doc comment: it lists the heads and the time indexes), and reports
+// the evictions this S3 made (Evicted: other processes count their own).
 //
 // Stats returns at once. The call runs in a goroutine of its own and its
 // result arrives on the returned [Future], which delivers exactly one

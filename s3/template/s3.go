@@ -183,6 +183,10 @@ type S3 struct {
 	badMu sync.Mutex
 	bad   map[model.PairID]struct{} // found corrupt: the next sweep purges them
 
+	// evicted counts the live pairs this S3 evicted since it was opened
+	// (model.Stats.Evicted).
+	evicted atomic.Int64
+
 	statsMu sync.Mutex
 	base    model.Stats // the last count
 	baseAt  time.Time   // when it was taken; zero: never
@@ -823,13 +827,18 @@ func (s *S3) Sync(ctx context.Context) error {
 }
 
 // Stats counts the pairs of the store, whatever process stored them (see
-// S3's doc comment: it lists the heads and the time indexes).
+// S3's doc comment: it lists the heads and the time indexes), and reports
+// the evictions this S3 made (Evicted: other processes count their own).
 func (s *S3) Stats(ctx context.Context) (model.Stats, error) {
 	if err := s.check(ctx); err != nil {
 		return model.Stats{}, err
 	}
 	st, err := s.count(ctx)
-	return st, s.opErr(err)
+	if err != nil {
+		return model.Stats{}, s.opErr(err)
+	}
+	st.Evicted = s.evicted.Load()
+	return st, nil
 }
 
 // Close writes gathered access times and stops the maintenance goroutine.

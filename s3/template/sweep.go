@@ -172,10 +172,14 @@ func (s *S3) completed(ctx context.Context, rec *bolt.Record) error {
 					continue
 				}
 				at := h.rec.LastAccess
-				if _, err := s.purgeIf(ctx, h.rec.ID, func(now *head) bool {
+				purged, err := s.purgeIf(ctx, h.rec.ID, func(now *head) bool {
 					return now.rec.State() == model.StateComplete && now.rec.LastAccess == at && now.rec.Key == rec.Key
-				}); err != nil {
+				})
+				if err != nil {
 					return err
+				}
+				if purged {
+					s.evicted.Add(1)
 				}
 			}
 		}
@@ -245,8 +249,9 @@ func (s *S3) enforceBudget(ctx context.Context, res *model.SweepResult) error {
 			}
 			// The head listed e: the pair was complete (an access entry)
 			// or soft-deleted, of e.bytes bytes.
-			if kind == entAccess {
+			if kind == entAccess { // a live pair, not a soft-deleted one reclaimed early
 				st.Pairs--
+				s.evicted.Add(1)
 			}
 			st.Bytes -= e.bytes
 			if res != nil {

@@ -351,7 +351,9 @@ func (x *SQLite) Sync(ctx context.Context) Future[struct{}] {
 }
 
 // Stats returns the storage's counters, which every process sharing the
-// file keeps up to date in the transactions that change them.
+// file keeps up to date in the transactions that change them, and the
+// evictions this SQLite committed (Evicted: other processes count their
+// own).
 //
 // Stats returns at once. The call runs in a goroutine of its own and its
 // result arrives on the returned [Future], which delivers exactly one

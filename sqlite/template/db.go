@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"sync"
+	"sync/atomic"
 )
 
 // db is a database handle with its statements prepared once (database/sql
@@ -24,6 +25,10 @@ type db struct {
 
 	mu    sync.Mutex
 	stmts map[string]*sql.Stmt
+
+	// evicted counts the live pairs evicted by committed transactions
+	// (wtx.evicted; model.Stats.Evicted).
+	evicted atomic.Int64
 }
 
 // newDB returns the read db over d.
@@ -99,7 +104,10 @@ func (d *db) queryRow(ctx context.Context, q string, args ...any) scanner {
 // on the connection itself, prepared once: the transaction is SQL's own
 // (BEGIN IMMEDIATE ... COMMIT), not a *sql.Tx, whose statements
 // database/sql would prepare again in every transaction.
-type wtx struct{ d *db }
+type wtx struct {
+	d       *db
+	evicted int64 // live pairs evicted in this transaction, added to d.evicted once committed
+}
 
 func (t *wtx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
 	st, err := t.d.prepared(ctx, q)
@@ -167,6 +175,7 @@ func (d *db) inTx(ctx context.Context, durable bool, fn func(*wtx) error) (err e
 		_, _ = t.exec(bg, "ROLLBACK")
 		return err
 	}
+	d.evicted.Add(t.evicted)
 	return nil
 }
 

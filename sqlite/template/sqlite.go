@@ -589,6 +589,7 @@ func (s *SQLite) afterComplete(ctx context.Context, tx *wtx, rec *bolt.Record) e
 			if err := s.purgeID(ctx, tx, id); err != nil {
 				return err
 			}
+			tx.evicted++
 		}
 	}
 	return s.enforceBudget(ctx, tx, nil)
@@ -636,6 +637,9 @@ func (s *SQLite) enforceBudget(ctx context.Context, tx *wtx, res *model.SweepRes
 			for _, id := range ids {
 				if err := s.purgeID(ctx, tx, id); err != nil {
 					return err
+				}
+				if q.pairs { // a live pair, not a soft-deleted one reclaimed early
+					tx.evicted++
 				}
 				if res != nil {
 					res.Evicted++
@@ -1143,7 +1147,9 @@ func (s *SQLite) Sync(ctx context.Context) error {
 }
 
 // Stats returns the storage's counters, which every process sharing the
-// file keeps up to date in the transactions that change them.
+// file keeps up to date in the transactions that change them, and the
+// evictions this SQLite committed (Evicted: other processes count their
+// own).
 func (s *SQLite) Stats(ctx context.Context) (model.Stats, error) {
 	if err := s.check(ctx); err != nil {
 		return model.Stats{}, err
@@ -1152,6 +1158,7 @@ func (s *SQLite) Stats(ctx context.Context) (model.Stats, error) {
 	if err != nil {
 		return model.Stats{}, s.readErr(err)
 	}
+	st.Evicted = s.w.evicted.Load()
 	return st, nil
 }
 
