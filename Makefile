@@ -74,7 +74,7 @@ bench:
 ## fuzz: run every fuzz target for a short time
 FUZZTIME ?= 20s
 fuzz:
-	@for m in $(MODULES); do (cd $$m && \
+	@for m in $(MODULES) $(BACKEND_MODULES); do (cd $$m && \
 	for pkg in $$($(GO) list ./...); do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
