@@ -19,7 +19,8 @@
 //	miss 1k, miss 1m          a new URL for every request: fetched, stored
 //	big                       (-big) one 1 GiB response fetched and stored
 //	                          (miss), then read again (hit), timed by a Go
-//	                          client; with each server's peak resident memory
+//	                          client; with each server's peak anonymous
+//	                          memory during the miss (RssAnon, sampled)
 //
 // A hit run whose requests reached the origin is flagged in the table: the
 // origin counts what it serves.
@@ -437,9 +438,10 @@ func (s *server) stop() {
 	}
 }
 
-// peakRSS is the largest resident set of the server's processes so far,
-// in bytes (VmHWM, summed over the process group).
-func (s *server) peakRSS() int64 {
+// anonRSS is the anonymous resident memory of the server's processes
+// (RssAnon, summed over its process group), in bytes: the heap and
+// buffers, not the files the server maps (bbolt maps its whole file).
+func (s *server) anonRSS() int64 {
 	pids := []int{s.cmd.Process.Pid}
 	if out, err := exec.Command("pgrep", "-g", strconv.Itoa(s.cmd.Process.Pid)).Output(); err == nil {
 		pids = pids[:0]
@@ -456,13 +458,34 @@ func (s *server) peakRSS() int64 {
 			continue
 		}
 		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			if v, ok := strings.CutPrefix(line, "RssAnon:"); ok {
 				kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 				total += kb << 10
 			}
 		}
 	}
 	return total
+}
+
+// peakAnon samples the server's anonymous memory every 20ms until stop is
+// closed, and returns the largest sample.
+func (s *server) peakAnon(stop <-chan struct{}) <-chan int64 {
+	out := make(chan int64, 1)
+	go func() {
+		peak := s.anonRSS()
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				out <- max(peak, s.anonRSS())
+				return
+			case <-t.C:
+				peak = max(peak, s.anonRSS())
+			}
+		}
+	}()
+	return out
 }
 
 func waitHTTP(addr string, d time.Duration) error {
@@ -485,7 +508,7 @@ type sample struct {
 	rps      float64       // requests per second (wrk)
 	p50      time.Duration // median latency (wrk); the whole request for big
 	hitTime  time.Duration // big: the second request's time
-	rss      int64         // big: the server's peak resident memory
+	rss      int64         // big: the server's peak anonymous memory during the miss
 	errs     string        // non-2xx responses, socket errors
 	upstream int64         // hit runs: requests that reached the origin
 }
@@ -570,7 +593,7 @@ func rotate(s []*server, n int) []*server {
 
 func (s sample) String() string {
 	if s.hitTime > 0 {
-		return fmt.Sprintf("miss %v, hit %v, peak RSS %s %s", s.p50.Round(time.Millisecond), s.hitTime.Round(time.Millisecond), mib(s.rss), s.errs)
+		return fmt.Sprintf("miss %v, hit %v, peak anon %s %s", s.p50.Round(time.Millisecond), s.hitTime.Round(time.Millisecond), mib(s.rss), s.errs)
 	}
 	return fmt.Sprintf("%9.0f req/s, p50 %8v, origin %d %s", s.rps, s.p50, s.upstream, s.errs)
 }
@@ -616,10 +639,14 @@ func (b *bench) measure(s *server, w workload, round int) (sample, error) {
 	switch {
 	case w.big:
 		url := fmt.Sprintf("%s/miss/%d/big-%d-%d", base, w.size, round, b.missSeq.Add(1))
+		stop := make(chan struct{})
+		peak := s.peakAnon(stop)
 		miss, err := b.get(url)
+		close(stop)
 		if err != nil {
 			return sample{}, err
 		}
+		rss := <-peak
 		before, err := b.originCount()
 		if err != nil {
 			return sample{}, err
@@ -632,7 +659,7 @@ func (b *bench) measure(s *server, w workload, round int) (sample, error) {
 		if err != nil {
 			return sample{}, err
 		}
-		return sample{p50: miss, hitTime: hit, rss: s.peakRSS(), upstream: after - before}, nil
+		return sample{p50: miss, hitTime: hit, rss: rss, upstream: after - before}, nil
 	case w.miss:
 		prefix := fmt.Sprintf("/miss/%d/r%d-%d-", w.size, round, b.missSeq.Add(1))
 		return b.wrk(base+"/", missScript, prefix)
@@ -734,19 +761,16 @@ func parseWrk(out []byte) (sample, error) {
 
 // parseWrkDuration parses wrk's 1.23us, 4.56ms, 1.20s, 2.00m.
 func parseWrkDuration(v string) (time.Duration, error) {
-	if m, ok := strings.CutSuffix(v, "m"); ok && !strings.HasSuffix(m, "m") {
-		v = m + "min"
-	}
-	for suffix, unit := range map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "min": time.Minute, "s": time.Second} {
-		if n, ok := strings.CutSuffix(v, suffix); ok {
-			if suffix == "s" && (strings.HasSuffix(n, "u") || strings.HasSuffix(n, "m")) {
-				continue
-			}
+	for _, u := range []struct {
+		suffix string
+		unit   time.Duration
+	}{{"us", time.Microsecond}, {"ms", time.Millisecond}, {"s", time.Second}, {"m", time.Minute}} {
+		if n, ok := strings.CutSuffix(v, u.suffix); ok {
 			f, err := strconv.ParseFloat(n, 64)
 			if err != nil {
 				break
 			}
-			return time.Duration(f * float64(unit)), nil
+			return time.Duration(f * float64(u.unit)), nil
 		}
 	}
 	return 0, fmt.Errorf("bad wrk latency %q", v)
@@ -787,7 +811,7 @@ func (b *bench) print(w io.Writer, kinds []kind, wls []workload) {
 				continue
 			}
 			if wl.big {
-				fmt.Fprintf(w, " miss %s, hit %s, RSS %s%s |", median(ss, func(s sample) float64 { return s.p50.Seconds() }, "s"),
+				fmt.Fprintf(w, " miss %s, hit %s, anon %s%s |", median(ss, func(s sample) float64 { return s.p50.Seconds() }, "s"),
 					median(ss, func(s sample) float64 { return s.hitTime.Seconds() }, "s"),
 					mib(int64(medianOf(ss, func(s sample) float64 { return float64(s.rss) }))), flags(ss))
 				continue

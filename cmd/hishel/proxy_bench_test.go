@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -140,4 +141,61 @@ func (w *discardWriter) ReadFrom(r io.Reader) (int64, error) {
 	buf := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(buf)
 	return io.CopyBuffer(struct{ io.Writer }{w}, r, *buf)
+}
+
+// BenchmarkProxyHitServer is BenchmarkProxyHit over loopback connections
+// (net/http server and client, 8 keep-alive connections per core): the
+// proxy's server against the same server with the plain handler.
+func BenchmarkProxyHitServer(b *testing.B) {
+	for _, size := range []int{1 << 10, 16 << 10, 1 << 20} {
+		body := bytes.Repeat([]byte("0123456789abcdef"), size/16)
+		plain := plainHandler(body)
+		origin := httptest.NewServer(plain)
+		b.Cleanup(origin.Close)
+		name := map[int]string{1 << 10: "1KiB", 16 << 10: "16KiB", 1 << 20: "1MiB"}[size]
+		b.Run(name+"/proxy", func(b *testing.B) {
+			benchServer(b, benchProxy(b, origin.URL), size)
+		})
+		b.Run(name+"/plain", func(b *testing.B) {
+			benchServer(b, plain, size)
+		})
+	}
+}
+
+func benchServer(b *testing.B, h http.Handler, size int) {
+	srv := httptest.NewServer(h)
+	b.Cleanup(srv.Close)
+	tr := &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}
+	b.Cleanup(tr.CloseIdleConnections)
+	c := &http.Client{Transport: tr}
+	url := srv.URL + "/hit"
+	get := func() error {
+		resp, err := c.Get(url)
+		if err != nil {
+			return err
+		}
+		n, err := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err == nil && (n != int64(size) || resp.StatusCode != http.StatusOK) {
+			err = fmt.Errorf("served %d bytes, status %d; want %d, 200", n, resp.StatusCode, size)
+		}
+		return err
+	}
+	if err := get(); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	cpu0 := cpuTime()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := get(); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
 }
