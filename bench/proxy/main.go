@@ -373,7 +373,9 @@ func startVarnish(dir, addr, upstream string, big bool) (*exec.Cmd, error) {
 	}
 	size := "1G"
 	if big {
-		size = "2G" // the 1 GiB object and the rest
+		// The 1 GiB object and the rest: Varnish fails a fetch it cannot
+		// make room for by evicting at most nuke_limit (50) objects.
+		size = "4G"
 	}
 	return command(dir, bin, "-F", "-n", filepath.Join(dir, "varnish"), "-a", addr,
 		"-b", strings.TrimPrefix(upstream, "http://"), "-s", "malloc,"+size), nil
@@ -511,6 +513,7 @@ type sample struct {
 	rss      int64         // big: the server's peak anonymous memory during the miss
 	errs     string        // non-2xx responses, socket errors
 	upstream int64         // hit runs: requests that reached the origin
+	failed   string        // why the run failed; the rest is zero
 }
 
 type bench struct {
@@ -563,8 +566,10 @@ func (b *bench) run(kinds []kind, wls []workload, rounds int) error {
 				}
 				smp, err := b.measure(s, w, r)
 				if err != nil {
-					stopAll()
-					return fmt.Errorf("round %d, %s, %s: %w", r+1, w.name, s.kind.name, err)
+					// A server that fails a workload (Varnish out of
+					// storage for the 1 GiB object, say) is reported,
+					// and the others go on.
+					smp = sample{failed: err.Error()}
 				}
 				if b.results[w.name] == nil {
 					b.results[w.name] = map[string][]sample{}
@@ -592,6 +597,9 @@ func rotate(s []*server, n int) []*server {
 }
 
 func (s sample) String() string {
+	if s.failed != "" {
+		return "failed: " + s.failed
+	}
 	if s.hitTime > 0 {
 		return fmt.Sprintf("miss %v, hit %v, peak anon %s %s", s.p50.Round(time.Millisecond), s.hitTime.Round(time.Millisecond), mib(s.rss), s.errs)
 	}
@@ -867,6 +875,9 @@ func rowName(wl workload) string {
 func flags(ss []sample) string {
 	var f []string
 	for _, s := range ss {
+		if s.failed != "" {
+			f = append(f, "failed: "+s.failed)
+		}
 		if s.errs != "" {
 			f = append(f, s.errs)
 		}
@@ -881,9 +892,11 @@ func flags(ss []sample) string {
 }
 
 func medianOf(ss []sample, f func(sample) float64) float64 {
-	v := make([]float64, len(ss))
-	for i, s := range ss {
-		v[i] = f(s)
+	var v []float64
+	for _, s := range ss {
+		if s.failed == "" {
+			v = append(v, f(s))
+		}
 	}
 	slices.Sort(v)
 	if len(v) == 0 {
@@ -917,6 +930,9 @@ func ratio(subj, other []sample, metric string) string {
 	}
 	var rs []float64
 	for i := range n {
+		if subj[i].failed != "" || other[i].failed != "" {
+			continue
+		}
 		if d := get(other[i]); d > 0 {
 			rs = append(rs, get(subj[i])/d)
 		}
