@@ -28,6 +28,15 @@ Transfer/sec:     24.00MB
 	if s.rps != 20000.5 || s.p50 != 2950*time.Microsecond || s.errs != "Non-2xx or 3xx responses: 3" {
 		t.Errorf("parseWrk = %+v; want 20000.5 req/s, p50 2.95ms, the non-2xx count", s)
 	}
+	timedOut := []byte(`  Latency Distribution
+     50%    0.00us
+  29 requests in 5.13s, 78.14MB read
+  Socket errors: connect 0, read 0, write 0, timeout 29
+Requests/sec:      5.65
+`)
+	if s, err := parseWrk(timedOut); err != nil || s.rps != 5.65 || s.p50 != 0 {
+		t.Errorf("parseWrk of a run whose requests all timed out = %+v, %v; want 5.65 req/s, no p50", s, err)
+	}
 	if _, err := parseWrk([]byte("unable to connect")); err == nil {
 		t.Error("parseWrk of no numbers: no error")
 	}
