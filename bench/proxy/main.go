@@ -516,16 +516,15 @@ type sample struct {
 	failed   string        // why the run failed; the rest is zero
 }
 
+// bench is one run: its settings, and the samples by workload and server.
 type bench struct {
-	work              string
-	conns, threads    int
-	duration          time.Duration
-	results           map[string]map[string][]sample // workload, server
-	originAddr        string
-	originCountURL    string
-	client            *http.Client
-	missSeq           atomic.Int64
-	hitURLs, missURLs map[string]string
+	work           string // the temporary directory
+	conns, threads int
+	duration       time.Duration
+	results        map[string]map[string][]sample
+	originCountURL string
+	client         *http.Client
+	missSeq        atomic.Int64 // makes every miss URL new
 }
 
 func (b *bench) run(kinds []kind, wls []workload, rounds int) error {
