@@ -1,20 +1,16 @@
 package main
 
 import (
-	"context"
 	"io"
 	"log"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 
 	"github.com/hishel-go/hishel"
-	"github.com/hishel-go/hishel/cache"
 )
 
 // countingTransport counts the round trips that reach the caching
@@ -59,20 +55,7 @@ func TestProxyHitPath(t *testing.T) {
 	}))
 	t.Cleanup(origin.Close)
 
-	store, err := cache.OpenBolt(context.Background(), &cache.BoltOptions{Path: filepath.Join(t.TempDir(), "c.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	cfg := testConfig(t, origin.URL)
-	cfg.shared = true
-	up := cfg.originTransport()
-	t.Cleanup(up.CloseIdleConnections)
-	tr, err := hishel.NewTransport(cfg.options(up, store, slog.New(slog.NewTextHandler(io.Discard, nil))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tr.Close() })
+	cfg, tr := sharedTransport(t, origin.URL)
 	ct := &countingTransport{tr: tr}
 	errLog := log.New(io.Discard, "", 0)
 	direct := httptest.NewServer(newProxy(cfg.target, ct, errLog, false))

@@ -59,24 +59,32 @@ func plainHandler(body []byte) http.Handler {
 	})
 }
 
+// sharedTransport returns the config and caching transport of a proxy
+// -shared in front of origin, as runProxy builds them, on a bbolt file in
+// a temporary directory.
+func sharedTransport(tb testing.TB, origin string) (*proxyConfig, *hishel.Transport) {
+	store, err := cache.OpenBolt(context.Background(), &cache.BoltOptions{Path: filepath.Join(tb.TempDir(), "cache.db")})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { store.Close() })
+	cfg := testConfig(tb, origin)
+	cfg.shared = true
+	up := cfg.originTransport()
+	tb.Cleanup(up.CloseIdleConnections)
+	tr, err := hishel.NewTransport(cfg.options(up, store, slog.New(slog.NewTextHandler(io.Discard, nil))))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { tr.Close() })
+	return cfg, tr
+}
+
 // benchProxy is the proxy's handler, as runProxy builds it, in front of
 // origin, on a bbolt file in a temporary directory; with viaRP, every
 // request goes through the reverse proxy.
 func benchProxy(b *testing.B, origin string, viaRP bool) http.Handler {
-	store, err := cache.OpenBolt(context.Background(), &cache.BoltOptions{Path: filepath.Join(b.TempDir(), "cache.db")})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { store.Close() })
-	cfg := testConfig(b, origin)
-	cfg.shared = true
-	up := cfg.originTransport()
-	b.Cleanup(up.CloseIdleConnections)
-	tr, err := hishel.NewTransport(cfg.options(up, store, slog.New(slog.NewTextHandler(io.Discard, nil))))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { tr.Close() })
+	cfg, tr := sharedTransport(b, origin)
 	if viaRP {
 		return newProxy(cfg.target, noHit{tr}, log.New(io.Discard, "", 0), false)
 	}
