@@ -34,9 +34,9 @@ check-generate:
 	cd dynamodb && $(GO) tool gen -check -template ./template -cache . -async ./dynamodbasync
 	cd s3 && $(GO) tool gen -check -template ./template -cache . -async ./s3async
 
-## vet: go vet in every module
+## vet: go vet in every module, and in the benchmarks' (bench/)
 vet:
-	@for m in $(MODULES) $(BACKEND_MODULES); do echo "== vet $$m"; (cd $$m && $(GO) vet ./...) || exit 1; done
+	@for m in $(MODULES) $(BACKEND_MODULES) bench; do echo "== vet $$m"; (cd $$m && $(GO) vet ./...) || exit 1; done
 
 ## test: vet and the race-enabled test suite of every module (what CI runs),
 ## the backends' on real servers (test-servers)
@@ -62,7 +62,7 @@ test-backend-%:
 test-servers:
 	GO=$(GO) scripts/test-servers
 
-## bench: the project's benchmarks, then the comparison with other Go caches
+## bench: the project's benchmarks (PROXYBENCH: flags for bench/proxy, such as -big), then the comparison with other Go caches
 ## (bench/ is its own module, so the peers never become our dependencies)
 bench:
 	@for m in $(MODULES) $(BACKEND_MODULES); do (cd $$m && $(GO) test -run '^$$' -bench . -benchmem -count 1 ./...) || exit 1; done
@@ -70,6 +70,10 @@ bench:
 	# the Redis backend against bbolt and gregjones/httpcache's Redis cache, interleaved
 	GO=$(GO) scripts/test-servers redis
 	cd bench && $(GO) test -run '^$$' -bench Redis -count 3 .
+	# hishel proxy -shared against nginx, Varnish and a Go server, with wrk
+	# (installs them from Debian's packages when missing); bench/proxy's
+	# doc says how to add the 1 GiB workload (-big) or compare binaries
+	cd bench && $(GO) run ./proxy $(PROXYBENCH)
 
 ## fuzz: run every fuzz target for a short time
 FUZZTIME ?= 20s

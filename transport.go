@@ -165,6 +165,7 @@ type Decision struct {
 type Transport struct {
 	next     http.RoundTripper
 	store    Storage
+	raw      Storage // store without its Trace hooks (Hit traces itself)
 	ownStore bool
 	machine  statemachine.IdleClient
 	opts     Options
@@ -221,6 +222,7 @@ func NewTransport(opts *Options) (*Transport, error) {
 		t.store, t.ownStore = s, true
 	}
 	t.del, _ = t.store.(deleter)
+	t.raw = t.store
 	t.store = traceStorage(t.store, o.Trace)
 	return t, nil
 }
@@ -374,15 +376,7 @@ func (t *Transport) roundTrip(req *http.Request, key string, collapse bool) (*ht
 	switch st := next.(type) {
 	case *statemachine.FromCache:
 		closeBody(req)
-		closeOthers(pairs, st.Pair.ID)
-		if st.Revalidate != nil {
-			t.revalidateInBackground(req, key, st.Revalidate)
-		}
-		detail := "hit"
-		if st.Stale {
-			detail = "hit; detail=stale"
-		}
-		return t.served(req, st.Served, detail), nil
+		return t.fromCache(req, key, st, pairs), nil
 	case *statemachine.GatewayTimeout:
 		closeBody(req)
 		closeOthers(pairs, model.PairID{})

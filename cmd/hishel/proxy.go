@@ -370,17 +370,27 @@ func parseUpstream(raw string) (*url.URL, error) {
 // forwardHost, and then the key includes it: what the proxy forwards is
 // what it keys on. An origin that fails or does not answer in time gets
 // the client a 502 or 504 with a Cache-Status that says so.
-func newProxy(target *url.URL, tr http.RoundTripper, errLog *log.Logger, forwardHost bool) *httputil.ReverseProxy {
-	return &httputil.ReverseProxy{
-		Rewrite: func(r *httputil.ProxyRequest) {
-			r.SetURL(target)
-			r.SetXForwarded()
-			if !forwardHost {
-				r.Out.Header.Del("X-Forwarded-Host")
-			}
-		},
+//
+// A hit does not go through the reverse proxy: the handler builds the
+// request the reverse proxy would send, asks the Transport for a stored
+// response (hishel.Transport.Hit) and writes it itself (see hitProxy).
+func newProxy(target *url.URL, tr http.RoundTripper, errLog *log.Logger, forwardHost bool) http.Handler {
+	rewrite := func(r *httputil.ProxyRequest) {
+		r.SetURL(target)
+		r.SetXForwarded()
+		if !forwardHost {
+			r.Out.Header.Del("X-Forwarded-Host")
+		}
+	}
+	rp := &httputil.ReverseProxy{
+		Rewrite:      rewrite,
 		Transport:    tr,
 		ErrorLog:     errLog,
 		ErrorHandler: hishel.ServeError,
+		BufferPool:   copyBuffers{},
 	}
+	if h, ok := tr.(hitter); ok {
+		return &hitProxy{rp: rp, rewrite: rewrite, tr: h}
+	}
+	return rp
 }

@@ -30,7 +30,7 @@ import (
 // logged.
 
 // testConfig is a proxyConfig for target with the defaults of the flags.
-func testConfig(t *testing.T, target string) *proxyConfig {
+func testConfig(t testing.TB, target string) *proxyConfig {
 	u, err := url.Parse(target)
 	if err != nil {
 		t.Fatal(err)

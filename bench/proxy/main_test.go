@@ -1,0 +1,62 @@
+package main
+
+import (
+	"testing"
+	"time"
+)
+
+func TestParseWrk(t *testing.T) {
+	out := []byte(`Running 5s test @ http://127.0.0.1:41000/hit/1024
+  2 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     3.10ms    1.20ms  30.00ms   80.00%
+    Req/Sec    10.00k     1.00k   12.00k    70.00%
+  Latency Distribution
+     50%    2.95ms
+     75%    3.50ms
+     90%    4.00ms
+     99%    8.00ms
+  100000 requests in 5.00s, 120.00MB read
+  Non-2xx or 3xx responses: 3
+Requests/sec:  20000.50
+Transfer/sec:     24.00MB
+`)
+	s, err := parseWrk(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.rps != 20000.5 || s.p50 != 2950*time.Microsecond || s.errs != "Non-2xx or 3xx responses: 3" {
+		t.Errorf("parseWrk = %+v; want 20000.5 req/s, p50 2.95ms, the non-2xx count", s)
+	}
+	timedOut := []byte(`  Latency Distribution
+     50%    0.00us
+  29 requests in 5.13s, 78.14MB read
+  Socket errors: connect 0, read 0, write 0, timeout 29
+Requests/sec:      5.65
+`)
+	if s, err := parseWrk(timedOut); err != nil || s.rps != 5.65 || s.p50 != 0 {
+		t.Errorf("parseWrk of a run whose requests all timed out = %+v, %v; want 5.65 req/s, no p50", s, err)
+	}
+	if _, err := parseWrk([]byte("unable to connect")); err == nil {
+		t.Error("parseWrk of no numbers: no error")
+	}
+}
+
+func TestParseWrkDuration(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want time.Duration
+	}{
+		{"123.00us", 123 * time.Microsecond},
+		{"4.56ms", 4560 * time.Microsecond},
+		{"1.20s", 1200 * time.Millisecond},
+		{"2.00m", 2 * time.Minute},
+	} {
+		if got, err := parseWrkDuration(tc.in); err != nil || got != tc.want {
+			t.Errorf("parseWrkDuration(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+		}
+	}
+	if _, err := parseWrkDuration("fast"); err == nil {
+		t.Error(`parseWrkDuration("fast"): no error`)
+	}
+}
