@@ -357,3 +357,33 @@ func BenchmarkDecodeRecord(b *testing.B) {
 		}
 	}
 }
+
+// FuzzDecodeAccessLog checks that DecodeAccessLog takes back what
+// AppendAccess and SealAccessLog make, and rejects anything else with
+// ErrCorrupt.
+func FuzzDecodeAccessLog(f *testing.F) {
+	var id model.PairID
+	copy(id[:], "0123456789abcdef")
+	f.Add(SealAccessLog(AppendAccess(AppendAccess(nil, id, 1), id, 1<<62)))
+	f.Add(SealAccessLog(nil))
+	f.Add(SealAccessLog(AppendAccess(nil, id, -1)))
+	f.Add([]byte("bad"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var again []byte
+		err := DecodeAccessLog(b, func(id model.PairID, at int64) {
+			if at <= 0 {
+				t.Fatalf("DecodeAccessLog gave time %d", at)
+			}
+			again = AppendAccess(again, id, at)
+		})
+		if err != nil {
+			if !errors.Is(err, model.ErrCorrupt) {
+				t.Fatalf("DecodeAccessLog error %v does not wrap ErrCorrupt", err)
+			}
+			return
+		}
+		if !bytes.Equal(SealAccessLog(again), b) {
+			t.Fatalf("DecodeAccessLog(%x) does not round trip", b)
+		}
+	})
+}

@@ -67,7 +67,53 @@ var (
 	// MetaNonce holds the highest pair nonce ever handed out (see
 	// EncodeNonce), so that a reopened database never hands one out again.
 	MetaNonce = []byte("nonce")
+	// MetaAccessLog is the prefix of the meta bucket keys that hold the
+	// access times a store gathered and had not written into its records
+	// when it closed (see EncodeAccessLog), followed by an 8-byte big
+	// endian sequence number. The next open reads them back and deletes
+	// them.
+	MetaAccessLog = []byte("access-log/")
 )
+
+// AccessLogKey returns the meta bucket key of access log value seq.
+func AccessLogKey(seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte(nil), MetaAccessLog...), seq)
+}
+
+// AccessEntryLen is the length of one access log entry: a pair ID and an
+// access time (unix ns, big endian).
+const AccessEntryLen = IDLen + 8
+
+// AppendAccess appends the access log entry of pair id, read at time at
+// (unix ns), to b. A value is entries followed by a checksum (see
+// SealAccessLog).
+func AppendAccess(b []byte, id model.PairID, at int64) []byte {
+	return binary.BigEndian.AppendUint64(append(b, id[:]...), uint64(at))
+}
+
+// SealAccessLog appends the checksum of the entries in b, and returns the
+// access log value.
+func SealAccessLog(b []byte) []byte { return appendCRC(b) }
+
+// DecodeAccessLog calls fn with every entry of access log value b, once
+// its checksum and length are checked.
+func DecodeAccessLog(b []byte, fn func(id model.PairID, at int64)) error {
+	v, err := checkCRC(b, "access log")
+	if err != nil {
+		return err
+	}
+	if len(v)%AccessEntryLen != 0 {
+		return fmt.Errorf("access log of %d bytes: %w", len(v), model.ErrCorrupt)
+	}
+	for ; len(v) > 0; v = v[AccessEntryLen:] {
+		at := int64(binary.BigEndian.Uint64(v[IDLen:]))
+		if at <= 0 {
+			return fmt.Errorf("access log: time %d: %w", at, model.ErrCorrupt)
+		}
+		fn(model.PairID(v[:IDLen]), at)
+	}
+	return nil
+}
 
 // EncodeNonce encodes the MetaNonce value: 8 bytes, big endian, and a
 // checksum.

@@ -340,8 +340,11 @@ func (b *Bolt) Delete(ctx context.Context, f model.Filter) (int, error) {
 	return b.s.Delete(ctx, f)
 }
 
-// Close writes gathered access times, stops the background goroutines,
-// waits for pending writes to commit, writes the free list to the file (so
+// Close stops the background goroutines (a flush of access times under
+// way stops after its current batch), writes the access times gathered and
+// not yet written as the access log (a few sequential pages, read back by
+// the next OpenBolt, instead of a page per pair read), waits for pending
+// writes to commit, writes the free list to the file (so
 // that the next open need not rebuild it) and closes the file. Bodies
 // still being read or stored fail with model.ErrClosed. Close is
 // idempotent. If the file was found damaged as a write failed, Close

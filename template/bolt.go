@@ -44,16 +44,18 @@ const (
 )
 
 const (
-	flushBytes    = 1 << 20   // a streaming body is handed to the writer every flushBytes
-	maxTxBytes    = 4 << 20   // the writer commits once a transaction has written this much
-	readAhead     = 256 << 10 // a stored body is read this much per read transaction
-	prefetchBytes = 64 << 10  // GetPairs reads this much of each body in its own transaction
-	sweepBatch    = 256       // pairs handled per sweep transaction, per rule
-	staleMin      = 4096      // stale log entries a sweep lets wait (see cleanStale)
-	staleShare    = 8         // ... and the share of the pairs they may reach
-	staleMax      = 1 << 18   // stale log entries handled per batch
-	staleChunk    = 4096      // stale log entries handled per transaction
-	listPage      = 256       // records decoded per read transaction by Pairs
+	flushBytes     = 1 << 20   // a streaming body is handed to the writer every flushBytes
+	maxTxBytes     = 4 << 20   // the writer commits once a transaction has written this much
+	readAhead      = 256 << 10 // a stored body is read this much per read transaction
+	prefetchBytes  = 64 << 10  // GetPairs reads this much of each body in its own transaction
+	sweepBatch     = 256       // pairs handled per sweep transaction, per rule
+	staleMin       = 4096      // stale log entries a sweep lets wait (see cleanStale)
+	staleShare     = 8         // ... and the share of the pairs they may reach
+	staleMax       = 1 << 18   // stale log entries handled per batch
+	staleChunk     = 4096      // stale log entries handled per transaction
+	listPage       = 256       // records decoded per read transaction by Pairs
+	accessBatch    = 4096      // access times written per op by the background flush
+	accessLogValue = 4096      // access log entries per value (see logAccess)
 )
 
 // BoltOptions configure a Bolt storage. A nil *BoltOptions, and every zero
@@ -260,6 +262,7 @@ type Bolt struct {
 	pend   map[model.PairID]*pendEntry
 
 	closed    atomic.Bool
+	closing   atomic.Bool // Close has begun: gathered access times go to the access log
 	closeOnce sync.Once
 	closeErr  error
 	stop      chan struct{}
@@ -316,7 +319,8 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 		NoFreelistSync:  true,
 		InitialMmapSize: o.InitialMmapSize,
 	}
-	db, file, nonce, release, err := openDB(o.Path, o.FileMode, timeout, bo)
+	access := make(map[model.PairID]int64)
+	db, file, nonce, release, err := openDB(o.Path, o.FileMode, timeout, bo, access)
 	if err != nil && o.Rebuild && rebuildable(err) {
 		aside := o.Path + ".damaged-" + time.Now().UTC().Format("20060102T150405Z")
 		rerr := os.Rename(o.Path, aside) // while the file is still locked, if it is open
@@ -329,7 +333,8 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 		}
 		o.Logger.LogAttrs(ctx, slog.LevelWarn, "hishel: damaged cache file moved aside; starting with an empty one",
 			slog.String("path", o.Path), slog.String("moved_to", aside), slog.Any("err", err))
-		db, file, nonce, release, err = openDB(o.Path, o.FileMode, timeout, bo)
+		clear(access)
+		db, file, nonce, release, err = openDB(o.Path, o.FileMode, timeout, bo, access)
 	}
 	if err != nil {
 		if release != nil {
@@ -347,7 +352,7 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 		pol:       pol,
 		w:         newWriter(db, maxTxBytes),
 		rd:        &readers{db: db},
-		access:    make(map[model.PairID]int64),
+		access:    access,
 		pend:      make(map[model.PairID]*pendEntry),
 		unsynced:  make(map[[bolt.HashLen]byte]int),
 		suspects:  make(map[model.PairID]struct{}),
@@ -1637,14 +1642,35 @@ func (s *Bolt) sweepStep(t *wtx, res *model.SweepResult) (more bool) {
 // transaction commits, and then (Bolt.applied) until every read in flight
 // began after the commit: a read must never see a pair it read a moment
 // ago, and refreshed, as expired. See afterAccessCommit.
-func (s *Bolt) applyAccess(t *wtx) {
+func (s *Bolt) applyAccess(t *wtx) { s.applyAccessN(t, 0) }
+
+// applyAccessN is applyAccess for at most limit of the gathered times (0:
+// all), and reports whether more are left. Records are read and index
+// entries deleted and put in key order: gathered in a map, random hits
+// would otherwise touch pages in random order, and put new access index
+// entries into the tree's last node (all reads are recent) in random
+// order, which bbolt does by moving half the node each time until the
+// commit splits it.
+func (s *Bolt) applyAccessN(t *wtx, limit int) (more bool) {
 	s.accessMu.Lock()
 	pending := s.access
 	if len(pending) == 0 {
 		s.accessMu.Unlock()
-		return
+		return false
 	}
-	s.access = make(map[model.PairID]int64, len(pending))
+	if limit > 0 && len(pending) > limit {
+		taken := make(map[model.PairID]int64, limit)
+		for id, at := range pending {
+			if len(taken) == limit {
+				break
+			}
+			taken[id] = at
+			delete(pending, id)
+		}
+		pending, more = taken, true
+	} else {
+		s.access = make(map[model.PairID]int64, min(len(pending), accessBatch))
+	}
 	if s.flushing == nil {
 		s.flushing = pending
 	} else { // a second batch in one transaction
@@ -1654,23 +1680,51 @@ func (s *Bolt) applyAccess(t *wtx) {
 	}
 	s.accessMu.Unlock()
 	t.accessed = true
-	for id, at := range pending {
+	ids := make([]model.PairID, 0, len(pending))
+	for id := range pending {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, func(a, b model.PairID) int { return bytes.Compare(a[:], b[:]) })
+	var dels, puts, expDels, expPuts [][bolt.TimeKeyLen]byte
+	for _, id := range ids {
+		at := pending[id]
 		rec, err := t.record(id)
 		if err != nil || rec == nil || rec.State() != model.StateComplete || at <= rec.LastAccess {
 			continue
 		}
-		t.del(t.acc, bolt.TimeKey(rec.LastAccess, id))
+		dels = append(dels, timeKey(rec.LastAccess, id))
 		rec.LastAccess = at
-		t.put(t.acc, bolt.TimeKey(at, id), nil)
+		puts = append(puts, timeKey(at, id))
 		if rec.Refresh && rec.TTL > 0 && rec.Expires != 0 {
 			if exp := capExpiry(rec, at+rec.TTL); exp > rec.Expires {
-				t.del(t.expiry, bolt.TimeKey(rec.Expires, id))
+				expDels = append(expDels, timeKey(rec.Expires, id))
 				rec.Expires = exp
-				t.put(t.expiry, bolt.TimeKey(rec.Expires, id), nil)
+				expPuts = append(expPuts, timeKey(exp, id))
 			}
 		}
 		t.putRecord(rec)
 	}
+	for _, c := range []struct {
+		b    *bbolt.Bucket
+		keys [][bolt.TimeKeyLen]byte
+		del  bool
+	}{{t.acc, dels, true}, {t.expiry, expDels, true}, {t.acc, puts, false}, {t.expiry, expPuts, false}} {
+		slices.SortFunc(c.keys, func(a, b [bolt.TimeKeyLen]byte) int { return bytes.Compare(a[:], b[:]) })
+		for i := range c.keys {
+			if c.del {
+				t.del(c.b, c.keys[i][:])
+			} else {
+				t.put(c.b, c.keys[i][:], nil)
+			}
+		}
+	}
+	return more
+}
+
+// timeKey is bolt.TimeKey in an array.
+func timeKey(at int64, id model.PairID) (k [bolt.TimeKeyLen]byte) {
+	copy(k[:], bolt.TimeKey(at, id))
+	return k
 }
 
 // afterAccessCommit runs after a transaction that took access times (see
@@ -1783,8 +1837,11 @@ func (s *Bolt) Stats(ctx context.Context) (model.Stats, error) {
 	return st, err
 }
 
-// Close writes gathered access times, stops the background goroutines,
-// waits for pending writes to commit, writes the free list to the file (so
+// Close stops the background goroutines (a flush of access times under
+// way stops after its current batch), writes the access times gathered and
+// not yet written as the access log (a few sequential pages, read back by
+// the next OpenBolt, instead of a page per pair read), waits for pending
+// writes to commit, writes the free list to the file (so
 // that the next open need not rebuild it) and closes the file. Bodies
 // still being read or stored fail with model.ErrClosed. Close is
 // idempotent. If the file was found damaged as a write failed, Close
@@ -1792,6 +1849,7 @@ func (s *Bolt) Stats(ctx context.Context) (model.Stats, error) {
 // transaction open, and reports the damage.
 func (s *Bolt) Close() error {
 	s.closeOnce.Do(func() {
+		s.closing.Store(true)
 		close(s.stop)
 		<-s.maintDone
 		s.closed.Store(true)
@@ -1808,15 +1866,64 @@ func (s *Bolt) Close() error {
 	return s.closeErr
 }
 
+// flushAccess writes the gathered access times, accessBatch pairs per
+// op, so that other writes go on between batches and Close need not wait
+// for them all. Once the store is closing it writes what is left as the
+// access log instead (see logAccess).
 func (s *Bolt) flushAccess(ctx context.Context) {
+	for {
+		s.accessMu.Lock()
+		n := len(s.access)
+		s.accessMu.Unlock()
+		if n == 0 {
+			return
+		}
+		if s.closing.Load() {
+			_ = s.w.do(ctx, false, func(t *wtx) error {
+				s.logAccess(t)
+				return nil
+			})
+			return
+		}
+		more := false
+		err := s.w.do(ctx, false, func(t *wtx) error {
+			more = s.applyAccessN(t, accessBatch)
+			return nil
+		})
+		if err != nil || !more {
+			return
+		}
+	}
+}
+
+// logAccess writes the gathered access times into the meta bucket as the
+// access log (bolt.MetaAccessLog), in values of up to accessLogValue
+// entries: a few sequential pages, where writing them into their records
+// rewrites a page per pair read. The next OpenBolt reads them back as
+// gathered times (see takeAccessLog).
+func (s *Bolt) logAccess(t *wtx) {
 	s.accessMu.Lock()
-	n := len(s.access)
+	pending := s.access
+	s.access = make(map[model.PairID]int64)
 	s.accessMu.Unlock()
-	if n == 0 {
+	if len(pending) == 0 {
 		return
 	}
-	_ = s.w.do(ctx, false, func(t *wtx) error {
-		s.applyAccess(t)
-		return nil
-	})
+	var seq uint64 // after the values already there, if any
+	c := t.meta.Cursor()
+	for k, _ := c.Seek(bolt.MetaAccessLog); k != nil && bytes.HasPrefix(k, bolt.MetaAccessLog); k, _ = c.Next() {
+		if len(k) == len(bolt.MetaAccessLog)+8 {
+			seq = max(seq, binary.BigEndian.Uint64(k[len(bolt.MetaAccessLog):])+1)
+		}
+	}
+	b := make([]byte, 0, min(len(pending), accessLogValue)*bolt.AccessEntryLen+bolt.CRCLen)
+	n := 0
+	for id, at := range pending {
+		b = bolt.AppendAccess(b, id, at)
+		if n++; n%accessLogValue == 0 || n == len(pending) {
+			t.put(t.meta, bolt.AccessLogKey(seq), bolt.SealAccessLog(b))
+			seq++
+			b = make([]byte, 0, min(len(pending)-n, accessLogValue)*bolt.AccessEntryLen+bolt.CRCLen)
+		}
+	}
 }

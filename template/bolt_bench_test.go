@@ -129,7 +129,7 @@ func openRaw(b *testing.B, noSync bool) *bbolt.DB {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { db.Close() })
-	if _, err := initDB(db); err != nil {
+	if _, err := initDB(db, nil); err != nil {
 		b.Fatal(err)
 	}
 	return db

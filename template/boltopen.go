@@ -1,6 +1,7 @@
 package template
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -75,15 +76,16 @@ func rebuildable(err error) bool {
 // openDB opens the database file at path: it opens and locks the file,
 // checks its structure (see above), and hands it to bbolt, then checks or
 // lays out hishel's buckets. It returns the highest pair nonce handed out
-// so far, and the open file (bbolt's). On failure, release (if not nil)
+// so far, and the open file (bbolt's); the access log (see
+// Bolt.logAccess) goes into access. On failure, release (if not nil)
 // closes what is open: the file is still locked until then, so that the
 // caller can move it aside first.
-func openDB(path string, mode fs.FileMode, timeout time.Duration, bo *bbolt.Options) (db *bbolt.DB, f *os.File, nonce uint64, release func(), err error) {
-	db, nonce, release, err = openChecked(path, mode, timeout, bo, &f)
+func openDB(path string, mode fs.FileMode, timeout time.Duration, bo *bbolt.Options, access map[model.PairID]int64) (db *bbolt.DB, f *os.File, nonce uint64, release func(), err error) {
+	db, nonce, release, err = openChecked(path, mode, timeout, bo, &f, access)
 	return db, f, nonce, release, err
 }
 
-func openChecked(path string, mode fs.FileMode, timeout time.Duration, bo *bbolt.Options, file **os.File) (db *bbolt.DB, nonce uint64, release func(), err error) {
+func openChecked(path string, mode fs.FileMode, timeout time.Duration, bo *bbolt.Options, file **os.File, access map[model.PairID]int64) (db *bbolt.DB, nonce uint64, release func(), err error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, mode)
 	if err != nil {
 		return nil, 0, nil, fmt.Errorf("hishel: open database: %w", err)
@@ -132,7 +134,7 @@ func openChecked(path string, mode fs.FileMode, timeout time.Duration, bo *bbolt
 	}
 	bdb := db
 	release = func() { _ = bdb.Close() }
-	if err := guard("open "+path, func() error { nonce, err = initDB(db); return err }); err != nil {
+	if err := guard("open "+path, func() error { nonce, err = initDB(db, access); return err }); err != nil {
 		var fe *formatError
 		if errors.As(err, &fe) {
 			fe.path = path
@@ -187,8 +189,42 @@ func syncFreelist(db *bbolt.DB) error {
 }
 
 // initDB checks the format of an existing database or lays out a new one,
-// and returns the highest pair nonce handed out so far.
-func initDB(db *bbolt.DB) (nonce uint64, err error) {
+// and returns the highest pair nonce handed out so far. If access is not
+// nil, it takes the access log out of the file into access (see
+// Bolt.logAccess): losing it in a crash before it is written into the
+// records loses only access times, as a crash does anyway.
+func initDB(db *bbolt.DB, access map[model.PairID]int64) (nonce uint64, err error) {
+	// A file of this format with every bucket and no access log needs no
+	// write: no commit (two fdatasyncs) at open.
+	ready := false
+	err = db.View(func(tx *bbolt.Tx) error {
+		meta := tx.Bucket(bolt.BucketMeta)
+		if meta == nil {
+			return nil
+		}
+		for _, name := range bolt.Buckets {
+			if tx.Bucket(name) == nil {
+				return nil
+			}
+		}
+		if v := meta.Get(bolt.MetaFormat); len(v) != 1 || v[0] != bolt.FormatVersion {
+			return nil // the update below says what is wrong
+		}
+		if k, _ := meta.Cursor().Seek(bolt.MetaAccessLog); access != nil && bytes.HasPrefix(k, bolt.MetaAccessLog) {
+			return nil
+		}
+		if nonce, err = bolt.DecodeNonce(meta.Get(bolt.MetaNonce)); err != nil {
+			return err
+		}
+		if _, err := bolt.DecodeStats(meta.Get(bolt.MetaStats)); err != nil {
+			return err
+		}
+		ready = true
+		return nil
+	})
+	if err != nil || ready {
+		return nonce, err
+	}
 	err = db.Update(func(tx *bbolt.Tx) error {
 		if meta := tx.Bucket(bolt.BucketMeta); meta != nil {
 			v := meta.Get(bolt.MetaFormat)
@@ -219,8 +255,27 @@ func initDB(db *bbolt.DB) (nonce uint64, err error) {
 			return err
 		}
 		// The counters are checked now, not at the first write.
-		_, err = bolt.DecodeStats(meta.Get(bolt.MetaStats))
-		return err
+		if _, err = bolt.DecodeStats(meta.Get(bolt.MetaStats)); err != nil {
+			return err
+		}
+		if access == nil {
+			return nil
+		}
+		var logged [][]byte
+		c := meta.Cursor()
+		for k, v := c.Seek(bolt.MetaAccessLog); k != nil && bytes.HasPrefix(k, bolt.MetaAccessLog); k, v = c.Next() {
+			err := bolt.DecodeAccessLog(v, func(id model.PairID, at int64) { access[id] = max(access[id], at) })
+			if err != nil {
+				return err
+			}
+			logged = append(logged, bytes.Clone(k))
+		}
+		for _, k := range logged {
+			if err := meta.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	return nonce, err
 }

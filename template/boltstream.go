@@ -64,6 +64,7 @@ func (k *boltSink) Store(ctx context.Context, chunks [][]byte, size int64, final
 		}
 		t.addStats(0, 0, 0, n)
 		if !final {
+			t.streaming = true
 			return nil
 		}
 		if seqs > 0 { // a body that ended empty has no marker (see package bolt)

@@ -140,6 +140,7 @@ type wtx struct {
 	newIncomplete                                               map[model.PairID]int64                // incomplete index entries added, not yet put: their Created
 	newKeys                                                     map[keysKey]struct{}                  // keys index entries added, not yet put
 	accessed                                                    bool                                  // applyAccess took access times (Bolt.flushing)
+	streaming                                                   bool                                  // holds chunks of a body that has not ended (see batch)
 	newByHash                                                   map[[bolt.HashLen]byte][]model.PairID // the pairs addKey indexed, by key hash; some may have gone since
 	evicted                                                     int64                                 // live pairs evicted in this transaction (writer.evicted once committed)
 }
@@ -453,6 +454,15 @@ collect:
 		default:
 		}
 		wait := w.lazyWindow
+		if t.streaming {
+			// Chunks of a body still streaming: nothing waits for them,
+			// and the next 1 MiB of the body is usually on its way.
+			// Waiting for it (up to maxTxAge, and maxTxBytes in all)
+			// commits, and syncs, once per maxTxBytes of the body rather
+			// than once per flush when the source is a little slower than
+			// the lazy window (a body from the network).
+			wait = max(wait, w.maxTxAge-time.Since(start))
+		}
 		if len(waiting) > 0 {
 			if hold <= 0 {
 				break

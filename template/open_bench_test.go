@@ -34,6 +34,13 @@ func openBenchFile(b *testing.B) string {
 	if _, err := os.Stat(path); err == nil {
 		return path
 	}
+	buildPairsFile(b, path, *openPairs)
+	return path
+}
+
+// buildPairsFile stores n pairs of a 1 KiB body in a new file at path, under
+// the keys pairsFileKey(0) to pairsFileKey(n-1), and closes it.
+func buildPairsFile(b *testing.B, path string, n int) {
 	ctx := context.Background()
 	s, err := OpenBolt(ctx, &BoltOptions{Path: path, NoSync: true, SweepInterval: -1})
 	if err != nil {
@@ -41,8 +48,8 @@ func openBenchFile(b *testing.B) string {
 	}
 	body := make([]byte, 1<<10)
 	start := time.Now()
-	for i := range *openPairs {
-		if err := storePair(ctx, s, fmt.Sprint("https://example.com/", i), body); err != nil {
+	for i := range n {
+		if err := storePair(ctx, s, pairsFileKey(i), body); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -50,9 +57,11 @@ func openBenchFile(b *testing.B) string {
 		b.Fatal(err)
 	}
 	fi, _ := os.Stat(path)
-	b.Logf("%d pairs stored in %v, file %d MiB", *openPairs, time.Since(start).Round(time.Millisecond), fi.Size()>>20)
-	return path
+	b.Logf("%d pairs stored in %v, file %d MiB", n, time.Since(start).Round(time.Millisecond), fi.Size()>>20)
 }
+
+// pairsFileKey is the key of pair i of a file buildPairsFile built.
+func pairsFileKey(i int) string { return fmt.Sprint("https://example.com/", i) }
 
 // BenchmarkBoltOpen measures opening and closing a file of -bolt.openpairs
 // 1 KiB pairs (100k by default):

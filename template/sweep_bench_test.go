@@ -112,7 +112,7 @@ func buildSweepDB(tb testing.TB, dir string, n, due, gone int, at dueAt) sweepDB
 		tb.Fatal(err)
 	}
 	defer db.Close()
-	if _, err := initDB(db); err != nil {
+	if _, err := initDB(db, nil); err != nil {
 		tb.Fatal(err)
 	}
 

@@ -1,0 +1,168 @@
+package template
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/hishel-go/hishel/bolt"
+)
+
+// BenchmarkBoltScale measures what the size of a file costs, on the file
+// BenchmarkBoltOpen opens (-bolt.openpairs 1 KiB pairs, 100k by default;
+// 1000000 for the README's numbers; -bolt.openfile keeps it between runs):
+//   - hit: GetPairs and the body of a random pair, taking turns in rounds
+//     of 32 with the same on a file of 1000 pairs open in the same
+//     process. "x-1k" is the mean time of a hit over the small file's,
+//     "p50-x-1k" and "p99-x-1k" the same of the medians and 99th
+//     percentiles;
+//   - close-after-hits=N: OpenBolt, N hits on random pairs (access times
+//     gathered, none written yet), then Close timed ("close-ms"), then the
+//     next OpenBolt timed ("reopen-ms"), as a process that stops after
+//     serving reads and one that starts again.
+func BenchmarkBoltScale(b *testing.B) {
+	large := openBenchFile(b)
+	ctx := context.Background()
+	b.Run("hit", func(b *testing.B) {
+		const smallPairs = 1000
+		smallPath := filepath.Join(b.TempDir(), "small.db")
+		buildPairsFile(b, smallPath, smallPairs)
+		small := openBolt(b, &BoltOptions{Path: smallPath})
+		big := openBolt(b, &BoltOptions{Path: large})
+		rng := rand.New(rand.NewPCG(1, 2))
+		buf := make([]byte, 32<<10)
+		hit := func(s *Bolt, n int) (time.Duration, error) {
+			key := pairsFileKey(rng.IntN(n))
+			t0 := time.Now()
+			ps, err := s.GetPairs(ctx, key)
+			if err != nil || len(ps) != 1 {
+				return 0, fmt.Errorf("GetPairs(%q): %d pairs, %v", key, len(ps), err)
+			}
+			if n, err := io.CopyBuffer(io.Discard, ps[0].Response.Body, buf); n != 1<<10 || err != nil {
+				return 0, fmt.Errorf("body of %q: %d bytes, %v", key, n, err)
+			}
+			err = ps[0].Close()
+			return time.Since(t0), err
+		}
+		// Warm both files up as a long-running process has them: every
+		// leaf of every bucket mapped (a first touch of a page of the
+		// map is a page fault, tens of microseconds on a virtual
+		// machine), and the readers' and access times' state in use.
+		for _, path := range []string{smallPath, large} { // into the page cache, sequentially
+			f, err := os.Open(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			_, err = io.Copy(io.Discard, f)
+			f.Close()
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		for _, s := range []*Bolt{small, big} {
+			err := s.view(func(t *readTx) error {
+				for _, name := range bolt.Buckets {
+					c := t.tx.Bucket(name).Cursor()
+					for k, v := c.First(); k != nil; k, v = c.Next() {
+						_ = len(v)
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		for i := range 20_000 {
+			if _, err := hit(big, *openPairs); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := hit(small, min(i+1, smallPairs)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		ts := make([]time.Duration, 0, b.N)
+		tb := make([]time.Duration, 0, b.N)
+		b.ReportAllocs()
+		b.ResetTimer()
+		const round = 32
+		for done := 0; done < b.N; done += round {
+			for range min(round, b.N-done) {
+				d, err := hit(big, *openPairs)
+				if err != nil {
+					b.Fatal(err)
+				}
+				tb = append(tb, d)
+			}
+			for range min(round, b.N-done) {
+				d, err := hit(small, smallPairs)
+				if err != nil {
+					b.Fatal(err)
+				}
+				ts = append(ts, d)
+			}
+		}
+		b.StopTimer()
+		sum := func(ds []time.Duration) (t time.Duration) {
+			for _, d := range ds {
+				t += d
+			}
+			return t
+		}
+		b.ReportMetric(float64(sum(ts).Nanoseconds())/float64(len(ts)), "1k-ns/op")
+		b.ReportMetric(float64(sum(tb))/float64(sum(ts)), "x-1k")
+		slices.Sort(ts)
+		slices.Sort(tb)
+		at := func(ds []time.Duration, q float64) float64 { return float64(ds[int(q*float64(len(ds)-1))]) }
+		b.ReportMetric(at(tb, 0.5)/at(ts, 0.5), "p50-x-1k")
+		b.ReportMetric(at(tb, 0.99)/at(ts, 0.99), "p99-x-1k")
+	})
+	for _, hits := range []int{10_000, 100_000} {
+		b.Run(fmt.Sprintf("close-after-hits=%d", hits), func(b *testing.B) {
+			rng := rand.New(rand.NewPCG(3, 4))
+			buf := make([]byte, 32<<10)
+			var closing, reopen time.Duration
+			for range b.N {
+				s, err := OpenBolt(ctx, &BoltOptions{Path: large, SweepInterval: -1, AccessFlushInterval: time.Hour})
+				if err != nil {
+					b.Fatal(err)
+				}
+				for range hits {
+					ps, err := s.GetPairs(ctx, pairsFileKey(rng.IntN(*openPairs)))
+					if err != nil || len(ps) != 1 {
+						b.Fatalf("GetPairs: %d pairs, %v", len(ps), err)
+					}
+					if _, err := io.CopyBuffer(io.Discard, ps[0].Response.Body, buf); err != nil {
+						b.Fatal(err)
+					}
+					ps[0].Close()
+				}
+				t0 := time.Now()
+				if err := s.Close(); err != nil {
+					b.Fatal(err)
+				}
+				t1 := time.Now()
+				s, err = OpenBolt(ctx, &BoltOptions{Path: large, SweepInterval: -1, AccessFlushInterval: time.Hour})
+				if err != nil {
+					b.Fatal(err)
+				}
+				t2 := time.Now()
+				st := s.db.Stats()
+				b.ReportMetric(float64(st.FreePageN+st.PendingPageN), "free-pages")
+				if err := s.Close(); err != nil {
+					b.Fatal(err)
+				}
+				closing += t1.Sub(t0)
+				reopen += t2.Sub(t1)
+			}
+			b.ReportMetric(float64(closing.Microseconds())/1e3/float64(b.N), "close-ms")
+			b.ReportMetric(float64(reopen.Microseconds())/1e3/float64(b.N), "reopen-ms")
+		})
+	}
+}
