@@ -16,7 +16,7 @@ func TestMain(m *testing.M) { os.Exit(testserver.Main(m)) }
 // server.
 func options(tb testing.TB, o storagetest.Options, gridfs bool) *mongodb.MongoOptions {
 	srv := testserver.Mongo(tb)
-	opts := &mongodb.MongoOptions{URI: srv.URI, Database: srv.Database, GridFS: gridfs}
+	opts := &mongodb.MongoOptions{URI: srv.PoolURI(32), Database: srv.Database, GridFS: gridfs}
 	opts.SetSettings(o.Settings())
 	return opts
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,19 @@ type MongoServer struct {
 	// Database is a fresh name for each call (hishel_<12 hex digits>); the
 	// database is dropped when the test ends.
 	Database string
+}
+
+// PoolURI returns URI with the driver's pool of connections capped at n
+// (maxPoolSize). FerretDB's SQLite handler has a pool of 100 connections,
+// and an update holds one (reading what it matches) while it waits for
+// another (to write): 64 clients updating at once, as the storage suite's
+// Concurrent rule does, deadlocked it.
+func (s MongoServer) PoolURI(n int) string {
+	sep := "?"
+	if strings.Contains(s.URI, "?") {
+		sep = "&"
+	}
+	return s.URI + sep + "maxPoolSize=" + strconv.Itoa(n)
 }
 
 // Mongo returns a fresh database for this test on the test binary's MongoDB

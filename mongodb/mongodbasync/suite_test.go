@@ -18,7 +18,7 @@ func TestMain(m *testing.M) { os.Exit(testserver.Main(m)) }
 func TestStorage(t *testing.T) {
 	storagetest.RunAsync(t, func(tb testing.TB, o storagetest.Options) cacheasync.Store {
 		srv := testserver.Mongo(tb)
-		opts := &mongodbasync.MongoOptions{URI: srv.URI, Database: srv.Database, GridFS: true}
+		opts := &mongodbasync.MongoOptions{URI: srv.PoolURI(32), Database: srv.Database, GridFS: true}
 		opts.SetSettings(o.Settings())
 		return storagetest.Opened[cacheasync.Store](tb)(mongodbasync.OpenMongo(context.Background(), opts, nil))
 	})

@@ -328,6 +328,13 @@ func live(d *pairDoc, now int64) bool {
 	return d.State == stComplete && (d.Expires == 0 || now < d.Expires)
 }
 
+// touchGroup is the pairs whose reads GetPairs records with one update:
+// their access time, and their expiry if expires is not zero.
+type touchGroup struct {
+	expires int64
+	ids     []string
+}
+
 // GetPairs returns every live, complete, unexpired pair stored under key,
 // newest first. Their bodies stream from storage as they are read; each must
 // be read to the end or closed. Reading a pair counts as an access: it
@@ -347,7 +354,10 @@ func (m *Mongo) GetPairs(ctx context.Context, key string) ([]model.CompletePair,
 	}
 	now := m.now()
 	var out []model.CompletePair
-	var touch []mongo.WriteModel
+	// The reads are recorded with one update per new expiry (most often
+	// one in all), not one per pair: FerretDB holds a connection of its
+	// pool per statement of a bulk until the bulk ends.
+	var touch []touchGroup
 	for i := range ds {
 		d := &ds[i]
 		if !live(d, now) {
@@ -360,18 +370,30 @@ func (m *Mongo) GetPairs(ctx context.Context, key string) ([]model.CompletePair,
 		if r.Key != key {
 			continue // another key with the same hash
 		}
-		set := bson.D{{Key: fAccess, Value: now}}
 		r.LastAccess = now
-		if exp := backend.Expiry(r, now); exp != r.Expires {
-			r.Expires = exp
-			set = append(set, bson.E{Key: fExpires, Value: r.Expires})
+		exp := int64(0) // unchanged
+		if e := backend.Expiry(r, now); e != r.Expires {
+			r.Expires, exp = e, e
 		}
-		touch = append(touch, mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: fID, Value: d.ID}}).
-			SetUpdate(bson.D{{Key: "$max", Value: set}}))
+		j := slices.IndexFunc(touch, func(g touchGroup) bool { return g.expires == exp })
+		if j < 0 {
+			j = len(touch)
+			touch = append(touch, touchGroup{expires: exp})
+		}
+		touch[j].ids = append(touch[j].ids, d.ID)
 		out = append(out, m.pair(d, r))
 	}
 	if len(touch) > 0 {
-		if _, err := m.pairs.BulkWrite(ctx, touch, options.BulkWrite().SetOrdered(false)); err != nil {
+		models := make([]mongo.WriteModel, len(touch))
+		for i, g := range touch {
+			set := bson.D{{Key: fAccess, Value: now}}
+			if g.expires != 0 {
+				set = append(set, bson.E{Key: fExpires, Value: g.expires})
+			}
+			models[i] = mongo.NewUpdateManyModel().SetFilter(bson.D{{Key: fID, Value: bson.D{{Key: "$in", Value: g.ids}}}}).
+				SetUpdate(bson.D{{Key: "$max", Value: set}})
+		}
+		if _, err := m.pairs.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false)); err != nil {
 			for _, p := range out {
 				p.Close()
 			}
