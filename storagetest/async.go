@@ -17,8 +17,8 @@ type AsyncOpener func(tb testing.TB, o Options) cacheasync.Store
 
 // RunAsync runs the whole suite through an async API: every call is made
 // as a caller would, store.Op(ctx, ...).Await(ctx).
-func RunAsync(t *testing.T, open AsyncOpener) {
-	Run(t, func(tb testing.TB, o Options) Store { return Blocking(open(tb, o)) })
+func RunAsync(t *testing.T, open AsyncOpener, opts ...RunOption) {
+	Run(t, func(tb testing.TB, o Options) Store { return Blocking(open(tb, o)) }, opts...)
 }
 
 // Blocking adapts an async store to [Store] by awaiting every future with

@@ -21,5 +21,6 @@ func TestStorage(t *testing.T) {
 		opts := &mongodbasync.MongoOptions{URI: srv.PoolURI(32), Database: srv.Database, GridFS: true}
 		opts.SetSettings(o.Settings())
 		return storagetest.Opened[cacheasync.Store](tb)(mongodbasync.OpenMongo(context.Background(), opts, nil))
-	})
+	}, storagetest.Without("FerretDB applies an update as a read and then a whole-document write, "+
+		"so concurrent changes are lost; MongoDB updates a document atomically", "Concurrent"))
 }
