@@ -54,7 +54,7 @@ test-backends: test-servers
 	@$(MAKE) --no-print-directory -j$(words $(BACKEND_MODULES)) --output-sync=target $(addprefix test-backend-,$(BACKEND_MODULES))
 
 test-backend-%:
-	@echo "== test $*"; cd $* && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 80m ./...
+	@echo "== test $*"; cd $* && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 40m ./...
 
 ## test-servers: install what the backend tests need, or reuse it: redis-server and
 ## PostgreSQL (Debian), versitygw, FerretDB and dynalite (built once into
