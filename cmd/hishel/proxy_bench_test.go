@@ -28,21 +28,27 @@ import (
 // from memory: the Go ceiling of bench/proxy without the network. The ratio
 // of their cpu-ns/op is what a hit costs above writing the bytes.
 func BenchmarkProxyHit(b *testing.B) {
-	for _, size := range []int{1 << 10, 16 << 10, 1 << 20} {
-		body := bytes.Repeat([]byte("0123456789abcdef"), size/16)
-		plain := plainHandler(body)
-		origin := httptest.NewServer(plain)
-		b.Cleanup(origin.Close)
-		name := map[int]string{1 << 10: "1KiB", 16 << 10: "16KiB", 1 << 20: "1MiB"}[size]
+	eachHitSize(b, func(name string, size int, plain http.Handler, origin string) {
 		b.Run(name+"/proxy", func(b *testing.B) {
-			benchHandler(b, benchProxy(b, origin.URL, false), size)
+			benchHandler(b, benchProxy(b, origin, false), size)
 		})
 		b.Run(name+"/reverseproxy", func(b *testing.B) {
-			benchHandler(b, benchProxy(b, origin.URL, true), size)
+			benchHandler(b, benchProxy(b, origin, true), size)
 		})
 		b.Run(name+"/plain", func(b *testing.B) {
 			benchHandler(b, plain, size)
 		})
+	})
+}
+
+// eachHitSize calls run for each hit size the benchmarks measure, with an
+// origin serving a body of that size through plain, at origin's URL.
+func eachHitSize(b *testing.B, run func(name string, size int, plain http.Handler, origin string)) {
+	for _, size := range []int{1 << 10, 16 << 10, 1 << 20} {
+		plain := plainHandler(bytes.Repeat([]byte("0123456789abcdef"), size/16))
+		origin := httptest.NewServer(plain)
+		b.Cleanup(origin.Close)
+		run(map[int]string{1 << 10: "1KiB", 16 << 10: "16KiB", 1 << 20: "1MiB"}[size], size, plain, origin.URL)
 	}
 }
 
@@ -164,19 +170,14 @@ func (w *discardWriter) ReadFrom(r io.Reader) (int64, error) {
 // (net/http server and client, 8 keep-alive connections per core): the
 // proxy's server against the same server with the plain handler.
 func BenchmarkProxyHitServer(b *testing.B) {
-	for _, size := range []int{1 << 10, 16 << 10, 1 << 20} {
-		body := bytes.Repeat([]byte("0123456789abcdef"), size/16)
-		plain := plainHandler(body)
-		origin := httptest.NewServer(plain)
-		b.Cleanup(origin.Close)
-		name := map[int]string{1 << 10: "1KiB", 16 << 10: "16KiB", 1 << 20: "1MiB"}[size]
+	eachHitSize(b, func(name string, size int, plain http.Handler, origin string) {
 		b.Run(name+"/proxy", func(b *testing.B) {
-			benchServer(b, benchProxy(b, origin.URL, false), size)
+			benchServer(b, benchProxy(b, origin, false), size)
 		})
 		b.Run(name+"/plain", func(b *testing.B) {
 			benchServer(b, plain, size)
 		})
-	}
+	})
 }
 
 func benchServer(b *testing.B, h http.Handler, size int) {
