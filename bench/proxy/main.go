@@ -72,7 +72,7 @@ func main() {
 		keep      = flag.Bool("keep", false, "keep the temporary directory (servers' files and logs)")
 		extra     multiFlag
 	)
-	flag.Var(&extra, "hishel", "`LABEL=PATH`: measure the hishel binary at PATH too, as LABEL (repeatable)")
+	flag.Var(&extra, "hishel", "`LABEL=PATH [FLAG...]`: measure the hishel binary at PATH (. for this checkout's) too, as LABEL, with the proxy flags given after PATH (repeatable)")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("bench/proxy: ")
@@ -272,12 +272,13 @@ type kind struct {
 }
 
 func pickServers(list, binary string, extra []string) ([]kind, error) {
-	hishel := func(bin string) func(dir, addr, upstream string, big bool) (*exec.Cmd, error) {
+	hishel := func(bin string, flags ...string) func(dir, addr, upstream string, big bool) (*exec.Cmd, error) {
 		return func(dir, addr, upstream string, _ bool) (*exec.Cmd, error) {
 			// No budget (-max-bytes 0), as nginx's cache has no max_size
 			// here: the miss runs store more than the default 1 GiB.
-			return command(dir, bin, "proxy", "-shared", "-listen", addr, "-upstream", upstream,
-				"-db", filepath.Join(dir, "cache.db"), "-max-bytes", "0"), nil
+			args := []string{"proxy", "-shared", "-listen", addr, "-upstream", upstream,
+				"-db", filepath.Join(dir, "cache.db"), "-max-bytes", "0"}
+			return command(dir, bin, append(args, flags...)...), nil
 		}
 	}
 	all := []kind{
@@ -301,11 +302,16 @@ func pickServers(list, binary string, extra []string) ([]kind, error) {
 		out = append(out, all[i])
 	}
 	for _, e := range extra {
-		label, path, ok := strings.Cut(e, "=")
-		if !ok || label == "" || path == "" {
-			return nil, fmt.Errorf("bad -hishel %q: want LABEL=PATH", e)
+		label, rest, ok := strings.Cut(e, "=")
+		f := strings.Fields(rest)
+		if !ok || label == "" || len(f) == 0 {
+			return nil, fmt.Errorf("bad -hishel %q: want LABEL=PATH [FLAG...]", e)
 		}
-		out = append(out, kind{name: label, start: hishel(path), cache: true})
+		path := f[0]
+		if path == "." {
+			path = binary
+		}
+		out = append(out, kind{name: label, start: hishel(path, f[1:]...), cache: true})
 	}
 	return out, nil
 }

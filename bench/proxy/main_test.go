@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -58,5 +59,44 @@ func TestParseWrkDuration(t *testing.T) {
 	}
 	if _, err := parseWrkDuration("fast"); err == nil {
 		t.Error(`parseWrkDuration("fast"): no error`)
+	}
+}
+
+func TestPickServersExtra(t *testing.T) {
+	tests := []struct {
+		in      string
+		wantErr bool
+		args    []string // the command's arguments after "proxy ... -max-bytes 0"
+		path    string
+	}{
+		{in: "old=/bin/hishel-old", path: "/bin/hishel-old"},
+		{in: "nosync=. -store bolt:x.db?nosync=true", path: "/built/hishel", args: []string{"-store", "bolt:x.db?nosync=true"}},
+		{in: "=x", wantErr: true},
+		{in: "label=", wantErr: true},
+		{in: "label", wantErr: true},
+	}
+	for _, tt := range tests {
+		ks, err := pickServers("hishel", "/built/hishel", []string{tt.in})
+		if tt.wantErr {
+			if err == nil {
+				t.Errorf("pickServers(-hishel %q) = nil error; want one", tt.in)
+			}
+			continue
+		}
+		if err != nil || len(ks) != 2 {
+			t.Errorf("pickServers(hishel, -hishel %q) = %d servers, %v; want two", tt.in, len(ks), err)
+			continue
+		}
+		cmd, err := ks[1].start(t.TempDir(), "127.0.0.1:1", "http://127.0.0.1:2", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cmd.Path != tt.path {
+			t.Errorf("-hishel %q runs %s; want %s", tt.in, cmd.Path, tt.path)
+		}
+		i := slices.Index(cmd.Args, "-max-bytes")
+		if got := cmd.Args[i+2:]; !slices.Equal(got, tt.args) && !(len(got) == 0 && len(tt.args) == 0) {
+			t.Errorf("-hishel %q passes %q; want %q", tt.in, got, tt.args)
+		}
 	}
 }
