@@ -35,7 +35,7 @@ func TestOpen(t *testing.T) {
 		ttl  time.Duration
 	}{
 		{"bolt, absolute path", "bolt://" + filepath.ToSlash(filepath.Join(dir, "a.db")), "*cache.Bolt", 0},
-		{"bolt with parameters", "bolt://" + filepath.ToSlash(filepath.Join(dir, "b.db")) + "?ttl=1h&nosync&max-bytes=64MiB&max-pairs=10&refresh=false&sweep=-1s", "*cache.Bolt", time.Hour},
+		{"bolt with parameters", "bolt://" + filepath.ToSlash(filepath.Join(dir, "b.db")) + "?ttl=1h&nosync&max-bytes=64MiB&max-pairs=10&refresh=false&sweep=-1s&verify-every-read=true", "*cache.Bolt", time.Hour},
 		{"scheme in capitals", "BOLT://" + filepath.ToSlash(filepath.Join(dir, "c.db")), "*cache.Bolt", 0},
 		{"memory", "memory://", "*cache.Memory", 0},
 		{"memory with parameters", "memory://?max-pairs=128&ttl=10m", "*cache.Memory", 10 * time.Minute},

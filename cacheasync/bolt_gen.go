@@ -86,6 +86,15 @@ import (
 //		// elsewhere; negative: none (bbolt maps the file as it grows, from 32
 //		// KiB up).
 //		InitialMmapSize int
+//		// VerifyEveryRead checks every body chunk against its checksum each
+//		// time it is read. By default a chunk of 4 KiB or more is checked the
+//		// first time this Bolt reads it, and again only if its bytes have moved
+//		// in the file since (a write through bbolt never changes bytes in
+//		// place), so that hits on the same bodies do not pay for the checksum
+//		// again and again: a file damaged behind bbolt's back while this Bolt
+//		// has it open is caught at the next open, or at once with
+//		// VerifyEveryRead. Records are checked on every read either way.
+//		VerifyEveryRead bool
 //		// Rebuild makes OpenBolt move a damaged database file aside and start
 //		// with an empty one, where it would fail with model.ErrCorrupt (or
 //		// with model.ErrFormatVersion for a file of an older format, which this
@@ -151,6 +160,7 @@ func OpenBolt(ctx context.Context, opts *BoltOptions, async *Options) (*Bolt, er
 //	access-flush=DURATION   AccessFlushInterval
 //	mmap-size=N             InitialMmapSize (KiB, MiB, GiB suffixes allowed)
 //	rebuild=BOOL            Rebuild
+//	verify-every-read=BOOL  VerifyEveryRead
 //
 // as in bolt:///var/cache/hishel.db?ttl=1h&max-bytes=512MiB. A bad URL
 // fails with model.ErrInvalid.

@@ -131,6 +131,15 @@ type BoltOptions struct {
 	// elsewhere; negative: none (bbolt maps the file as it grows, from 32
 	// KiB up).
 	InitialMmapSize int
+	// VerifyEveryRead checks every body chunk against its checksum each
+	// time it is read. By default a chunk of 4 KiB or more is checked the
+	// first time this Bolt reads it, and again only if its bytes have moved
+	// in the file since (a write through bbolt never changes bytes in
+	// place), so that hits on the same bodies do not pay for the checksum
+	// again and again: a file damaged behind bbolt's back while this Bolt
+	// has it open is caught at the next open, or at once with
+	// VerifyEveryRead. Records are checked on every read either way.
+	VerifyEveryRead bool
 	// Rebuild makes OpenBolt move a damaged database file aside and start
 	// with an empty one, where it would fail with model.ErrCorrupt (or
 	// with model.ErrFormatVersion for a file of an older format, which this
@@ -243,6 +252,9 @@ type Bolt struct {
 	// removes those that are. Guarded by suspectMu.
 	suspectMu sync.Mutex
 	suspects  map[model.PairID]struct{}
+
+	// verified are the chunks read and found sound (see VerifyEveryRead).
+	verified verifiedChunks
 
 	// unsynced counts, per key hash, the pairs completed in a transaction
 	// not yet committed, or whose end was posted to the writer (NoSync
@@ -381,6 +393,7 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 //	access-flush=DURATION   AccessFlushInterval
 //	mmap-size=N             InitialMmapSize (KiB, MiB, GiB suffixes allowed)
 //	rebuild=BOOL            Rebuild
+//	verify-every-read=BOOL  VerifyEveryRead
 //
 // as in bolt:///var/cache/hishel.db?ttl=1h&max-bytes=512MiB. A bad URL
 // fails with model.ErrInvalid.
@@ -398,6 +411,7 @@ func OpenBoltURL(ctx context.Context, u *url.URL) (*Bolt, error) {
 	q.Duration("open-timeout", &o.OpenTimeout)
 	q.Duration("access-flush", &o.AccessFlushInterval)
 	q.Int("mmap-size", &o.InitialMmapSize)
+	q.Bool("verify-every-read", &o.VerifyEveryRead)
 	q.Bool("rebuild", &o.Rebuild)
 	if err := q.Done(); err != nil {
 		return nil, err

@@ -219,7 +219,7 @@ func (r *storedBody) load(t *readTx, check bool, limit int) error {
 		if nonce != r.nonce || kind != r.kind {
 			break
 		}
-		if err := bolt.CheckChunk(k, val); err != nil {
+		if err := r.s.verified.check(k, val, r.s.opts.VerifyEveryRead); err != nil {
 			return corrupt("%v", err)
 		}
 		if seq == bolt.MarkerSeq {

@@ -283,29 +283,79 @@ func BenchmarkChecksum(b *testing.B) {
 		store := time.Since(t0)
 		b.ReportMetric(float64(sum(b.N))/float64(store), "share")
 	})
-	b.Run("64KiB-read", func(b *testing.B) {
+	// A read computes the record's checksum and those of the chunks it
+	// checks (see BoltOptions.VerifyEveryRead): share is what those cost,
+	// timed apart, over the read's time.
+	crcChunk := perOp(func() { backend.UpdateChecksum(backend.Checksum(body[:bolt.ChunkSeekLen]), body) })
+	crcRec := perOp(func() { backend.Checksum(rec) })
+	crcCost := func(reads int, checked int64) time.Duration {
+		return time.Duration(float64(crcChunk)*float64(checked)/float64(len(body))) + time.Duration(reads)*crcRec
+	}
+	for _, every := range []bool{false, true} {
+		b.Run(fmt.Sprintf("64KiB-read/verify-every-read=%v", every), func(b *testing.B) {
+			ctx := context.Background()
+			s := openBolt(b, &BoltOptions{NoSync: true, VerifyEveryRead: every})
+			for i := range 100 {
+				if err := storePair(ctx, s, fmt.Sprint("k", i), body); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.SetBytes(benchBody)
+			buf := make([]byte, 32<<10)
+			checked := s.verified.bytes.Load()
+			t0 := time.Now()
+			for i := range b.N {
+				ps, err := s.GetPairs(ctx, fmt.Sprint("k", i%100))
+				if err != nil || len(ps) != 1 {
+					b.Fatal(err)
+				}
+				if _, err := io.CopyBuffer(io.Discard, ps[0].Response.Body, buf); err != nil {
+					b.Fatal(err)
+				}
+				ps[0].Close()
+			}
+			read := time.Since(t0)
+			checked = s.verified.bytes.Load() - checked
+			b.ReportMetric(float64(crcCost(b.N, checked))/float64(read), "share")
+		})
+	}
+	b.Run("1GiB-first-read", func(b *testing.B) { // every chunk read for the first time
+		const size = 1 << 30
 		ctx := context.Background()
 		s := openBolt(b, &BoltOptions{NoSync: true})
-		for i := range 100 {
-			if err := storePair(ctx, s, fmt.Sprint("k", i), body); err != nil {
+		b.SetBytes(size)
+		var read time.Duration
+		var checked int64
+		for range b.N {
+			inc, err := s.CreatePair(ctx, benchRequest())
+			if err != nil {
 				b.Fatal(err)
 			}
-		}
-		b.SetBytes(benchBody)
-		buf := make([]byte, 32<<10)
-		t0 := time.Now()
-		for i := range b.N {
-			ps, err := s.GetPairs(ctx, fmt.Sprint("k", i%100))
+			cp, err := s.AddResponse(ctx, inc.ID, model.Response{Status: 200, Body: model.NewBody(io.LimitReader(zeros{}, size))}, "big")
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := io.Copy(io.Discard, cp.Response.Body); err != nil {
+				b.Fatal(err)
+			}
+			c0 := s.verified.bytes.Load()
+			t0 := time.Now()
+			ps, err := s.GetPairs(ctx, "big")
 			if err != nil || len(ps) != 1 {
 				b.Fatal(err)
 			}
-			if _, err := io.CopyBuffer(io.Discard, ps[0].Response.Body, buf); err != nil {
-				b.Fatal(err)
+			if n, err := io.Copy(io.Discard, ps[0].Response.Body); err != nil || n != size {
+				b.Fatal(n, err)
 			}
 			ps[0].Close()
+			read += time.Since(t0)
+			checked += s.verified.bytes.Load() - c0
+			if err := s.Remove(ctx, inc.ID); err != nil {
+				b.Fatal(err)
+			}
 		}
-		read := time.Since(t0)
-		b.ReportMetric(float64(sum(b.N))/float64(read), "share")
+		b.ReportMetric(float64(crcCost(b.N, checked))/float64(read), "share")
+		b.ReportMetric(float64(b.N)*size/1e6/read.Seconds(), "read-MB/s")
 	})
 	b.Run("1GiB-write", func(b *testing.B) {
 		const size = 1 << 30
@@ -333,6 +383,21 @@ func BenchmarkChecksum(b *testing.B) {
 		}
 		b.ReportMetric(float64(sum(b.N*size/benchBody))/float64(store), "share")
 	})
+}
+
+// perOp returns what one call of f costs, timed over a few milliseconds.
+func perOp(f func()) time.Duration {
+	n := 1
+	for {
+		t0 := time.Now()
+		for range n {
+			f()
+		}
+		if d := time.Since(t0); d > 20*time.Millisecond {
+			return d / time.Duration(n)
+		}
+		n *= 2
+	}
 }
 
 // zeros reads zeros for ever.
