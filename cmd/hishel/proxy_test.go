@@ -218,8 +218,11 @@ func TestProxy(t *testing.T) {
 		if r.code != exitInUse || !strings.Contains(r.stderr, want) {
 			t.Errorf("hishel ls -db on the proxy's file = %v; want exit %d and %q", r, exitInUse, want)
 		}
-		if r.took > 2*time.Second {
-			t.Errorf("hishel ls -db on the proxy's file took %v; want < 2s", r.took)
+		// It gives up rather than waiting for the proxy to end. (Not a
+		// tighter bound: starting a process on a loaded machine once took
+		// more than 2 s.)
+		if r.took > 20*time.Second {
+			t.Errorf("hishel ls -db on the proxy's file took %v; want it to give up at once", r.took)
 		}
 		// A second proxy on the same file gives up after its open timeout.
 		r = runHishel(t, "proxy", "-listen", "127.0.0.1:0", "-upstream", o.URL, "-db", db)
