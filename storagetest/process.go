@@ -26,10 +26,11 @@ import (
 // The process tests re-execute the test binary: with helperEnv set,
 // ProcessMain runs the helper it names instead of the tests.
 const (
-	helperEnv     = "HISHEL_STORAGETEST_HELPER" // "crash" or "share"
+	helperEnv     = "HISHEL_STORAGETEST_HELPER" // "crash", "share" or "update"
 	helperEnvDB   = "HISHEL_STORAGETEST_HELPER_PATH"
 	helperEnvSeed = "HISHEL_STORAGETEST_HELPER_SEED"
-	helperKeys    = 16 // pairs are stored under keys k0..k15
+	helperEnvPair = "HISHEL_STORAGETEST_HELPER_PAIR" // the pair "update" helpers update
+	helperKeys    = 16                               // pairs are stored under keys k0..k15
 )
 
 // PathOpener opens the store under test at path (a file, a directory, a
@@ -39,8 +40,8 @@ type PathOpener func(path string, o Options) (Store, error)
 
 var processOpen PathOpener
 
-// ProcessMain is the TestMain of a package that runs [RunCrash] or
-// [RunShared]: those re-execute the test binary as helper processes, and
+// ProcessMain is the TestMain of a package that runs [RunCrash],
+// [RunShared] or [RunUpdates]: those re-execute the test binary as helper processes, and
 // in a helper ProcessMain runs the helper (and exits) instead of the
 // tests. open opens the store under test, in every process.
 //
@@ -68,6 +69,8 @@ func HelperMain(open PathOpener) {
 		crashHelper()
 	case "share":
 		shareHelper()
+	case "update":
+		updateHelper()
 	default:
 		fmt.Fprintf(os.Stderr, "unknown helper %q\n", os.Getenv(helperEnv))
 	}
@@ -224,8 +227,8 @@ func crashHelper() {
 			}
 		}()
 	}
-	time.Sleep(time.Minute)
-	fmt.Fprintln(os.Stderr, "helper: not killed within a minute")
+	time.Sleep(2 * time.Minute)
+	fmt.Fprintln(os.Stderr, "helper: not killed within two minutes")
 	os.Exit(3)
 }
 
@@ -320,12 +323,26 @@ func readReport(r io.Reader, ready, done chan<- struct{}) (map[string]map[model.
 // helper saw completed is served whole, that nothing aborted, removed or
 // incomplete is served, that every pair served is whole, that the counters
 // agree with a scan, and that a sweep an hour later abandons what the
-// kill left incomplete; then the next helper starts on the same store.
+// kill left incomplete; then the next helper starts on the same store. A
+// pair the kill caught while Remove was being called may be served or not
+// (whole, if it is): a server may even apply a request the killed process
+// had sent.
 func RunCrash(t *testing.T, path string, rounds int) {
+	runCrash(t, path, rounds)
+}
+
+// killDelay is how long after it is ready (or, every other round, after
+// it completed a pair) RunCrash's helper is killed.
+var killDelay = func(r *rand.Rand) time.Duration { return time.Duration(10+r.IntN(400)) * time.Millisecond }
+
+// runCrash is RunCrash; it returns how many pairs the kills caught while
+// Remove was being called.
+func runCrash(t *testing.T, path string, rounds int) int {
 	runs := rounds
 	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0))
 	completed := map[model.PairID]bool{} // every pair ever reported DONE and not removed
 	gone := map[model.PairID]bool{}      // aborted or removed
+	maybe := map[model.PairID]bool{}     // Remove called, not seen returning: removed or not
 	for run := range runs {
 		cmd, stdout, stderr := startHelper(t, "crash", path, r.Uint64())
 		ready, first := make(chan struct{}), make(chan struct{})
@@ -353,7 +370,7 @@ func RunCrash(t *testing.T, path string, rounds int) {
 			case <-time.After(30 * time.Second):
 			}
 		}
-		time.Sleep(time.Duration(10+r.IntN(400)) * time.Millisecond)
+		time.Sleep(killDelay(r))
 		if err := cmd.Process.Kill(); err != nil {
 			t.Fatal(err)
 		}
@@ -369,22 +386,24 @@ func RunCrash(t *testing.T, path string, rounds int) {
 			completed[id] = true
 		}
 		for id := range res.rep["REMOVING"] {
-			completed[id] = false // removed or not: either is right
+			maybe[id], completed[id] = true, false // removed or not: either is right
 		}
 		for _, verb := range []string{"ABORTED", "REMOVED"} {
 			for id := range res.rep[verb] {
 				gone[id], completed[id] = true, false
+				delete(maybe, id)
 			}
 		}
-		crashCheck(t, run, path, completed, gone)
+		crashCheck(t, run, path, completed, gone, maybe)
 		if t.Failed() {
-			return
+			break
 		}
 	}
+	return len(maybe)
 }
 
-// crashCheck opens the file a killed helper left and checks it.
-func crashCheck(t *testing.T, run int, path string, completed, gone map[model.PairID]bool) {
+// crashCheck opens the store a killed helper left and checks it.
+func crashCheck(t *testing.T, run int, path string, completed, gone, maybe map[model.PairID]bool) {
 	ctx := context.Background()
 	c := testclock.New(time.Now())
 	s, err := openAt(path, Options{MaxVariants: -1, Now: c.Now})
@@ -403,6 +422,21 @@ func crashCheck(t *testing.T, run int, path string, completed, gone map[model.Pa
 		}
 		if err := checkPair(p); err != nil {
 			t.Errorf("run %d: %v", run, err)
+		}
+	}
+	cutRemoved := 0         // of the maybe pairs, those the kill's Remove did remove
+	for id := range maybe { // removed or not, never anything between
+		p, err := s.GetPair(ctx, id)
+		if errors.Is(err, model.ErrNotFound) {
+			cutRemoved++
+			continue
+		}
+		if err != nil {
+			t.Errorf("run %d: pair %s, its Remove cut short by the kill: GetPair error = %v; want the pair or ErrNotFound", run, id, err)
+			continue
+		}
+		if err := checkPair(p); err != nil {
+			t.Errorf("run %d: pair %s, its Remove cut short by the kill: %v", run, id, err)
 		}
 	}
 	served := 0
@@ -430,11 +464,18 @@ func crashCheck(t *testing.T, run int, path string, completed, gone map[model.Pa
 	if st, err := s.Stats(ctx); err != nil || st.Incomplete != 0 {
 		t.Errorf("run %d: after a sweep, Stats() = %+v, %v; want no incomplete pair", run, st, err)
 	}
-	if testing.Verbose() {
-		t.Logf("run %d: %d pairs served, all whole", run, served)
-	}
+	t.Logf("run %d: %d pairs served, all whole; %d caught by a kill during Remove so far, %d of them removed",
+		run, served, len(maybe), cutRemoved)
 }
 
+// sharePairs is how many pairs each process of RunShared stores, from two
+// goroutines. (Enough to interleave: each costs a test server whose
+// queries scan, such as FerretDB, in proportion to the pairs stored.)
+const sharePairs = 40
+
+// shareHelper stores sharePairs pairs from two goroutines while a third
+// reads the pairs under every key, checking each one served; it reports
+// the pairs it completed.
 func shareHelper() {
 	path, seed := helperArgs()
 	ctx := context.Background()
@@ -451,7 +492,7 @@ func shareHelper() {
 	for w := range 2 {
 		wg.Go(func() {
 			r := rand.New(rand.NewPCG(seed, uint64(w)+2))
-			for range 40 {
+			for range sharePairs / 2 {
 				seed := r.Uint64()
 				req, key := seedRequest(seed, r.Int64N(20<<10), r.Int64N(200<<10))
 				respSize, _ := strconv.ParseInt(req.Header.Get("X-Resp-Size"), 10, 64)
@@ -475,7 +516,7 @@ func shareHelper() {
 		})
 	}
 	wg.Go(func() { // a reader, all along
-		for range 200 {
+		for range 100 {
 			ps, err := s.GetPairs(ctx, fmt.Sprint("k", r.IntN(helperKeys)))
 			if err != nil {
 				errs <- fmt.Errorf("GetPairs: %w", err)
@@ -503,7 +544,7 @@ func shareHelper() {
 }
 
 // RunShared is the sharing test: two helper processes (see ProcessMain)
-// store 80 pairs each into the store at path at once, and read the pairs
+// store 40 pairs each into the store at path at once, and read the pairs
 // under every key as they go, checking that each pair served is whole
 // (never a partial or foreign body); then RunShared checks that every pair
 // either process completed is served whole: nothing lost.
@@ -537,8 +578,8 @@ func RunShared(t *testing.T, path string) {
 		if err := p.cmd.Wait(); err != nil {
 			t.Fatalf("process %d: %v\n%s", i, err, p.stderr)
 		}
-		if n := len(rep["DONE"]); n != 80 {
-			t.Errorf("process %d completed %d pairs; want 80", i, n)
+		if n := len(rep["DONE"]); n != sharePairs {
+			t.Errorf("process %d completed %d pairs; want %d", i, n, sharePairs)
 		}
 		for id := range rep["DONE"] {
 			done[id] = true
@@ -564,4 +605,108 @@ func RunShared(t *testing.T, path string) {
 		t.Errorf("Stats() = %+v, %v; want %d pairs and nothing incomplete", st, err, len(done))
 	}
 	scanStats(t, s)
+}
+
+// updateBumps is how many UpdatePairFunc calls each helper of RunUpdates
+// makes.
+const updateBumps = 20
+
+// updateHelper adds one to the X-Count response header of the pair
+// helperEnvPair names, updateBumps times, with UpdatePairFunc.
+func updateHelper() {
+	path, _ := helperArgs()
+	ctx := context.Background()
+	id, err := model.ParsePairID(os.Getenv(helperEnvPair))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "helper: %s: %v\n", helperEnvPair, err)
+		os.Exit(2)
+	}
+	s, err := openAt(path, Options{})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "helper: open: %v\n", err)
+		os.Exit(2)
+	}
+	for range updateBumps {
+		if err := bump(ctx, s, id); err != nil {
+			fmt.Fprintf(os.Stderr, "helper: UpdatePairFunc: %v\n", err)
+			os.Exit(2)
+		}
+	}
+	if err := s.Close(); err != nil {
+		fmt.Fprintf(os.Stderr, "helper: Close: %v\n", err)
+		os.Exit(2)
+	}
+	os.Exit(0)
+}
+
+// bump adds one to the X-Count response header of pair id with
+// UpdatePairFunc.
+func bump(ctx context.Context, s Store, id model.PairID) error {
+	_, err := s.UpdatePairFunc(ctx, id, func(p model.CompletePair) (model.CompletePair, error) {
+		n, _ := strconv.Atoi(p.Response.Header.Get("X-Count"))
+		p.Response.Header = p.Response.Header.Clone()
+		if p.Response.Header == nil {
+			p.Response.Header = http.Header{}
+		}
+		p.Response.Header.Set("X-Count", strconv.Itoa(n+1))
+		return p, nil
+	})
+	return err
+}
+
+// RunUpdates is the test of UpdatePairFunc across processes: it stores one
+// pair in the store at path, two helper processes (see ProcessMain) each
+// add one to its X-Count header 20 times at once, and every update must
+// count: UpdatePairFunc is atomic across processes.
+func RunUpdates(t *testing.T, path string) {
+	if got, want := CountUpdates(t, path); got != want {
+		t.Errorf("X-Count = %d; want %d (an update was lost)", got, want)
+	}
+}
+
+// CountUpdates runs [RunUpdates]'s processes and returns the count the
+// pair ends with and the count it would end with had every update counted,
+// for a test server known to lose some, which may report what it lost
+// instead of failing. It fails the test if a helper does.
+func CountUpdates(t *testing.T, path string) (got, want int) {
+	ctx := context.Background()
+	s, err := openAt(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	inc, err := s.CreatePair(ctx, model.Request{Method: "GET", URL: "https://storagetest.example/counter"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, err := s.AddResponse(ctx, inc.ID, model.Response{Status: 200, Body: model.StringBody("counter")}, "counter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(io.Discard, cp.Response.Body); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(helperEnvPair, inc.ID.String())
+	type proc struct {
+		cmd    *exec.Cmd
+		stderr *bytes.Buffer
+	}
+	var procs []proc
+	for i := range 2 {
+		cmd, stdout, stderr := startHelper(t, "update", path, uint64(i+1))
+		go func() { _, _ = io.Copy(io.Discard, stdout) }()
+		procs = append(procs, proc{cmd, stderr})
+	}
+	for i, p := range procs {
+		if err := p.cmd.Wait(); err != nil {
+			t.Fatalf("process %d: %v\n%s", i, err, p.stderr)
+		}
+	}
+	p, err := s.GetPair(ctx, inc.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	got, _ = strconv.Atoi(p.Response.Header.Get("X-Count"))
+	return got, 2 * updateBumps
 }

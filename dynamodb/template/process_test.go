@@ -16,21 +16,41 @@ import (
 	awsdynamodb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
-	"github.com/hishel-go/hishel/internal/proctest"
 	"github.com/hishel-go/hishel/internal/testserver"
 	"github.com/hishel-go/hishel/model"
+	"github.com/hishel-go/hishel/storagetest"
 )
 
+// parent is set in the test process, once storagetest.HelperMain has
+// returned (in a helper process it never does).
+var parent bool
+
 func TestMain(m *testing.M) {
-	if proctest.IsHelper() {
-		// The helper's store: cfg is "<endpoint> <table>"; every variant
-		// kept, no background sweep.
-		proctest.Helper(func(ctx context.Context, cfg string) (proctest.Store, error) {
-			f := strings.Fields(cfg)
-			return OpenDynamoDB(ctx, options(f[0], f[1]))
-		})
-	}
+	storagetest.HelperMain(openAt)
+	parent = true
 	os.Exit(testserver.Main(m))
+}
+
+// crashProxy is the whole-request proxy of the crash test under way (see
+// TestDynamoDBCrash), or nil.
+var crashProxy *wholeProxy
+
+// openAt opens the store cfg names ("<endpoint> <table>") with o's
+// settings, in the test process and in the process tests' helpers; there
+// is no background sweep. In the test process, during the crash test, it
+// first drains the proxy its helpers write through, and goes to dynalite
+// directly.
+func openAt(cfg string, o storagetest.Options) (storagetest.Store, error) {
+	f := strings.Fields(cfg)
+	endpoint := f[0]
+	if parent && crashProxy != nil {
+		crashProxy.drain()
+		endpoint = crashProxy.target
+	}
+	opts := options(endpoint, f[1])
+	opts.SetSettings(o.Settings())
+	opts.SweepInterval = -1
+	return OpenDynamoDB(context.Background(), opts)
 }
 
 // options are the test server's table's options (dynalite takes any
@@ -53,18 +73,10 @@ func options(endpoint, table string) *DynamoDBOptions {
 // answered every request of the killed writer before it checks anything.
 func TestDynamoDBCrash(t *testing.T) {
 	srv := testserver.DynamoDB(t)
-	proxy := newWholeProxy(t, srv.Endpoint)
-	cfg := proxy.url + " " + srv.Table
-	var last *DynamoDB
-	proctest.Crash(t, 3, cfg, func(now func() time.Time) (proctest.Store, error) {
-		proxy.drain()
-		o := options(srv.Endpoint, srv.Table)
-		o.Now = now
-		s, err := OpenDynamoDB(context.Background(), o)
-		last = s
-		return s, err
-	})
-	checkChunks(t, last)
+	crashProxy = newWholeProxy(t, srv.Endpoint)
+	defer func() { crashProxy = nil }()
+	storagetest.RunCrash(t, crashProxy.url+" "+srv.Table, 8)
+	checkChunks(t, options(srv.Endpoint, srv.Table))
 }
 
 // wholeProxy is an HTTP proxy that forwards a request only once it has
@@ -136,12 +148,13 @@ func (p *wholeProxy) drain() {
 	p.mu.Unlock()
 }
 
-// checkChunks opens s's table again and checks that the chunks left are
-// those of the stored pairs: the sweeps reclaimed every aborted body.
-func checkChunks(t *testing.T, s *DynamoDB) {
+// checkChunks opens the table o names again and checks that the chunks
+// left are those of the stored pairs: the sweeps reclaimed every aborted
+// body.
+func checkChunks(t *testing.T, o *DynamoDBOptions) {
 	ctx := context.Background()
-	s, err := OpenDynamoDB(ctx, &DynamoDBOptions{Client: s.db, Table: *s.table, SweepInterval: -1,
-		Now: func() time.Time { return time.Now().Add(24 * time.Hour) }})
+	o.Now = func() time.Time { return time.Now().Add(24 * time.Hour) }
+	s, err := OpenDynamoDB(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,27 +196,12 @@ func chunks(n int64) int64 { return (n + MinDynamoDBChunk - 1) / MinDynamoDBChun
 // completed is served whole.
 func TestDynamoDBTwoProcesses(t *testing.T) {
 	srv := testserver.DynamoDB(t)
-	cfg := srv.Endpoint + " " + srv.Table
-	open := func() (proctest.Store, error) {
-		return OpenDynamoDB(context.Background(), options(srv.Endpoint, srv.Table))
-	}
-	s, err := open() // the table exists before either process starts
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	proctest.Share(t, cfg, open)
+	storagetest.RunShared(t, srv.Endpoint+" "+srv.Table)
 }
 
 // Two processes' UpdatePairFunc calls on one pair all count: each is a
 // write conditional on the version it read.
 func TestDynamoDBUpdatesAcrossProcesses(t *testing.T) {
 	srv := testserver.DynamoDB(t)
-	cfg := srv.Endpoint + " " + srv.Table
-	got := proctest.Updates(t, cfg, func() (proctest.Store, error) {
-		return OpenDynamoDB(context.Background(), options(srv.Endpoint, srv.Table))
-	})
-	if want := 2 * proctest.UpdateBumps; got != want {
-		t.Errorf("X-Count = %d; want %d (an update was lost)", got, want)
-	}
+	storagetest.RunUpdates(t, srv.Endpoint+" "+srv.Table)
 }

@@ -9,20 +9,24 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 
-	"github.com/hishel-go/hishel/internal/proctest"
 	"github.com/hishel-go/hishel/internal/testserver"
 	"github.com/hishel-go/hishel/model"
+	"github.com/hishel-go/hishel/storagetest"
 )
 
 func TestMain(m *testing.M) {
-	if proctest.IsHelper() {
-		// The helper's store: cfg is "<uri> <database> <gridfs>"; every
-		// variant kept, no background sweep.
-		proctest.Helper(func(ctx context.Context, cfg string) (proctest.Store, error) {
-			return OpenMongo(ctx, helperOptions(cfg, nil))
-		})
-	}
+	storagetest.HelperMain(openAt)
 	os.Exit(testserver.Main(m))
+}
+
+// openAt opens the store cfg names ("<uri> <database> <docs|gridfs>") with
+// o's settings, in the test process and in the process tests' helpers;
+// there is no background sweep.
+func openAt(cfg string, o storagetest.Options) (storagetest.Store, error) {
+	opts := helperOptions(cfg, nil)
+	opts.SetSettings(o.Settings())
+	opts.SweepInterval = -1
+	return OpenMongo(context.Background(), opts)
 }
 
 func config(srv testserver.MongoServer, gridfs bool) string {
@@ -49,9 +53,7 @@ func TestMongoCrash(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			cfg := config(testserver.Mongo(t), gridfs)
-			proctest.Crash(t, 3, cfg, func(now func() time.Time) (proctest.Store, error) {
-				return OpenMongo(context.Background(), helperOptions(cfg, now))
-			})
+			storagetest.RunCrash(t, cfg, 8)
 			checkChunks(t, cfg)
 		})
 	}
@@ -97,14 +99,7 @@ func chunks(n int64) int64 { return (n + MinMongoChunk - 1) / MinMongoChunk }
 // Two processes store and read one database at once; every pair either
 // completed is served whole.
 func TestMongoTwoProcesses(t *testing.T) {
-	cfg := config(testserver.Mongo(t), false)
-	open := func() (proctest.Store, error) { return OpenMongo(context.Background(), helperOptions(cfg, nil)) }
-	s, err := open() // the indexes exist before either process starts
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	proctest.Share(t, cfg, open)
+	storagetest.RunShared(t, config(testserver.Mongo(t), false))
 }
 
 // Two processes' UpdatePairFunc calls on one pair all count on MongoDB,
@@ -120,8 +115,7 @@ func TestMongoUpdatesAcrossProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	got := proctest.Updates(t, cfg, func() (proctest.Store, error) { return OpenMongo(ctx, helperOptions(cfg, nil)) })
-	want := 2 * proctest.UpdateBumps
+	got, want := storagetest.CountUpdates(t, cfg)
 	var info bson.M
 	if err := s.pairs.Database().RunCommand(ctx, bson.D{{Key: "buildInfo", Value: 1}}).Decode(&info); err != nil {
 		t.Fatal(err)

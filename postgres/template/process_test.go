@@ -88,3 +88,8 @@ func waitAlone(dsn string) error {
 func TestPostgresTwoProcesses(t *testing.T) {
 	storagetest.RunShared(t, testserver.Postgres(t).DSN())
 }
+
+// Two processes' UpdatePairFunc calls on one pair all count.
+func TestPostgresUpdatesAcrossProcesses(t *testing.T) {
+	storagetest.RunUpdates(t, testserver.Postgres(t).DSN())
+}

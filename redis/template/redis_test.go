@@ -16,24 +16,16 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/hishel-go/hishel/internal/proctest"
 	"github.com/hishel-go/hishel/internal/testserver"
 	"github.com/hishel-go/hishel/model"
+	"github.com/hishel-go/hishel/storagetest"
 )
 
 func TestMain(m *testing.M) {
 	if os.Getenv(crashEnv) != "" {
 		crashChild() // never returns
 	}
-	if proctest.IsHelper() {
-		// The helper's store: the parent's server and prefix ("addr
-		// prefix"), every variant kept, no background sweep.
-		proctest.Helper(func(ctx context.Context, cfg string) (proctest.Store, error) {
-			addr, prefix, _ := strings.Cut(cfg, " ")
-			return OpenRedis(ctx, &RedisOptions{Addr: addr, Prefix: prefix, ChunkSize: 16 << 10, SweepInterval: -1,
-				MaxVariants: -1, Timeout: testTimeout})
-		})
-	}
+	storagetest.HelperMain(openAt)
 	os.Exit(testserver.Main(m))
 }
 

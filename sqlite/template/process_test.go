@@ -32,3 +32,9 @@ func TestSQLiteCrash(t *testing.T) {
 func TestSQLiteTwoProcesses(t *testing.T) {
 	storagetest.RunShared(t, filepath.Join(t.TempDir(), "shared.db"))
 }
+
+// Two processes' UpdatePairFunc calls on one pair all count: each runs in
+// one write transaction.
+func TestSQLiteUpdatesAcrossProcesses(t *testing.T) {
+	storagetest.RunUpdates(t, filepath.Join(t.TempDir(), "updates.db"))
+}
