@@ -1,0 +1,225 @@
+package template
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hishel-go/hishel/backend"
+	"github.com/hishel-go/hishel/bolt"
+	"github.com/hishel-go/hishel/model"
+)
+
+// orphanAge is how old a body file that no pair refers to must be before
+// removeOrphans removes it: a body being stored has its file before the
+// writer commits its first chunks.
+const orphanAge = time.Minute
+
+// bodyFiles is the directory of the bodies a Bolt keeps in files (see
+// BoltOptions.FileBodyMin), one file per body, named by
+// bolt.BodyFileName.
+type bodyFiles struct {
+	dir string // Path + ".bodies"
+	min int64  // FileBodyMin; 0 or less: no new body goes to a file
+
+	mu      sync.Mutex
+	writing map[string]struct{} // files being written by this process
+}
+
+// create creates the file of a body being stored, and notes it as being
+// written until done.
+func (b *bodyFiles) create(nonce uint64, kind bolt.Kind) (*os.File, string, error) {
+	name := bolt.BodyFileName(nonce, kind)
+	b.mu.Lock()
+	b.writing[name] = struct{}{}
+	b.mu.Unlock()
+	f, err := os.OpenFile(filepath.Join(b.dir, name), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		b.done(name)
+		return nil, "", fmt.Errorf("hishel: create body file: %w", err)
+	}
+	return f, name, nil
+}
+
+// done notes that the file name is no longer being written.
+func (b *bodyFiles) done(name string) {
+	b.mu.Lock()
+	delete(b.writing, name)
+	b.mu.Unlock()
+}
+
+// syncDir makes the directory's entries (new files) durable.
+func (b *bodyFiles) syncDir() error {
+	d, err := os.Open(b.dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	return errors.Join(err, d.Close())
+}
+
+// writeFile appends chunks to the body's file, whose chunk keys the
+// caller has computed, and hands their buffers back to the writer's pool;
+// it returns the values stored for them (their lengths). At the end of the
+// body it syncs the file and its directory entry (unless NoSync), so that
+// the marker committed next never refers to bytes a crash could lose, and
+// closes it.
+func (k *boltSink) writeFile(chunks [][]byte, final bool) ([][]byte, error) {
+	vals := make([][]byte, len(chunks))
+	for i, c := range chunks {
+		if _, err := k.file.Write(c); err != nil {
+			return nil, fmt.Errorf("hishel: write body file: %w", err)
+		}
+		vals[i] = bolt.EncodeFileChunk(len(c))
+		k.s.w.chunkBufs.Put(&chunks[i])
+	}
+	if !final {
+		return vals, nil
+	}
+	var err error
+	if !k.s.opts.NoSync {
+		if err = k.file.Sync(); err == nil {
+			err = k.s.bodies.syncDir()
+		}
+	}
+	err = errors.Join(err, k.file.Close())
+	k.file = nil
+	if err != nil {
+		return nil, fmt.Errorf("hishel: sync body file: %w", err)
+	}
+	return vals, nil
+}
+
+// abortFile removes the file of a body whose storing failed.
+func (k *boltSink) abortFile() {
+	if k.file != nil {
+		_ = k.file.Close()
+		k.file = nil
+	}
+	if k.name != "" {
+		_ = os.Remove(filepath.Join(k.s.bodies.dir, k.name))
+		k.s.bodies.done(k.name)
+	}
+}
+
+// errBodyFileGone is a body file that is not there: its pair was removed
+// after the read transaction that found its chunks began, or it was lost.
+var errBodyFileGone = errors.New("body file missing")
+
+// readFile reads the chunk whose stored value is v from the body's file,
+// at the offset the chunks before it end, into a pooled buffer.
+func (r *storedBody) readFile(v []byte) ([]byte, error) {
+	n, err := bolt.DecodeFileChunk(v, backend.MaxChunkSize)
+	if err != nil {
+		return nil, err
+	}
+	if r.f == nil {
+		f, err := os.Open(filepath.Join(r.s.bodies.dir, bolt.BodyFileName(r.nonce, r.kind)))
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, errBodyFileGone
+		}
+		if err != nil {
+			return nil, fmt.Errorf("hishel: body of pair %s: %w", r.id, err)
+		}
+		r.f = f
+	}
+	buf := chunkBuf(n)
+	if _, err := r.f.ReadAt(buf, r.loaded); err != nil {
+		putChunk(buf)
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("body file ends before chunk %d: %w", r.next, model.ErrCorrupt)
+		}
+		return nil, fmt.Errorf("hishel: body of pair %s: %w", r.id, err)
+	}
+	return buf, nil
+}
+
+// closeFile closes the body's file, if open.
+func (r *storedBody) closeFile() {
+	if r.f != nil {
+		_ = r.f.Close()
+		r.f = nil
+	}
+}
+
+// fileGone tells why the body's file was missing: its pair was removed
+// (model.ErrRemoved), or the file was lost (model.ErrCorrupt, and the
+// pair is a suspect).
+func (r *storedBody) fileGone() error {
+	err := r.s.view(func(t *readTx) error {
+		if !r.samePair(t) {
+			return fmt.Errorf("hishel: body of pair %s: %w", r.id, model.ErrRemoved)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	r.s.suspect(r.id)
+	return fmt.Errorf("hishel: body of pair %s: %w: %w", r.id, errBodyFileGone, model.ErrCorrupt)
+}
+
+// checkFileBody reads the body of kind (KindFile included) of the pair
+// with the given nonce through from its file, checking each chunk against
+// key and value from the chunks bucket as a reader would.
+func checkFileChunk(f *os.File, off int64, k, v []byte) (int, error) {
+	n, err := bolt.DecodeFileChunk(v, backend.MaxChunkSize)
+	if err != nil {
+		return 0, err
+	}
+	buf := chunkBuf(n)
+	defer putChunk(buf)
+	if _, err := f.ReadAt(buf, off); err != nil {
+		return 0, fmt.Errorf("body file: %w: %w", err, model.ErrCorrupt)
+	}
+	return n, bolt.CheckChunk(k, buf)
+}
+
+// removeOrphans removes the body files that no pair refers to (left by a
+// crash, a failed removal, or Clear) once they are orphanAge old, and
+// returns how many it removed.
+func (s *Bolt) removeOrphans(ctx context.Context) (int, error) {
+	ents, err := os.ReadDir(s.bodies.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("hishel: list body files: %w", err)
+	}
+	removed := 0
+	for _, e := range ents {
+		if err := ctx.Err(); err != nil {
+			return removed, err
+		}
+		nonce, kind, ok := bolt.ParseBodyFileName(e.Name())
+		if !ok {
+			continue
+		}
+		s.bodies.mu.Lock()
+		_, busy := s.bodies.writing[e.Name()]
+		s.bodies.mu.Unlock()
+		if info, err := e.Info(); busy || err != nil || time.Since(info.ModTime()) < orphanAge {
+			continue
+		}
+		var used bool
+		err := s.view(func(t *readTx) error {
+			k, _ := t.chunksC.Seek(bolt.ChunkSeek(nonce, kind, 0))
+			n, knd, _, err := bolt.ParseChunkKey(k)
+			used = k != nil && err == nil && n == nonce && knd == kind
+			return nil
+		})
+		if err != nil {
+			return removed, err
+		}
+		if !used && os.Remove(filepath.Join(s.bodies.dir, e.Name())) == nil {
+			removed++
+		}
+	}
+	return removed, nil
+}
