@@ -21,6 +21,10 @@ import (
 // writer commits its first chunks.
 const orphanAge = time.Minute
 
+// writebackBytes is how much of a body file being written is handed to
+// the disk at a time, before the sync at its end (unless NoSync).
+const writebackBytes = 8 << 20
+
 // bodyFiles is the directory of the bodies a Bolt keeps in files (see
 // BoltOptions.FileBodyMin), one file per body, named by
 // bolt.BodyFileName.
@@ -77,7 +81,12 @@ func (k *boltSink) writeFile(chunks [][]byte, final bool) ([][]byte, error) {
 			return nil, fmt.Errorf("hishel: write body file: %w", err)
 		}
 		vals[i] = bolt.EncodeFileChunk(len(c))
+		k.written += int64(len(c))
 		k.s.w.chunkBufs.Put(&chunks[i])
+	}
+	if !k.s.opts.NoSync && !final && k.written-k.flushed >= writebackBytes {
+		startWriteback(k.file, k.flushed, k.written-k.flushed)
+		k.flushed = k.written
 	}
 	if !final {
 		return vals, nil

@@ -29,6 +29,8 @@ type boltSink struct {
 	decided bool     // whether the body goes to a file is decided (first Store)
 	file    *os.File // the body's file while it is written (FileBodyMin)
 	name    string   // its name, once created
+	written int64    // bytes written to the file
+	flushed int64    // bytes whose writeback started (startWriteback)
 }
 
 func (s *Bolt) newSaver(ctx context.Context, rec *bolt.Record, kind bolt.Kind, src *model.Body) *backend.Stream {
