@@ -34,6 +34,14 @@ type bodyFiles struct {
 
 	mu      sync.Mutex
 	writing map[string]struct{} // files being written by this process
+
+	// Directory syncs, one at a time, shared by the callers that wait
+	// (see syncDir). Guarded by syncMu.
+	syncMu            sync.Mutex
+	synced            *sync.Cond // on syncMu: a sync ended
+	started, finished uint64     // syncs started and ended, numbered from 1
+	syncing           bool
+	syncErr           error // the last sync's
 }
 
 // create creates the file of a body being stored, and notes it as being
@@ -58,14 +66,32 @@ func (b *bodyFiles) done(name string) {
 	b.mu.Unlock()
 }
 
-// syncDir makes the directory's entries (new files) durable.
+// syncDir makes the directory's entries (files created before the call)
+// durable. Concurrent callers share syncs: a caller waits for the first
+// sync that starts after it was called, and starts it if none is running,
+// so that a crowd of bodies ending together costs one or two syncs.
 func (b *bodyFiles) syncDir() error {
-	d, err := os.Open(b.dir)
-	if err != nil {
-		return err
+	b.syncMu.Lock()
+	defer b.syncMu.Unlock()
+	if b.synced == nil {
+		b.synced = sync.NewCond(&b.syncMu)
 	}
-	err = d.Sync()
-	return errors.Join(err, d.Close())
+	want := b.started + 1 // one running now may have started before the call
+	for b.finished < want {
+		if b.syncing {
+			b.synced.Wait()
+			continue
+		}
+		b.syncing = true
+		b.started++
+		n := b.started
+		b.syncMu.Unlock()
+		err := syncDir(b.dir)
+		b.syncMu.Lock()
+		b.syncing, b.finished, b.syncErr = false, n, err
+		b.synced.Broadcast()
+	}
+	return b.syncErr
 }
 
 // writeFile appends chunks to the body's file, whose chunk keys the
