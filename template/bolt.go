@@ -403,7 +403,8 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 	s.nonce.Store(nonce)
 	s.w.nonce = nonce
 	s.w.afterCommit = s.afterCommit
-	s.w.bodies = bodies.dir
+	s.w.bodies = bodies
+	bodies.orphans.Store(true) // a crash may have left some
 	s.w.reads = s.rd
 	s.w.open = s.openPairs
 	s.w.rollbackCheck = func() error { return checkFile(s.file) }
@@ -1279,7 +1280,7 @@ func purgeChunks(t *wtx, nonce uint64) {
 				n, _ := bolt.DecodeFileChunk(v, backend.MaxChunkSize)
 				freed += int64(n)
 			}
-			if name := bolt.BodyFileName(nonce, kind); t.bodies != "" && (len(t.unlink) == 0 || t.unlink[len(t.unlink)-1] != name) {
+			if name := bolt.BodyFileName(nonce, kind); t.bodies != nil && (len(t.unlink) == 0 || t.unlink[len(t.unlink)-1] != name) {
 				t.unlink = append(t.unlink, name)
 			}
 		} else if seq != bolt.MarkerSeq {
@@ -1819,7 +1820,9 @@ func (s *Bolt) Clear(ctx context.Context) error {
 	if err := s.check(ctx); err != nil {
 		return err
 	}
-	return s.w.do(ctx, true, s.clear)
+	err := s.w.do(ctx, true, s.clear)
+	s.bodies.orphans.Store(true) // the files of the cleared pairs
+	return err
 }
 
 // clear is Clear's op.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hishel-go/hishel/backend"
@@ -34,6 +35,13 @@ type bodyFiles struct {
 
 	mu      sync.Mutex
 	writing map[string]struct{} // files being written by this process
+
+	// orphans says that files no pair refers to may be there: set at open
+	// (a crash may have left some), by Clear, and when a removal failed;
+	// the next sweep lists the directory then (removeOrphans), and not
+	// otherwise, so that a sweep's work stays proportional to what it
+	// removes, not to the number of bodies.
+	orphans atomic.Bool
 
 	// Directory syncs, one at a time, shared by the callers that wait
 	// (see syncDir). Guarded by syncMu.
@@ -138,7 +146,7 @@ func (k *boltSink) abortFile() {
 		k.file = nil
 	}
 	if k.name != "" {
-		_ = os.Remove(filepath.Join(k.s.bodies.dir, k.name))
+		k.s.bodies.remove(k.name)
 		k.s.bodies.done(k.name)
 	}
 }
@@ -216,10 +224,28 @@ func checkFileChunk(f *os.File, off int64, k, v []byte) (int, error) {
 	return n, bolt.CheckChunk(k, buf)
 }
 
+// remove removes the file name, and notes an orphan if that fails.
+func (b *bodyFiles) remove(name string) {
+	if err := os.Remove(filepath.Join(b.dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		b.orphans.Store(true)
+	}
+}
+
 // removeOrphans removes the body files that no pair refers to (left by a
-// crash, a failed removal, or Clear) once they are orphanAge old, and
-// returns how many it removed.
+// crash, a failed removal, or Clear) once they are orphanAge old, when
+// there may be some (bodyFiles.orphans), and returns how many it removed.
 func (s *Bolt) removeOrphans(ctx context.Context) (int, error) {
+	if !s.bodies.orphans.Swap(false) {
+		return 0, nil
+	}
+	removed, err := s.removeOrphansNow(ctx)
+	if err != nil {
+		s.bodies.orphans.Store(true)
+	}
+	return removed, err
+}
+
+func (s *Bolt) removeOrphansNow(ctx context.Context) (int, error) {
 	ents, err := os.ReadDir(s.bodies.dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, nil
@@ -239,20 +265,28 @@ func (s *Bolt) removeOrphans(ctx context.Context) (int, error) {
 		s.bodies.mu.Lock()
 		_, busy := s.bodies.writing[e.Name()]
 		s.bodies.mu.Unlock()
-		if info, err := e.Info(); busy || err != nil || time.Since(info.ModTime()) < orphanAge {
+		if busy {
 			continue
 		}
 		var used bool
 		err := s.view(func(t *readTx) error {
 			k, _ := t.chunksC.Seek(bolt.ChunkSeek(nonce, kind, 0))
-			n, knd, _, err := bolt.ParseChunkKey(k)
-			used = k != nil && err == nil && n == nonce && knd == kind
+			used = isChunkOf(k, nonce, kind)
 			return nil
 		})
 		if err != nil {
 			return removed, err
 		}
-		if !used && os.Remove(filepath.Join(s.bodies.dir, e.Name())) == nil {
+		if used {
+			continue
+		}
+		if info, err := e.Info(); err != nil || time.Since(info.ModTime()) < orphanAge {
+			// Perhaps a body whose first chunks are being committed, or
+			// an orphan too young to tell: look again next time.
+			s.bodies.orphans.Store(true)
+			continue
+		}
+		if os.Remove(filepath.Join(s.bodies.dir, e.Name())) == nil {
 			removed++
 		}
 	}

@@ -232,6 +232,39 @@ func TestBoltFileBodyOrphans(t *testing.T) {
 	if got, err := readResponse(t, s, "k"); err != nil || !bytes.Equal(got, body) {
 		t.Errorf("response body after the sweep: %d bytes, %v", len(got), err)
 	}
+
+	// The young orphan keeps the next sweep looking; once none is left,
+	// sweeps no longer list the directory, until Clear.
+	if err := os.Remove(filepath.Join(dir, fresh)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Cleanup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	late := bolt.BodyFileName(1<<40+2, bolt.KindResponse)
+	if err := os.WriteFile(filepath.Join(dir, late), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(filepath.Join(dir, late), old, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Cleanup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want = []string{kept, late, "unrelated.txt"}
+	slices.Sort(want)
+	if got := bodyFileNames(t, path); !slices.Equal(got, want) {
+		t.Errorf("body files after a sweep with no orphan expected = %q; want %q (not listed)", got, want)
+	}
+	if err := s.Clear(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Cleanup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := bodyFileNames(t, path); !slices.Equal(got, []string{"unrelated.txt"}) {
+		t.Errorf("body files after Clear and a sweep = %q; want only unrelated.txt", got)
+	}
 }
 
 // TestBoltFileBodyMinNegative keeps every body in the database.

@@ -6,8 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -84,8 +82,8 @@ type writer struct {
 	lazyWindow time.Duration
 	maxTxAge   time.Duration
 
-	// bodies is the directory of body files (Bolt.bodies), "" if none.
-	bodies string
+	// bodies are the body files (Bolt.bodies), nil if none.
+	bodies *bodyFiles
 
 	// chunkBufs holds the buffers of body chunks that committed (or
 	// rolled back) transactions no longer use (see wtx.release), for
@@ -160,7 +158,7 @@ type wtx struct {
 	// bodies is writer.bodies; unlink lists the body files (their names
 	// in bodies) of the chunks this transaction deleted: they are removed
 	// once it is committed.
-	bodies string
+	bodies *bodyFiles
 	unlink []string
 }
 
@@ -569,7 +567,7 @@ collect:
 		// What is left of a file whose removal fails (or that a crash
 		// kept) no pair refers to: the sweep's removeOrphans retries.
 		for _, name := range t.unlink {
-			_ = os.Remove(filepath.Join(t.bodies, name))
+			t.bodies.remove(name)
 		}
 	}
 	for _, o := range waiting {
