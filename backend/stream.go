@@ -30,6 +30,17 @@ type Sink interface {
 	Abort()
 }
 
+// ChunkMaker is a [Sink] that gives its [Stream] the buffers chunks are cut
+// into: a backend done with a chunk once it is written (a database that
+// copies the bytes in) can reuse its buffer for a later chunk, instead of
+// allocating, zeroing and faulting in new memory for every chunk.
+type ChunkMaker interface {
+	Sink
+	// MakeChunk returns an empty buffer of capacity size, which the
+	// stream fills and then hands to Store like any chunk.
+	MakeChunk(size int) []byte
+}
+
 // Stream stores a body as its reader reads it: it is the source of the
 // Body that CreatePair and AddResponse return (model.NewBody(stream)),
 // reading the caller's body and handing what it read to a [Sink]. Its
@@ -45,6 +56,7 @@ type Stream struct {
 	id        model.PairID
 	src       *model.Body
 	sink      Sink
+	maker     ChunkMaker // sink, if it makes chunk buffers
 	chunkSize int
 	flushAt   int // hand chunks over once this many bytes are pending
 
@@ -68,7 +80,8 @@ func NewStream(ctx context.Context, id model.PairID, src *model.Body, sk Sink, c
 	if chunkSize <= 0 {
 		chunkSize = DefaultChunkSize
 	}
-	return &Stream{ctx: ctx, id: id, src: src, sink: sk, chunkSize: chunkSize, flushAt: flushAt}
+	maker, _ := sk.(ChunkMaker)
+	return &Stream{ctx: ctx, id: id, src: src, sink: sk, maker: maker, chunkSize: chunkSize, flushAt: flushAt}
 }
 
 // Read reads from the source body and stores what it read. At the end of
@@ -144,6 +157,9 @@ func (v *Stream) passed(p []byte, err error) error {
 func (v *Stream) add(p []byte) {
 	v.size += int64(len(p))
 	for len(p) > 0 {
+		if v.cur == nil && v.maker != nil {
+			v.cur = v.maker.MakeChunk(v.chunkSize)[:0]
+		}
 		var full bool
 		v.cur, p, full = FillChunk(v.cur, p, v.chunkSize)
 		if full {

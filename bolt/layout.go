@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math"
+	"strconv"
 	"time"
 
 	"github.com/hishel-go/hishel/model"
@@ -176,7 +177,51 @@ const (
 	KindRequest Kind = 0
 	// KindResponse marks response body chunks.
 	KindResponse Kind = 1
+	// KindFile, added to a body's kind, marks the chunks of a body whose
+	// bytes are kept in a file beside the database (see BodyFileName)
+	// instead of in the chunks bucket: each chunk's value is its length
+	// (EncodeFileChunk), its bytes follow the previous chunk's in the
+	// file, and its key's checksum covers those bytes. The body's marker
+	// is kept as any other.
+	KindFile Kind = 2
 )
+
+// BodyFileName is the name, in the bodies directory beside the database,
+// of the file holding the body of kind (KindFile included) of the pair
+// with the given nonce: 16 hexadecimal digits, a dot and the kind.
+func BodyFileName(nonce uint64, kind Kind) string {
+	return fmt.Sprintf("%016x.%d", nonce, kind|KindFile)
+}
+
+// ParseBodyFileName is BodyFileName's inverse; ok is false for a name it
+// did not make.
+func ParseBodyFileName(name string) (nonce uint64, kind Kind, ok bool) {
+	if len(name) != 18 || name[16] != '.' || (name[17] != '2' && name[17] != '3') {
+		return 0, 0, false
+	}
+	nonce, err := strconv.ParseUint(name[:16], 16, 64)
+	if err != nil {
+		return 0, 0, false
+	}
+	return nonce, Kind(name[17] - '0'), true
+}
+
+// EncodeFileChunk is the value stored for a chunk of n bytes kept in a
+// body file (see KindFile).
+func EncodeFileChunk(n int) []byte { return binary.BigEndian.AppendUint64(nil, uint64(n)) }
+
+// DecodeFileChunk returns the length EncodeFileChunk stored, which must be
+// at most limit.
+func DecodeFileChunk(v []byte, limit int) (int, error) {
+	if len(v) != 8 {
+		return 0, fmt.Errorf("file chunk reference of %d bytes, want 8: %w", len(v), model.ErrCorrupt)
+	}
+	n := binary.BigEndian.Uint64(v)
+	if n == 0 || n > uint64(limit) {
+		return 0, fmt.Errorf("file chunk of %d bytes (at most %d): %w", n, limit, model.ErrCorrupt)
+	}
+	return int(n), nil
+}
 
 // MarkerSeq is the sequence number of a body's completion marker; it sorts
 // after every chunk of the body.

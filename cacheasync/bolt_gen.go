@@ -72,6 +72,21 @@ import (
 //
 //		// ChunkSize is the size of stored body chunks. Default 64 KiB.
 //		ChunkSize int
+//		// FileBodyMin is the size from which a body is kept in a file of its
+//		// own beside the database, in the directory Path plus ".bodies",
+//		// instead of in the database's pages: the body is written to its file
+//		// as it arrives, by the goroutine storing it rather than the single
+//		// writer, once; the pair's record, each chunk's length and checksum
+//		// and the body's completion marker stay in the database, and the
+//		// marker is committed only after the file is written (and synced,
+//		// unless NoSync). Removing the pair removes the file after the removal
+//		// is committed; a sweep removes files that no pair refers to (left by
+//		// a crash) once they are a minute old. Bodies are read, checked and
+//		// counted (MaxBytes, Stats) alike wherever they are kept. A body
+//		// smaller than FileBodyMin when it ends, having fitted in the first
+//		// hand-over to the writer (1 MiB), stays in the database. Default
+//		// DefaultFileBodyMin; negative: every body in the database.
+//		FileBodyMin int64
 //		// AccessFlushInterval is how long access times (for TTL refresh and LRU
 //		// order) are gathered in memory before they are written, so that reads
 //		// stay reads. Default 1s.
@@ -159,6 +174,7 @@ func OpenBolt(ctx context.Context, opts *BoltOptions, async *Options) (*Bolt, er
 //	open-timeout=DURATION   OpenTimeout
 //	access-flush=DURATION   AccessFlushInterval
 //	mmap-size=N             InitialMmapSize (KiB, MiB, GiB suffixes allowed)
+//	file-body-min=N         FileBodyMin (KiB, MiB, GiB suffixes allowed; -1: none)
 //	rebuild=BOOL            Rebuild
 //	verify-every-read=BOOL  VerifyEveryRead
 //

@@ -41,6 +41,8 @@ const (
 	// DefaultInitialMmapSize is BoltOptions.InitialMmapSize's default where
 	// it applies (see there).
 	DefaultInitialMmapSize = 256 << 20
+	// DefaultFileBodyMin is BoltOptions.FileBodyMin's default.
+	DefaultFileBodyMin = 256 << 10
 )
 
 const (
@@ -117,6 +119,21 @@ type BoltOptions struct {
 
 	// ChunkSize is the size of stored body chunks. Default 64 KiB.
 	ChunkSize int
+	// FileBodyMin is the size from which a body is kept in a file of its
+	// own beside the database, in the directory Path plus ".bodies",
+	// instead of in the database's pages: the body is written to its file
+	// as it arrives, by the goroutine storing it rather than the single
+	// writer, once; the pair's record, each chunk's length and checksum
+	// and the body's completion marker stay in the database, and the
+	// marker is committed only after the file is written (and synced,
+	// unless NoSync). Removing the pair removes the file after the removal
+	// is committed; a sweep removes files that no pair refers to (left by
+	// a crash) once they are a minute old. Bodies are read, checked and
+	// counted (MaxBytes, Stats) alike wherever they are kept. A body
+	// smaller than FileBodyMin when it ends, having fitted in the first
+	// hand-over to the writer (1 MiB), stays in the database. Default
+	// DefaultFileBodyMin; negative: every body in the database.
+	FileBodyMin int64
 	// AccessFlushInterval is how long access times (for TTL refresh and LRU
 	// order) are gathered in memory before they are written, so that reads
 	// stay reads. Default 1s.
@@ -194,6 +211,9 @@ func (o *BoltOptions) resolved() (BoltOptions, error) {
 	if r.Logger == nil {
 		r.Logger = slog.Default()
 	}
+	if r.FileBodyMin == 0 {
+		r.FileBodyMin = DefaultFileBodyMin
+	}
 	switch {
 	case r.InitialMmapSize < 0:
 		r.InitialMmapSize = 0
@@ -229,13 +249,14 @@ func defaultMmapSize(goos string, intBits int) int {
 //hishel:backend
 //hishel:scheme bolt
 type Bolt struct {
-	held *heldFile // this process's claim on the file
-	db   *bbolt.DB
-	file *os.File // bbolt's open file (see checkFile)
-	opts BoltOptions
-	pol  backend.Policy
-	w    *writer
-	rd   *readers
+	held   *heldFile  // this process's claim on the file
+	bodies *bodyFiles // bodies kept in files (FileBodyMin)
+	db     *bbolt.DB
+	file   *os.File // bbolt's open file (see checkFile)
+	opts   BoltOptions
+	pol    backend.Policy
+	w      *writer
+	rd     *readers
 
 	// Access times (unix ns) of reads, gathered and written in batches:
 	// access holds those not yet taken by a write transaction, flushing
@@ -331,6 +352,13 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 		NoFreelistSync:  true,
 		InitialMmapSize: o.InitialMmapSize,
 	}
+	bodies := &bodyFiles{dir: o.Path + ".bodies", min: o.FileBodyMin, writing: make(map[string]struct{})}
+	if o.FileBodyMin > 0 {
+		if err := os.Mkdir(bodies.dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			hf.release()
+			return nil, fmt.Errorf("hishel: create the bodies directory: %w", err)
+		}
+	}
 	access := make(map[model.PairID]int64)
 	db, file, nonce, release, err := openDB(o.Path, o.FileMode, timeout, bo, access)
 	if err != nil && o.Rebuild && rebuildable(err) {
@@ -358,6 +386,7 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 	hf.opened()
 	s := &Bolt{
 		held:      hf,
+		bodies:    bodies,
 		db:        db,
 		file:      file,
 		opts:      o,
@@ -374,6 +403,8 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 	s.nonce.Store(nonce)
 	s.w.nonce = nonce
 	s.w.afterCommit = s.afterCommit
+	s.w.bodies = bodies
+	bodies.orphans.Store(true) // a crash may have left some
 	s.w.reads = s.rd
 	s.w.open = s.openPairs
 	s.w.rollbackCheck = func() error { return checkFile(s.file) }
@@ -392,6 +423,7 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 //	open-timeout=DURATION   OpenTimeout
 //	access-flush=DURATION   AccessFlushInterval
 //	mmap-size=N             InitialMmapSize (KiB, MiB, GiB suffixes allowed)
+//	file-body-min=N         FileBodyMin (KiB, MiB, GiB suffixes allowed; -1: none)
 //	rebuild=BOOL            Rebuild
 //	verify-every-read=BOOL  VerifyEveryRead
 //
@@ -412,6 +444,7 @@ func OpenBoltURL(ctx context.Context, u *url.URL) (*Bolt, error) {
 	q.Duration("access-flush", &o.AccessFlushInterval)
 	q.Int("mmap-size", &o.InitialMmapSize)
 	q.Bool("verify-every-read", &o.VerifyEveryRead)
+	q.Int64("file-body-min", &o.FileBodyMin)
 	q.Bool("rebuild", &o.Rebuild)
 	if err := q.Done(); err != nil {
 		return nil, err
@@ -1241,7 +1274,16 @@ func purgeChunks(t *wtx, nonce uint64) {
 		if p.stuck(t, k) {
 			return
 		}
-		if _, _, seq, _ := bolt.ParseChunkKey(k); seq != bolt.MarkerSeq {
+		if _, kind, seq, _ := bolt.ParseChunkKey(k); kind&bolt.KindFile != 0 {
+			// The file goes once the transaction is committed.
+			if seq != bolt.MarkerSeq {
+				n, _ := bolt.DecodeFileChunk(v, backend.MaxChunkSize)
+				freed += int64(n)
+			}
+			if name := bolt.BodyFileName(nonce, kind); t.bodies != nil && (len(t.unlink) == 0 || t.unlink[len(t.unlink)-1] != name) {
+				t.unlink = append(t.unlink, name)
+			}
+		} else if seq != bolt.MarkerSeq {
 			freed += int64(len(v))
 		}
 		if err := c.Delete(); err != nil {
@@ -1361,6 +1403,9 @@ func (s *Bolt) Cleanup(ctx context.Context) (model.SweepResult, error) {
 		}
 	}
 	if err := s.reclaimSuspects(ctx, &total); err != nil {
+		return total, err
+	}
+	if _, err := s.removeOrphans(ctx); err != nil {
 		return total, err
 	}
 	return total, s.cleanStale(ctx, staleMin)
@@ -1775,7 +1820,9 @@ func (s *Bolt) Clear(ctx context.Context) error {
 	if err := s.check(ctx); err != nil {
 		return err
 	}
-	return s.w.do(ctx, true, s.clear)
+	err := s.w.do(ctx, true, s.clear)
+	s.bodies.orphans.Store(true) // the files of the cleared pairs
+	return err
 }
 
 // clear is Clear's op.

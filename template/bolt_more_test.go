@@ -178,7 +178,15 @@ func checkStats(tb testing.TB, s *Bolt) {
 	}
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		return tx.Bucket(bolt.BucketChunks).ForEach(func(k, v []byte) error {
-			if _, _, seq, _ := bolt.ParseChunkKey(k); seq != bolt.MarkerSeq {
+			switch _, kind, seq, _ := bolt.ParseChunkKey(k); {
+			case seq == bolt.MarkerSeq:
+			case kind&bolt.KindFile != 0:
+				n, err := bolt.DecodeFileChunk(v, 16<<20)
+				if err != nil {
+					return err
+				}
+				want.Bytes += int64(n)
+			default:
 				want.Bytes += int64(len(v))
 			}
 			return nil

@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 
 	"github.com/hishel-go/hishel/bolt"
@@ -92,7 +94,7 @@ func (s *Bolt) reclaimSuspects(ctx context.Context, res *model.SweepResult) erro
 			}
 			nonce = rec.Nonce
 			for _, kind := range []bolt.Kind{bolt.KindRequest, bolt.KindResponse} {
-				if err := checkBody(t, rec, kind); err != nil {
+				if err := checkBody(t, s.bodies.dir, rec, kind); err != nil {
 					damaged = true
 				}
 			}
@@ -129,7 +131,7 @@ func (s *Bolt) reclaimSuspects(ctx context.Context, res *model.SweepResult) erro
 
 // checkBody reads one of rec's bodies through in t, checking every chunk
 // and the marker, as a reader would; it returns the first fault.
-func checkBody(t *readTx, rec *bolt.Record, kind bolt.Kind) error {
+func checkBody(t *readTx, dir string, rec *bolt.Record, kind bolt.Kind) error {
 	done, size := rec.Has(bolt.FlagRequestDone), rec.ReqSize
 	if kind == bolt.KindResponse {
 		done, size = rec.Has(bolt.FlagResponseDone), rec.RespSize
@@ -140,13 +142,38 @@ func checkBody(t *readTx, rec *bolt.Record, kind bolt.Kind) error {
 	var next uint64
 	var loaded int64
 	c := t.chunks.Cursor()
-	for k, v := c.Seek(bolt.ChunkSeek(rec.Nonce, kind, 0)); k != nil; k, v = c.Next() {
+	k, v := c.Seek(bolt.ChunkSeek(rec.Nonce, kind, 0))
+	var f *os.File // the body's file, if it has one
+	if !isChunkOf(k, rec.Nonce, kind) {
+		if fk, fv := c.Seek(bolt.ChunkSeek(rec.Nonce, kind|bolt.KindFile, 0)); isChunkOf(fk, rec.Nonce, kind|bolt.KindFile) {
+			kind |= bolt.KindFile
+			k, v = fk, fv
+			var err error
+			if f, err = os.Open(filepath.Join(dir, bolt.BodyFileName(rec.Nonce, kind))); err != nil {
+				return fmt.Errorf("body file: %w: %w", err, model.ErrCorrupt)
+			}
+			defer f.Close()
+		}
+	}
+	for ; k != nil; k, v = c.Next() {
 		nonce, knd, seq, err := bolt.ParseChunkKey(k)
 		if err != nil {
 			return err
 		}
 		if nonce != rec.Nonce || knd != kind {
 			break
+		}
+		if f != nil && seq != bolt.MarkerSeq {
+			if seq != next {
+				break
+			}
+			n, err := checkFileChunk(f, loaded, k, v)
+			if err != nil {
+				return err
+			}
+			next++
+			loaded += int64(n)
+			continue
 		}
 		if err := bolt.CheckChunk(k, v); err != nil {
 			return err

@@ -1,12 +1,13 @@
 package template
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"math/bits"
+	"os"
 	"sync"
 
 	"github.com/hishel-go/hishel/backend"
@@ -24,6 +25,12 @@ type boltSink struct {
 	nonce uint64
 	kind  bolt.Kind
 	seq   uint64 // seq of the next chunk
+
+	decided bool     // whether the body goes to a file is decided (first Store)
+	file    *os.File // the body's file while it is written (FileBodyMin)
+	name    string   // its name, once created
+	written int64    // bytes written to the file
+	flushed int64    // bytes whose writeback started (startWriteback)
 }
 
 func (s *Bolt) newSaver(ctx context.Context, rec *bolt.Record, kind bolt.Kind, src *model.Body) *backend.Stream {
@@ -38,7 +45,28 @@ func (k *boltSink) Check() error {
 	return nil
 }
 
+// MakeChunk implements backend.ChunkMaker: chunk buffers are reused once
+// the transaction that stored them ends (see wtx.release).
+func (k *boltSink) MakeChunk(size int) []byte { return k.s.w.makeChunk(size) }
+
 func (k *boltSink) Store(ctx context.Context, chunks [][]byte, size int64, final bool) error {
+	if !k.decided {
+		// A body that did not end within the first hand-over, or ended
+		// at FileBodyMin or more, goes to a file of its own.
+		k.decided = true
+		if b := k.s.bodies; b.min > 0 && (!final || size >= b.min) {
+			f, name, err := b.create(k.nonce, k.kind)
+			if err != nil {
+				return err
+			}
+			k.file, k.name = f, name
+		}
+	}
+	inFile := k.name != ""
+	kind := k.kind
+	if inFile {
+		kind |= bolt.KindFile
+	}
 	first := k.seq
 	k.seq += uint64(len(chunks))
 	seqs := k.seq
@@ -46,10 +74,27 @@ func (k *boltSink) Store(ctx context.Context, chunks [][]byte, size int64, final
 	// The chunks' keys carry their checksums: computed here, in the
 	// stream's goroutine, not on the writer's, which all streams share.
 	keys := make([][]byte, len(chunks))
+	var n int64
 	for i, c := range chunks {
-		keys[i] = bolt.ChunkKey(k.nonce, k.kind, first+uint64(i), c)
+		keys[i] = bolt.ChunkKey(k.nonce, kind, first+uint64(i), c)
+		n += int64(len(c))
+	}
+	vals := chunks
+	if inFile {
+		// Written here too, by the stream's goroutine, once: the writer
+		// commits lengths and checksums alone.
+		var err error
+		if vals, err = k.writeFile(chunks, final); err != nil {
+			return err
+		}
+		if final {
+			defer k.s.bodies.done(k.name)
+		}
 	}
 	op := func(t *wtx) error {
+		if !inFile {
+			t.release = append(t.release, chunks...)
+		}
 		rec, err := t.record(k.id)
 		if err != nil {
 			return err
@@ -57,10 +102,8 @@ func (k *boltSink) Store(ctx context.Context, chunks [][]byte, size int64, final
 		if rec == nil || rec.Nonce != k.nonce || rec.Has(bolt.FlagDeleted) {
 			return fmt.Errorf("hishel: pair %s was removed while its body was stored: %w", k.id, model.ErrNotFound)
 		}
-		var n int64
-		for i, c := range chunks {
-			t.put(t.chunks, keys[i], c)
-			n += int64(len(c))
+		for i, v := range vals {
+			t.put(t.chunks, keys[i], v)
 		}
 		t.addStats(0, 0, 0, n)
 		if !final {
@@ -69,7 +112,7 @@ func (k *boltSink) Store(ctx context.Context, chunks [][]byte, size int64, final
 		}
 		if seqs > 0 { // a body that ended empty has no marker (see package bolt)
 			m := bolt.EncodeMarker(bolt.Marker{Size: size, Chunks: seqs})
-			t.put(t.chunks, bolt.ChunkKey(k.nonce, k.kind, bolt.MarkerSeq, m), m)
+			t.put(t.chunks, bolt.ChunkKey(k.nonce, kind, bolt.MarkerSeq, m), m)
 		}
 		if k.kind == bolt.KindRequest {
 			rec.Flags |= bolt.FlagRequestDone
@@ -101,6 +144,7 @@ func (k *boltSink) Abort() {
 	if !k.s.closed.Load() {
 		_ = k.s.w.do(context.Background(), true, func(t *wtx) error { return purgeID(t, k.id, k.nonce) })
 	}
+	k.abortFile()
 }
 
 // storedBody streams a stored body back, one read transaction per group of
@@ -124,6 +168,7 @@ type storedBody struct {
 	loaded int64     // bytes loaded so far
 	ended  bool      // the marker has been checked
 	closed bool
+	f      *os.File // the body's file, once read (kind has bolt.KindFile)
 }
 
 // NextChunk implements model.ChunkSource: the caller owns the chunk.
@@ -175,8 +220,14 @@ func (r *storedBody) nextChunk() ([]byte, error) {
 		err := r.s.view(func(t *readTx) error {
 			return r.load(t, true, readAhead)
 		})
+		if errors.Is(err, errBodyFileGone) {
+			err = r.fileGone()
+		}
 		if err != nil {
 			return nil, err
+		}
+		if r.ended {
+			r.closeFile()
 		}
 	}
 }
@@ -199,11 +250,8 @@ func (r *storedBody) Buffered() ([][]byte, bool) {
 // check is false: the caller read its record in t). The caller holds
 // r.mu, or owns r exclusively.
 func (r *storedBody) load(t *readTx, check bool, limit int) error {
-	if check {
-		v := t.pair(r.id)
-		if len(v) < 1+bolt.IDLen+8 || binary.BigEndian.Uint64(v[1+bolt.IDLen:]) != r.nonce {
-			return fmt.Errorf("hishel: body of pair %s: %w", r.id, model.ErrRemoved)
-		}
+	if check && !r.samePair(t) {
+		return fmt.Errorf("hishel: body of pair %s: %w", r.id, model.ErrRemoved)
 	}
 	corrupt := func(format string, args ...any) error {
 		r.s.suspect(r.id)
@@ -211,13 +259,50 @@ func (r *storedBody) load(t *readTx, check bool, limit int) error {
 	}
 	c := t.chunksC
 	n := 0
-	for k, val := c.Seek(bolt.ChunkSeek(r.nonce, r.kind, r.next)); k != nil; k, val = c.Next() {
+	k, val := c.Seek(bolt.ChunkSeek(r.nonce, r.kind, r.next))
+	if r.next == 0 && r.kind&bolt.KindFile == 0 && !isChunkOf(k, r.nonce, r.kind) {
+		// None in the database: the body may be kept in a file.
+		if fk, fv := c.Seek(bolt.ChunkSeek(r.nonce, r.kind|bolt.KindFile, 0)); isChunkOf(fk, r.nonce, r.kind|bolt.KindFile) {
+			r.kind |= bolt.KindFile
+			k, val = fk, fv
+		}
+	}
+	if r.kind&bolt.KindFile != 0 && !check {
+		return nil // GetPairs reads no body file: the first read does
+	}
+	for ; k != nil; k, val = c.Next() {
 		nonce, kind, seq, err := bolt.ParseChunkKey(k)
 		if err != nil {
 			return corrupt("%v", err)
 		}
 		if nonce != r.nonce || kind != r.kind {
 			break
+		}
+		if kind&bolt.KindFile != 0 && seq != bolt.MarkerSeq {
+			if seq != r.next {
+				return corrupt("chunk %d missing", r.next)
+			}
+			b, err := r.readFile(val)
+			switch {
+			case errors.Is(err, model.ErrCorrupt):
+				return corrupt("%v", err)
+			case err != nil:
+				return err
+			}
+			if err := bolt.CheckChunk(k, b); err != nil {
+				putChunk(b)
+				return corrupt("%v", err)
+			}
+			if r.queue == nil {
+				r.queue = r.first[:0]
+			}
+			r.queue = append(r.queue, b)
+			r.next++
+			r.loaded += int64(len(b))
+			if n += len(b); n >= limit {
+				return nil
+			}
+			continue
 		}
 		if err := r.s.verified.check(k, val, r.s.opts.VerifyEveryRead); err != nil {
 			return corrupt("%v", err)
@@ -260,8 +345,23 @@ func (r *storedBody) Close() error {
 		putChunk(c)
 	}
 	r.queue, r.lent = nil, nil
+	r.closeFile()
 	r.mu.Unlock()
 	return nil
+}
+
+// samePair reports whether the pair r reads is still there in t, with the
+// same nonce.
+func (r *storedBody) samePair(t *readTx) bool {
+	v := t.pair(r.id)
+	return len(v) >= 1+bolt.IDLen+8 && binary.BigEndian.Uint64(v[1+bolt.IDLen:]) == r.nonce
+}
+
+// isChunkOf reports whether chunk key k belongs to the body of kind of the
+// pair with nonce.
+func isChunkOf(k []byte, nonce uint64, kind bolt.Kind) bool {
+	n, knd, _, err := bolt.ParseChunkKey(k)
+	return k != nil && err == nil && n == nonce && knd == kind
 }
 
 // chunkPool holds chunk buffers by size class: class i holds buffers of
@@ -273,19 +373,24 @@ const minPooled = 512
 
 // getChunk returns a copy of v, in a pooled buffer when v is large enough.
 func getChunk(v []byte) []byte {
-	if len(v) < minPooled {
-		return bytes.Clone(v)
-	}
-	i := bits.Len(uint(len(v)-1)) - bits.Len(uint(minPooled-1))
-	if i >= len(chunkPool) {
-		return bytes.Clone(v)
-	}
-	if p, ok := chunkPool[i].Get().(*[]byte); ok {
-		return append((*p)[:0], v...)
-	}
-	c := make([]byte, len(v), minPooled<<i)
+	c := chunkBuf(len(v))
 	copy(c, v)
 	return c
+}
+
+// chunkBuf returns a buffer of n bytes, pooled when n is large enough.
+func chunkBuf(n int) []byte {
+	if n < minPooled {
+		return make([]byte, n)
+	}
+	i := bits.Len(uint(n-1)) - bits.Len(uint(minPooled-1))
+	if i >= len(chunkPool) {
+		return make([]byte, n)
+	}
+	if p, ok := chunkPool[i].Get().(*[]byte); ok {
+		return (*p)[:n]
+	}
+	return make([]byte, n, minPooled<<i)
 }
 
 // putChunk gives c, which nobody uses any more, back to chunkPool.

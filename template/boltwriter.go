@@ -81,6 +81,14 @@ type writer struct {
 	maxTxBytes int
 	lazyWindow time.Duration
 	maxTxAge   time.Duration
+
+	// bodies are the body files (Bolt.bodies), nil if none.
+	bodies *bodyFiles
+
+	// chunkBufs holds the buffers of body chunks that committed (or
+	// rolled back) transactions no longer use (see wtx.release), for
+	// streams to cut chunks into again (boltSink.MakeChunk).
+	chunkBufs sync.Pool
 }
 
 // appendFill is the FillPercent of the buckets whose keys mostly grow (a
@@ -143,6 +151,15 @@ type wtx struct {
 	streaming                                                   bool                                  // holds chunks of a body that has not ended (see batch)
 	newByHash                                                   map[[bolt.HashLen]byte][]model.PairID // the pairs addKey indexed, by key hash; some may have gone since
 	evicted                                                     int64                                 // live pairs evicted in this transaction (writer.evicted once committed)
+	// release holds the chunk buffers put in this transaction: bbolt
+	// keeps a reference to a value until the transaction ends, so they go
+	// back to writer.chunkBufs only then.
+	release [][]byte
+	// bodies is writer.bodies; unlink lists the body files (their names
+	// in bodies) of the chunks this transaction deleted: they are removed
+	// once it is committed.
+	bodies *bodyFiles
+	unlink []string
 }
 
 func newWriter(db *bbolt.DB, maxTxBytes int) *writer {
@@ -229,6 +246,15 @@ func (w *writer) postFunc(ctx context.Context, fn func(*wtx) error, dropped func
 	default:
 	}
 	return nil
+}
+
+// makeChunk returns an empty chunk buffer of capacity size: one that a
+// committed transaction released, when there is one of that size.
+func (w *writer) makeChunk(size int) []byte {
+	if p, ok := w.chunkBufs.Get().(*[]byte); ok && cap(*p) == size {
+		return (*p)[:0]
+	}
+	return make([]byte, 0, size)
 }
 
 // takePosted returns the posted ops, oldest first, and empties the queue.
@@ -340,6 +366,7 @@ func (w *writer) openTx(tx *bbolt.Tx) (*wtx, error) {
 		}
 	}
 	t.fill()
+	t.bodies = w.bodies
 	if !w.staleLoaded {
 		c := t.stale.Cursor()
 		for k, _ := c.Last(); k != nil; k, _ = c.Prev() {
@@ -529,6 +556,19 @@ collect:
 	}
 	if w.afterCommit != nil {
 		w.afterCommit(t, err)
+	}
+	if w.broken == nil { // else the transaction may still be open
+		for _, c := range t.release {
+			w.chunkBufs.Put(&c)
+		}
+	}
+	if err == nil {
+		// Before the ops are answered: a removal is done when it returns.
+		// What is left of a file whose removal fails (or that a crash
+		// kept) no pair refers to: the sweep's removeOrphans retries.
+		for _, name := range t.unlink {
+			t.bodies.remove(name)
+		}
 	}
 	for _, o := range waiting {
 		o.done <- err

@@ -28,9 +28,13 @@
 // Flags: -rounds (3), -duration per wrk run (5s), -conns (64), -threads
 // (wrk threads, 2), -workloads (comma-separated names above, default all
 // but big), -big (adds big), -servers (comma-separated: hishel, nginx,
-// varnish, go), -hishel LABEL=PATH (measure a prebuilt hishel binary too,
-// such as the main branch's, under LABEL; repeatable), -keep (keep the
-// temporary directory with the servers' files and logs).
+// varnish, go), -hishel 'LABEL=PATH [FLAG...]' (measure a prebuilt hishel
+// binary too, such as the main branch's, under LABEL, with proxy flags
+// after PATH; . is this checkout's; {dir} in a flag is the server's
+// directory, new each round, and a -store flag replaces -db
+// {dir}/cache.db: 'nosync=. -store bolt://{dir}/cache.db?nosync=true';
+// repeatable), -keep (keep the temporary directory with the servers' files
+// and logs).
 package main
 
 import (
@@ -72,7 +76,7 @@ func main() {
 		keep      = flag.Bool("keep", false, "keep the temporary directory (servers' files and logs)")
 		extra     multiFlag
 	)
-	flag.Var(&extra, "hishel", "`LABEL=PATH [FLAG...]`: measure the hishel binary at PATH (. for this checkout's) too, as LABEL, with the proxy flags given after PATH (repeatable)")
+	flag.Var(&extra, "hishel", "`LABEL=PATH [FLAG...]`: measure the hishel binary at PATH (. for this checkout's) too, as LABEL, with the proxy flags given after PATH (repeatable); {dir} in a flag is the server's directory, new each round, and a -store flag names the cache instead of -db {dir}/cache.db, such as -store bolt://{dir}/cache.db?nosync=true")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("bench/proxy: ")
@@ -276,9 +280,15 @@ func pickServers(list, binary string, extra []string) ([]kind, error) {
 		return func(dir, addr, upstream string, _ bool) (*exec.Cmd, error) {
 			// No budget (-max-bytes 0), as nginx's cache has no max_size
 			// here: the miss runs store more than the default 1 GiB.
-			args := []string{"proxy", "-shared", "-listen", addr, "-upstream", upstream,
-				"-db", filepath.Join(dir, "cache.db"), "-max-bytes", "0"}
-			return command(dir, bin, append(args, flags...)...), nil
+			args := []string{"proxy", "-shared", "-listen", addr, "-upstream", upstream, "-max-bytes", "0"}
+			if !slices.ContainsFunc(flags, func(f string) bool { return f == "-store" || strings.HasPrefix(f, "-store=") }) {
+				// A store URL among the flags names the cache instead.
+				args = append(args, "-db", filepath.Join(dir, "cache.db"))
+			}
+			for _, f := range flags {
+				args = append(args, strings.ReplaceAll(f, "{dir}", dir))
+			}
+			return command(dir, bin, args...), nil
 		}
 	}
 	all := []kind{

@@ -2,6 +2,7 @@ package main
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -66,11 +67,12 @@ func TestPickServersExtra(t *testing.T) {
 	tests := []struct {
 		in      string
 		wantErr bool
-		args    []string // the command's arguments after "proxy ... -max-bytes 0"
+		args    []string // the command's arguments after "proxy ... -max-bytes 0"; {dir}: the server's directory
 		path    string
 	}{
-		{in: "old=/bin/hishel-old", path: "/bin/hishel-old"},
+		{in: "old=/bin/hishel-old", path: "/bin/hishel-old", args: []string{"-db", "{dir}/cache.db"}},
 		{in: "nosync=. -store bolt:x.db?nosync=true", path: "/built/hishel", args: []string{"-store", "bolt:x.db?nosync=true"}},
+		{in: "fresh=. -store=bolt://{dir}/c.db?nosync=true -v", path: "/built/hishel", args: []string{"-store=bolt://{dir}/c.db?nosync=true", "-v"}},
 		{in: "=x", wantErr: true},
 		{in: "label=", wantErr: true},
 		{in: "label", wantErr: true},
@@ -87,15 +89,20 @@ func TestPickServersExtra(t *testing.T) {
 			t.Errorf("pickServers(hishel, -hishel %q) = %d servers, %v; want two", tt.in, len(ks), err)
 			continue
 		}
-		cmd, err := ks[1].start(t.TempDir(), "127.0.0.1:1", "http://127.0.0.1:2", false)
+		dir := t.TempDir()
+		cmd, err := ks[1].start(dir, "127.0.0.1:1", "http://127.0.0.1:2", false)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if cmd.Path != tt.path {
 			t.Errorf("-hishel %q runs %s; want %s", tt.in, cmd.Path, tt.path)
 		}
+		var want []string
+		for _, a := range tt.args {
+			want = append(want, strings.ReplaceAll(a, "{dir}", dir))
+		}
 		i := slices.Index(cmd.Args, "-max-bytes")
-		if got := cmd.Args[i+2:]; !slices.Equal(got, tt.args) && !(len(got) == 0 && len(tt.args) == 0) {
+		if got := cmd.Args[i+2:]; !slices.Equal(got, want) {
 			t.Errorf("-hishel %q passes %q; want %q", tt.in, got, tt.args)
 		}
 	}
