@@ -43,6 +43,8 @@ const (
 	DefaultInitialMmapSize = 256 << 20
 	// DefaultFileBodyMin is BoltOptions.FileBodyMin's default.
 	DefaultFileBodyMin = 256 << 10
+	// DefaultHeadCacheBytes is BoltOptions.HeadCacheBytes's default.
+	DefaultHeadCacheBytes = 8 << 20
 )
 
 const (
@@ -157,6 +159,11 @@ type BoltOptions struct {
 	// has it open is caught at the next open, or at once with
 	// VerifyEveryRead. Records are checked on every read either way.
 	VerifyEveryRead bool
+	// HeadCacheBytes is the memory kept for the decoded heads of pairs
+	// GetPairs read recently, so that reading one again, while its stored
+	// record is unchanged, does not decode it again. Default
+	// DefaultHeadCacheBytes; negative: none.
+	HeadCacheBytes int
 	// Rebuild makes OpenBolt move a damaged database file aside and start
 	// with an empty one, where it would fail with model.ErrCorrupt (or
 	// with model.ErrFormatVersion for a file of an older format, which this
@@ -214,6 +221,9 @@ func (o *BoltOptions) resolved() (BoltOptions, error) {
 	if r.FileBodyMin == 0 {
 		r.FileBodyMin = DefaultFileBodyMin
 	}
+	if r.HeadCacheBytes == 0 {
+		r.HeadCacheBytes = DefaultHeadCacheBytes
+	}
 	switch {
 	case r.InitialMmapSize < 0:
 		r.InitialMmapSize = 0
@@ -257,6 +267,8 @@ type Bolt struct {
 	pol    backend.Policy
 	w      *writer
 	rd     *readers
+	// heads keeps the records GetPairs decoded (nil: HeadCacheBytes < 0).
+	heads *headCache
 
 	// Access times (unix ns) of reads, gathered and written in batches:
 	// access holds those not yet taken by a write transaction, flushing
@@ -393,6 +405,7 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 		pol:       pol,
 		w:         newWriter(db, maxTxBytes),
 		rd:        &readers{db: db},
+		heads:     newHeadCache(o.HeadCacheBytes),
 		access:    access,
 		pend:      make(map[model.PairID]*pendEntry),
 		unsynced:  make(map[[bolt.HashLen]byte]int),
@@ -426,6 +439,7 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 //	file-body-min=N         FileBodyMin (KiB, MiB, GiB suffixes allowed; -1: none)
 //	rebuild=BOOL            Rebuild
 //	verify-every-read=BOOL  VerifyEveryRead
+//	head-cache=N            HeadCacheBytes (KiB, MiB, GiB suffixes allowed)
 //
 // as in bolt:///var/cache/hishel.db?ttl=1h&max-bytes=512MiB. A bad URL
 // fails with model.ErrInvalid.
@@ -446,6 +460,7 @@ func OpenBoltURL(ctx context.Context, u *url.URL) (*Bolt, error) {
 	q.Bool("verify-every-read", &o.VerifyEveryRead)
 	q.Int64("file-body-min", &o.FileBodyMin)
 	q.Bool("rebuild", &o.Rebuild)
+	q.Int("head-cache", &o.HeadCacheBytes)
 	if err := q.Done(); err != nil {
 		return nil, err
 	}
@@ -894,18 +909,23 @@ func (s *Bolt) GetPairs(ctx context.Context, key string) ([]model.CompletePair, 
 			if v == nil {
 				continue
 			}
-			// Entries of pairs gone wait for a sweep (see bolt's doc):
-			// skip them without decoding their headers.
-			head, err := bolt.DecodeRecordHead(v)
-			if err != nil {
-				return s.corrupt(id, fmt.Errorf("hishel: get pairs: pair %s: %w", id, err))
-			}
-			if head.State() != model.StateComplete || !head.KeyIs(key) {
+			rec := s.heads.get(id, v)
+			if rec == nil {
+				// Entries of pairs gone wait for a sweep (see bolt's
+				// doc): skip them without decoding their headers.
+				head, err := bolt.DecodeRecordHead(v)
+				if err != nil {
+					return s.corrupt(id, fmt.Errorf("hishel: get pairs: pair %s: %w", id, err))
+				}
+				if head.State() != model.StateComplete || !head.KeyIs(key) {
+					continue
+				}
+				if rec, err = decodeRecord(id, v); err != nil {
+					return s.corrupt(id, fmt.Errorf("hishel: get pairs: %w", err))
+				}
+				s.heads.put(id, v, rec)
+			} else if rec.Key != key {
 				continue
-			}
-			rec, err := decodeRecord(id, v)
-			if err != nil {
-				return s.corrupt(id, fmt.Errorf("hishel: get pairs: %w", err))
 			}
 			if s.live(rec, now) {
 				recs = append(recs, rec)
@@ -915,6 +935,9 @@ func (s *Bolt) GetPairs(ctx context.Context, key string) ([]model.CompletePair, 
 			p, err := s.pairFromRecord(rec, t, len(recs) == 1)
 			if err != nil {
 				return err
+			}
+			if s.heads != nil { // rec is shared: the pair's heads are its own
+				p.Request.Header, p.Response.Header = p.Request.Header.Clone(), p.Response.Header.Clone()
 			}
 			out = append(out, p)
 		}
@@ -1916,6 +1939,7 @@ func (s *Bolt) Close() error {
 		s.closed.Store(true)
 		s.w.close()
 		s.rd.close()
+		s.heads.clear()
 		if s.w.broken != nil {
 			// The memory map stays: bbolt alone could unmap it.
 			s.closeErr = errors.Join(s.w.broken, unlockFile(s.file), s.file.Close())
