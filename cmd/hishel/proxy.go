@@ -390,7 +390,7 @@ func newProxy(target *url.URL, tr http.RoundTripper, errLog *log.Logger, forward
 		BufferPool:   copyBuffers{},
 	}
 	if h, ok := tr.(hitter); ok {
-		return &hitProxy{rp: rp, rewrite: rewrite, tr: h}
+		return &hitProxy{rp: rp, target: target, forwardHost: forwardHost, tr: h}
 	}
 	return rp
 }
