@@ -902,6 +902,8 @@ func (s *Bolt) GetPairs(ctx context.Context, key string) ([]model.CompletePair, 
 	err := s.view(func(t *readTx) error {
 		var one [1]*bolt.Record // the common case: one pair per key
 		recs := one[:0]
+		var oneShared [1]bool
+		shared := oneShared[:0] // shared[i]: recs[i] is the head cache's
 		c := t.keysC
 		for k, _ := c.Seek(h[:]); k != nil && bytes.HasPrefix(k, h[:]); k, _ = c.Next() {
 			id := model.PairID(k[bolt.HashLen:])
@@ -910,6 +912,7 @@ func (s *Bolt) GetPairs(ctx context.Context, key string) ([]model.CompletePair, 
 				continue
 			}
 			rec := s.heads.get(id, v)
+			kept := rec != nil
 			if rec == nil {
 				// Entries of pairs gone wait for a sweep (see bolt's
 				// doc): skip them without decoding their headers.
@@ -923,20 +926,21 @@ func (s *Bolt) GetPairs(ctx context.Context, key string) ([]model.CompletePair, 
 				if rec, err = decodeRecord(id, v); err != nil {
 					return s.corrupt(id, fmt.Errorf("hishel: get pairs: %w", err))
 				}
-				s.heads.put(id, v, rec)
+				kept = s.heads.put(id, v, rec)
 			} else if rec.Key != key {
 				continue
 			}
 			if s.live(rec, now) {
 				recs = append(recs, rec)
+				shared = append(shared, kept)
 			}
 		}
-		for _, rec := range recs {
+		for i, rec := range recs {
 			p, err := s.pairFromRecord(rec, t, len(recs) == 1)
 			if err != nil {
 				return err
 			}
-			if s.heads != nil { // rec is shared: the pair's heads are its own
+			if shared[i] { // the pair's heads are its own
 				p.Request.Header, p.Response.Header = p.Request.Header.Clone(), p.Response.Header.Clone()
 			}
 			out = append(out, p)

@@ -24,6 +24,12 @@ import (
 // Records in the cache are shared and never changed: a pair made from one
 // gets header maps of its own (pairFromRecord).
 //
+// A record is kept the second time it is decoded, not the first: a pair
+// read once (a scan of a large file's pairs, hits spread over more pairs
+// than the cache holds) costs no copy of its bytes and no copy of its heads
+// for the caller; the IDs of pairs decoded once are remembered (seen) until
+// they are twice as many as the entries the cache holds at most.
+//
 // The cache holds at most max bytes, as counted by entryCost; beyond it,
 // entries are dropped in the map's (random) order. A nil *headCache, or one
 // with max <= 0, keeps nothing. Safe for concurrent use.
@@ -33,6 +39,7 @@ type headCache struct {
 	mu      sync.RWMutex
 	entries map[model.PairID]headEntry
 	size    int
+	seen    map[model.PairID]struct{}
 }
 
 type headEntry struct {
@@ -44,7 +51,7 @@ func newHeadCache(max int) *headCache {
 	if max <= 0 {
 		return nil
 	}
-	return &headCache{max: max, entries: make(map[model.PairID]headEntry)}
+	return &headCache{max: max, entries: make(map[model.PairID]headEntry), seen: make(map[model.PairID]struct{})}
 }
 
 // entryCost is what an entry of a record of n bytes is counted as: the
@@ -67,19 +74,28 @@ func (c *headCache) get(id model.PairID, raw []byte) *bolt.Record {
 	return e.rec
 }
 
-// put keeps rec, decoded from raw (which put copies), as pair id's record.
-// The caller must not change rec from then on.
-func (c *headCache) put(id model.PairID, raw []byte, rec *bolt.Record) {
+// put keeps rec, decoded from raw (which put copies), as pair id's record
+// if it was decoded before, and reports whether it did: the caller must
+// not change rec from then on.
+func (c *headCache) put(id model.PairID, raw []byte, rec *bolt.Record) bool {
 	if c == nil {
-		return
+		return false
 	}
 	cost := entryCost(len(raw))
 	if cost > c.max/8 {
-		return // an unusual record: not worth crowding out others
+		return false // an unusual record: not worth crowding out others
 	}
-	e := headEntry{raw: bytes.Clone(raw), rec: rec}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if _, ok := c.seen[id]; !ok {
+		if len(c.seen) >= 2*c.max/entryCost(0) {
+			clear(c.seen)
+		}
+		c.seen[id] = struct{}{}
+		return false
+	}
+	delete(c.seen, id)
+	e := headEntry{raw: bytes.Clone(raw), rec: rec}
 	if old, ok := c.entries[id]; ok {
 		c.size -= entryCost(len(old.raw))
 	}
@@ -94,6 +110,7 @@ func (c *headCache) put(id model.PairID, raw []byte, rec *bolt.Record) {
 	}
 	c.entries[id] = e
 	c.size += cost
+	return true
 }
 
 // clear drops every entry.
@@ -103,6 +120,7 @@ func (c *headCache) clear() {
 	}
 	c.mu.Lock()
 	clear(c.entries)
+	clear(c.seen)
 	c.size = 0
 	c.mu.Unlock()
 }

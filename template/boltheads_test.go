@@ -42,14 +42,17 @@ func TestBoltHeadCache(t *testing.T) {
 				}
 				return ps
 			}
-			ps := get()
-			if len(ps) != 1 {
-				t.Fatalf("GetPairs = %d pairs; want 1", len(ps))
+			// The caller's heads are its own: when the pair is
+			// decoded once, decoded and kept, and served kept.
+			for range 3 {
+				ps := get()
+				if len(ps) != 1 {
+					t.Fatalf("GetPairs = %d pairs; want 1", len(ps))
+				}
+				ps[0].Response.Header.Set("X-Changed", "yes")
+				ps[0].Response.Header["Content-Type"][0] = "changed/type"
+				ps[0].Request.Header.Del("Accept")
 			}
-			// The caller's heads are its own.
-			ps[0].Response.Header.Set("X-Changed", "yes")
-			ps[0].Response.Header["Content-Type"][0] = "changed/type"
-			ps[0].Request.Header.Del("Accept")
 			again := get()
 			if len(again) != 1 || again[0].Response.Header.Get("X-Changed") != "" ||
 				again[0].Response.Header.Get("Content-Type") == "changed/type" || again[0].Request.Header.Get("Accept") == "" {
@@ -77,7 +80,8 @@ func TestBoltHeadCache(t *testing.T) {
 			if err := s.Remove(ctx, up.ID); err != nil {
 				t.Fatal(err)
 			}
-			ps = get()
+			get()
+			ps := get()
 			if len(ps) != 1 || ps[0].ID == up.ID {
 				t.Fatalf("GetPairs after Remove = %d pairs (first %v); want 1, not %v", len(ps), ps[0].ID, up.ID)
 			}
@@ -110,7 +114,12 @@ func TestHeadCacheBound(t *testing.T) {
 	raw := func(i int) []byte { return bytes.Repeat([]byte{byte(i)}, recSize) }
 	id := func(i int) model.PairID { return model.PairID{byte(i), byte(i >> 8)} }
 	for i := range 100 {
-		c.put(id(i), raw(i), &bolt.Record{ID: id(i)})
+		if c.put(id(i), raw(i), &bolt.Record{ID: id(i)}) {
+			t.Fatalf("put %d: kept at its first decoding", i)
+		}
+		if !c.put(id(i), raw(i), &bolt.Record{ID: id(i)}) {
+			t.Fatalf("put %d: not kept at its second decoding", i)
+		}
 		if c.size > c.max || len(c.entries)*entryCost(recSize) != c.size {
 			t.Fatalf("after %d puts: size %d for %d entries; want <= %d, %d each", i+1, c.size, len(c.entries), c.max, entryCost(recSize))
 		}
@@ -126,16 +135,22 @@ func TestHeadCacheBound(t *testing.T) {
 	}
 	big := bytes.Repeat([]byte{1}, c.max)
 	c.put(id(1000), big, &bolt.Record{})
-	if c.get(id(1000), big) != nil {
+	if c.put(id(1000), big, &bolt.Record{}) || c.get(id(1000), big) != nil {
 		t.Errorf("a record larger than an eighth of the cache was kept")
 	}
+	for i := range 10 * len(c.entries) {
+		c.put(id(200+i), raw(i), &bolt.Record{}) // seen once each
+	}
+	if n := len(c.seen); n == 0 || n > 2*c.max/entryCost(0) {
+		t.Errorf("pairs seen once: %d; want 1 to %d", n, 2*c.max/entryCost(0))
+	}
 	c.clear()
-	if len(c.entries) != 0 || c.size != 0 {
+	if len(c.entries) != 0 || c.size != 0 || len(c.seen) != 0 {
 		t.Errorf("after clear: %d entries, size %d", len(c.entries), c.size)
 	}
 	var none *headCache
 	none.put(id(1), raw(1), &bolt.Record{})
-	if none.get(id(1), raw(1)) != nil {
+	if none.put(id(1), raw(1), &bolt.Record{}) || none.get(id(1), raw(1)) != nil {
 		t.Errorf("a nil cache kept a record")
 	}
 }
