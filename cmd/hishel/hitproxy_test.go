@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -223,3 +224,18 @@ type hitFunc roundTripFunc
 
 func (f hitFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 func (hitFunc) Hit(*http.Request) *http.Response                    { return nil }
+
+// TestSetProxyGC checks that the proxy paces the garbage collector at
+// proxyGCPercent unless GOGC is set.
+func TestSetProxyGC(t *testing.T) {
+	old := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(old) })
+	setProxyGC("200") // GOGC set: the runtime has it already
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("with GOGC set, the GC percentage = %d; want it left at 100", got)
+	}
+	setProxyGC("")
+	if got := debug.SetGCPercent(100); got != proxyGCPercent {
+		t.Errorf("without GOGC, the GC percentage = %d; want %d", got, proxyGCPercent)
+	}
+}
