@@ -109,7 +109,9 @@ import (
 //		// place), so that hits on the same bodies do not pay for the checksum
 //		// again and again: a file damaged behind bbolt's back while this Bolt
 //		// has it open is caught at the next open, or at once with
-//		// VerifyEveryRead. Records are checked on every read either way.
+//		// VerifyEveryRead. Records are checked on every read either way (one
+//		// whose decoded heads are kept, see HeadCacheBytes, is compared byte
+//		// for byte with the bytes that were checked).
 //		VerifyEveryRead bool
 //		// HeadCacheBytes is the memory kept for the decoded heads of pairs
 //		// GetPairs read recently, so that reading one again, while its stored
