@@ -16,15 +16,16 @@ import (
 // An entry holds a copy of the record's stored bytes, and is used only
 // while the bytes stored now are the same: a record rewritten (updated,
 // completed, deleted, its access time written, another incarnation of the
-// ID) or damaged since is decoded again, and its entry replaced or
-// dropped. So the cache needs no invalidation from the writer, cannot
+// ID) or damaged since is decoded again, and its entry replaced. So the
+// cache needs no invalidation from the writer, cannot
 // serve what the file no longer holds, and a damaged record still fails
 // its checksum. Comparing the bytes costs a fraction of decoding them.
 //
 // Records in the cache are shared and never changed: a pair made from one
 // gets header maps of its own (pairFromRecord).
 //
-// A record is kept the second time it is decoded, not the first: a pair
+// A record is kept the second time it is decoded, not the first (but at
+// once when it replaces an entry of the same pair): a pair
 // read once (a scan of a large file's pairs, hits spread over more pairs
 // than the cache holds) costs no copy of its bytes and no copy of its heads
 // for the caller; the IDs of pairs decoded once are remembered (seen) until
@@ -87,7 +88,8 @@ func (c *headCache) put(id model.PairID, raw []byte, rec *bolt.Record) bool {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.seen[id]; !ok {
+	_, replaces := c.entries[id]
+	if _, ok := c.seen[id]; !ok && !replaces {
 		if len(c.seen) >= 2*c.max/entryCost(0) {
 			clear(c.seen)
 		}

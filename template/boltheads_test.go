@@ -133,6 +133,9 @@ func TestHeadCacheBound(t *testing.T) {
 	if got := c.get(id(99), raw(98)); got != nil {
 		t.Errorf("get(last put, other bytes) = %v; want nil", got)
 	}
+	if !c.put(id(99), raw(98), &bolt.Record{ID: id(99)}) || c.get(id(99), raw(98)) == nil {
+		t.Errorf("a pair's record rewritten: not kept at its first decoding; want it to replace the entry")
+	}
 	big := bytes.Repeat([]byte{1}, c.max)
 	c.put(id(1000), big, &bolt.Record{})
 	if c.put(id(1000), big, &bolt.Record{}) || c.get(id(1000), big) != nil {
