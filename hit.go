@@ -2,6 +2,8 @@ package hishel
 
 import (
 	"net/http"
+	"net/textproto"
+	"strings"
 	"time"
 
 	"github.com/hishel-go/hishel/model"
@@ -42,7 +44,12 @@ func (t *Transport) Hit(req *http.Request) *http.Response {
 	if err != nil {
 		return nil
 	}
-	st, ok := t.machine.Next(t.lookupRequest(req), pairs).(*statemachine.FromCache)
+	st, ok := t.machine.Next(t.hitLookup(req, pairs), pairs).(*statemachine.FromCache)
+	if ok && st.Revalidate != nil && hasPrivateFields(req.Header) {
+		// The background revalidation sends and stores the request the
+		// state machine saw: it must be the one lookupRequest gives.
+		st, ok = t.machine.Next(t.lookupRequest(req), pairs).(*statemachine.FromCache)
+	}
 	if !ok {
 		closeOthers(pairs, model.PairID{})
 		return nil
@@ -70,4 +77,47 @@ func (t *Transport) fromCache(req *http.Request, key string, st *statemachine.Fr
 		detail = "hit; detail=stale"
 	}
 	return t.served(req, st.Served, detail)
+}
+
+// hitLookup is lookupRequest(req) for Hit, which only decides whether one
+// of pairs may be served: with req's own header, not the copy of it
+// without the fields storedHeader drops or hashes, as long as no pair's
+// Vary names one of those fields. The state machine reads them for Vary
+// alone (Authorization only for being there), and changes no request
+// header, so the decision is the same without the copy (which a proxy
+// makes for every request: it adds X-Forwarded-For).
+func (t *Transport) hitLookup(req *http.Request, pairs []model.CompletePair) model.Request {
+	if !hasPrivateFields(req.Header) || modeOf(req) == modeOnlyIfCached {
+		return t.lookupRequest(req)
+	}
+	for i := range pairs {
+		if variesOnPrivate(pairs[i].Response.Header["Vary"]) {
+			return t.lookupRequest(req)
+		}
+	}
+	return t.lookupRequestWith(req, req.Header)
+}
+
+// variesOnPrivate reports whether the Vary values vary name a field that
+// storedHeader drops or hashes, or "*".
+func variesOnPrivate(vary []string) bool {
+	for _, v := range vary {
+		for name := range strings.SplitSeq(v, ",") {
+			name = textproto.TrimString(name)
+			if name == "*" {
+				return true
+			}
+			for _, f := range hashedFields {
+				if strings.EqualFold(name, f) {
+					return true
+				}
+			}
+			for _, f := range droppedFields {
+				if strings.EqualFold(name, f) {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }

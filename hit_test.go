@@ -139,3 +139,52 @@ func TestTransportHit(t *testing.T) {
 		t.Errorf("Hit after Close = %s; want nil", resp.Status)
 	}
 }
+
+// TestTransportHitPrivateFields checks that Hit, which matches Vary on
+// the request's own header when no stored response varies on a field the
+// cache drops or hashes, decides as RoundTrip does whether it does or not.
+func TestTransportHitPrivateFields(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=60")
+		switch r.URL.Path {
+		case "/cookie":
+			w.Header().Set("Vary", "Accept, cookie")
+		case "/xff":
+			w.Header().Set("Vary", "X-Forwarded-For")
+		case "/lang":
+			w.Header().Set("Vary", "Accept-Language")
+		}
+		io.WriteString(w, "body of "+r.URL.Path)
+	})
+	f := newFixture(t, statemachine.Options{Shared: true}, nil)
+	ctx := context.Background()
+	for _, p := range []string{"/cookie", "/xff", "/lang", "/plain"} {
+		f.get(t, o.URL+p, "Cookie", "a=1", "X-Forwarded-For", "192.0.2.1", "Accept-Language", "fr")
+	}
+	tests := []struct {
+		path string
+		hdr  []string
+		hit  bool
+	}{
+		{"/cookie", []string{"Cookie", "a=1", "X-Forwarded-For", "192.0.2.9"}, true},
+		{"/cookie", []string{"Cookie", "a=2", "X-Forwarded-For", "192.0.2.1"}, false},
+		{"/cookie", []string{"X-Forwarded-For", "192.0.2.1"}, false},
+		// X-Forwarded-For is not stored: a request's never matches one.
+		{"/xff", []string{"X-Forwarded-For", "192.0.2.9"}, true},
+		{"/xff", []string{"X-Forwarded-For", "192.0.2.1", "Cookie", "a=1"}, true},
+		{"/lang", []string{"Accept-Language", "fr", "X-Forwarded-For", "192.0.2.9", "Cookie", "b=1"}, true},
+		{"/lang", []string{"Accept-Language", "de", "X-Forwarded-For", "192.0.2.9"}, false},
+		{"/plain", []string{"X-Forwarded-For", "192.0.2.9", "Forwarded", "for=192.0.2.9"}, true},
+		{"/plain", []string{"Authorization", "Basic eDp5"}, true}, // public
+	}
+	for _, tt := range tests {
+		resp, _ := f.hit(t, ctx, "GET", o.URL+tt.path, tt.hdr...)
+		if got := resp != nil; got != tt.hit {
+			t.Errorf("Hit %s %q = hit %v; want %v", tt.path, tt.hdr, got, tt.hit)
+		}
+		_, _, status := f.get(t, o.URL+tt.path, tt.hdr...)
+		if got := strings.Contains(status, "hit"); got != tt.hit {
+			t.Errorf("RoundTrip %s %q: Cache-Status %q; want hit %v, as Hit", tt.path, tt.hdr, status, tt.hit)
+		}
+	}
+}

@@ -109,7 +109,12 @@ func ruleTarget(u *url.URL) string {
 // the TTL of the URL rule that matches it when the request sets none, and
 // only-if-cached added when WithOnlyIfCached asks for it.
 func (t *Transport) lookupRequest(req *http.Request) model.Request {
-	mr := t.modelRequest(req)
+	return t.lookupRequestWith(req, t.storedHeader(req.Header))
+}
+
+// lookupRequestWith is lookupRequest(req) with the header h.
+func (t *Transport) lookupRequestWith(req *http.Request, h http.Header) model.Request {
+	mr := t.modelRequestWith(req, h)
 	if mr.Options.TTL == 0 {
 		if r := t.rules.match(req.URL); r != nil {
 			mr.Options.TTL = r.TTL

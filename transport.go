@@ -294,7 +294,12 @@ func WithRequestOptions(ctx context.Context, opts model.RequestOptions) context.
 // credentials hashed and client addresses dropped (see
 // Options.CredentialKey), which is a copy when anything changed.
 func (t *Transport) modelRequest(req *http.Request) model.Request {
-	mr := model.Request{Method: req.Method, URL: req.URL.String(), Header: t.storedHeader(req.Header)}
+	return t.modelRequestWith(req, t.storedHeader(req.Header))
+}
+
+// modelRequestWith is modelRequest(req) with the header h.
+func (t *Transport) modelRequestWith(req *http.Request, h http.Header) model.Request {
+	mr := model.Request{Method: req.Method, URL: req.URL.String(), Header: h}
 	if o, ok := req.Context().Value(requestOptionsKey{}).(model.RequestOptions); ok {
 		mr.Options = o
 	}

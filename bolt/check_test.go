@@ -136,21 +136,26 @@ func pageOf(b []byte, ps int, id uint64) (flags uint16, count uint16) {
 	return native.Uint16(b[off+8:]), native.Uint16(b[off+10:])
 }
 
-// findPage returns a page in use (not free) of file b, of meta m, whose
-// flags are flags and whose count is at least n.
-func findPage(tb testing.TB, b []byte, ps int, m meta, flags uint16, n uint16) uint64 {
+// bucketRoot returns the root page of the top-level bucket name of file b,
+// of meta m, whose root is a leaf of bucket headers: a page CheckFile
+// reads with deep unset. (Picking the first branch page of the file
+// instead picked, as bbolt's page allocation varied, one of the nested
+// bucket's, which only the deep check reads.)
+func bucketRoot(tb testing.TB, b []byte, ps int, m meta, name []byte) uint64 {
 	tb.Helper()
-	free := map[uint64]bool{}
-	fl := int(m.freelist) * ps
-	for i := range int(native.Uint16(b[fl+10:])) {
-		free[native.Uint64(b[fl+pageHeaderLen+8*i:])] = true
+	root := int(m.root) * ps
+	flags, count := pageOf(b, ps, m.root)
+	if flags != flagLeaf {
+		tb.Fatalf("root page %d: flags %#x; want a leaf", m.root, flags)
 	}
-	for id := uint64(2); id < m.pgid; id++ {
-		if f, c := pageOf(b, ps, id); !free[id] && f == flags && c >= n && native.Uint64(b[int(id)*ps:]) == id {
-			return id
+	for i := range int(count) {
+		e := root + pageHeaderLen + i*elemLen
+		pos, ksize := int(native.Uint32(b[e+4:])), int(native.Uint32(b[e+8:]))
+		if k := b[e+pos : e+pos+ksize]; bytes.Equal(k, name) {
+			return native.Uint64(b[e+pos+ksize:])
 		}
 	}
-	tb.Fatalf("no page with flags %#x and %d elements", flags, n)
+	tb.Fatalf("no bucket %q in the root page", name)
 	return 0
 }
 
@@ -175,7 +180,10 @@ func TestCheckFileDamage(t *testing.T) {
 			native.PutUint64(mb[56:], h)
 		}
 	}
-	branch := findPage(t, good, ps, m, flagBranch, 2)
+	branch := bucketRoot(t, good, ps, m, BucketPairs)
+	if flags, count := pageOf(good, ps, branch); flags != flagBranch || count < 2 {
+		t.Fatalf("the pairs bucket's root %d: flags %#x, %d elements; want a branch of 2 or more", branch, flags, count)
+	}
 	tests := []struct {
 		name   string
 		damage func(b []byte) []byte

@@ -109,8 +109,15 @@ import (
 //		// place), so that hits on the same bodies do not pay for the checksum
 //		// again and again: a file damaged behind bbolt's back while this Bolt
 //		// has it open is caught at the next open, or at once with
-//		// VerifyEveryRead. Records are checked on every read either way.
+//		// VerifyEveryRead. Records are checked on every read either way (one
+//		// whose decoded heads are kept, see HeadCacheBytes, is compared byte
+//		// for byte with the bytes that were checked).
 //		VerifyEveryRead bool
+//		// HeadCacheBytes is the memory kept for the decoded heads of pairs
+//		// GetPairs read recently, so that reading one again, while its stored
+//		// record is unchanged, does not decode it again. Default
+//		// DefaultHeadCacheBytes; negative: none.
+//		HeadCacheBytes int
 //		// Rebuild makes OpenBolt move a damaged database file aside and start
 //		// with an empty one, where it would fail with model.ErrCorrupt (or
 //		// with model.ErrFormatVersion for a file of an older format, which this
@@ -171,6 +178,7 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 //	file-body-min=N         FileBodyMin (KiB, MiB, GiB suffixes allowed; -1: none)
 //	rebuild=BOOL            Rebuild
 //	verify-every-read=BOOL  VerifyEveryRead
+//	head-cache=N            HeadCacheBytes (KiB, MiB, GiB suffixes allowed)
 //
 // as in bolt:///var/cache/hishel.db?ttl=1h&max-bytes=512MiB. A bad URL
 // fails with model.ErrInvalid.

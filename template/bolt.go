@@ -43,6 +43,8 @@ const (
 	DefaultInitialMmapSize = 256 << 20
 	// DefaultFileBodyMin is BoltOptions.FileBodyMin's default.
 	DefaultFileBodyMin = 256 << 10
+	// DefaultHeadCacheBytes is BoltOptions.HeadCacheBytes's default.
+	DefaultHeadCacheBytes = 8 << 20
 )
 
 const (
@@ -155,8 +157,15 @@ type BoltOptions struct {
 	// place), so that hits on the same bodies do not pay for the checksum
 	// again and again: a file damaged behind bbolt's back while this Bolt
 	// has it open is caught at the next open, or at once with
-	// VerifyEveryRead. Records are checked on every read either way.
+	// VerifyEveryRead. Records are checked on every read either way (one
+	// whose decoded heads are kept, see HeadCacheBytes, is compared byte
+	// for byte with the bytes that were checked).
 	VerifyEveryRead bool
+	// HeadCacheBytes is the memory kept for the decoded heads of pairs
+	// GetPairs read recently, so that reading one again, while its stored
+	// record is unchanged, does not decode it again. Default
+	// DefaultHeadCacheBytes; negative: none.
+	HeadCacheBytes int
 	// Rebuild makes OpenBolt move a damaged database file aside and start
 	// with an empty one, where it would fail with model.ErrCorrupt (or
 	// with model.ErrFormatVersion for a file of an older format, which this
@@ -214,6 +223,9 @@ func (o *BoltOptions) resolved() (BoltOptions, error) {
 	if r.FileBodyMin == 0 {
 		r.FileBodyMin = DefaultFileBodyMin
 	}
+	if r.HeadCacheBytes == 0 {
+		r.HeadCacheBytes = DefaultHeadCacheBytes
+	}
 	switch {
 	case r.InitialMmapSize < 0:
 		r.InitialMmapSize = 0
@@ -257,6 +269,8 @@ type Bolt struct {
 	pol    backend.Policy
 	w      *writer
 	rd     *readers
+	// heads keeps the records GetPairs decoded (nil: HeadCacheBytes < 0).
+	heads *headCache
 
 	// Access times (unix ns) of reads, gathered and written in batches:
 	// access holds those not yet taken by a write transaction, flushing
@@ -393,6 +407,7 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 		pol:       pol,
 		w:         newWriter(db, maxTxBytes),
 		rd:        &readers{db: db},
+		heads:     newHeadCache(o.HeadCacheBytes),
 		access:    access,
 		pend:      make(map[model.PairID]*pendEntry),
 		unsynced:  make(map[[bolt.HashLen]byte]int),
@@ -426,6 +441,7 @@ func OpenBolt(ctx context.Context, opts *BoltOptions) (*Bolt, error) {
 //	file-body-min=N         FileBodyMin (KiB, MiB, GiB suffixes allowed; -1: none)
 //	rebuild=BOOL            Rebuild
 //	verify-every-read=BOOL  VerifyEveryRead
+//	head-cache=N            HeadCacheBytes (KiB, MiB, GiB suffixes allowed)
 //
 // as in bolt:///var/cache/hishel.db?ttl=1h&max-bytes=512MiB. A bad URL
 // fails with model.ErrInvalid.
@@ -446,6 +462,7 @@ func OpenBoltURL(ctx context.Context, u *url.URL) (*Bolt, error) {
 	q.Bool("verify-every-read", &o.VerifyEveryRead)
 	q.Int64("file-body-min", &o.FileBodyMin)
 	q.Bool("rebuild", &o.Rebuild)
+	q.Int("head-cache", &o.HeadCacheBytes)
 	if err := q.Done(); err != nil {
 		return nil, err
 	}
@@ -887,6 +904,8 @@ func (s *Bolt) GetPairs(ctx context.Context, key string) ([]model.CompletePair, 
 	err := s.view(func(t *readTx) error {
 		var one [1]*bolt.Record // the common case: one pair per key
 		recs := one[:0]
+		var oneShared [1]bool
+		shared := oneShared[:0] // shared[i]: recs[i] is the head cache's
 		c := t.keysC
 		for k, _ := c.Seek(h[:]); k != nil && bytes.HasPrefix(k, h[:]); k, _ = c.Next() {
 			id := model.PairID(k[bolt.HashLen:])
@@ -894,27 +913,37 @@ func (s *Bolt) GetPairs(ctx context.Context, key string) ([]model.CompletePair, 
 			if v == nil {
 				continue
 			}
-			// Entries of pairs gone wait for a sweep (see bolt's doc):
-			// skip them without decoding their headers.
-			head, err := bolt.DecodeRecordHead(v)
-			if err != nil {
-				return s.corrupt(id, fmt.Errorf("hishel: get pairs: pair %s: %w", id, err))
-			}
-			if head.State() != model.StateComplete || !head.KeyIs(key) {
+			rec := s.heads.get(id, v)
+			kept := rec != nil
+			if rec == nil {
+				// Entries of pairs gone wait for a sweep (see bolt's
+				// doc): skip them without decoding their headers.
+				head, err := bolt.DecodeRecordHead(v)
+				if err != nil {
+					return s.corrupt(id, fmt.Errorf("hishel: get pairs: pair %s: %w", id, err))
+				}
+				if head.State() != model.StateComplete || !head.KeyIs(key) {
+					continue
+				}
+				if rec, err = decodeRecord(id, v); err != nil {
+					return s.corrupt(id, fmt.Errorf("hishel: get pairs: %w", err))
+				}
+				kept = s.heads.put(id, v, rec)
+			} else if rec.Key != key {
 				continue
-			}
-			rec, err := decodeRecord(id, v)
-			if err != nil {
-				return s.corrupt(id, fmt.Errorf("hishel: get pairs: %w", err))
 			}
 			if s.live(rec, now) {
 				recs = append(recs, rec)
+				shared = append(shared, kept)
 			}
 		}
-		for _, rec := range recs {
+		for i, rec := range recs {
 			p, err := s.pairFromRecord(rec, t, len(recs) == 1)
 			if err != nil {
 				return err
+			}
+			if shared[i] { // the pair's heads are its own
+				p.Request.Header, p.Response.Header = p.Request.Header.Clone(), p.Response.Header.Clone()
 			}
 			out = append(out, p)
 		}
@@ -1916,6 +1945,7 @@ func (s *Bolt) Close() error {
 		s.closed.Store(true)
 		s.w.close()
 		s.rd.close()
+		s.heads.clear()
 		if s.w.broken != nil {
 			// The memory map stays: bbolt alone could unmap it.
 			s.closeErr = errors.Join(s.w.broken, unlockFile(s.file), s.file.Close())

@@ -43,7 +43,7 @@ import (
 var corruptTrials = flag.Int("corrupt.trials", 200, "damaged copies TestBoltCorruptFiles opens in child processes")
 
 const (
-	corruptEnvDB    = "HISHEL_CORRUPT_HELPER_DB"
+	corruptEnvDB = "HISHEL_CORRUPT_HELPER_DB"
 	// corruptDeadline bounds each child; a hang is a failure. A child takes
 	// well under a second on a quiet machine: the margin is for a loaded one
 	// (a minute was once too little under a load average of 20).

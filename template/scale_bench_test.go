@@ -2,6 +2,7 @@ package template
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/hishel-go/hishel/bolt"
 )
+
+var scaleHeadCache = flag.Int("bolt.headcache", 0, "HeadCacheBytes of the files BenchmarkBoltScale/hit reads (0: the default; -1: none)")
 
 // BenchmarkBoltScale measures what the size of a file costs, on the file
 // BenchmarkBoltOpen opens (-bolt.openpairs 1 KiB pairs, 100k by default;
@@ -26,6 +29,10 @@ import (
 //     gathered, none written yet), then Close timed ("close-ms"), then the
 //     next OpenBolt timed ("reopen-ms"), as a process that stops after
 //     serving reads and one that starts again.
+//
+// -bolt.headcache sets both files' HeadCacheBytes (-1: none): hits on
+// random pairs of a large file find few heads kept, while the small
+// file's all fit.
 func BenchmarkBoltScale(b *testing.B) {
 	large := openBenchFile(b)
 	ctx := context.Background()
@@ -33,8 +40,8 @@ func BenchmarkBoltScale(b *testing.B) {
 		const smallPairs = 1000
 		smallPath := filepath.Join(b.TempDir(), "small.db")
 		buildPairsFile(b, smallPath, smallPairs)
-		small := openBolt(b, &BoltOptions{Path: smallPath})
-		big := openBolt(b, &BoltOptions{Path: large})
+		small := openBolt(b, &BoltOptions{Path: smallPath, HeadCacheBytes: *scaleHeadCache})
+		big := openBolt(b, &BoltOptions{Path: large, HeadCacheBytes: *scaleHeadCache})
 		rng := rand.New(rand.NewPCG(1, 2))
 		buf := make([]byte, 32<<10)
 		hit := func(s *Bolt, n int) (time.Duration, error) {

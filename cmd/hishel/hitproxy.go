@@ -2,9 +2,11 @@ package main
 
 import (
 	"io"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/textproto"
+	"net/url"
 	"strings"
 	"sync"
 )
@@ -29,9 +31,12 @@ type hitter interface {
 // fails midway aborts the response (http.ErrAbortHandler), as rp does,
 // so that the client never takes a short body for a whole one.
 type hitProxy struct {
-	rp      *httputil.ReverseProxy
-	rewrite func(*httputil.ProxyRequest)
-	tr      hitter
+	rp *httputil.ReverseProxy
+	// target and forwardHost are those of rp's Rewrite (newProxy's):
+	// outgoing does what it does.
+	target      *url.URL
+	forwardHost bool
+	tr          hitter
 }
 
 func (p *hitProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -84,12 +89,32 @@ func (p *hitProxy) outgoing(r *http.Request) *http.Request {
 		}
 	}
 	out.Header = h
+	// newProxy's Rewrite: SetURL, then SetXForwarded's fields set
+	// directly, in one allocation (the client's own X-Forwarded-For is
+	// gone, so the client's address is the whole field), and
+	// X-Forwarded-Host only with forwardHost.
 	pr := httputil.ProxyRequest{In: r, Out: out}
-	p.rewrite(&pr)
-	if _, ok := pr.Out.Header["User-Agent"]; !ok {
-		pr.Out.Header["User-Agent"] = []string{""} // as rp: no Go default
+	pr.SetURL(p.target)
+	vals := make([]string, 0, 4)
+	add := func(k, v string) {
+		vals = append(vals, v)
+		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
-	return pr.Out
+	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		add("X-Forwarded-For", ip)
+	}
+	if p.forwardHost {
+		add("X-Forwarded-Host", r.Host)
+	}
+	if r.TLS == nil {
+		add("X-Forwarded-Proto", "http")
+	} else {
+		add("X-Forwarded-Proto", "https")
+	}
+	if _, ok := h["User-Agent"]; !ok {
+		add("User-Agent", "") // as rp: no Go default
+	}
+	return out
 }
 
 // plainQuery reports whether rp forwards the query q as it is: no ";",

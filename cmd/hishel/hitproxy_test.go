@@ -5,6 +5,8 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -155,4 +157,85 @@ func sameStatus(a, b string) bool {
 		return s
 	}
 	return cut(a) == cut(b)
+}
+
+// TestProxyOutgoing checks that the request the direct hit path looks up
+// is the one the reverse proxy sends: its header without the hop-by-hop
+// fields, then newProxy's Rewrite (SetURL, SetXForwarded, and
+// X-Forwarded-Host only when forwarded).
+func TestProxyOutgoing(t *testing.T) {
+	targets := []string{"http://origin.test:8080", "http://origin.test/base/?k=v"}
+	reqs := []func() *http.Request{
+		func() *http.Request { return httptest.NewRequest("GET", "http://proxy.test/a/b?x=1", nil) },
+		func() *http.Request {
+			r := httptest.NewRequest("GET", "https://proxy.test/a", nil) // TLS
+			r.Header["X-Forwarded-For"] = []string{"203.0.113.9", "198.51.100.1"}
+			r.Header["X-Forwarded-Host"] = []string{"evil.example"}
+			r.Header["X-Forwarded-Proto"] = []string{"gopher"}
+			r.Header["Forwarded"] = []string{"for=1.2.3.4"}
+			r.Header["User-Agent"] = []string{"agent/1"}
+			return r
+		},
+		func() *http.Request {
+			r := httptest.NewRequest("HEAD", "http://proxy.test/%41b", nil)
+			r.RemoteAddr = "no port" // no X-Forwarded-For
+			r.Header["Connection"] = []string{"keep-alive, X-Hop"}
+			r.Header["X-Hop"] = []string{"1"}
+			r.Header["Keep-Alive"] = []string{"timeout=5"}
+			r.Header["Accept"] = []string{"a/b", "c/d"}
+			return r
+		},
+	}
+	for _, target := range targets {
+		u, err := url.Parse(target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, forwardHost := range []bool{false, true} {
+			var sent *http.Request
+			rt := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				sent = r
+				return &http.Response{StatusCode: 204, Body: http.NoBody, Header: http.Header{}, Request: r}, nil
+			})
+			h := newProxy(u, hitFunc(rt), log.New(io.Discard, "", 0), forwardHost).(*hitProxy)
+			for i, mk := range reqs {
+				want := func() *http.Request { sent = nil; h.rp.ServeHTTP(httptest.NewRecorder(), mk()); return sent }()
+				got := h.outgoing(mk())
+				if want == nil || got == nil {
+					t.Fatalf("%s, forwardHost %v, request %d: reverse proxy sent %v, outgoing %v", target, forwardHost, i, want, got)
+				}
+				if got.Method != want.Method || got.URL.String() != want.URL.String() || got.Host != want.Host ||
+					!equalHeader(got.Header, want.Header) {
+					t.Errorf("%s, forwardHost %v, request %d: outgoing = %s %s (Host %q) %v; reverse proxy sent %s %s (Host %q) %v",
+						target, forwardHost, i, got.Method, got.URL, got.Host, got.Header, want.Method, want.URL, want.Host, want.Header)
+				}
+			}
+		}
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// hitFunc is a RoundTripper with a Hit that never hits, so that newProxy
+// returns its direct hit path.
+type hitFunc roundTripFunc
+
+func (f hitFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+func (hitFunc) Hit(*http.Request) *http.Response                    { return nil }
+
+// TestSetProxyGC checks that the proxy paces the garbage collector at
+// proxyGCPercent unless GOGC is set.
+func TestSetProxyGC(t *testing.T) {
+	old := debug.SetGCPercent(100)
+	t.Cleanup(func() { debug.SetGCPercent(old) })
+	setProxyGC("200") // GOGC set: the runtime has it already
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("with GOGC set, the GC percentage = %d; want it left at 100", got)
+	}
+	setProxyGC("")
+	if got := debug.SetGCPercent(100); got != proxyGCPercent {
+		t.Errorf("without GOGC, the GC percentage = %d; want %d", got, proxyGCPercent)
+	}
 }

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -199,6 +200,7 @@ func cmdProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("%s proxy: %w; pick another -listen address", programName, err)
 	}
 	fmt.Fprintf(stderr, "%s proxy: listening on http://%s, forwarding to %s, cache %s\n", programName, ln.Addr(), target, dbName)
+	setProxyGC(os.Getenv("GOGC"))
 	if err := runProxy(ctx, &cfg, store, ln, stderr, *verbose); err != nil {
 		return err
 	}
@@ -207,6 +209,23 @@ func cmdProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	fmt.Fprintf(stderr, "%s proxy: stopped\n", programName)
 	return nil
+}
+
+// proxyGCPercent is the garbage collector's target percentage (GOGC) in
+// hishel proxy when the environment sets none.
+const proxyGCPercent = 400
+
+// setProxyGC paces the garbage collector for a proxy, unless gogc (the
+// GOGC environment variable) sets it: a proxy's live heap is small (its
+// pairs live in the cache file), so at Go's default of 100 it collects
+// after every few megabytes allocated, a few hundred requests; at 400 it
+// collects about a quarter as often, for a heap that grows to five times
+// the live one. In the same process, that took a third off a 1 KiB hit's
+// CPU time (BenchmarkProxyHit, GOGC=100 against 400).
+func setProxyGC(gogc string) {
+	if gogc == "" {
+		debug.SetGCPercent(proxyGCPercent)
+	}
 }
 
 // runProxy serves the proxy on ln, caching in store, until ctx ends, and
@@ -390,7 +409,7 @@ func newProxy(target *url.URL, tr http.RoundTripper, errLog *log.Logger, forward
 		BufferPool:   copyBuffers{},
 	}
 	if h, ok := tr.(hitter); ok {
-		return &hitProxy{rp: rp, rewrite: rewrite, tr: h}
+		return &hitProxy{rp: rp, target: target, forwardHost: forwardHost, tr: h}
 	}
 	return rp
 }
