@@ -154,10 +154,10 @@ type BoltOptions struct {
 	// time it is read. By default a chunk of 4 KiB or more is checked the
 	// first time this Bolt reads it, and again only if its bytes have moved
 	// in the file since (a write through bbolt never changes bytes in
-	// place), so that hits on the same bodies do not pay for the checksum
-	// again and again: a file damaged behind bbolt's back while this Bolt
-	// has it open is caught at the next open, or at once with
-	// VerifyEveryRead. Records are checked on every read either way (one
+	// place; a body file, see FileBodyMin, is written once), so that hits
+	// on the same bodies do not pay for the checksum again and again: a
+	// file damaged behind this Bolt's back while it has it open is caught
+	// at the next open, or at once with VerifyEveryRead. Records are checked on every read either way (one
 	// whose decoded heads are kept, see HeadCacheBytes, is compared byte
 	// for byte with the bytes that were checked).
 	VerifyEveryRead bool

@@ -289,7 +289,7 @@ func (r *storedBody) load(t *readTx, check bool, limit int) error {
 			case err != nil:
 				return err
 			}
-			if err := bolt.CheckChunk(k, b); err != nil {
+			if err := r.s.verified.checkFile(k, b, r.s.opts.VerifyEveryRead); err != nil {
 				putChunk(b)
 				return corrupt("%v", err)
 			}

@@ -33,7 +33,8 @@ type verifiedChunks struct {
 	bytes  atomic.Int64 // and their bytes
 }
 
-// verifiedChunk identifies a chunk's bytes at one place in the mapping.
+// verifiedChunk identifies a chunk's bytes at one place in the mapping
+// (addr), or in its body file (addr 0).
 type verifiedChunk struct {
 	addr uintptr
 	n    int
@@ -52,12 +53,26 @@ const (
 // bytes were checked at the same place before. v must lie in the mapped
 // file (a read transaction's value).
 func (c *verifiedChunks) check(k, v []byte, every bool) error {
+	return c.checkAt(uintptr(unsafe.Pointer(unsafe.SliceData(v))), k, v, every)
+}
+
+// checkFile is check for a chunk read from a body file (see
+// BoltOptions.FileBodyMin), remembered by its key alone: a body file is
+// written once, by this process, under a nonce no other body of this
+// process is given, so the chunk a key names (its nonce, kind, place and
+// checksum) has the same bytes for as long as this Bolt is open, unless
+// the file is changed behind its back.
+func (c *verifiedChunks) checkFile(k, v []byte, every bool) error {
+	return c.checkAt(0, k, v, every)
+}
+
+func (c *verifiedChunks) checkAt(addr uintptr, k, v []byte, every bool) error {
 	if every || len(v) < minVerifyOnce || len(k) != bolt.ChunkKeyLen {
 		c.checks.Add(1)
 		c.bytes.Add(int64(len(v)))
 		return bolt.CheckChunk(k, v)
 	}
-	id := verifiedChunk{addr: uintptr(unsafe.Pointer(unsafe.SliceData(v))), n: len(v), key: [bolt.ChunkKeyLen]byte(k)}
+	id := verifiedChunk{addr: addr, n: len(v), key: [bolt.ChunkKeyLen]byte(k)}
 	if _, ok := c.seen.Load(id); ok {
 		return nil
 	}

@@ -143,3 +143,53 @@ func TestOpenBoltURLVerifyEveryRead(t *testing.T) {
 		}
 	}
 }
+
+// A chunk of a body kept in a file is checked the first time it is read,
+// and on every read with VerifyEveryRead, which also catches the file
+// changed while the store is open.
+func TestBoltVerifyOnceFileBody(t *testing.T) {
+	body := strings.Repeat("0123456789abcdef", (4*(64<<10))/16) // 4 chunks, over FileBodyMin
+	for _, every := range []bool{false, true} {
+		t.Run(map[bool]string{false: "once", true: "every"}[every], func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "c.db")
+			s := openBolt(t, &BoltOptions{Path: path, VerifyEveryRead: every, FileBodyMin: 64 << 10})
+			cp := store(t, s, getReq("u1"), okResp(body), "k")
+			checks := func() int64 { return s.verified.checks.Load() }
+			before := checks()
+			if got, err := readBody(t, s, "k"); err != nil || got != body {
+				t.Fatalf("first read: %d bytes, %v; want the body", len(got), err)
+			}
+			if n := checks() - before; n != 5 { // 4 chunks and the marker
+				t.Errorf("first read checked %d chunks; want 5", n)
+			}
+			before = checks()
+			if got, err := readBody(t, s, "k"); err != nil || got != body {
+				t.Fatalf("second read: %d bytes, %v; want the body", len(got), err)
+			}
+			want := int64(1) // the marker
+			if every {
+				want = 5
+			}
+			if n := checks() - before; n != want {
+				t.Errorf("second read checked %d chunks; want %d", n, want)
+			}
+			if !every {
+				return
+			}
+			file := filepath.Join(path+".bodies", bolt.BodyFileName(nonceOf(t, s, cp.ID), bolt.KindResponse))
+			f, err := os.OpenFile(file, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.WriteAt([]byte{'X'}, 70_000); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := readBody(t, s, "k"); !errors.Is(err, model.ErrCorrupt) {
+				t.Errorf("read after the body file changed: %d bytes, %v; want ErrCorrupt", len(got), err)
+			}
+		})
+	}
+}
