@@ -31,6 +31,21 @@ func readBody(tb testing.TB, s *Bolt, key string) (string, error) {
 	return string(got), err
 }
 
+// checkedReads reads the body under key twice and fails unless the reads
+// returned it and checked first and second chunks against their checksums.
+func checkedReads(t *testing.T, s *Bolt, key, body string, first, second int64) {
+	t.Helper()
+	for i, want := range []int64{first, second} {
+		before := s.verified.checks.Load()
+		if got, err := readBody(t, s, key); err != nil || got != body {
+			t.Fatalf("read %d: %d bytes, %v; want the body", i+1, len(got), err)
+		}
+		if n := s.verified.checks.Load() - before; n != want {
+			t.Errorf("read %d checked %d chunks; want %d", i+1, n, want)
+		}
+	}
+}
+
 // A chunk is checked against its checksum the first time it is read, and
 // again on later reads only with VerifyEveryRead; a chunk changed through
 // bbolt lies elsewhere in the file and is checked again whatever the
@@ -42,26 +57,11 @@ func TestBoltVerifyOnce(t *testing.T) {
 		t.Run(map[bool]string{false: "once", true: "every"}[every], func(t *testing.T) {
 			s := openBolt(t, &BoltOptions{VerifyEveryRead: every})
 			store(t, s, getReq("u1"), okResp(body), "k")
-			checks := func() int64 { return s.verified.checks.Load() }
-
-			before := checks()
-			if got, err := readBody(t, s, "k"); err != nil || got != body {
-				t.Fatalf("first read: %d bytes, %v; want the body", len(got), err)
-			}
-			if n := checks() - before; n != 5 { // 4 chunks and the marker
-				t.Errorf("first read checked %d chunks; want 5", n)
-			}
-			before = checks()
-			if got, err := readBody(t, s, "k"); err != nil || got != body {
-				t.Fatalf("second read: %d bytes, %v; want the body", len(got), err)
-			}
 			want := int64(2) // the last chunk and the marker, under minVerifyOnce
 			if every {
 				want = 5
 			}
-			if n := checks() - before; n != want {
-				t.Errorf("second read checked %d chunks; want %d", n, want)
-			}
+			checkedReads(t, s, "k", body, 5, want) // 4 chunks and the marker at first
 
 			// A byte changed through bbolt, as any write would, with the
 			// chunk's key (and so its checksum) kept.
@@ -154,25 +154,11 @@ func TestBoltVerifyOnceFileBody(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "c.db")
 			s := openBolt(t, &BoltOptions{Path: path, VerifyEveryRead: every, FileBodyMin: 64 << 10})
 			cp := store(t, s, getReq("u1"), okResp(body), "k")
-			checks := func() int64 { return s.verified.checks.Load() }
-			before := checks()
-			if got, err := readBody(t, s, "k"); err != nil || got != body {
-				t.Fatalf("first read: %d bytes, %v; want the body", len(got), err)
-			}
-			if n := checks() - before; n != 5 { // 4 chunks and the marker
-				t.Errorf("first read checked %d chunks; want 5", n)
-			}
-			before = checks()
-			if got, err := readBody(t, s, "k"); err != nil || got != body {
-				t.Fatalf("second read: %d bytes, %v; want the body", len(got), err)
-			}
 			want := int64(1) // the marker
 			if every {
 				want = 5
 			}
-			if n := checks() - before; n != want {
-				t.Errorf("second read checked %d chunks; want %d", n, want)
-			}
+			checkedReads(t, s, "k", body, 5, want) // 4 chunks and the marker at first
 			if !every {
 				return
 			}
