@@ -291,6 +291,10 @@ type Bolt struct {
 	// verified are the chunks read and found sound (see VerifyEveryRead).
 	verified verifiedChunks
 
+	// reading pins the pairs whose bodies are being read: eviction passes
+	// over them (see readPin).
+	reading readPins
+
 	// unsynced counts, per key hash, the pairs completed in a transaction
 	// not yet committed, or whose end was posted to the writer (NoSync
 	// only: otherwise a pair's end waits for its commit). GetPairs commits
@@ -783,6 +787,9 @@ func (s *Bolt) afterCommit(t *wtx, err error) {
 	if t.accessed || len(s.applied) > 0 {
 		s.afterAccessCommit(t, err)
 	}
+	if len(t.evicting) > 0 {
+		s.reading.settle(t.evicting, err == nil, s.now().UnixNano())
+	}
 	if len(t.settled) == 0 && len(t.completedKeys) == 0 && len(t.cleared) == 0 && (err == nil || len(t.created) == 0) {
 		return
 	}
@@ -939,6 +946,10 @@ func (s *Bolt) GetPairs(ctx context.Context, key string) ([]model.CompletePair, 
 		}
 		for i, rec := range recs {
 			p, err := s.pairFromRecord(rec, t, len(recs) == 1)
+			if errors.Is(err, errEvicting) { // as if the eviction had committed first
+				_ = p.Close()
+				continue
+			}
 			if err != nil {
 				return err
 			}
@@ -1011,6 +1022,11 @@ func (s *Bolt) GetPair(ctx context.Context, id model.PairID) (model.CompletePair
 			return fmt.Errorf("hishel: get pair %s: %w", id, model.ErrNotFound)
 		}
 		out, err = s.pairFromRecord(rec, t, true)
+		if errors.Is(err, errEvicting) { // as if the eviction had committed first
+			_ = out.Close()
+			out = model.CompletePair{}
+			return fmt.Errorf("hishel: get pair %s: %w", id, model.ErrNotFound)
+		}
 		return err
 	})
 	return out, err
@@ -1093,6 +1109,12 @@ func (s *Bolt) storedBody(rec *bolt.Record, kind bolt.Kind, t *readTx, prefetch 
 	if prefetch > 0 {
 		if err := b.load(t, false, prefetch); err != nil {
 			return nil, err
+		}
+	}
+	if !b.ended {
+		if b.pin = s.reading.pin(rec.ID, s.now().UnixNano()); b.pin == nil {
+			b.Close()
+			return nil, errEvicting
 		}
 	}
 	return model.NewChunkBody(b, b), nil
@@ -1360,7 +1382,8 @@ func purgeID(t *wtx, id model.PairID, nonce uint64) error {
 // complete pairs MaxPairs: soft-deleted pairs first (oldest deletion
 // first; for MaxBytes only, as they are not counted as pairs), then
 // complete pairs, least recently used first. Incomplete pairs are never
-// evicted.
+// evicted, nor pairs whose bodies are being read (see readPin): the
+// budget may be exceeded while they are.
 func (s *Bolt) enforceBudget(t *wtx, res *model.SweepResult) {
 	overBytes := func() bool { return s.pol.MaxBytes > 0 && t.stats.Bytes > s.pol.MaxBytes }
 	overPairs := func() bool { return s.pol.MaxPairs > 0 && t.stats.Pairs > s.pol.MaxPairs }
@@ -1368,10 +1391,17 @@ func (s *Bolt) enforceBudget(t *wtx, res *model.SweepResult) {
 		return
 	}
 	s.applyAccess(t) // so that recent reads count in the LRU order
+	now := s.now().UnixNano()
 	for _, idx := range []*bbolt.Bucket{t.deleted, t.acc} {
 		var p progress
+		var after []byte // the entries up to here are pinned
 		for (overBytes() || idx == t.acc && overPairs()) && t.fatal == nil {
-			k, _ := idx.Cursor().First()
+			var k []byte
+			if after == nil {
+				k, _ = idx.Cursor().First()
+			} else {
+				k, _ = idx.Cursor().Seek(after)
+			}
 			if k == nil || p.stuck(t, k) {
 				break
 			}
@@ -1385,8 +1415,11 @@ func (s *Bolt) enforceBudget(t *wtx, res *model.SweepResult) {
 				t.del(idx, k) // a stale index entry (see retireAccess)
 				continue
 			}
-			purge(t, rec)
-			t.del(idx, k) // at the index's start: no random leaf to rewrite (see retireAccess)
+			if !s.evictPair(t, rec, now) {
+				after = append(append(after[:0], k...), 0) // the next key after k
+				continue
+			}
+			t.del(idx, k) // at the index's start, unless pinned pairs precede it: no random leaf to rewrite (see retireAccess)
 			// A live pair counts; a soft-deleted one reclaimed early does not.
 			if idx == t.acc {
 				t.evicted++
@@ -1396,6 +1429,18 @@ func (s *Bolt) enforceBudget(t *wtx, res *model.SweepResult) {
 			}
 		}
 	}
+}
+
+// evictPair purges rec to keep within a bound (MaxBytes, MaxPairs,
+// MaxVariants), unless a body of it is being read (see readPin), and
+// reports whether it did.
+func (s *Bolt) evictPair(t *wtx, rec *bolt.Record, now int64) bool {
+	if !s.reading.evict(rec.ID, now) {
+		return false
+	}
+	t.evicting = append(t.evicting, rec.ID)
+	purge(t, rec)
+	return true
 }
 
 // Cleanup runs a sweep now and reports what it did: expired pairs are
@@ -1437,6 +1482,7 @@ func (s *Bolt) Cleanup(ctx context.Context) (model.SweepResult, error) {
 	if _, err := s.removeOrphans(ctx); err != nil {
 		return total, err
 	}
+	s.reading.prune(s.now().UnixNano())
 	return total, s.cleanStale(ctx, staleMin)
 }
 

@@ -16,7 +16,8 @@ import (
 
 // capVariants evicts, beyond MaxVariants, the least recently used complete
 // pairs under key hash h with rec's key (of pairs read together, the
-// oldest): rec has just completed under it.
+// oldest): rec has just completed under it. Pairs whose bodies are being
+// read stay (see readPin), beyond the cap if need be.
 // The keys index is read from h on (one seek when the key has no other
 // pair), with the entries this transaction added; entries of pairs gone
 // are skipped by their record's head, as GetPairs skips them.
@@ -55,10 +56,14 @@ func (s *Bolt) capVariants(t *wtx, h [bolt.HashLen]byte, rec *bolt.Record) {
 	slices.SortFunc(others, func(a, b variant) int {
 		return cmp.Or(cmp.Compare(a.at, b.at), cmp.Compare(a.completed, b.completed), bytes.Compare(a.id[:], b.id[:]))
 	})
-	for _, v := range others[:over] {
-		if r, err := t.record(v.id); err == nil && r != nil {
-			purge(t, r)
+	now := s.now().UnixNano()
+	for _, v := range others {
+		if over == 0 {
+			break
+		}
+		if r, err := t.record(v.id); err == nil && r != nil && s.evictPair(t, r, now) {
 			t.evicted++
+			over--
 		}
 	}
 }

@@ -169,6 +169,7 @@ type storedBody struct {
 	ended  bool      // the marker has been checked
 	closed bool
 	f      *os.File // the body's file, once read (kind has bolt.KindFile)
+	pin    *readPin // while the body is read (see readPin); nil once ended
 }
 
 // NextChunk implements model.ChunkSource: the caller owns the chunk.
@@ -217,6 +218,9 @@ func (r *storedBody) nextChunk() ([]byte, error) {
 		if r.ended {
 			return nil, io.EOF
 		}
+		if r.pin != nil {
+			r.pin.at.Store(r.s.now().UnixNano())
+		}
 		err := r.s.view(func(t *readTx) error {
 			return r.load(t, true, readAhead)
 		})
@@ -224,10 +228,12 @@ func (r *storedBody) nextChunk() ([]byte, error) {
 			err = r.fileGone()
 		}
 		if err != nil {
+			r.unpin()
 			return nil, err
 		}
 		if r.ended {
 			r.closeFile()
+			r.unpin()
 		}
 	}
 }
@@ -346,8 +352,18 @@ func (r *storedBody) Close() error {
 	}
 	r.queue, r.lent = nil, nil
 	r.closeFile()
+	r.unpin()
 	r.mu.Unlock()
 	return nil
+}
+
+// unpin ends r's pin, if it holds one. The caller holds r.mu, or owns r
+// exclusively.
+func (r *storedBody) unpin() {
+	if r.pin != nil {
+		r.s.reading.unpin(r.id, r.pin)
+		r.pin = nil
+	}
 }
 
 // samePair reports whether the pair r reads is still there in t, with the

@@ -139,6 +139,7 @@ type wtx struct {
 	written                                                     int
 	fatal                                                       error
 	settled                                                     []model.PairID                        // pairs whose pending entry ends with this transaction
+	evicting                                                    []model.PairID                        // pairs this transaction evicts (see readPins.evict)
 	cleared                                                     []model.PairID                        // pairs a Clear in this transaction removed: their pending entries end
 	created                                                     []model.PairID                        // pairs created in this transaction
 	nonce                                                       uint64                                // the highest pair nonce written so far
