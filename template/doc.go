@@ -26,7 +26,12 @@
 //   - GetPairs returns every live, complete, unexpired pair under a key,
 //     newest first, with bodies streamed from storage. A body read back is
 //     exactly the bytes stored: if the pair's data is removed while it is
-//     read, Read fails with model.ErrRemoved rather than end early. The
+//     read, Read fails with model.ErrRemoved rather than end early.
+//     Eviction for a bound does not cut a read short in Bolt (it passes
+//     over pairs whose bodies its process is reading, from GetPairs until
+//     each body is read to its end, closed, or left unread for a minute;
+//     GetPairs leaves out a pair an uncommitted eviction is removing) nor
+//     in Memory (readers keep an evicted pair's chunks). The
 //     pairs' header maps are the caller's own: changing them changes
 //     nothing stored (hishel.Transport serves hits from them).
 //   - GetPairs decodes heads only: no body of a variant is read until it

@@ -310,7 +310,7 @@ func (m *Memory) capVariants(p *memPair) {
 				old = q
 			}
 		}
-		m.purge(old)
+		m.evict(old)
 		m.evicted++
 	}
 }
@@ -596,10 +596,20 @@ func (m *Memory) softDelete(p *memPair, at int64) {
 	m.stats.Deleted++
 }
 
+// purge removes p: its bodies being read end with model.ErrRemoved.
+// m.mu is held.
 func (m *Memory) purge(p *memPair) {
+	m.evict(p)
+	p.gone.Store(true)
+}
+
+// evict removes p to keep within a bound (MaxBytes, MaxPairs,
+// MaxVariants): unlike purge, its bodies being read are read to their end
+// (their readers hold the chunks, which no longer count in Stats.Bytes).
+// m.mu is held.
+func (m *Memory) evict(p *memPair) {
 	m.unindex(p)
 	delete(m.pairs, p.rec.ID)
-	p.gone.Store(true)
 	m.stats.Bytes -= headBytes(&p.rec)
 	for _, b := range p.bodies {
 		for _, c := range b {
@@ -614,7 +624,7 @@ func (m *Memory) enforceBudget(res *model.SweepResult) {
 	// MaxPairs: the least recently used complete pairs beyond the cap go,
 	// as Hishel's in-memory capacity does.
 	for m.pol.MaxPairs > 0 && m.stats.Pairs > m.pol.MaxPairs && m.lru.Len() > 0 {
-		m.purge(m.lru.Front().Value.(*memPair))
+		m.evict(m.lru.Front().Value.(*memPair))
 		m.evicted++
 		if res != nil {
 			res.Evicted++
@@ -626,14 +636,14 @@ func (m *Memory) enforceBudget(res *model.SweepResult) {
 	for m.stats.Bytes > m.pol.MaxBytes && m.dels.Len() > 0 {
 		e := heap.Pop(&m.dels).(timeEntry)
 		if p := m.pairs[e.id]; p != nil && p.rec.Has(bolt.FlagDeleted) && p.rec.Deleted == e.at {
-			m.purge(p)
+			m.evict(p)
 			if res != nil {
 				res.Evicted++
 			}
 		}
 	}
 	for m.stats.Bytes > m.pol.MaxBytes && m.lru.Len() > 0 {
-		m.purge(m.lru.Front().Value.(*memPair))
+		m.evict(m.lru.Front().Value.(*memPair))
 		m.evicted++
 		if res != nil {
 			res.Evicted++
