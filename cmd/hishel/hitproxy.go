@@ -42,7 +42,7 @@ type hitProxy struct {
 func (p *hitProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if out := p.outgoing(r); out != nil {
 		if resp := p.tr.Hit(out); resp != nil {
-			writeHit(w, resp)
+			writeHit(w, r, resp)
 			return
 		}
 	}
@@ -141,17 +141,40 @@ func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
-// writeHit writes a stored response to w. The response's header map is
-// the Transport's to give (a new map for every hit), so its values go to
-// w as they are.
-func writeHit(w http.ResponseWriter, resp *http.Response) {
+// writeHit writes a stored response to w, the writer of r. The
+// response's header map is the Transport's to give (a new map for every
+// hit), so its values go to w as they are.
+//
+// On a heldConn (the proxy's server), the response's writes are held and
+// go out together when the body is written: a response of up to maxHeld
+// bytes in one write. A response with a Content-Length is flushed before
+// that, so that what net/http buffered goes with the rest; without one,
+// net/http would have to chunk a flushed body, so its last bytes go as
+// they would have.
+func writeHit(w http.ResponseWriter, r *http.Request, resp *http.Response) {
 	defer resp.Body.Close()
 	h := w.Header()
 	for k, v := range resp.Header {
 		h[k] = v
 	}
+	c, _ := r.Context().Value(heldConnKey{}).(*heldConn)
+	if c != nil {
+		c.hold()
+		defer c.release() // after a panic; it does nothing once released
+	}
 	w.WriteHeader(resp.StatusCode)
-	if _, err := io.Copy(w, resp.Body); err != nil {
+	_, err := io.Copy(w, resp.Body)
+	if c != nil {
+		if _, ok := h["Content-Length"]; ok && err == nil {
+			if f, ok := w.(interface{ FlushError() error }); ok {
+				err = f.FlushError()
+			}
+		}
+		if rerr := c.release(); err == nil {
+			err = rerr
+		}
+	}
+	if err != nil {
 		panic(http.ErrAbortHandler)
 	}
 }
