@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -87,6 +88,7 @@ func TestProxyHitHeldWrites(t *testing.T) {
 		writes             int64 // 0: not checked
 	}{
 		{name: "1KiB", path: "/1024", status: 200, want: body(1024), writes: 1},
+		{name: "2000B", path: "/2000", status: 200, want: body(2000), writes: 1},
 		{name: "5KiB", path: "/5000", status: 200, want: body(5000), writes: 1},
 		{name: "16KiB", path: "/16384", status: 200, want: body(16384), writes: 1},
 		{name: "60KiB", path: "/61440", status: 200, want: body(61440), writes: 1},
@@ -148,4 +150,103 @@ func body(n int) []byte {
 		b[i] = byte(i % 251)
 	}
 	return b
+}
+
+// recordingConn records each write to it; writes fail once fail is set.
+type recordingConn struct {
+	net.Conn
+	writes [][]byte
+	fail   error
+}
+
+func (c *recordingConn) Write(p []byte) (int, error) {
+	if c.fail != nil {
+		return 0, c.fail
+	}
+	c.writes = append(c.writes, bytes.Clone(p))
+	return len(p), nil
+}
+
+// heldConn: held writes go out as one at release, in order; past maxHeld,
+// what is held goes out with the write that overflows, and later writes
+// go straight; ReadFrom sends what is held first; a failed held write is
+// returned by every later call.
+func TestHeldConn(t *testing.T) {
+	big := body(maxHeld + 100)
+	for _, tc := range []struct {
+		name   string
+		run    func(c *heldConn) error
+		writes []int // lengths of the writes that reach the connection
+	}{
+		{"not held", func(c *heldConn) error {
+			c.Write(big[:10])
+			_, err := c.Write(big[10:30])
+			return err
+		}, []int{10, 20}},
+		{"held", func(c *heldConn) error {
+			c.hold()
+			c.Write(big[:10])
+			c.Write(big[10:30])
+			if err := c.release(); err != nil {
+				return err
+			}
+			_, err := c.Write(big[30:35])
+			return err
+		}, []int{30, 5}},
+		{"release without writes", func(c *heldConn) error {
+			c.hold()
+			return c.release()
+		}, nil},
+		{"over maxHeld", func(c *heldConn) error {
+			c.hold()
+			c.Write(big[:100])
+			c.Write(big[100 : maxHeld+1])       // overflows: out with the 100 held (writev; two writes here)
+			c.Write(big[maxHeld+1 : maxHeld+8]) // straight
+			return c.release()                  // nothing held
+		}, []int{100, maxHeld - 99, 7}},
+		{"ReadFrom", func(c *heldConn) error {
+			c.hold()
+			c.Write(big[:10])
+			_, err := c.ReadFrom(bytes.NewReader(big[10:20]))
+			return err
+		}, []int{10, 10}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rc := &recordingConn{}
+			c := &heldConn{Conn: rc}
+			if err := tc.run(c); err != nil {
+				t.Fatal(err)
+			}
+			var lens []int
+			var all []byte
+			for _, w := range rc.writes {
+				lens = append(lens, len(w))
+				all = append(all, w...)
+			}
+			if !slices.Equal(lens, tc.writes) {
+				t.Errorf("writes of %v bytes; want %v", lens, tc.writes)
+			}
+			if n := len(all); n > 0 && !bytes.Equal(all, big[:n]) {
+				t.Errorf("bytes written are not the bytes given, in order")
+			}
+		})
+	}
+	t.Run("error", func(t *testing.T) {
+		rc := &recordingConn{fail: io.ErrClosedPipe}
+		c := &heldConn{Conn: rc}
+		c.hold()
+		if _, err := c.Write(big[:10]); err != nil {
+			t.Fatalf("held Write = %v; want nil", err)
+		}
+		if err := c.release(); err != io.ErrClosedPipe {
+			t.Errorf("release = %v; want %v", err, io.ErrClosedPipe)
+		}
+		rc.fail = nil
+		if _, err := c.Write(big[:10]); err != io.ErrClosedPipe {
+			t.Errorf("Write after a failed release = %v; want %v", err, io.ErrClosedPipe)
+		}
+		if len(rc.writes) != 0 {
+			t.Errorf("%d writes after a failed one", len(rc.writes))
+		}
+	})
 }

@@ -145,19 +145,22 @@ func isHex(c byte) bool {
 // response's header map is the Transport's to give (a new map for every
 // hit), so its values go to w as they are.
 //
-// On a heldConn (the proxy's server), the response's writes are held and
-// go out together when the body is written: a response of up to maxHeld
-// bytes in one write. A response with a Content-Length is flushed before
-// that, so that what net/http buffered goes with the rest; without one,
-// net/http would have to chunk a flushed body, so its last bytes go as
-// they would have.
+// On a heldConn (the proxy's server), the writes of a response with a body
+// of more than smallHit bytes are held and go out together when the body
+// is written: a response of up to maxHeld bytes in one write. A response
+// with a Content-Length is flushed before that, so that what net/http
+// buffered goes with the rest; without one, net/http would have to chunk
+// a flushed body, so its last bytes go as they would have.
 func writeHit(w http.ResponseWriter, r *http.Request, resp *http.Response) {
 	defer resp.Body.Close()
 	h := w.Header()
 	for k, v := range resp.Header {
 		h[k] = v
 	}
-	c, _ := r.Context().Value(heldConnKey{}).(*heldConn)
+	var c *heldConn
+	if resp.ContentLength < 0 || resp.ContentLength > smallHit {
+		c, _ = r.Context().Value(heldConnKey{}).(*heldConn)
+	}
 	if c != nil {
 		c.hold()
 		defer c.release() // after a panic; it does nothing once released
@@ -178,6 +181,11 @@ func writeHit(w http.ResponseWriter, r *http.Request, resp *http.Response) {
 		panic(http.ErrAbortHandler)
 	}
 }
+
+// smallHit is the largest body that writeHit does not hold: net/http
+// writes it with its head in one write by itself, after the handler (its
+// response buffer holds 2 KiB, the connection's 4 KiB).
+const smallHit = 1536
 
 // copyBuffers lends the reverse proxy its copy buffers, which it would
 // otherwise allocate (32 KiB) for every response.
