@@ -40,51 +40,80 @@ func withHeldConn(ctx context.Context, c net.Conn) context.Context {
 // then the rest of a large Write straight to the connection. A hit of
 // 16 KiB went out in two writes, each a system call for the proxy and
 // often a wake-up for the client; held, it goes out in one, as nginx sends
-// its hits. At most maxHeld bytes are held: a Write that would hold more
-// goes out with what is held in one writev, and the writes after it go out
-// as they come, so that a large body streams as before (its first chunk
-// with the head).
+// its hits. A heldConn holds at most the bytes hold asked for, rounded up
+// to heldStep (at most maxHeld): a Write that would hold more goes out
+// with what is held in one writev, and the writes after it go out as they
+// come, so that a large body streams as before (its first chunk with the
+// head).
 //
 // hold and release are called by the handler, in the goroutine that serves
 // the connection, which is the one net/http writes responses from (HTTP/1:
 // one goroutine reads a connection's requests and runs its handlers): a
 // heldConn needs no lock. Held bytes are copies (a Write must not keep
-// its argument), in a buffer from heldBufs while held.
+// its argument), in a buffer from heldBufs, of the size hold was told,
+// taken at the first held Write and given back by release.
 type heldConn struct {
 	net.Conn
 	holding bool
-	held    *[]byte // held bytes, from heldBufs once a Write is held
+	want    int     // the size of buffer to take, from hold
+	held    *[]byte // held bytes, once a Write is held
 	err     error   // the error of a held write: every later Write returns it
 }
 
-// maxHeld is the most bytes a heldConn holds: above it, a response streams.
-const maxHeld = 64 << 10
+const (
+	// maxHeld is the most bytes a heldConn holds: above it, a response
+	// streams.
+	maxHeld = 64 << 10
+	// heldStep is the size step of held buffers: a response needs a
+	// buffer about its size, not maxHeld (a client that does not read
+	// keeps its response's buffer until its write times out).
+	heldStep = 4 << 10
+)
 
-var heldBufs = sync.Pool{New: func() any { b := make([]byte, 0, maxHeld); return &b }}
+// heldBufs holds the buffers of held bytes by size: heldBufs[i] those of
+// (i+1)*heldStep bytes.
+var heldBufs [maxHeld / heldStep]sync.Pool
 
-// hold starts holding writes back, until release.
-func (c *heldConn) hold() { c.holding = true }
+// hold starts holding writes back, until release, in a buffer of about
+// n bytes (at most maxHeld).
+func (c *heldConn) hold(n int) {
+	c.holding, c.want = true, n
+}
 
 // release sends what is held, in one write, and stops holding writes. It
 // returns the write's error, which later writes return too. release
 // without hold does nothing.
 func (c *heldConn) release() error {
 	c.holding = false
-	b := c.held
-	if b == nil {
-		return c.err
+	if b := c.held; b != nil {
+		c.held = nil
+		if len(*b) > 0 && c.err == nil {
+			_, c.err = c.Conn.Write(*b)
+		}
+		putHeld(b)
 	}
-	c.held = nil
-	if len(*b) > 0 && c.err == nil {
-		_, c.err = c.Conn.Write(*b)
-	}
-	*b = (*b)[:0]
-	heldBufs.Put(b)
 	return c.err
 }
 
-// Write holds p while the handler holds writes and p fits under
-// maxHeld; otherwise it writes what is held and p, in one writev when
+// getHeld returns an empty buffer of at least n bytes (at most maxHeld).
+func getHeld(n int) *[]byte {
+	i := min(max(n-1, 0)/heldStep, len(heldBufs)-1)
+	if b, ok := heldBufs[i].Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, 0, (i+1)*heldStep)
+	return &b
+}
+
+func putHeld(b *[]byte) {
+	*b = (*b)[:0]
+	if i := cap(*b)/heldStep - 1; i >= 0 && i < len(heldBufs) && cap(*b)%heldStep == 0 {
+		heldBufs[i].Put(b)
+	}
+}
+
+// Write holds p while the handler holds writes and p fits in the held
+// buffer; otherwise it writes what is held and p, in one writev when
 // both are there.
 func (c *heldConn) Write(p []byte) (int, error) {
 	if c.err != nil {
@@ -94,7 +123,7 @@ func (c *heldConn) Write(p []byte) (int, error) {
 		return c.Conn.Write(p)
 	}
 	if c.held == nil {
-		c.held = heldBufs.Get().(*[]byte)
+		c.held = getHeld(c.want)
 	}
 	if b := *c.held; len(b)+len(p) <= cap(b) {
 		*c.held = append(b, p...)
@@ -104,7 +133,7 @@ func (c *heldConn) Write(p []byte) (int, error) {
 	// response streams.
 	b := c.held
 	c.holding, c.held = false, nil
-	defer func() { *b = (*b)[:0]; heldBufs.Put(b) }()
+	defer putHeld(b)
 	if len(*b) == 0 {
 		return c.Conn.Write(p)
 	}

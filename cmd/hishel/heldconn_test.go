@@ -184,7 +184,7 @@ func TestHeldConn(t *testing.T) {
 			return err
 		}, []int{10, 20}},
 		{"held", func(c *heldConn) error {
-			c.hold()
+			c.hold(maxHeld)
 			c.Write(big[:10])
 			c.Write(big[10:30])
 			if err := c.release(); err != nil {
@@ -194,18 +194,28 @@ func TestHeldConn(t *testing.T) {
 			return err
 		}, []int{30, 5}},
 		{"release without writes", func(c *heldConn) error {
-			c.hold()
+			c.hold(maxHeld)
 			return c.release()
 		}, nil},
 		{"over maxHeld", func(c *heldConn) error {
-			c.hold()
+			c.hold(maxHeld)
 			c.Write(big[:100])
 			c.Write(big[100 : maxHeld+1])       // overflows: out with the 100 held (writev; two writes here)
 			c.Write(big[maxHeld+1 : maxHeld+8]) // straight
 			return c.release()                  // nothing held
 		}, []int{100, maxHeld - 99, 7}},
+		{"over the size held", func(c *heldConn) error {
+			c.hold(3000) // a buffer of heldStep bytes
+			c.Write(big[:heldStep-10])
+			if got := cap(*c.held); got != heldStep {
+				t.Errorf("held in a buffer of %d bytes; want %d", got, heldStep)
+			}
+			c.Write(big[heldStep-10 : heldStep+10]) // overflows
+			c.Write(big[heldStep+10 : heldStep+20])
+			return c.release()
+		}, []int{heldStep - 10, 20, 10}},
 		{"ReadFrom", func(c *heldConn) error {
-			c.hold()
+			c.hold(maxHeld)
 			c.Write(big[:10])
 			_, err := c.ReadFrom(bytes.NewReader(big[10:20]))
 			return err
@@ -234,7 +244,7 @@ func TestHeldConn(t *testing.T) {
 	t.Run("error", func(t *testing.T) {
 		rc := &recordingConn{fail: io.ErrClosedPipe}
 		c := &heldConn{Conn: rc}
-		c.hold()
+		c.hold(maxHeld)
 		if _, err := c.Write(big[:10]); err != nil {
 			t.Fatalf("held Write = %v; want nil", err)
 		}

@@ -154,15 +154,23 @@ func isHex(c byte) bool {
 func writeHit(w http.ResponseWriter, r *http.Request, resp *http.Response) {
 	defer resp.Body.Close()
 	h := w.Header()
+	head := headSlack
 	for k, v := range resp.Header {
 		h[k] = v
+		for _, s := range v {
+			head += len(k) + len(s) + 4 // "K: V\r\n"
+		}
 	}
 	var c *heldConn
 	if resp.ContentLength < 0 || resp.ContentLength > smallHit {
 		c, _ = r.Context().Value(heldConnKey{}).(*heldConn)
 	}
 	if c != nil {
-		c.hold()
+		n := maxHeld
+		if resp.ContentLength >= 0 && resp.ContentLength < maxHeld {
+			n = head + int(resp.ContentLength)
+		}
+		c.hold(n)
 		defer c.release() // after a panic; it does nothing once released
 	}
 	w.WriteHeader(resp.StatusCode)
@@ -173,6 +181,9 @@ func writeHit(w http.ResponseWriter, r *http.Request, resp *http.Response) {
 				err = f.FlushError()
 			}
 		}
+		// The body's buffers go back before a write that may wait for
+		// the client.
+		_ = resp.Body.Close()
 		if rerr := c.release(); err == nil {
 			err = rerr
 		}
@@ -186,6 +197,10 @@ func writeHit(w http.ResponseWriter, r *http.Request, resp *http.Response) {
 // writes it with its head in one write by itself, after the handler (its
 // response buffer holds 2 KiB, the connection's 4 KiB).
 const smallHit = 1536
+
+// headSlack is what net/http adds to a response's header fields: the
+// status line, Date, and the blank line.
+const headSlack = 128
 
 // copyBuffers lends the reverse proxy its copy buffers, which it would
 // otherwise allocate (32 KiB) for every response.
