@@ -146,7 +146,8 @@ func isHex(c byte) bool {
 // hit), so its values go to w as they are.
 //
 // On a heldConn (the proxy's server), the writes of a response with a body
-// of more than smallHit bytes are held and go out together when the body
+// of more than smallHit bytes (not a HEAD's: net/http writes a head in one
+// write) are held and go out together when the body
 // is written: a response of up to maxHeld bytes in one write. A response
 // with a Content-Length is flushed before that, so that what net/http
 // buffered goes with the rest; without one, net/http would have to chunk
@@ -162,7 +163,7 @@ func writeHit(w http.ResponseWriter, r *http.Request, resp *http.Response) {
 		}
 	}
 	var c *heldConn
-	if resp.ContentLength < 0 || resp.ContentLength > smallHit {
+	if r.Method != http.MethodHead && (resp.ContentLength < 0 || resp.ContentLength > smallHit) {
 		c, _ = r.Context().Value(heldConnKey{}).(*heldConn)
 	}
 	if c != nil {
