@@ -42,7 +42,7 @@ type hitProxy struct {
 func (p *hitProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if out := p.outgoing(r); out != nil {
 		if resp := p.tr.Hit(out); resp != nil {
-			writeHit(w, resp)
+			writeHit(w, r, resp)
 			return
 		}
 	}
@@ -141,20 +141,67 @@ func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
-// writeHit writes a stored response to w. The response's header map is
-// the Transport's to give (a new map for every hit), so its values go to
-// w as they are.
-func writeHit(w http.ResponseWriter, resp *http.Response) {
+// writeHit writes a stored response to w, the writer of r. The
+// response's header map is the Transport's to give (a new map for every
+// hit), so its values go to w as they are.
+//
+// On a heldConn (the proxy's server), the writes of a response with a body
+// of more than smallHit bytes (not a HEAD's: net/http writes a head in one
+// write) are held and go out together when the body
+// is written: a response of up to maxHeld bytes in one write. A response
+// with a Content-Length is flushed before that, so that what net/http
+// buffered goes with the rest; without one, net/http would have to chunk
+// a flushed body, so its last bytes go as they would have.
+func writeHit(w http.ResponseWriter, r *http.Request, resp *http.Response) {
 	defer resp.Body.Close()
 	h := w.Header()
+	head := headSlack
 	for k, v := range resp.Header {
 		h[k] = v
+		for _, s := range v {
+			head += len(k) + len(s) + 4 // "K: V\r\n"
+		}
+	}
+	var c *heldConn
+	if r.Method != http.MethodHead && (resp.ContentLength < 0 || resp.ContentLength > smallHit) {
+		c, _ = r.Context().Value(heldConnKey{}).(*heldConn)
+	}
+	if c != nil {
+		n := maxHeld
+		if resp.ContentLength >= 0 && resp.ContentLength < maxHeld {
+			n = head + int(resp.ContentLength)
+		}
+		c.hold(n)
+		defer c.release() // after a panic; it does nothing once released
 	}
 	w.WriteHeader(resp.StatusCode)
-	if _, err := io.Copy(w, resp.Body); err != nil {
+	_, err := io.Copy(w, resp.Body)
+	if c != nil {
+		if _, ok := h["Content-Length"]; ok && err == nil {
+			if f, ok := w.(interface{ FlushError() error }); ok {
+				err = f.FlushError()
+			}
+		}
+		// The body's buffers go back before a write that may wait for
+		// the client.
+		_ = resp.Body.Close()
+		if rerr := c.release(); err == nil {
+			err = rerr
+		}
+	}
+	if err != nil {
 		panic(http.ErrAbortHandler)
 	}
 }
+
+// smallHit is the largest body that writeHit does not hold: net/http
+// writes it with its head in one write by itself, after the handler (its
+// response buffer holds 2 KiB, the connection's 4 KiB).
+const smallHit = 1536
+
+// headSlack is what net/http adds to a response's header fields: the
+// status line, Date, and the blank line.
+const headSlack = 128
 
 // copyBuffers lends the reverse proxy its copy buffers, which it would
 // otherwise allocate (32 KiB) for every response.

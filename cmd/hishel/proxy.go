@@ -253,7 +253,7 @@ func runProxy(ctx context.Context, cfg *proxyConfig, store hishel.Storage, ln ne
 	srv := cfg.server(tr, errLog)
 
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	go func() { served <- srv.Serve(heldListener{ln}) }()
 	select {
 	case err := <-served:
 		return fmt.Errorf("%s proxy: %w", programName, err)
@@ -325,6 +325,7 @@ func (c *proxyConfig) server(tr http.RoundTripper, errLog *log.Logger) *http.Ser
 		ReadHeaderTimeout: c.readHeaderTimeout,
 		IdleTimeout:       c.idleTimeout,
 		MaxHeaderBytes:    c.maxHeaderBytes,
+		ConnContext:       withHeldConn,
 	}
 }
 

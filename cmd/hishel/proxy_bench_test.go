@@ -168,20 +168,28 @@ func (w *discardWriter) ReadFrom(r io.Reader) (int64, error) {
 
 // BenchmarkProxyHitServer is BenchmarkProxyHit over loopback connections
 // (net/http server and client, 8 keep-alive connections per core): the
-// proxy's server against the same server with the plain handler.
+// proxy's server (its handler on its client connections) against the
+// same server with the plain handler.
 func BenchmarkProxyHitServer(b *testing.B) {
 	eachHitSize(b, func(name string, size int, plain http.Handler, origin string) {
 		b.Run(name+"/proxy", func(b *testing.B) {
-			benchServer(b, benchProxy(b, origin, false), size)
+			benchServer(b, benchProxy(b, origin, false), size, true)
 		})
 		b.Run(name+"/plain", func(b *testing.B) {
-			benchServer(b, plain, size)
+			benchServer(b, plain, size, false)
 		})
 	})
 }
 
-func benchServer(b *testing.B, h http.Handler, size int) {
-	srv := httptest.NewServer(h)
+// benchServer measures h behind a net/http server on loopback; with held,
+// on the proxy's client connections (heldListener), as runProxy serves.
+func benchServer(b *testing.B, h http.Handler, size int, held bool) {
+	srv := httptest.NewUnstartedServer(h)
+	if held {
+		srv.Listener = heldListener{srv.Listener}
+		srv.Config.ConnContext = withHeldConn
+	}
+	srv.Start()
 	b.Cleanup(srv.Close)
 	tr := &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}
 	b.Cleanup(tr.CloseIdleConnections)

@@ -66,6 +66,12 @@ func serveInProcess(t *testing.T, cfg *proxyConfig, store hishel.Storage) (strin
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveOn(t, cfg, store, ln)
+}
+
+// serveOn is serveInProcess on ln.
+func serveOn(t *testing.T, cfg *proxyConfig, store hishel.Storage, ln net.Listener) (string, *lockedBuffer) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	stderr := &lockedBuffer{}
 	done := make(chan error, 1)
