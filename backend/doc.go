@@ -24,6 +24,9 @@
 //     built from a backend's listing of every pair and the indexes it has,
 //     and Delete built from Pairs and Remove.
 //   - [Checksum]: CRC-32C for stored chunks and records.
+//   - [ChunkTable]: bodies read back from numbered chunk rows (SQLite,
+//     PostgreSQL) with their completion marker and checksums checked,
+//     from the backend's queries.
 //   - [Query] and [FilePath]: a store URL (cache.Open) read into options.
 //
 // # The contract

@@ -119,6 +119,8 @@ type Postgres struct {
 	opts PostgresOptions
 	pol  backend.Policy
 	q    queries
+	// chunks reads bodies back.
+	chunks backend.ChunkTable
 
 	accessMu sync.Mutex
 	access   map[model.PairID]int64 // pending last-access times, unix ns
@@ -192,6 +194,8 @@ func OpenPostgres(ctx context.Context, opts *PostgresOptions) (*Postgres, error)
 		stop:      make(chan struct{}),
 		maintDone: make(chan struct{}),
 	}
+	s.chunks = backend.ChunkTable{Chunks: s.readChunks, Removed: s.bodyRemoved, Closed: s.closed.Load, NoteBad: s.noteBad,
+		ReadAhead: readAhead, ChunkSize: pol.ChunkSize}
 	go backend.Maintain(s.stop, s.maintDone, o.AccessFlushInterval, func() { _ = s.flushAccess(context.Background()) },
 		pol.SweepInterval, func() { _, _ = s.Cleanup(context.Background()) })
 	return s, nil
@@ -837,8 +841,8 @@ func (s *Postgres) GetPairs(ctx context.Context, key string) ([]model.CompletePa
 func (s *Postgres) pair(rec *bolt.Record) model.CompletePair {
 	info := rec.Info()
 	cp := model.CompletePair{ID: rec.ID, Request: info.Request, Response: info.Response, Key: rec.Key, Meta: info.Meta}
-	cp.Request.Body = s.body(rec, bolt.KindRequest, rec.ReqSize)
-	cp.Response.Body = s.body(rec, bolt.KindResponse, rec.RespSize)
+	cp.Request.Body = s.chunks.Body(rec, bolt.KindRequest, rec.ReqSize)
+	cp.Response.Body = s.chunks.Body(rec, bolt.KindResponse, rec.RespSize)
 	return cp
 }
 

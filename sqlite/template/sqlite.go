@@ -122,9 +122,10 @@ func (o *SQLiteOptions) SetSettings(s backend.Settings) {
 //hishel:backend
 //hishel:scheme sqlite
 type SQLite struct {
-	w, r *db // w: one connection, BEGIN IMMEDIATE; r: reads
-	opts SQLiteOptions
-	pol  backend.Policy
+	w, r   *db // w: one connection, BEGIN IMMEDIATE; r: reads
+	opts   SQLiteOptions
+	pol    backend.Policy
+	chunks backend.ChunkTable // reads bodies back
 
 	accessMu sync.Mutex
 	access   map[model.PairID]int64 // pending last-access times, unix ns
@@ -215,6 +216,8 @@ func OpenSQLite(ctx context.Context, opts *SQLiteOptions) (*SQLite, error) {
 		stop:      make(chan struct{}),
 		maintDone: make(chan struct{}),
 	}
+	s.chunks = backend.ChunkTable{Chunks: s.readChunks, Removed: s.bodyRemoved, Closed: s.closed.Load, NoteBad: s.noteBad,
+		ReadAhead: readAhead, ChunkSize: pol.ChunkSize}
 	go backend.Maintain(s.stop, s.maintDone, o.AccessFlushInterval, func() { _ = s.flushAccess(context.Background()) },
 		pol.SweepInterval, func() { _, _ = s.Cleanup(context.Background()) })
 	return s, nil
@@ -748,8 +751,8 @@ func (s *SQLite) GetPairs(ctx context.Context, key string) ([]model.CompletePair
 func (s *SQLite) pair(rec *bolt.Record) model.CompletePair {
 	info := rec.Info()
 	cp := model.CompletePair{ID: rec.ID, Request: info.Request, Response: info.Response, Key: rec.Key, Meta: info.Meta}
-	cp.Request.Body = s.body(rec, bolt.KindRequest, rec.ReqSize)
-	cp.Response.Body = s.body(rec, bolt.KindResponse, rec.RespSize)
+	cp.Request.Body = s.chunks.Body(rec, bolt.KindRequest, rec.ReqSize)
+	cp.Response.Body = s.chunks.Body(rec, bolt.KindResponse, rec.RespSize)
 	return cp
 }
 
