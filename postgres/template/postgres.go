@@ -9,7 +9,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/url"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -589,11 +588,8 @@ func (s *Postgres) AddResponse(ctx context.Context, id model.PairID, resp model.
 	if err := s.check(ctx); err != nil {
 		return model.CompletePair{}, err
 	}
-	if resp.Status < 100 || resp.Status > 999 {
-		return model.CompletePair{}, fmt.Errorf("hishel: add response: status %d: %w", resp.Status, model.ErrInvalid)
-	}
-	if resp.Body.Consumed() {
-		return model.CompletePair{}, fmt.Errorf("hishel: add response: response body: %w", model.ErrBodyConsumed)
+	if err := backend.CheckResponse(resp); err != nil {
+		return model.CompletePair{}, err
 	}
 	var rec *bolt.Record
 	completed, variants := false, 0
@@ -637,20 +633,10 @@ func (s *Postgres) AddResponse(ctx context.Context, id model.PairID, resp model.
 	return out, nil
 }
 
-// settle completes rec if both of its bodies are stored: it gets its
-// completion time and expiry. The caller stores rec (see store).
-func (s *Postgres) settle(rec *bolt.Record) {
-	if rec.Has(bolt.FlagComplete) || !rec.Has(bolt.FlagRequestDone|bolt.FlagResponseDone|bolt.FlagHasResponse) {
-		return
-	}
-	now := s.now()
-	rec.Flags |= bolt.FlagComplete
-	rec.Completed, rec.LastAccess = now, now
-	if rec.TTL > 0 {
-		rec.Expires = now + rec.TTL
-	}
-	rec.Expires = backend.CapExpiry(now, rec.ReqOptions, rec.Expires)
-}
+// settle completes rec if both of its bodies are stored (backend.Settle):
+// it gets its completion time and expiry. The caller stores rec (see
+// store).
+func (s *Postgres) settle(rec *bolt.Record) { backend.Settle(rec, s.now()) }
 
 // store saves rec, which was old, and when that completes the pair, evicts
 // the variants beyond MaxVariants under its key in the same transaction,
@@ -827,12 +813,7 @@ func (s *Postgres) GetPairs(ctx context.Context, key string) ([]model.CompletePa
 		out = append(out, s.pair(rec))
 	}
 	s.accessMu.Unlock()
-	slices.SortStableFunc(out, func(a, b model.CompletePair) int {
-		if c := b.Meta.Completed.Compare(a.Meta.Completed); c != 0 {
-			return c
-		}
-		return slices.Compare(a.ID[:], b.ID[:])
-	})
+	backend.SortNewest(out)
 	return out, nil
 }
 
