@@ -78,8 +78,9 @@ func (k *pgSink) Store(ctx context.Context, chunks [][]byte, size int64, final b
 		if err != nil {
 			return err
 		}
-		if old == nil || old.Nonce != k.nonce || old.Has(bolt.FlagDeleted) {
-			return fmt.Errorf("hishel: pair %s was removed while its body was stored: %w", k.id, model.ErrNotFound)
+		rec, err := backend.BodyStored(k.id, k.nonce, old, k.kind, size)
+		if err != nil {
+			return err
 		}
 		if err := k.insert(ctx, tx, chunks); err != nil {
 			return err
@@ -88,17 +89,9 @@ func (k *pgSink) Store(ctx context.Context, chunks [][]byte, size int64, final b
 		if _, err := tx.Exec(ctx, s.q.marker, k.id[:], int16(k.kind), markerChunk, m, int32(backend.Checksum(m))); err != nil {
 			return err
 		}
-		rec := *old
-		if k.kind == bolt.KindRequest {
-			rec.Flags |= bolt.FlagRequestDone
-			rec.ReqSize = size
-		} else {
-			rec.Flags |= bolt.FlagResponseDone
-			rec.RespSize = size
-		}
-		s.settle(&rec)
+		s.settle(rec)
 		completed = rec.Has(bolt.FlagComplete)
-		variants, err = s.store(ctx, tx, old, &rec)
+		variants, err = s.store(ctx, tx, old, rec)
 		return err
 	})
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 
 	"github.com/hishel-go/hishel/backend"
 	"github.com/hishel-go/hishel/bolt"
@@ -42,8 +41,9 @@ func (k *sqlSink) Store(ctx context.Context, chunks [][]byte, size int64, final 
 		if err != nil {
 			return err
 		}
-		if old == nil || old.Nonce != k.nonce || old.Has(bolt.FlagDeleted) {
-			return fmt.Errorf("hishel: pair %s was removed while its body was stored: %w", k.id, model.ErrNotFound)
+		rec, err := backend.BodyStored(k.id, k.nonce, old, k.kind, size)
+		if err != nil {
+			return err
 		}
 		for i, c := range chunks {
 			if _, err := tx.exec(ctx, `INSERT INTO streams (entry_id, kind, chunk_number, chunk_data, crc) VALUES (?, ?, ?, ?, ?)`,
@@ -59,16 +59,8 @@ func (k *sqlSink) Store(ctx context.Context, chunks [][]byte, size int64, final 
 			k.id[:], int(k.kind), markerChunk, m, int64(backend.Checksum(m))); err != nil {
 			return err
 		}
-		rec := *old
-		if k.kind == bolt.KindRequest {
-			rec.Flags |= bolt.FlagRequestDone
-			rec.ReqSize = size
-		} else {
-			rec.Flags |= bolt.FlagResponseDone
-			rec.RespSize = size
-		}
-		k.s.settle(&rec)
-		return k.s.store(ctx, tx, old, &rec)
+		k.s.settle(rec)
+		return k.s.store(ctx, tx, old, rec)
 	})
 	if err == nil {
 		k.seq += int64(len(chunks))
