@@ -20,10 +20,17 @@
 //     backend runs in a goroutine it owns from open to Close.
 //   - [CallUpdate]: UpdatePairFunc's function called so that its panic is
 //     an error.
+//   - The record steps of the pair operations, the same in every backend:
+//     [Policy.NewRecord] (CreatePair), [Respond] and [Responded]
+//     (AddResponse), [BodyStored] and [Settle] (a body's end),
+//     [Current] and [Updated] (UpdatePairFunc), [Heads].
 //   - [Finder] and [Delete]: Pairs (a listing filtered by a model.Filter)
 //     built from a backend's listing of every pair and the indexes it has,
 //     and Delete built from Pairs and Remove.
 //   - [Checksum]: CRC-32C for stored chunks and records.
+//   - [ChunkTable]: bodies read back from numbered chunk rows (SQLite,
+//     PostgreSQL) with their completion marker and checksums checked,
+//     from the backend's queries.
 //   - [Query] and [FilePath]: a store URL (cache.Open) read into options.
 //
 // # The contract

@@ -716,26 +716,11 @@ func (d *Dir) CreatePair(ctx context.Context, req model.Request, opts ...model.C
 	if err := d.check(ctx); err != nil {
 		return model.IncompletePair{}, err
 	}
-	if err := backend.CheckRequest(req); err != nil {
+	rec, err := d.pol.NewRecord(req, opts, rand.Uint64())
+	if err != nil {
 		return model.IncompletePair{}, err
 	}
-	ttl, refresh, err := d.pol.TTLFor(req.Options)
-	if err != nil {
-		return model.IncompletePair{}, fmt.Errorf("hishel: create pair: %w", err)
-	}
-	id := model.ApplyCreateOptions(opts).ID
-	if id.IsZero() {
-		id = model.NewPairID()
-	}
-	now := d.now()
-	rec := &bolt.Record{
-		ID: id, Nonce: rand.Uint64(), Created: now, LastAccess: now,
-		TTL: int64(ttl), Refresh: refresh, Method: req.Method, URL: req.URL,
-		ReqHeader: req.Header.Clone(), ReqOptions: req.Options,
-	}
-	if req.Body == nil {
-		rec.Flags |= bolt.FlagRequestDone
-	}
+	id := rec.ID
 	err = d.update(ctx, false, func(t *dtx) error {
 		if _, err := os.Lstat(d.path("pairs", idName(id))); err == nil {
 			return fmt.Errorf("hishel: create pair %s: %w", id, model.ErrDuplicateID)
@@ -776,28 +761,18 @@ func (d *Dir) AddResponse(ctx context.Context, id model.PairID, resp model.Respo
 		if err != nil {
 			return err
 		}
-		if old == nil || old.Has(bolt.FlagDeleted) {
-			return fmt.Errorf("hishel: add response to pair %s: %w", id, model.ErrNotFound)
+		r, err := backend.Respond(id, old, resp, key)
+		if err != nil {
+			return err
 		}
-		if old.Has(bolt.FlagHasResponse) {
-			return fmt.Errorf("hishel: add response to pair %s: pair already has a response: %w", id, model.ErrInvalid)
-		}
-		r := *old
-		r.Flags |= bolt.FlagHasResponse
-		r.Key, r.Status, r.RespHeader = key, resp.Status, resp.Header.Clone()
-		if resp.Body == nil {
-			r.Flags |= bolt.FlagResponseDone
-		}
-		d.settle(&r)
-		rec = &r
-		return t.put(old, &r)
+		d.settle(r)
+		rec = r
+		return t.put(old, r)
 	})
 	if err != nil {
 		return model.CompletePair{}, err
 	}
-	info := rec.Info()
-	out := model.CompletePair{ID: id, Request: info.Request, Response: resp, Key: key, Meta: info.Meta}
-	out.Request.Header = info.Request.Header.Clone()
+	out := backend.Responded(rec, resp)
 	if resp.Body != nil {
 		out.Response.Body = model.NewBody(d.newSaver(ctx, rec, bolt.KindResponse, resp.Body))
 	}
@@ -857,8 +832,7 @@ func (d *Dir) GetPairs(ctx context.Context, key string) ([]model.CompletePair, e
 }
 
 func (d *Dir) pair(rec *bolt.Record) model.CompletePair {
-	info := rec.Info()
-	cp := model.CompletePair{ID: rec.ID, Request: info.Request, Response: info.Response, Key: rec.Key, Meta: info.Meta}
+	cp := backend.Heads(rec)
 	cp.Request.Body = d.body(rec, bolt.KindRequest, rec.ReqSize)
 	cp.Response.Body = d.body(rec, bolt.KindResponse, rec.RespSize)
 	return cp
@@ -916,13 +890,8 @@ func (d *Dir) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(model
 		if err != nil {
 			return model.CompletePair{}, nil, err
 		}
-		if old == nil || old.State() != model.StateComplete {
-			return model.CompletePair{}, nil, fmt.Errorf("hishel: update pair %s: %w", id, model.ErrNotFound)
-		}
-		cur := d.pair(old)
-		cur.Request.Body, cur.Response.Body = nil, nil
-		cur.Request.Header, cur.Response.Header = cur.Request.Header.Clone(), cur.Response.Header.Clone()
-		return cur, old, nil
+		cur, err := backend.Current(id, old)
+		return cur, old, err
 	}
 	write := func(ctx context.Context, next model.CompletePair, base *bolt.Record) (model.CompletePair, bool, error) {
 		if err := backend.CheckUpdate(id, next); err != nil {

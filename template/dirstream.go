@@ -103,24 +103,17 @@ func (k *dirSink) Store(ctx context.Context, chunks [][]byte, size int64, final 
 		if err != nil {
 			return err
 		}
-		if old == nil || old.Nonce != k.nonce || old.Has(bolt.FlagDeleted) {
-			return fmt.Errorf("hishel: pair %s was removed while its body was stored: %w", k.id, model.ErrNotFound)
+		rec, err := backend.BodyStored(k.id, k.nonce, old, k.kind, size)
+		if err != nil {
+			return err
 		}
 		dst := k.d.bodyPath(k.id, k.nonce, k.kind)
 		t.touch(dst)
 		if err := os.Rename(tmp, dst); err != nil {
 			return err
 		}
-		rec := *old
-		if k.kind == bolt.KindRequest {
-			rec.Flags |= bolt.FlagRequestDone
-			rec.ReqSize = size
-		} else {
-			rec.Flags |= bolt.FlagResponseDone
-			rec.RespSize = size
-		}
-		k.d.settle(&rec)
-		return t.put(old, &rec)
+		k.d.settle(rec)
+		return t.put(old, rec)
 	})
 	if err != nil {
 		_ = os.Remove(tmp)

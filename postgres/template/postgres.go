@@ -9,7 +9,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/url"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -119,6 +118,8 @@ type Postgres struct {
 	opts PostgresOptions
 	pol  backend.Policy
 	q    queries
+	// chunks reads bodies back.
+	chunks backend.ChunkTable
 
 	accessMu sync.Mutex
 	access   map[model.PairID]int64 // pending last-access times, unix ns
@@ -192,6 +193,8 @@ func OpenPostgres(ctx context.Context, opts *PostgresOptions) (*Postgres, error)
 		stop:      make(chan struct{}),
 		maintDone: make(chan struct{}),
 	}
+	s.chunks = backend.ChunkTable{Chunks: s.readChunks, Removed: s.bodyRemoved, Closed: s.closed.Load, NoteBad: s.noteBad,
+		ReadAhead: readAhead, ChunkSize: pol.ChunkSize}
 	go backend.Maintain(s.stop, s.maintDone, o.AccessFlushInterval, func() { _ = s.flushAccess(context.Background()) },
 		pol.SweepInterval, func() { _, _ = s.Cleanup(context.Background()) })
 	return s, nil
@@ -540,26 +543,11 @@ func (s *Postgres) CreatePair(ctx context.Context, req model.Request, opts ...mo
 	if err := s.check(ctx); err != nil {
 		return model.IncompletePair{}, err
 	}
-	if err := backend.CheckRequest(req); err != nil {
+	rec, err := s.pol.NewRecord(req, opts, rand.Uint64()>>1)
+	if err != nil {
 		return model.IncompletePair{}, err
 	}
-	ttl, refresh, err := s.pol.TTLFor(req.Options)
-	if err != nil {
-		return model.IncompletePair{}, fmt.Errorf("hishel: create pair: %w", err)
-	}
-	id := model.ApplyCreateOptions(opts).ID
-	if id.IsZero() {
-		id = model.NewPairID()
-	}
-	now := s.now()
-	rec := &bolt.Record{
-		ID: id, Nonce: rand.Uint64() >> 1, Created: now, LastAccess: now,
-		TTL: int64(ttl), Refresh: refresh, Method: req.Method, URL: req.URL,
-		ReqHeader: req.Header.Clone(), ReqOptions: req.Options,
-	}
-	if req.Body == nil {
-		rec.Flags |= bolt.FlagRequestDone
-	}
+	id := rec.ID
 	if err := s.inTx(ctx, func(tx pgx.Tx) error { return s.save(ctx, tx, nil, rec, true) }); err != nil {
 		return model.IncompletePair{}, err
 	}
@@ -585,11 +573,8 @@ func (s *Postgres) AddResponse(ctx context.Context, id model.PairID, resp model.
 	if err := s.check(ctx); err != nil {
 		return model.CompletePair{}, err
 	}
-	if resp.Status < 100 || resp.Status > 999 {
-		return model.CompletePair{}, fmt.Errorf("hishel: add response: status %d: %w", resp.Status, model.ErrInvalid)
-	}
-	if resp.Body.Consumed() {
-		return model.CompletePair{}, fmt.Errorf("hishel: add response: response body: %w", model.ErrBodyConsumed)
+	if err := backend.CheckResponse(resp); err != nil {
+		return model.CompletePair{}, err
 	}
 	var rec *bolt.Record
 	completed, variants := false, 0
@@ -598,21 +583,13 @@ func (s *Postgres) AddResponse(ctx context.Context, id model.PairID, resp model.
 		if err != nil {
 			return err
 		}
-		if old == nil || old.Has(bolt.FlagDeleted) {
-			return fmt.Errorf("hishel: add response to pair %s: %w", id, model.ErrNotFound)
+		r, err := backend.Respond(id, old, resp, key)
+		if err != nil {
+			return err
 		}
-		if old.Has(bolt.FlagHasResponse) {
-			return fmt.Errorf("hishel: add response to pair %s: pair already has a response: %w", id, model.ErrInvalid)
-		}
-		r := *old
-		r.Flags |= bolt.FlagHasResponse
-		r.Key, r.Status, r.RespHeader = key, resp.Status, resp.Header.Clone()
-		if resp.Body == nil {
-			r.Flags |= bolt.FlagResponseDone
-		}
-		s.settle(&r)
-		rec, completed = &r, r.Has(bolt.FlagComplete)
-		variants, err = s.store(ctx, tx, old, &r)
+		s.settle(r)
+		rec, completed = r, r.Has(bolt.FlagComplete)
+		variants, err = s.store(ctx, tx, old, r)
 		return err
 	})
 	if err == nil {
@@ -624,29 +601,17 @@ func (s *Postgres) AddResponse(ctx context.Context, id model.PairID, resp model.
 	if err != nil {
 		return model.CompletePair{}, err
 	}
-	info := rec.Info()
-	out := model.CompletePair{ID: id, Request: info.Request, Response: resp, Key: key, Meta: info.Meta}
-	out.Request.Header = info.Request.Header.Clone()
+	out := backend.Responded(rec, resp)
 	if resp.Body != nil {
 		out.Response.Body = model.NewBody(s.newSaver(ctx, rec, bolt.KindResponse, resp.Body))
 	}
 	return out, nil
 }
 
-// settle completes rec if both of its bodies are stored: it gets its
-// completion time and expiry. The caller stores rec (see store).
-func (s *Postgres) settle(rec *bolt.Record) {
-	if rec.Has(bolt.FlagComplete) || !rec.Has(bolt.FlagRequestDone|bolt.FlagResponseDone|bolt.FlagHasResponse) {
-		return
-	}
-	now := s.now()
-	rec.Flags |= bolt.FlagComplete
-	rec.Completed, rec.LastAccess = now, now
-	if rec.TTL > 0 {
-		rec.Expires = now + rec.TTL
-	}
-	rec.Expires = backend.CapExpiry(now, rec.ReqOptions, rec.Expires)
-}
+// settle completes rec if both of its bodies are stored (backend.Settle):
+// it gets its completion time and expiry. The caller stores rec (see
+// store).
+func (s *Postgres) settle(rec *bolt.Record) { backend.Settle(rec, s.now()) }
 
 // store saves rec, which was old, and when that completes the pair, evicts
 // the variants beyond MaxVariants under its key in the same transaction,
@@ -823,22 +788,16 @@ func (s *Postgres) GetPairs(ctx context.Context, key string) ([]model.CompletePa
 		out = append(out, s.pair(rec))
 	}
 	s.accessMu.Unlock()
-	slices.SortStableFunc(out, func(a, b model.CompletePair) int {
-		if c := b.Meta.Completed.Compare(a.Meta.Completed); c != 0 {
-			return c
-		}
-		return slices.Compare(a.ID[:], b.ID[:])
-	})
+	backend.SortNewest(out)
 	return out, nil
 }
 
 // pair returns rec as a CompletePair with its bodies read from the
 // database as they are read.
 func (s *Postgres) pair(rec *bolt.Record) model.CompletePair {
-	info := rec.Info()
-	cp := model.CompletePair{ID: rec.ID, Request: info.Request, Response: info.Response, Key: rec.Key, Meta: info.Meta}
-	cp.Request.Body = s.body(rec, bolt.KindRequest, rec.ReqSize)
-	cp.Response.Body = s.body(rec, bolt.KindResponse, rec.RespSize)
+	cp := backend.Heads(rec)
+	cp.Request.Body = s.chunks.Body(rec, bolt.KindRequest, rec.ReqSize)
+	cp.Response.Body = s.chunks.Body(rec, bolt.KindResponse, rec.RespSize)
 	return cp
 }
 
@@ -899,13 +858,8 @@ func (s *Postgres) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(
 		if err != nil {
 			return model.CompletePair{}, nil, s.readErr(err)
 		}
-		if old == nil || old.State() != model.StateComplete {
-			return model.CompletePair{}, nil, fmt.Errorf("hishel: update pair %s: %w", id, model.ErrNotFound)
-		}
-		cur := s.pair(old)
-		cur.Request.Body, cur.Response.Body = nil, nil
-		cur.Request.Header, cur.Response.Header = cur.Request.Header.Clone(), cur.Response.Header.Clone()
-		return cur, old, nil
+		cur, err := backend.Current(id, old)
+		return cur, old, err
 	}
 	write := func(ctx context.Context, next model.CompletePair, base *bolt.Record) (model.CompletePair, bool, error) {
 		if err := backend.CheckUpdate(id, next); err != nil {

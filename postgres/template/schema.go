@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/hishel-go/hishel/backend"
 	"github.com/hishel-go/hishel/model"
 )
 
@@ -31,7 +32,7 @@ const (
 
 // markerChunk is the chunk_number of a body's completion marker, as in
 // Hishel: it sorts before the chunks, so a reader meets it first.
-const markerChunk = -1
+const markerChunk = backend.MarkerChunk
 
 // schema returns the statements that lay out the tables of prefix p, in
 // the spirit of Hishel's SQL storage (entries and streams, chunk number -1

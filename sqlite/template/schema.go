@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/hishel-go/hishel/backend"
 	"github.com/hishel-go/hishel/model"
 )
 
@@ -72,7 +73,7 @@ const (
 )
 
 // markerChunk is the chunk_number of a stream's completion marker.
-const markerChunk = -1
+const markerChunk = backend.MarkerChunk
 
 // initSchema lays out a new database or checks an existing one: a SQLite
 // file with tables but without hishel_meta is not a hishel cache

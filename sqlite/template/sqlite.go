@@ -122,9 +122,10 @@ func (o *SQLiteOptions) SetSettings(s backend.Settings) {
 //hishel:backend
 //hishel:scheme sqlite
 type SQLite struct {
-	w, r *db // w: one connection, BEGIN IMMEDIATE; r: reads
-	opts SQLiteOptions
-	pol  backend.Policy
+	w, r   *db // w: one connection, BEGIN IMMEDIATE; r: reads
+	opts   SQLiteOptions
+	pol    backend.Policy
+	chunks backend.ChunkTable // reads bodies back
 
 	accessMu sync.Mutex
 	access   map[model.PairID]int64 // pending last-access times, unix ns
@@ -215,6 +216,8 @@ func OpenSQLite(ctx context.Context, opts *SQLiteOptions) (*SQLite, error) {
 		stop:      make(chan struct{}),
 		maintDone: make(chan struct{}),
 	}
+	s.chunks = backend.ChunkTable{Chunks: s.readChunks, Removed: s.bodyRemoved, Closed: s.closed.Load, NoteBad: s.noteBad,
+		ReadAhead: readAhead, ChunkSize: pol.ChunkSize}
 	go backend.Maintain(s.stop, s.maintDone, o.AccessFlushInterval, func() { _ = s.flushAccess(context.Background()) },
 		pol.SweepInterval, func() { _, _ = s.Cleanup(context.Background()) })
 	return s, nil
@@ -465,26 +468,11 @@ func (s *SQLite) CreatePair(ctx context.Context, req model.Request, opts ...mode
 	if err := s.check(ctx); err != nil {
 		return model.IncompletePair{}, err
 	}
-	if err := backend.CheckRequest(req); err != nil {
+	rec, err := s.pol.NewRecord(req, opts, rand.Uint64()>>1)
+	if err != nil {
 		return model.IncompletePair{}, err
 	}
-	ttl, refresh, err := s.pol.TTLFor(req.Options)
-	if err != nil {
-		return model.IncompletePair{}, fmt.Errorf("hishel: create pair: %w", err)
-	}
-	id := model.ApplyCreateOptions(opts).ID
-	if id.IsZero() {
-		id = model.NewPairID()
-	}
-	now := s.now()
-	rec := &bolt.Record{
-		ID: id, Nonce: rand.Uint64() >> 1, Created: now, LastAccess: now,
-		TTL: int64(ttl), Refresh: refresh, Method: req.Method, URL: req.URL,
-		ReqHeader: req.Header.Clone(), ReqOptions: req.Options,
-	}
-	if req.Body == nil {
-		rec.Flags |= bolt.FlagRequestDone
-	}
+	id := rec.ID
 	err = s.update(ctx, false, func(tx *wtx) error {
 		var one int
 		switch err := tx.queryRow(ctx, `SELECT 1 FROM entries WHERE id = ?`, id[:]).Scan(&one); {
@@ -530,28 +518,18 @@ func (s *SQLite) AddResponse(ctx context.Context, id model.PairID, resp model.Re
 		if err != nil {
 			return err
 		}
-		if old == nil || old.Has(bolt.FlagDeleted) {
-			return fmt.Errorf("hishel: add response to pair %s: %w", id, model.ErrNotFound)
+		r, err := backend.Respond(id, old, resp, key)
+		if err != nil {
+			return err
 		}
-		if old.Has(bolt.FlagHasResponse) {
-			return fmt.Errorf("hishel: add response to pair %s: pair already has a response: %w", id, model.ErrInvalid)
-		}
-		r := *old
-		r.Flags |= bolt.FlagHasResponse
-		r.Key, r.Status, r.RespHeader = key, resp.Status, resp.Header.Clone()
-		if resp.Body == nil {
-			r.Flags |= bolt.FlagResponseDone
-		}
-		s.settle(&r)
-		rec = &r
-		return s.store(ctx, tx, old, &r)
+		s.settle(r)
+		rec = r
+		return s.store(ctx, tx, old, r)
 	})
 	if err != nil {
 		return model.CompletePair{}, err
 	}
-	info := rec.Info()
-	out := model.CompletePair{ID: id, Request: info.Request, Response: resp, Key: key, Meta: info.Meta}
-	out.Request.Header = info.Request.Header.Clone()
+	out := backend.Responded(rec, resp)
 	if resp.Body != nil {
 		out.Response.Body = model.NewBody(s.newSaver(ctx, rec, bolt.KindResponse, resp.Body))
 	}
@@ -746,10 +724,9 @@ func (s *SQLite) GetPairs(ctx context.Context, key string) ([]model.CompletePair
 // pair returns rec as a CompletePair with its bodies read from the
 // database as they are read.
 func (s *SQLite) pair(rec *bolt.Record) model.CompletePair {
-	info := rec.Info()
-	cp := model.CompletePair{ID: rec.ID, Request: info.Request, Response: info.Response, Key: rec.Key, Meta: info.Meta}
-	cp.Request.Body = s.body(rec, bolt.KindRequest, rec.ReqSize)
-	cp.Response.Body = s.body(rec, bolt.KindResponse, rec.RespSize)
+	cp := backend.Heads(rec)
+	cp.Request.Body = s.chunks.Body(rec, bolt.KindRequest, rec.ReqSize)
+	cp.Response.Body = s.chunks.Body(rec, bolt.KindResponse, rec.RespSize)
 	return cp
 }
 
@@ -817,13 +794,8 @@ func (s *SQLite) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(mo
 		if err != nil {
 			return model.CompletePair{}, nil, s.readErr(err)
 		}
-		if old == nil || old.State() != model.StateComplete {
-			return model.CompletePair{}, nil, fmt.Errorf("hishel: update pair %s: %w", id, model.ErrNotFound)
-		}
-		cur := s.pair(old)
-		cur.Request.Body, cur.Response.Body = nil, nil
-		cur.Request.Header, cur.Response.Header = cur.Request.Header.Clone(), cur.Response.Header.Clone()
-		return cur, old, nil
+		cur, err := backend.Current(id, old)
+		return cur, old, err
 	}
 	write := func(ctx context.Context, next model.CompletePair, base *bolt.Record) (model.CompletePair, bool, error) {
 		if err := backend.CheckUpdate(id, next); err != nil {
