@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	mrand "math/rand/v2"
 	"sync"
 	"time"
@@ -370,14 +371,14 @@ func (s *S3) written(id model.PairID, at int64) {
 // one conditional write of its head (its index entries stay: they hold
 // lower bounds).
 func (s *S3) flushAccess(ctx context.Context) error {
+	// The gathered times stay in s.access until they are written: until
+	// then GetPairs' expiry and eviction's ranking count them from there.
 	s.accessMu.Lock()
-	pending := s.access
+	pending := maps.Clone(s.access)
+	s.accessMu.Unlock()
 	if len(pending) == 0 {
-		s.accessMu.Unlock()
 		return nil
 	}
-	s.access = make(map[model.PairID]int64, len(pending))
-	s.accessMu.Unlock()
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(s.opts.Parallel)
 	for id, at := range pending {
@@ -390,24 +391,16 @@ func (s *S3) flushAccess(ctx context.Context) error {
 				h.rec.LastAccess = at
 				return nil
 			})
-			if errors.Is(err, errStop) || errors.Is(err, model.ErrCorrupt) {
-				return nil
+			if err != nil && !errors.Is(err, errStop) && !errors.Is(err, model.ErrCorrupt) {
+				return err // kept for the next flush
 			}
-			return err
+			// Written, or no longer needed: the pair is gone, not
+			// complete, damaged, or has a later access written.
+			s.written(id, at)
+			return nil
 		})
 	}
-	err := g.Wait()
-	if err != nil {
-		// Keep them for the next flush, unless newer ones came meanwhile.
-		s.accessMu.Lock()
-		for id, at := range pending {
-			if s.access[id] < at {
-				s.access[id] = at
-			}
-		}
-		s.accessMu.Unlock()
-	}
-	return err
+	return g.Wait()
 }
 
 // expiry returns rec's expiry once an access at pending (if later than

@@ -3,6 +3,7 @@ package template
 import (
 	"context"
 	"errors"
+	"net/http"
 	"net/url"
 	"strconv"
 	"sync"
@@ -144,5 +145,56 @@ func TestOpenURL(t *testing.T) {
 	}
 	if _, err := OpenS3(context.Background(), &S3Options{}); !errors.Is(err, model.ErrInvalid) {
 		t.Errorf("OpenS3 without a bucket: %v; want ErrInvalid", err)
+	}
+}
+
+// Completing a pair ranks its key's variants by their last access,
+// counting the reads this process gathered and has not written yet. Those
+// reads being written meanwhile (AccessFlushInterval) must not save the
+// least recently used variant from MaxVariants: the cap holds after every
+// completion. The flush runs every millisecond here, so it lands between
+// the ranking and the eviction in most rounds.
+func TestVariantCapWhileAccessFlushes(t *testing.T) {
+	ctx := context.Background()
+	srv := testserver.S3(t)
+	clock := storagetest.NewClock()
+	const maxVariants, rounds = 2, 24
+	s := open(t, srv, storagetest.Options{Now: clock.Now, MaxVariants: maxVariants})
+	opts := s.opts
+	opts.AccessFlushInterval = time.Millisecond
+	opts.Prefix += "-flushing"
+	s, err := OpenS3(ctx, &opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	for i := range rounds {
+		clock.Advance(time.Second)
+		req := model.Request{Method: "GET", URL: "https://example.com/v", Header: http.Header{"Accept-Language": {strconv.Itoa(i)}}}
+		inc, err := s.CreatePair(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.AddResponse(ctx, inc.ID, model.Response{Status: 200}, "k"); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, err := range s.Pairs(ctx, model.Filter{Keys: []string{"k"}}) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			n++
+		}
+		if want := min(i+1, maxVariants); n != want {
+			t.Fatalf("after variant %d: %d variants kept; want %d", i, n, want)
+		}
+		clock.Advance(time.Second)
+		ps, err := s.GetPairs(ctx, "k") // reads gathered, flushed soon
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range ps {
+			p.Close()
+		}
 	}
 }

@@ -141,50 +141,85 @@ func (s *S3) estimate(ctx context.Context) (model.Stats, error) {
 // completed enforces the budgets once rec has completed: the variants
 // beyond MaxVariants under its key, then MaxBytes and MaxPairs.
 func (s *S3) completed(ctx context.Context, rec *bolt.Record) error {
-	if s.pol.MaxVariants > 0 {
-		ids := make(map[model.PairID]bool)
-		prefix := s.n.keyIndex(rec.Key)
-		if err := s.list(ctx, prefix, 0, func(o object) (bool, error) {
-			if e, ok := parseEntry(strings.TrimPrefix(o.key, s.n.p)); ok {
-				ids[e.id] = true
-			}
-			return true, nil
-		}); err != nil {
+	// A variant read between its ranking and its eviction is spared, and
+	// the next least recently used goes in a new ranking.
+	for range capRankings {
+		if s.pol.MaxVariants <= 0 {
+			break
+		}
+		spared, err := s.capVariants(ctx, rec)
+		if err != nil {
 			return err
 		}
-		if len(ids) > s.pol.MaxVariants {
-			heads, err := s.keyHeads(ctx, rec.Key)
-			if err != nil {
-				return err
-			}
-			last := func(h *head) int64 { return max(h.rec.LastAccess, s.pending(h.rec.ID)) }
-			slices.SortFunc(heads, func(a, b *head) int { // most recent first
-				if c := cmpInt(last(b), last(a)); c != 0 {
-					return c
-				}
-				if c := cmpInt(b.rec.Completed, a.rec.Completed); c != 0 {
-					return c
-				}
-				return bytes.Compare(b.rec.ID[:], a.rec.ID[:])
-			})
-			for _, h := range heads[min(len(heads), s.pol.MaxVariants):] {
-				if h.rec.ID == rec.ID {
-					continue
-				}
-				at := h.rec.LastAccess
-				purged, err := s.purgeIf(ctx, h.rec.ID, func(now *head) bool {
-					return now.rec.State() == model.StateComplete && now.rec.LastAccess == at && now.rec.Key == rec.Key
-				})
-				if err != nil {
-					return err
-				}
-				if purged {
-					s.evicted.Add(1)
-				}
-			}
+		if !spared {
+			break
 		}
 	}
 	return s.enforceBudget(ctx, nil)
+}
+
+// capRankings bounds the rankings of one completion's variant cap: reads
+// that keep sparing variants leave the key over its cap until the next
+// completion under it.
+const capRankings = 4
+
+// capVariants evicts the least recently used complete pairs under rec's
+// key beyond MaxVariants (never rec), and says whether it spared one that
+// was read after the ranking.
+func (s *S3) capVariants(ctx context.Context, rec *bolt.Record) (spared bool, err error) {
+	ids := make(map[model.PairID]bool)
+	prefix := s.n.keyIndex(rec.Key)
+	if err := s.list(ctx, prefix, 0, func(o object) (bool, error) {
+		if e, ok := parseEntry(strings.TrimPrefix(o.key, s.n.p)); ok {
+			ids[e.id] = true
+		}
+		return true, nil
+	}); err != nil {
+		return false, err
+	}
+	if len(ids) <= s.pol.MaxVariants {
+		return false, nil
+	}
+	heads, err := s.keyHeads(ctx, rec.Key)
+	if err != nil {
+		return false, err
+	}
+	// The ranking counts the reads this process gathered and has not
+	// written yet; their flush (writing them into the heads meanwhile)
+	// does not spare a pair, a later read does.
+	last := func(h *head) int64 { return max(h.rec.LastAccess, s.pending(h.rec.ID)) }
+	slices.SortFunc(heads, func(a, b *head) int { // most recent first
+		if c := cmpInt(last(b), last(a)); c != 0 {
+			return c
+		}
+		if c := cmpInt(b.rec.Completed, a.rec.Completed); c != 0 {
+			return c
+		}
+		return bytes.Compare(b.rec.ID[:], a.rec.ID[:])
+	})
+	for _, h := range heads[min(len(heads), s.pol.MaxVariants):] {
+		if h.rec.ID == rec.ID {
+			continue
+		}
+		seen := last(h)
+		purged, err := s.purgeIf(ctx, h.rec.ID, func(now *head) bool {
+			if now.rec.State() != model.StateComplete || now.rec.Key != rec.Key {
+				return false
+			}
+			if last(now) > seen {
+				spared = true
+				return false
+			}
+			return true
+		})
+		if err != nil {
+			return spared, err
+		}
+		if purged {
+			s.evicted.Add(1)
+		}
+	}
+	return spared, nil
 }
 
 func cmpInt(a, b int64) int {
