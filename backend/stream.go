@@ -41,6 +41,19 @@ type ChunkMaker interface {
 	MakeChunk(size int) []byte
 }
 
+// Pacer is a [Sink] that sets when its [Stream] hands chunks over after
+// each hand-over: a sink that writes chunks out as it gets them (a file)
+// can take each one as soon as it is full, so that the stream holds one
+// chunk, not flushAt bytes, and reuses the same buffer, still warm in the
+// processor's cache, for the next.
+type Pacer interface {
+	Sink
+	// NextFlush returns how many bytes of full chunks the stream gathers
+	// before the next hand-over (zero or less: only at the end of the
+	// body). It is called after each Store that did not end the body.
+	NextFlush() int
+}
+
 // Stream stores a body as its reader reads it: it is the source of the
 // Body that CreatePair and AddResponse return (model.NewBody(stream)),
 // reading the caller's body and handing what it read to a [Sink]. Its
@@ -57,6 +70,7 @@ type Stream struct {
 	src       *model.Body
 	sink      Sink
 	maker     ChunkMaker // sink, if it makes chunk buffers
+	pacer     Pacer      // sink, if it sets the hand-overs
 	chunkSize int
 	flushAt   int // hand chunks over once this many bytes are pending
 
@@ -81,7 +95,8 @@ func NewStream(ctx context.Context, id model.PairID, src *model.Body, sk Sink, c
 		chunkSize = DefaultChunkSize
 	}
 	maker, _ := sk.(ChunkMaker)
-	return &Stream{ctx: ctx, id: id, src: src, sink: sk, maker: maker, chunkSize: chunkSize, flushAt: flushAt}
+	pacer, _ := sk.(Pacer)
+	return &Stream{ctx: ctx, id: id, src: src, sink: sk, maker: maker, pacer: pacer, chunkSize: chunkSize, flushAt: flushAt}
 }
 
 // Read reads from the source body and stores what it read. At the end of
@@ -178,7 +193,16 @@ func (v *Stream) flush(final bool) error {
 		v.cur = nil
 	}
 	v.pending, v.npend = nil, 0
-	return v.sink.Store(v.ctx, chunks, v.size, final)
+	if err := v.sink.Store(v.ctx, chunks, v.size, final); err != nil {
+		return err
+	}
+	if v.pacer != nil && !final {
+		v.flushAt = v.pacer.NextFlush()
+		if v.flushAt <= 0 {
+			v.flushAt = math.MaxInt
+		}
+	}
+	return nil
 }
 
 // fail aborts the stream: it records err, closes the source and has the

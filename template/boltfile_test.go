@@ -324,3 +324,82 @@ func TestOpenBoltURLFileBodyMin(t *testing.T) {
 		})
 	}
 }
+
+// TestBoltFileBodyWrittenAsRead reads a body bound for a file a piece at a
+// time: from FileBodyMin on, every full chunk is in the file by the time
+// the reader has it (the stream holds no more than a chunk), and the body
+// is stored whole.
+func TestBoltFileBodyWrittenAsRead(t *testing.T) {
+	const chunk, min = 16 << 10, 64 << 10
+	for _, noSync := range []bool{false, true} {
+		t.Run(fmt.Sprintf("nosync=%v", noSync), func(t *testing.T) {
+			ctx := context.Background()
+			path := filepath.Join(t.TempDir(), "c.db")
+			s := openBolt(t, &BoltOptions{Path: path, ChunkSize: chunk, FileBodyMin: min, NoSync: noSync, SweepInterval: -1})
+			body := randomBody(7, 2<<20+5)
+			inc, err := s.CreatePair(ctx, getReq("https://example.com/a"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cp, err := s.AddResponse(ctx, inc.ID, okResp(string(body)), "k")
+			if err != nil {
+				t.Fatal(err)
+			}
+			file := filepath.Join(path+".bodies", bolt.BodyFileName(nonceOf(t, s, cp.ID), bolt.KindResponse))
+			var got bytes.Buffer
+			for got.Len() < len(body) {
+				n, err := io.CopyN(&got, cp.Response.Body, 10_000)
+				if err == io.EOF {
+					break
+				}
+				if err != nil || n != 10_000 {
+					t.Fatalf("read %d bytes, %v", n, err)
+				}
+				if got.Len() < min {
+					continue
+				}
+				fi, err := os.Stat(file)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := int64(got.Len() / chunk * chunk); fi.Size() < want {
+					t.Fatalf("after %d bytes read, the file holds %d; want at least %d", got.Len(), fi.Size(), want)
+				}
+			}
+			if _, err := io.Copy(&got, cp.Response.Body); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got.Bytes(), body) {
+				t.Fatalf("read %d bytes; want the %d of the body", got.Len(), len(body))
+			}
+			if stored, err := readResponse(t, s, "k"); err != nil || !bytes.Equal(stored, body) {
+				t.Fatalf("stored body: %d bytes, %v; want the %d", len(stored), err, len(body))
+			}
+			checkStats(t, s)
+		})
+	}
+}
+
+// TestBoltFileBodyMinLarge sets FileBodyMin above the first hand-over to
+// the writer (1 MiB): a body that ends under it and within the hand-over
+// stays in the database; one that runs past the hand-over goes to a file.
+func TestBoltFileBodyMinLarge(t *testing.T) {
+	for _, tt := range []struct {
+		size int
+		file bool
+	}{{1<<20 - 1, false}, {3 << 20 / 2, true}, {3 << 20, true}} {
+		t.Run(fmt.Sprint(tt.size), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "c.db")
+			s := openBolt(t, &BoltOptions{Path: path, FileBodyMin: 2 << 20, SweepInterval: -1})
+			body := randomBody(8, tt.size)
+			store(t, s, getReq("https://example.com/a"), okResp(string(body)), "k")
+			if got := len(bodyFileNames(t, path)); got != map[bool]int{false: 0, true: 1}[tt.file] {
+				t.Errorf("%d body files; want a file: %v", got, tt.file)
+			}
+			if got, err := readResponse(t, s, "k"); err != nil || !bytes.Equal(got, body) {
+				t.Errorf("response body: %d bytes, %v", len(got), err)
+			}
+			checkStats(t, s)
+		})
+	}
+}

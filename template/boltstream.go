@@ -31,11 +31,39 @@ type boltSink struct {
 	name    string   // its name, once created
 	written int64    // bytes written to the file
 	flushed int64    // bytes whose writeback started (startWriteback)
+
+	// The keys and values of the chunks written to the file and not yet
+	// sent to the writer, and their bytes: the stream hands a file body
+	// over a chunk at a time (NextFlush), and the writer gets their keys
+	// once per flushBytes, as it gets a body kept in the database.
+	keys, vals [][]byte
+	gathered   int64
 }
 
 func (s *Bolt) newSaver(ctx context.Context, rec *bolt.Record, kind bolt.Kind, src *model.Body) *backend.Stream {
 	sk := &boltSink{s: s, id: rec.ID, nonce: rec.Nonce, kind: kind}
-	return backend.NewStream(ctx, rec.ID, src, sk, s.pol.ChunkSize, flushBytes)
+	// The first hand-over decides where the body goes: it comes once
+	// FileBodyMin bytes are pending, if that is less than flushBytes, so
+	// that a body bound for a file is not held until then. Whether a body
+	// goes to a file is the same either way: one that has not ended by
+	// the first hand-over has FileBodyMin bytes or more, or more than
+	// flushBytes.
+	flushAt := flushBytes
+	if m := s.bodies.min; m > 0 && m < int64(flushAt) {
+		flushAt = int(m)
+	}
+	return backend.NewStream(ctx, rec.ID, src, sk, s.pol.ChunkSize, flushAt)
+}
+
+// NextFlush implements backend.Pacer: a body kept in a file is handed
+// over a chunk at a time, each written to the file at once, so that the
+// stream holds one chunk, in a buffer it gets back at once (see
+// writeFile); one kept in the database every flushBytes.
+func (k *boltSink) NextFlush() int {
+	if k.name != "" {
+		return 1
+	}
+	return flushBytes
 }
 
 func (k *boltSink) Check() error {
@@ -90,6 +118,14 @@ func (k *boltSink) Store(ctx context.Context, chunks [][]byte, size int64, final
 		if final {
 			defer k.s.bodies.done(k.name)
 		}
+		k.keys = append(k.keys, keys...)
+		k.vals = append(k.vals, vals...)
+		k.gathered += n
+		if !final && k.gathered < flushBytes {
+			return nil
+		}
+		keys, vals, n = k.keys, k.vals, k.gathered
+		k.keys, k.vals, k.gathered = nil, nil, 0
 	}
 	op := func(t *wtx) error {
 		if !inFile {
