@@ -379,7 +379,8 @@ func (b *Bolt) Delete(ctx context.Context, f model.Filter) (int, error) {
 // not yet written as the access log (a few sequential pages, read back by
 // the next OpenBolt, instead of a page per pair read), waits for pending
 // writes to commit, writes the free list to the file (so
-// that the next open need not rebuild it) and closes the file. Bodies
+// that the next open need not rebuild it; in the access log's commit if
+// there is one, else in a commit of its own) and closes the file. Bodies
 // still being read or stored fail with model.ErrClosed. Close is
 // idempotent. If the file was found damaged as a write failed, Close
 // closes the file under bbolt, which cannot close with the failed

@@ -1978,7 +1978,8 @@ func (s *Bolt) Stats(ctx context.Context) (model.Stats, error) {
 // not yet written as the access log (a few sequential pages, read back by
 // the next OpenBolt, instead of a page per pair read), waits for pending
 // writes to commit, writes the free list to the file (so
-// that the next open need not rebuild it) and closes the file. Bodies
+// that the next open need not rebuild it; in the access log's commit if
+// there is one, else in a commit of its own) and closes the file. Bodies
 // still being read or stored fail with model.ErrClosed. Close is
 // idempotent. If the file was found damaged as a write failed, Close
 // closes the file under bbolt, which cannot close with the failed
@@ -1995,6 +1996,8 @@ func (s *Bolt) Close() error {
 		if s.w.broken != nil {
 			// The memory map stays: bbolt alone could unmap it.
 			s.closeErr = errors.Join(s.w.broken, unlockFile(s.file), s.file.Close())
+		} else if s.w.freelistKept { // by the commit of the access log
+			s.closeErr = s.db.Close()
 		} else {
 			s.closeErr = errors.Join(syncFreelist(s.db), s.db.Close())
 		}
@@ -2018,6 +2021,9 @@ func (s *Bolt) flushAccess(ctx context.Context) {
 		if s.closing.Load() {
 			_ = s.w.do(ctx, false, func(t *wtx) error {
 				s.logAccess(t)
+				// The commit that writes the log writes the free list
+				// too, so that Close need not commit again for it.
+				s.db.NoFreelistSync = false
 				return nil
 			})
 			return

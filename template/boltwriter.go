@@ -74,9 +74,13 @@ type writer struct {
 	// broken is set when a transaction could not be rolled back (the file
 	// is damaged): it stays open, and every later op fails with broken.
 	// Owned by the writer goroutine until done is closed.
-	broken      error
-	lastCommit  time.Duration // how long the last commit took
-	lastDurable int           // how many durable ops it answered
+	broken error
+	// freelistKept reports whether the last commit wrote the free list
+	// (bbolt's NoFreelistSync was off for it; see Bolt.Close). Owned by
+	// the writer goroutine until done is closed.
+	freelistKept bool
+	lastCommit   time.Duration // how long the last commit took
+	lastDurable  int           // how many durable ops it answered
 
 	maxTxBytes int
 	lazyWindow time.Duration
@@ -581,6 +585,7 @@ collect:
 // model.ErrCorrupt.
 func (w *writer) commit(tx *bbolt.Tx) error {
 	done := false
+	db := tx.DB()
 	err := guard("commit", func() error {
 		err := tx.Commit()
 		done = true
@@ -589,6 +594,7 @@ func (w *writer) commit(tx *bbolt.Tx) error {
 	if !done {
 		w.rollBack(tx)
 	}
+	w.freelistKept = err == nil && !db.NoFreelistSync
 	return err
 }
 

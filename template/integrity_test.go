@@ -339,6 +339,65 @@ func TestBoltFreelistInFile(t *testing.T) {
 	}
 }
 
+// When Close has access times to log, the commit that writes the log
+// writes the free list too: Close commits once, where a commit of its own
+// for the free list would cost another meta page and two syncs; the next
+// open reads both.
+func TestBoltCloseCommitsOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.db")
+	opts := &BoltOptions{Path: path, AccessFlushInterval: time.Hour, SweepInterval: -1}
+	s := openBolt(t, opts)
+	for i := range 20 {
+		store(t, s, getReq("u"), okResp(strings.Repeat("x", 10_000)), fmt.Sprint("k", i))
+	}
+	if err := s.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"k1", "k2", "k3"} {
+		if n := len(mustGet(t, s, k)); n != 1 {
+			t.Fatalf("GetPairs(%q) = %d pairs; want 1", k, n)
+		}
+	}
+	txid := func() (id int) {
+		err := s.db.View(func(tx *bbolt.Tx) error { id = tx.ID(); return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	before := txid()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var after int
+	_ = db.View(func(tx *bbolt.Tx) error { after = tx.ID(); return nil })
+	db.Close()
+	if after != before+1 {
+		t.Errorf("Close committed %d times; want once", after-before)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := f.Stat()
+	info, err := bolt.CheckFile(f, st.Size(), true)
+	f.Close()
+	if err != nil || !info.FreelistSynced {
+		t.Errorf("closed: CheckFile = %+v, %v; want a sound file with its free list kept", info, err)
+	}
+	if n := len(accessLog(t, path)); n != 3 {
+		t.Errorf("access log after Close: %d entries; want 3", n)
+	}
+	s = openBolt(t, opts)
+	if n := len(mustGet(t, s, "k3")); n != 1 {
+		t.Errorf("after a reopen, GetPairs(k3) = %d pairs; want 1", n)
+	}
+}
+
 // A write transaction that fails on a damaged file is not rolled back
 // (bbolt would walk the damaged tree in a goroutine of its own): the
 // writer stops, every later write fails, reads go on, and Close closes the

@@ -1,3 +1,5 @@
+//go:build unix
+
 package template
 
 import (
@@ -9,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -24,7 +27,9 @@ var scaleHeadCache = flag.Int("bolt.headcache", 0, "HeadCacheBytes of the files 
 //     of 32 with the same on a file of 1000 pairs open in the same
 //     process. "x-1k" is the mean time of a hit over the small file's,
 //     "p50-x-1k" and "p99-x-1k" the same of the medians and 99th
-//     percentiles;
+//     percentiles; "faults/hit" and "1k-faults/hit" are the page faults
+//     the process took per hit on each (a page of the map touched for the
+//     first time since it was mapped, such as a page a commit wrote);
 //   - close-after-hits=N: OpenBolt, N hits on random pairs (access times
 //     gathered, none written yet), then Close timed ("close-ms"), then the
 //     next OpenBolt timed ("reopen-ms"), as a process that stops after
@@ -96,10 +101,12 @@ func BenchmarkBoltScale(b *testing.B) {
 		}
 		ts := make([]time.Duration, 0, b.N)
 		tb := make([]time.Duration, 0, b.N)
+		var fb, fs int64 // page faults during the large and small file's hits
 		b.ReportAllocs()
 		b.ResetTimer()
 		const round = 32
 		for done := 0; done < b.N; done += round {
+			f0 := minorFaults()
 			for range min(round, b.N-done) {
 				d, err := hit(big, *openPairs)
 				if err != nil {
@@ -107,6 +114,7 @@ func BenchmarkBoltScale(b *testing.B) {
 				}
 				tb = append(tb, d)
 			}
+			f1 := minorFaults()
 			for range min(round, b.N-done) {
 				d, err := hit(small, smallPairs)
 				if err != nil {
@@ -114,8 +122,11 @@ func BenchmarkBoltScale(b *testing.B) {
 				}
 				ts = append(ts, d)
 			}
+			fb, fs = fb+f1-f0, fs+minorFaults()-f1
 		}
 		b.StopTimer()
+		b.ReportMetric(float64(fb)/float64(b.N), "faults/hit")
+		b.ReportMetric(float64(fs)/float64(b.N), "1k-faults/hit")
 		sum := func(ds []time.Duration) (t time.Duration) {
 			for _, d := range ds {
 				t += d
@@ -172,4 +183,15 @@ func BenchmarkBoltScale(b *testing.B) {
 			b.ReportMetric(float64(reopen.Microseconds())/1e3/float64(b.N), "reopen-ms")
 		})
 	}
+}
+
+// minorFaults returns the page faults the process has taken so far that
+// needed no I/O: on a file in the page cache, each is a page of the map
+// touched for the first time since it was (re)mapped.
+func minorFaults() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Minflt
 }
