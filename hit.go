@@ -1,11 +1,14 @@
 package hishel
 
 import (
+	"context"
 	"net/http"
 	"net/textproto"
 	"strings"
 	"time"
 
+	"github.com/hishel-go/hishel/cache"
+	"github.com/hishel-go/hishel/internal/lent"
 	"github.com/hishel-go/hishel/model"
 	"github.com/hishel-go/hishel/statemachine"
 )
@@ -40,15 +43,30 @@ func (t *Transport) Hit(req *http.Request) *http.Response {
 		start = time.Now()
 	}
 	ctx := req.Context()
-	pairs, err := t.raw.GetPairs(ctx, key)
+	pairs, shared, err := t.lendPairs(ctx, key)
 	if err != nil {
 		return nil
 	}
-	st, ok := t.machine.Next(t.hitLookup(req, pairs), pairs).(*statemachine.FromCache)
+	machine := t.machine
+	if shared {
+		machine = t.lentMachine
+	}
+	st, ok := machine.Next(t.hitLookup(req, pairs), pairs).(*statemachine.FromCache)
+	if ok && st.Revalidate != nil && shared {
+		// The background revalidation freshens or replaces the pairs it
+		// is given: they must be copies. Look them up again, as
+		// GetPairs gives them.
+		closeOthers(pairs, model.PairID{})
+		if pairs, err = t.raw.GetPairs(ctx, key); err != nil {
+			return nil
+		}
+		machine = t.machine
+		st, ok = machine.Next(t.hitLookup(req, pairs), pairs).(*statemachine.FromCache)
+	}
 	if ok && st.Revalidate != nil && hasPrivateFields(req.Header) {
 		// The background revalidation sends and stores the request the
 		// state machine saw: it must be the one lookupRequest gives.
-		st, ok = t.machine.Next(t.lookupRequest(req), pairs).(*statemachine.FromCache)
+		st, ok = machine.Next(t.lookupRequest(req), pairs).(*statemachine.FromCache)
 	}
 	if !ok {
 		closeOthers(pairs, model.PairID{})
@@ -63,6 +81,20 @@ func (t *Transport) Hit(req *http.Request) *http.Response {
 		t.traceResponse(req, start, resp, nil)
 	}
 	return resp
+}
+
+// lendPairs reads the pairs under key for Hit: from a Bolt store, with the
+// header maps its head cache shares (lent reports it; see package
+// internal/lent), which Hit only reads and serves through lentMachine,
+// which copies what it serves; from any other store, with GetPairs.
+func (t *Transport) lendPairs(ctx context.Context, key string) ([]model.CompletePair, bool, error) {
+	if b, ok := t.raw.(*cache.Bolt); ok && b != nil {
+		if pairs, ok, err := lent.GetPairs(ctx, b.Template(), key); ok {
+			return pairs, true, err
+		}
+	}
+	pairs, err := t.raw.GetPairs(ctx, key)
+	return pairs, false, err
 }
 
 // fromCache serves the pair the state machine chose, closes the others'
