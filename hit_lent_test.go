@@ -116,12 +116,30 @@ type hitAnswer struct {
 }
 
 func hitOf(t *testing.T, tr *hishel.Transport, ctx context.Context, method, url string, hdr []string) hitAnswer {
+	return hitInto(t, tr, ctx, method, url, hdr, nil)
+}
+
+// hitInto is hitOf through HitHeader(req, into), unless into is nil; it
+// checks that into is resp.Header, or unchanged without a hit.
+func hitInto(t *testing.T, tr *hishel.Transport, ctx context.Context, method, url string, hdr []string, into http.Header) hitAnswer {
 	t.Helper()
 	req, _ := http.NewRequestWithContext(ctx, method, url, nil)
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Add(hdr[i], hdr[i+1])
 	}
-	resp := tr.Hit(req)
+	var resp *http.Response
+	if into == nil {
+		resp = tr.Hit(req)
+	} else {
+		was := into.Clone()
+		resp = tr.HitHeader(req, into)
+		switch {
+		case resp == nil && !reflect.DeepEqual(into, was):
+			t.Errorf("HitHeader %s %s %q = nil, and changed its header from %v to %v", method, url, hdr, was, into)
+		case resp != nil && reflect.ValueOf(resp.Header).UnsafePointer() != reflect.ValueOf(into).UnsafePointer():
+			t.Errorf("HitHeader %s %s %q: resp.Header is not the map given", method, url, hdr)
+		}
+	}
 	if resp == nil {
 		return hitAnswer{}
 	}
@@ -174,15 +192,16 @@ func cloneHeads(hs []http.Header) []http.Header {
 	return out
 }
 
-// TestTransportHitLent checks that Hit on a Bolt store, which reads the
+// TestTransportHitLent checks that Hit (and HitHeader) on a Bolt store, which reads the
 // pairs with the header maps the store's head cache shares (package
 // internal/lent), answers exactly what Hit answers on a store that gives
 // it copies (the same Bolt behind another type), for every kind of hit:
 // a plain GET and HEAD, conditional requests (304), ranges (206 and 416),
 // Vary variants, no-cache fields left out, Vary on a hashed field, a
 // stale response served while it is revalidated in the background (whose
-// freshening must change copies only); and that the shared maps are
-// unchanged after all of them.
+// freshening must change copies only); that HitHeader answers what Hit
+// does, in the map it is given, which it leaves as it was when it returns
+// nil; and that the shared maps are unchanged after all of them.
 func TestTransportHitLent(t *testing.T) {
 	for _, shared := range []bool{false, true} {
 		t.Run(fmt.Sprintf("shared=%v", shared), func(t *testing.T) {
@@ -231,6 +250,26 @@ func TestTransportHitLent(t *testing.T) {
 				want := hitOf(t, copying, ctx, r.method, o.URL+r.path, r.hdr)
 				if diff := cmp.Diff(want, got); diff != "" {
 					t.Errorf("Hit %s %s %q from lent heads differs from Hit from copies (-copies +lent):\n%s", r.method, r.path, r.hdr, diff)
+				}
+				if r.path == "/swr" {
+					continue // served once: the next is fresh or revalidating
+				}
+				// HitHeader, into an empty map (the stored fields written
+				// into it) and into one with a field (as Hit, then copied).
+				if diff := cmp.Diff(want, hitInto(t, lending, ctx, r.method, o.URL+r.path, r.hdr, http.Header{})); diff != "" {
+					t.Errorf("HitHeader %s %s %q into an empty map differs from Hit (-Hit +HitHeader):\n%s", r.method, r.path, r.hdr, diff)
+				}
+				into := http.Header{"X-Server": {"s"}, "Etag": {"replaced"}}
+				wantInto := want
+				if want.Hit {
+					wantInto.Header = want.Header.Clone()
+					if wantInto.Header["Etag"] == nil {
+						wantInto.Header["Etag"] = into["Etag"]
+					}
+					wantInto.Header["X-Server"] = into["X-Server"]
+				}
+				if diff := cmp.Diff(wantInto, hitInto(t, lending, ctx, r.method, o.URL+r.path, r.hdr, into)); diff != "" {
+					t.Errorf("HitHeader %s %s %q into a map with fields differs from Hit (-want +HitHeader):\n%s", r.method, r.path, r.hdr, diff)
 				}
 			}
 			// The stale hit started a background revalidation in each
@@ -291,12 +330,18 @@ func TestTransportHitLentRace(t *testing.T) {
 				if i%7 == 0 {
 					method = "HEAD"
 				}
-				a := hitOf(t, lending, ctx, method, o.URL+p, hdrs[i%len(hdrs)])
+				var into http.Header
+				if i%2 == 0 {
+					into = http.Header{}
+				}
+				a := hitInto(t, lending, ctx, method, o.URL+p, hdrs[i%len(hdrs)], into)
 				if a.Hit && a.Header.Get("Age") == "" {
 					t.Errorf("Hit %s %s: no Age", method, p)
 				}
-				if a.Hit {
-					a.Header.Set("X-Changed", "by the caller") // the caller's own map
+				if a.Hit { // the caller's own map, changed as net/http's Header methods do
+					a.Header.Set("X-Changed", "by the caller")
+					a.Header.Add("X-Multi", "c")
+					a.Header.Del("Content-Type")
 				}
 				if i%50 == 0 { // a miss that stores beside the hits
 					resp, err := cl.Get(fmt.Sprintf("%s/miss/%d/%d", o.URL, g, i))
