@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"reflect"
-	"slices"
 	"testing"
 	"time"
 
@@ -103,50 +102,19 @@ func BenchmarkBoltHitLent(b *testing.B) {
 		}
 	}
 	buf := make([]byte, 32<<10)
-	get := [2]func(string) ([]model.CompletePair, error){
-		func(key string) ([]model.CompletePair, error) {
+	get := [2]func(context.Context, string) ([]model.CompletePair, error){
+		func(ctx context.Context, key string) ([]model.CompletePair, error) {
 			ps, _, err := lent.GetPairs(ctx, s, key)
 			return ps, err
 		},
-		func(key string) ([]model.CompletePair, error) { return s.GetPairs(ctx, key) },
-	}
-	hit := func(j, i int) (time.Duration, error) {
-		t0 := time.Now()
-		ps, err := get[j](fmt.Sprint("k", i%keys))
-		if err != nil || len(ps) != 1 {
-			return 0, fmt.Errorf("GetPairs: %d pairs, %v", len(ps), err)
-		}
-		if n, err := io.CopyBuffer(io.Discard, ps[0].Response.Body, buf); n != int64(len(body)) || err != nil {
-			return 0, fmt.Errorf("read %d bytes, %v", n, err)
-		}
-		return time.Since(t0), ps[0].Close()
+		s.GetPairs,
 	}
 	for i := range 2 * keys { // both reads keep every head
-		if _, err := hit(1, i); err != nil {
+		if _, err := timeHit(s.GetPairs, ctx, fmt.Sprint("k", i%keys), len(body), buf); err != nil {
 			b.Fatal(err)
 		}
 	}
-	var d [2]time.Duration
-	var all [2][]time.Duration
-	b.ReportAllocs()
-	b.ResetTimer()
-	const round = 32
-	for done := 0; done < b.N; done += round {
-		for j := range get {
-			for i := range min(round, b.N-done) {
-				t, err := hit(j, done+i)
-				if err != nil {
-					b.Fatal(err)
-				}
-				d[j] += t
-				all[j] = append(all[j], t)
-			}
-		}
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(d[1].Nanoseconds())/float64(b.N), "getpairs-ns/op")
-	b.ReportMetric(float64(d[0])/float64(d[1]), "x-getpairs")
-	slices.Sort(all[0])
-	slices.Sort(all[1])
-	b.ReportMetric(float64(all[0][len(all[0])/2])/float64(all[1][len(all[1])/2]), "p50-x-getpairs")
+	hitTurns(b, "getpairs", func(j, i int) (time.Duration, error) {
+		return timeHit(get[j], ctx, fmt.Sprint("k", i%keys), len(body), buf)
+	})
 }
