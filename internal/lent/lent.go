@@ -8,10 +8,12 @@
 //
 // The package is internal because a lent map is shared: a caller that
 // changed one would change what every later reader of the pair sees. The
-// Transport takes lent pairs in Transport.Hit alone, serves them through a
-// state machine that does not reuse stored header maps, and hands none of
-// them to code that changes headers (a background revalidation gets pairs
-// of its own).
+// Transport takes lent pairs in Transport.Hit and HitHeader alone, serves
+// them through a state machine that does not reuse stored header maps (or
+// from a map of the caller's into which HitHeader copied the one pair's
+// fields, whose value slices it never changes), and hands none of them to
+// code that changes headers (a background revalidation gets pairs of its
+// own).
 package lent
 
 import (
