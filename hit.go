@@ -1,11 +1,16 @@
 package hishel
 
 import (
+	"context"
+	"maps"
 	"net/http"
 	"net/textproto"
+	"reflect"
 	"strings"
 	"time"
 
+	"github.com/hishel-go/hishel/cache"
+	"github.com/hishel-go/hishel/internal/lent"
 	"github.com/hishel-go/hishel/model"
 	"github.com/hishel-go/hishel/statemachine"
 )
@@ -25,7 +30,30 @@ import (
 // which looks it up again (Trace.Lookup sees that lookup only). A caching
 // server, such as hishel's proxy, can so write a hit to its client itself,
 // with none of the work of a reverse proxy's round trip.
-func (t *Transport) Hit(req *http.Request) *http.Response {
+func (t *Transport) Hit(req *http.Request) *http.Response { return t.hit(req, nil) }
+
+// HitHeader is Hit for a server that writes the hit to its client itself:
+// the response's header fields go into h, such as the Header() of the
+// server's http.ResponseWriter, and resp.Header is h. With an empty h
+// (the usual case) and a Bolt store, the stored fields are written into h
+// once, where Hit would copy them into a map of the response's that the
+// server then copies into its own. Fields h held already are replaced
+// where the response has them too, and kept otherwise. When HitHeader
+// returns nil, h is as it was.
+func (t *Transport) HitHeader(req *http.Request, h http.Header) *http.Response {
+	if h == nil || len(h) > 0 {
+		resp := t.hit(req, nil)
+		if resp != nil && h != nil {
+			maps.Copy(h, resp.Header)
+			resp.Header = h
+		}
+		return resp
+	}
+	return t.hit(req, h)
+}
+
+// hit is Hit, and HitHeader with dst, an empty map, not nil.
+func (t *Transport) hit(req *http.Request, dst http.Header) *http.Response {
 	if req.URL == nil || t.closed.Load() || hasBody(req) || !t.supports(req.Method) ||
 		modeOf(req) == modeRefresh || t.bypassed(req) {
 		return nil
@@ -40,19 +68,57 @@ func (t *Transport) Hit(req *http.Request) *http.Response {
 		start = time.Now()
 	}
 	ctx := req.Context()
-	pairs, err := t.raw.GetPairs(ctx, key)
+	pairs, shared, err := t.lendPairs(ctx, key)
 	if err != nil {
 		return nil
 	}
-	st, ok := t.machine.Next(t.hitLookup(req, pairs), pairs).(*statemachine.FromCache)
+	machine := t.machine
+	filled := false // dst holds pairs[0]'s response fields, its header now
+	if shared {
+		machine = t.lentMachine
+		if dst != nil && len(pairs) == 1 {
+			// The one pair's fields go to dst, and the state machine
+			// serves dst itself, changed in place (ReuseHeaders): it
+			// removes fields and sets others, never changing a value's
+			// slice, which stays the store's.
+			maps.Copy(dst, pairs[0].Response.Header)
+			pairs[0].Response.Header = dst
+			machine, filled = t.machine, true
+		}
+	}
+	st, ok := machine.Next(t.hitLookup(req, pairs), pairs).(*statemachine.FromCache)
+	if ok && st.Revalidate != nil && shared {
+		// The background revalidation freshens or replaces the pairs it
+		// is given: they must be copies. Look them up again, as
+		// GetPairs gives them.
+		closeOthers(pairs, model.PairID{})
+		if filled {
+			clear(dst)
+			filled = false
+		}
+		if pairs, err = t.raw.GetPairs(ctx, key); err != nil {
+			return nil
+		}
+		machine = t.machine
+		st, ok = machine.Next(t.hitLookup(req, pairs), pairs).(*statemachine.FromCache)
+	}
 	if ok && st.Revalidate != nil && hasPrivateFields(req.Header) {
 		// The background revalidation sends and stores the request the
 		// state machine saw: it must be the one lookupRequest gives.
-		st, ok = t.machine.Next(t.lookupRequest(req), pairs).(*statemachine.FromCache)
+		st, ok = machine.Next(t.lookupRequest(req), pairs).(*statemachine.FromCache)
 	}
 	if !ok {
 		closeOthers(pairs, model.PairID{})
+		if filled {
+			clear(dst)
+		}
 		return nil
+	}
+	if dst != nil && (!filled || !sameMap(st.Served.Header, dst)) {
+		// Served from a copy, or from a header of its own (a 304's).
+		clear(dst)
+		maps.Copy(dst, st.Served.Header)
+		st.Served.Header = dst
 	}
 	if tr != nil && tr.Lookup != nil {
 		tr.Lookup(ctx, LookupInfo{Key: key, Pairs: len(pairs), Duration: time.Since(start)})
@@ -63,6 +129,25 @@ func (t *Transport) Hit(req *http.Request) *http.Response {
 		t.traceResponse(req, start, resp, nil)
 	}
 	return resp
+}
+
+// sameMap reports whether a and b are the same map.
+func sameMap(a, b http.Header) bool {
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
+}
+
+// lendPairs reads the pairs under key for Hit: from a Bolt store, with the
+// header maps its head cache shares (lent reports it; see package
+// internal/lent), which Hit only reads and serves through lentMachine,
+// which copies what it serves; from any other store, with GetPairs.
+func (t *Transport) lendPairs(ctx context.Context, key string) ([]model.CompletePair, bool, error) {
+	if b, ok := t.raw.(*cache.Bolt); ok && b != nil {
+		if pairs, ok, err := lent.GetPairs(ctx, b.Template(), key); ok {
+			return pairs, true, err
+		}
+	}
+	pairs, err := t.raw.GetPairs(ctx, key)
+	return pairs, false, err
 }
 
 // fromCache serves the pair the state machine chose, closes the others'

@@ -168,8 +168,11 @@ type Transport struct {
 	raw      Storage // store without its Trace hooks (Hit traces itself)
 	ownStore bool
 	machine  statemachine.IdleClient
-	opts     Options
-	credKey  []byte
+	// lentMachine is machine without ReuseHeaders, for pairs whose
+	// header maps the store lends (Hit).
+	lentMachine statemachine.IdleClient
+	opts        Options
+	credKey     []byte
 
 	del   deleter  // the store's Delete, if it has one (Invalidate)
 	shape keyShape // IgnoreParams, MatchHeaders
@@ -204,6 +207,9 @@ func NewTransport(opts *Options) (*Transport, error) {
 	cacheOpts := o.Cache
 	cacheOpts.ReuseHeaders = !o.CopyHeaders // GetPairs's header maps are ours (see Storage)
 	t.machine = statemachine.IdleClient{Options: &cacheOpts}
+	lentOpts := cacheOpts
+	lentOpts.ReuseHeaders = false
+	t.lentMachine = statemachine.IdleClient{Options: &lentOpts}
 	var err error
 	if t.shape, err = newKeyShape(&o); err != nil {
 		return nil, err

@@ -899,6 +899,12 @@ func (s *Bolt) unpend(id model.PairID) {
 // A pair whose record fails its checksum makes GetPairs fail with
 // model.ErrCorrupt; the next sweep removes it.
 func (s *Bolt) GetPairs(ctx context.Context, key string) ([]model.CompletePair, error) {
+	return s.getPairs(ctx, key, false)
+}
+
+// getPairs is GetPairs; with lend, the pairs' header maps are those of the
+// head cache where it holds them (see lendPairs), not copies.
+func (s *Bolt) getPairs(ctx context.Context, key string, lend bool) ([]model.CompletePair, error) {
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
@@ -953,7 +959,7 @@ func (s *Bolt) GetPairs(ctx context.Context, key string) ([]model.CompletePair, 
 			if err != nil {
 				return err
 			}
-			if shared[i] { // the pair's heads are its own
+			if shared[i] && !lend { // the pair's heads are its own
 				p.Request.Header, p.Response.Header = p.Request.Header.Clone(), p.Response.Header.Clone()
 			}
 			out = append(out, p)

@@ -7,14 +7,15 @@ import (
 	"net/http/httputil"
 	"net/textproto"
 	"net/url"
+	"reflect"
 	"strings"
 	"sync"
 )
 
-// hitter answers a request from the cache, or returns nil
-// (hishel.Transport.Hit).
+// hitter answers a request from the cache, with the response's header
+// fields in h, or returns nil (hishel.Transport.HitHeader).
 type hitter interface {
-	Hit(req *http.Request) *http.Response
+	HitHeader(req *http.Request, h http.Header) *http.Response
 }
 
 // hitProxy is the proxy's handler: hits are written from the cache
@@ -41,7 +42,7 @@ type hitProxy struct {
 
 func (p *hitProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if out := p.outgoing(r); out != nil {
-		if resp := p.tr.Hit(out); resp != nil {
+		if resp := p.tr.HitHeader(out, w.Header()); resp != nil {
 			writeHit(w, r, resp)
 			return
 		}
@@ -141,9 +142,10 @@ func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
-// writeHit writes a stored response to w, the writer of r. The
-// response's header map is the Transport's to give (a new map for every
-// hit), so its values go to w as they are.
+// writeHit writes a stored response to w, the writer of r. Its header
+// fields are those of w.Header() (hishel.Transport.HitHeader put them
+// there), or else go to it as they are: the response's header map is the
+// Transport's to give (a new map for every hit).
 //
 // On a heldConn (the proxy's server), the writes of a response with a body
 // of more than smallHit bytes (not a HEAD's: net/http writes a head in one
@@ -155,9 +157,12 @@ func isHex(c byte) bool {
 func writeHit(w http.ResponseWriter, r *http.Request, resp *http.Response) {
 	defer resp.Body.Close()
 	h := w.Header()
+	into := reflect.ValueOf(h).UnsafePointer() == reflect.ValueOf(resp.Header).UnsafePointer()
 	head := headSlack
 	for k, v := range resp.Header {
-		h[k] = v
+		if !into {
+			h[k] = v
+		}
 		for _, s := range v {
 			head += len(k) + len(s) + 4 // "K: V\r\n"
 		}

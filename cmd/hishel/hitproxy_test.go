@@ -27,9 +27,11 @@ func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return c.tr.RoundTrip(r)
 }
 
-func (c *countingTransport) Hit(r *http.Request) *http.Response { return c.tr.Hit(r) }
+func (c *countingTransport) HitHeader(r *http.Request, h http.Header) *http.Response {
+	return c.tr.HitHeader(r, h)
+}
 
-// noHit is a RoundTripper without Hit: newProxy then serves every request
+// noHit is a RoundTripper without HitHeader: newProxy then serves every request
 // through the reverse proxy, as before hits were written directly.
 type noHit struct{ http.RoundTripper }
 
@@ -218,12 +220,12 @@ type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
-// hitFunc is a RoundTripper with a Hit that never hits, so that newProxy
+// hitFunc is a RoundTripper with a HitHeader that never hits, so that newProxy
 // returns its direct hit path.
 type hitFunc roundTripFunc
 
 func (f hitFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-func (hitFunc) Hit(*http.Request) *http.Response                    { return nil }
+func (hitFunc) HitHeader(*http.Request, http.Header) *http.Response { return nil }
 
 // TestSetProxyGC checks that the proxy paces the garbage collector at
 // proxyGCPercent unless GOGC is set.

@@ -393,7 +393,7 @@ func parseUpstream(raw string) (*url.URL, error) {
 //
 // A hit does not go through the reverse proxy: the handler builds the
 // request the reverse proxy would send, asks the Transport for a stored
-// response (hishel.Transport.Hit) and writes it itself (see hitProxy).
+// response (hishel.Transport.HitHeader) and writes it itself (see hitProxy).
 func newProxy(target *url.URL, tr http.RoundTripper, errLog *log.Logger, forwardHost bool) http.Handler {
 	rewrite := func(r *httputil.ProxyRequest) {
 		r.SetURL(target)
