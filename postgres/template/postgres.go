@@ -121,11 +121,14 @@ type Postgres struct {
 	// chunks reads bodies back.
 	chunks backend.ChunkTable
 
-	accessMu sync.Mutex
-	access   map[model.PairID]int64 // pending last-access times, unix ns
-	// limits holds, for the pending accesses of pairs with a MaxTTL, the
-	// time past which a refresh may not move their expiry.
-	limits map[model.PairID]int64
+	// reads are the access times gathered and not yet written, or being
+	// written, each with the time past which the refresh it makes may not
+	// move its pair's expiry (for a pair with a MaxTTL).
+	reads backend.AccessTimes
+	// flushHook, if set (by tests), is called as applyAccess writes a
+	// batch: before its statement (written false) and after it; an error
+	// fails the transaction.
+	flushHook func(written bool) error
 
 	badMu sync.Mutex
 	bad   map[model.PairID]struct{} // found corrupt: the next sweep purges them
@@ -187,8 +190,6 @@ func OpenPostgres(ctx context.Context, opts *PostgresOptions) (*Postgres, error)
 	}
 	s := &Postgres{
 		pool: pool, opts: o, pol: pol, q: newQueries(o.Table),
-		access:    make(map[model.PairID]int64),
-		limits:    make(map[model.PairID]int64),
 		bad:       make(map[model.PairID]struct{}),
 		stop:      make(chan struct{}),
 		maintDone: make(chan struct{}),
@@ -250,16 +251,25 @@ func (s *Postgres) check(ctx context.Context) error {
 
 func (s *Postgres) now() int64 { return bolt.UnixNano(s.pol.Now()) }
 
+// txn is a transaction of inTx: pgx's, and the batches of access times
+// it took (see applyAccess), which end with it.
+type txn struct {
+	pgx.Tx
+	taken []*backend.AccessBatch
+}
+
 // inTx runs fn in a transaction and commits it, trying again (up to a few
 // times) when the server chose it as a deadlock's victim or it failed to
-// serialize. After Close its errors are model.ErrClosed.
-func (s *Postgres) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
+// serialize. The access times an attempt took are gathered again when it
+// fails, before the next attempt, which takes them anew. After Close its
+// errors are model.ErrClosed.
+func (s *Postgres) inTx(ctx context.Context, fn func(*txn) error) error {
 	if err := s.check(ctx); err != nil {
 		return err
 	}
 	var err error
 	for range 5 {
-		err = pgx.BeginFunc(ctx, s.pool, fn)
+		err = s.attempt(ctx, fn)
 		if !retryable(err) {
 			break
 		}
@@ -269,6 +279,32 @@ func (s *Postgres) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
 	}
 	return mapErr(err)
 }
+
+// attempt is one of inTx's tries: it runs fn in a transaction, and ends
+// the access batches fn took with the transaction's outcome.
+func (s *Postgres) attempt(ctx context.Context, fn func(*txn) error) (err error) {
+	t := &txn{}
+	committed := false
+	defer func() {
+		outcome := err
+		if !committed && outcome == nil {
+			outcome = errNoCommit // fn panicked
+		}
+		for _, b := range t.taken {
+			s.reads.End(b, outcome)
+		}
+	}()
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		t.Tx = tx
+		return fn(t)
+	})
+	committed = err == nil
+	return err
+}
+
+// errNoCommit is the outcome of a transaction that ended without a commit
+// or an error (its fn panicked).
+var errNoCommit = errors.New("hishel: transaction ended without a commit")
 
 func retryable(err error) bool {
 	var pe *pgconn.PgError
@@ -548,7 +584,7 @@ func (s *Postgres) CreatePair(ctx context.Context, req model.Request, opts ...mo
 		return model.IncompletePair{}, err
 	}
 	id := rec.ID
-	if err := s.inTx(ctx, func(tx pgx.Tx) error { return s.save(ctx, tx, nil, rec, true) }); err != nil {
+	if err := s.inTx(ctx, func(tx *txn) error { return s.save(ctx, tx, nil, rec, true) }); err != nil {
 		return model.IncompletePair{}, err
 	}
 	out := model.IncompletePair{ID: id, Request: req, Meta: rec.Meta()}
@@ -578,7 +614,7 @@ func (s *Postgres) AddResponse(ctx context.Context, id model.PairID, resp model.
 	}
 	var rec *bolt.Record
 	completed, variants := false, 0
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(tx *txn) error {
 		old, _, err := s.load(ctx, tx, id, true)
 		if err != nil {
 			return err
@@ -618,14 +654,14 @@ func (s *Postgres) settle(rec *bolt.Record) { backend.Settle(rec, s.now()) }
 // and returns how many it evicted: the caller adds them to s.evicted once
 // the transaction has committed. The caller enforces MaxBytes and
 // MaxPairs once it has committed.
-func (s *Postgres) store(ctx context.Context, tx pgx.Tx, old, rec *bolt.Record) (int, error) {
+func (s *Postgres) store(ctx context.Context, tx *txn, old, rec *bolt.Record) (int, error) {
 	if err := s.save(ctx, tx, old, rec, true); err != nil {
 		return 0, err
 	}
 	if old.State() == model.StateComplete || rec.State() != model.StateComplete || s.pol.MaxVariants <= 0 {
 		return 0, nil
 	}
-	if err := s.applyAccess(ctx, tx); err != nil {
+	if err := s.applyAccess(ctx, tx, true); err != nil {
 		return 0, err
 	}
 	rows, err := tx.Query(ctx, s.q.variants, keyHash(rec.Key), []byte(rec.Key), s.pol.MaxVariants)
@@ -663,12 +699,9 @@ func (s *Postgres) enforceBudget(ctx context.Context, res *model.SweepResult) er
 	if s.pol.MaxBytes <= 0 && s.pol.MaxPairs <= 0 {
 		return nil
 	}
-	if err := s.flushAccess(ctx); err != nil {
-		return err
-	}
 	for {
 		evicted, liveEvicted := 0, 0 // every pair removed; the live ones
-		err := s.inTx(ctx, func(tx pgx.Tx) error {
+		err := s.inTx(ctx, func(tx *txn) error {
 			evicted, liveEvicted = 0, 0
 			st, err := s.readStats(ctx, tx)
 			if err != nil {
@@ -678,6 +711,11 @@ func (s *Postgres) enforceBudget(ctx context.Context, res *model.SweepResult) er
 			overPairs := s.pol.MaxPairs > 0 && st.Pairs > s.pol.MaxPairs
 			if !overBytes && !overPairs {
 				return nil
+			}
+			// Rank by every read gathered, those other transactions
+			// are writing included.
+			if err := s.applyAccess(ctx, tx, true); err != nil {
+				return err
 			}
 			var dead, live [][]byte // soft-deleted pairs; complete ones
 			excess, extra := st.Bytes-s.pol.MaxBytes, st.Pairs-s.pol.MaxPairs
@@ -754,8 +792,10 @@ func (s *Postgres) GetPairs(ctx context.Context, key string) ([]model.CompletePa
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
+	rd := s.reads.BeginRead()
 	rows, err := s.pool.Query(ctx, s.q.byKey, keyHash(key), []byte(key))
 	if err != nil {
+		s.reads.EndRead(rd)
 		return nil, s.readErr(err)
 	}
 	var recs []*bolt.Record
@@ -769,25 +809,14 @@ func (s *Postgres) GetPairs(ctx context.Context, key string) ([]model.CompletePa
 		return nil
 	})
 	if err != nil {
+		s.reads.EndRead(rd)
 		return nil, s.readErr(err)
 	}
-	now := s.now()
+	recs = s.reads.Read(rd, recs, s.now(), s.expiry)
 	out := make([]model.CompletePair, 0, len(recs))
-	s.accessMu.Lock()
 	for _, rec := range recs {
-		exp := s.expiry(rec, s.access[rec.ID])
-		if exp != 0 && now >= exp {
-			continue
-		}
-		s.access[rec.ID] = now
-		if lim := backend.CapExpiry(rec.Completed, rec.ReqOptions, 0); lim != 0 {
-			s.limits[rec.ID] = lim
-		}
-		rec.LastAccess, rec.Expires = now, exp
-		rec.Expires = backend.Expiry(rec, now)
 		out = append(out, s.pair(rec))
 	}
-	s.accessMu.Unlock()
 	backend.SortNewest(out)
 	return out, nil
 }
@@ -808,6 +837,8 @@ func (s *Postgres) GetPair(ctx context.Context, id model.PairID) (model.Complete
 	if err := s.check(ctx); err != nil {
 		return model.CompletePair{}, err
 	}
+	rd := s.reads.BeginRead()
+	defer s.reads.EndRead(rd)
 	rec, _, err := s.load(ctx, nil, id, false)
 	if err != nil {
 		return model.CompletePair{}, s.readErr(err)
@@ -815,9 +846,7 @@ func (s *Postgres) GetPair(ctx context.Context, id model.PairID) (model.Complete
 	if rec == nil || rec.State() != model.StateComplete {
 		return model.CompletePair{}, fmt.Errorf("hishel: get pair %s: %w", id, model.ErrNotFound)
 	}
-	s.accessMu.Lock()
-	exp := s.expiry(rec, s.access[id])
-	s.accessMu.Unlock()
+	exp := s.expiry(rec, s.reads.Time(rd, id))
 	if exp != 0 && s.now() >= exp {
 		return model.CompletePair{}, fmt.Errorf("hishel: get pair %s: %w", id, model.ErrNotFound)
 	}
@@ -866,7 +895,7 @@ func (s *Postgres) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(
 			return model.CompletePair{}, false, err
 		}
 		var rec *bolt.Record
-		err := s.inTx(ctx, func(tx pgx.Tx) error {
+		err := s.inTx(ctx, func(tx *txn) error {
 			now, _, err := s.load(ctx, tx, id, true)
 			switch {
 			case err != nil:
@@ -886,10 +915,7 @@ func (s *Postgres) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(
 			return model.CompletePair{}, false, err
 		}
 		// A refresh gathered before the update is the update's to decide.
-		s.accessMu.Lock()
-		delete(s.access, id)
-		delete(s.limits, id)
-		s.accessMu.Unlock()
+		s.reads.Forget(id)
 		return s.pair(rec), false, nil
 	}
 	return backend.UpdatePairFunc(ctx, id, fn, read, write)
@@ -900,7 +926,7 @@ func (s *Postgres) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(
 // unknown or already removed pair does nothing. Removing an incomplete pair
 // aborts the bodies still being stored.
 func (s *Postgres) Remove(ctx context.Context, id model.PairID) error {
-	return s.inTx(ctx, func(tx pgx.Tx) error {
+	return s.inTx(ctx, func(tx *txn) error {
 		old, _, err := s.load(ctx, tx, id, true)
 		if errors.Is(err, model.ErrCorrupt) {
 			_, err = s.purgeIDs(ctx, tx, [][]byte{id[:]})
@@ -919,52 +945,47 @@ func (s *Postgres) Remove(ctx context.Context, id model.PairID) error {
 // applyAccess writes the gathered access times in tx, with one statement:
 // each live complete pair moves in the eviction order and, if it refreshes
 // on access, gets a new expiry.
-func (s *Postgres) applyAccess(ctx context.Context, tx pgx.Tx) error {
-	s.accessMu.Lock()
-	pending := s.access
-	if len(pending) == 0 {
-		s.accessMu.Unlock()
+//
+// The times taken stay visible to reads until tx ends, and go back to be
+// gathered again if it rolls back (backend.AccessTimes); an attempt that
+// inTx tries again takes them again. With rank, for a transaction that
+// ranks pairs by access time, tx also writes the times other transactions
+// of this Postgres are writing: the statement only moves times forward,
+// so writing them twice changes nothing, and the ranking counts them
+// whether those transactions commit or not.
+func (s *Postgres) applyAccess(ctx context.Context, tx *txn, rank bool) error {
+	b := s.reads.Take(rank)
+	if b == nil {
 		return nil
 	}
-	limits := s.limits
-	s.access = make(map[model.PairID]int64, len(pending))
-	s.limits = make(map[model.PairID]int64)
-	s.accessMu.Unlock()
-	ids := make([][]byte, 0, len(pending))
-	ats := make([]int64, 0, len(pending))
-	lims := make([]int64, 0, len(pending))
-	for id, at := range pending {
-		ids = append(ids, id[:])
-		ats = append(ats, at)
-		lims = append(lims, limits[id])
-	}
-	_, err := tx.Exec(ctx, s.q.access, ids, ats, lims)
-	if err != nil {
-		// Keep them for the next flush, unless newer ones came meanwhile.
-		s.accessMu.Lock()
-		for id, at := range pending {
-			if s.access[id] < at {
-				s.access[id] = at
-			}
-			if lim := limits[id]; lim != 0 {
-				s.limits[id] = lim
-			}
+	tx.taken = append(tx.taken, b)
+	if s.flushHook != nil {
+		if err := s.flushHook(false); err != nil {
+			return err
 		}
-		s.accessMu.Unlock()
 	}
-	return err
+	ids := make([][]byte, len(b.Reads))
+	ats := make([]int64, len(b.Reads))
+	lims := make([]int64, len(b.Reads))
+	for i, r := range b.Reads {
+		ids[i], ats[i], lims[i] = r.ID[:], r.At, r.Limit
+	}
+	if _, err := tx.Exec(ctx, s.q.access, ids, ats, lims); err != nil {
+		return err
+	}
+	if s.flushHook != nil {
+		return s.flushHook(true)
+	}
+	return nil
 }
 
 // flushAccess writes the gathered access times in a transaction of their
 // own.
 func (s *Postgres) flushAccess(ctx context.Context) error {
-	s.accessMu.Lock()
-	n := len(s.access)
-	s.accessMu.Unlock()
-	if n == 0 {
+	if s.reads.Pending() == 0 {
 		return nil
 	}
-	return s.inTx(ctx, func(tx pgx.Tx) error { return s.applyAccess(ctx, tx) })
+	return s.inTx(ctx, func(tx *txn) error { return s.applyAccess(ctx, tx, false) })
 }
 
 // Cleanup runs a sweep now and reports what it did: expired pairs are
@@ -992,7 +1013,7 @@ func (s *Postgres) Cleanup(ctx context.Context) (model.SweepResult, error) {
 		for id := range bad {
 			ids = append(ids, id[:])
 		}
-		err := s.inTx(ctx, func(tx pgx.Tx) error {
+		err := s.inTx(ctx, func(tx *txn) error {
 			n, err := s.purgeIDs(ctx, tx, ids)
 			res.Purged += n
 			return err
@@ -1014,7 +1035,7 @@ func (s *Postgres) Cleanup(ctx context.Context) (model.SweepResult, error) {
 	for _, r := range rules {
 		for {
 			var n int
-			err := s.inTx(ctx, func(tx pgx.Tx) error {
+			err := s.inTx(ctx, func(tx *txn) error {
 				args := []any{r.limit, sweepBatch}
 				if r.sql == s.q.expire {
 					args = append(args, now)
@@ -1084,10 +1105,8 @@ func (s *Postgres) countExpired(ctx context.Context, tx pgx.Tx, rows pgx.Rows) (
 // Bodies being read fail with model.ErrRemoved; bodies being stored fail
 // and are not stored.
 func (s *Postgres) Clear(ctx context.Context) error {
-	s.accessMu.Lock()
-	clear(s.access)
-	s.accessMu.Unlock()
-	return s.inTx(ctx, func(tx pgx.Tx) error {
+	s.reads.Clear()
+	return s.inTx(ctx, func(tx *txn) error {
 		for _, q := range []string{s.q.truncate, s.q.zeroStats} {
 			if _, err := tx.Exec(ctx, q); err != nil {
 				return err
@@ -1134,6 +1153,8 @@ func (s *Postgres) listQuery(ctx context.Context, q string, args ...any) ([]mode
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
+	rd := s.reads.BeginRead()
+	defer s.reads.EndRead(rd)
 	rows, err := s.pool.Query(ctx, q, args...)
 	if err != nil {
 		return nil, s.readErr(err)
@@ -1145,10 +1166,7 @@ func (s *Postgres) listQuery(ctx context.Context, q string, args ...any) ([]mode
 		if err != nil {
 			return fmt.Errorf("hishel: pairs: %w", err)
 		}
-		s.accessMu.Lock()
-		pending := s.access[rec.ID]
-		s.accessMu.Unlock()
-		infos = append(infos, backend.Info(rec, pending))
+		infos = append(infos, backend.Info(rec, s.reads.Time(rd, rec.ID)))
 		return nil
 	})
 	if err != nil {

@@ -66,14 +66,14 @@ func (k *pgSink) insert(ctx context.Context, tx pgx.Tx, chunks [][]byte) error {
 func (k *pgSink) Store(ctx context.Context, chunks [][]byte, size int64, final bool) error {
 	s := k.s
 	if !final {
-		err := s.inTx(ctx, func(tx pgx.Tx) error { return k.insert(ctx, tx, chunks) })
+		err := s.inTx(ctx, func(tx *txn) error { return k.insert(ctx, tx, chunks) })
 		if err == nil {
 			k.seq += int32(len(chunks))
 		}
 		return err
 	}
 	completed, variants := false, 0
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(tx *txn) error {
 		old, _, err := s.load(ctx, tx, k.id, true)
 		if err != nil {
 			return err
@@ -113,7 +113,7 @@ func (k *pgSink) Abort() {
 		return
 	}
 	ctx := context.Background()
-	_ = k.s.inTx(ctx, func(tx pgx.Tx) error {
+	_ = k.s.inTx(ctx, func(tx *txn) error {
 		rows, err := tx.Query(ctx, k.s.q.abortPurge, k.id[:], int64(k.nonce))
 		if err != nil {
 			return err

@@ -107,7 +107,15 @@ func (d *db) queryRow(ctx context.Context, q string, args ...any) scanner {
 type wtx struct {
 	d       *db
 	evicted int64 // live pairs evicted in this transaction, added to d.evicted once committed
+	// ended are called with the transaction's outcome (nil: committed)
+	// once it has committed or rolled back (see onEnd).
+	ended []func(error)
 }
+
+// onEnd has f called with the transaction's outcome, nil if it
+// committed, once it has committed or rolled back, before the next
+// transaction on the connection begins.
+func (t *wtx) onEnd(f func(error)) { t.ended = append(t.ended, f) }
 
 func (t *wtx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
 	st, err := t.d.prepared(ctx, q)
@@ -164,8 +172,19 @@ func (d *db) inTx(ctx context.Context, durable bool, fn func(*wtx) error) (err e
 	if _, err := t.exec(ctx, "BEGIN IMMEDIATE"); err != nil {
 		return err
 	}
+	committed := false
+	defer func() {
+		outcome := err
+		if !committed && outcome == nil {
+			outcome = errNoCommit // fn panicked
+		}
+		for _, f := range t.ended {
+			f(outcome)
+		}
+	}()
 	// COMMIT and ROLLBACK run whatever ctx has become: the transaction
-	// ends either way.
+	// ends either way (and the callbacks of onEnd run after it, before the
+	// next one can begin).
 	bg := context.WithoutCancel(ctx)
 	if err := fn(t); err != nil {
 		_, _ = t.exec(bg, "ROLLBACK")
@@ -176,8 +195,13 @@ func (d *db) inTx(ctx context.Context, durable bool, fn func(*wtx) error) (err e
 		return err
 	}
 	d.evicted.Add(t.evicted)
+	committed = true
 	return nil
 }
+
+// errNoCommit is the outcome onEnd's callbacks see of a transaction that
+// ended without a commit or an error (its fn panicked).
+var errNoCommit = errors.New("hishel: transaction ended without a commit")
 
 // close closes the prepared statements, the write connection and the
 // database.

@@ -1,7 +1,6 @@
 package template
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -12,7 +11,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -127,8 +125,13 @@ type SQLite struct {
 	pol    backend.Policy
 	chunks backend.ChunkTable // reads bodies back
 
-	accessMu sync.Mutex
-	access   map[model.PairID]int64 // pending last-access times, unix ns
+	// reads are the access times gathered and not yet written, or being
+	// written.
+	reads backend.AccessTimes
+	// flushHook, if set (by tests), is called as applyAccess writes a
+	// batch: before its statements (written false) and after them; an
+	// error fails the transaction.
+	flushHook func(written bool) error
 
 	badMu sync.Mutex
 	bad   map[model.PairID]struct{} // found corrupt: the next sweep purges them
@@ -211,7 +214,6 @@ func OpenSQLite(ctx context.Context, opts *SQLiteOptions) (*SQLite, error) {
 	r := newDB(sr)
 	s := &SQLite{
 		w: w, r: r, opts: o, pol: pol,
-		access:    make(map[model.PairID]int64),
 		bad:       make(map[model.PairID]struct{}),
 		stop:      make(chan struct{}),
 		maintDone: make(chan struct{}),
@@ -679,6 +681,23 @@ func (s *SQLite) GetPairs(ctx context.Context, key string) ([]model.CompletePair
 	if err := s.check(ctx); err != nil {
 		return nil, err
 	}
+	rd := s.reads.BeginRead()
+	recs, err := s.keyRecords(ctx, key)
+	if err != nil {
+		s.reads.EndRead(rd)
+		return nil, err
+	}
+	recs = s.reads.Read(rd, recs, s.now(), s.expiry)
+	out := make([]model.CompletePair, 0, len(recs))
+	for _, rec := range recs {
+		out = append(out, s.pair(rec))
+	}
+	backend.SortNewest(out)
+	return out, nil
+}
+
+// keyRecords reads the records of the complete pairs stored under key.
+func (s *SQLite) keyRecords(ctx context.Context, key string) ([]*bolt.Record, error) {
 	rows, err := s.r.query(ctx, `SELECT id, data, data_crc FROM entries WHERE cache_key = ? AND state = 2`, []byte(key))
 	if err != nil {
 		return nil, s.readErr(err)
@@ -703,22 +722,7 @@ func (s *SQLite) GetPairs(ctx context.Context, key string) ([]model.CompletePair
 	if err := rows.Err(); err != nil {
 		return nil, s.readErr(err)
 	}
-	now := s.now()
-	out := make([]model.CompletePair, 0, len(recs))
-	s.accessMu.Lock()
-	for _, rec := range recs {
-		exp := s.expiry(rec, s.access[rec.ID])
-		if exp != 0 && now >= exp {
-			continue
-		}
-		s.access[rec.ID] = now
-		rec.LastAccess, rec.Expires = now, exp
-		rec.Expires = backend.Expiry(rec, now)
-		out = append(out, s.pair(rec))
-	}
-	s.accessMu.Unlock()
-	backend.SortNewest(out)
-	return out, nil
+	return recs, nil
 }
 
 // pair returns rec as a CompletePair with its bodies read from the
@@ -745,6 +749,8 @@ func (s *SQLite) GetPair(ctx context.Context, id model.PairID) (model.CompletePa
 	if err := s.check(ctx); err != nil {
 		return model.CompletePair{}, err
 	}
+	rd := s.reads.BeginRead()
+	defer s.reads.EndRead(rd)
 	rec, _, err := s.load(ctx, s.r, id)
 	if err != nil {
 		return model.CompletePair{}, s.readErr(err)
@@ -752,9 +758,7 @@ func (s *SQLite) GetPair(ctx context.Context, id model.PairID) (model.CompletePa
 	if rec == nil || rec.State() != model.StateComplete {
 		return model.CompletePair{}, fmt.Errorf("hishel: get pair %s: %w", id, model.ErrNotFound)
 	}
-	s.accessMu.Lock()
-	exp := s.expiry(rec, s.access[id])
-	s.accessMu.Unlock()
+	exp := s.expiry(rec, s.reads.Time(rd, id))
 	if exp != 0 && s.now() >= exp {
 		return model.CompletePair{}, fmt.Errorf("hishel: get pair %s: %w", id, model.ErrNotFound)
 	}
@@ -822,9 +826,7 @@ func (s *SQLite) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(mo
 			return model.CompletePair{}, false, err
 		}
 		// A refresh gathered before the update is the update's to decide.
-		s.accessMu.Lock()
-		delete(s.access, id)
-		s.accessMu.Unlock()
+		s.reads.Forget(id)
 		return s.pair(rec), false, nil
 	}
 	return backend.UpdatePairFunc(ctx, id, fn, read, write)
@@ -857,22 +859,25 @@ func (s *SQLite) softDelete(ctx context.Context, tx *wtx, old *bolt.Record, at i
 // applyAccess writes the gathered access times: each live complete pair
 // moves in the eviction order and, if it refreshes on access, gets a new
 // expiry.
+//
+// The times taken stay visible to reads until tx ends, and go back to be
+// gathered again if it rolls back (backend.AccessTimes). No other
+// transaction of this SQLite can be writing times meanwhile (they take
+// turns on the one write connection), so a transaction that ranks pairs
+// by access time after applyAccess counts every read gathered so far.
 func (s *SQLite) applyAccess(ctx context.Context, tx *wtx) error {
-	s.accessMu.Lock()
-	pending := s.access
-	if len(pending) == 0 {
-		s.accessMu.Unlock()
+	b := s.reads.Take(false)
+	if b == nil {
 		return nil
 	}
-	s.access = make(map[model.PairID]int64, len(pending))
-	s.accessMu.Unlock()
-	ids := make([]model.PairID, 0, len(pending))
-	for id := range pending {
-		ids = append(ids, id)
+	tx.onEnd(func(err error) { s.reads.End(b, err) })
+	if s.flushHook != nil {
+		if err := s.flushHook(false); err != nil {
+			return err
+		}
 	}
-	slices.SortFunc(ids, func(a, b model.PairID) int { return bytes.Compare(a[:], b[:]) })
-	for _, id := range ids {
-		at := pending[id]
+	for _, r := range b.Reads {
+		id, at := r.ID, r.At
 		old, _, err := s.load(ctx, tx, id)
 		if err != nil || old == nil || old.State() != model.StateComplete || at <= old.LastAccess {
 			continue // gone, or a corrupt record (the sweep reclaims it)
@@ -886,16 +891,16 @@ func (s *SQLite) applyAccess(ctx context.Context, tx *wtx) error {
 			return err
 		}
 	}
+	if s.flushHook != nil {
+		return s.flushHook(true)
+	}
 	return nil
 }
 
 // flushAccess writes the gathered access times in a transaction of their
 // own.
 func (s *SQLite) flushAccess(ctx context.Context) error {
-	s.accessMu.Lock()
-	n := len(s.access)
-	s.accessMu.Unlock()
-	if n == 0 {
+	if s.reads.Pending() == 0 {
 		return nil
 	}
 	return s.update(ctx, false, func(tx *wtx) error { return s.applyAccess(ctx, tx) })
@@ -1024,9 +1029,7 @@ func (s *SQLite) sweepStep(ctx context.Context, tx *wtx, res *model.SweepResult)
 // Bodies being read fail with model.ErrRemoved; bodies being stored fail and
 // are not stored.
 func (s *SQLite) Clear(ctx context.Context) error {
-	s.accessMu.Lock()
-	clear(s.access)
-	s.accessMu.Unlock()
+	s.reads.Clear()
 	return s.update(ctx, true, func(tx *wtx) error {
 		for _, q := range []string{`DELETE FROM streams`, `DELETE FROM entries`,
 			`UPDATE hishel_stats SET pairs = 0, incomplete = 0, deleted = 0, bytes = 0 WHERE id = 0`} {
@@ -1077,6 +1080,8 @@ func (s *SQLite) listQuery(ctx context.Context, q string, args ...any) ([]model.
 		return nil, err
 	}
 	var infos []model.PairInfo
+	rd := s.reads.BeginRead()
+	defer s.reads.EndRead(rd)
 	err := func() error {
 		rows, err := s.r.query(ctx, q, args...)
 		if err != nil {
@@ -1096,10 +1101,7 @@ func (s *SQLite) listQuery(ctx context.Context, q string, args ...any) ([]model.
 			if err != nil {
 				return fmt.Errorf("hishel: pairs: %w", err)
 			}
-			s.accessMu.Lock()
-			pending := s.access[rec.ID]
-			s.accessMu.Unlock()
-			infos = append(infos, backend.Info(rec, pending))
+			infos = append(infos, backend.Info(rec, s.reads.Time(rd, rec.ID)))
 		}
 		return rows.Err()
 	}()
