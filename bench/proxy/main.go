@@ -21,6 +21,12 @@
 //	                          (miss), then read again (hit), timed by a Go
 //	                          client; with each server's peak anonymous
 //	                          memory during the miss (RssAnon, sampled)
+//	hitscale                  (alone, hishel servers only) random URLs of
+//	                          a store of 1000 1 KiB responses and of one of
+//	                          1M (-scale-pairs), built once and kept in
+//	                          -scale-dir; the ratios of the large store's
+//	                          rate, p50, p99 and CPU per request to the
+//	                          small one's (see scale.go)
 //
 // A hit run whose requests reached the origin is flagged in the table: the
 // origin counts what it serves.
@@ -34,7 +40,8 @@
 // directory, new each round, and a -store flag replaces -db
 // {dir}/cache.db: 'nosync=. -store bolt://{dir}/cache.db?nosync=true';
 // repeatable), -keep (keep the temporary directory with the servers' files
-// and logs).
+// and logs); for hitscale, -scale-origin, -scale-dir, -scale-pairs and
+// -scale-warmup.
 package main
 
 import (
