@@ -176,15 +176,6 @@ func BenchmarkBoltScale(b *testing.B) {
 					b.Fatal(err)
 				}
 				t1 := time.Now()
-				// The same file mapped by hand, as many random pages
-				// touched, and unmapped: what the kernel's munmap
-				// costs alone, without bbolt.
-				raw, rawMapped, err := rawUnmap(large, hits, rng)
-				if err != nil {
-					b.Fatal(err)
-				}
-				unmap += raw
-				rawBytes += rawMapped
 				s, err = OpenBolt(ctx, &BoltOptions{Path: large, SweepInterval: -1, AccessFlushInterval: time.Hour})
 				if err != nil {
 					b.Fatal(err)
@@ -195,6 +186,15 @@ func BenchmarkBoltScale(b *testing.B) {
 				if err := s.Close(); err != nil {
 					b.Fatal(err)
 				}
+				// The same file mapped by hand, as many random pages
+				// touched, and unmapped: what the kernel's munmap
+				// costs alone, without bbolt.
+				raw, rawMapped, err := rawUnmap(large, hits, rng)
+				if err != nil {
+					b.Fatal(err)
+				}
+				unmap += raw
+				rawBytes += rawMapped
 				closing += t1.Sub(t0)
 				reopen += t2.Sub(t1)
 			}
