@@ -11,9 +11,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/hishel-go/hishel/bolt"
 )
@@ -33,7 +36,12 @@ var scaleHeadCache = flag.Int("bolt.headcache", 0, "HeadCacheBytes of the files 
 //   - close-after-hits=N: OpenBolt, N hits on random pairs (access times
 //     gathered, none written yet), then Close timed ("close-ms"), then the
 //     next OpenBolt timed ("reopen-ms"), as a process that stops after
-//     serving reads and one that starts again.
+//     serving reads and one that starts again. "mapped-MiB" is how much
+//     of bbolt's map was resident before Close (what munmap takes down:
+//     the kernel maps the neighbours of a page that faults too);
+//     "raw-munmap-ms" and "raw-mapped-MiB" are the same file mapped by
+//     hand, as many random pages read, and unmapped, in the same
+//     iteration: the kernel's share of Close.
 //
 // -bolt.headcache sets both files' HeadCacheBytes (-1: none): hits on
 // random pairs of a large file find few heads kept, while the small
@@ -145,7 +153,8 @@ func BenchmarkBoltScale(b *testing.B) {
 		b.Run(fmt.Sprintf("close-after-hits=%d", hits), func(b *testing.B) {
 			rng := rand.New(rand.NewPCG(3, 4))
 			buf := make([]byte, 32<<10)
-			var closing, reopen time.Duration
+			var closing, reopen, unmap time.Duration
+			var mapped, rawBytes int64
 			for range b.N {
 				s, err := OpenBolt(ctx, &BoltOptions{Path: large, SweepInterval: -1, AccessFlushInterval: time.Hour})
 				if err != nil {
@@ -161,6 +170,7 @@ func BenchmarkBoltScale(b *testing.B) {
 					}
 					ps[0].Close()
 				}
+				mapped += mappedBytes(s.db.Info().Data)
 				t0 := time.Now()
 				if err := s.Close(); err != nil {
 					b.Fatal(err)
@@ -176,13 +186,79 @@ func BenchmarkBoltScale(b *testing.B) {
 				if err := s.Close(); err != nil {
 					b.Fatal(err)
 				}
+				// The same file mapped by hand, as many random pages
+				// touched, and unmapped: what the kernel's munmap
+				// costs alone, without bbolt.
+				raw, rawMapped, err := rawUnmap(large, hits, rng)
+				if err != nil {
+					b.Fatal(err)
+				}
+				unmap += raw
+				rawBytes += rawMapped
 				closing += t1.Sub(t0)
 				reopen += t2.Sub(t1)
 			}
 			b.ReportMetric(float64(closing.Microseconds())/1e3/float64(b.N), "close-ms")
 			b.ReportMetric(float64(reopen.Microseconds())/1e3/float64(b.N), "reopen-ms")
+			b.ReportMetric(float64(mapped)/(1<<20)/float64(b.N), "mapped-MiB")
+			b.ReportMetric(float64(unmap.Microseconds())/1e3/float64(b.N), "raw-munmap-ms")
+			b.ReportMetric(float64(rawBytes)/(1<<20)/float64(b.N), "raw-mapped-MiB")
 		})
 	}
+}
+
+// rawSum keeps rawUnmap's reads from being optimised away.
+var rawSum byte
+
+// rawUnmap maps the file at path read-only, reads a byte of each of n
+// random pages, and returns how long munmap then took and how much of the
+// map was resident (the kernel maps the pages around one that faults too).
+func rawUnmap(path string, n int, rng *rand.Rand) (time.Duration, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, 0, err
+	}
+	data, err := syscall.Mmap(int(f.Fd()), 0, int(fi.Size()), syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		return 0, 0, err
+	}
+	pages := len(data) / os.Getpagesize()
+	for range n {
+		rawSum += data[rng.IntN(pages)*os.Getpagesize()]
+	}
+	resident := mappedBytes(uintptr(unsafe.Pointer(&data[0])))
+	t0 := time.Now()
+	err = syscall.Munmap(data)
+	return time.Since(t0), resident, err
+}
+
+// mappedBytes returns the resident size (Rss in /proc/self/smaps) of the
+// mapping that starts at addr: the pages the process has mapped, which
+// munmap must take down.
+func mappedBytes(addr uintptr) int64 {
+	b, err := os.ReadFile("/proc/self/smaps")
+	if err != nil {
+		return 0
+	}
+	start := strconv.FormatUint(uint64(addr), 16) + "-"
+	in := false
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 0 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":") {
+			in = strings.HasPrefix(f[0], start)
+			continue
+		}
+		if in && len(f) == 3 && f[0] == "Rss:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 // minorFaults returns the page faults the process has taken so far that

@@ -21,6 +21,12 @@
 //	                          (miss), then read again (hit), timed by a Go
 //	                          client; with each server's peak anonymous
 //	                          memory during the miss (RssAnon, sampled)
+//	hitscale                  (alone, hishel servers only) random URLs of
+//	                          a store of 1000 1 KiB responses and of one of
+//	                          1M (-scale-pairs), built once and kept in
+//	                          -scale-dir; the ratios of the large store's
+//	                          rate, p50, p99 and CPU per request to the
+//	                          small one's (see scale.go)
 //
 // A hit run whose requests reached the origin is flagged in the table: the
 // origin counts what it serves.
@@ -34,7 +40,8 @@
 // directory, new each round, and a -store flag replaces -db
 // {dir}/cache.db: 'nosync=. -store bolt://{dir}/cache.db?nosync=true';
 // repeatable), -keep (keep the temporary directory with the servers' files
-// and logs).
+// and logs); for hitscale, -scale-origin, -scale-dir, -scale-pairs and
+// -scale-warmup.
 package main
 
 import (
@@ -70,10 +77,14 @@ func main() {
 		duration  = flag.Duration("duration", 5*time.Second, "length of each wrk run")
 		conns     = flag.Int("conns", 64, "wrk connections")
 		threads   = flag.Int("threads", 2, "wrk threads")
-		workloads = flag.String("workloads", "hit1k,hit16k,hit1m,miss1k,miss1m", "comma-separated workloads: hit1k, hit16k, hit1m, miss1k, miss1m, big")
+		workloads = flag.String("workloads", "hit1k,hit16k,hit1m,miss1k,miss1m", "comma-separated workloads: hit1k, hit16k, hit1m, miss1k, miss1m, big; or hitscale alone (hishel servers only)")
 		big       = flag.Bool("big", false, "add the 1 GiB miss and hit (big) to -workloads")
 		servers   = flag.String("servers", "hishel,nginx,varnish,go", "comma-separated servers to measure: hishel, nginx, varnish, go (and the -hishel labels)")
 		keep      = flag.Bool("keep", false, "keep the temporary directory (servers' files and logs)")
+		scaleOrig = flag.String("scale-origin", "127.0.0.1:18631", "hitscale: the origin's `ADDR` (fixed: the stored URLs name it)")
+		scaleDir  = flag.String("scale-dir", filepath.Join(os.TempDir(), "hishel-bench-hitscale"), "hitscale: the `DIR` that keeps the stores built, for later runs")
+		scaleN    = flag.String("scale-pairs", "1000,1000000", "hitscale: the stores' sizes, comma-separated, smallest first (ratios are over it)")
+		scaleWarm = flag.Duration("scale-warmup", 0, "hitscale: run wrk on each server for `D` before the first round, unmeasured")
 		extra     multiFlag
 	)
 	flag.Var(&extra, "hishel", "`LABEL=PATH [FLAG...]`: measure the hishel binary at PATH (. for this checkout's) too, as LABEL, with the proxy flags given after PATH (repeatable); {dir} in a flag is the server's directory, new each round, and a -store flag names the cache instead of -db {dir}/cache.db, such as -store bolt://{dir}/cache.db?nosync=true")
@@ -85,7 +96,25 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	if err := ensureTools(); err != nil {
+	scale := slices.ContainsFunc(wls, func(w workload) bool { return w.scale })
+	var scaleOpts scaleOptions
+	if scale {
+		if len(wls) > 1 {
+			log.Fatal("hitscale runs alone: -workloads hitscale")
+		}
+		scaleOpts = scaleOptions{origin: *scaleOrig, dir: *scaleDir, warmup: *scaleWarm}
+		for _, f := range strings.Split(*scaleN, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n <= 0 || len(scaleOpts.pairs) > 0 && n <= scaleOpts.pairs[len(scaleOpts.pairs)-1] {
+				log.Fatalf("bad -scale-pairs %q: want increasing sizes", *scaleN)
+			}
+			scaleOpts.pairs = append(scaleOpts.pairs, n)
+		}
+		if len(scaleOpts.pairs) < 2 {
+			log.Fatalf("bad -scale-pairs %q: want two sizes or more", *scaleN)
+		}
+	}
+	if err := ensureTools(neededTools(*servers, scale)); err != nil {
 		log.Fatal(err)
 	}
 	work, err := os.MkdirTemp("", "hishel-bench-proxy-")
@@ -109,6 +138,18 @@ func main() {
 		log.Fatal(err)
 	}
 	b := &bench{work: work, conns: *conns, threads: *threads, duration: *duration}
+	if scale {
+		if slices.ContainsFunc(kinds, func(k kind) bool { return k.name == "nginx" || k.name == "varnish" || k.name == "go" }) {
+			log.Fatal("hitscale measures hishel servers only: -servers hishel and -hishel LABEL=PATH")
+		}
+		if err := b.runScale(kinds, *rounds, scaleOpts); err != nil {
+			log.Fatal(err)
+		}
+		fmt.Printf("\nhishel proxy on stores of %v pairs of 1 KiB, random URLs, wrk -t%d -c%d -d%s, %d rounds, %d cores, %s\n",
+			scaleOpts.pairs, *threads, *conns, *duration, *rounds, cpus(), time.Now().UTC().Format(time.DateOnly))
+		b.printScale(os.Stdout, kinds, scaleOpts.pairs)
+		return
+	}
 	if err := b.run(kinds, wls, *rounds); err != nil {
 		log.Fatal(err)
 	}
@@ -129,6 +170,9 @@ type workload struct {
 	size int
 	miss bool // a new URL for every request
 	big  bool // one request, timed (the 1 GiB miss and hit)
+	// scale: random URLs of stores of 1k and 1M pairs, the ratios of
+	// the two (scale.go)
+	scale bool
 }
 
 var allWorkloads = []workload{
@@ -138,6 +182,7 @@ var allWorkloads = []workload{
 	{name: "miss1k", size: 1 << 10, miss: true},
 	{name: "miss1m", size: 1 << 20, miss: true},
 	{name: "big", size: 1 << 30, miss: true, big: true},
+	{name: "hitscale", size: scaleSize, scale: true},
 }
 
 func parseWorkloads(list string, big bool) ([]workload, error) {
@@ -150,18 +195,40 @@ func parseWorkloads(list string, big bool) ([]workload, error) {
 		n = strings.TrimSpace(n)
 		i := slices.IndexFunc(allWorkloads, func(w workload) bool { return w.name == n })
 		if i < 0 {
-			return nil, fmt.Errorf("unknown workload %q; want hit1k, hit16k, hit1m, miss1k, miss1m or big", n)
+			return nil, fmt.Errorf("unknown workload %q; want hit1k, hit16k, hit1m, miss1k, miss1m, big or hitscale", n)
 		}
 		out = append(out, allWorkloads[i])
 	}
 	return out, nil
 }
 
-// ensureTools installs nginx, varnish and wrk from Debian's packages when
-// one of their commands is missing.
-func ensureTools() error {
+// tool is a command the bench runs, and the Debian package that has it.
+type tool struct{ cmd, pkg string }
+
+// neededTools are the tools a run of servers (the -servers list) needs:
+// wrk, and nginx and varnish when they are measured (hitscale measures
+// hishel alone).
+func neededTools(servers string, scale bool) []tool {
+	need := []tool{{"wrk", "wrk"}}
+	for _, s := range strings.Split(servers, ",") {
+		switch strings.TrimSpace(s) {
+		case "nginx":
+			need = append(need, tool{"nginx", "nginx"})
+		case "varnish":
+			need = append(need, tool{"varnishd", "varnish"})
+		}
+	}
+	if scale {
+		need = need[:1]
+	}
+	return need
+}
+
+// ensureTools installs the tools from Debian's packages when one of their
+// commands is missing.
+func ensureTools(tools []tool) error {
 	var missing []string
-	for _, t := range []struct{ cmd, pkg string }{{"nginx", "nginx"}, {"varnishd", "varnish"}, {"wrk", "wrk"}} {
+	for _, t := range tools {
 		if _, err := lookPath(t.cmd); err != nil {
 			missing = append(missing, t.pkg)
 		}
@@ -525,11 +592,16 @@ func waitHTTP(addr string, d time.Duration) error {
 type sample struct {
 	rps      float64       // requests per second (wrk)
 	p50      time.Duration // median latency (wrk); the whole request for big
+	p99      time.Duration // 99th percentile latency (wrk)
 	hitTime  time.Duration // big: the second request's time
 	rss      int64         // big: the server's peak anonymous memory during the miss
 	errs     string        // non-2xx responses, socket errors
 	upstream int64         // hit runs: requests that reached the origin
-	failed   string        // why the run failed; the rest is zero
+	// hitscale: the server's CPU time (user and system) and page faults
+	// per request, from /proc
+	cpu    time.Duration
+	faults float64
+	failed string // why the run failed; the rest is zero
 }
 
 // bench is one run: its settings, and the samples by workload and server.
@@ -769,12 +841,16 @@ func parseWrk(out []byte) (sample, error) {
 		switch {
 		case len(f) == 2 && f[0] == "Requests/sec:":
 			s.rps, _ = strconv.ParseFloat(f[1], 64)
-		case len(f) == 2 && f[0] == "50%":
+		case len(f) == 2 && (f[0] == "50%" || f[0] == "99%"):
 			d, err := parseWrkDuration(f[1])
 			if err != nil {
 				return s, err
 			}
-			s.p50 = d
+			if f[0] == "50%" {
+				s.p50 = d
+			} else {
+				s.p99 = d
+			}
 		case len(f) > 0 && (f[0] == "Non-2xx" || f[0] == "Socket"):
 			s.errs = strings.TrimSpace(s.errs + " " + strings.Join(f, " "))
 		}
@@ -932,7 +1008,7 @@ func median(ss []sample, f func(sample) float64, unit string) string {
 	return strconv.FormatFloat(medianOf(ss, f), 'f', 2, 64) + unit
 }
 
-// ratio is subj/other within each round, for metric rps, p50, miss or hit
+// ratio is subj/other within each round, for metric rps, p50, p99, cpu, miss or hit
 // (big: the two times): median [min-max].
 func ratio(subj, other []sample, metric string) string {
 	n := min(len(subj), len(other))
@@ -945,6 +1021,10 @@ func ratio(subj, other []sample, metric string) string {
 			return s.rps
 		case "p50", "miss":
 			return float64(s.p50)
+		case "p99":
+			return float64(s.p99)
+		case "cpu":
+			return float64(s.cpu)
 		}
 		return float64(s.hitTime)
 	}

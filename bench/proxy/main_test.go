@@ -1,7 +1,9 @@
 package main
 
 import (
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -27,8 +29,8 @@ Transfer/sec:     24.00MB
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.rps != 20000.5 || s.p50 != 2950*time.Microsecond || s.errs != "Non-2xx or 3xx responses: 3" {
-		t.Errorf("parseWrk = %+v; want 20000.5 req/s, p50 2.95ms, the non-2xx count", s)
+	if s.rps != 20000.5 || s.p50 != 2950*time.Microsecond || s.p99 != 8*time.Millisecond || s.errs != "Non-2xx or 3xx responses: 3" {
+		t.Errorf("parseWrk = %+v; want 20000.5 req/s, p50 2.95ms, p99 8ms, the non-2xx count", s)
 	}
 	timedOut := []byte(`  Latency Distribution
      50%    0.00us
@@ -105,5 +107,50 @@ func TestPickServersExtra(t *testing.T) {
 		if got := cmd.Args[i+2:]; !slices.Equal(got, want) {
 			t.Errorf("-hishel %q passes %q; want %q", tt.in, got, tt.args)
 		}
+	}
+}
+
+func TestRotateScale(t *testing.T) {
+	var ss []*scaleServer
+	for _, k := range []string{"a", "b"} {
+		for _, n := range []int{1, 2} {
+			ss = append(ss, &scaleServer{server: &server{kind: kind{name: k}}, pairs: n})
+		}
+	}
+	for _, tc := range []struct {
+		round int
+		want  string
+	}{{0, "a1 a2 b1 b2"}, {1, "b2 b1 a2 a1"}, {2, "a1 a2 b1 b2"}} {
+		var got []string
+		for _, g := range rotateScale(ss, 2, tc.round) {
+			for _, s := range g {
+				got = append(got, s.kind.name+strconv.Itoa(s.pairs))
+			}
+		}
+		if strings.Join(got, " ") != tc.want {
+			t.Errorf("rotateScale(round %d) = %q; want %q", tc.round, strings.Join(got, " "), tc.want)
+		}
+	}
+}
+
+func TestProcTimes(t *testing.T) {
+	cpu0, flt0, err := procTimes(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Spin for some CPU, and touch new memory for some faults.
+	buf := make([]byte, 16<<20)
+	for i := 0; i < len(buf); i += 4096 {
+		buf[i] = 1
+	}
+	deadline := time.Now().Add(100 * time.Millisecond)
+	for time.Now().Before(deadline) {
+	}
+	cpu1, flt1, err := procTimes(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cpu1 <= cpu0 || flt1 <= flt0 {
+		t.Errorf("procTimes after 100ms of CPU and 16 MiB touched: CPU %v -> %v, faults %d -> %d; want both to grow", cpu0, cpu1, flt0, flt1)
 	}
 }

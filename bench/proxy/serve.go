@@ -17,7 +17,9 @@ const piece = 1 << 20
 // serve runs the minimal Go server on addr: the origin, and the Go ceiling
 // (the same program, measured directly). It serves /hit/N and
 // /miss/N/ANYTHING with N bytes from memory, cacheable by shared caches
-// for an hour, and /_count with how many of those it served. It is what
+// for an hour, /scale/N/ANYTHING the same for a year (the stores hitscale
+// builds are kept between runs), and /_count with how many of those it
+// served. It is what
 // a Go program does at least to answer: the ceiling a Go proxy's hits can
 // reach.
 func serve(addr string) {
@@ -25,6 +27,7 @@ func serve(addr string) {
 	var served atomic.Int64
 	var (
 		cc   = []string{"public, max-age=3600"}
+		year = []string{"public, max-age=31536000"}
 		ct   = []string{"application/octet-stream"}
 		lm   = []string{"Mon, 02 Jan 2006 15:04:05 GMT"}
 		etag = []string{`"bench"`}
@@ -35,10 +38,13 @@ func serve(addr string) {
 			return
 		}
 		rest, ok := strings.CutPrefix(r.URL.Path, "/hit/")
+		maxAge := cc
 		if !ok {
-			if rest, ok = strings.CutPrefix(r.URL.Path, "/miss/"); ok {
-				rest, _, _ = strings.Cut(rest, "/")
+			if rest, ok = strings.CutPrefix(r.URL.Path, "/miss/"); !ok {
+				rest, ok = strings.CutPrefix(r.URL.Path, "/scale/")
+				maxAge = year
 			}
+			rest, _, _ = strings.Cut(rest, "/")
 		}
 		n, err := strconv.Atoi(rest)
 		if !ok || err != nil || n < 0 {
@@ -47,7 +53,7 @@ func serve(addr string) {
 		}
 		served.Add(1)
 		hd := w.Header()
-		hd["Cache-Control"], hd["Content-Type"], hd["Last-Modified"], hd["Etag"] = cc, ct, lm, etag
+		hd["Cache-Control"], hd["Content-Type"], hd["Last-Modified"], hd["Etag"] = maxAge, ct, lm, etag
 		hd["Content-Length"] = []string{strconv.Itoa(n)}
 		if r.Method == http.MethodHead {
 			return
