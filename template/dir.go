@@ -823,8 +823,9 @@ func (d *Dir) GetPairs(ctx context.Context, key string) ([]model.CompletePair, e
 	if err := d.check(ctx); err != nil {
 		return nil, err
 	}
+	var buf [2]*bolt.Record // a key's pairs, mostly one: no allocation
 	rd := d.reads.BeginRead()
-	recs, err := d.keyRecords(key)
+	recs, err := d.keyRecords(key, buf[:0])
 	if err != nil {
 		d.reads.EndRead(rd)
 		return nil, err
@@ -838,14 +839,13 @@ func (d *Dir) GetPairs(ctx context.Context, key string) ([]model.CompletePair, e
 	return out, nil
 }
 
-// keyRecords reads the records of the complete pairs the key index lists
-// under key.
-func (d *Dir) keyRecords(key string) ([]*bolt.Record, error) {
+// keyRecords appends to recs the records of the complete pairs the key
+// index lists under key.
+func (d *Dir) keyRecords(key string, recs []*bolt.Record) ([]*bolt.Record, error) {
 	entries, err := os.ReadDir(d.path("keys", keyDir(key)))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
-	var recs []*bolt.Record
 	for _, e := range entries {
 		id, ok := parseIDName(e.Name())
 		if !ok {
