@@ -107,8 +107,13 @@ type Dir struct {
 	pol  backend.Policy
 	lock *dirLock
 
-	accessMu sync.Mutex
-	access   map[model.PairID]int64
+	// reads are the access times gathered and not yet written, or being
+	// written (backend.AccessTimes).
+	reads backend.AccessTimes
+	// flushHook, if set (by tests), is called as applyAccess writes a
+	// batch: before its records (written false) and after them; an error
+	// fails the transaction.
+	flushHook func(written bool) error
 
 	badMu sync.Mutex
 	bad   map[model.PairID]struct{}
@@ -162,7 +167,7 @@ func OpenDir(ctx context.Context, opts *DirOptions) (*Dir, error) {
 		return nil, fmt.Errorf("hishel: open %s: %w", o.Path, err)
 	}
 	d := &Dir{root: o.Path, opts: o, pol: pol, lock: lk,
-		access: make(map[model.PairID]int64), bad: make(map[model.PairID]struct{}),
+		bad:  make(map[model.PairID]struct{}),
 		stop: make(chan struct{}), maintDone: make(chan struct{})}
 	if err := d.recount(ctx); err != nil {
 		_ = lk.close()
@@ -389,17 +394,25 @@ func (d *Dir) check(ctx context.Context) error {
 func (d *Dir) now() int64 { return bolt.UnixNano(d.pol.Now()) }
 
 // dtx is one change of the directory, made under the lock: it keeps the
-// counters' change and the directories to fsync at its end.
+// counters' change, the directories to fsync at its end, and the access
+// batches it took (see applyAccess), which end with it.
 type dtx struct {
 	d     *Dir
 	stats [4]int64 // pairs, incomplete, deleted, bytes
 	dirs  map[string]bool
+	taken []*backend.AccessBatch
 }
 
 // update runs fn under the lock (waiting for it as long as ctx allows),
 // then writes the counters' change and, when durable and not NoSync,
 // fsyncs the directories fn touched.
-func (d *Dir) update(ctx context.Context, durable bool, fn func(t *dtx) error) error {
+//
+// The change is done once update returns: the access batches fn took end
+// then, before the lock is released, with update's error (nil: written).
+// A change that fails part way is not undone (each file it renamed into
+// place stays), so a batch that ends with an error is gathered again and
+// the next write skips the reads already stored.
+func (d *Dir) update(ctx context.Context, durable bool, fn func(t *dtx) error) (err error) {
 	if err := d.check(ctx); err != nil {
 		return err
 	}
@@ -411,7 +424,17 @@ func (d *Dir) update(ctx context.Context, durable bool, fn func(t *dtx) error) e
 		return model.ErrClosed
 	}
 	t := &dtx{d: d, dirs: map[string]bool{}}
-	err := fn(t)
+	done := false
+	defer func() {
+		outcome := err
+		if !done && outcome == nil {
+			outcome = errNoCommit // fn panicked
+		}
+		for _, b := range t.taken {
+			d.reads.End(b, outcome)
+		}
+	}()
+	err = fn(t)
 	if t.stats != ([4]int64{}) {
 		if serr := d.addStats(t.stats); err == nil {
 			err = serr
@@ -424,8 +447,13 @@ func (d *Dir) update(ctx context.Context, durable bool, fn func(t *dtx) error) e
 			}
 		}
 	}
+	done = true
 	return err
 }
+
+// errNoCommit is the outcome of a change that ended without finishing or
+// an error (its fn panicked).
+var errNoCommit = errors.New("hishel: change ended without finishing")
 
 func (t *dtx) touch(path string) { t.dirs[filepath.Dir(path)] = true }
 
@@ -795,12 +823,29 @@ func (d *Dir) GetPairs(ctx context.Context, key string) ([]model.CompletePair, e
 	if err := d.check(ctx); err != nil {
 		return nil, err
 	}
+	var buf [2]*bolt.Record // a key's pairs, mostly one: no allocation
+	rd := d.reads.BeginRead()
+	recs, err := d.keyRecords(key, buf[:0])
+	if err != nil {
+		d.reads.EndRead(rd)
+		return nil, err
+	}
+	recs = d.reads.Read(rd, recs, d.now(), d.expiry)
+	out := make([]model.CompletePair, 0, len(recs))
+	for _, rec := range recs {
+		out = append(out, d.pair(rec))
+	}
+	backend.SortNewest(out)
+	return out, nil
+}
+
+// keyRecords appends to recs the records of the complete pairs the key
+// index lists under key.
+func (d *Dir) keyRecords(key string, recs []*bolt.Record) ([]*bolt.Record, error) {
 	entries, err := os.ReadDir(d.path("keys", keyDir(key)))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
-	now := d.now()
-	var out []model.CompletePair
 	for _, e := range entries {
 		id, ok := parseIDName(e.Name())
 		if !ok {
@@ -813,22 +858,9 @@ func (d *Dir) GetPairs(ctx context.Context, key string) ([]model.CompletePair, e
 		if rec == nil || rec.State() != model.StateComplete || rec.Key != key {
 			continue
 		}
-		d.accessMu.Lock()
-		exp := d.expiry(rec, d.access[id])
-		if exp != 0 && now >= exp {
-			d.accessMu.Unlock()
-			continue
-		}
-		d.access[id] = now
-		d.accessMu.Unlock()
-		rec.LastAccess, rec.Expires = now, exp
-		if rec.Refresh && rec.TTL > 0 && exp != 0 {
-			rec.Expires = max(exp, now+rec.TTL)
-		}
-		out = append(out, d.pair(rec))
+		recs = append(recs, rec)
 	}
-	backend.SortNewest(out)
-	return out, nil
+	return recs, nil
 }
 
 func (d *Dir) pair(rec *bolt.Record) model.CompletePair {
@@ -845,6 +877,8 @@ func (d *Dir) GetPair(ctx context.Context, id model.PairID) (model.CompletePair,
 	if err := d.check(ctx); err != nil {
 		return model.CompletePair{}, err
 	}
+	rd := d.reads.BeginRead()
+	defer d.reads.EndRead(rd)
 	rec, _, err := d.readRecord(id)
 	if err != nil {
 		return model.CompletePair{}, err
@@ -852,9 +886,7 @@ func (d *Dir) GetPair(ctx context.Context, id model.PairID) (model.CompletePair,
 	if rec == nil || rec.State() != model.StateComplete {
 		return model.CompletePair{}, fmt.Errorf("hishel: get pair %s: %w", id, model.ErrNotFound)
 	}
-	d.accessMu.Lock()
-	exp := d.expiry(rec, d.access[id])
-	d.accessMu.Unlock()
+	exp := d.expiry(rec, d.reads.Time(rd, id))
 	if exp != 0 && d.now() >= exp {
 		return model.CompletePair{}, fmt.Errorf("hishel: get pair %s: %w", id, model.ErrNotFound)
 	}
@@ -917,9 +949,8 @@ func (d *Dir) UpdatePairFunc(ctx context.Context, id model.PairID, fn func(model
 		if err != nil || stale {
 			return model.CompletePair{}, stale, err
 		}
-		d.accessMu.Lock()
-		delete(d.access, id)
-		d.accessMu.Unlock()
+		// A refresh gathered before the update is the update's to decide.
+		d.reads.Forget(id)
 		return d.pair(rec), false, nil
 	}
 	return backend.UpdatePairFunc(ctx, id, fn, read, write)
@@ -949,13 +980,29 @@ func (t *dtx) softDelete(old *bolt.Record, at int64) error {
 	return t.put(old, &rec)
 }
 
-// applyAccess writes the gathered access times.
+// applyAccess writes the gathered access times: each live complete pair
+// moves in the eviction order and, if it refreshes on access, gets a new
+// expiry.
+//
+// The times taken stay visible to reads until t ends, and are gathered
+// again if it fails (backend.AccessTimes). No other change of this Dir
+// can be writing times meanwhile (they take turns under the lock, and
+// each ends its batches before releasing it), so a change that ranks
+// pairs by access time after applyAccess counts every read gathered so
+// far.
 func (d *Dir) applyAccess(t *dtx) error {
-	d.accessMu.Lock()
-	pending := d.access
-	d.access = make(map[model.PairID]int64, len(pending))
-	d.accessMu.Unlock()
-	for id, at := range pending {
+	b := d.reads.Take(false)
+	if b == nil {
+		return nil
+	}
+	t.taken = append(t.taken, b)
+	if d.flushHook != nil {
+		if err := d.flushHook(false); err != nil {
+			return err
+		}
+	}
+	for _, r := range b.Reads {
+		id, at := r.ID, r.At
 		old, _, err := d.readRecord(id)
 		if err != nil || old == nil || old.State() != model.StateComplete || at <= old.LastAccess {
 			continue
@@ -969,14 +1016,15 @@ func (d *Dir) applyAccess(t *dtx) error {
 			return err
 		}
 	}
+	if d.flushHook != nil {
+		return d.flushHook(true)
+	}
 	return nil
 }
 
+// flushAccess writes the gathered access times in a change of their own.
 func (d *Dir) flushAccess(ctx context.Context) error {
-	d.accessMu.Lock()
-	n := len(d.access)
-	d.accessMu.Unlock()
-	if n == 0 {
+	if d.reads.Pending() == 0 {
 		return nil
 	}
 	return d.update(ctx, false, func(t *dtx) error { return d.applyAccess(t) })
@@ -1172,9 +1220,7 @@ func (d *Dir) enforceBudget(t *dtx, res *model.SweepResult) error {
 // directory). Bodies being read fail with model.ErrRemoved; bodies being
 // stored fail and are not stored.
 func (d *Dir) Clear(ctx context.Context) error {
-	d.accessMu.Lock()
-	clear(d.access)
-	d.accessMu.Unlock()
+	d.reads.Clear()
 	var trash string
 	err := d.update(ctx, true, func(t *dtx) error {
 		var err error
@@ -1267,16 +1313,18 @@ func (d *Dir) list(ctx context.Context, ids []model.PairID, fn func(model.PairIn
 		if err := d.check(ctx); err != nil {
 			return err
 		}
+		rd := d.reads.BeginRead()
 		rec, _, err := d.readRecord(id)
 		if err != nil {
+			d.reads.EndRead(rd)
 			return fmt.Errorf("hishel: pairs: %w", err)
 		}
 		if rec == nil {
+			d.reads.EndRead(rd)
 			continue // removed meanwhile
 		}
-		d.accessMu.Lock()
-		pending := d.access[id]
-		d.accessMu.Unlock()
+		pending := d.reads.Time(rd, id)
+		d.reads.EndRead(rd)
 		if err := fn(backend.Info(rec, pending)); err != nil {
 			return err
 		}
