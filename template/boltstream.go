@@ -215,6 +215,14 @@ type storedBody struct {
 	span fileSpan
 }
 
+// sendAhead is how much of a body WriteTo loads per read transaction: a
+// section of a body's file goes to the writer in one ReadFrom, and a
+// larger one costs fewer of them (verified 1 GiB hits through the proxy,
+// six each in turns at load average 9-12: a median 0.25 s of the proxy's
+// CPU time each with 1 MiB sections, 0.39 s with readAhead's 256 KiB). A
+// removal is seen, and the pin refreshed, once per load.
+const sendAhead = 1 << 20
+
 // fileSpan is a section of a body's file: the chunks from seq on, n bytes
 // from off.
 type fileSpan struct {
@@ -289,8 +297,12 @@ func (r *storedBody) nextPiece(direct bool) (c []byte, sp fileSpan, err error) {
 		if r.pin != nil {
 			r.pin.at.Store(r.s.now().UnixNano())
 		}
+		limit := readAhead
+		if direct {
+			limit = sendAhead
+		}
 		err := r.s.view(func(t *readTx) error {
-			return r.load(t, true, readAhead, direct)
+			return r.load(t, true, limit, direct)
 		})
 		if errors.Is(err, errBodyFileGone) {
 			err = r.fileGone()
