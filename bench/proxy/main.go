@@ -20,7 +20,8 @@
 //	big                       (-big) one 1 GiB response fetched and stored
 //	                          (miss), then read again (hit), timed by a Go
 //	                          client; with each server's peak anonymous
-//	                          memory during the miss (RssAnon, sampled)
+//	                          memory during the miss and during the hit
+//	                          (RssAnon, sampled)
 //
 // A hit run whose requests reached the origin is flagged in the table: the
 // origin counts what it serves.
@@ -527,6 +528,7 @@ type sample struct {
 	p50      time.Duration // median latency (wrk); the whole request for big
 	hitTime  time.Duration // big: the second request's time
 	rss      int64         // big: the server's peak anonymous memory during the miss
+	hitRSS   int64         // big: and during the hit
 	errs     string        // non-2xx responses, socket errors
 	upstream int64         // hit runs: requests that reached the origin
 	failed   string        // why the run failed; the rest is zero
@@ -616,7 +618,7 @@ func (s sample) String() string {
 		return "failed: " + s.failed
 	}
 	if s.hitTime > 0 {
-		return fmt.Sprintf("miss %v, hit %v, peak anon %s %s", s.p50.Round(time.Millisecond), s.hitTime.Round(time.Millisecond), mib(s.rss), s.errs)
+		return fmt.Sprintf("miss %v, hit %v, peak anon %s (hit %s) %s", s.p50.Round(time.Millisecond), s.hitTime.Round(time.Millisecond), mib(s.rss), mib(s.hitRSS), s.errs)
 	}
 	return fmt.Sprintf("%9.0f req/s, p50 %8v, origin %d %s", s.rps, s.p50, s.upstream, s.errs)
 }
@@ -674,7 +676,11 @@ func (b *bench) measure(s *server, w workload, round int) (sample, error) {
 		if err != nil {
 			return sample{}, err
 		}
+		stop = make(chan struct{})
+		peak = s.peakAnon(stop)
 		hit, err := b.get(url)
+		close(stop)
+		hitRSS := <-peak
 		if err != nil {
 			return sample{}, err
 		}
@@ -682,7 +688,7 @@ func (b *bench) measure(s *server, w workload, round int) (sample, error) {
 		if err != nil {
 			return sample{}, err
 		}
-		return sample{p50: miss, hitTime: hit, rss: rss, upstream: after - before}, nil
+		return sample{p50: miss, hitTime: hit, rss: rss, hitRSS: hitRSS, upstream: after - before}, nil
 	case w.miss:
 		prefix := fmt.Sprintf("/miss/%d/r%d-%d-", w.size, round, b.missSeq.Add(1))
 		return b.wrk(base+"/", missScript, prefix)
@@ -838,9 +844,10 @@ func (b *bench) print(w io.Writer, kinds []kind, wls []workload) {
 				continue
 			}
 			if wl.big {
-				fmt.Fprintf(w, " miss %s, hit %s, anon %s%s |", median(ss, func(s sample) float64 { return s.p50.Seconds() }, "s"),
+				fmt.Fprintf(w, " miss %s, hit %s, anon %s (hit %s)%s |", median(ss, func(s sample) float64 { return s.p50.Seconds() }, "s"),
 					median(ss, func(s sample) float64 { return s.hitTime.Seconds() }, "s"),
-					mib(int64(medianOf(ss, func(s sample) float64 { return float64(s.rss) }))), flags(ss))
+					mib(int64(medianOf(ss, func(s sample) float64 { return float64(s.rss) }))),
+					mib(int64(medianOf(ss, func(s sample) float64 { return float64(s.hitRSS) }))), flags(ss))
 				continue
 			}
 			fmt.Fprintf(w, " %.0f req/s, p50 %v%s |", medianOf(ss, func(s sample) float64 { return s.rps }),
