@@ -215,12 +215,13 @@ type storedBody struct {
 	span fileSpan
 }
 
-// sendAhead is how much of a body WriteTo loads per read transaction: a
-// section of a body's file goes to the writer in one ReadFrom, and a
-// larger one costs fewer of them (verified 1 GiB hits through the proxy,
-// six each in turns at load average 9-12: a median 0.25 s of the proxy's
-// CPU time each with 1 MiB sections, 0.39 s with readAhead's 256 KiB). A
-// removal is seen, and the pin refreshed, once per load.
+// sendAhead is the largest section of a body's file that one load for
+// WriteTo plans (chunks read into memory stay bounded by readAhead): a
+// section goes to the writer in one ReadFrom, and larger ones cost fewer
+// (verified 1 GiB hits through the proxy, six each in turns at load
+// average 9-12: a median 0.25 s of the proxy's CPU time each with 1 MiB
+// sections, 0.39 s with 256 KiB). A removal is seen, and the pin
+// refreshed, once per load.
 const sendAhead = 1 << 20
 
 // fileSpan is a section of a body's file: the chunks from seq on, n bytes
@@ -297,12 +298,8 @@ func (r *storedBody) nextPiece(direct bool) (c []byte, sp fileSpan, err error) {
 		if r.pin != nil {
 			r.pin.at.Store(r.s.now().UnixNano())
 		}
-		limit := readAhead
-		if direct {
-			limit = sendAhead
-		}
 		err := r.s.view(func(t *readTx) error {
-			return r.load(t, true, limit, direct)
+			return r.load(t, true, readAhead, direct)
 		})
 		if errors.Is(err, errBodyFileGone) {
 			err = r.fileGone()
@@ -433,9 +430,9 @@ func (r *storedBody) Buffered() ([][]byte, bool) {
 // marker, after checking that the pair is still the one r reads (unless
 // check is false: the caller read its record in t). With direct, chunks
 // of the body's file that were checked before are not read but added to
-// r.span, after the chunks queued; a chunk not checked yet ends the load
-// when a span is pending, so that the span goes first. The caller holds
-// r.mu, or owns r exclusively.
+// r.span, up to sendAhead bytes, after the chunks queued; a chunk not
+// checked yet ends the load when a span is pending, so that the span goes
+// first. The caller holds r.mu, or owns r exclusively.
 func (r *storedBody) load(t *readTx, check bool, limit int, direct bool) error {
 	if check && !r.samePair(t) {
 		return fmt.Errorf("hishel: body of pair %s: %w", r.id, model.ErrRemoved)
@@ -485,7 +482,7 @@ func (r *storedBody) load(t *readTx, check bool, limit int, direct bool) error {
 					r.span.n += int64(size)
 					r.next++
 					r.loaded += int64(size)
-					if n += size; n >= limit {
+					if r.span.n >= sendAhead {
 						return nil
 					}
 					continue
