@@ -30,6 +30,12 @@ type Chunk struct {
 // chunks, such as bodies streamed back from storage. NextChunk returns the
 // next chunk, which the caller owns, or io.EOF after the last one. A Body over
 // a ChunkSource hands its chunks out without copying.
+//
+// A ChunkSource that is also an [io.WriterTo] writes the rest of its body
+// when the Body's WriteTo is called (io.Copy from the Body), from where
+// NextChunk would go on: the same bytes, the same errors, and
+// [ErrBodyClosed] once the Body's closer (the source, or what closes it)
+// is closed.
 type ChunkSource interface {
 	NextChunk() ([]byte, error)
 }
@@ -184,9 +190,31 @@ func (b *Body) Read(p []byte) (int, error) {
 
 // WriteTo implements [io.WriterTo], so that io.Copy moves whole chunks. The
 // chunks of a [SharedSource] go to w without a copy (an io.Writer must not
-// modify what it is given).
+// modify what it is given). A source that is an [io.WriterTo] itself writes
+// the rest of the body (after what Read left of its current chunk) with its
+// own WriteTo: a stored body in a file may send it without copying it (see
+// [ChunkSource]).
 func (b *Body) WriteTo(w io.Writer) (int64, error) {
 	var total int64
+	if b != nil && b.src != nil {
+		if wt, ok := b.src.(io.WriterTo); ok {
+			if b.closed.Load() {
+				return 0, ErrBodyClosed
+			}
+			b.started.Store(true)
+			if len(b.cur) > 0 {
+				c := b.cur
+				b.cur, b.shared = nil, false
+				n, err := w.Write(c)
+				total += int64(n)
+				if err != nil {
+					return total, err
+				}
+			}
+			n, err := wt.WriteTo(w)
+			return total + n, err
+		}
+	}
 	for {
 		c, err := b.next(nil, true)
 		if len(c) > 0 {

@@ -544,3 +544,77 @@ func TestBodyReadsReaderSource(t *testing.T) {
 		t.Errorf("NextChunk called %d times; want 1 (Read reads the source directly)", src.nextChunks)
 	}
 }
+
+// writerToSource is a reusingSource that writes the rest of its body
+// itself, as a stored body in a file does, and counts its WriteTo calls.
+type writerToSource struct {
+	reusingSource
+	writeTos int
+}
+
+func (s *writerToSource) WriteTo(w io.Writer) (int64, error) {
+	s.writeTos++
+	var n int64
+	for {
+		c, err := s.SharedChunk()
+		if len(c) > 0 {
+			m, werr := w.Write(c)
+			n += int64(m)
+			if werr != nil {
+				return n, werr
+			}
+		}
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+// A Body whose source is an io.WriterTo hands WriteTo to it, after what a
+// partial Read left of the current chunk (which the source may reuse once
+// asked again), through a Body over the Body too; a closed Body does not.
+func TestBodyWriterToSource(t *testing.T) {
+	const whole = "hello, world, and more"
+	for _, tt := range []struct {
+		name     string
+		read     int  // bytes Read first
+		wrap     bool // a Body over the Body
+		closed   bool
+		want     string
+		writeTos int
+		err      error
+	}{
+		{name: "whole", want: whole, writeTos: 1},
+		{name: "after a partial Read", read: 3, want: whole[3:], writeTos: 1},
+		{name: "after a chunk", read: 7, want: whole[7:], writeTos: 1},
+		{name: "Body over Body", read: 3, wrap: true, want: whole[3:], writeTos: 1},
+		{name: "closed", closed: true, err: ErrBodyClosed},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			src := &writerToSource{reusingSource: reusingSource{chunks: [][]byte{[]byte("hello, "), []byte("world, "), []byte("and more")}}}
+			b := NewChunkBody(src, nil)
+			if tt.wrap {
+				b = NewBody(b)
+			}
+			if tt.read > 0 {
+				if _, err := io.ReadFull(b, make([]byte, tt.read)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tt.closed {
+				b.Close()
+			}
+			var w bytes.Buffer
+			n, err := b.WriteTo(&w)
+			if w.String() != tt.want || n != int64(len(tt.want)) || !errors.Is(err, tt.err) && err != tt.err {
+				t.Errorf("WriteTo = %d, %q, %v; want %d, %q, %v", n, w.String(), err, len(tt.want), tt.want, tt.err)
+			}
+			if src.writeTos != tt.writeTos {
+				t.Errorf("the source's WriteTo ran %d times; want %d", src.writeTos, tt.writeTos)
+			}
+		})
+	}
+}

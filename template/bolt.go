@@ -1113,7 +1113,7 @@ func (s *Bolt) storedBody(rec *bolt.Record, kind bolt.Kind, t *readTx, prefetch 
 	}
 	b := &storedBody{s: s, id: rec.ID, nonce: rec.Nonce, kind: kind}
 	if prefetch > 0 {
-		if err := b.load(t, false, prefetch); err != nil {
+		if err := b.load(t, false, prefetch, false); err != nil {
 			return nil, err
 		}
 	}

@@ -162,15 +162,8 @@ func (r *storedBody) readFile(v []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if r.f == nil {
-		f, err := os.Open(filepath.Join(r.s.bodies.dir, bolt.BodyFileName(r.nonce, r.kind)))
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, errBodyFileGone
-		}
-		if err != nil {
-			return nil, fmt.Errorf("hishel: body of pair %s: %w", r.id, err)
-		}
-		r.f = f
+	if err := r.openFile(); err != nil {
+		return nil, err
 	}
 	buf := chunkBuf(n)
 	if _, err := r.f.ReadAt(buf, r.loaded); err != nil {
@@ -181,6 +174,23 @@ func (r *storedBody) readFile(v []byte) ([]byte, error) {
 		return nil, fmt.Errorf("hishel: body of pair %s: %w", r.id, err)
 	}
 	return buf, nil
+}
+
+// openFile opens the body's file, unless it is open: r reads it with a
+// file of its own (ReadAt, and WriteTo's sections from their offset).
+func (r *storedBody) openFile() error {
+	if r.f != nil {
+		return nil
+	}
+	f, err := os.Open(filepath.Join(r.s.bodies.dir, bolt.BodyFileName(r.nonce, r.kind)))
+	if errors.Is(err, fs.ErrNotExist) {
+		return errBodyFileGone
+	}
+	if err != nil {
+		return fmt.Errorf("hishel: body of pair %s: %w", r.id, err)
+	}
+	r.f = f
+	return nil
 }
 
 // closeFile closes the body's file, if open.

@@ -9,6 +9,7 @@ import (
 	"math/bits"
 	"os"
 	"sync"
+	"syscall"
 
 	"github.com/hishel-go/hishel/backend"
 	"github.com/hishel-go/hishel/bolt"
@@ -206,6 +207,28 @@ type storedBody struct {
 	closed bool
 	f      *os.File // the body's file, once read (kind has bolt.KindFile)
 	pin    *readPin // while the body is read (see readPin); nil once ended
+
+	// span is the section of the body's file that a load for WriteTo
+	// found in chunks checked before, after those queued: WriteTo sends
+	// it from the file. Left by a WriteTo that failed, it is loaded again
+	// as chunks by the next read (unplan).
+	span fileSpan
+}
+
+// sendAhead is the largest section of a body's file that one load for
+// WriteTo plans (chunks read into memory stay bounded by readAhead): a
+// section goes to the writer in one ReadFrom, and larger ones cost fewer
+// (verified 1 GiB hits through the proxy, six each in turns at load
+// average 9-12: a median 0.25 s of the proxy's CPU time each with 1 MiB
+// sections, 0.39 s with 256 KiB). A removal is seen, and the pin
+// refreshed, once per load.
+const sendAhead = 1 << 20
+
+// fileSpan is a section of a body's file: the chunks from seq on, n bytes
+// from off.
+type fileSpan struct {
+	seq    uint64
+	off, n int64
 }
 
 // NextChunk implements model.ChunkSource: the caller owns the chunk.
@@ -241,37 +264,153 @@ func (r *storedBody) reclaim() {
 // nextChunk pops the next chunk, loading more when none is queued. The
 // caller holds r.mu.
 func (r *storedBody) nextChunk() ([]byte, error) {
+	c, _, err := r.nextPiece(false)
+	return c, err
+}
+
+// nextPiece pops the next chunk, loading more when none is queued. With
+// direct (WriteTo's), what comes next may instead be a section of the
+// body's file whose chunks were checked before (sp.n > 0), which the
+// caller sends from r.f. The caller holds r.mu.
+func (r *storedBody) nextPiece(direct bool) (c []byte, sp fileSpan, err error) {
 	for {
 		if r.closed {
-			return nil, model.ErrBodyClosed
+			return nil, fileSpan{}, model.ErrBodyClosed
 		}
 		if len(r.queue) > 0 {
 			c := r.queue[0]
 			r.queue[0] = nil
 			r.queue = r.queue[1:]
-			return c, nil
+			return c, fileSpan{}, nil
+		}
+		if r.span.n > 0 {
+			if direct {
+				sp, r.span = r.span, fileSpan{}
+				return nil, sp, nil
+			}
+			r.unplan()
 		}
 		if r.ended {
-			return nil, io.EOF
+			r.closeFile()
+			r.unpin()
+			return nil, fileSpan{}, io.EOF
 		}
 		if r.pin != nil {
 			r.pin.at.Store(r.s.now().UnixNano())
 		}
 		err := r.s.view(func(t *readTx) error {
-			return r.load(t, true, readAhead)
+			return r.load(t, true, readAhead, direct)
 		})
 		if errors.Is(err, errBodyFileGone) {
 			err = r.fileGone()
 		}
 		if err != nil {
 			r.unpin()
-			return nil, err
+			return nil, fileSpan{}, err
 		}
-		if r.ended {
+		if r.ended && r.span.n == 0 {
+			// A span still to send needs the file, and a span given up
+			// (unplan) the pin.
 			r.closeFile()
 			r.unpin()
 		}
 	}
+}
+
+// unplan gives up r.span: its chunks are loaded again, as chunks read
+// from the file. The caller holds r.mu.
+func (r *storedBody) unplan() {
+	r.next, r.loaded, r.ended = r.span.seq, r.span.off, false
+	r.span = fileSpan{}
+}
+
+// WriteTo implements io.WriterTo (model.Body.WriteTo hands the rest of the
+// body to it): the chunks go to w as they are loaded, each checked as Read
+// checks it, and with the same errors (model.ErrRemoved, ErrCorrupt,
+// ErrBodyClosed after Close). When w sends files without copying them
+// (fileSender: net/http's ResponseWriter, a TCP connection), chunks of a
+// body's file that were checked before (see verifiedChunks; never with
+// VerifyEveryRead) go to w's ReadFrom as a section of the file, which the
+// kernel sends from its page cache (sendfile); chunks not checked yet are
+// read and checked first, so that no byte that failed or missed its check
+// reaches w. A Close from another goroutine during such a send leaves the
+// file open until the send returns, as it leaves a chunk being written.
+func (r *storedBody) WriteTo(w io.Writer) (int64, error) {
+	rf := fileSender(w)
+	var total int64
+	for {
+		r.mu.Lock()
+		r.reclaim()
+		c, sp, err := r.nextPiece(rf != nil)
+		var f *os.File
+		if sp.n > 0 {
+			f, r.f = r.f, nil // the send's until it returns: Close leaves it
+		}
+		r.mu.Unlock()
+		if c != nil {
+			n, werr := w.Write(c)
+			putChunk(c) // w does not keep c
+			total += int64(n)
+			if werr != nil {
+				return total, werr
+			}
+		}
+		if sp.n > 0 {
+			n, serr := r.send(rf, f, sp)
+			total += n
+			r.mu.Lock()
+			if r.closed {
+				_ = f.Close()
+			} else {
+				r.f = f
+			}
+			r.mu.Unlock()
+			if serr != nil {
+				return total, serr
+			}
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// send writes the section sp of the body's file f to rf, with rf's
+// ReadFrom. A file that ends before the section is model.ErrCorrupt.
+func (r *storedBody) send(rf io.ReaderFrom, f *os.File, sp fileSpan) (int64, error) {
+	if _, err := f.Seek(sp.off, io.SeekStart); err != nil {
+		return 0, fmt.Errorf("hishel: body of pair %s: %w", r.id, err)
+	}
+	n, err := rf.ReadFrom(&io.LimitedReader{R: f, N: sp.n})
+	r.s.verified.sent.Add(n)
+	if err == nil && n < sp.n {
+		r.s.suspect(r.id)
+		err = fmt.Errorf("hishel: body of pair %s: body file ends at %d, before the %d bytes of chunks %d on at %d: %w",
+			r.id, sp.off+n, sp.n, sp.seq, sp.off, model.ErrCorrupt)
+	}
+	return n, err
+}
+
+// fileSender returns w's ReadFrom when it sends a file given as an
+// *io.LimitedReader over an *os.File without copying it through memory:
+// net/http's ResponseWriter (HTTP/1; its ReadFrom sends all but the first
+// 512 bytes, which it sniffs, with its connection's), or a connection or
+// file (a syscall.Conn: sendfile, splice or copy_file_range). Other
+// writers (a bytes.Buffer, io.Discard) read a file in small pieces: they
+// get chunks.
+func fileSender(w io.Writer) io.ReaderFrom {
+	rf, ok := w.(io.ReaderFrom)
+	if !ok {
+		return nil
+	}
+	switch w.(type) {
+	case interface{ WriteHeader(statusCode int) }, syscall.Conn:
+		return rf
+	}
+	return nil
 }
 
 // Buffered implements model.BufferedSource: when the whole body was read
@@ -279,7 +418,7 @@ func (r *storedBody) nextChunk() ([]byte, error) {
 func (r *storedBody) Buffered() ([][]byte, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.closed || !r.ended {
+	if r.closed || !r.ended || r.span.n > 0 {
 		return nil, false
 	}
 	rest := r.queue
@@ -289,9 +428,12 @@ func (r *storedBody) Buffered() ([][]byte, bool) {
 
 // load reads chunks from r.next on, up to about limit bytes, or to the
 // marker, after checking that the pair is still the one r reads (unless
-// check is false: the caller read its record in t). The caller holds
-// r.mu, or owns r exclusively.
-func (r *storedBody) load(t *readTx, check bool, limit int) error {
+// check is false: the caller read its record in t). With direct, chunks
+// of the body's file that were checked before are not read but added to
+// r.span, up to sendAhead bytes, after the chunks queued; a chunk not
+// checked yet ends the load when a span is pending, so that the span goes
+// first. The caller holds r.mu, or owns r exclusively.
+func (r *storedBody) load(t *readTx, check bool, limit int, direct bool) error {
 	if check && !r.samePair(t) {
 		return fmt.Errorf("hishel: body of pair %s: %w", r.id, model.ErrRemoved)
 	}
@@ -323,6 +465,30 @@ func (r *storedBody) load(t *readTx, check bool, limit int) error {
 		if kind&bolt.KindFile != 0 && seq != bolt.MarkerSeq {
 			if seq != r.next {
 				return corrupt("chunk %d missing", r.next)
+			}
+			if direct {
+				size, err := bolt.DecodeFileChunk(val, backend.MaxChunkSize)
+				if err != nil {
+					return corrupt("%v", err)
+				}
+				switch {
+				case r.s.verified.sawFile(k, size, r.s.opts.VerifyEveryRead):
+					if r.span.n == 0 {
+						if err := r.openFile(); err != nil {
+							return err
+						}
+						r.span = fileSpan{seq: r.next, off: r.loaded}
+					}
+					r.span.n += int64(size)
+					r.next++
+					r.loaded += int64(size)
+					if r.span.n >= sendAhead {
+						return nil
+					}
+					continue
+				case r.span.n > 0:
+					return nil // read and checked after the span is sent
+				}
 			}
 			b, err := r.readFile(val)
 			switch {
@@ -386,7 +552,7 @@ func (r *storedBody) Close() error {
 	for _, c := range r.queue {
 		putChunk(c)
 	}
-	r.queue, r.lent = nil, nil
+	r.queue, r.lent, r.span = nil, nil, fileSpan{}
 	r.closeFile()
 	r.unpin()
 	r.mu.Unlock()

@@ -31,6 +31,7 @@ type verifiedChunks struct {
 	n      atomic.Int64
 	checks atomic.Int64 // chunks checked by check, for tests and benchmarks
 	bytes  atomic.Int64 // and their bytes
+	sent   atomic.Int64 // bytes of checked chunks storedBody.WriteTo sent from their files
 }
 
 // verifiedChunk identifies a chunk's bytes at one place in the mapping
@@ -87,4 +88,17 @@ func (c *verifiedChunks) checkAt(addr uintptr, k, v []byte, every bool) error {
 	}
 	c.seen.Store(id, struct{}{})
 	return nil
+}
+
+// sawFile reports whether checkFile checked the body file chunk with key k
+// and n bytes before, so that its bytes may go to a reader without being
+// read again (storedBody.WriteTo sends them from the file): never when
+// every (VerifyEveryRead), nor for a chunk under minVerifyOnce bytes, which
+// checkFile checks on every read.
+func (c *verifiedChunks) sawFile(k []byte, n int, every bool) bool {
+	if every || n < minVerifyOnce || len(k) != bolt.ChunkKeyLen {
+		return false
+	}
+	_, ok := c.seen.Load(verifiedChunk{n: n, key: [bolt.ChunkKeyLen]byte(k)})
+	return ok
 }

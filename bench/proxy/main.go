@@ -18,9 +18,11 @@
 //	hit 1k, hit 16k, hit 1m   one URL, stored before the run, read by wrk
 //	miss 1k, miss 1m          a new URL for every request: fetched, stored
 //	big                       (-big) one 1 GiB response fetched and stored
-//	                          (miss), then read again (hit), timed by a Go
-//	                          client; with each server's peak anonymous
-//	                          memory during the miss (RssAnon, sampled)
+//	                          (miss), then read again twice (hit, the
+//	                          first read of the stored body, and hit
+//	                          again), timed by a Go client; with each
+//	                          server's peak anonymous memory during the
+//	                          miss and during the hits (RssAnon, sampled)
 //	hitscale                  (alone, hishel servers only) random URLs of
 //	                          a store of 1000 1 KiB responses and of one of
 //	                          1M (-scale-pairs), built once and kept in
@@ -594,7 +596,9 @@ type sample struct {
 	p50      time.Duration // median latency (wrk); the whole request for big
 	p99      time.Duration // 99th percentile latency (wrk)
 	hitTime  time.Duration // big: the second request's time
+	again    time.Duration // big: the third's (a hit whose body the server read before)
 	rss      int64         // big: the server's peak anonymous memory during the miss
+	hitRSS   int64         // big: and during the hit
 	errs     string        // non-2xx responses, socket errors
 	upstream int64         // hit runs: requests that reached the origin
 	// hitscale: the server's CPU time (user and system) and page faults
@@ -688,7 +692,8 @@ func (s sample) String() string {
 		return "failed: " + s.failed
 	}
 	if s.hitTime > 0 {
-		return fmt.Sprintf("miss %v, hit %v, peak anon %s %s", s.p50.Round(time.Millisecond), s.hitTime.Round(time.Millisecond), mib(s.rss), s.errs)
+		return fmt.Sprintf("miss %v, hit %v, again %v, peak anon %s (hits %s) %s", s.p50.Round(time.Millisecond), s.hitTime.Round(time.Millisecond),
+			s.again.Round(time.Millisecond), mib(s.rss), mib(s.hitRSS), s.errs)
 	}
 	return fmt.Sprintf("%9.0f req/s, p50 %8v, origin %d %s", s.rps, s.p50, s.upstream, s.errs)
 }
@@ -746,7 +751,15 @@ func (b *bench) measure(s *server, w workload, round int) (sample, error) {
 		if err != nil {
 			return sample{}, err
 		}
+		stop = make(chan struct{})
+		peak = s.peakAnon(stop)
 		hit, err := b.get(url)
+		var again time.Duration
+		if err == nil {
+			again, err = b.get(url)
+		}
+		close(stop)
+		hitRSS := <-peak
 		if err != nil {
 			return sample{}, err
 		}
@@ -754,7 +767,7 @@ func (b *bench) measure(s *server, w workload, round int) (sample, error) {
 		if err != nil {
 			return sample{}, err
 		}
-		return sample{p50: miss, hitTime: hit, rss: rss, upstream: after - before}, nil
+		return sample{p50: miss, hitTime: hit, again: again, rss: rss, hitRSS: hitRSS, upstream: after - before}, nil
 	case w.miss:
 		prefix := fmt.Sprintf("/miss/%d/r%d-%d-", w.size, round, b.missSeq.Add(1))
 		return b.wrk(base+"/", missScript, prefix)
@@ -914,9 +927,11 @@ func (b *bench) print(w io.Writer, kinds []kind, wls []workload) {
 				continue
 			}
 			if wl.big {
-				fmt.Fprintf(w, " miss %s, hit %s, anon %s%s |", median(ss, func(s sample) float64 { return s.p50.Seconds() }, "s"),
+				fmt.Fprintf(w, " miss %s, hit %s, again %s, anon %s (hits %s)%s |", median(ss, func(s sample) float64 { return s.p50.Seconds() }, "s"),
 					median(ss, func(s sample) float64 { return s.hitTime.Seconds() }, "s"),
-					mib(int64(medianOf(ss, func(s sample) float64 { return float64(s.rss) }))), flags(ss))
+					median(ss, func(s sample) float64 { return s.again.Seconds() }, "s"),
+					mib(int64(medianOf(ss, func(s sample) float64 { return float64(s.rss) }))),
+					mib(int64(medianOf(ss, func(s sample) float64 { return float64(s.hitRSS) }))), flags(ss))
 				continue
 			}
 			fmt.Fprintf(w, " %.0f req/s, p50 %v%s |", medianOf(ss, func(s sample) float64 { return s.rps }),
@@ -940,7 +955,8 @@ func (b *bench) print(w io.Writer, kinds []kind, wls []workload) {
 		for _, wl := range wls {
 			rows := [][2]string{}
 			if wl.big {
-				rows = append(rows, [2]string{"1 GiB miss (stored), time", "miss"}, [2]string{"1 GiB hit, time", "hit"})
+				rows = append(rows, [2]string{"1 GiB miss (stored), time", "miss"}, [2]string{"1 GiB hit, time", "hit"},
+					[2]string{"1 GiB hit again, time", "again"})
 			} else {
 				rows = append(rows, [2]string{rowName(wl) + ", req/s", "rps"}, [2]string{rowName(wl) + ", p50", "p50"})
 			}
@@ -1008,8 +1024,8 @@ func median(ss []sample, f func(sample) float64, unit string) string {
 	return strconv.FormatFloat(medianOf(ss, f), 'f', 2, 64) + unit
 }
 
-// ratio is subj/other within each round, for metric rps, p50, p99, cpu, miss or hit
-// (big: the two times): median [min-max].
+// ratio is subj/other within each round, for metric rps, p50, p99, cpu,
+// miss, hit or again (big: the three times): median [min-max].
 func ratio(subj, other []sample, metric string) string {
 	n := min(len(subj), len(other))
 	if n == 0 {
@@ -1025,6 +1041,8 @@ func ratio(subj, other []sample, metric string) string {
 			return float64(s.p99)
 		case "cpu":
 			return float64(s.cpu)
+		case "again":
+			return float64(s.again)
 		}
 		return float64(s.hitTime)
 	}
