@@ -44,7 +44,10 @@ func bodyFileNames(tb testing.TB, path string) []string {
 // nonceOf returns the nonce of pair id's record.
 func nonceOf(tb testing.TB, s *Bolt, id model.PairID) uint64 {
 	tb.Helper()
-	if err := s.syncFor(context.Background(), nil, id); err != nil { // NoSync: the pair may not be committed yet
+	// CreatePair hands the record to the writer without waiting for its
+	// commit (and under NoSync a completion does not wait either): commit
+	// what was handed over before reading the record.
+	if err := s.Sync(context.Background()); err != nil {
 		tb.Fatal(err)
 	}
 	var rec *bolt.Record
