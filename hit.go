@@ -39,7 +39,9 @@ func (t *Transport) Hit(req *http.Request) *http.Response { return t.hit(req, ni
 // once, where Hit would copy them into a map of the response's that the
 // server then copies into its own. Fields h held already are replaced
 // where the response has them too, and kept otherwise. When HitHeader
-// returns nil, h is as it was.
+// returns nil, h is as it was. The values HitHeader puts in h (the slices
+// of its fields) are shared with the cache and with other hits: a caller
+// that changes a field sets a new slice, and never writes into one.
 func (t *Transport) HitHeader(req *http.Request, h http.Header) *http.Response {
 	if h == nil || len(h) > 0 {
 		resp := t.hit(req, nil)
@@ -124,7 +126,7 @@ func (t *Transport) hit(req *http.Request, dst http.Header) *http.Response {
 		tr.Lookup(ctx, LookupInfo{Key: key, Pairs: len(pairs), Duration: time.Since(start)})
 	}
 	t.decide(req, key, st)
-	resp := t.fromCache(req, key, st, pairs)
+	resp := t.fromCache(req, key, st, pairs, dst != nil)
 	if tr != nil && tr.Response != nil {
 		t.traceResponse(req, start, resp, nil)
 	}
@@ -151,8 +153,9 @@ func (t *Transport) lendPairs(ctx context.Context, key string) ([]model.Complete
 }
 
 // fromCache serves the pair the state machine chose, closes the others'
-// bodies, and starts a background revalidation if one is due.
-func (t *Transport) fromCache(req *http.Request, key string, st *statemachine.FromCache, pairs []model.CompletePair) *http.Response {
+// bodies, and starts a background revalidation if one is due; share is
+// servedShared's.
+func (t *Transport) fromCache(req *http.Request, key string, st *statemachine.FromCache, pairs []model.CompletePair, share bool) *http.Response {
 	closeOthers(pairs, st.Pair.ID)
 	if st.Revalidate != nil {
 		t.revalidateInBackground(req, key, st.Revalidate)
@@ -161,7 +164,7 @@ func (t *Transport) fromCache(req *http.Request, key string, st *statemachine.Fr
 	if st.Stale {
 		detail = "hit; detail=stale"
 	}
-	return t.served(req, st.Served, detail)
+	return t.servedShared(req, st.Served, detail, share)
 }
 
 // hitLookup is lookupRequest(req) for Hit, which only decides whether one
