@@ -89,24 +89,24 @@ func (t *Transport) hit(req *http.Request, dst http.Header) *http.Response {
 		}
 	}
 	st, ok := machine.Next(t.hitLookup(req, pairs), pairs).(*statemachine.FromCache)
-	if ok && st.Revalidate != nil && shared {
-		// The background revalidation freshens or replaces the pairs it
-		// is given: they must be copies. Look them up again, as
-		// GetPairs gives them.
-		closeOthers(pairs, model.PairID{})
-		if filled {
-			clear(dst)
-			filled = false
+	if ok && st.Revalidate != nil {
+		if shared {
+			// The background revalidation freshens or replaces the
+			// pairs it is given: they must be copies. Look them up
+			// again, as GetPairs gives them.
+			closeOthers(pairs, model.PairID{})
+			if filled {
+				clear(dst)
+				filled = false
+			}
+			if pairs, err = t.raw.GetPairs(ctx, key); err != nil {
+				return nil
+			}
+			machine = t.machine
 		}
-		if pairs, err = t.raw.GetPairs(ctx, key); err != nil {
-			return nil
-		}
-		machine = t.machine
-		st, ok = machine.Next(t.hitLookup(req, pairs), pairs).(*statemachine.FromCache)
-	}
-	if ok && st.Revalidate != nil && hasPrivateFields(req.Header) {
 		// The background revalidation sends and stores the request the
-		// state machine saw: it must be the one lookupRequest gives.
+		// state machine saw: it must be the one lookupRequest gives,
+		// with its URL and the header as stored.
 		st, ok = machine.Next(t.lookupRequest(req), pairs).(*statemachine.FromCache)
 	}
 	if !ok {
@@ -173,17 +173,20 @@ func (t *Transport) fromCache(req *http.Request, key string, st *statemachine.Fr
 // Vary names one of those fields. The state machine reads them for Vary
 // alone (Authorization only for being there), and changes no request
 // header, so the decision is the same without the copy (which a proxy
-// makes for every request: it adds X-Forwarded-For).
+// makes for every request: it adds X-Forwarded-For). Its URL is left
+// empty: the state machine reads a request's URL only for the requests it
+// sends or stores (a revalidation, an invalidation, a miss), which Hit
+// does not send but with lookupRequest's request (see hit).
 func (t *Transport) hitLookup(req *http.Request, pairs []model.CompletePair) model.Request {
 	if !hasPrivateFields(req.Header) || modeOf(req) == modeOnlyIfCached {
-		return t.lookupRequest(req)
+		return t.lookupRequestWith(req, t.storedHeader(req.Header), false)
 	}
 	for i := range pairs {
 		if variesOnPrivate(pairs[i].Response.Header["Vary"]) {
-			return t.lookupRequest(req)
+			return t.lookupRequestWith(req, t.storedHeader(req.Header), false)
 		}
 	}
-	return t.lookupRequestWith(req, req.Header)
+	return t.lookupRequestWith(req, req.Header, false)
 }
 
 // variesOnPrivate reports whether the Vary values vary name a field that

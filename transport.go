@@ -307,7 +307,14 @@ func (t *Transport) modelRequest(req *http.Request) model.Request {
 
 // modelRequestWith is modelRequest(req) with the header h.
 func (t *Transport) modelRequestWith(req *http.Request, h http.Header) model.Request {
-	mr := model.Request{Method: req.Method, URL: req.URL.String(), Header: h}
+	mr := modelRequestNoURL(req, h)
+	mr.URL = req.URL.String()
+	return mr
+}
+
+// modelRequestNoURL is modelRequestWith(req, h) without its URL.
+func modelRequestNoURL(req *http.Request, h http.Header) model.Request {
+	mr := model.Request{Method: req.Method, Header: h}
 	if o, ok := req.Context().Value(requestOptionsKey{}).(model.RequestOptions); ok {
 		mr.Options = o
 	}
