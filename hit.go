@@ -39,7 +39,9 @@ func (t *Transport) Hit(req *http.Request) *http.Response { return t.hit(req, ni
 // once, where Hit would copy them into a map of the response's that the
 // server then copies into its own. Fields h held already are replaced
 // where the response has them too, and kept otherwise. When HitHeader
-// returns nil, h is as it was.
+// returns nil, h is as it was. The values HitHeader puts in h (the slices
+// of its fields) are shared with the cache and with other hits: a caller
+// that changes a field sets a new slice, and never writes into one.
 func (t *Transport) HitHeader(req *http.Request, h http.Header) *http.Response {
 	if h == nil || len(h) > 0 {
 		resp := t.hit(req, nil)
@@ -87,24 +89,24 @@ func (t *Transport) hit(req *http.Request, dst http.Header) *http.Response {
 		}
 	}
 	st, ok := machine.Next(t.hitLookup(req, pairs), pairs).(*statemachine.FromCache)
-	if ok && st.Revalidate != nil && shared {
-		// The background revalidation freshens or replaces the pairs it
-		// is given: they must be copies. Look them up again, as
-		// GetPairs gives them.
-		closeOthers(pairs, model.PairID{})
-		if filled {
-			clear(dst)
-			filled = false
+	if ok && st.Revalidate != nil {
+		if shared {
+			// The background revalidation freshens or replaces the
+			// pairs it is given: they must be copies. Look them up
+			// again, as GetPairs gives them.
+			closeOthers(pairs, model.PairID{})
+			if filled {
+				clear(dst)
+				filled = false
+			}
+			if pairs, err = t.raw.GetPairs(ctx, key); err != nil {
+				return nil
+			}
+			machine = t.machine
 		}
-		if pairs, err = t.raw.GetPairs(ctx, key); err != nil {
-			return nil
-		}
-		machine = t.machine
-		st, ok = machine.Next(t.hitLookup(req, pairs), pairs).(*statemachine.FromCache)
-	}
-	if ok && st.Revalidate != nil && hasPrivateFields(req.Header) {
 		// The background revalidation sends and stores the request the
-		// state machine saw: it must be the one lookupRequest gives.
+		// state machine saw: it must be the one lookupRequest gives,
+		// with its URL and the header as stored.
 		st, ok = machine.Next(t.lookupRequest(req), pairs).(*statemachine.FromCache)
 	}
 	if !ok {
@@ -124,7 +126,7 @@ func (t *Transport) hit(req *http.Request, dst http.Header) *http.Response {
 		tr.Lookup(ctx, LookupInfo{Key: key, Pairs: len(pairs), Duration: time.Since(start)})
 	}
 	t.decide(req, key, st)
-	resp := t.fromCache(req, key, st, pairs)
+	resp := t.fromCache(req, key, st, pairs, dst != nil)
 	if tr != nil && tr.Response != nil {
 		t.traceResponse(req, start, resp, nil)
 	}
@@ -151,8 +153,9 @@ func (t *Transport) lendPairs(ctx context.Context, key string) ([]model.Complete
 }
 
 // fromCache serves the pair the state machine chose, closes the others'
-// bodies, and starts a background revalidation if one is due.
-func (t *Transport) fromCache(req *http.Request, key string, st *statemachine.FromCache, pairs []model.CompletePair) *http.Response {
+// bodies, and starts a background revalidation if one is due; share is
+// servedShared's.
+func (t *Transport) fromCache(req *http.Request, key string, st *statemachine.FromCache, pairs []model.CompletePair, share bool) *http.Response {
 	closeOthers(pairs, st.Pair.ID)
 	if st.Revalidate != nil {
 		t.revalidateInBackground(req, key, st.Revalidate)
@@ -161,7 +164,7 @@ func (t *Transport) fromCache(req *http.Request, key string, st *statemachine.Fr
 	if st.Stale {
 		detail = "hit; detail=stale"
 	}
-	return t.served(req, st.Served, detail)
+	return t.servedShared(req, st.Served, detail, share)
 }
 
 // hitLookup is lookupRequest(req) for Hit, which only decides whether one
@@ -170,17 +173,20 @@ func (t *Transport) fromCache(req *http.Request, key string, st *statemachine.Fr
 // Vary names one of those fields. The state machine reads them for Vary
 // alone (Authorization only for being there), and changes no request
 // header, so the decision is the same without the copy (which a proxy
-// makes for every request: it adds X-Forwarded-For).
+// makes for every request: it adds X-Forwarded-For). Its URL is left
+// empty: the state machine reads a request's URL only for the requests it
+// sends or stores (a revalidation, an invalidation, a miss), which Hit
+// does not send but with lookupRequest's request (see hit).
 func (t *Transport) hitLookup(req *http.Request, pairs []model.CompletePair) model.Request {
 	if !hasPrivateFields(req.Header) || modeOf(req) == modeOnlyIfCached {
-		return t.lookupRequest(req)
+		return t.lookupRequestWith(req, t.storedHeader(req.Header), false)
 	}
 	for i := range pairs {
 		if variesOnPrivate(pairs[i].Response.Header["Vary"]) {
-			return t.lookupRequest(req)
+			return t.lookupRequestWith(req, t.storedHeader(req.Header), false)
 		}
 	}
-	return t.lookupRequestWith(req, req.Header)
+	return t.lookupRequestWith(req, req.Header, false)
 }
 
 // variesOnPrivate reports whether the Vary values vary name a field that

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -34,12 +35,14 @@ func (f *fixture) hit(t *testing.T, ctx context.Context, method, url string, hdr
 }
 
 func TestTransportHit(t *testing.T) {
+	var swrGen atomic.Int64 // /swr's responses, numbered
 	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/fresh":
 			w.Header().Set("Cache-Control", "max-age=60")
 		case "/swr":
 			w.Header().Set("Cache-Control", "max-age=1, stale-while-revalidate=600")
+			w.Header().Set("X-Gen", strconv.FormatInt(swrGen.Add(1), 10))
 		case "/vary":
 			w.Header().Set("Cache-Control", "max-age=60")
 			w.Header().Set("Vary", "Accept-Language")
@@ -127,6 +130,30 @@ func TestTransportHit(t *testing.T) {
 	}
 	if o.hits.Load() == before {
 		t.Errorf("no background revalidation after a stale hit by Hit")
+	}
+	// The revalidation stores the request it sent, with its URL.
+	swrReq, _ := http.NewRequest("GET", o.URL+"/swr", nil)
+	swrKey, err := hishel.DefaultKey(swrReq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for stored := false; !stored; {
+		pairs, err := f.store.GetPairs(ctx, swrKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range pairs {
+			p.Request.Body.Close()
+			p.Response.Body.Close()
+			if p.Request.URL != o.URL+"/swr" {
+				t.Fatalf("a pair stored for /swr has the request URL %q; want %q", p.Request.URL, o.URL+"/swr")
+			}
+			stored = stored || p.Response.Header.Get("X-Gen") == "2"
+		}
+		if !stored && time.Now().After(deadline) {
+			t.Fatalf("the background revalidation stored no response under /swr's key")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	f.clock.Advance(time.Minute)
 	if resp, _ := f.hit(t, ctx, "GET", o.URL+"/fresh"); resp != nil {

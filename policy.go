@@ -109,12 +109,16 @@ func ruleTarget(u *url.URL) string {
 // the TTL of the URL rule that matches it when the request sets none, and
 // only-if-cached added when WithOnlyIfCached asks for it.
 func (t *Transport) lookupRequest(req *http.Request) model.Request {
-	return t.lookupRequestWith(req, t.storedHeader(req.Header))
+	return t.lookupRequestWith(req, t.storedHeader(req.Header), true)
 }
 
-// lookupRequestWith is lookupRequest(req) with the header h.
-func (t *Transport) lookupRequestWith(req *http.Request, h http.Header) model.Request {
-	mr := t.modelRequestWith(req, h)
+// lookupRequestWith is lookupRequest(req) with the header h; without
+// withURL, its URL is left empty (see Transport.hitLookup).
+func (t *Transport) lookupRequestWith(req *http.Request, h http.Header, withURL bool) model.Request {
+	mr := modelRequestNoURL(req, h)
+	if withURL {
+		mr.URL = req.URL.String()
+	}
 	if mr.Options.TTL == 0 {
 		if r := t.rules.match(req.URL); r != nil {
 			mr.Options.TTL = r.TTL

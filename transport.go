@@ -171,8 +171,10 @@ type Transport struct {
 	// lentMachine is machine without ReuseHeaders, for pairs whose
 	// header maps the store lends (Hit).
 	lentMachine statemachine.IdleClient
-	opts        Options
-	credKey     []byte
+	// statuses are the Cache-Status values HitHeader's hits share.
+	statuses statusCache
+	opts     Options
+	credKey  []byte
 
 	del   deleter  // the store's Delete, if it has one (Invalidate)
 	shape keyShape // IgnoreParams, MatchHeaders
@@ -305,7 +307,14 @@ func (t *Transport) modelRequest(req *http.Request) model.Request {
 
 // modelRequestWith is modelRequest(req) with the header h.
 func (t *Transport) modelRequestWith(req *http.Request, h http.Header) model.Request {
-	mr := model.Request{Method: req.Method, URL: req.URL.String(), Header: h}
+	mr := modelRequestNoURL(req, h)
+	mr.URL = req.URL.String()
+	return mr
+}
+
+// modelRequestNoURL is modelRequestWith(req, h) without its URL.
+func modelRequestNoURL(req *http.Request, h http.Header) model.Request {
+	mr := model.Request{Method: req.Method, Header: h}
 	if o, ok := req.Context().Value(requestOptionsKey{}).(model.RequestOptions); ok {
 		mr.Options = o
 	}
@@ -387,7 +396,7 @@ func (t *Transport) roundTrip(req *http.Request, key string, collapse bool) (*ht
 	switch st := next.(type) {
 	case *statemachine.FromCache:
 		closeBody(req)
-		return t.fromCache(req, key, st, pairs), nil
+		return t.fromCache(req, key, st, pairs, false), nil
 	case *statemachine.GatewayTimeout:
 		closeBody(req)
 		closeOthers(pairs, model.PairID{})
@@ -557,17 +566,26 @@ func (o *originBody) Close() error { return nil }
 
 // served builds the response for a stored pair.
 func (t *Transport) served(req *http.Request, s statemachine.Served, detail string) *http.Response {
+	return t.servedShared(req, s, detail, false)
+}
+
+// servedShared is served; with share, the Cache-Status value may be a
+// slice that other responses share (see HitHeader).
+func (t *Transport) servedShared(req *http.Request, s statemachine.Served, detail string, share bool) *http.Response {
 	h := s.Header // a new map of the state machine's, ours to change
 	status := "hit"
 	if detail != "" {
 		status = detail
 	}
-	var buf [64]byte
-	entry := append(append(buf[:0], "hishel; "...), status...)
+	ttl := int64(-1)
 	if s.Lifetime > 0 {
-		entry = strconv.AppendInt(append(entry, "; ttl="...), int64((s.Lifetime-s.Age)/time.Second), 10)
+		ttl = int64((s.Lifetime - s.Age) / time.Second)
 	}
-	putCacheStatus(h, string(entry))
+	if share && len(h["Cache-Status"]) == 0 {
+		h["Cache-Status"] = t.statuses.value(status, ttl)
+	} else {
+		putCacheStatus(h, cacheStatusEntry(status, ttl))
+	}
 	resp := &http.Response{
 		Status:     statusLine(s.Status),
 		StatusCode: s.Status,
@@ -576,8 +594,10 @@ func (t *Transport) served(req *http.Request, s statemachine.Served, detail stri
 		Request:       req,
 		ContentLength: -1,
 	}
-	if cl, err := strconv.ParseInt(h.Get("Content-Length"), 10, 64); err == nil && cl >= 0 {
-		resp.ContentLength = cl
+	if v := h["Content-Length"]; len(v) > 0 {
+		if cl, err := strconv.ParseInt(v[0], 10, 64); err == nil && cl >= 0 {
+			resp.ContentLength = cl
+		}
 	}
 	body := s.Pair.Response.Body
 	switch {
@@ -847,6 +867,46 @@ func setCacheStatus(h http.Header, params string) {
 	if h != nil {
 		putCacheStatus(h, "hishel; "+params)
 	}
+}
+
+// cacheStatusEntry is this cache's member of the Cache-Status field for
+// a response served from storage: status, and the ttl unless it is
+// negative.
+func cacheStatusEntry(status string, ttl int64) string {
+	var buf [64]byte
+	entry := append(append(buf[:0], "hishel; "...), status...)
+	if ttl >= 0 {
+		entry = strconv.AppendInt(append(entry, "; ttl="...), ttl, 10)
+	}
+	return string(entry)
+}
+
+// statusCache holds Cache-Status values for responses served from
+// storage that may share them, by their ttl: hits of one stored response
+// within a second have the same value, and share one slice of it instead
+// of building the string and a slice for each.
+type statusCache [64]atomic.Pointer[statusValue]
+
+// statusValue is the Cache-Status value of a response served with status
+// and ttl: v, of length and capacity one (an append makes a copy).
+type statusValue struct {
+	status string
+	ttl    int64
+	v      [1]string
+}
+
+// value returns the Cache-Status value for status and ttl (see
+// cacheStatusEntry): the slice of an earlier response with them, or a new
+// one that later responses share.
+func (c *statusCache) value(status string, ttl int64) []string {
+	slot := &c[uint64(ttl)%uint64(len(c))]
+	if v := slot.Load(); v != nil && v.ttl == ttl && v.status == status {
+		return v.v[:]
+	}
+	v := &statusValue{status: status, ttl: ttl}
+	v.v[0] = cacheStatusEntry(status, ttl)
+	slot.Store(v)
+	return v.v[:]
 }
 
 // putCacheStatus puts entry, this cache's member of the Cache-Status

@@ -138,24 +138,24 @@ func (cc *CacheControl) directive(elem string) {
 	if hasArg && !badSpace {
 		val, valOK = parseArg(arg)
 	}
-	switch {
-	case strings.EqualFold(name, "max-age"):
+	switch directiveName(name) {
+	case "max-age":
 		cc.MaxAge.set(deltaArg(hasArg, valOK, val))
-	case strings.EqualFold(name, "s-maxage"):
+	case "s-maxage":
 		cc.SMaxAge.set(deltaArg(hasArg, valOK, val))
-	case strings.EqualFold(name, "max-stale"):
+	case "max-stale":
 		if !hasArg {
 			cc.MaxStale.set(MaxDelta, true)
 		} else {
 			cc.MaxStale.set(deltaArg(hasArg, valOK, val))
 		}
-	case strings.EqualFold(name, "min-fresh"):
+	case "min-fresh":
 		cc.MinFresh.set(deltaArg(hasArg, valOK, val))
-	case strings.EqualFold(name, "stale-while-revalidate"):
+	case "stale-while-revalidate":
 		cc.StaleWhileRevalidate.set(deltaArg(hasArg, valOK, val))
-	case strings.EqualFold(name, "stale-if-error"):
+	case "stale-if-error":
 		cc.StaleIfError.set(deltaArg(hasArg, valOK, val))
-	case strings.EqualFold(name, "no-cache"):
+	case "no-cache":
 		if !hasArg {
 			cc.NoCache = true
 			return
@@ -164,7 +164,7 @@ func (cc *CacheControl) directive(elem string) {
 		if cc.NoCacheFields, ok = appendFieldNames(cc.NoCacheFields, val, valOK); !ok {
 			cc.NoCache = true
 		}
-	case strings.EqualFold(name, "private"):
+	case "private":
 		if !hasArg {
 			cc.Private = true
 			return
@@ -173,23 +173,49 @@ func (cc *CacheControl) directive(elem string) {
 		if cc.PrivateFields, ok = appendFieldNames(cc.PrivateFields, val, valOK); !ok {
 			cc.Private = true
 		}
-	case strings.EqualFold(name, "no-store"):
+	case "no-store":
 		cc.NoStore = true
-	case strings.EqualFold(name, "no-transform"):
+	case "no-transform":
 		cc.NoTransform = true
-	case strings.EqualFold(name, "only-if-cached"):
+	case "only-if-cached":
 		cc.OnlyIfCached = true
-	case strings.EqualFold(name, "must-revalidate"):
+	case "must-revalidate":
 		cc.MustRevalidate = true
-	case strings.EqualFold(name, "proxy-revalidate"):
+	case "proxy-revalidate":
 		cc.ProxyRevalidate = true
-	case strings.EqualFold(name, "must-understand"):
+	case "must-understand":
 		cc.MustUnderstand = true
-	case strings.EqualFold(name, "public"):
+	case "public":
 		cc.Public = true
-	case strings.EqualFold(name, "immutable"):
+	case "immutable":
 		cc.Immutable = true
 	}
+}
+
+// directiveNames are the Cache-Control directives CacheControl records.
+var directiveNames = [...]string{
+	"max-age", "s-maxage", "max-stale", "min-fresh", "stale-while-revalidate", "stale-if-error",
+	"no-cache", "private", "no-store", "no-transform", "only-if-cached", "must-revalidate",
+	"proxy-revalidate", "must-understand", "public", "immutable",
+}
+
+// directiveName returns the directive name token in lower case when it is
+// one of directiveNames in any case (directive names are
+// case-insensitive, RFC 9111 §5.2), and otherwise token itself. A token
+// is ASCII, so ASCII case folding is all the folding there is; a name
+// already in lower case, as nearly all are, is returned as it is.
+func directiveName(token string) string {
+	for i := 0; i < len(token); i++ {
+		if c := token[i]; 'A' <= c && c <= 'Z' {
+			for _, d := range directiveNames {
+				if strings.EqualFold(token, d) {
+					return d
+				}
+			}
+			return token
+		}
+	}
+	return token
 }
 
 // deltaArg parses a delta-seconds argument. Both the token and the

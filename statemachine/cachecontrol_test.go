@@ -95,3 +95,22 @@ func FuzzParseCacheControl(f *testing.F) {
 		}
 	})
 }
+
+// TestParseCacheControlNameCase checks that every directive name is
+// recognised in any case, with and without an argument, as in lower case
+// (RFC 9111 §5.2), and that an unknown name in upper case records nothing.
+func TestParseCacheControlNameCase(t *testing.T) {
+	for _, name := range directiveNames {
+		for _, arg := range []string{"", "=5", `="X-A"`} {
+			want := ParseCacheControl([]string{name + arg})
+			for _, in := range []string{strings.ToUpper(name), strings.ToUpper(name[:1]) + name[1:], name[:len(name)-1] + strings.ToUpper(name[len(name)-1:])} {
+				if got := ParseCacheControl([]string{in + arg}); !cmp.Equal(got, want) {
+					t.Errorf("ParseCacheControl(%q) = %+v; want %+v", in+arg, got, want)
+				}
+			}
+		}
+	}
+	if got := ParseCacheControl([]string{"X-MAX-AGE=5, PUBLICS, Max-Agee=1"}); !cmp.Equal(got, CacheControl{}) {
+		t.Errorf("ParseCacheControl of unknown names = %+v; want none recorded", got)
+	}
+}

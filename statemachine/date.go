@@ -154,6 +154,32 @@ func digits(s string) (int, bool) {
 }
 
 func month(s string) (time.Month, bool) {
+	switch s { // as written by nearly every sender
+	case "Jan":
+		return time.January, true
+	case "Feb":
+		return time.February, true
+	case "Mar":
+		return time.March, true
+	case "Apr":
+		return time.April, true
+	case "May":
+		return time.May, true
+	case "Jun":
+		return time.June, true
+	case "Jul":
+		return time.July, true
+	case "Aug":
+		return time.August, true
+	case "Sep":
+		return time.September, true
+	case "Oct":
+		return time.October, true
+	case "Nov":
+		return time.November, true
+	case "Dec":
+		return time.December, true
+	}
 	for i, m := range months {
 		if strings.EqualFold(s, m) {
 			return time.Month(i + 1), true
@@ -163,6 +189,10 @@ func month(s string) (time.Month, bool) {
 }
 
 func isShortDay(s string) bool {
+	switch s { // as written by nearly every sender
+	case "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun":
+		return true
+	}
 	for _, d := range shortDays {
 		if strings.EqualFold(s, d) {
 			return true

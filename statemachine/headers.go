@@ -17,11 +17,16 @@ const (
 	HeaderResponseTime = "Hishel-Response-Time"
 )
 
-// hopByHop are the connection-specific fields (RFC 9110 §7.6.1) and the
-// proxy-specific fields a cache must not store (RFC 9111 §3.1).
-var hopByHop = []string{
-	"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Transfer-Encoding", "Upgrade",
-	"Proxy-Authenticate", "Proxy-Authentication-Info", "Proxy-Authorization",
+// isHopByHop reports whether the canonical field name k is a
+// connection-specific field (RFC 9110 §7.6.1) or a proxy-specific field a
+// cache must not store (RFC 9111 §3.1).
+func isHopByHop(k string) bool {
+	switch k {
+	case "Connection", "Keep-Alive", "Proxy-Connection", "Te", "Transfer-Encoding", "Upgrade",
+		"Proxy-Authenticate", "Proxy-Authentication-Info", "Proxy-Authorization":
+		return true
+	}
+	return false
 }
 
 // cleanHeader returns a copy of h without the hop-by-hop fields, the
@@ -68,7 +73,7 @@ func stripHeader(h http.Header, drop []string) {
 // of a response served from it: a hop-by-hop field, a field the Connection
 // values conn list, a state machine time field or a field named in drop.
 func unserved(k string, conn, drop []string) bool {
-	return slices.Contains(hopByHop, k) || k == HeaderRequestTime || k == HeaderResponseTime ||
+	return isHopByHop(k) || k == HeaderRequestTime || k == HeaderResponseTime ||
 		slices.Contains(drop, k) || listsField(conn, k)
 }
 
@@ -110,7 +115,7 @@ func (o *Options) freshenHeader(stored, h304 http.Header, reqT, respT time.Time)
 	}
 	conn := h304["Connection"]
 	for k, vs := range h304 {
-		if slices.Contains(hopByHop, k) || k == HeaderRequestTime || k == HeaderResponseTime ||
+		if isHopByHop(k) || k == HeaderRequestTime || k == HeaderResponseTime ||
 			k == "Content-Length" || k == "Content-Range" || listsField(conn, k) {
 			continue
 		}

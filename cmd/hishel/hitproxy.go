@@ -66,10 +66,9 @@ func (p *hitProxy) outgoing(r *http.Request) *http.Request {
 	if _, ok := r.Header["Te"]; ok {
 		return nil // rp forwards "Te: trailers"
 	}
-	out := new(http.Request)
-	*out = *r
-	u := *r.URL
-	out.URL = &u
+	o := &outgoingReq{req: *r, url: *r.URL}
+	out := &o.req
+	out.URL = &o.url
 	out.Body, out.GetBody, out.Close = nil, nil, false
 	// The header without the hop-by-hop fields and those the rewrite
 	// sets, as rp removes them (removeHopByHopHeaders and Rewrite's doc).
@@ -82,10 +81,12 @@ func (p *hitProxy) outgoing(r *http.Request) *http.Request {
 		}
 		h[k] = v
 	}
-	for _, f := range r.Header["Connection"] {
-		for sf := range strings.SplitSeq(f, ",") {
-			if sf = textproto.TrimString(sf); sf != "" {
-				delete(h, textproto.CanonicalMIMEHeaderKey(sf))
+	if len(h) > 0 {
+		for _, f := range r.Header["Connection"] {
+			for sf := range strings.SplitSeq(f, ",") {
+				if sf = textproto.TrimString(sf); sf != "" {
+					delete(h, textproto.CanonicalMIMEHeaderKey(sf))
+				}
 			}
 		}
 	}
@@ -96,7 +97,7 @@ func (p *hitProxy) outgoing(r *http.Request) *http.Request {
 	// X-Forwarded-Host only with forwardHost.
 	pr := httputil.ProxyRequest{In: r, Out: out}
 	pr.SetURL(p.target)
-	vals := make([]string, 0, 4)
+	vals := o.vals[:0]
 	add := func(k, v string) {
 		vals = append(vals, v)
 		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
@@ -116,6 +117,16 @@ func (p *hitProxy) outgoing(r *http.Request) *http.Request {
 		add("User-Agent", "") // as rp: no Go default
 	}
 	return out
+}
+
+// outgoingReq is what outgoing allocates for a request, in one
+// allocation: the request, its URL, and the values of the fields the
+// rewrite sets (X-Forwarded-For, X-Forwarded-Host, X-Forwarded-Proto and
+// an empty User-Agent), each a slice of vals of length and capacity one.
+type outgoingReq struct {
+	req  http.Request
+	url  url.URL
+	vals [4]string
 }
 
 // plainQuery reports whether rp forwards the query q as it is: no ";",
